@@ -1,0 +1,174 @@
+//! The command line: clap definitions, one module per subcommand, and the rendering of values
+//! from the core as text, JSON, GitHub annotations or markdown. Every command returns an
+//! [`Outcome`] (exit 0 or 1) or a [`CliError`] (exit 2) that carries a hint for the user.
+
+
+mod init;
+mod render;
+
+
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use ledgit::repo::Repo;
+
+const AFTER_HELP: &str = "\
+Examples:
+  ledgit init --example /tmp/deployments     create a repository with an example history
+  ledgit validate                            check the records in the work tree
+  ledgit status                              which version runs where
+  ledgit history --environment production    what ran in production, and since when
+
+Exit codes: 0 done and nothing wrong, 1 done and the repository has findings,
+2 could not run (bad arguments, no repository, unreadable input).";
+
+/// Keeps AI-agent deployment records in a git repository.
+///
+/// Records are YAML files, one per agent per environment, under the folder named in ledgit.yaml.
+/// ledgit validates them and derives the history of what ran where from the git log.
+#[derive(Parser)]
+#[command(name = "ledgit", version, after_help = AFTER_HELP, max_term_width = 100)]
+struct Cli {
+    /// Run as if started in DIR (like `git -C`).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    start_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Init(init::Args),
+    Validate(validate::Args),
+
+
+
+}
+
+/// How a command that ran ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0: done, nothing wrong.
+    Clean,
+    /// Exit 1: done, and the repository has findings.
+    Findings,
+}
+
+impl Outcome {
+    pub fn from_findings(has_errors: bool) -> Self {
+        if has_errors {
+            Outcome::Findings
+        } else {
+            Outcome::Clean
+        }
+    }
+}
+
+/// A command that could not run (exit 2), with what to do about it.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub hint: Option<String>,
+    /// The reader of our output went away (`ledgit history | head`): not an error.
+    pub broken_pipe: bool,
+}
+
+impl From<ledgit::Error> for CliError {
+    fn from(e: ledgit::Error) -> Self {
+        CliError {
+            hint: e.hint(),
+            message: e.to_string(),
+            broken_pipe: false,
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError {
+            message: format!("writing output: {e}"),
+            hint: None,
+            broken_pipe: e.kind() == std::io::ErrorKind::BrokenPipe,
+        }
+    }
+}
+
+impl CliError {
+    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            hint: Some(hint.into()),
+            broken_pipe: false,
+        }
+    }
+}
+
+pub type CliResult = Result<Outcome, CliError>;
+
+/// Global context handed to every command.
+pub struct Context {
+    /// The directory to start from (`-C`, else the current directory).
+    pub dir: PathBuf,
+}
+
+impl Context {
+    /// The repository around the start directory.
+    pub fn repo(&self) -> Result<Repo, CliError> {
+        Ok(Repo::discover(&self.dir)?)
+    }
+}
+
+/// Parses the arguments, runs the command and turns its result into an exit code.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let dir = match cli.start_dir {
+        Some(d) => d,
+        None => match std::env::current_dir() {
+            Ok(d) => d,
+            Err(e) => return fail(&CliError::new(format!("cannot read the current directory: {e}"), "run ledgit from an existing directory or pass -C DIR")),
+        },
+    };
+    if !dir.is_dir() {
+        return fail(&CliError::new(
+            format!("{} is not a directory", dir.display()),
+            "pass -C an existing directory",
+        ));
+    }
+    let ctx = Context { dir };
+    let result = match cli.command {
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Validate(args) => validate::run(&ctx, args),
+
+
+
+    };
+    match result {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::Findings) => ExitCode::from(1),
+        Err(e) if e.broken_pipe => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &CliError) -> ExitCode {
+    use std::io::Write;
+    let mut err = anstream::stderr().lock();
+    let red = anstyle::AnsiColor::Red.on_default().bold();
+    let _ = writeln!(err, "{red}error{red:#}: {}", e.message);
+    if let Some(hint) = &e.hint {
+        let cyan = anstyle::AnsiColor::Cyan.on_default().bold();
+        let _ = writeln!(err, "  {cyan}hint{cyan:#}: {hint}");
+    }
+    ExitCode::from(2)
+}

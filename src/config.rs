@@ -1,0 +1,421 @@
+//! The repository config, `ledgit.yaml`: where the records live, the environments in promotion
+//! order with their gates (`promote_from`, `soak`), and the public keys that verify tokens.
+//! Loading reports every problem at once, each with its line, as one [`Error::Config`].
+
+use std::path::Path;
+
+use base64::Engine;
+
+use crate::error::{Error, Result};
+use crate::finding::{Code, Finding};
+use crate::shape::Checker;
+use crate::when;
+use crate::yaml::{self, Value};
+
+/// The config file's name at the repository root.
+pub const FILE_NAME: &str = "ledgit.yaml";
+/// The API version both file kinds declare.
+pub const API_VERSION: &str = "ledgit/v1";
+
+/// A parsed, valid `ledgit.yaml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The records folder, relative to the repository root, `/`-separated, no trailing slash.
+    pub deployments: String,
+    /// Environments in promotion order.
+    pub environments: Vec<Environment>,
+    pub keys: Vec<PublicKey>,
+}
+
+/// One environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Environment {
+    pub name: String,
+    /// The environment a version must have run in before it may enter this one.
+    pub promote_from: Option<String>,
+    /// How long it must have run there, in seconds.
+    pub soak: Option<i64>,
+}
+
+/// A public key that verifies deployment tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicKey {
+    pub id: String,
+    pub algorithm: String,
+    /// The key as written (base64url without padding).
+    pub encoded: String,
+    pub bytes: [u8; 32],
+}
+
+impl Config {
+    /// The environment with this name.
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// The position of an environment in promotion order.
+    pub fn environment_index(&self, name: &str) -> Option<usize> {
+        self.environments.iter().position(|e| e.name == name)
+    }
+
+    /// The key with this id.
+    pub fn key(&self, id: &str) -> Option<&PublicKey> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+
+    /// Whether a repository-relative path lies in the records folder.
+    pub fn in_deployments(&self, path: &str) -> bool {
+        path.strip_prefix(&self.deployments)
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// The conventional path of a record.
+    pub fn record_path(&self, agent: &str, environment: &str) -> String {
+        format!("{}/{agent}/{environment}.yaml", self.deployments)
+    }
+
+    /// Reads `ledgit.yaml` from a work tree root.
+    pub fn load(root: &Path) -> Result<Config> {
+        let path = root.join(FILE_NAME);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Config {
+                    path,
+                    line: None,
+                    column: None,
+                    message: "no ledgit.yaml at the repository root".into(),
+                    hint: "create one with `ledgit init`, or pass -C to the deployments repository"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        Config::from_bytes(&path, &bytes)
+    }
+
+    /// Parses the config's bytes; `path` is used in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Config> {
+        let text = std::str::from_utf8(bytes).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: format!("not UTF-8 text ({e})"),
+            hint: "save the file as UTF-8".into(),
+        })?;
+        parse(FILE_NAME, text).map_err(|findings| {
+            let first = &findings[0];
+            let mut message = first.message.clone();
+            for other in &findings[1..] {
+                message.push_str(&format!(
+                    "\n  {}:{}: {}",
+                    other.line, other.column, other.message
+                ));
+            }
+            Error::Config {
+                path: path.to_path_buf(),
+                line: Some(first.line),
+                column: Some(first.column),
+                message,
+                hint: first.hint.clone(),
+            }
+        })
+    }
+}
+
+/// Parses and checks the config text, reporting every problem found.
+pub fn parse(path: &str, text: &str) -> std::result::Result<Config, Vec<Finding>> {
+    let mut c = Checker::new(path, text);
+    let root = match yaml::parse(text) {
+        Ok(node) => node,
+        Err(p) => {
+            c.report_at(
+                crate::record::problem_code(p.kind),
+                p.line,
+                p.column,
+                p.message,
+                "fix the YAML syntax",
+            );
+            return Err(c.findings);
+        }
+    };
+    let known = ["apiVersion", "kind", "deployments", "environments", "keys"];
+    if c.mapping(&root, "ledgit.yaml", &known).is_none() {
+        return Err(c.findings);
+    }
+    if let Some(v) = c.required(&root, "apiVersion", "ledgit.yaml")
+        && let Some(s) = c.string(v, "apiVersion")
+        && s != API_VERSION
+    {
+        c.report(
+            Code::InvalidApiVersion,
+            v,
+            format!("apiVersion `{s}` is not supported"),
+            format!("use `apiVersion: {API_VERSION}`"),
+        );
+    }
+    if let Some(v) = c.required(&root, "kind", "ledgit.yaml")
+        && let Some(s) = c.string(v, "kind")
+        && s != "Config"
+    {
+        c.report(
+            Code::InvalidKind,
+            v,
+            format!("kind `{s}` is not `Config`"),
+            "use `kind: Config` in ledgit.yaml",
+        );
+    }
+    let mut deployments = "deployments".to_string();
+    if let Some(v) = root.get("deployments")
+        && let Some(s) = c.string(v, "deployments")
+    {
+        match normalize_folder(s) {
+            Some(folder) => deployments = folder,
+            None => c.report(
+                Code::WrongType,
+                v,
+                format!("`deployments: {s}` is not a folder inside the repository"),
+                "use a relative path without `..`, such as `deployments`",
+            ),
+        }
+    }
+    let environments = environments(&mut c, &root);
+    let keys = keys(&mut c, &root);
+    if c.findings.is_empty() {
+        Ok(Config {
+            deployments,
+            environments,
+            keys,
+        })
+    } else {
+        Err(c.findings)
+    }
+}
+
+fn environments(c: &mut Checker, root: &yaml::Node) -> Vec<Environment> {
+    let mut out: Vec<Environment> = Vec::new();
+    let Some(list) = c.required(root, "environments", "ledgit.yaml") else {
+        return out;
+    };
+    let Value::Seq(items) = &list.value else {
+        c.report(
+            Code::WrongType,
+            list,
+            format!("`environments` must be a list, found a {}", list.value.type_name()),
+            "list the environments in promotion order, each as `- name: ...`",
+        );
+        return out;
+    };
+    if items.is_empty() {
+        c.report(
+            Code::MissingField,
+            list,
+            "`environments` is empty".into(),
+            "declare at least one environment",
+        );
+    }
+    for item in items {
+        if c.mapping(item, "an environment", &["name", "promote_from", "soak"]).is_none() {
+            continue;
+        }
+        let Some(name_node) = c.required(item, "name", "an environment") else {
+            continue;
+        };
+        let Some(name) = c.string(name_node, "name") else {
+            continue;
+        };
+        c.dns_label(name_node, name, "name");
+        if out.iter().any(|e| e.name == name) {
+            c.report(
+                Code::DuplicatePair,
+                name_node,
+                format!("environment `{name}` is declared twice"),
+                "declare each environment once",
+            );
+        }
+        let mut env = Environment {
+            name: name.to_string(),
+            promote_from: None,
+            soak: None,
+        };
+        if let Some(p) = item.get("promote_from")
+            && let Some(from) = c.string(p, "promote_from")
+        {
+            if out.iter().any(|e| e.name == from) {
+                env.promote_from = Some(from.to_string());
+            } else {
+                c.report(
+                    Code::UnknownEnvironment,
+                    p,
+                    format!("`promote_from: {from}` names no environment declared before `{name}`"),
+                    "environments are in promotion order: promote from one listed above",
+                );
+            }
+        }
+        if let Some(s) = item.get("soak")
+            && let Some(text) = c.string(s, "soak")
+        {
+            match when::parse_duration(text) {
+                Some(secs) => env.soak = Some(secs),
+                None => c.report(
+                    Code::WrongType,
+                    s,
+                    format!("`soak: {text}` is not a duration"),
+                    "write a duration such as 30m, 24h, 7d or 1d12h",
+                ),
+            }
+            if item.get("promote_from").is_none() {
+                c.report(
+                    Code::MissingField,
+                    s,
+                    format!("`soak` on `{name}` needs `promote_from`"),
+                    "say which environment the version must soak in",
+                );
+            }
+        }
+        out.push(env);
+    }
+    out
+}
+
+fn keys(c: &mut Checker, root: &yaml::Node) -> Vec<PublicKey> {
+    let mut out: Vec<PublicKey> = Vec::new();
+    let Some(list) = root.get("keys") else {
+        return out;
+    };
+    let items = match &list.value {
+        Value::Seq(items) => items.as_slice(),
+        Value::Null => &[],
+        other => {
+            c.report(
+                Code::WrongType,
+                list,
+                format!("`keys` must be a list, found a {}", other.type_name()),
+                "list keys as `- id: ...`",
+            );
+            return out;
+        }
+    };
+    for item in items {
+        if c.mapping(item, "a key", &["id", "algorithm", "public_key"]).is_none() {
+            continue;
+        }
+        let id = c
+            .required(item, "id", "a key")
+            .and_then(|n| c.string(n, "id").map(|s| (n, s)));
+        let alg = c
+            .required(item, "algorithm", "a key")
+            .and_then(|n| c.string(n, "algorithm").map(|s| (n, s)));
+        let public = c
+            .required(item, "public_key", "a key")
+            .and_then(|n| c.string(n, "public_key").map(|s| (n, s)));
+        let (Some((id_node, id)), Some((alg_node, alg)), Some((pk_node, pk))) = (id, alg, public)
+        else {
+            continue;
+        };
+        if id.is_empty() || id.len() > 128 || id.chars().any(char::is_whitespace) {
+            c.report(
+                Code::InvalidName,
+                id_node,
+                format!("key id `{id}` must be 1 to 128 characters without white space"),
+                "use an id such as k2026-11",
+            );
+        }
+        if out.iter().any(|k| k.id == id) {
+            c.report(
+                Code::DuplicatePair,
+                id_node,
+                format!("key id `{id}` is listed twice"),
+                "give each key its own id",
+            );
+        }
+        if alg != "Ed25519" {
+            c.report(
+                Code::WrongType,
+                alg_node,
+                format!("algorithm `{alg}` is not supported"),
+                "use `algorithm: Ed25519`",
+            );
+        }
+        match decode_key(pk) {
+            Some(bytes) => out.push(PublicKey {
+                id: id.to_string(),
+                algorithm: alg.to_string(),
+                encoded: pk.to_string(),
+                bytes,
+            }),
+            None => c.report(
+                Code::WrongType,
+                pk_node,
+                "`public_key` is not 32 bytes in base64url without padding".into(),
+                "paste the public entry printed by `ledgit keys generate`",
+            ),
+        }
+    }
+    out
+}
+
+/// Decodes a base64url (no padding) Ed25519 public key.
+pub fn decode_key(text: &str) -> Option<[u8; 32]> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    bytes.try_into().ok()
+}
+
+/// `deployments`, `./deployments/`, `a/b` are fine; absolute paths and `..` are not.
+fn normalize_folder(s: &str) -> Option<String> {
+    if s.starts_with('/') || s.contains('\\') {
+        return None;
+    }
+    let parts: Vec<&str> = s.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    if parts.is_empty() || parts.iter().any(|p| *p == "..") {
+        return None;
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: development\n  - name: staging\n    promote_from: development\n  - name: production\n    promote_from: staging\n    soak: 24h\nkeys:\n  - id: k1\n    algorithm: Ed25519\n    public_key: 11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\n";
+
+    #[test]
+    fn parses_the_spec_example() {
+        let cfg = parse(FILE_NAME, GOOD).unwrap();
+        assert_eq!(cfg.deployments, "deployments");
+        assert_eq!(cfg.environments.len(), 3);
+        assert_eq!(cfg.environments[2].soak, Some(86_400));
+        assert_eq!(cfg.environments[2].promote_from.as_deref(), Some("staging"));
+        assert_eq!(cfg.keys[0].id, "k1");
+        assert!(cfg.in_deployments("deployments/a/b.yaml"));
+        assert!(!cfg.in_deployments("deployments-old/a.yaml"));
+    }
+
+    #[test]
+    fn reports_every_problem_with_lines() {
+        let text = "apiVersion: ledgit/v2\nkind: Config\ndeployments: ../out\nenvironments:\n  - name: Dev\n  - name: prod\n    promote_from: staging\n    soak: 1 day\n    colour: red\n";
+        let findings = parse(FILE_NAME, text).unwrap_err();
+        let got: Vec<(Code, u32)> = findings.iter().map(|f| (f.code, f.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Code::InvalidApiVersion, 1),
+                (Code::WrongType, 3),
+                (Code::InvalidName, 5),
+                (Code::UnknownField, 9),
+                (Code::UnknownEnvironment, 7),
+                (Code::WrongType, 8),
+            ]
+        );
+    }
+
+    #[test]
+    fn folders() {
+        assert_eq!(normalize_folder("./records/"), Some("records".into()));
+        assert_eq!(normalize_folder("a/b"), Some("a/b".into()));
+        assert_eq!(normalize_folder("../x"), None);
+        assert_eq!(normalize_folder("/etc"), None);
+    }
+}

@@ -1,0 +1,102 @@
+//! The library's error type: everything that stops an operation from running at all (as opposed
+//! to findings, which are results). Each error can say what the user should do about it.
+
+use std::path::PathBuf;
+
+/// A result with the library's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why an operation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `ledgit.yaml` is missing or invalid.
+    #[error("{}{}: {message}", path.display(), location(*line, *column))]
+    Config {
+        path: PathBuf,
+        line: Option<u32>,
+        column: Option<u32>,
+        message: String,
+        hint: String,
+    },
+    /// No git repository was found.
+    #[error("{} is not inside a git repository", path.display())]
+    NotARepository { path: PathBuf },
+    /// A revision that does not resolve.
+    #[error("revision `{rev}` not found")]
+    RevisionNotFound { rev: String },
+    /// The branch has no commits yet.
+    #[error("the repository has no commits yet")]
+    NoCommits,
+    /// The operation needs a work tree and the repository is bare.
+    #[error("the repository is bare (it has no work tree)")]
+    BareRepository,
+    /// An argument that is well-formed for the parser but meaningless (a bad time, an unknown agent).
+    #[error("{message}")]
+    Invalid { message: String, hint: String },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// libgit2 failed.
+    #[error("{context}: {}", source.message())]
+    Git {
+        context: String,
+        #[source]
+        source: git2::Error,
+    },
+}
+
+fn location(line: Option<u32>, column: Option<u32>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    }
+}
+
+impl Error {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Config { hint, .. } | Error::Invalid { hint, .. } if !hint.is_empty() => {
+                Some(hint.clone())
+            }
+            Error::NotARepository { .. } => Some(
+                "run ledgit inside a deployments repository, pass -C DIR, or create one with `ledgit init`"
+                    .into(),
+            ),
+            Error::RevisionNotFound { .. } => Some(
+                "name a branch, tag or commit that exists; `git log --oneline` lists commits".into(),
+            ),
+            Error::NoCommits => Some("commit the records first, or omit --rev".into()),
+            Error::BareRepository => {
+                Some("pass --rev REV to read a commit, or run in a clone with a work tree".into())
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn git(context: impl Into<String>, source: git2::Error) -> Self {
+        Error::Git {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Invalid {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Findings: what is wrong with a repository, as data. A finding has a stable code, a severity,
+//! the repository-relative path, a 1-based line and column, a message and a hint. Checks return
+//! findings and keep going; they never stop at the first problem. Rendering them (text with a
+//! caret under the source line, JSON, GitHub annotations) is the command line's business.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// How bad a finding is. Errors make a command exit 1; warnings are reported only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+macro_rules! codes {
+    ($($variant:ident => $name:literal, $severity:ident, $summary:literal;)*) => {
+        /// The stable code of a finding. Its kebab-case name is part of the output contract.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code { $($variant,)* }
+
+        impl Code {
+            /// Every code, in documentation order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The kebab-case name printed in every output format.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $name,)* }
+            }
+
+            /// The severity a finding of this code has.
+            pub fn severity(self) -> Severity {
+                match self { $(Code::$variant => Severity::$severity,)* }
+            }
+
+            /// One line saying what the code means (for documentation and `--help`).
+            pub fn summary(self) -> &'static str {
+                match self { $(Code::$variant => $summary,)* }
+            }
+
+            /// The code with this name.
+            pub fn from_name(name: &str) -> Option<Code> {
+                match name { $($name => Some(Code::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+codes! {
+    YamlSyntax => "yaml-syntax", Error, "the file is not well-formed YAML";
+    DuplicateKey => "duplicate-key", Error, "a mapping repeats a key";
+    MultipleDocuments => "multiple-documents", Error, "the file holds more than one YAML document";
+    EmptyFile => "empty-file", Error, "the file holds no YAML document";
+    YamlTooComplex => "yaml-too-complex", Error, "the document exceeds the parser's safety limits (alias bomb, deep nesting)";
+    NotUtf8 => "not-utf8", Error, "the file is not UTF-8 text";
+    FileTooLarge => "file-too-large", Error, "the file is larger than 1 MiB and was not read";
+    Symlink => "symlink", Error, "a symbolic link in the records folder (never followed)";
+    UnknownField => "unknown-field", Error, "a field the format does not define";
+    MissingField => "missing-field", Error, "a required field is absent";
+    WrongType => "wrong-type", Error, "a field has the wrong type";
+    VersionNotString => "version-not-string", Error, "an unquoted version that YAML reads as a number";
+    InvalidApiVersion => "invalid-api-version", Error, "apiVersion is not ledgit/v1";
+    InvalidKind => "invalid-kind", Error, "kind is not AgentDeployment";
+    InvalidName => "invalid-name", Error, "an agent or environment name that is not a DNS label";
+    InvalidVersion => "invalid-version", Error, "a version that is empty, too long or contains white space";
+    UnknownEnvironment => "unknown-environment", Error, "the environment is not declared in ledgit.yaml";
+    DuplicatePair => "duplicate-pair", Error, "the same (agent, environment) pair is declared in several files";
+    PathMismatch => "path-mismatch", Error, "the record is not at <deployments>/<agent>/<environment>.yaml";
+    PrivateKey => "private-key", Error, "private key material committed to the repository";
+    UnparsableRecord => "unparsable-record", Warning, "a record that did not parse at some commit of the history";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub code: Code,
+    pub severity: Severity,
+    /// Repository-relative path with `/` separators.
+    pub path: String,
+    /// 1-based line; 1 where the problem concerns the whole file.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+    pub message: String,
+    pub hint: String,
+    /// The source line the finding points at, for rendering with a caret.
+    #[serde(skip)]
+    pub source_line: Option<String>,
+}
+
+impl Finding {
+    pub fn new(code: Code, path: &str, line: u32, column: u32, message: impl Into<String>) -> Self {
+        Finding {
+            code,
+            severity: code.severity(),
+            path: path.to_string(),
+            line: line.max(1),
+            column: column.max(1),
+            message: message.into(),
+            hint: String::new(),
+            source_line: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = hint.into();
+        self
+    }
+
+    /// Attaches the text of the finding's line, taken from the file's source.
+    pub fn with_source(mut self, text: &str) -> Self {
+        self.source_line = text
+            .lines()
+            .nth(self.line as usize - 1)
+            .map(|l| l.trim_end_matches('\r').to_string());
+        self
+    }
+}
+
+/// Sorts findings the way every output shows them: by path, line, column, code.
+pub fn sort(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        (&a.path, a.line, a.column, a.code).cmp(&(&b.path, b.line, b.column, b.code))
+    });
+}
+
+/// Whether any finding is an error (which makes a command exit 1).
+pub fn has_errors(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.severity == Severity::Error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_kebab_case() {
+        for &code in Code::ALL {
+            let name = code.as_str();
+            assert_eq!(Code::from_name(name), Some(code));
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{name}");
+        }
+    }
+
+    #[test]
+    fn source_line_is_attached_without_line_ending() {
+        let f = Finding::new(Code::WrongType, "a.yaml", 2, 3, "x").with_source("a\r\nbcd\r\n");
+        assert_eq!(f.source_line.as_deref(), Some("bcd"));
+    }
+}

@@ -1,0 +1,123 @@
+//! The deployments repository: finding it from a directory (like git does), resolving revisions
+//! to commits, and reading `ledgit.yaml` either from the work tree or from a commit's tree
+//! without a checkout.
+
+use std::path::{Path, PathBuf};
+
+use git2::{ErrorCode, Oid, Repository};
+
+use crate::config::{self, Config};
+use crate::error::{Error, Result};
+
+/// An opened deployments repository.
+pub struct Repo {
+    pub git: Repository,
+}
+
+impl Repo {
+    /// Finds the repository containing `start`, searching upward like git.
+    pub fn discover(start: &Path) -> Result<Repo> {
+        match Repository::discover(start) {
+            Ok(git) => Ok(Repo { git }),
+            Err(e) if e.code() == ErrorCode::NotFound => Err(Error::NotARepository {
+                path: start.to_path_buf(),
+            }),
+            Err(e) => Err(Error::git(format!("opening {}", start.display()), e)),
+        }
+    }
+
+    /// Opens the repository at exactly `path`.
+    pub fn open(path: &Path) -> Result<Repo> {
+        Repository::open(path)
+            .map(|git| Repo { git })
+            .map_err(|e| Error::git(format!("opening {}", path.display()), e))
+    }
+
+    /// The work tree root, or `None` for a bare repository.
+    pub fn workdir(&self) -> Option<&Path> {
+        self.git.workdir()
+    }
+
+    /// The work tree root, or an error for a bare repository.
+    pub fn require_workdir(&self) -> Result<PathBuf> {
+        self.workdir()
+            .map(Path::to_path_buf)
+            .ok_or(Error::BareRepository)
+    }
+
+    /// The commit HEAD points at, or `None` on an unborn branch.
+    pub fn head(&self) -> Result<Option<Oid>> {
+        match self.git.head() {
+            Ok(r) => Ok(r.target()),
+            Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => Ok(None),
+            Err(e) => Err(Error::git("reading HEAD", e)),
+        }
+    }
+
+    /// The commit a revision names (`main`, `HEAD~3`, a hash, a tag).
+    pub fn resolve(&self, rev: &str) -> Result<Oid> {
+        if rev == "HEAD" && self.head()?.is_none() {
+            return Err(Error::NoCommits);
+        }
+        let obj = self.git.revparse_single(rev).map_err(|e| match e.code() {
+            ErrorCode::NotFound | ErrorCode::InvalidSpec | ErrorCode::Ambiguous => {
+                Error::RevisionNotFound {
+                    rev: rev.to_string(),
+                }
+            }
+            _ => Error::git(format!("resolving `{rev}`"), e),
+        })?;
+        obj.peel_to_commit()
+            .map(|c| c.id())
+            .map_err(|_| Error::invalid(format!("`{rev}` does not name a commit"), "name a branch, tag or commit"))
+    }
+
+    /// The revision to read: the one given, else HEAD.
+    pub fn resolve_or_head(&self, rev: Option<&str>) -> Result<Oid> {
+        match rev {
+            Some(r) => self.resolve(r),
+            None => self.head()?.ok_or(Error::NoCommits),
+        }
+    }
+
+    /// Reads `ledgit.yaml` from a commit's tree.
+    pub fn config_at(&self, commit: Oid) -> Result<Config> {
+        let path = PathBuf::from(format!("{}:{}", short(commit), config::FILE_NAME));
+        let tree = self
+            .git
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(|e| Error::git("reading commit", e))?;
+        let entry = tree.get_name(config::FILE_NAME).ok_or_else(|| Error::Config {
+            path: path.clone(),
+            line: None,
+            column: None,
+            message: "this commit has no ledgit.yaml at its root".into(),
+            hint: "pick a commit of the deployments repository, or add ledgit.yaml".into(),
+        })?;
+        let blob = self
+            .git
+            .find_blob(entry.id())
+            .map_err(|e| Error::git("reading ledgit.yaml", e))?;
+        Config::from_bytes(&path, blob.content())
+    }
+
+    /// The config in force for a command: the work tree's, else (bare repository) HEAD's.
+    pub fn config(&self) -> Result<Config> {
+        match self.workdir() {
+            Some(root) => Config::load(root),
+            None => self.config_at(self.head()?.ok_or(Error::NoCommits)?),
+        }
+    }
+
+    /// Whether the repository is a shallow clone (history is cut).
+    pub fn is_shallow(&self) -> bool {
+        self.git.is_shallow()
+    }
+}
+
+/// The abbreviated form of a commit id used in messages.
+pub fn short(oid: Oid) -> String {
+    let s = oid.to_string();
+    s[..12.min(s.len())].to_string()
+}

@@ -1,0 +1,335 @@
+//! Validation of a whole repository state: every file of the records folder (from the work tree
+//! or from a commit's tree), the per-file rules of `record`, the rules across files (each
+//! (agent, environment) pair once), and private keys anywhere they are tracked. Files are checked
+//! in parallel; every finding is reported, none stops the others.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Repository, Tree, TreeWalkMode, TreeWalkResult};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::finding::{self, Code, Finding};
+use crate::record::{self, Record};
+use crate::secret;
+
+/// Files larger than this are not read (1 MiB).
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+
+/// The outcome of validating one repository state.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// How many record files were examined.
+    pub records: usize,
+    /// Every finding, sorted by path and position.
+    pub findings: Vec<Finding>,
+    /// The records whose identity could be read, in path order.
+    pub parsed: Vec<Record>,
+}
+
+/// Whether a path names a record file by its extension.
+pub fn is_record_file(path: &str) -> bool {
+    path.ends_with(".yaml") || path.ends_with(".yml")
+}
+
+/// Where a file's bytes come from.
+enum Content {
+    Disk(PathBuf),
+    Blob(git2::Oid),
+}
+
+/// A file to check.
+struct Candidate {
+    path: String,
+    size: u64,
+    content: Content,
+    /// True for files in the records folder; others are only scanned for private keys.
+    in_records: bool,
+}
+
+/// Validates the work tree at `root`: every file under the records folder, plus `tracked`
+/// (repository-relative paths elsewhere, typically git's index) for private keys.
+pub fn worktree(root: &Path, config: &Config, tracked: &[String]) -> Result<Report> {
+    let mut findings = Vec::new();
+    let mut candidates = Vec::new();
+    let folder = root.join(&config.deployments);
+    if folder.symlink_metadata().is_ok() {
+        let walk = walkdir::WalkDir::new(&folder)
+            .follow_links(false)
+            .follow_root_links(false)
+            .sort_by_file_name();
+        for entry in walk {
+            let entry = entry.map_err(|e| {
+                let path = e.path().unwrap_or(&folder).to_path_buf();
+                Error::io(path, e.into())
+            })?;
+            let rel = relative(root, entry.path());
+            let ft = entry.file_type();
+            if ft.is_symlink() {
+                findings.push(symlink_finding(&rel));
+            } else if ft.is_file() {
+                let size = entry
+                    .metadata()
+                    .map_err(|e| Error::io(entry.path(), e.into()))?
+                    .len();
+                candidates.push(Candidate {
+                    path: rel,
+                    size,
+                    content: Content::Disk(entry.path().to_path_buf()),
+                    in_records: true,
+                });
+            }
+        }
+    }
+    for path in tracked {
+        if config.in_deployments(path) {
+            continue;
+        }
+        let abs = root.join(path);
+        let Ok(meta) = abs.symlink_metadata() else {
+            continue;
+        };
+        if meta.is_file() {
+            candidates.push(Candidate {
+                path: path.clone(),
+                size: meta.len(),
+                content: Content::Disk(abs),
+                in_records: false,
+            });
+        }
+    }
+    Ok(check_all(None, candidates, findings, config))
+}
+
+/// Validates a commit's tree straight from the object database, without a checkout.
+pub fn tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Report> {
+    let mut findings = Vec::new();
+    let mut candidates = Vec::new();
+    let odb = repo.odb().map_err(|e| Error::git("opening the object database", e))?;
+    let mut failure = None;
+    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+        let Ok(name) = entry.name() else {
+            return TreeWalkResult::Ok;
+        };
+        let path = format!("{dir}{name}");
+        let in_records = config.in_deployments(&path);
+        match entry.kind() {
+            Some(ObjectType::Blob) if entry.filemode() == 0o120000 => {
+                if in_records {
+                    findings.push(symlink_finding(&path));
+                }
+            }
+            Some(ObjectType::Blob) => match odb.read_header(entry.id()) {
+                Ok((size, _)) => candidates.push(Candidate {
+                    path,
+                    size: size as u64,
+                    content: Content::Blob(entry.id()),
+                    in_records,
+                }),
+                Err(e) => {
+                    failure = Some(Error::git(format!("reading {path}"), e));
+                    return TreeWalkResult::Abort;
+                }
+            },
+            _ => {}
+        }
+        TreeWalkResult::Ok
+    })
+    .map_err(|e| failure.take().unwrap_or_else(|| Error::git("walking the tree", e)))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(check_all(Some(repo.path()), candidates, findings, config))
+}
+
+fn symlink_finding(path: &str) -> Finding {
+    Finding::new(
+        Code::Symlink,
+        path,
+        1,
+        1,
+        format!("{path} is a symbolic link; ledgit never follows links"),
+    )
+    .hint("replace the link with the file itself")
+}
+
+/// Checks every candidate (in parallel when there are many) and the rules across files.
+fn check_all(
+    git_dir: Option<&Path>,
+    candidates: Vec<Candidate>,
+    mut findings: Vec<Finding>,
+    config: &Config,
+) -> Report {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let results: Vec<Outcome> = if candidates.len() < 512 || threads == 1 {
+        let repo = git_dir.and_then(|p| Repository::open(p).ok());
+        candidates.iter().map(|c| check_one(repo.as_ref(), c, config)).collect()
+    } else {
+        let chunk = candidates.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = candidates
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        let repo = git_dir.and_then(|p| Repository::open(p).ok());
+                        part.iter()
+                            .map(|c| check_one(repo.as_ref(), c, config))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    let mut records = 0;
+    let mut parsed = Vec::new();
+    for outcome in results {
+        records += usize::from(outcome.is_record);
+        findings.extend(outcome.findings);
+        parsed.extend(outcome.record);
+    }
+    findings.extend(duplicate_pairs(&parsed, config));
+    finding::sort(&mut findings);
+    Report {
+        records,
+        findings,
+        parsed,
+    }
+}
+
+#[derive(Default)]
+struct Outcome {
+    is_record: bool,
+    record: Option<Record>,
+    findings: Vec<Finding>,
+}
+
+fn check_one(repo: Option<&Repository>, c: &Candidate, config: &Config) -> Outcome {
+    let is_record = c.in_records && is_record_file(&c.path);
+    let mut out = Outcome {
+        is_record,
+        ..Outcome::default()
+    };
+    if c.size > MAX_FILE_SIZE {
+        if is_record {
+            out.findings.push(
+                Finding::new(
+                    Code::FileTooLarge,
+                    &c.path,
+                    1,
+                    1,
+                    format!("{} is {} bytes; records are at most 1 MiB", c.path, c.size),
+                )
+                .hint("a record is a handful of lines: this is probably not a record"),
+            );
+        }
+        return out;
+    }
+    let bytes = match read(repo, c) {
+        Ok(b) => b,
+        Err(message) => {
+            out.findings.push(
+                Finding::new(Code::NotUtf8, &c.path, 1, 1, message)
+                    .hint("check the file's permissions"),
+            );
+            return out;
+        }
+    };
+    if let Some(line) = secret::private_key_line(&bytes) {
+        out.findings.push(
+            Finding::new(
+                Code::PrivateKey,
+                &c.path,
+                line,
+                1,
+                format!("{} contains private key material", c.path),
+            )
+            .hint("remove the key from the repository, rotate it (it is compromised) and keep private keys outside the work tree"),
+        );
+    }
+    if !is_record {
+        return out;
+    }
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            out.findings.push(
+                Finding::new(
+                    Code::NotUtf8,
+                    &c.path,
+                    line as u32,
+                    1,
+                    format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to()),
+                )
+                .hint("save the file as UTF-8"),
+            );
+            return out;
+        }
+    };
+    let parsed = record::parse(&c.path, text, config);
+    out.record = parsed.record;
+    out.findings.extend(parsed.findings);
+    out
+}
+
+fn read(repo: Option<&Repository>, c: &Candidate) -> std::result::Result<Vec<u8>, String> {
+    match &c.content {
+        Content::Disk(path) => std::fs::read(path).map_err(|e| format!("cannot read: {e}")),
+        Content::Blob(oid) => repo
+            .ok_or_else(|| "cannot open the repository".to_string())?
+            .find_blob(*oid)
+            .map(|b| b.content().to_vec())
+            .map_err(|e| format!("cannot read blob {oid}: {}", e.message())),
+    }
+}
+
+/// One finding per file of every pair declared more than once, naming the other files.
+fn duplicate_pairs(records: &[Record], config: &Config) -> Vec<Finding> {
+    let mut by_pair: BTreeMap<(&str, &str), Vec<&Record>> = BTreeMap::new();
+    for r in records {
+        by_pair
+            .entry((&r.agent, &r.environment))
+            .or_default()
+            .push(r);
+    }
+    let mut out = Vec::new();
+    for ((agent, env), group) in by_pair.into_iter().filter(|(_, g)| g.len() > 1) {
+        for r in &group {
+            let others: Vec<&str> = group
+                .iter()
+                .filter(|o| o.path != r.path)
+                .map(|o| o.path.as_str())
+                .collect();
+            out.push(
+                Finding::new(
+                    Code::DuplicatePair,
+                    &r.path,
+                    1,
+                    1,
+                    format!(
+                        "`{agent}` in `{env}` is also declared in {}",
+                        others.join(", ")
+                    ),
+                )
+                .hint(format!(
+                    "keep one record per agent and environment, at {}",
+                    config.record_path(agent, env)
+                )),
+            );
+        }
+    }
+    out
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}

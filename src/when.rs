@@ -1,0 +1,154 @@
+//! Time on the command line and in the config: durations such as `24h` or `1d12h` (soak times,
+//! `--since 7d`, token lifetimes), points in time given as RFC 3339, a plain date or a duration
+//! ago, RFC 3339 rendering in UTC, and "3 days ago" for people.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+use crate::error::{Error, Result};
+
+/// Parses a duration made of number-unit parts: `90s`, `30m`, `24h`, `7d`, `2w`, `1d12h`.
+/// Returns seconds.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let mut total: i64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        let n: i64 = number.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        number.clear();
+    }
+    number.is_empty().then_some(total)
+}
+
+/// Renders seconds as the shortest duration text, e.g. `1d12h`.
+pub fn format_duration(mut secs: i64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    if secs < 0 {
+        out.push('-');
+        secs = -secs;
+    }
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
+/// Parses a point in time: RFC 3339 (`2026-03-03T12:00:00Z`), a date and time without zone
+/// (`2026-03-03 12:00`, read as UTC), a plain date (`2026-03-03`, its start in UTC), or a
+/// duration before `now` (`7d`, `12h`).
+pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    let t = text.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Ok(dt.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(t, fmt) {
+            return Ok(Utc.from_utc_datetime(&naive));
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        && let Some(start) = date.and_hms_opt(0, 0, 0)
+    {
+        return Ok(Utc.from_utc_datetime(&start));
+    }
+    let ago = t.strip_suffix(" ago").unwrap_or(t);
+    if let Some(secs) = parse_duration(ago)
+        && let Some(then) = now.checked_sub_signed(chrono::Duration::seconds(secs))
+    {
+        return Ok(then);
+    }
+    Err(Error::invalid(
+        format!("`{text}` is not a time"),
+        "use RFC 3339 (2026-03-03T12:00:00Z), a date (2026-03-03), or a duration ago (7d, 12h)",
+    ))
+}
+
+/// RFC 3339 in UTC with seconds and a `Z`, as in `2026-11-29T06:01:13Z`.
+pub fn rfc3339(secs: i64) -> String {
+    match DateTime::from_timestamp(secs, 0) {
+        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        None => secs.to_string(),
+    }
+}
+
+/// "3 days ago", "in 2 hours", "just now".
+pub fn relative(secs: i64, now: i64) -> String {
+    let delta = now - secs;
+    let abs = delta.unsigned_abs();
+    let (n, unit) = match abs {
+        0..=59 => return "just now".into(),
+        60..=3_599 => (abs / 60, "minute"),
+        3_600..=86_399 => (abs / 3_600, "hour"),
+        86_400..=2_591_999 => (abs / 86_400, "day"),
+        2_592_000..=31_535_999 => (abs / 2_592_000, "month"),
+        _ => (abs / 31_536_000, "year"),
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    if delta >= 0 {
+        format!("{n} {unit}{plural} ago")
+    } else {
+        format!("in {n} {unit}{plural}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Some(86_400));
+        assert_eq!(parse_duration("1d12h"), Some(129_600));
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("2w"), Some(1_209_600));
+        for bad in ["", "h", "24", "1x", "1.5h", "-1h", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(format_duration(129_600), "1d12h");
+        assert_eq!(format_duration(59), "59s");
+    }
+
+    #[test]
+    fn times() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0).unwrap();
+        let at = |s| parse_time(s, now).unwrap().timestamp();
+        let noon = Utc.with_ymd_and_hms(2026, 3, 3, 12, 0, 0).unwrap().timestamp();
+        assert_eq!(at("2026-03-03T12:00:00Z"), noon);
+        assert_eq!(at("2026-03-03T13:00:00+01:00"), noon);
+        assert_eq!(at("2026-03-03 12:00"), noon);
+        assert_eq!(at("2026-03-03"), noon - 12 * 3600);
+        assert_eq!(at("7d"), now.timestamp() - 7 * 86_400);
+        assert_eq!(at("7d ago"), now.timestamp() - 7 * 86_400);
+        assert!(parse_time("last tuesday", now).is_err());
+        assert_eq!(rfc3339(noon), "2026-03-03T12:00:00Z");
+    }
+
+    #[test]
+    fn relative_times() {
+        assert_eq!(relative(0, 30), "just now");
+        assert_eq!(relative(0, 3 * 86_400 + 5), "3 days ago");
+        assert_eq!(relative(0, 3_600), "1 hour ago");
+        assert_eq!(relative(7_200, 0), "in 2 hours");
+    }
+}
