@@ -9,6 +9,8 @@
 pub mod config;
 pub mod error;
 pub mod finding;
+pub mod history;
+pub mod index;
 pub mod fsutil;
 pub mod init;
 pub mod record;

@@ -3,8 +3,11 @@
 //! [`Outcome`] (exit 0 or 1) or a [`CliError`] (exit 2) that carries a hint for the user.
 
 
+mod history;
 mod init;
 mod render;
+mod show;
+mod status;
 
 
 mod validate;
@@ -45,6 +48,9 @@ struct Cli {
 enum Command {
     Init(init::Args),
     Validate(validate::Args),
+    History(history::Args),
+    Status(status::Args),
+    Show(show::Args),
 
 
 
@@ -149,6 +155,9 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Init(args) => init::run(&ctx, args),
         Command::Validate(args) => validate::run(&ctx, args),
+        Command::History(args) => history::run(&ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
+        Command::Show(args) => show::run(&ctx, args),
 
 
 

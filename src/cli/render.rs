@@ -7,6 +7,7 @@ use anstyle::{AnsiColor, Style};
 use ledgit::finding::{Finding, Severity};
 
 pub const BOLD: Style = Style::new().bold();
+pub const DIM: Style = Style::new().dimmed();
 
 pub const RED: Style = AnsiColor::Red.on_default().bold();
 pub const YELLOW: Style = AnsiColor::Yellow.on_default().bold();

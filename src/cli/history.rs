@@ -1,0 +1,356 @@
+//! `ledgit history`: the deployment events of the tracked branch, from the commit log; and the
+//! loading of a history (with a progress bar and warnings) that `status` and `show` share.
+
+use std::io::{self, Write};
+
+use ledgit::config::Config;
+use ledgit::history::{Action, Event, History, Progress};
+use ledgit::repo::short;
+use ledgit::when;
+
+use super::render::{self, BOLD, DIM, GREEN, RED, YELLOW};
+use super::{CliError, CliResult, Context, Outcome};
+
+/// Show what ran where, and since when, from the git log.
+///
+/// Every event on the first-parent chain of the tracked branch (the checked-out branch, or
+/// --rev): a record deployed (its pair appeared), updated (its version changed) or removed.
+/// The time is the committer time of the commit that landed the change: for a pull request
+/// merged with a merge commit, the merge. Oldest first.
+///
+/// The first run walks the whole chain and saves an index under the git directory; later runs
+/// read only the commits that are new.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit history --environment production
+  ledgit history --agent support-bot --since 7d
+  ledgit history --since 2026-03-01 --until 2026-03-31 --format csv > march.csv
+  ledgit history --limit 10 --reverse            the ten newest events, newest first
+
+Times: RFC 3339 (2026-03-03T12:00:00Z), a date (2026-03-03, UTC), or a duration ago (7d, 12h).")]
+pub struct Args {
+    /// Only this agent.
+    #[arg(long, value_name = "AGENT")]
+    agent: Option<String>,
+
+    /// Only this environment.
+    #[arg(long, visible_alias = "env", value_name = "ENV")]
+    environment: Option<String>,
+
+    /// Only events at or after this time.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+
+    /// Only events at or before this time.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+
+    /// The branch or commit whose history to show (default: HEAD).
+    #[arg(long, value_name = "REV")]
+    rev: Option<String>,
+
+    /// Newest first.
+    #[arg(long)]
+    reverse: bool,
+
+    /// Only the N newest matching events.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Csv,
+}
+
+/// A loaded history with what it was loaded from.
+pub struct Loaded {
+    pub config: Config,
+    pub history: History,
+}
+
+/// Loads the history of `rev` (default HEAD) through the index, with a progress bar on a
+/// terminal. An unborn branch gives an empty history. Warnings go to stderr.
+pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
+    let repo = ctx.repo()?;
+    let tip = match rev {
+        Some(r) => Some(repo.resolve(r)?),
+        None => repo.head()?,
+    };
+    let Some(tip) = tip else {
+        let config = repo.config()?;
+        eprintln!("ledgit: the branch has no commits yet; the history is empty");
+        return Ok(Loaded {
+            config,
+            history: History::default(),
+        });
+    };
+    let config = repo.config_at(tip)?;
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut progress = |p: Progress| {
+        let bar = bar.get_or_insert_with(|| {
+            let b = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} {wide_bar} {pos}/{len}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        match p {
+            Progress::Chain(n) => {
+                bar.set_message("reading commits");
+                bar.set_position(n);
+            }
+            Progress::Diff(done, total) => {
+                bar.set_message("reading records");
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            Progress::Done => bar.finish_and_clear(),
+        }
+    };
+    let (history, _) = ledgit::index::history(&repo.git, tip, &config.deployments, &mut progress)?;
+    warn(&history);
+    Ok(Loaded {
+        config,
+        history,
+    })
+}
+
+/// Prints the history's caveats to stderr: a shallow boundary and records that did not parse.
+fn warn(h: &History) {
+    let mut err = anstream::stderr().lock();
+    if h.shallow
+        && let (Some(first), Some(t)) = (h.chain.first(), h.times.first())
+    {
+        let _ = writeln!(
+            err,
+            "{YELLOW}warning{YELLOW:#}: shallow clone: the history is cut at commit {} ({}); earlier deployments are missing.\n  hint: run `git fetch --unshallow` for the complete history",
+            short(*first),
+            when::rfc3339(*t)
+        );
+    }
+    for w in &h.warnings {
+        let c = &h.commits[w.commit as usize];
+        let _ = writeln!(
+            err,
+            "{YELLOW}warning{YELLOW:#}: {} did not parse at commit {} ({}); it keeps its last parsable version",
+            w.path,
+            short(c.id),
+            when::rfc3339(c.time)
+        );
+    }
+}
+
+pub fn run(ctx: &Context, args: Args) -> CliResult {
+    let now = chrono::Utc::now();
+    let since = args.since.as_deref().map(|t| when::parse_time(t, now)).transpose()?;
+    let until = args.until.as_deref().map(|t| when::parse_time(t, now)).transpose()?;
+    let loaded = load(ctx, args.rev.as_deref())?;
+    let h = &loaded.history;
+    let mut events: Vec<&Event> = h
+        .deployment_events()
+        .filter(|e| args.agent.as_deref().is_none_or(|a| e.agent == a))
+        .filter(|e| args.environment.as_deref().is_none_or(|env| e.environment == env))
+        .filter(|e| {
+            let t = h.commit_of(e).time;
+            since.is_none_or(|s| t >= s.timestamp()) && until.is_none_or(|u| t <= u.timestamp())
+        })
+        .collect();
+    if let Some(n) = args.limit {
+        let skip = events.len().saturating_sub(n);
+        events.drain(..skip);
+    }
+    if args.reverse {
+        events.reverse();
+    }
+    let mut out = io::BufWriter::with_capacity(1 << 16, render::stdout());
+    match args.format {
+        Format::Json => write_json(&mut out, h, &events)?,
+        Format::Csv => write_csv(&mut out, h, &events)?,
+        Format::Text => write_text(&mut out, h, &events)?,
+    }
+    out.flush()?;
+    Ok(Outcome::Clean)
+}
+
+/// The JSON form of one event (SPEC "History"; `path` and `pull_request` are extra).
+#[derive(serde::Serialize)]
+pub struct EventJson<'a> {
+    commit: &'a str,
+    time: &'a str,
+    agent: &'a str,
+    environment: &'a str,
+    action: &'a str,
+    version: Option<&'a str>,
+    previous_version: Option<&'a str>,
+    author: &'a str,
+    author_time: &'a str,
+    subject: &'a str,
+    path: &'a str,
+    pull_request: Option<u32>,
+}
+
+/// Per-commit strings, computed once however many events a commit has.
+pub struct CommitStrings {
+    id: String,
+    time: String,
+    author_time: String,
+    pull_request: Option<u32>,
+}
+
+/// The strings of every commit the events belong to, indexed like `History::commits`.
+pub fn commit_strings(h: &History, events: &[&Event]) -> Vec<Option<CommitStrings>> {
+    let mut v: Vec<Option<CommitStrings>> = Vec::new();
+    v.resize_with(h.commits.len(), || None);
+    for e in events {
+        v[e.commit as usize].get_or_insert_with(|| {
+            let c = h.commit_of(e);
+            CommitStrings {
+                id: c.id.to_string(),
+                time: when::rfc3339(c.time),
+                author_time: when::rfc3339(c.author_time),
+                pull_request: pull_request(&c.subject),
+            }
+        });
+    }
+    v
+}
+
+/// The JSON object of one event; `strings` comes from [`commit_strings`] for these events.
+pub fn event_json<'a>(h: &'a History, strings: &'a [Option<CommitStrings>], e: &'a Event) -> EventJson<'a> {
+    let c = h.commit_of(e);
+    let s = strings[e.commit as usize]
+        .as_ref()
+        .expect("commit_strings covers every event");
+    EventJson {
+        commit: &s.id,
+        time: &s.time,
+        agent: &e.agent,
+        environment: &e.environment,
+        action: e.action.as_str(),
+        version: e.version.as_deref(),
+        previous_version: e.previous_version.as_deref(),
+        author: &c.author,
+        author_time: &s.author_time,
+        subject: &c.subject,
+        path: &e.path,
+        pull_request: s.pull_request,
+    }
+}
+
+/// Writes events as one JSON array, one event per line.
+pub fn write_json(out: &mut dyn Write, h: &History, events: &[&Event]) -> io::Result<()> {
+    let strings = commit_strings(h, events);
+    out.write_all(b"[")?;
+    for (i, e) in events.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        serde_json::to_writer(&mut *out, &event_json(h, &strings, e))?;
+    }
+    out.write_all(if events.is_empty() { b"]\n" } else { b"\n]\n" })
+}
+
+fn write_csv(out: &mut dyn Write, h: &History, events: &[&Event]) -> io::Result<()> {
+    writeln!(
+        out,
+        "time,agent,environment,action,version,previous_version,commit,author,author_time,subject"
+    )?;
+    let strings = commit_strings(h, events);
+    for e in events {
+        let j = event_json(h, &strings, e);
+        let fields = [
+            j.time,
+            j.agent,
+            j.environment,
+            j.action,
+            j.version.unwrap_or(""),
+            j.previous_version.unwrap_or(""),
+            j.commit,
+            j.author,
+            j.author_time,
+            j.subject,
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        writeln!(out, "{}", line.join(","))?;
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn write_text(out: &mut dyn Write, h: &History, events: &[&Event]) -> io::Result<()> {
+    if events.is_empty() {
+        return writeln!(out, "no deployment events");
+    }
+    let wa = events.iter().map(|e| e.agent.len()).max().unwrap_or(0);
+    let we = events.iter().map(|e| e.environment.len()).max().unwrap_or(0);
+    // Padding is computed on the plain text, so colour codes do not break the alignment.
+    let change = |e: &Event| {
+        let v = e.version.as_deref().unwrap_or("");
+        let p = e.previous_version.as_deref().unwrap_or("");
+        let (plain, styled) = match e.action {
+            Action::Deployed => (format!("+ {v}"), format!("{GREEN}+ {v}{GREEN:#}")),
+            Action::Removed => (format!("- {p}"), format!("{RED}- {p}{RED:#}")),
+            _ => (format!("{p} -> {v}"), format!("{p} -> {BOLD}{v}{BOLD:#}")),
+        };
+        let pad = " ".repeat(24usize.saturating_sub(plain.chars().count()));
+        format!("{styled}{pad}")
+    };
+    for e in events {
+        let c = h.commit_of(e);
+        let time = chrono::DateTime::from_timestamp(c.time, 0)
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default();
+        let name = c.author.split(" <").next().unwrap_or(&c.author);
+        let pr = pull_request(&c.subject)
+            .filter(|n| !c.subject.contains(&format!("#{n} ")))
+            .map(|n| format!("#{n} "))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{time}  {:wa$}  {:we$}  {}  {DIM}{}{DIM:#}  {name}  {pr}{DIM}{}{DIM:#}",
+            e.agent,
+            e.environment,
+            change(e),
+            short(c.id),
+            c.subject,
+        )?;
+    }
+    Ok(())
+}
+
+/// The pull request number of a merge or squash commit subject, where it names one:
+/// "Merge pull request #12 from ...", "Merge branch ... (#12)", "Bump support-bot (#12)".
+pub fn pull_request(subject: &str) -> Option<u32> {
+    if let Some(rest) = subject.strip_prefix("Merge pull request #") {
+        return rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok();
+    }
+    let inner = subject.trim_end().strip_suffix(')')?;
+    let start = inner.rfind("(#")?;
+    inner[start + 2..].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_request_numbers() {
+        assert_eq!(pull_request("Merge pull request #12 from a/b"), Some(12));
+        assert_eq!(pull_request("Bump support-bot to 1.4.2 (#34)"), Some(34));
+        assert_eq!(pull_request("Deploy 1.2 (draft)"), None);
+        assert_eq!(pull_request("Deploy support-bot"), None);
+    }
+}

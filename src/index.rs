@@ -1,0 +1,458 @@
+//! The on-disk history index: a [`History`] saved under the repository's git directory
+//! (`<git dir>/ledgit/`, never in the work tree), so that a second query does not walk the chain
+//! again and a query after a few new commits walks only those.
+//!
+//! The file is a magic, the payload length and its SHA-256, then the payload (strings interned
+//! in a table). A file that is short, altered or of another format version fails the check and
+//! is rebuilt, so a corrupt or half-written index can never give a wrong answer; writes go to a
+//! temporary file renamed into place. A branch whose old tip is no longer on its first-parent
+//! chain (force push, rebase) is rebuilt from scratch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use git2::{Oid, Repository};
+
+use crate::error::Result;
+use crate::history::{self, Action, CommitInfo, Event, History, PathState, Progress, Warning};
+use crate::record::Identity;
+
+/// Bump when the format or the meaning of the history changes.
+const MAGIC: &[u8; 8] = b"LEDGITH2";
+const HEADER: usize = 8 + 8 + 32;
+const NONE: u32 = u32::MAX;
+
+/// How a history was obtained, for diagnostics and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The index was up to date.
+    Cached,
+    /// The index was extended with new commits.
+    Extended(usize),
+    /// The index was missing, corrupt or stale, and the history was built from scratch.
+    Built,
+}
+
+/// Where the index of a records folder lives.
+pub fn index_path(repo: &Repository, folder: &str) -> PathBuf {
+    let digest = ring::digest::digest(&ring::digest::SHA256, folder.as_bytes());
+    let name: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    repo.commondir()
+        .join("ledgit")
+        .join(format!("history-{name}.idx"))
+}
+
+/// The history of `tip`, from the index where possible; the index is brought up to date.
+pub fn history(
+    repo: &Repository,
+    tip: Oid,
+    folder: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(History, Source)> {
+    let path = index_path(repo, folder);
+    let cached = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| decode(&bytes))
+        .filter(|h| h.folder == folder);
+    if let Some(mut h) = cached {
+        if h.tip() == Some(tip) {
+            return Ok((h, Source::Cached));
+        }
+        if let Some(pos) = h.position(tip) {
+            // An older commit of the same chain (`--rev HEAD~50`): a prefix of what we know.
+            return Ok((h.truncated(pos), Source::Cached));
+        }
+        let before = h.chain.len();
+        let extended = history::extend(repo, &mut h, tip, progress)?;
+        save(&path, &h);
+        let source = if extended {
+            Source::Extended(h.chain.len() - before)
+        } else {
+            Source::Built
+        };
+        return Ok((h, source));
+    }
+    let h = history::build(repo, tip, folder, progress)?;
+    save(&path, &h);
+    Ok((h, Source::Built))
+}
+
+/// Saves the index; a repository we cannot write to (read-only mount) just goes without.
+fn save(path: &std::path::Path, h: &History) {
+    if let Some(dir) = path.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let _ = crate::fsutil::write_atomic(path, &encode(h));
+    }
+}
+
+struct Writer {
+    buf: Vec<u8>,
+    strings: HashMap<String, u32>,
+    table: Vec<String>,
+}
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn oid(&mut self, v: Oid) {
+        self.buf.extend_from_slice(v.as_bytes());
+    }
+    fn opt_oid(&mut self, v: Option<Oid>) {
+        match v {
+            Some(o) => {
+                self.u8(1);
+                self.oid(o);
+            }
+            None => self.u8(0),
+        }
+    }
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.strings.get(s) {
+            return i;
+        }
+        let i = self.table.len() as u32;
+        self.table.push(s.to_string());
+        self.strings.insert(s.to_string(), i);
+        i
+    }
+    fn str(&mut self, s: &str) {
+        let i = self.intern(s);
+        self.u32(i);
+    }
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.str(s),
+            None => self.u32(NONE),
+        }
+    }
+}
+
+fn action_code(a: Action) -> u8 {
+    match a {
+        Action::Deployed => 0,
+        Action::Updated => 1,
+        Action::Removed => 2,
+        Action::Moved => 3,
+    }
+}
+
+/// Serializes a history into the index format.
+pub fn encode(h: &History) -> Vec<u8> {
+    let mut w = Writer {
+        buf: Vec::with_capacity(64 + h.chain.len() * 50 + h.events.len() * 30),
+        strings: HashMap::new(),
+        table: Vec::new(),
+    };
+    w.str(&h.folder);
+    w.u8(u8::from(h.shallow));
+    w.u32(h.chain.len() as u32);
+    for i in 0..h.chain.len() {
+        w.oid(h.chain[i]);
+        w.i64(h.times[i]);
+        w.opt_oid(h.folder_trees[i]);
+    }
+    w.u32(h.commits.len() as u32);
+    for c in &h.commits {
+        w.u32(c.pos);
+        w.i64(c.author_time);
+        w.str(&c.author);
+        w.str(&c.subject);
+    }
+    w.u32(h.events.len() as u32);
+    for e in &h.events {
+        w.u32(e.commit);
+        w.str(&e.agent);
+        w.str(&e.environment);
+        w.u8(action_code(e.action));
+        w.opt_str(e.version.as_deref());
+        w.opt_str(e.previous_version.as_deref());
+        w.str(&e.path);
+    }
+    w.u32(h.warnings.len() as u32);
+    for x in &h.warnings {
+        w.u32(x.commit);
+        w.str(&x.path);
+    }
+    w.u32(h.paths.len() as u32);
+    for (path, state) in &h.paths {
+        w.str(path);
+        w.oid(state.blob);
+        match &state.identity {
+            Some(id) => {
+                w.u8(1);
+                w.str(&id.agent);
+                w.str(&id.environment);
+                w.str(&id.version);
+            }
+            None => w.u8(0),
+        }
+    }
+    // The string table goes first in the payload so the reader can resolve indexes as it goes.
+    let mut payload = Vec::with_capacity(w.buf.len() + w.table.len() * 16);
+    payload.extend_from_slice(&(w.table.len() as u32).to_le_bytes());
+    for s in &w.table {
+        payload.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        payload.extend_from_slice(s.as_bytes());
+    }
+    payload.extend_from_slice(&w.buf);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &payload);
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(digest.as_ref());
+    out.extend_from_slice(&payload);
+    out
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+    table: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.buf.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn oid(&mut self) -> Option<Oid> {
+        Oid::from_bytes(self.take(20)?).ok()
+    }
+    fn opt_oid(&mut self) -> Option<Option<Oid>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => Some(Some(self.oid()?)),
+            _ => None,
+        }
+    }
+    fn str(&mut self) -> Option<String> {
+        let i = self.u32()? as usize;
+        self.table.get(i).cloned()
+    }
+    fn opt_str(&mut self) -> Option<Option<String>> {
+        let i = self.u32()?;
+        if i == NONE {
+            return Some(None);
+        }
+        self.table.get(i as usize).cloned().map(Some)
+    }
+    /// A count, bounded by what the remaining bytes could hold.
+    fn count(&mut self, min_item: usize) -> Option<usize> {
+        let n = self.u32()? as usize;
+        (n.saturating_mul(min_item) <= self.buf.len() - self.at).then_some(n)
+    }
+}
+
+/// Reads an index file; `None` when it is not a complete, intact index of this format.
+pub fn decode(bytes: &[u8]) -> Option<History> {
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return None;
+    }
+    let len = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
+    let payload = &bytes[HEADER..];
+    if payload.len() != len {
+        return None;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, payload);
+    if digest.as_ref() != &bytes[16..48] {
+        return None;
+    }
+    let mut r = Reader {
+        buf: payload,
+        at: 0,
+        table: Vec::new(),
+    };
+    let n = r.count(4)?;
+    let mut table = Vec::with_capacity(n);
+    for _ in 0..n {
+        let l = r.u32()? as usize;
+        table.push(std::str::from_utf8(r.take(l)?).ok()?.to_string());
+    }
+    r.table = table;
+    let folder = r.str()?;
+    let shallow = r.u8()? == 1;
+    let n = r.count(29)?;
+    let (mut chain, mut times, mut folder_trees) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        chain.push(r.oid()?);
+        times.push(r.i64()?);
+        folder_trees.push(r.opt_oid()?);
+    }
+    let n = r.count(20)?;
+    let mut commits = Vec::with_capacity(n);
+    for _ in 0..n {
+        let pos = r.u32()?;
+        let author_time = r.i64()?;
+        let author = r.str()?;
+        let subject = r.str()?;
+        let p = pos as usize;
+        commits.push(CommitInfo {
+            id: *chain.get(p)?,
+            pos,
+            time: *times.get(p)?,
+            author,
+            author_time,
+            subject,
+        });
+    }
+    let n = r.count(25)?;
+    let mut events = Vec::with_capacity(n);
+    for _ in 0..n {
+        let commit = r.u32()?;
+        if commit as usize >= commits.len() {
+            return None;
+        }
+        let agent = r.str()?;
+        let environment = r.str()?;
+        let action = match r.u8()? {
+            0 => Action::Deployed,
+            1 => Action::Updated,
+            2 => Action::Removed,
+            3 => Action::Moved,
+            _ => return None,
+        };
+        events.push(Event {
+            commit,
+            agent,
+            environment,
+            action,
+            version: r.opt_str()?,
+            previous_version: r.opt_str()?,
+            path: r.str()?,
+        });
+    }
+    let n = r.count(8)?;
+    let mut warnings = Vec::with_capacity(n);
+    for _ in 0..n {
+        let commit = r.u32()?;
+        if commit as usize >= commits.len() {
+            return None;
+        }
+        warnings.push(Warning {
+            commit,
+            path: r.str()?,
+        });
+    }
+    let n = r.count(25)?;
+    let mut paths = BTreeMap::new();
+    for _ in 0..n {
+        let path = r.str()?;
+        let blob = r.oid()?;
+        let identity = match r.u8()? {
+            0 => None,
+            1 => Some(Identity {
+                agent: r.str()?,
+                environment: r.str()?,
+                version: r.str()?,
+            }),
+            _ => return None,
+        };
+        paths.insert(path, PathState { blob, identity });
+    }
+    if r.at != payload.len() {
+        return None;
+    }
+    Some(History {
+        folder,
+        chain,
+        times,
+        folder_trees,
+        commits,
+        events,
+        warnings,
+        paths,
+        shallow,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> History {
+        let oid = |n: u8| Oid::from_bytes(&[n; 20]).unwrap();
+        let mut paths = BTreeMap::new();
+        paths.insert(
+            "deployments/a/prod.yaml".to_string(),
+            PathState {
+                blob: oid(9),
+                identity: Some(Identity {
+                    agent: "a".into(),
+                    environment: "prod".into(),
+                    version: "2".into(),
+                }),
+            },
+        );
+        History {
+            folder: "deployments".into(),
+            chain: vec![oid(1), oid(2)],
+            times: vec![100, 90],
+            folder_trees: vec![Some(oid(3)), None],
+            commits: vec![CommitInfo {
+                id: oid(2),
+                pos: 1,
+                time: 90,
+                author: "A <a@x>".into(),
+                author_time: 80,
+                subject: "s".into(),
+            }],
+            events: vec![Event {
+                commit: 0,
+                agent: "a".into(),
+                environment: "prod".into(),
+                action: Action::Updated,
+                version: Some("2".into()),
+                previous_version: Some("1".into()),
+                path: "deployments/a/prod.yaml".into(),
+            }],
+            warnings: vec![Warning {
+                commit: 0,
+                path: "deployments/b.yaml".into(),
+            }],
+            paths,
+            shallow: true,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let h = sample();
+        assert_eq!(decode(&encode(&h)), Some(h));
+    }
+
+    #[test]
+    fn every_truncation_and_every_flipped_byte_is_rejected() {
+        let bytes = encode(&sample());
+        for n in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..n]), None, "truncated at {n}");
+        }
+        for i in 0..bytes.len() {
+            let mut altered = bytes.clone();
+            altered[i] ^= 0x40;
+            assert_eq!(decode(&altered), None, "byte {i} altered");
+        }
+    }
+}
