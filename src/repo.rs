@@ -93,7 +93,8 @@ impl Repo {
             line: None,
             column: None,
             message: "this commit has no ledgit.yaml at its root".into(),
-            hint: "pick a commit of the deployments repository, or add ledgit.yaml".into(),
+            hint: "pick a commit of the deployments repository, or create ledgit.yaml with `ledgit init`"
+                .into(),
         })?;
         let blob = self
             .git
