@@ -201,7 +201,10 @@ fn environments(c: &mut Checker, root: &yaml::Node) -> Vec<Environment> {
         c.report(
             Code::WrongType,
             list,
-            format!("`environments` must be a list, found a {}", list.value.type_name()),
+            format!(
+                "`environments` must be a list, found a {}",
+                list.value.type_name()
+            ),
             "list the environments in promotion order, each as `- name: ...`",
         );
         return out;
@@ -215,7 +218,9 @@ fn environments(c: &mut Checker, root: &yaml::Node) -> Vec<Environment> {
         );
     }
     for item in items {
-        if c.mapping(item, "an environment", &["name", "promote_from", "soak"]).is_none() {
+        if c.mapping(item, "an environment", &["name", "promote_from", "soak"])
+            .is_none()
+        {
             continue;
         }
         let Some(name_node) = c.required(item, "name", "an environment") else {
@@ -297,7 +302,9 @@ fn keys(c: &mut Checker, root: &yaml::Node) -> Vec<PublicKey> {
         }
     };
     for item in items {
-        if c.mapping(item, "a key", &["id", "algorithm", "public_key"]).is_none() {
+        if c.mapping(item, "a key", &["id", "algorithm", "public_key"])
+            .is_none()
+        {
             continue;
         }
         let id = c
@@ -368,8 +375,11 @@ fn normalize_folder(s: &str) -> Option<String> {
     if s.starts_with('/') || s.contains('\\') {
         return None;
     }
-    let parts: Vec<&str> = s.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-    if parts.is_empty() || parts.iter().any(|p| *p == "..") {
+    let parts: Vec<&str> = s
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.is_empty() || parts.contains(&"..") {
         return None;
     }
     Some(parts.join("/"))

@@ -161,7 +161,11 @@ mod tests {
         for &code in Code::ALL {
             let name = code.as_str();
             assert_eq!(Code::from_name(name), Some(code));
-            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{name}"
+            );
         }
     }
 

@@ -154,8 +154,12 @@ impl History {
     pub fn truncated(&self, pos: u32) -> History {
         let n = pos as usize + 1;
         let commits_n = self.commits.partition_point(|c| c.pos <= pos);
-        let events_n = self.events.partition_point(|e| (e.commit as usize) < commits_n);
-        let warnings_n = self.warnings.partition_point(|w| (w.commit as usize) < commits_n);
+        let events_n = self
+            .events
+            .partition_point(|e| (e.commit as usize) < commits_n);
+        let warnings_n = self
+            .warnings
+            .partition_point(|w| (w.commit as usize) < commits_n);
         History {
             folder: self.folder.clone(),
             chain: self.chain[..n].to_vec(),
@@ -295,7 +299,7 @@ fn read_chain(
         part.times.push(commit.committer().when().seconds());
         part.trees.push(folder_tree);
         part.meta.push((who, author.when().seconds(), subject));
-        if part.ids.len() % 4096 == 0 {
+        if part.ids.len().is_multiple_of(4096) {
             progress(Progress::Chain(part.ids.len() as u64));
         }
         next = commit.parent_ids().next();
@@ -402,7 +406,7 @@ pub fn extend(
             }
         }
         prev_tree = tree;
-        if i % 1024 == 0 {
+        if i.is_multiple_of(1024) {
             progress(Progress::Diff(i as u64, total));
         }
     }
@@ -417,6 +421,9 @@ pub fn extend(
 /// A changed record file: (path, blob before, blob after).
 type Change = (String, Option<Oid>, Option<Oid>);
 
+/// A tree entry for diffing: (sort key, is a tree, id, file mode).
+type TreeItem = (Vec<u8>, bool, Oid, i32);
+
 /// Diffs two trees of the records folder, descending only into subtrees that differ.
 fn diff_trees(
     repo: &Repository,
@@ -428,7 +435,7 @@ fn diff_trees(
     if old == new {
         return Ok(());
     }
-    let entries = |id: Option<Oid>| -> Result<Vec<(Vec<u8>, bool, Oid, i32)>> {
+    let entries = |id: Option<Oid>| -> Result<Vec<TreeItem>> {
         let Some(id) = id else {
             return Ok(Vec::new());
         };
@@ -484,7 +491,8 @@ fn diff_trees(
             diff_trees(repo, left.map(|e| e.2), right.map(|e| e.2), &path, out)?;
         } else if is_record_file(&path) {
             // Symbolic links are never records.
-            let blob = |e: Option<&(Vec<u8>, bool, Oid, i32)>| e.filter(|e| e.3 != 0o120000).map(|e| e.2);
+            let blob =
+                |e: Option<&(Vec<u8>, bool, Oid, i32)>| e.filter(|e| e.3 != 0o120000).map(|e| e.2);
             let (before, after) = (blob(left), blob(right));
             if before != after {
                 out.push((path, before, after));
@@ -547,12 +555,16 @@ impl<'r> Walker<'r> {
         let old = match state {
             Some(s) => {
                 if let Some(id) = &s.identity {
-                    self.pairs.entry(pair_key(id)).or_default().insert(path.clone());
+                    self.pairs
+                        .entry(pair_key(id))
+                        .or_default()
+                        .insert(path.clone());
                 }
                 let new_key = s.identity.as_ref().map(pair_key);
                 let old = self.paths.insert(path.clone(), s);
                 // Unlink the old pair only when it differs from the new one.
-                old.and_then(|o| o.identity).filter(|o| Some(pair_key(o)) != new_key)
+                old.and_then(|o| o.identity)
+                    .filter(|o| Some(pair_key(o)) != new_key)
             }
             None => self.paths.remove(&path).and_then(|o| o.identity),
         };

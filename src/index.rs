@@ -294,8 +294,11 @@ pub fn decode(bytes: &[u8]) -> Option<History> {
     let folder = r.str()?;
     let shallow = r.u8()? == 1;
     let n = r.count(29)?;
-    let (mut chain, mut times, mut folder_trees) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut chain, mut times, mut folder_trees) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for _ in 0..n {
         chain.push(r.oid()?);
         times.push(r.i64()?);

@@ -58,7 +58,8 @@ pub fn init(dir: &Path, example: bool, now: i64) -> Result<Initialized> {
     let (repo, created_repository) = match Repository::open(dir) {
         Ok(repo) => (repo, false),
         Err(_) => (
-            Repository::init(dir).map_err(|e| Error::git(format!("git init {}", dir.display()), e))?,
+            Repository::init(dir)
+                .map_err(|e| Error::git(format!("git init {}", dir.display()), e))?,
             true,
         ),
     };
@@ -232,13 +233,25 @@ fn write_example(repo: &Repository, root: &Path, now: i64) -> Result<Vec<git2::O
                 let branch_commit = repo
                     .commit(None, &s, &s, step.subject, &tree, &parent_refs)
                     .map_err(git("committing"))?;
-                let branch_commit = repo.find_commit(branch_commit).map_err(git("reading a commit"))?;
+                let branch_commit = repo
+                    .find_commit(branch_commit)
+                    .map_err(git("reading a commit"))?;
                 let merger = sig(ADA, when)?;
-                let message = format!("Merge pull request #{number} from {branch}\n\n{}", step.subject);
+                let message = format!(
+                    "Merge pull request #{number} from {branch}\n\n{}",
+                    step.subject
+                );
                 let mut merge_parents = parent_refs.clone();
                 merge_parents.push(&branch_commit);
-                repo.commit(Some("HEAD"), &merger, &merger, &message, &tree, &merge_parents)
-                    .map_err(git("committing a merge"))?
+                repo.commit(
+                    Some("HEAD"),
+                    &merger,
+                    &merger,
+                    &message,
+                    &tree,
+                    &merge_parents,
+                )
+                .map_err(git("committing a merge"))?
             }
         };
         commits.push(id);
@@ -257,7 +270,10 @@ mod tests {
         init(dir.path(), false, 0).unwrap();
         let err = init(dir.path(), false, 0).unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
-        assert_eq!(std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap(), CONFIG_TEMPLATE);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap(),
+            CONFIG_TEMPLATE
+        );
     }
 
     #[test]

@@ -9,9 +9,9 @@
 pub mod config;
 pub mod error;
 pub mod finding;
+pub mod fsutil;
 pub mod history;
 pub mod index;
-pub mod fsutil;
 pub mod init;
 pub mod record;
 pub mod repo;

@@ -63,10 +63,16 @@ pub fn parse(path: &str, text: &str, config: &Config) -> Parsed {
         Ok(node) => node,
         Err(p) => {
             let hint = match p.kind {
-                ProblemKind::Empty => "write a record (apiVersion, kind, agent, environment, version) or delete the file",
-                ProblemKind::MultipleDocuments => "keep one record per file; move the others to their own files",
+                ProblemKind::Empty => {
+                    "write a record (apiVersion, kind, agent, environment, version) or delete the file"
+                }
+                ProblemKind::MultipleDocuments => {
+                    "keep one record per file; move the others to their own files"
+                }
                 ProblemKind::DuplicateKey => "remove one of the two keys",
-                ProblemKind::TooComplex => "a record is a handful of fields: remove anchors, aliases and nesting",
+                ProblemKind::TooComplex => {
+                    "a record is a handful of fields: remove anchors, aliases and nesting"
+                }
                 ProblemKind::Syntax => "fix the YAML syntax at this position",
             };
             c.report_at(problem_code(p.kind), p.line, p.column, p.message, hint);
@@ -110,28 +116,36 @@ pub fn parse(path: &str, text: &str, config: &Config) -> Parsed {
         names_valid &= c.dns_label(n, s, "agent");
         Some(s)
     });
-    let environment = c.required(&root, "environment", "the record").and_then(|n| {
-        let s = c.string(n, "environment")?;
-        let valid = c.dns_label(n, s, "environment");
-        names_valid &= valid;
-        if valid && config.environment(s).is_none() {
-            let names: Vec<&str> = config.environments.iter().map(|e| e.name.as_str()).collect();
-            let hint = match crate::shape::closest(s, &names) {
-                Some(close) => format!("did you mean `{close}`? Declared: {}", names.join(", ")),
-                None => format!(
-                    "declare it in ledgit.yaml or use one of: {}",
-                    names.join(", ")
-                ),
-            };
-            c.report(
-                Code::UnknownEnvironment,
-                n,
-                format!("environment `{s}` is not declared in ledgit.yaml"),
-                hint,
-            );
-        }
-        Some(s)
-    });
+    let environment = c
+        .required(&root, "environment", "the record")
+        .and_then(|n| {
+            let s = c.string(n, "environment")?;
+            let valid = c.dns_label(n, s, "environment");
+            names_valid &= valid;
+            if valid && config.environment(s).is_none() {
+                let names: Vec<&str> = config
+                    .environments
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect();
+                let hint = match crate::shape::closest(s, &names) {
+                    Some(close) => {
+                        format!("did you mean `{close}`? Declared: {}", names.join(", "))
+                    }
+                    None => format!(
+                        "declare it in ledgit.yaml or use one of: {}",
+                        names.join(", ")
+                    ),
+                };
+                c.report(
+                    Code::UnknownEnvironment,
+                    n,
+                    format!("environment `{s}` is not declared in ledgit.yaml"),
+                    hint,
+                );
+            }
+            Some(s)
+        });
     let version = c
         .required(&root, "version", "the record")
         .and_then(|n| version(&mut c, n).map(|v| (v, n.line, n.column)));
@@ -199,7 +213,10 @@ fn version(c: &mut Checker, node: &yaml::Node) -> Option<String> {
             s.chars().count()
         ))
     } else if s.chars().any(char::is_whitespace) {
-        Some(format!("the version `{}` contains white space", s.escape_debug()))
+        Some(format!(
+            "the version `{}` contains white space",
+            s.escape_debug()
+        ))
     } else {
         None
     };
@@ -239,7 +256,10 @@ fn annotations(c: &mut Checker, root: &yaml::Node) -> BTreeMap<String, String> {
                 c.report(
                     Code::WrongType,
                     k,
-                    format!("annotation keys must be strings, found a {}", other.type_name()),
+                    format!(
+                        "annotation keys must be strings, found a {}",
+                        other.type_name()
+                    ),
                     "quote the key",
                 );
                 continue;
@@ -354,11 +374,20 @@ mod tests {
     #[test]
     fn versions_with_white_space_or_too_long() {
         let spaced = OK.replace("1.4.2", "\"1.4 2\"");
-        assert_eq!(codes("deployments/support-bot/production.yaml", &spaced)[0].0, Code::InvalidVersion);
+        assert_eq!(
+            codes("deployments/support-bot/production.yaml", &spaced)[0].0,
+            Code::InvalidVersion
+        );
         let long = OK.replace("1.4.2", &"a".repeat(129));
-        assert_eq!(codes("deployments/support-bot/production.yaml", &long)[0].0, Code::InvalidVersion);
+        assert_eq!(
+            codes("deployments/support-bot/production.yaml", &long)[0].0,
+            Code::InvalidVersion
+        );
         let empty = OK.replace("1.4.2", "\"\"");
-        assert_eq!(codes("deployments/support-bot/production.yaml", &empty)[0].0, Code::InvalidVersion);
+        assert_eq!(
+            codes("deployments/support-bot/production.yaml", &empty)[0].0,
+            Code::InvalidVersion
+        );
     }
 
     #[test]

@@ -67,9 +67,12 @@ impl Repo {
             }
             _ => Error::git(format!("resolving `{rev}`"), e),
         })?;
-        obj.peel_to_commit()
-            .map(|c| c.id())
-            .map_err(|_| Error::invalid(format!("`{rev}` does not name a commit"), "name a branch, tag or commit"))
+        obj.peel_to_commit().map(|c| c.id()).map_err(|_| {
+            Error::invalid(
+                format!("`{rev}` does not name a commit"),
+                "name a branch, tag or commit",
+            )
+        })
     }
 
     /// The revision to read: the one given, else HEAD.

@@ -46,11 +46,23 @@ mod tests {
 
     #[test]
     fn finds_pem_private_keys_of_any_type() {
-        assert_eq!(private_key_line(b"a\nb\n-----BEGIN PRIVATE KEY-----\nMC4C\n"), Some(3));
-        assert_eq!(private_key_line(b"-----BEGIN OPENSSH PRIVATE KEY-----\n"), Some(1));
-        assert_eq!(private_key_line(b"x: |\n  -----BEGIN EC PRIVATE KEY-----\n"), Some(2));
+        assert_eq!(
+            private_key_line(b"a\nb\n-----BEGIN PRIVATE KEY-----\nMC4C\n"),
+            Some(3)
+        );
+        assert_eq!(
+            private_key_line(b"-----BEGIN OPENSSH PRIVATE KEY-----\n"),
+            Some(1)
+        );
+        assert_eq!(
+            private_key_line(b"x: |\n  -----BEGIN EC PRIVATE KEY-----\n"),
+            Some(2)
+        );
         assert_eq!(private_key_line(b"-----BEGIN PUBLIC KEY-----\n"), None);
-        assert_eq!(private_key_line(b"-----BEGIN CERTIFICATE-----\n-----BEGIN "), None);
+        assert_eq!(
+            private_key_line(b"-----BEGIN CERTIFICATE-----\n-----BEGIN "),
+            None
+        );
     }
 
     #[test]

@@ -106,7 +106,9 @@ pub fn worktree(root: &Path, config: &Config, tracked: &[String]) -> Result<Repo
 pub fn tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Report> {
     let mut findings = Vec::new();
     let mut candidates = Vec::new();
-    let odb = repo.odb().map_err(|e| Error::git("opening the object database", e))?;
+    let odb = repo
+        .odb()
+        .map_err(|e| Error::git("opening the object database", e))?;
     let mut failure = None;
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         let Ok(name) = entry.name() else {
@@ -115,11 +117,10 @@ pub fn tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Report> {
         let path = format!("{dir}{name}");
         let in_records = config.in_deployments(&path);
         match entry.kind() {
-            Some(ObjectType::Blob) if entry.filemode() == 0o120000 => {
-                if in_records {
-                    findings.push(symlink_finding(&path));
-                }
+            Some(ObjectType::Blob) if entry.filemode() == 0o120000 && in_records => {
+                findings.push(symlink_finding(&path));
             }
+            Some(ObjectType::Blob) if entry.filemode() == 0o120000 => {}
             Some(ObjectType::Blob) => match odb.read_header(entry.id()) {
                 Ok((size, _)) => candidates.push(Candidate {
                     path,
@@ -136,7 +137,11 @@ pub fn tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Report> {
         }
         TreeWalkResult::Ok
     })
-    .map_err(|e| failure.take().unwrap_or_else(|| Error::git("walking the tree", e)))?;
+    .map_err(|e| {
+        failure
+            .take()
+            .unwrap_or_else(|| Error::git("walking the tree", e))
+    })?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -161,10 +166,15 @@ fn check_all(
     mut findings: Vec<Finding>,
     config: &Config,
 ) -> Report {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     let results: Vec<Outcome> = if candidates.len() < 512 || threads == 1 {
         let repo = git_dir.and_then(|p| Repository::open(p).ok());
-        candidates.iter().map(|c| check_one(repo.as_ref(), c, config)).collect()
+        candidates
+            .iter()
+            .map(|c| check_one(repo.as_ref(), c, config))
+            .collect()
     } else {
         let chunk = candidates.len().div_ceil(threads);
         std::thread::scope(|s| {
@@ -257,14 +267,21 @@ fn check_one(repo: Option<&Repository>, c: &Candidate, config: &Config) -> Outco
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
         Err(e) => {
-            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             out.findings.push(
                 Finding::new(
                     Code::NotUtf8,
                     &c.path,
                     line as u32,
                     1,
-                    format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to()),
+                    format!(
+                        "not UTF-8 text (invalid byte at offset {})",
+                        e.valid_up_to()
+                    ),
                 )
                 .hint("save the file as UTF-8"),
             );

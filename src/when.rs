@@ -62,7 +62,12 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Ok(dt.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, fmt) {
             return Ok(Utc.from_utc_datetime(&naive));
         }
@@ -133,7 +138,10 @@ mod tests {
     fn times() {
         let now = Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0).unwrap();
         let at = |s| parse_time(s, now).unwrap().timestamp();
-        let noon = Utc.with_ymd_and_hms(2026, 3, 3, 12, 0, 0).unwrap().timestamp();
+        let noon = Utc
+            .with_ymd_and_hms(2026, 3, 3, 12, 0, 0)
+            .unwrap()
+            .timestamp();
         assert_eq!(at("2026-03-03T12:00:00Z"), noon);
         assert_eq!(at("2026-03-03T13:00:00+01:00"), noon);
         assert_eq!(at("2026-03-03 12:00"), noon);

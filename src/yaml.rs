@@ -155,9 +155,9 @@ pub fn parse(text: &str) -> Result<Node, YamlProblem> {
 fn problem(err: serde_saphyr::Error) -> YamlProblem {
     use serde_saphyr::Error as E;
     let err = err.without_snippet();
-    let (line, column) = err
-        .location()
-        .map_or((1, 1), |l| (l.line().max(1) as u32, l.column().max(1) as u32));
+    let (line, column) = err.location().map_or((1, 1), |l| {
+        (l.line().max(1) as u32, l.column().max(1) as u32)
+    });
     let detail = first_line(&err.to_string());
     let (kind, message) = match err {
         E::DuplicateMappingKey { .. } => {
@@ -310,10 +310,19 @@ mod tests {
 
     #[test]
     fn classifies_problems() {
-        assert_eq!(parse("a: 1\na: 2\n").unwrap_err().kind, ProblemKind::DuplicateKey);
-        assert_eq!(parse("a: 1\n---\nb: 2\n").unwrap_err().kind, ProblemKind::MultipleDocuments);
+        assert_eq!(
+            parse("a: 1\na: 2\n").unwrap_err().kind,
+            ProblemKind::DuplicateKey
+        );
+        assert_eq!(
+            parse("a: 1\n---\nb: 2\n").unwrap_err().kind,
+            ProblemKind::MultipleDocuments
+        );
         assert_eq!(parse("").unwrap_err().kind, ProblemKind::Empty);
-        assert_eq!(parse("# only a comment\n").unwrap_err().kind, ProblemKind::Empty);
+        assert_eq!(
+            parse("# only a comment\n").unwrap_err().kind,
+            ProblemKind::Empty
+        );
         let err = parse("a: [1, 2\n").unwrap_err();
         assert_eq!(err.kind, ProblemKind::Syntax);
         let deep = "[".repeat(100_000);
@@ -322,7 +331,9 @@ mod tests {
 
     #[test]
     fn alias_bomb_is_bounded() {
-        let mut text = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let mut text = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
         let mut prev = 'a';
         for name in 'b'..='i' {
             text.push_str(&format!(

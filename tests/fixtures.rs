@@ -27,7 +27,9 @@ const SCHEMA_CODES: &[&str] = &[
 fn files(dir: &str) -> Vec<std::path::PathBuf> {
     let mut out: Vec<_> = ["valid", "invalid"]
         .iter()
-        .flat_map(|kind| std::fs::read_dir(project_root().join("fixtures").join(dir).join(kind)).unwrap())
+        .flat_map(|kind| {
+            std::fs::read_dir(project_root().join("fixtures").join(dir).join(kind)).unwrap()
+        })
         .map(|e| e.unwrap().path())
         .collect();
     out.sort();
@@ -38,9 +40,18 @@ fn files(dir: &str) -> Vec<std::path::PathBuf> {
 /// The codes named on the first line: `# expect: a b` (`valid` for none).
 fn expected(bytes: &[u8]) -> BTreeSet<String> {
     let text = String::from_utf8_lossy(bytes);
-    let first = text.trim_start_matches('\u{feff}').lines().next().unwrap_or("");
-    let list = first.strip_prefix("# expect:").unwrap_or_else(|| panic!("no `# expect:` line"));
-    list.split_whitespace().filter(|c| *c != "valid").map(str::to_string).collect()
+    let first = text
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .next()
+        .unwrap_or("");
+    let list = first
+        .strip_prefix("# expect:")
+        .unwrap_or_else(|| panic!("no `# expect:` line"));
+    list.split_whitespace()
+        .filter(|c| *c != "valid")
+        .map(str::to_string)
+        .collect()
 }
 
 fn to_json(node: &Node) -> serde_json::Value {
@@ -48,7 +59,9 @@ fn to_json(node: &Node) -> serde_json::Value {
         Value::Null => serde_json::Value::Null,
         Value::Bool(b) => (*b).into(),
         Value::Int(i) => serde_json::Value::from(*i as f64),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+        Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+        }
         Value::Str(s) => s.clone().into(),
         Value::Seq(items) => items.iter().map(to_json).collect(),
         Value::Map(entries) => entries
@@ -72,14 +85,20 @@ fn schema(name: &str) -> jsonschema::Validator {
 
 /// Checks that the schema and ledgit agree on one file.
 fn agree(validator: &jsonschema::Validator, path: &Path, bytes: &[u8], codes: &BTreeSet<String>) {
-    let Ok(text) = std::str::from_utf8(bytes) else { return };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
     let Ok(node) = yaml::parse(text) else { return };
     let instance = to_json(&node);
     let schema_ok = validator.is_valid(&instance);
     let ledgit_ok = !codes.iter().any(|c| SCHEMA_CODES.contains(&c.as_str()));
-    let errors: Vec<String> = validator.iter_errors(&instance).map(|e| e.to_string()).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| e.to_string())
+        .collect();
     assert_eq!(
-        schema_ok, ledgit_ok,
+        schema_ok,
+        ledgit_ok,
         "{}: the schema says {} ({errors:?}), ledgit says {codes:?}",
         path.display(),
         if schema_ok { "valid" } else { "invalid" },
@@ -101,7 +120,10 @@ fn record_fixtures_produce_the_codes_they_state() {
         let got: BTreeSet<String> = report.findings.iter().map(|f| f.code.to_string()).collect();
         assert_eq!(got, want, "{}: {:#?}", path.display(), report.findings);
         for f in &report.findings {
-            assert!(f.line >= 1 && f.column >= 1 && !f.message.is_empty() && !f.hint.is_empty(), "{f:?}");
+            assert!(
+                f.line >= 1 && f.column >= 1 && !f.message.is_empty() && !f.hint.is_empty(),
+                "{f:?}"
+            );
         }
         agree(&validator, &path, &bytes, &got);
     }
@@ -126,7 +148,10 @@ fn config_fixtures_produce_the_codes_they_state() {
 #[test]
 fn repository_fixtures_exit_and_report_as_stated() {
     let dir = project_root().join("fixtures/repos");
-    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     assert!(names.len() >= 8);
     for name in names {
@@ -151,19 +176,31 @@ fn repository_fixtures_exit_and_report_as_stated() {
             }
         }
         repo.commit("fixture", common::T0);
-        for args in [&["validate", "--format", "json"][..], &["validate", "--rev", "HEAD", "--format", "json"]] {
+        for args in [
+            &["validate", "--format", "json"][..],
+            &["validate", "--rev", "HEAD", "--format", "json"],
+        ] {
             let run = repo.ledgit(args);
             let ctx = format!("{name:?} {args:?}: {}{}", run.stdout, run.stderr);
             assert_eq!(Some(run.code), exit, "{ctx}");
             for s in &stderr {
-                assert!(run.stderr.contains(s.as_str()), "{ctx}\nexpected on stderr: {s}");
+                assert!(
+                    run.stderr.contains(s.as_str()),
+                    "{ctx}\nexpected on stderr: {s}"
+                );
             }
             if run.code != 2 {
                 let got: BTreeSet<String> = run.json()["findings"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|f| format!("{} {}", f["code"].as_str().unwrap(), f["path"].as_str().unwrap()))
+                    .map(|f| {
+                        format!(
+                            "{} {}",
+                            f["code"].as_str().unwrap(),
+                            f["path"].as_str().unwrap()
+                        )
+                    })
                     .collect();
                 assert_eq!(got, findings, "{ctx}");
             }

@@ -95,7 +95,10 @@ pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut progress = |p: Progress| {
         let bar = bar.get_or_insert_with(|| {
-            let b = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+            let b = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
             b.set_style(
                 indicatif::ProgressStyle::with_template("{spinner} {msg} {wide_bar} {pos}/{len}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -117,10 +120,7 @@ pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
     };
     let (history, _) = ledgit::index::history(&repo.git, tip, &config.deployments, &mut progress)?;
     warn(&history);
-    Ok(Loaded {
-        config,
-        history,
-    })
+    Ok(Loaded { config, history })
 }
 
 /// Prints the history's caveats to stderr: a shallow boundary and records that did not parse.
@@ -150,14 +150,26 @@ fn warn(h: &History) {
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
     let now = chrono::Utc::now();
-    let since = args.since.as_deref().map(|t| when::parse_time(t, now)).transpose()?;
-    let until = args.until.as_deref().map(|t| when::parse_time(t, now)).transpose()?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| when::parse_time(t, now))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| when::parse_time(t, now))
+        .transpose()?;
     let loaded = load(ctx, args.rev.as_deref())?;
     let h = &loaded.history;
     let mut events: Vec<&Event> = h
         .deployment_events()
         .filter(|e| args.agent.as_deref().is_none_or(|a| e.agent == a))
-        .filter(|e| args.environment.as_deref().is_none_or(|env| e.environment == env))
+        .filter(|e| {
+            args.environment
+                .as_deref()
+                .is_none_or(|env| e.environment == env)
+        })
         .filter(|e| {
             let t = h.commit_of(e).time;
             since.is_none_or(|s| t >= s.timestamp()) && until.is_none_or(|u| t <= u.timestamp())
@@ -224,7 +236,11 @@ pub fn commit_strings(h: &History, events: &[&Event]) -> Vec<Option<CommitString
 }
 
 /// The JSON object of one event; `strings` comes from [`commit_strings`] for these events.
-pub fn event_json<'a>(h: &'a History, strings: &'a [Option<CommitStrings>], e: &'a Event) -> EventJson<'a> {
+pub fn event_json<'a>(
+    h: &'a History,
+    strings: &'a [Option<CommitStrings>],
+    e: &'a Event,
+) -> EventJson<'a> {
     let c = h.commit_of(e);
     let s = strings[e.commit as usize]
         .as_ref()
@@ -295,7 +311,11 @@ fn write_text(out: &mut dyn Write, h: &History, events: &[&Event]) -> io::Result
         return writeln!(out, "no deployment events");
     }
     let wa = events.iter().map(|e| e.agent.len()).max().unwrap_or(0);
-    let we = events.iter().map(|e| e.environment.len()).max().unwrap_or(0);
+    let we = events
+        .iter()
+        .map(|e| e.environment.len())
+        .max()
+        .unwrap_or(0);
     // Padding is computed on the plain text, so colour codes do not break the alignment.
     let change = |e: &Event| {
         let v = e.version.as_deref().unwrap_or("");
@@ -335,7 +355,11 @@ fn write_text(out: &mut dyn Write, h: &History, events: &[&Event]) -> io::Result
 /// "Merge pull request #12 from ...", "Merge branch ... (#12)", "Bump support-bot (#12)".
 pub fn pull_request(subject: &str) -> Option<u32> {
     if let Some(rest) = subject.strip_prefix("Merge pull request #") {
-        return rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok();
+        return rest
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok();
     }
     let inner = subject.trim_end().strip_suffix(')')?;
     let start = inner.rfind("(#")?;

@@ -16,7 +16,9 @@ use super::{CliResult, Context, Outcome};
 /// them as a short history (several commits over two weeks, one merged from a pull request), so
 /// that `ledgit history` and `ledgit status` have something real to show.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  ledgit init\n  ledgit init --example /tmp/deployments && ledgit -C /tmp/deployments status")]
+#[command(
+    after_help = "Examples:\n  ledgit init\n  ledgit init --example /tmp/deployments && ledgit -C /tmp/deployments status"
+)]
 pub struct Args {
     /// The folder to create the repository in (relative to -C); created if missing.
     #[arg(default_value = ".")]
@@ -33,7 +35,11 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     let done = ledgit::init::init(&dir, args.example, now)?;
     let mut out = render::stdout();
     if done.created_repository {
-        writeln!(out, "Initialized a git repository in {}", done.root.display())?;
+        writeln!(
+            out,
+            "Initialized a git repository in {}",
+            done.root.display()
+        )?;
     }
     writeln!(
         out,

@@ -2,13 +2,11 @@
 //! from the core as text, JSON, GitHub annotations or markdown. Every command returns an
 //! [`Outcome`] (exit 0 or 1) or a [`CliError`] (exit 2) that carries a hint for the user.
 
-
 mod history;
 mod init;
 mod render;
 mod show;
 mod status;
-
 
 mod validate;
 
@@ -51,9 +49,6 @@ enum Command {
     History(history::Args),
     Status(status::Args),
     Show(show::Args),
-
-
-
 }
 
 /// How a command that ran ended.
@@ -142,7 +137,12 @@ pub fn run() -> ExitCode {
         Some(d) => d,
         None => match std::env::current_dir() {
             Ok(d) => d,
-            Err(e) => return fail(&CliError::new(format!("cannot read the current directory: {e}"), "run ledgit from an existing directory or pass -C DIR")),
+            Err(e) => {
+                return fail(&CliError::new(
+                    format!("cannot read the current directory: {e}"),
+                    "run ledgit from an existing directory or pass -C DIR",
+                ));
+            }
         },
     };
     if !dir.is_dir() {
@@ -158,9 +158,6 @@ pub fn run() -> ExitCode {
         Command::History(args) => history::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Show(args) => show::run(&ctx, args),
-
-
-
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,

@@ -43,7 +43,11 @@ pub fn finding_text(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
     )?;
     let gutter = f.line.to_string().len();
     let pad = " ".repeat(gutter);
-    writeln!(out, "{pad}{BLUE}-->{BLUE:#} {}:{}:{}", f.path, f.line, f.column)?;
+    writeln!(
+        out,
+        "{pad}{BLUE}-->{BLUE:#} {}:{}:{}",
+        f.path, f.line, f.column
+    )?;
     if let Some(src) = &f.source_line {
         let src = src.replace('\t', " ");
         let col = (f.column as usize).saturating_sub(1);
@@ -70,7 +74,10 @@ pub fn finding_text(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
 
 /// "2 errors, 1 warning" (or "no findings").
 pub fn tally(findings: &[Finding]) -> String {
-    let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
     let warnings = findings.len() - errors;
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     match (errors, warnings) {
@@ -104,7 +111,9 @@ pub fn finding_github(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {

@@ -16,7 +16,9 @@ use super::{CliError, CliResult, Context, Outcome};
 /// into existence; deleting a record and creating it again starts a new generation (and
 /// invalidates the tokens issued for the old one).
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  ledgit show support-bot\n  ledgit show support-bot production --format json")]
+#[command(
+    after_help = "Examples:\n  ledgit show support-bot\n  ledgit show support-bot production --format json"
+)]
 pub struct Args {
     /// The agent.
     agent: String,
@@ -45,7 +47,10 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     let wanted = |agent: &str, env: &str| {
         agent == args.agent && args.environment.as_deref().is_none_or(|e| e == env)
     };
-    let events: Vec<&Event> = h.deployment_events().filter(|e| wanted(&e.agent, &e.environment)).collect();
+    let events: Vec<&Event> = h
+        .deployment_events()
+        .filter(|e| wanted(&e.agent, &e.environment))
+        .collect();
     if events.is_empty() {
         let mut agents: Vec<&str> = h.deployment_events().map(|e| e.agent.as_str()).collect();
         agents.sort_unstable();
@@ -56,10 +61,21 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         };
         return Err(CliError::new(
             what,
-            format!("known agents: {}", if agents.is_empty() { "none".into() } else { agents.join(", ") }),
+            format!(
+                "known agents: {}",
+                if agents.is_empty() {
+                    "none".into()
+                } else {
+                    agents.join(", ")
+                }
+            ),
         ));
     }
-    let records: Vec<Deployment> = h.current().into_iter().filter(|d| wanted(&d.agent, &d.environment)).collect();
+    let records: Vec<Deployment> = h
+        .current()
+        .into_iter()
+        .filter(|d| wanted(&d.agent, &d.environment))
+        .collect();
     let mut out = render::stdout();
     if let Format::Json = args.format {
         #[derive(serde::Serialize)]
@@ -70,7 +86,14 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         }
         let strings = commit_strings(h, &events);
         let history = events.iter().map(|e| event_json(h, &strings, e)).collect();
-        render::json(&mut out, &Json { agent: &args.agent, records: &records, history })?;
+        render::json(
+            &mut out,
+            &Json {
+                agent: &args.agent,
+                records: &records,
+                history,
+            },
+        )?;
         return Ok(Outcome::Clean);
     }
     let now = chrono::Utc::now().timestamp();
@@ -100,7 +123,10 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         let c = h.commit_of(e);
         let what = match e.action {
             Action::Deployed => format!("deployed {}", e.version.as_deref().unwrap_or("")),
-            Action::Removed => format!("removed (was {})", e.previous_version.as_deref().unwrap_or("")),
+            Action::Removed => format!(
+                "removed (was {})",
+                e.previous_version.as_deref().unwrap_or("")
+            ),
             _ => format!(
                 "{} -> {}",
                 e.previous_version.as_deref().unwrap_or(""),

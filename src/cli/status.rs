@@ -46,7 +46,11 @@ enum Format {
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
     let now = chrono::Utc::now();
-    let at = args.at.as_deref().map(|t| when::parse_time(t, now)).transpose()?;
+    let at = args
+        .at
+        .as_deref()
+        .map(|t| when::parse_time(t, now))
+        .transpose()?;
     let loaded = load(ctx, args.rev.as_deref())?;
     let h = &loaded.history;
     let pos = match at {
@@ -75,7 +79,12 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             )?,
         }
     }
-    let mut envs: Vec<String> = loaded.config.environments.iter().map(|e| e.name.clone()).collect();
+    let mut envs: Vec<String> = loaded
+        .config
+        .environments
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
     for r in &rows {
         if !envs.contains(&r.environment) {
             envs.push(r.environment.clone());
@@ -85,19 +94,32 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     Ok(Outcome::Clean)
 }
 
-fn table(out: &mut dyn Write, rows: &[Deployment], envs: &[String], now: i64) -> std::io::Result<()> {
+fn table(
+    out: &mut dyn Write,
+    rows: &[Deployment],
+    envs: &[String],
+    now: i64,
+) -> std::io::Result<()> {
     if rows.is_empty() {
         return writeln!(out, "no deployments");
     }
     let mut by_agent: BTreeMap<&str, BTreeMap<&str, &Deployment>> = BTreeMap::new();
     for r in rows {
-        by_agent.entry(&r.agent).or_default().insert(&r.environment, r);
+        by_agent
+            .entry(&r.agent)
+            .or_default()
+            .insert(&r.environment, r);
     }
     let cell = |d: Option<&&Deployment>| match d {
         Some(d) => format!("{} ({})", d.version, when::relative(d.updated_time, now)),
         None => "-".to_string(),
     };
-    let agent_w = by_agent.keys().map(|a| a.len()).max().unwrap_or(0).max("AGENT".len());
+    let agent_w = by_agent
+        .keys()
+        .map(|a| a.len())
+        .max()
+        .unwrap_or(0)
+        .max("AGENT".len());
     let widths: Vec<usize> = envs
         .iter()
         .map(|e| {
@@ -124,7 +146,11 @@ fn table(out: &mut dyn Write, rows: &[Deployment], envs: &[String], now: i64) ->
             versions.len() > 1
         };
         differing += usize::from(differs);
-        let marker = if differs { format!("{YELLOW}*{YELLOW:#}") } else { " ".into() };
+        let marker = if differs {
+            format!("{YELLOW}*{YELLOW:#}")
+        } else {
+            " ".into()
+        };
         write!(out, "{marker} {agent:agent_w$}")?;
         for (e, w) in envs.iter().zip(&widths) {
             let text = cell(cells.get(e.as_str()));
@@ -138,8 +164,15 @@ fn table(out: &mut dyn Write, rows: &[Deployment], envs: &[String], now: i64) ->
         writeln!(out)?;
     }
     if differing > 0 {
-        let plural = if differing == 1 { "agent runs" } else { "agents run" };
-        writeln!(out, "\n{YELLOW}*{YELLOW:#} {differing} {plural} different versions across environments")?;
+        let plural = if differing == 1 {
+            "agent runs"
+        } else {
+            "agents run"
+        };
+        writeln!(
+            out,
+            "\n{YELLOW}*{YELLOW:#} {differing} {plural} different versions across environments"
+        )?;
     }
     Ok(())
 }

@@ -20,7 +20,9 @@ use super::{CliError, CliResult, Context, Outcome};
 /// tree is read straight from git, without a checkout (CI checks base and head of a pull
 /// request this way).
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  ledgit validate\n  ledgit validate --rev origin/main --format github\n\nExit codes: 0 no errors, 1 findings, 2 could not run.")]
+#[command(
+    after_help = "Examples:\n  ledgit validate\n  ledgit validate --rev origin/main --format github\n\nExit codes: 0 no errors, 1 findings, 2 could not run."
+)]
 pub struct Args {
     /// Check this commit (branch, tag, hash) instead of the work tree.
     #[arg(long, value_name = "REV")]
@@ -57,18 +59,28 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
                 .git
                 .find_commit(commit)
                 .and_then(|c| c.tree())
-                .map_err(|e| CliError::new(format!("reading commit {commit}: {}", e.message()), "check the repository with `git fsck`"))?;
+                .map_err(|e| {
+                    CliError::new(
+                        format!("reading commit {commit}: {}", e.message()),
+                        "check the repository with `git fsck`",
+                    )
+                })?;
             validate::tree(&repo.git, &tree, &config)?
         }
     };
     print(&report, args.format)?;
-    Ok(Outcome::from_findings(finding::has_errors(&report.findings)))
+    Ok(Outcome::from_findings(finding::has_errors(
+        &report.findings,
+    )))
 }
 
 fn tracked_paths(git: &git2::Repository) -> Result<Vec<String>, CliError> {
-    let index = git
-        .index()
-        .map_err(|e| CliError::new(format!("reading git's index: {}", e.message()), "check the repository with `git status`"))?;
+    let index = git.index().map_err(|e| {
+        CliError::new(
+            format!("reading git's index: {}", e.message()),
+            "check the repository with `git status`",
+        )
+    })?;
     Ok(index
         .iter()
         .filter_map(|e| String::from_utf8(e.path).ok())
@@ -104,7 +116,11 @@ fn print(report: &Report, format: Format) -> std::io::Result<()> {
             }
             let plural = if report.records == 1 { "" } else { "s" };
             if report.findings.is_empty() {
-                writeln!(out, "{GREEN}ok{GREEN:#}: {} record{plural}, no findings", report.records)
+                writeln!(
+                    out,
+                    "{GREEN}ok{GREEN:#}: {} record{plural}, no findings",
+                    report.records
+                )
             } else {
                 writeln!(
                     out,

@@ -33,8 +33,12 @@ impl Run {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -56,7 +60,9 @@ fn hermetic(cmd: &mut Command) -> &mut Command {
 pub const CONFIG: &str = "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: development\n  - name: staging\n    promote_from: development\n  - name: production\n    promote_from: staging\n    soak: 24h\n";
 
 pub fn record(agent: &str, env: &str, version: &str) -> String {
-    format!("apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: {agent}\nenvironment: {env}\nversion: \"{version}\"\n")
+    format!(
+        "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: {agent}\nenvironment: {env}\nversion: \"{version}\"\n"
+    )
 }
 
 impl TestRepo {
@@ -95,7 +101,10 @@ impl TestRepo {
 
     /// Writes a record at its conventional path.
     pub fn set(&self, agent: &str, env: &str, version: &str) {
-        self.write(&format!("deployments/{agent}/{env}.yaml"), record(agent, env, version));
+        self.write(
+            &format!("deployments/{agent}/{env}.yaml"),
+            record(agent, env, version),
+        );
     }
 
     /// Runs git with fixed dates; panics on failure. Returns stdout.
@@ -108,7 +117,11 @@ impl TestRepo {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 

@@ -1,0 +1,141 @@
+//! The command line end to end: init, validate in every repository state, help, exit codes,
+//! and snapshots of the text people read.
+
+mod common;
+
+use common::{T0, TestRepo, ledgit_in};
+
+#[test]
+fn init_example_then_validate_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ledgit_in(dir.path(), &["init", "--example", "demo"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let demo = dir.path().join("demo");
+    let v = ledgit_in(&demo, &["validate", "--format", "json"]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    assert_eq!(v.json()["records"], 9);
+    let h = ledgit_in(&demo, &["history", "--format", "json"]);
+    assert_eq!(h.json().as_array().unwrap().len(), 13);
+    let again = ledgit_in(dir.path(), &["init", "demo"]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+}
+
+#[test]
+fn init_plain_writes_a_valid_empty_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ledgit_in(dir.path(), &["init"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(dir.path().join(".git").is_dir());
+    let v = ledgit_in(dir.path(), &["validate"]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+}
+
+#[test]
+fn validate_text_output_shows_the_line_and_a_caret() {
+    let repo = TestRepo::new();
+    repo.write(
+        "deployments/support-bot/production.yaml",
+        "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: support-bot\nenvironment: production\nverison: 1.4.2\n",
+    );
+    let run = repo.ledgit(&["validate"]);
+    assert_eq!(run.code, 1);
+    insta::assert_snapshot!(run.stdout);
+}
+
+#[test]
+fn validate_github_format() {
+    let repo = TestRepo::new();
+    repo.write(
+        "deployments/support-bot/production.yaml",
+        common::record("support-bot", "production", "1").replace("\"1\"", "1.10"),
+    );
+    let run = repo.ledgit(&["validate", "--format", "github"]);
+    assert_eq!(run.code, 1);
+    insta::assert_snapshot!(run.stdout);
+}
+
+#[test]
+fn validate_works_in_every_repository_state() {
+    // No commits yet: the work tree is checked; --rev has nothing to read.
+    let repo = TestRepo::new();
+    repo.set("support-bot", "staging", "1");
+    assert_eq!(repo.ledgit(&["validate"]).code, 0);
+    let none = repo.ledgit(&["validate", "--rev", "HEAD"]);
+    assert_eq!(none.code, 2);
+    assert!(none.stderr.contains("no commits"), "{}", none.stderr);
+    // From a subfolder, and with -C.
+    repo.commit("one", T0);
+    assert_eq!(
+        ledgit_in(&repo.path().join("deployments"), &["validate"]).code,
+        0
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert_eq!(
+        ledgit_in(
+            elsewhere.path(),
+            &["-C", repo.path().to_str().unwrap(), "validate"]
+        )
+        .code,
+        0
+    );
+    // Detached HEAD.
+    repo.set("support-bot", "staging", "2");
+    repo.commit("two", T0 + 1);
+    repo.git(&["checkout", "-q", "--detach", "HEAD~1"]);
+    assert_eq!(repo.ledgit(&["validate"]).code, 0);
+    assert_eq!(
+        repo.ledgit(&["history", "--format", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // --rev reads a commit without a checkout, even one whose work tree is broken.
+    repo.write("deployments/support-bot/staging.yaml", "{");
+    assert_eq!(repo.ledgit(&["validate"]).code, 1);
+    assert_eq!(repo.ledgit(&["validate", "--rev", "main"]).code, 0);
+    // A bare clone: HEAD's tree is checked.
+    let bare = tempfile::tempdir().unwrap();
+    let dest = bare.path().join("b.git");
+    repo.git(&[
+        "clone",
+        "-q",
+        "--bare",
+        repo.path().to_str().unwrap(),
+        dest.to_str().unwrap(),
+    ]);
+    let run = ledgit_in(&dest, &["validate", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["records"], 1);
+    // Not a repository at all.
+    let nothing = ledgit_in(elsewhere.path(), &["validate"]);
+    assert_eq!(nothing.code, 2);
+    assert!(nothing.stderr.contains("ledgit init"), "{}", nothing.stderr);
+}
+
+#[test]
+fn a_missing_revision_is_exit_2_with_a_hint() {
+    let repo = TestRepo::new();
+    repo.commit("one", T0);
+    let run = repo.ledgit(&["validate", "--rev", "no-such-branch"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("`no-such-branch` not found") && run.stderr.contains("hint"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn help_explains_each_command_with_an_example() {
+    for cmd in ["init", "validate", "history", "status", "show"] {
+        let run = ledgit_in(std::path::Path::new("."), &[cmd, "--help"]);
+        assert_eq!(run.code, 0);
+        assert!(run.stdout.contains("Examples:"), "{cmd}: {}", run.stdout);
+        assert!(run.stdout.contains(&format!("ledgit {cmd}")), "{cmd}");
+    }
+    let bad = ledgit_in(std::path::Path::new("."), &["validate", "--format", "yaml"]);
+    assert_eq!(bad.code, 2);
+}
