@@ -8,13 +8,33 @@
 //! answers snapshots at any commit or time, and is kept on disk by `index` so that the next query
 //! only walks new commits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use git2::{Oid, Repository};
 
 use crate::error::{Error, Result};
 use crate::record::{self, Identity};
 use crate::validate::is_record_file;
+
+/// A shared string: names, versions, paths and subjects repeat across many events, and the
+/// history holds each once.
+pub type Name = Arc<str>;
+
+/// Hands out one shared copy of each distinct string.
+#[derive(Default)]
+pub struct Interner(HashSet<Name>);
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Name {
+        if let Some(n) = self.0.get(s) {
+            return n.clone();
+        }
+        let n: Name = Arc::from(s);
+        self.0.insert(n.clone());
+        n
+    }
+}
 
 /// What happened to a (agent, environment) pair in a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -50,32 +70,32 @@ pub struct CommitInfo {
     /// Committer time, seconds since the epoch (UTC).
     pub time: i64,
     /// `Name <email>`.
-    pub author: String,
+    pub author: Name,
     pub author_time: i64,
     /// The first line of the message.
-    pub subject: String,
+    pub subject: Name,
 }
 
 /// One event. `commit` indexes [`History::commits`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub commit: u32,
-    pub agent: String,
-    pub environment: String,
+    pub agent: Name,
+    pub environment: Name,
     pub action: Action,
     /// `None` for `removed`.
-    pub version: Option<String>,
+    pub version: Option<Name>,
     /// `None` for `deployed`.
-    pub previous_version: Option<String>,
+    pub previous_version: Option<Name>,
     /// The record's path after the commit (before it, for `removed`).
-    pub path: String,
+    pub path: Name,
 }
 
 /// A record file that did not parse at some commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
     pub commit: u32,
-    pub path: String,
+    pub path: Name,
 }
 
 /// Per-path state of the walk: the blob and the last parsable identity.
@@ -93,8 +113,8 @@ pub struct History {
     /// First-parent chain, oldest first: commit ids and committer times.
     pub chain: Vec<Oid>,
     pub times: Vec<i64>,
-    /// The records folder's tree at each commit of the chain.
-    pub folder_trees: Vec<Option<Oid>>,
+    /// The records folder's tree at the tip, to continue the walk.
+    pub tip_tree: Option<Oid>,
     /// Commits that carry events or warnings, in chain order.
     pub commits: Vec<CommitInfo>,
     /// Events in chain order; within a commit by agent, then environment.
@@ -164,7 +184,8 @@ impl History {
             folder: self.folder.clone(),
             chain: self.chain[..n].to_vec(),
             times: self.times[..n].to_vec(),
-            folder_trees: self.folder_trees[..n].to_vec(),
+            // A prefix view is for reading: it cannot be extended (no walk state is kept).
+            tip_tree: None,
             commits: self.commits[..commits_n].to_vec(),
             events: self.events[..events_n].to_vec(),
             warnings: self.warnings[..warnings_n].to_vec(),
@@ -184,42 +205,37 @@ impl History {
         let Some(pos) = pos else {
             return Vec::new();
         };
-        let mut state: BTreeMap<(&str, &str), Deployment> = BTreeMap::new();
-        for e in &self.events {
-            let c = &self.commits[e.commit as usize];
-            if c.pos > pos {
-                break;
-            }
-            let key = (e.agent.as_str(), e.environment.as_str());
+        /// Per pair: the events that made its generation, its version and its path.
+        struct Cell<'h> {
+            generation: &'h Event,
+            updated: &'h Event,
+            path: &'h Name,
+        }
+        let mut state: HashMap<(&str, &str), Cell> = HashMap::new();
+        let end = self.commits.partition_point(|c| c.pos <= pos);
+        let end = self.events.partition_point(|e| (e.commit as usize) < end);
+        for e in &self.events[..end] {
+            let key = (&*e.agent, &*e.environment);
             match e.action {
                 Action::Deployed => {
                     state.insert(
                         key,
-                        Deployment {
-                            agent: e.agent.clone(),
-                            environment: e.environment.clone(),
-                            version: e.version.clone().unwrap_or_default(),
-                            path: e.path.clone(),
-                            generation: c.id.to_string(),
-                            updated_at: crate::when::rfc3339(c.time),
-                            updated_commit: c.id.to_string(),
-                            updated_time: c.time,
-                            generation_time: c.time,
+                        Cell {
+                            generation: e,
+                            updated: e,
+                            path: &e.path,
                         },
                     );
                 }
                 Action::Updated => {
-                    if let Some(d) = state.get_mut(&key) {
-                        d.version = e.version.clone().unwrap_or_default();
-                        d.path = e.path.clone();
-                        d.updated_at = crate::when::rfc3339(c.time);
-                        d.updated_commit = c.id.to_string();
-                        d.updated_time = c.time;
+                    if let Some(cell) = state.get_mut(&key) {
+                        cell.updated = e;
+                        cell.path = &e.path;
                     }
                 }
                 Action::Moved => {
-                    if let Some(d) = state.get_mut(&key) {
-                        d.path = e.path.clone();
+                    if let Some(cell) = state.get_mut(&key) {
+                        cell.path = &e.path;
                     }
                 }
                 Action::Removed => {
@@ -227,7 +243,27 @@ impl History {
                 }
             }
         }
-        state.into_values().collect()
+        let mut rows: Vec<Deployment> = state
+            .into_values()
+            .map(|cell| {
+                let generation = self.commit_of(cell.generation);
+                let updated = self.commit_of(cell.updated);
+                let e = cell.updated;
+                Deployment {
+                    agent: e.agent.to_string(),
+                    environment: e.environment.to_string(),
+                    version: e.version.as_deref().unwrap_or_default().to_string(),
+                    path: cell.path.to_string(),
+                    generation: generation.id.to_string(),
+                    updated_at: crate::when::rfc3339(updated.time),
+                    updated_commit: updated.id.to_string(),
+                    updated_time: updated.time,
+                    generation_time: generation.time,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.agent, &a.environment).cmp(&(&b.agent, &b.environment)));
+        rows
     }
 
     /// The snapshot at the tip.
@@ -247,7 +283,7 @@ struct ChainPart {
     ids: Vec<Oid>,
     times: Vec<i64>,
     trees: Vec<Option<Oid>>,
-    meta: Vec<(String, i64, String)>,
+    meta: Vec<(Name, i64, Name)>,
     /// The walk reached `stop`.
     reached_stop: bool,
     shallow: bool,
@@ -271,6 +307,7 @@ fn read_chain(
         shallow: false,
     };
     let folder_path = std::path::Path::new(folder);
+    let mut authors = Interner::default();
     let mut next = Some(tip);
     while let Some(id) = next {
         if let Some(stop) = stop
@@ -286,15 +323,15 @@ fn read_chain(
             _ => None,
         };
         let author = commit.author();
-        let who = format!(
+        let who = authors.get(&format!(
             "{} <{}>",
             String::from_utf8_lossy(author.name_bytes()),
             String::from_utf8_lossy(author.email_bytes())
-        );
-        let subject = commit
+        ));
+        let subject: Name = commit
             .summary_bytes()
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .unwrap_or_default();
+            .map(|s| Arc::from(String::from_utf8_lossy(s).as_ref()))
+            .unwrap_or_else(|| Arc::from(""));
         part.ids.push(id);
         part.times.push(commit.committer().when().seconds());
         part.trees.push(folder_tree);
@@ -371,129 +408,377 @@ pub fn extend(
     if history.chain.is_empty() {
         history.shallow = part.shallow;
     }
-    let mut walker = Walker::new(repo, std::mem::take(&mut history.paths));
-    let total = part.ids.len() as u64;
+    let total = part.ids.len();
     let base = history.chain.len();
-    let mut prev_tree = history.folder_trees.last().copied().flatten();
-    for (i, id) in part.ids.iter().enumerate() {
-        let pos = (base + i) as u32;
-        let tree = part.trees[i];
-        if tree != prev_tree {
-            let mut changes = Vec::new();
-            diff_trees(repo, prev_tree, tree, &history.folder, &mut changes)?;
+    let mut walker = Walker::new(repo, std::mem::take(&mut history.paths), BlobCache::new());
+    // The chain is processed in slices so that the working set (changes, parsed blobs, the
+    // workers' pack mappings) stays bounded however long the history is.
+    for start in (0..total).step_by(SLICE) {
+        let end = (start + SLICE).min(total);
+        let before = match start {
+            0 => history.tip_tree,
+            _ => part.trees[start - 1],
+        };
+        let (mut changes, blobs) = collect_changes(
+            repo,
+            &history.folder,
+            &part.trees[start..end],
+            before,
+            &mut |p| match p {
+                Progress::Diff(done, _) => {
+                    progress(Progress::Diff(start as u64 + done, total as u64))
+                }
+                other => progress(other),
+            },
+        )?;
+        walker.blobs = blobs;
+        for i in start..end {
+            let Some(changes) = changes[i - start].take() else {
+                continue;
+            };
             let (events, warnings) = walker.apply(&changes)?;
-            if !events.is_empty() || !warnings.is_empty() {
-                let (author, author_time, subject) = part.meta[i].clone();
-                let index = history.commits.len() as u32;
-                history.commits.push(CommitInfo {
-                    id: *id,
-                    pos,
-                    time: part.times[i],
-                    author,
-                    author_time,
-                    subject,
+            if events.is_empty() && warnings.is_empty() {
+                continue;
+            }
+            let (author, author_time, subject) = part.meta[i].clone();
+            let index = history.commits.len() as u32;
+            history.commits.push(CommitInfo {
+                id: part.ids[i],
+                pos: (base + i) as u32,
+                time: part.times[i],
+                author,
+                author_time,
+                subject,
+            });
+            for mut e in events {
+                e.commit = index;
+                history.events.push(e);
+            }
+            for path in warnings {
+                history.warnings.push(Warning {
+                    commit: index,
+                    path,
                 });
-                for mut e in events {
-                    e.commit = index;
-                    history.events.push(e);
-                }
-                for path in warnings {
-                    history.warnings.push(Warning {
-                        commit: index,
-                        path,
-                    });
-                }
             }
         }
-        prev_tree = tree;
-        if i.is_multiple_of(1024) {
-            progress(Progress::Diff(i as u64, total));
-        }
     }
+    let total = total as u64;
+    progress(Progress::Diff(total, total));
     history.chain.extend(&part.ids);
     history.times.extend(&part.times);
-    history.folder_trees.extend(&part.trees);
+    if let Some(last) = part.trees.last() {
+        history.tip_tree = *last;
+    }
     history.paths = walker.paths;
     progress(Progress::Done);
     Ok(extended || old_tip.is_none())
 }
 
+/// How many commits of the chain are diffed and applied at a time.
+const SLICE: usize = 16_384;
+
+/// Parsed identities by blob id (`None`: the blob does not parse).
+type BlobCache = HashMap<Oid, Option<Identity>>;
+
+/// What a worker found: the changes of each changed commit (by chain index) and the blobs it
+/// parsed.
+type Diffed = (Vec<(usize, Vec<Change>)>, BlobCache);
+
+/// Diffs every commit whose records folder changed against its first parent, and parses each
+/// new blob once. Commits are read newest first, the order in which git packs store deltas
+/// (a newer object is the base of an older one), and the chain is split between threads, each
+/// with its own handle on the repository. Returns the changes per chain index (`None`: the
+/// folder's tree did not change) and the parsed blobs.
+fn collect_changes(
+    repo: &Repository,
+    folder: &str,
+    trees: &[Option<Oid>],
+    before_first: Option<Oid>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Vec<Option<Vec<Change>>>, BlobCache)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let n = trees.len();
+    let threads = if n < 4096 {
+        1
+    } else {
+        std::env::var("LT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2)
+    };
+    let chunk = n.div_ceil(threads.max(1)).max(1);
+    let done = AtomicU64::new(0);
+    let git_dir = repo.path().to_path_buf();
+    let (finished_tx, finished) = std::sync::mpsc::channel::<()>();
+    let parts: Vec<Result<Diffed>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| {
+                let end = (start + chunk).min(n);
+                let (git_dir, done, finished_tx) = (&git_dir, &done, finished_tx.clone());
+                s.spawn(move || {
+                    let result = Repository::open(git_dir)
+                        .map_err(|e| Error::git("opening the repository", e))
+                        .and_then(|repo| {
+                            diff_range(&repo, folder, trees, before_first, start..end, done)
+                        });
+                    let _ = finished_tx.send(());
+                    result
+                })
+            })
+            .collect();
+        drop(finished_tx);
+        // Report progress while the workers run; wake as soon as the last one is done.
+        let mut running = handles.len();
+        while running > 0 {
+            match finished.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(()) => running -= 1,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    progress(Progress::Diff(done.load(Ordering::Relaxed), n as u64));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::invalid("a history worker failed", "")))
+            })
+            .collect()
+    });
+    let mut changes: Vec<Option<Vec<Change>>> = Vec::new();
+    changes.resize_with(n, || None);
+    let mut blobs = BlobCache::new();
+    for part in parts {
+        let (list, cache) = part?;
+        for (i, c) in list {
+            changes[i] = Some(c);
+        }
+        blobs.extend(cache);
+    }
+    Ok((changes, blobs))
+}
+
+/// Phase one for the chain indexes in `range`, newest first.
+fn diff_range(
+    repo: &Repository,
+    folder: &str,
+    trees: &[Option<Oid>],
+    before_first: Option<Oid>,
+    range: std::ops::Range<usize>,
+    done: &std::sync::atomic::AtomicU64,
+) -> Result<Diffed> {
+    let mut out = Vec::new();
+    let mut blobs = BlobCache::new();
+    let odb = repo
+        .odb()
+        .map_err(|e| Error::git("opening the object database", e))?;
+    // The "before" tree of one commit is the "after" tree of the next older one.
+    let mut carried: Option<(Option<Oid>, RawTree)> = None;
+    for i in range.rev() {
+        let after_id = trees[i];
+        let before_id = if i == 0 { before_first } else { trees[i - 1] };
+        if after_id == before_id {
+            continue;
+        }
+        let after = match carried.take() {
+            Some((id, tree)) if id == after_id => tree,
+            _ => read_tree(&odb, after_id)?,
+        };
+        let before = read_tree(&odb, before_id)?;
+        let mut changes = Vec::new();
+        diff_trees(&odb, &before, &after, folder, &mut changes)?;
+        for (_, _, blob) in &changes {
+            if let Some(blob) = blob
+                && !blobs.contains_key(blob)
+            {
+                let content = odb
+                    .read(*blob)
+                    .map_err(|e| Error::git("reading a record", e))?;
+                blobs.insert(*blob, record::identity(content.data()));
+            }
+        }
+        out.push((i, changes));
+        carried = Some((before_id, before));
+        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok((out, blobs))
+}
+
 /// A changed record file: (path, blob before, blob after).
 type Change = (String, Option<Oid>, Option<Oid>);
 
-/// A tree entry for diffing: (sort key, is a tree, id, file mode).
-type TreeItem = (Vec<u8>, bool, Oid, i32);
+/// A tree object read raw from the object database and walked without copies.
+struct RawTree<'o> {
+    data: Option<git2::OdbObject<'o>>,
+}
 
-/// Diffs two trees of the records folder, descending only into subtrees that differ.
+/// One entry of a raw tree.
+#[derive(Clone, Copy)]
+struct RawEntry<'a> {
+    mode: u32,
+    name: &'a [u8],
+    id: &'a [u8],
+}
+
+impl RawEntry<'_> {
+    fn is_tree(&self) -> bool {
+        self.mode == 0o40000
+    }
+    fn oid(&self) -> Oid {
+        Oid::from_bytes(self.id).unwrap_or(Oid::ZERO_SHA1)
+    }
+}
+
+impl RawTree<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.data.as_ref().map_or(&[], |d| d.data())
+    }
+}
+
+/// Parses the entry at `at` of a raw tree: `<octal mode> <name>\0<20-byte id>`.
+fn raw_entry(data: &[u8], at: usize) -> Option<(RawEntry<'_>, usize)> {
+    let rest = data.get(at..)?;
+    let space = rest.iter().position(|&b| b == b' ')?;
+    let mut mode = 0u32;
+    for &d in &rest[..space] {
+        if !(b'0'..=b'7').contains(&d) {
+            return None;
+        }
+        mode = mode.checked_mul(8)? + u32::from(d - b'0');
+    }
+    let name_start = space + 1;
+    let nul = name_start + rest[name_start..].iter().position(|&b| b == 0)?;
+    let id = rest.get(nul + 1..nul + 21)?;
+    Some((
+        RawEntry {
+            mode,
+            name: &rest[name_start..nul],
+            id,
+        },
+        at + nul + 21,
+    ))
+}
+
+fn read_tree<'o>(odb: &'o git2::Odb<'_>, id: Option<Oid>) -> Result<RawTree<'o>> {
+    let data = match id {
+        Some(id) => Some(odb.read(id).map_err(|e| Error::git("reading a tree", e))?),
+        None => None,
+    };
+    Ok(RawTree { data })
+}
+
+/// Where the entry starting at `at` ends: after its name's NUL and the 20-byte id.
+fn entry_end(data: &[u8], at: usize) -> Option<usize> {
+    let nul = data.get(at..)?.iter().position(|&b| b == 0)?;
+    let end = at + nul + 21;
+    (end <= data.len()).then_some(end)
+}
+
+/// The length of the common prefix of two byte strings, compared eight bytes at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n && a[i..i + 8] == b[i..i + 8] {
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// Orders tree entries as git stores them: by name, a tree's name followed by a virtual `/`.
+fn git_order(a: &RawEntry, b: &RawEntry) -> std::cmp::Ordering {
+    let n = a.name.len().min(b.name.len());
+    a.name[..n].cmp(&b.name[..n]).then_with(|| {
+        let next = |e: &RawEntry| e.name.get(n).copied().or(e.is_tree().then_some(b'/'));
+        next(a).cmp(&next(b))
+    })
+}
+
+/// Diffs two trees of the records folder, descending only into subtrees that differ. Entries
+/// are compared in place, in git's order, straight from the raw objects.
 fn diff_trees(
-    repo: &Repository,
-    old: Option<Oid>,
-    new: Option<Oid>,
+    odb: &git2::Odb<'_>,
+    old: &RawTree,
+    new: &RawTree,
     prefix: &str,
     out: &mut Vec<Change>,
 ) -> Result<()> {
-    if old == new {
-        return Ok(());
-    }
-    let entries = |id: Option<Oid>| -> Result<Vec<TreeItem>> {
-        let Some(id) = id else {
-            return Ok(Vec::new());
-        };
-        let tree = repo
-            .find_tree(id)
-            .map_err(|e| Error::git("reading a tree", e))?;
-        Ok(tree
-            .iter()
-            .map(|e| {
-                let is_tree = e.kind() == Some(git2::ObjectType::Tree);
-                let mut key = e.name_bytes().to_vec();
-                if is_tree {
-                    key.push(b'/');
-                }
-                (key, is_tree, e.id(), e.filemode())
-            })
-            .collect())
+    use std::cmp::Ordering;
+    let corrupt = || {
+        Error::invalid(
+            format!("a tree under {prefix} is corrupt"),
+            "run `git fsck`",
+        )
     };
-    let a = entries(old)?;
-    let b = entries(new)?;
-    let (mut i, mut j) = (0, 0);
+    let (a, b) = (old.bytes(), new.bytes());
+    // Entries before the first differing byte are identical on both sides: skip them whole.
+    let common = common_prefix(a, b);
+    let mut start = 0;
+    while let Some(end) = entry_end(a, start).filter(|&e| e <= common) {
+        start = end;
+    }
+    let (mut i, mut j) = (start, start);
     while i < a.len() || j < b.len() {
-        let ord = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.0.cmp(&y.0),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+        // Identical entries (the common case) are skipped without parsing them.
+        if let (Some(ea), Some(eb)) = (entry_end(a, i), entry_end(b, j))
+            && a[i..ea] == b[j..eb]
+        {
+            i = ea;
+            j = eb;
+            continue;
+        }
+        let left = if i < a.len() {
+            Some(raw_entry(a, i).ok_or_else(corrupt)?)
+        } else {
+            None
         };
-        let (left, right) = match ord {
-            std::cmp::Ordering::Less => {
-                i += 1;
-                (Some(&a[i - 1]), None)
-            }
-            std::cmp::Ordering::Greater => {
-                j += 1;
-                (None, Some(&b[j - 1]))
-            }
-            std::cmp::Ordering::Equal => {
-                i += 1;
-                j += 1;
-                (Some(&a[i - 1]), Some(&b[j - 1]))
-            }
+        let right = if j < b.len() {
+            Some(raw_entry(b, j).ok_or_else(corrupt)?)
+        } else {
+            None
         };
-        let sample = left.or(right).expect("one side is present");
-        if let (Some(l), Some(r)) = (left, right)
-            && l.2 == r.2
-            && l.3 == r.3
+        let ord = match (&left, &right) {
+            (Some((x, _)), Some((y, _))) => git_order(x, y),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        let (l, r) = match ord {
+            Ordering::Less => (left, None),
+            Ordering::Greater => (None, right),
+            Ordering::Equal => (left, right),
+        };
+        if let Some((_, next)) = l {
+            i = next;
+        }
+        if let Some((_, next)) = r {
+            j = next;
+        }
+        let (l, r) = (l.map(|x| x.0), r.map(|x| x.0));
+        if let (Some(x), Some(y)) = (&l, &r)
+            && x.id == y.id
+            && x.mode == y.mode
         {
             continue;
         }
-        let name = String::from_utf8_lossy(sample.0.strip_suffix(b"/").unwrap_or(&sample.0));
-        let path = format!("{prefix}/{name}");
-        if sample.1 {
-            diff_trees(repo, left.map(|e| e.2), right.map(|e| e.2), &path, out)?;
+        let Some(sample) = l.or(r) else {
+            break;
+        };
+        let path = format!("{prefix}/{}", String::from_utf8_lossy(sample.name));
+        if sample.is_tree() {
+            let sub = |e: Option<RawEntry>| e.filter(RawEntry::is_tree).map(|e| e.oid());
+            let (lt, rt) = (read_tree(odb, sub(l))?, read_tree(odb, sub(r))?);
+            diff_trees(odb, &lt, &rt, &path, out)?;
         } else if is_record_file(&path) {
-            // Symbolic links are never records.
-            let blob =
-                |e: Option<&(Vec<u8>, bool, Oid, i32)>| e.filter(|e| e.3 != 0o120000).map(|e| e.2);
-            let (before, after) = (blob(left), blob(right));
+            // Only regular files are records: not symbolic links, submodules or trees.
+            let blob = |e: Option<RawEntry>| {
+                e.filter(|e| e.mode == 0o100644 || e.mode == 0o100755)
+                    .map(|e| e.oid())
+            };
+            let (before, after) = (blob(l), blob(r));
             if before != after {
                 out.push((path, before, after));
             }
@@ -505,10 +790,11 @@ fn diff_trees(
 struct Walker<'r> {
     repo: &'r Repository,
     /// Parsed identity of each blob seen (None: did not parse).
-    blobs: HashMap<Oid, Option<Identity>>,
+    blobs: BlobCache,
     paths: BTreeMap<String, PathState>,
     /// For each pair, the paths whose last parsable content declares it.
     pairs: HashMap<(String, String), BTreeSet<String>>,
+    names: Interner,
 }
 
 fn pair_key(id: &Identity) -> (String, String) {
@@ -516,7 +802,7 @@ fn pair_key(id: &Identity) -> (String, String) {
 }
 
 impl<'r> Walker<'r> {
-    fn new(repo: &'r Repository, paths: BTreeMap<String, PathState>) -> Self {
+    fn new(repo: &'r Repository, paths: BTreeMap<String, PathState>, blobs: BlobCache) -> Self {
         let mut pairs: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
         for (path, state) in &paths {
             if let Some(id) = &state.identity {
@@ -525,9 +811,10 @@ impl<'r> Walker<'r> {
         }
         Walker {
             repo,
-            blobs: HashMap::new(),
+            blobs,
             paths,
             pairs,
+            names: Interner::default(),
         }
     }
 
@@ -580,7 +867,7 @@ impl<'r> Walker<'r> {
     }
 
     /// Applies one commit's changes; returns its events (sorted) and unparsable paths.
-    fn apply(&mut self, changes: &[Change]) -> Result<(Vec<Event>, Vec<String>)> {
+    fn apply(&mut self, changes: &[Change]) -> Result<(Vec<Event>, Vec<Name>)> {
         let mut affected: BTreeSet<(String, String)> = BTreeSet::new();
         let mut warnings = Vec::new();
         let mut updates: Vec<(String, Option<PathState>)> = Vec::with_capacity(changes.len());
@@ -594,7 +881,7 @@ impl<'r> Walker<'r> {
                 Some(blob) => {
                     let parsed = self.identity(*blob)?;
                     if parsed.is_none() {
-                        warnings.push(path.clone());
+                        warnings.push(self.names.get(path));
                     }
                     // An unparsable file keeps the identity of its last parsable content.
                     let identity = parsed.or(old);
@@ -629,14 +916,15 @@ impl<'r> Walker<'r> {
                 _ => continue,
             };
             let (agent, environment) = key;
+            let mut name = |s: &str| self.names.get(s);
             events.push(Event {
                 commit: 0,
-                agent,
-                environment,
+                agent: name(&agent),
+                environment: name(&environment),
                 action,
-                version,
-                previous_version: previous,
-                path,
+                version: version.as_deref().map(&mut name),
+                previous_version: previous.as_deref().map(&mut name),
+                path: name(&path),
             });
         }
         Ok((events, warnings))

@@ -2,24 +2,28 @@
 //! (`<git dir>/ledgit/`, never in the work tree), so that a second query does not walk the chain
 //! again and a query after a few new commits walks only those.
 //!
-//! The file is a magic, the payload length and its SHA-256, then the payload (strings interned
+//! The file is a magic, the payload length and its CRC-32, then the payload (strings interned
 //! in a table). A file that is short, altered or of another format version fails the check and
 //! is rebuilt, so a corrupt or half-written index can never give a wrong answer; writes go to a
 //! temporary file renamed into place. A branch whose old tip is no longer on its first-parent
 //! chain (force push, rebase) is rebuilt from scratch.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use git2::{Oid, Repository};
 
 use crate::error::Result;
-use crate::history::{self, Action, CommitInfo, Event, History, PathState, Progress, Warning};
+use crate::history::{
+    self, Action, CommitInfo, Event, History, Name, PathState, Progress, Warning,
+};
 use crate::record::Identity;
 
 /// Bump when the format or the meaning of the history changes.
-const MAGIC: &[u8; 8] = b"LEDGITH2";
-const HEADER: usize = 8 + 8 + 32;
+const MAGIC: &[u8; 8] = b"LEDGITH3";
+const HEADER: usize = 8 + 8 + 4;
 const NONE: u32 = u32::MAX;
 
 /// How a history was obtained, for diagnostics and benchmarks.
@@ -35,11 +39,7 @@ pub enum Source {
 
 /// Where the index of a records folder lives.
 pub fn index_path(repo: &Repository, folder: &str) -> PathBuf {
-    let digest = ring::digest::digest(&ring::digest::SHA256, folder.as_bytes());
-    let name: String = digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let name = format!("{:08x}", crc32fast::hash(folder.as_bytes()));
     repo.commondir()
         .join("ledgit")
         .join(format!("history-{name}.idx"))
@@ -85,17 +85,43 @@ fn save(path: &std::path::Path, h: &History) {
     if let Some(dir) = path.parent()
         && std::fs::create_dir_all(dir).is_ok()
     {
-        let _ = crate::fsutil::write_atomic(path, &encode(h));
+        let _ = crate::fsutil::write_atomic_cache(path, &encode(h));
     }
 }
 
-struct Writer {
+struct Writer<'h> {
     buf: Vec<u8>,
-    strings: HashMap<String, u32>,
-    table: Vec<String>,
+    strings: HashMap<&'h str, u32, BuildHasherDefault<FastHasher>>,
+    /// Shared strings of the history are interned by address: equal `Name`s are one allocation.
+    names: HashMap<usize, u32, BuildHasherDefault<FastHasher>>,
+    table: Vec<&'h str>,
 }
 
-impl Writer {
+/// A multiplicative hash for addresses and short strings of a local file: fast, and the
+/// keys are not chosen by an adversary.
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+    }
+}
+
+impl<'h> Writer<'h> {
     fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
@@ -117,22 +143,34 @@ impl Writer {
             None => self.u8(0),
         }
     }
-    fn intern(&mut self, s: &str) -> u32 {
+    fn intern(&mut self, s: &'h str) -> u32 {
         if let Some(&i) = self.strings.get(s) {
             return i;
         }
         let i = self.table.len() as u32;
-        self.table.push(s.to_string());
-        self.strings.insert(s.to_string(), i);
+        self.table.push(s);
+        self.strings.insert(s, i);
         i
     }
-    fn str(&mut self, s: &str) {
+    fn str(&mut self, s: &'h str) {
         let i = self.intern(s);
         self.u32(i);
     }
-    fn opt_str(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => self.str(s),
+    fn name(&mut self, n: &'h Name) {
+        let key = Arc::as_ptr(n) as *const u8 as usize;
+        let i = match self.names.get(&key) {
+            Some(&i) => i,
+            None => {
+                let i = self.intern(n);
+                self.names.insert(key, i);
+                i
+            }
+        };
+        self.u32(i);
+    }
+    fn opt_name(&mut self, n: Option<&'h Name>) {
+        match n {
+            Some(n) => self.name(n),
             None => self.u32(NONE),
         }
     }
@@ -151,38 +189,40 @@ fn action_code(a: Action) -> u8 {
 pub fn encode(h: &History) -> Vec<u8> {
     let mut w = Writer {
         buf: Vec::with_capacity(64 + h.chain.len() * 50 + h.events.len() * 30),
-        strings: HashMap::new(),
+        strings: HashMap::default(),
+        names: HashMap::default(),
         table: Vec::new(),
     };
     w.str(&h.folder);
     w.u8(u8::from(h.shallow));
+    // Of the records folder's trees only the tip's is needed, to continue the walk.
+    w.opt_oid(h.tip_tree);
     w.u32(h.chain.len() as u32);
     for i in 0..h.chain.len() {
         w.oid(h.chain[i]);
         w.i64(h.times[i]);
-        w.opt_oid(h.folder_trees[i]);
     }
     w.u32(h.commits.len() as u32);
     for c in &h.commits {
         w.u32(c.pos);
         w.i64(c.author_time);
-        w.str(&c.author);
-        w.str(&c.subject);
+        w.name(&c.author);
+        w.name(&c.subject);
     }
     w.u32(h.events.len() as u32);
     for e in &h.events {
         w.u32(e.commit);
-        w.str(&e.agent);
-        w.str(&e.environment);
+        w.name(&e.agent);
+        w.name(&e.environment);
         w.u8(action_code(e.action));
-        w.opt_str(e.version.as_deref());
-        w.opt_str(e.previous_version.as_deref());
-        w.str(&e.path);
+        w.opt_name(e.version.as_ref());
+        w.opt_name(e.previous_version.as_ref());
+        w.name(&e.path);
     }
     w.u32(h.warnings.len() as u32);
     for x in &h.warnings {
         w.u32(x.commit);
-        w.str(&x.path);
+        w.name(&x.path);
     }
     w.u32(h.paths.len() as u32);
     for (path, state) in &h.paths {
@@ -199,26 +239,30 @@ pub fn encode(h: &History) -> Vec<u8> {
         }
     }
     // The string table goes first in the payload so the reader can resolve indexes as it goes.
-    let mut payload = Vec::with_capacity(w.buf.len() + w.table.len() * 16);
-    payload.extend_from_slice(&(w.table.len() as u32).to_le_bytes());
+    let mut table = Vec::with_capacity(4 + w.table.iter().map(|s| s.len() + 4).sum::<usize>());
+    table.extend_from_slice(&(w.table.len() as u32).to_le_bytes());
     for s in &w.table {
-        payload.extend_from_slice(&(s.len() as u32).to_le_bytes());
-        payload.extend_from_slice(s.as_bytes());
+        table.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        table.extend_from_slice(s.as_bytes());
     }
-    payload.extend_from_slice(&w.buf);
-    let digest = ring::digest::digest(&ring::digest::SHA256, &payload);
-    let mut out = Vec::with_capacity(HEADER + payload.len());
+    drop(w.strings);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&table);
+    crc.update(&w.buf);
+    let mut out = Vec::with_capacity(HEADER + table.len() + w.buf.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(digest.as_ref());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(&((table.len() + w.buf.len()) as u64).to_le_bytes());
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&table);
+    drop(table);
+    out.extend_from_slice(&w.buf);
     out
 }
 
 struct Reader<'a> {
     buf: &'a [u8],
     at: usize,
-    table: Vec<String>,
+    table: Vec<Name>,
 }
 
 impl Reader<'_> {
@@ -247,11 +291,11 @@ impl Reader<'_> {
             _ => None,
         }
     }
-    fn str(&mut self) -> Option<String> {
+    fn str(&mut self) -> Option<Name> {
         let i = self.u32()? as usize;
         self.table.get(i).cloned()
     }
-    fn opt_str(&mut self) -> Option<Option<String>> {
+    fn opt_str(&mut self) -> Option<Option<Name>> {
         let i = self.u32()?;
         if i == NONE {
             return Some(None);
@@ -275,8 +319,7 @@ pub fn decode(bytes: &[u8]) -> Option<History> {
     if payload.len() != len {
         return None;
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, payload);
-    if digest.as_ref() != &bytes[16..48] {
+    if crc32fast::hash(payload).to_le_bytes() != bytes[16..20] {
         return None;
     }
     let mut r = Reader {
@@ -288,21 +331,17 @@ pub fn decode(bytes: &[u8]) -> Option<History> {
     let mut table = Vec::with_capacity(n);
     for _ in 0..n {
         let l = r.u32()? as usize;
-        table.push(std::str::from_utf8(r.take(l)?).ok()?.to_string());
+        table.push(Name::from(std::str::from_utf8(r.take(l)?).ok()?));
     }
     r.table = table;
-    let folder = r.str()?;
+    let folder = r.str()?.to_string();
     let shallow = r.u8()? == 1;
-    let n = r.count(29)?;
-    let (mut chain, mut times, mut folder_trees) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    let tip_tree = r.opt_oid()?;
+    let n = r.count(28)?;
+    let (mut chain, mut times) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
         chain.push(r.oid()?);
         times.push(r.i64()?);
-        folder_trees.push(r.opt_oid()?);
     }
     let n = r.count(20)?;
     let mut commits = Vec::with_capacity(n);
@@ -362,14 +401,14 @@ pub fn decode(bytes: &[u8]) -> Option<History> {
     let n = r.count(25)?;
     let mut paths = BTreeMap::new();
     for _ in 0..n {
-        let path = r.str()?;
+        let path = r.str()?.to_string();
         let blob = r.oid()?;
         let identity = match r.u8()? {
             0 => None,
             1 => Some(Identity {
-                agent: r.str()?,
-                environment: r.str()?,
-                version: r.str()?,
+                agent: r.str()?.to_string(),
+                environment: r.str()?.to_string(),
+                version: r.str()?.to_string(),
             }),
             _ => return None,
         };
@@ -382,7 +421,7 @@ pub fn decode(bytes: &[u8]) -> Option<History> {
         folder,
         chain,
         times,
-        folder_trees,
+        tip_tree,
         commits,
         events,
         warnings,
@@ -413,7 +452,7 @@ mod tests {
             folder: "deployments".into(),
             chain: vec![oid(1), oid(2)],
             times: vec![100, 90],
-            folder_trees: vec![Some(oid(3)), None],
+            tip_tree: Some(oid(3)),
             commits: vec![CommitInfo {
                 id: oid(2),
                 pos: 1,

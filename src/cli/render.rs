@@ -20,6 +20,11 @@ pub fn stdout() -> anstream::AutoStream<io::StdoutLock<'static>> {
     anstream::AutoStream::auto(io::stdout().lock())
 }
 
+/// Standard output as it is, for machine formats (JSON, CSV): no colour handling to pay for.
+pub fn plain_stdout() -> io::StdoutLock<'static> {
+    io::stdout().lock()
+}
+
 /// Writes one JSON value and a newline.
 pub fn json<T: serde::Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;

@@ -52,7 +52,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         .filter(|e| wanted(&e.agent, &e.environment))
         .collect();
     if events.is_empty() {
-        let mut agents: Vec<&str> = h.deployment_events().map(|e| e.agent.as_str()).collect();
+        let mut agents: Vec<&str> = h.deployment_events().map(|e| &*e.agent).collect();
         agents.sort_unstable();
         agents.dedup();
         let what = match &args.environment {

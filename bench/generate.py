@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Deterministic benchmark repositories for ledgit.
+
+  generate.py validate DIR   20,000 records (10,000 agents in two environments), one commit
+  generate.py history DIR    ~2,000 records and 100,000 first-parent commits, two thirds of
+                             them merges of one-commit pull request branches
+
+Both are built with `git fast-import`, so generation takes seconds, not hours.
+"""
+import os
+import random
+import subprocess
+import sys
+
+CONFIG = b"""apiVersion: ledgit/v1
+kind: Config
+environments:
+  - name: development
+  - name: staging
+    promote_from: development
+  - name: production
+    promote_from: staging
+    soak: 24h
+"""
+
+
+def record(agent, env, version):
+    return (
+        f"apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: {agent}\n"
+        f"environment: {env}\nversion: {version}\nannotations:\n  owner: team-{agent[-1]}\n"
+    ).encode()
+
+
+def git_init(d):
+    env = dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
+    subprocess.run(["git", "init", "-q", "-b", "main", d], check=True, env=env)
+    return env
+
+
+def validate_repo(d):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "ledgit.yaml"), "wb") as f:
+        f.write(CONFIG)
+    for i in range(10_000):
+        agent = f"agent-{i:05d}"
+        folder = os.path.join(d, "deployments", agent)
+        os.makedirs(folder, exist_ok=True)
+        for env in ("staging", "production"):
+            with open(os.path.join(folder, env + ".yaml"), "wb") as f:
+                f.write(record(agent, env, f"1.{i % 17}.{i % 5}"))
+
+
+class Stream:
+    def __init__(self, out):
+        self.out = out
+        self.mark = 0
+
+    def blob(self, data):
+        self.mark += 1
+        self.out.write(b"blob\nmark :%d\ndata %d\n%s\n" % (self.mark, len(data), data))
+        return self.mark
+
+    def commit(self, ref, t, message, parents, files):
+        self.mark += 1
+        msg = message.encode()
+        w = self.out.write
+        w(b"commit %s\nmark :%d\n" % (ref.encode(), self.mark))
+        w(b"author Ada Lovelace <ada@example.com> %d +0000\n" % (t - 3600))
+        w(b"committer Ada Lovelace <ada@example.com> %d +0000\n" % t)
+        w(b"data %d\n%s\n" % (len(msg), msg))
+        for i, p in enumerate(parents):
+            w(b"%s :%d\n" % (b"from" if i == 0 else b"merge", p))
+        for path, mark in files:
+            w(b"M 100644 :%d %s\n" % (mark, path.encode()))
+        return self.mark
+
+
+def history_repo(d, commits=100_000, agents=700):
+    env = git_init(d)
+    envs = ("development", "staging", "production")
+    rng = random.Random(42)
+    t = 1_600_000_000
+    proc = subprocess.Popen(
+        ["git", "fast-import", "--quiet", "--done"], cwd=d, stdin=subprocess.PIPE, env=env
+    )
+    s = Stream(proc.stdin)
+    files = [("ledgit.yaml", s.blob(CONFIG))]
+    versions = {}
+    for a in range(agents):
+        for e in envs:
+            versions[(a, e)] = 0
+            files.append((f"deployments/agent-{a:04d}/{e}.yaml", s.blob(record(f"agent-{a:04d}", e, "1.0.0"))))
+    tip = s.commit("refs/heads/main", t, "Initial records", [], files)
+    for n in range(1, commits):
+        t += 600
+        a, e = rng.randrange(agents), rng.choice(envs)
+        versions[(a, e)] += 1
+        path = f"deployments/agent-{a:04d}/{e}.yaml"
+        blob = s.blob(record(f"agent-{a:04d}", e, f"1.{versions[(a, e)]}.0"))
+        if n % 3:  # two thirds: a one-commit pull request branch, merged with a merge commit
+            branch = s.commit(f"refs/heads/pr/{n}", t - 300, f"Bump agent-{a:04d} in {e}", [tip], [(path, blob)])
+            tip = s.commit("refs/heads/main", t, f"Merge pull request #{n} from team/pr-{n}", [tip, branch], [(path, blob)])
+        else:
+            tip = s.commit("refs/heads/main", t, f"Bump agent-{a:04d} in {e}", [tip], [(path, blob)])
+    proc.stdin.write(b"done\n")
+    proc.stdin.close()
+    if proc.wait() != 0:
+        sys.exit("git fast-import failed")
+    # Pull request branches are merged: delete their refs, as hosting platforms do.
+    subprocess.run(["git", "-C", d, "for-each-ref", "--format=delete %(refname)", "refs/heads/pr/"],
+                   check=True, env=env, stdout=open(os.path.join(d, ".git", "del"), "w"))
+    subprocess.run(["git", "-C", d, "update-ref", "--stdin"], check=True, env=env,
+                   stdin=open(os.path.join(d, ".git", "del")))
+    subprocess.run(["git", "-C", d, "checkout", "-q", "main"], check=True, env=env)
+    subprocess.run(["git", "-C", d, "gc", "-q"], check=True, env=env)
+
+
+if __name__ == "__main__":
+    kind, d = sys.argv[1], sys.argv[2]
+    if kind == "validate":
+        validate_repo(d)
+    elif kind == "history":
+        history_repo(d, int(sys.argv[3]) if len(sys.argv) > 3 else 100_000)
+    else:
+        sys.exit(__doc__)

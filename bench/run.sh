@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# ledgit benchmarks: prints each figure and its ratio against the reference measured in the
+# same run. Usage: bench/run.sh [validate|history|all] (default all). Needs python3 and git;
+# installs check-jsonschema into bench/.venv for the validate comparison.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+work=${LEDGIT_BENCH_DIR:-/tmp/ledgit-bench}
+mkdir -p "$work"
+cargo build --release --quiet
+bin=$PWD/target/release/ledgit
+export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 NO_COLOR=1
+
+# median wall time in ms of a command over N runs: median N cmd...
+median() {
+  local n=$1; shift
+  python3 - "$n" "$@" <<'PY'
+import subprocess, sys, time
+n = int(sys.argv[1]); cmd = sys.argv[2:]
+ts = []
+for _ in range(n):
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ts.append((time.perf_counter() - t) * 1000)
+ts.sort(); print(f"{ts[len(ts)//2]:.1f}")
+PY
+}
+ratio() { python3 -c "print(f'{$1/$2:.3f}')"; }
+
+if [[ $what == validate || $what == all ]]; then
+  repo=$work/validate
+  [[ -d $repo/deployments ]] || { python3 bench/generate.py validate "$repo"; git -C "$repo" init -q; }
+  ours=$(median 5 "$bin" -C "$repo" validate)
+  if [[ ! -x bench/.venv/bin/check-jsonschema ]]; then
+    python3 -m venv bench/.venv && bench/.venv/bin/pip install -q check-jsonschema
+  fi
+  files=$(cd "$repo" && find deployments -name '*.yaml' | sort)
+  theirs=$(cd "$repo" && median 1 "$OLDPWD/bench/.venv/bin/check-jsonschema" --schemafile "$OLDPWD/schema/record.schema.json" $files)
+  echo "validate, 20,000 records:        ledgit ${ours} ms   check-jsonschema ${theirs} ms   speed-up x$(ratio "$theirs" "$ours")"
+fi
+
+if [[ $what == history || $what == all ]]; then
+  repo=$work/history
+  [[ -d $repo/.git ]] || python3 bench/generate.py history "$repo"
+  gitlog=$(median 3 git -C "$repo" log --first-parent --raw --no-abbrev --no-renames --format='%H %ct' main -- deployments/)
+  cold=$(python3 - "$bin" "$repo" <<'PY'
+import resource, shutil, subprocess, sys, time
+bin, repo = sys.argv[1], sys.argv[2]
+shutil.rmtree(f"{repo}/.git/ledgit", ignore_errors=True)
+t = time.perf_counter()
+subprocess.run([bin, "-C", repo, "history", "--format", "json"], stdout=subprocess.DEVNULL, check=True)
+ms = (time.perf_counter() - t) * 1000
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(f"{ms:.1f} {rss:.0f}")
+PY
+)
+  cold_ms=${cold% *}; cold_rss=${cold#* }
+  warm=$(median 5 "$bin" -C "$repo" history --format json)
+  # Ten new commits on top of an indexed history.
+  clone=$work/history-plus10
+  rm -rf "$clone"; git clone -q "$repo" "$clone"; cp -r "$repo/.git/ledgit" "$clone/.git/"
+  for i in $(seq 1 10); do
+    sed -i "s/^version: .*/version: 9.$i.0/" "$clone/deployments/agent-0001/staging.yaml"
+    git -C "$clone" -c user.name=b -c user.email=b@example.com commit -qam "bench $i"
+  done
+  plus10=$(python3 - "$bin" "$clone" <<'PY'
+import subprocess, sys, time
+t = time.perf_counter()
+subprocess.run([sys.argv[1], "-C", sys.argv[2], "history", "--format", "json"], stdout=subprocess.DEVNULL, check=True)
+print(f"{(time.perf_counter() - t) * 1000:.1f}")
+PY
+)
+  status=$(median 5 "$bin" -C "$repo" status)
+  mid=$(git -C "$repo" log --first-parent -1 --format=%cI "main~50000")
+  status_at=$(median 5 "$bin" -C "$repo" status --at "$mid")
+  echo "git log --first-parent (100,000 commits):       ${gitlog} ms (reference)"
+  echo "ledgit history --format json, cold:             ${cold_ms} ms   ratio to git $(ratio "$cold_ms" "$gitlog")   peak RSS ${cold_rss} MiB"
+  echo "ledgit history --format json, warm:             ${warm} ms   ratio to git $(ratio "$warm" "$gitlog")"
+  echo "ledgit history --format json, +10 commits:      ${plus10} ms   ratio to git $(ratio "$plus10" "$gitlog")"
+  echo "ledgit status, warm:                            ${status} ms"
+  echo "ledgit status --at <mid-history>, warm:         ${status_at} ms"
+fi
