@@ -79,6 +79,10 @@ codes! {
     PathMismatch => "path-mismatch", Error, "the record is not at <deployments>/<agent>/<environment>.yaml";
     PrivateKey => "private-key", Error, "private key material committed to the repository";
     UnparsableRecord => "unparsable-record", Warning, "a record that did not parse at some commit of the history";
+    PromotionMissing => "promotion-missing", Error, "a version enters an environment before it ran in the one it promotes from";
+    SoakNotMet => "soak-not-met", Error, "a version enters an environment before it ran upstream for the soak time";
+    Downgrade => "downgrade", Error, "a version goes down to one that never ran in that environment";
+    PolicyOverride => "policy-override", Warning, "a policy rule waived by an annotation on the record";
 }
 
 impl fmt::Display for Code {

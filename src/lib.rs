@@ -7,12 +7,14 @@
 //! The `ledgit` binary (`src/main.rs`, `src/cli/`) renders them.
 
 pub mod config;
+pub mod edit;
 pub mod error;
 pub mod finding;
 pub mod fsutil;
 pub mod history;
 pub mod index;
 pub mod init;
+pub mod policy;
 pub mod record;
 pub mod repo;
 pub mod secret;

@@ -54,6 +54,23 @@ pub fn format_duration(mut secs: i64) -> String {
     out
 }
 
+/// A duration for people, to its two largest units: `5d23h`, `3h12m`, `45s`.
+pub fn format_duration_short(secs: i64) -> String {
+    let full = format_duration(secs);
+    let mut units = 0;
+    let mut out = String::new();
+    for c in full.chars() {
+        out.push(c);
+        if c.is_ascii_alphabetic() {
+            units += 1;
+            if units == 2 {
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// Parses a point in time: RFC 3339 (`2026-03-03T12:00:00Z`), a date and time without zone
 /// (`2026-03-03 12:00`, read as UTC), a plain date (`2026-03-03`, its start in UTC), or a
 /// duration before `now` (`7d`, `12h`).
@@ -180,6 +197,8 @@ mod tests {
         }
         assert_eq!(format_duration(129_600), "1d12h");
         assert_eq!(format_duration(59), "59s");
+        assert_eq!(format_duration_short(517_853), "5d23h");
+        assert_eq!(format_duration_short(59), "59s");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 mod history;
 mod init;
+mod promote;
 mod render;
+mod review;
 mod show;
 mod status;
 
@@ -23,6 +25,8 @@ Examples:
   ledgit validate                            check the records in the work tree
   ledgit status                              which version runs where
   ledgit history --environment production    what ran in production, and since when
+  ledgit check --base origin/main            gate a pull request (promotion policy)
+  ledgit promote support-bot --from staging --to production
 
 Exit codes: 0 done and nothing wrong, 1 done and the repository has findings,
 2 could not run (bad arguments, no repository, unreadable input).";
@@ -49,6 +53,10 @@ enum Command {
     History(history::Args),
     Status(status::Args),
     Show(show::Args),
+    Diff(review::DiffArgs),
+    Check(review::CheckArgs),
+    Promote(promote::PromoteArgs),
+    Set(promote::SetArgs),
 }
 
 /// How a command that ran ended.
@@ -170,6 +178,10 @@ pub fn run() -> ExitCode {
         Command::History(args) => history::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Show(args) => show::run(&ctx, args),
+        Command::Diff(args) => review::diff(&ctx, args),
+        Command::Check(args) => review::check(&ctx, args),
+        Command::Promote(args) => promote::promote(&ctx, args),
+        Command::Set(args) => promote::set(&ctx, args),
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,

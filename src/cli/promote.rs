@@ -1,0 +1,401 @@
+//! `ledgit promote` and `ledgit set`: change versions by editing one line per record, checked
+//! against the same policy as `ledgit check`, optionally committed on a new branch.
+
+use std::io::Write;
+use std::path::Path;
+
+use ledgit::config::Config;
+use ledgit::finding::{self, Finding};
+use ledgit::policy::{self, Change, Stays};
+use ledgit::record::Record;
+use ledgit::{edit, fsutil, validate};
+
+use super::history::load;
+use super::render::{self, BOLD, GREEN};
+use super::review::unknown_environment;
+use super::{CliError, CliResult, Context, Outcome};
+
+/// Options shared by `promote` and `set`.
+#[derive(clap::Args)]
+pub struct EditOptions {
+    /// Write even what the policy refuses (promote_from, soak, downgrade).
+    #[arg(long)]
+    force: bool,
+
+    /// First create and switch to this branch (ready for a pull request).
+    #[arg(long, value_name = "NAME")]
+    branch: Option<String>,
+
+    /// Commit the change (with a message listing what changed, or -m).
+    #[arg(long)]
+    commit: bool,
+
+    /// The commit message (with --commit).
+    #[arg(short, long, value_name = "MSG", requires = "commit")]
+    message: Option<String>,
+}
+
+/// Promote agents: set their version in one environment to the version of another.
+///
+/// Edits only the version value of each target record, in place: comments, key order, quoting
+/// and line endings stay as they are. A missing target record is created with the source
+/// record's annotations. Refuses what `ledgit check` would refuse (promote_from, soak,
+/// downgrades) unless --force, and prints the resulting change.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit promote support-bot --from staging --to production
+  ledgit promote --all --from development --to staging --branch promote-staging --commit")]
+pub struct PromoteArgs {
+    /// The agents to promote.
+    #[arg(
+        value_name = "AGENT",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    agents: Vec<String>,
+
+    /// Every agent whose version differs between the two environments.
+    #[arg(long)]
+    all: bool,
+
+    /// The environment to take the versions from.
+    #[arg(long, value_name = "SRC")]
+    from: String,
+
+    /// The environment to set them in.
+    #[arg(long, value_name = "DST")]
+    to: String,
+
+    #[command(flatten)]
+    options: EditOptions,
+}
+
+/// Set one agent's version in one environment (a hotfix, a rollback).
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit set support-bot production 1.4.1
+  ledgit set support-bot staging 2.0.0-rc.1 --commit -m \"Try 2.0.0-rc.1 in staging\"")]
+pub struct SetArgs {
+    agent: String,
+    environment: String,
+    version: String,
+
+    /// Allow an agent that has no record in any environment yet.
+    #[arg(long)]
+    create: bool,
+
+    #[command(flatten)]
+    options: EditOptions,
+}
+
+/// One intended edit: the pair, the new version, the record to copy annotations from.
+struct Target {
+    agent: String,
+    environment: String,
+    version: String,
+    template: Option<Record>,
+}
+
+pub fn promote(ctx: &Context, args: PromoteArgs) -> CliResult {
+    let (repo, root, config, report) = work_tree(ctx)?;
+    drop(repo);
+    for env in [&args.from, &args.to] {
+        if config.environment(env).is_none() {
+            return Err(unknown_environment(&config, env));
+        }
+    }
+    let sources: Vec<&Record> = report
+        .parsed
+        .iter()
+        .filter(|r| r.environment == args.from)
+        .collect();
+    let agents: Vec<String> = if args.all {
+        sources.iter().map(|r| r.agent.clone()).collect()
+    } else {
+        args.agents.clone()
+    };
+    let mut targets = Vec::new();
+    for agent in agents {
+        let Some(src) = sources.iter().find(|r| r.agent == agent) else {
+            let known: Vec<&str> = sources.iter().map(|r| r.agent.as_str()).collect();
+            return Err(CliError::new(
+                format!("agent `{agent}` has no record in {}", args.from),
+                format!(
+                    "agents in {}: {}",
+                    args.from,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        };
+        targets.push(Target {
+            agent,
+            environment: args.to.clone(),
+            version: src.version.clone(),
+            template: Some((*src).clone()),
+        });
+    }
+    apply(ctx, &root, &config, &report, targets, &args.options)
+}
+
+pub fn set(ctx: &Context, args: SetArgs) -> CliResult {
+    let (_repo, root, config, report) = work_tree(ctx)?;
+    if config.environment(&args.environment).is_none() {
+        return Err(unknown_environment(&config, &args.environment));
+    }
+    if let Err(message) = version_problem(&args.version) {
+        return Err(CliError::new(
+            message,
+            "use a non-empty version of at most 128 characters without white space",
+        ));
+    }
+    if !args.create && !report.parsed.iter().any(|r| r.agent == args.agent) {
+        let mut agents: Vec<&str> = report.parsed.iter().map(|r| r.agent.as_str()).collect();
+        agents.sort_unstable();
+        agents.dedup();
+        return Err(CliError::new(
+            format!("agent `{}` has no record in any environment", args.agent),
+            format!(
+                "pass --create to deploy a new agent; known agents: {}",
+                agents.join(", ")
+            ),
+        ));
+    }
+    if !ledgit::shape::is_dns_label(&args.agent) {
+        return Err(CliError::new(
+            format!("`{}` is not a valid agent name", args.agent),
+            "use a DNS label: lower-case letters, digits and '-'",
+        ));
+    }
+    let target = Target {
+        agent: args.agent,
+        environment: args.environment,
+        version: args.version,
+        template: None,
+    };
+    apply(ctx, &root, &config, &report, vec![target], &args.options)
+}
+
+fn version_problem(v: &str) -> Result<(), String> {
+    if v.is_empty()
+        || v.chars().count() > ledgit::record::MAX_VERSION_LEN
+        || v.chars().any(char::is_whitespace)
+    {
+        return Err(format!("`{v}` is not a valid version"));
+    }
+    Ok(())
+}
+
+type WorkTree = (
+    ledgit::repo::Repo,
+    std::path::PathBuf,
+    Config,
+    validate::Report,
+);
+
+fn work_tree(ctx: &Context) -> Result<WorkTree, CliError> {
+    let repo = ctx.repo()?;
+    let root = repo.require_workdir()?;
+    let config = Config::load(&root)?;
+    let report = validate::worktree(&root, &config, &[])?;
+    Ok((repo, root, config, report))
+}
+
+fn apply(
+    ctx: &Context,
+    root: &Path,
+    config: &Config,
+    report: &validate::Report,
+    targets: Vec<Target>,
+    options: &EditOptions,
+) -> CliResult {
+    let now = chrono::Utc::now().timestamp();
+    let mut out = render::stdout();
+    // A target whose file exists but does not parse: report it and write nothing.
+    let mut blocking: Vec<&Finding> = Vec::new();
+    for t in &targets {
+        let path = config.record_path(&t.agent, &t.environment);
+        let has_record = report
+            .parsed
+            .iter()
+            .any(|r| r.agent == t.agent && r.environment == t.environment);
+        if !has_record {
+            blocking.extend(report.findings.iter().filter(|f| f.path == path));
+        }
+    }
+    if !blocking.is_empty() {
+        for f in blocking {
+            render::finding_text(&mut out, f)?;
+        }
+        writeln!(out, "nothing was written: fix the record first")?;
+        return Ok(Outcome::Findings);
+    }
+    let mut new = report.parsed.clone();
+    let mut writes: Vec<(String, String)> = Vec::new();
+    for t in &targets {
+        match new
+            .iter_mut()
+            .find(|r| r.agent == t.agent && r.environment == t.environment)
+        {
+            Some(r) if r.version == t.version => {}
+            Some(r) => {
+                let text = std::fs::read_to_string(root.join(&r.path)).map_err(|e| {
+                    CliError::new(format!("{}: {e}", r.path), "check the file's permissions")
+                })?;
+                writes.push((
+                    r.path.clone(),
+                    edit::set_version(&r.path, &text, &t.version)?,
+                ));
+                r.version = t.version.clone();
+            }
+            None => {
+                let path = config.record_path(&t.agent, &t.environment);
+                let annotations = t
+                    .template
+                    .as_ref()
+                    .map(|r| r.annotations.clone())
+                    .unwrap_or_default();
+                writes.push((
+                    path.clone(),
+                    edit::new_record(&t.agent, &t.environment, &t.version, &annotations),
+                ));
+                new.push(Record {
+                    agent: t.agent.clone(),
+                    environment: t.environment.clone(),
+                    version: t.version.clone(),
+                    annotations,
+                    path,
+                    version_line: 5,
+                    version_column: 10,
+                });
+            }
+        }
+    }
+    let mut changes: Vec<Change> = policy::changes(&report.parsed, &new);
+    if changes.is_empty() {
+        writeln!(out, "nothing to change: the versions are already set")?;
+        return Ok(Outcome::Clean);
+    }
+    let loaded = load(ctx, None)?;
+    let stays = Stays::new(&loaded.history);
+    policy::explain(&mut changes, config, &stays, &new, now);
+    let findings = policy::evaluate(&changes);
+    if finding::has_errors(&findings) && !options.force {
+        for f in &findings {
+            render::finding_text(&mut out, f)?;
+        }
+        writeln!(
+            out,
+            "nothing was written: the policy refuses this change (--force overrides, and shows in review)"
+        )?;
+        return Ok(Outcome::Findings);
+    }
+    let repo = ctx.repo()?;
+    if let Some(branch) = &options.branch {
+        create_branch(&repo.git, branch)?;
+        writeln!(out, "Switched to a new branch {BOLD}{branch}{BOLD:#}")?;
+    }
+    for (path, text) in &writes {
+        let abs = root.join(path);
+        if let Some(dir) = abs.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                CliError::new(format!("{}: {e}", dir.display()), "check permissions")
+            })?;
+        }
+        fsutil::write_atomic(&abs, text.as_bytes())?;
+    }
+    super::review::print_changes(&mut out, &changes)?;
+    for f in findings
+        .iter()
+        .filter(|f| f.severity == finding::Severity::Warning || options.force)
+    {
+        render::finding_text(&mut out, f)?;
+    }
+    if options.commit {
+        let message = options
+            .message
+            .clone()
+            .unwrap_or_else(|| commit_message(&changes));
+        let id = commit(&repo.git, writes.iter().map(|(p, _)| p.as_str()), &message)?;
+        writeln!(
+            out,
+            "{GREEN}Committed{GREEN:#} {} {}",
+            ledgit::repo::short(id),
+            message.lines().next().unwrap_or("")
+        )?;
+    }
+    Ok(Outcome::Clean)
+}
+
+fn commit_message(changes: &[Change]) -> String {
+    let line = |c: &Change| {
+        format!(
+            "{} {} to {}",
+            c.agent,
+            c.version.as_deref().unwrap_or(""),
+            c.environment
+        )
+    };
+    match changes {
+        [one] => format!("Deploy {}", line(one)),
+        many => {
+            let mut m = format!("Deploy {} changes\n\n", many.len());
+            for c in many {
+                m.push_str(&format!("- {}\n", line(c)));
+            }
+            m
+        }
+    }
+}
+
+fn create_branch(git: &git2::Repository, name: &str) -> Result<(), CliError> {
+    let fail = |e: git2::Error| {
+        CliError::new(
+            format!("creating branch {name}: {}", e.message()),
+            "pick a branch name that does not exist yet",
+        )
+    };
+    let head = git.head().and_then(|h| h.peel_to_commit()).map_err(|e| {
+        CliError::new(
+            format!("reading HEAD: {}", e.message()),
+            "--branch needs a commit to branch from",
+        )
+    })?;
+    git.branch(name, &head, false).map_err(fail)?;
+    git.set_head(&format!("refs/heads/{name}")).map_err(fail)?;
+    Ok(())
+}
+
+fn commit<'a>(
+    git: &git2::Repository,
+    paths: impl Iterator<Item = &'a str>,
+    message: &str,
+) -> Result<git2::Oid, CliError> {
+    let fail = |e: git2::Error| {
+        CliError::new(
+            format!("committing: {}", e.message()),
+            "commit by hand with git",
+        )
+    };
+    let sig = git.signature().map_err(|e| {
+        CliError::new(
+            format!("no git identity to commit with: {}", e.message()),
+            "set one with `git config user.name \"Your Name\"` and `git config user.email you@example.com`",
+        )
+    })?;
+    let mut index = git.index().map_err(fail)?;
+    for p in paths {
+        index.add_path(Path::new(p)).map_err(fail)?;
+    }
+    index.write().map_err(fail)?;
+    let tree = git
+        .find_tree(index.write_tree().map_err(fail)?)
+        .map_err(fail)?;
+    let parent = git.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    git.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+        .map_err(fail)
+}

@@ -1,0 +1,510 @@
+//! `ledgit diff` and `ledgit check`: what a pull request changes in terms of deployments, with
+//! history's context, and the CI gate that applies the promotion policy to it.
+
+use std::io::{self, Write};
+
+use git2::Oid;
+use ledgit::config::Config;
+use ledgit::finding::{self, Code, Finding};
+use ledgit::history::{Action, Deployment};
+use ledgit::policy::{self, Change, Stays};
+use ledgit::record::Record;
+use ledgit::repo::{Repo, short};
+use ledgit::{secret, validate, when};
+
+use super::history::load;
+use super::render::{self, BOLD, DIM, GREEN, RED, YELLOW};
+use super::{CliError, CliResult, Context, Outcome};
+
+/// Show what a change of the repository means in deployments.
+///
+/// Compares the records of two commits by (agent, environment): deployed, updated (marked as a
+/// downgrade where semantic versions go down) or removed. For each change it adds what the
+/// history of BASE says: for a promotion, since when the version has run in the upstream
+/// environment and whether the soak is met; for a rollback, when that version last ran there.
+///
+/// With --env SRC..DST, shows where two environments differ today: what `ledgit promote --all
+/// --from SRC --to DST` would change, with how long each SRC version has run.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit diff origin/main..HEAD
+  ledgit diff origin/main..HEAD --format markdown >> \"$GITHUB_STEP_SUMMARY\"
+  ledgit diff --env staging..production")]
+pub struct DiffArgs {
+    /// BASE..HEAD (a single REV means REV..HEAD).
+    #[arg(
+        value_name = "BASE..HEAD",
+        required_unless_present = "env",
+        conflicts_with = "env"
+    )]
+    range: Option<String>,
+
+    /// SRC..DST: compare two environments at the tip instead.
+    #[arg(long, value_name = "SRC..DST")]
+    env: Option<String>,
+
+    /// With --env: the commit to read (default HEAD).
+    #[arg(long, value_name = "REV", requires = "env")]
+    rev: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    format: DiffFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DiffFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// Gate a pull request: validate HEAD and apply the promotion policy to each change.
+///
+/// Validates HEAD's records, then checks every deployment change between BASE and HEAD:
+/// promote_from (the version ran in the upstream environment, on BASE's history, or earlier in
+/// the same change when no soak is set), soak (it ran there at least that long, measured to
+/// --now), downgrades (allowed only as a rollback to a version that ran there before), and no
+/// private key in any commit of the change. Each finding names the file and line of the version.
+///
+/// Overrides are annotations on the record, reviewed with the change, and reported as warnings:
+/// ledgit.dev/skip-soak, ledgit.dev/skip-promotion, ledgit.dev/allow-downgrade, each with the
+/// reason as its value.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit check --base origin/main
+  ledgit check --base origin/main --format github
+  ledgit check --base origin/main --format markdown >> \"$GITHUB_STEP_SUMMARY\"
+
+Exit codes: 0 the change passes, 1 it has findings, 2 could not run.")]
+pub struct CheckArgs {
+    /// The branch the pull request goes into.
+    #[arg(long, value_name = "REV")]
+    base: String,
+
+    /// The pull request's head (default HEAD).
+    #[arg(long, value_name = "REV", default_value = "HEAD")]
+    head: String,
+
+    /// The time soak is measured to (default: now).
+    #[arg(long, value_name = "TIME")]
+    now: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    format: CheckFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
+    Github,
+    Markdown,
+}
+
+/// The records a history knows at its tip, as records (for diffing against a tree).
+pub fn records_of(rows: &[Deployment]) -> Vec<Record> {
+    rows.iter()
+        .map(|d| Record {
+            agent: d.agent.clone(),
+            environment: d.environment.clone(),
+            version: d.version.clone(),
+            annotations: Default::default(),
+            path: d.path.clone(),
+            version_line: 1,
+            version_column: 1,
+        })
+        .collect()
+}
+
+/// Parses `A..B`, `A..` and `A` (meaning `A..HEAD`).
+fn split_range(range: &str) -> (String, String) {
+    match range.split_once("..") {
+        Some((a, b)) => {
+            let b = b.trim_start_matches('.');
+            (
+                a.to_string(),
+                if b.is_empty() {
+                    "HEAD".into()
+                } else {
+                    b.to_string()
+                },
+            )
+        }
+        None => (range.to_string(), "HEAD".into()),
+    }
+}
+
+/// The records of a commit's tree (and its findings).
+fn records_at(repo: &Repo, commit: Oid, config: &Config) -> Result<validate::Report, CliError> {
+    let tree = repo
+        .git
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(|e| {
+            CliError::new(
+                format!("reading commit {commit}: {}", e.message()),
+                "run `git fsck`",
+            )
+        })?;
+    Ok(validate::tree(&repo.git, &tree, config)?)
+}
+
+/// Whether `base` is an ancestor of `head`.
+fn is_ancestor(repo: &Repo, base: Oid, head: Oid) -> bool {
+    base == head || repo.git.graph_descendant_of(head, base).unwrap_or(false)
+}
+
+/// The changes from base to head, explained by base's history, and head's validation.
+struct Review {
+    changes: Vec<Change>,
+    head_report: validate::Report,
+    base: Oid,
+    head: Oid,
+}
+
+fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Review, CliError> {
+    let repo = ctx.repo()?;
+    let base = repo.resolve(base_rev)?;
+    let head = repo.resolve(head_rev)?;
+    if !is_ancestor(&repo, base, head) {
+        eprintln!(
+            "{YELLOW}note{YELLOW:#}: {base_rev} is not an ancestor of {head_rev}; comparing the two states as they are"
+        );
+    }
+    let loaded = load(ctx, Some(base_rev))?;
+    let config = repo.config_at(head)?;
+    let head_report = records_at(&repo, head, &config)?;
+    let base_records = records_of(&loaded.history.current());
+    let mut changes = policy::changes(&base_records, &head_report.parsed);
+    let stays = Stays::new(&loaded.history);
+    policy::explain(&mut changes, &config, &stays, &head_report.parsed, now);
+    Ok(Review {
+        changes,
+        head_report,
+        base,
+        head,
+    })
+}
+
+pub fn diff(ctx: &Context, args: DiffArgs) -> CliResult {
+    let now = chrono::Utc::now().timestamp();
+    let changes = match (&args.env, &args.range) {
+        (Some(envs), _) => env_diff(ctx, envs, args.rev.as_deref(), now)?,
+        (None, Some(range)) => {
+            let (base, head) = split_range(range);
+            review(ctx, &base, &head, now)?.changes
+        }
+        (None, None) => unreachable!("clap requires a range or --env"),
+    };
+    let mut out = render::stdout();
+    match args.format {
+        DiffFormat::Json => render::json(&mut out, &changes)?,
+        DiffFormat::Markdown => changes_markdown(&mut out, &changes)?,
+        DiffFormat::Text => print_changes(&mut out, &changes)?,
+    }
+    Ok(Outcome::Clean)
+}
+
+/// What promoting every agent from SRC to DST would change, at the tip.
+fn env_diff(
+    ctx: &Context,
+    envs: &str,
+    rev: Option<&str>,
+    now: i64,
+) -> Result<Vec<Change>, CliError> {
+    let (src, dst) = envs.split_once("..").ok_or_else(|| {
+        CliError::new(
+            format!("`{envs}` is not SRC..DST"),
+            "write the two environments as staging..production",
+        )
+    })?;
+    let loaded = load(ctx, rev)?;
+    for env in [src, dst] {
+        if loaded.config.environment(env).is_none() {
+            return Err(unknown_environment(&loaded.config, env));
+        }
+    }
+    let current = records_of(&loaded.history.current());
+    let mut target = current.clone();
+    for r in current.iter().filter(|r| r.environment == src) {
+        let path = loaded.config.record_path(&r.agent, dst);
+        match target
+            .iter_mut()
+            .find(|t| t.agent == r.agent && t.environment == dst)
+        {
+            Some(t) => t.version = r.version.clone(),
+            None => target.push(Record {
+                environment: dst.to_string(),
+                path,
+                ..r.clone()
+            }),
+        }
+    }
+    let mut changes = policy::changes(&current, &target);
+    let stays = Stays::new(&loaded.history);
+    policy::explain(&mut changes, &loaded.config, &stays, &current, now);
+    // Promotion context is always about SRC here, whatever DST's promote_from says.
+    for c in &mut changes {
+        if c.promotion.as_ref().is_none_or(|p| p.from != src)
+            && let Some(v) = &c.version
+        {
+            let ran = stays.ran(&c.agent, src, v, now);
+            let soak = loaded.config.environment(dst).and_then(|e| e.soak);
+            c.promotion = Some(policy::Promotion {
+                from: src.to_string(),
+                since: ran.map(|(s, _)| when::rfc3339(s)),
+                ran_for: ran.map(|(_, l)| l),
+                soak,
+                soak_met: soak.is_none_or(|s| ran.is_some_and(|(_, l)| l >= s)),
+                upstream_in_this_change: false,
+            });
+        }
+    }
+    Ok(changes)
+}
+
+pub fn unknown_environment(config: &Config, env: &str) -> CliError {
+    let names: Vec<&str> = config
+        .environments
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    CliError::new(
+        format!("environment `{env}` is not declared in ledgit.yaml"),
+        format!("declared environments: {}", names.join(", ")),
+    )
+}
+
+fn change_words(c: &Change) -> String {
+    let v = c.version.as_deref().unwrap_or("");
+    let p = c.previous_version.as_deref().unwrap_or("");
+    match c.action {
+        Action::Deployed => format!("+ {v}"),
+        Action::Removed => format!("- {p}"),
+        _ if c.downgrade => format!("{p} -> {v} (downgrade)"),
+        _ => format!("{p} -> {v}"),
+    }
+}
+
+/// One line of context for a change, or an empty string.
+fn context(c: &Change) -> String {
+    let mut parts = Vec::new();
+    if let Some(p) = &c.promotion {
+        let text = match (&p.since, p.ran_for) {
+            (Some(since), Some(ran)) => {
+                let soak = match p.soak {
+                    Some(s) if p.soak_met => format!(", soak {} met", when::format_duration(s)),
+                    Some(s) => format!(", soak {} not met", when::format_duration(s)),
+                    None => String::new(),
+                };
+                format!(
+                    "in {} since {since} (ran {}{soak})",
+                    p.from,
+                    when::format_duration_short(ran)
+                )
+            }
+            _ if p.upstream_in_this_change => format!("also deployed to {} in this change", p.from),
+            _ => format!("never ran in {}", p.from),
+        };
+        parts.push(text);
+    }
+    if let Some(r) = &c.rollback {
+        parts.push(format!("rollback: last ran here until {}", r.last_ran));
+    }
+    parts.join("; ")
+}
+
+/// The changes as aligned lines with their context, for people.
+pub fn print_changes(out: &mut dyn Write, changes: &[Change]) -> io::Result<()> {
+    if changes.is_empty() {
+        return writeln!(out, "no deployment changes");
+    }
+    let wa = changes.iter().map(|c| c.agent.len()).max().unwrap_or(0);
+    let we = changes
+        .iter()
+        .map(|c| c.environment.len())
+        .max()
+        .unwrap_or(0);
+    let wc = changes
+        .iter()
+        .map(|c| change_words(c).len())
+        .max()
+        .unwrap_or(0);
+    for c in changes {
+        let words = change_words(c);
+        let style = match c.action {
+            Action::Deployed => GREEN,
+            Action::Removed => RED,
+            _ if c.downgrade => YELLOW,
+            _ => BOLD,
+        };
+        let pad = " ".repeat(wc - words.len());
+        writeln!(
+            out,
+            "{:wa$}  {:we$}  {style}{words}{style:#}{pad}  {DIM}{}{DIM:#}",
+            c.agent,
+            c.environment,
+            context(c)
+        )?;
+    }
+    Ok(())
+}
+
+fn changes_markdown(out: &mut dyn Write, changes: &[Change]) -> io::Result<()> {
+    if changes.is_empty() {
+        return writeln!(out, "No deployment changes.");
+    }
+    writeln!(out, "| Agent | Environment | Change | Context |")?;
+    writeln!(out, "| --- | --- | --- | --- |")?;
+    for c in changes {
+        let v = c.version.as_deref().unwrap_or("");
+        let p = c.previous_version.as_deref().unwrap_or("");
+        let change = match c.action {
+            Action::Deployed => format!("deployed `{v}`"),
+            Action::Removed => format!("removed (was `{p}`)"),
+            _ if c.downgrade => format!("`{p}` → `{v}` ⚠️ downgrade"),
+            _ => format!("`{p}` → `{v}`"),
+        };
+        writeln!(
+            out,
+            "| {} | {} | {change} | {} |",
+            c.agent,
+            c.environment,
+            context(c).replace('|', "\\|")
+        )?;
+    }
+    Ok(())
+}
+
+pub fn check(ctx: &Context, args: CheckArgs) -> CliResult {
+    let now = match &args.now {
+        Some(t) => when::parse_time(t, chrono::Utc::now())?.timestamp(),
+        None => chrono::Utc::now().timestamp(),
+    };
+    let r = review(ctx, &args.base, &args.head, now)?;
+    let repo = ctx.repo()?;
+    let mut findings = r.head_report.findings.clone();
+    findings.extend(policy::evaluate(&r.changes));
+    findings.extend(keys_in_change(&repo, r.base, r.head)?);
+    finding::sort(&mut findings);
+    findings.dedup_by(|a, b| a.code == b.code && a.path == b.path && a.line == b.line);
+    let mut out = render::stdout();
+    match args.format {
+        CheckFormat::Json => {
+            #[derive(serde::Serialize)]
+            struct Json<'a> {
+                base: String,
+                head: String,
+                changes: &'a [Change],
+                findings: &'a [Finding],
+            }
+            render::json(
+                &mut out,
+                &Json {
+                    base: r.base.to_string(),
+                    head: r.head.to_string(),
+                    changes: &r.changes,
+                    findings: &findings,
+                },
+            )?;
+        }
+        CheckFormat::Github => {
+            for f in &findings {
+                render::finding_github(&mut out, f)?;
+            }
+        }
+        CheckFormat::Markdown => {
+            let verdict = if finding::has_errors(&findings) {
+                "❌ ledgit check failed"
+            } else {
+                "✅ ledgit check passed"
+            };
+            writeln!(out, "### {verdict}\n")?;
+            writeln!(
+                out,
+                "Base `{}`, head `{}`: {}.\n",
+                short(r.base),
+                short(r.head),
+                render::tally(&findings)
+            )?;
+            changes_markdown(&mut out, &r.changes)?;
+            if !findings.is_empty() {
+                writeln!(out)?;
+                for f in &findings {
+                    writeln!(
+                        out,
+                        "- **{}** `{}` {}:{}: {} ({})",
+                        f.severity, f.code, f.path, f.line, f.message, f.hint
+                    )?;
+                }
+            }
+        }
+        CheckFormat::Text => {
+            print_changes(&mut out, &r.changes)?;
+            writeln!(out)?;
+            for f in &findings {
+                render::finding_text(&mut out, f)?;
+            }
+            writeln!(
+                out,
+                "{} change{} checked: {}",
+                r.changes.len(),
+                if r.changes.len() == 1 { "" } else { "s" },
+                render::tally(&findings)
+            )?;
+        }
+    }
+    Ok(Outcome::from_findings(finding::has_errors(&findings)))
+}
+
+/// Private keys added by any commit between base and head (a key added and removed again in
+/// the same pull request is still in its history).
+fn keys_in_change(repo: &Repo, base: Oid, head: Oid) -> Result<Vec<Finding>, CliError> {
+    let git = |e: git2::Error| {
+        CliError::new(
+            format!("walking the change: {}", e.message()),
+            "run `git fsck`",
+        )
+    };
+    let mut walk = repo.git.revwalk().map_err(git)?;
+    walk.push(head).map_err(git)?;
+    walk.hide(base).map_err(git)?;
+    let mut out = Vec::new();
+    for id in walk {
+        let commit = repo.git.find_commit(id.map_err(git)?).map_err(git)?;
+        let tree = commit.tree().map_err(git)?;
+        let parent = commit.parent(0).ok().and_then(|p| p.tree().ok());
+        let diff = repo
+            .git
+            .diff_tree_to_tree(parent.as_ref(), Some(&tree), None)
+            .map_err(git)?;
+        for delta in diff.deltas() {
+            let file = delta.new_file();
+            if file.id().is_zero() || file.size() > validate::MAX_FILE_SIZE {
+                continue;
+            }
+            let Ok(blob) = repo.git.find_blob(file.id()) else {
+                continue;
+            };
+            if let Some(line) = secret::private_key_line(blob.content()) {
+                let path = file
+                    .path()
+                    .map(|p| p.to_string_lossy().replace('\\', "/"))
+                    .unwrap_or_default();
+                out.push(
+                    Finding::new(
+                        Code::PrivateKey,
+                        &path,
+                        line,
+                        1,
+                        format!("commit {} adds private key material to {path}", short(commit.id())),
+                    )
+                    .hint("remove the commit from the branch (rewrite it), rotate the key (it is compromised) and keep keys outside the repository"),
+                );
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,163 @@
+//! In-place edits of records: change the version value and nothing else. Comments, key order,
+//! quoting style, indentation and line endings stay byte for byte; only the bytes of the version
+//! scalar are replaced. New records are written in the conventional layout.
+
+use crate::error::{Error, Result};
+use crate::yaml::{self, Value};
+
+/// Returns `text` with its `version` value replaced by `version`, keeping the quoting style
+/// where the new value allows it.
+pub fn set_version(path: &str, text: &str, version: &str) -> Result<String> {
+    let problem = |message: String| {
+        Error::invalid(
+            format!("{path}: {message}"),
+            "fix the record first (`ledgit validate` shows what is wrong); nothing was written",
+        )
+    };
+    let body = yaml::strip_bom(text);
+    let bom = text.len() - body.len();
+    let root = yaml::parse(body)
+        .map_err(|p| problem(format!("{}:{}: {}", p.line, p.column, p.message)))?;
+    let node = root
+        .get("version")
+        .ok_or_else(|| problem("the record has no `version` field".into()))?;
+    if matches!(node.value, Value::Seq(_) | Value::Map(_)) {
+        return Err(problem("`version` is not a scalar".into()));
+    }
+    let (start, len) = node
+        .bytes
+        .ok_or_else(|| problem("the version's position is unknown".into()))?;
+    let old = body
+        .get(start..start + len)
+        .ok_or_else(|| problem("the version's position is out of range".into()))?;
+    if old.contains('\n') {
+        return Err(problem(
+            "the version spans several lines; write it on one line".into(),
+        ));
+    }
+    let new = match old.chars().next() {
+        Some('"') => double_quoted(version),
+        Some('\'') => format!("'{}'", version.replace('\'', "''")),
+        _ if reads_as_string(version) => version.to_string(),
+        _ => double_quoted(version),
+    };
+    let at = bom + start;
+    Ok(format!("{}{new}{}", &text[..at], &text[at + len..]))
+}
+
+/// The text of a new record in the conventional layout.
+pub fn new_record(
+    agent: &str,
+    environment: &str,
+    version: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let version = scalar(version);
+    let mut text = format!(
+        "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: {agent}\nenvironment: {environment}\nversion: {version}\n"
+    );
+    if !annotations.is_empty() {
+        text.push_str("annotations:\n");
+        for (k, v) in annotations {
+            text.push_str(&format!("  {}: {}\n", scalar(k), scalar(v)));
+        }
+    }
+    text
+}
+
+/// A scalar written plain where that reads back the same, else double-quoted.
+fn scalar(v: &str) -> String {
+    if !v.is_empty() && reads_as_string(v) {
+        v.to_string()
+    } else {
+        double_quoted(v)
+    }
+}
+
+fn double_quoted(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Whether `v` written plain reads back as the same string (not a number, boolean, null, or
+/// something YAML gives another meaning).
+fn reads_as_string(v: &str) -> bool {
+    yaml::parse(&format!("v: {v}\n"))
+        .ok()
+        .and_then(|n| n.get("v").and_then(|x| x.as_str().map(str::to_string)))
+        .is_some_and(|s| s == v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changed_lines(a: &str, b: &str) -> usize {
+        a.split_inclusive('\n')
+            .zip(b.split_inclusive('\n'))
+            .filter(|(x, y)| x != y)
+            .count()
+    }
+
+    #[test]
+    fn only_the_version_bytes_change() {
+        let text = "# owner: support\r\napiVersion: ledgit/v1   # v1\r\nversion:   1.4.2   # pinned\r\nannotations: {a: b}\r\n";
+        let out = set_version("p", text, "1.5.0").unwrap();
+        assert_eq!(out, text.replace("1.4.2", "1.5.0"));
+        assert_eq!(changed_lines(text, &out), 1);
+    }
+
+    #[test]
+    fn quoting_style_is_kept() {
+        assert_eq!(
+            set_version("p", "version: \"1.4\"\n", "1.10").unwrap(),
+            "version: \"1.10\"\n"
+        );
+        assert_eq!(
+            set_version("p", "version: '1.4'\n", "it's").unwrap(),
+            "version: 'it''s'\n"
+        );
+        // A plain value that would read as a number gets quoted.
+        assert_eq!(
+            set_version("p", "version: v1\n", "1.10").unwrap(),
+            "version: \"1.10\"\n"
+        );
+        assert_eq!(
+            set_version("p", "version: v1\n", "true").unwrap(),
+            "version: \"true\"\n"
+        );
+        assert_eq!(
+            set_version("p", "version: v1\n", "2.0.0-rc.1").unwrap(),
+            "version: 2.0.0-rc.1\n"
+        );
+    }
+
+    #[test]
+    fn new_records_are_valid_and_read_back() {
+        let mut ann = std::collections::BTreeMap::new();
+        ann.insert("owner".to_string(), "team \"a\"".to_string());
+        let text = new_record("a", "prod", "1.10", &ann);
+        let node = yaml::parse(&text).unwrap();
+        assert_eq!(node.get("version").unwrap().as_str(), Some("1.10"));
+        assert_eq!(
+            node.get("annotations")
+                .unwrap()
+                .get("owner")
+                .unwrap()
+                .as_str(),
+            Some("team \"a\"")
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_kept() {
+        let out = set_version("p", "\u{feff}version: 1.0.0\n", "2.0.0").unwrap();
+        assert_eq!(out, "\u{feff}version: 2.0.0\n");
+    }
+
+    #[test]
+    fn broken_records_are_refused() {
+        assert!(set_version("p", "version: [1\n", "2").is_err());
+        assert!(set_version("p", "agent: a\n", "2").is_err());
+        assert!(set_version("p", "version: [1, 2]\n", "2").is_err());
+    }
+}

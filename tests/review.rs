@@ -1,0 +1,458 @@
+//! Pull-request review and promotion through the real binary: `diff`, `check`, `promote`, `set`
+//! on repositories with real merge commits and committer times in the past.
+
+mod common;
+
+use common::{DAY, HOUR, T0, TestRepo};
+
+/// development -> staging -> production (soak 24h); support-bot 1.0.0 everywhere at T0,
+/// then 1.1.0 deployed to development at T0+1d and staging at T0+2d.
+fn pipeline() -> TestRepo {
+    let repo = TestRepo::new();
+    repo.git(&["config", "user.name", "Grace Hopper"]);
+    repo.git(&["config", "user.email", "grace@example.com"]);
+    for env in ["development", "staging", "production"] {
+        repo.set("support-bot", env, "1.0.0");
+    }
+    repo.commit("Initial", T0);
+    repo.set("support-bot", "development", "1.1.0");
+    repo.commit("dev 1.1.0", T0 + DAY);
+    repo.set("support-bot", "staging", "1.1.0");
+    repo.commit("staging 1.1.0", T0 + 2 * DAY);
+    repo
+}
+
+/// Opens a pull request branch `pr` that runs `edit`, merged nowhere; returns to `pr`.
+fn pull_request(repo: &TestRepo, edit: impl FnOnce(&TestRepo), time: i64) {
+    repo.git(&["checkout", "-q", "-b", "pr"]);
+    edit(repo);
+    repo.commit("Pull request", time);
+}
+
+fn codes(run: &common::Run) -> Vec<String> {
+    run.json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn check(repo: &TestRepo, now: &str) -> common::Run {
+    repo.ledgit(&["check", "--base", "main", "--now", now, "--format", "json"])
+}
+
+#[test]
+fn a_promotion_after_the_soak_passes_with_context() {
+    let repo = pipeline();
+    pull_request(
+        &repo,
+        |r| r.set("support-bot", "production", "1.1.0"),
+        T0 + 3 * DAY,
+    );
+    let run = check(&repo, "2024-01-04T00:00:00Z");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let v = run.json();
+    let change = &v["changes"][0];
+    assert_eq!(change["action"], "updated");
+    assert_eq!(change["promotion"]["from"], "staging");
+    assert_eq!(change["promotion"]["since"], "2024-01-03T00:00:00Z");
+    assert_eq!(change["promotion"]["soak_met"], true);
+}
+
+#[test]
+fn soak_is_measured_to_now() {
+    let repo = pipeline();
+    pull_request(
+        &repo,
+        |r| r.set("support-bot", "production", "1.1.0"),
+        T0 + 2 * DAY + HOUR,
+    );
+    let run = check(&repo, "2024-01-03T12:00:00Z");
+    assert_eq!(run.code, 1);
+    assert_eq!(codes(&run), ["soak-not-met"]);
+    let f = &run.json()["findings"][0];
+    assert_eq!(f["path"], "deployments/support-bot/production.yaml");
+    assert_eq!(f["line"], 5);
+    // The same change a day later passes.
+    assert_eq!(check(&repo, "2024-01-04T00:00:01Z").code, 0);
+}
+
+#[test]
+fn a_version_that_never_ran_upstream_is_refused() {
+    let repo = pipeline();
+    pull_request(
+        &repo,
+        |r| r.set("support-bot", "staging", "1.2.0"),
+        T0 + 3 * DAY,
+    );
+    let run = check(&repo, "2024-01-05");
+    assert_eq!(codes(&run), ["promotion-missing"]);
+    let text = repo.ledgit(&["check", "--base", "main", "--now", "2024-01-05"]);
+    assert!(
+        text.stdout
+            .contains("deployments/support-bot/staging.yaml:5:10"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn upstream_in_the_same_change_counts_only_without_soak() {
+    let repo = pipeline();
+    pull_request(
+        &repo,
+        |r| {
+            r.set("support-bot", "development", "1.2.0");
+            r.set("support-bot", "staging", "1.2.0");
+        },
+        T0 + 3 * DAY,
+    );
+    assert_eq!(check(&repo, "2024-01-05").code, 0, "staging has no soak");
+    let repo = pipeline();
+    pull_request(
+        &repo,
+        |r| {
+            r.set("support-bot", "staging", "1.1.0");
+            r.set("support-bot", "production", "1.1.1");
+            r.set("support-bot", "staging", "1.1.1");
+            r.set("support-bot", "development", "1.1.1");
+        },
+        T0 + 3 * DAY,
+    );
+    assert!(codes(&check(&repo, "2024-01-05")).contains(&"soak-not-met".to_string()));
+}
+
+#[test]
+fn rollbacks_pass_other_downgrades_do_not() {
+    let repo = pipeline();
+    repo.set("support-bot", "production", "1.1.0");
+    repo.commit("prod 1.1.0", T0 + 4 * DAY);
+    pull_request(
+        &repo,
+        |r| r.set("support-bot", "production", "1.0.0"),
+        T0 + 5 * DAY,
+    );
+    let run = check(&repo, "2024-01-06");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(
+        run.json()["changes"][0]["rollback"]["last_ran"],
+        "2024-01-05T00:00:00Z"
+    );
+    assert_eq!(run.json()["changes"][0]["downgrade"], true);
+
+    let repo = pipeline();
+    pull_request(
+        &repo,
+        |r| r.set("support-bot", "development", "0.9.0"),
+        T0 + 3 * DAY,
+    );
+    assert_eq!(codes(&check(&repo, "2024-01-06")), ["downgrade"]);
+}
+
+#[test]
+fn an_override_annotation_is_a_reviewable_warning() {
+    let repo = pipeline();
+    pull_request(
+        &repo,
+        |r| {
+            let text = common::record("support-bot", "production", "1.1.0")
+                + "annotations:\n  ledgit.dev/skip-soak: \"incident 42: security fix\"\n";
+            r.write("deployments/support-bot/production.yaml", text);
+        },
+        T0 + 2 * DAY + HOUR,
+    );
+    let run = check(&repo, "2024-01-03T02:00:00Z");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let f = &run.json()["findings"][0];
+    assert_eq!(f["code"], "policy-override");
+    assert_eq!(f["severity"], "warning");
+    assert!(f["message"].as_str().unwrap().contains("incident 42"));
+}
+
+#[test]
+fn a_private_key_anywhere_in_the_change_is_found_even_if_removed_again() {
+    let repo = pipeline();
+    repo.git(&["checkout", "-q", "-b", "pr"]);
+    repo.write("notes/key.pem", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n");
+    repo.commit("oops", T0 + 3 * DAY);
+    repo.remove("notes/key.pem");
+    repo.commit("remove the key", T0 + 3 * DAY + 60);
+    let run = check(&repo, "2024-01-05");
+    assert_eq!(codes(&run), ["private-key"]);
+    assert_eq!(run.json()["findings"][0]["path"], "notes/key.pem");
+}
+
+#[test]
+fn head_validation_findings_fail_the_check() {
+    let repo = pipeline();
+    pull_request(
+        &repo,
+        |r| r.write("deployments/support-bot/production.yaml", "agent: [oops\n"),
+        T0 + 3 * DAY,
+    );
+    let run = check(&repo, "2024-01-05");
+    assert_eq!(run.code, 1);
+    assert!(codes(&run).contains(&"yaml-syntax".to_string()));
+}
+
+#[test]
+fn merge_commits_land_changes_at_merge_time() {
+    let repo = pipeline();
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.set("support-bot", "development", "1.3.0");
+    repo.commit("dev 1.3.0 authored early", T0 + 3 * DAY);
+    repo.git(&["checkout", "-q", "main"]);
+    repo.merge(
+        "feature",
+        "Merge pull request #5 from feature",
+        T0 + 6 * DAY,
+    );
+    pull_request(
+        &repo,
+        |r| r.set("support-bot", "staging", "1.3.0"),
+        T0 + 7 * DAY,
+    );
+    let run = check(&repo, "2024-01-08");
+    assert_eq!(run.code, 0);
+    assert_eq!(
+        run.json()["changes"][0]["promotion"]["since"],
+        "2024-01-07T00:00:00Z"
+    );
+}
+
+#[test]
+fn github_and_markdown_formats() {
+    let repo = pipeline();
+    pull_request(
+        &repo,
+        |r| r.set("support-bot", "staging", "1.2.0"),
+        T0 + 3 * DAY,
+    );
+    let gh = repo.ledgit(&[
+        "check",
+        "--base",
+        "main",
+        "--now",
+        "2024-01-05",
+        "--format",
+        "github",
+    ]);
+    assert!(gh.stdout.starts_with("::error file=deployments/support-bot/staging.yaml,line=5,col=10,title=ledgit promotion-missing::"), "{}", gh.stdout);
+    let md = repo.ledgit(&[
+        "check",
+        "--base",
+        "main",
+        "--now",
+        "2024-01-05",
+        "--format",
+        "markdown",
+    ]);
+    insta::assert_snapshot!(md.stdout);
+    let diff = repo.ledgit(&["diff", "main..pr", "--format", "markdown"]);
+    assert!(
+        diff.stdout
+            .contains("| support-bot | staging | `1.1.0` → `1.2.0` | never ran in development |"),
+        "{}",
+        diff.stdout
+    );
+}
+
+#[test]
+fn bad_input_is_exit_2_with_a_hint() {
+    let repo = pipeline();
+    let missing = repo.ledgit(&["diff", "main..nope"]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("`nope` not found"),
+        "{}",
+        missing.stderr
+    );
+    let format = repo.ledgit(&["check", "--base", "main", "--format", "yaml"]);
+    assert_eq!(format.code, 2);
+    let env = repo.ledgit(&[
+        "promote",
+        "support-bot",
+        "--from",
+        "staging",
+        "--to",
+        "prod",
+    ]);
+    assert_eq!(env.code, 2);
+    assert!(
+        env.stderr
+            .contains("declared environments: development, staging, production"),
+        "{}",
+        env.stderr
+    );
+    let agent = repo.ledgit(&[
+        "promote",
+        "nobody",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+    ]);
+    assert_eq!(agent.code, 2);
+    assert!(
+        agent.stderr.contains("agents in staging: support-bot"),
+        "{}",
+        agent.stderr
+    );
+    let set = repo.ledgit(&["set", "nobody", "staging", "1"]);
+    assert_eq!(set.code, 2);
+    assert!(set.stderr.contains("--create"), "{}", set.stderr);
+}
+
+#[test]
+fn base_not_an_ancestor_is_said_and_the_diff_still_works() {
+    let repo = pipeline();
+    repo.git(&["checkout", "-q", "-b", "other", "HEAD~1"]);
+    repo.set("support-bot", "production", "0.5.0");
+    repo.commit("diverged", T0 + 3 * DAY);
+    let run = repo.ledgit(&["diff", "main..other", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("not an ancestor"), "{}", run.stderr);
+    assert_eq!(run.json().as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn promote_edits_exactly_one_line_and_keeps_everything_else() {
+    let repo = pipeline();
+    let path = "deployments/support-bot/production.yaml";
+    let original = "# Production: page the on-call before changing.\r\napiVersion: ledgit/v1\r\nkind: AgentDeployment\r\nagent:   support-bot\r\nenvironment: production\r\nversion: '1.0.0'   # pinned by ops\r\nannotations: {owner: team-support}\r\n";
+    repo.write(path, original);
+    repo.commit("Annotate production", T0 + 2 * DAY + 60);
+    let run = repo.ledgit(&[
+        "promote",
+        "support-bot",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let after = repo.read(path);
+    assert_eq!(after, original.replace("'1.0.0'", "'1.1.0'"));
+    let changed = original
+        .split_inclusive('\n')
+        .zip(after.split_inclusive('\n'))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(changed, 1);
+    assert!(run.stdout.contains("1.0.0 -> 1.1.0"), "{}", run.stdout);
+}
+
+#[test]
+fn promote_refuses_what_check_refuses_unless_forced() {
+    let repo = pipeline();
+    repo.set("support-bot", "development", "2.0.0");
+    repo.commit("dev 2.0.0", T0 + 3 * DAY);
+    // staging has no soak: 2.0.0 ran in development, so this passes.
+    let ok = repo.ledgit(&[
+        "promote",
+        "support-bot",
+        "--from",
+        "development",
+        "--to",
+        "staging",
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.stdout);
+    // production needs 24h in staging; 2.0.0 is only in the work tree's staging.
+    let refused = repo.ledgit(&[
+        "promote",
+        "support-bot",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+    ]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stdout.contains("nothing was written"),
+        "{}",
+        refused.stdout
+    );
+    assert!(
+        repo.read("deployments/support-bot/production.yaml")
+            .contains("1.0.0")
+    );
+    let forced = repo.ledgit(&[
+        "promote",
+        "support-bot",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--force",
+    ]);
+    assert_eq!(forced.code, 0);
+    assert!(
+        repo.read("deployments/support-bot/production.yaml")
+            .contains("2.0.0")
+    );
+}
+
+#[test]
+fn promote_all_creates_missing_records_on_a_branch_and_commits() {
+    let repo = pipeline();
+    let text = common::record("triage-bot", "development", "0.1.0")
+        + "annotations:\n  owner: team-platform\n";
+    repo.write("deployments/triage-bot/development.yaml", text);
+    repo.commit("triage-bot", T0 + 2 * DAY + 60);
+    let run = repo.ledgit(&[
+        "promote",
+        "--all",
+        "--from",
+        "development",
+        "--to",
+        "staging",
+        "--branch",
+        "promote-staging",
+        "--commit",
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        repo.git(&["rev-parse", "--abbrev-ref", "HEAD"]),
+        "promote-staging"
+    );
+    let created = repo.read("deployments/triage-bot/staging.yaml");
+    assert!(created.contains("  owner: team-platform\n"), "{created}");
+    assert_eq!(repo.ledgit(&["validate"]).code, 0);
+    let message = repo.git(&["log", "-1", "--format=%B"]);
+    assert!(message.contains("triage-bot 0.1.0 to staging"), "{message}");
+    assert_eq!(repo.git(&["status", "--porcelain"]), "");
+}
+
+#[test]
+fn set_rolls_back_and_refuses_unparsable_records() {
+    let repo = pipeline();
+    repo.set("support-bot", "production", "1.1.0");
+    repo.commit("prod 1.1.0", T0 + 4 * DAY);
+    let run = repo.ledgit(&["set", "support-bot", "production", "1.0.0"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(run.stdout.contains("rollback"), "{}", run.stdout);
+    repo.write("deployments/support-bot/staging.yaml", "version: [broken\n");
+    let broken = repo.ledgit(&["set", "support-bot", "staging", "1.2.0"]);
+    assert_eq!(broken.code, 1);
+    assert!(
+        broken.stdout.contains("nothing was written"),
+        "{}",
+        broken.stdout
+    );
+    assert_eq!(
+        repo.read("deployments/support-bot/staging.yaml"),
+        "version: [broken\n"
+    );
+}
+
+#[test]
+fn diff_between_environments() {
+    let repo = pipeline();
+    let run = repo.ledgit(&["diff", "--env", "staging..production", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = run.json();
+    assert_eq!(v[0]["version"], "1.1.0");
+    assert_eq!(v[0]["previous_version"], "1.0.0");
+    assert_eq!(v[0]["promotion"]["since"], "2024-01-03T00:00:00Z");
+}
