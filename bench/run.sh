@@ -73,10 +73,37 @@ PY
   status=$(median 5 "$bin" -C "$repo" status)
   mid=$(git -C "$repo" log --first-parent -1 --format=%cI "main~50000")
   status_at=$(median 5 "$bin" -C "$repo" status --at "$mid")
+  # Review and promotion on the same repository.
+  check_warm=$(median 5 "$bin" -C "$repo" check --base HEAD~50)
+  check_cold=$(python3 - "$bin" "$repo" <<'PY'
+import shutil, subprocess, sys, time
+shutil.rmtree(f"{sys.argv[2]}/.git/ledgit", ignore_errors=True)
+t = time.perf_counter()
+subprocess.run([sys.argv[1], "-C", sys.argv[2], "check", "--base", "HEAD~50"], stdout=subprocess.DEVNULL)
+print(f"{(time.perf_counter() - t) * 1000:.1f}")
+PY
+)
+  envdiff=$(median 5 "$bin" -C "$repo" diff --env staging..production)
+  promote=$(python3 - "$bin" "$clone" <<'PY'
+import subprocess, sys, time
+ts = []
+for _ in range(5):
+    subprocess.run(["git", "-C", sys.argv[2], "checkout", "-q", "--", "."], check=True)
+    t = time.perf_counter()
+    subprocess.run([sys.argv[1], "-C", sys.argv[2], "promote", "--all", "--from", "staging", "--to", "production", "--force"], stdout=subprocess.DEVNULL, check=True)
+    ts.append((time.perf_counter() - t) * 1000)
+subprocess.run(["git", "-C", sys.argv[2], "checkout", "-q", "--", "."], check=True)
+print(f"{sorted(ts)[2]:.1f}")
+PY
+)
   echo "git log --first-parent (100,000 commits):       ${gitlog} ms (reference)"
   echo "ledgit history --format json, cold:             ${cold_ms} ms   ratio to git $(ratio "$cold_ms" "$gitlog")   peak RSS ${cold_rss} MiB"
   echo "ledgit history --format json, warm:             ${warm} ms   ratio to git $(ratio "$warm" "$gitlog")"
   echo "ledgit history --format json, +10 commits:      ${plus10} ms   ratio to git $(ratio "$plus10" "$gitlog")"
   echo "ledgit status, warm:                            ${status} ms"
   echo "ledgit status --at <mid-history>, warm:         ${status_at} ms"
+  echo "ledgit check --base HEAD~50, warm:              ${check_warm} ms"
+  echo "ledgit check --base HEAD~50, cold:              ${check_cold} ms   ratio to the cold history walk $(ratio "$check_cold" "$cold_ms")"
+  echo "ledgit diff --env staging..production, warm:    ${envdiff} ms"
+  echo "ledgit promote --all (700 agents), warm:        ${promote} ms"
 fi

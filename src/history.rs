@@ -170,8 +170,9 @@ impl History {
         &self.commits[e.commit as usize]
     }
 
-    /// The history as it was at chain position `pos` (inclusive): a prefix view.
-    pub fn truncated(&self, pos: u32) -> History {
+    /// Cuts the history to how it was at chain position `pos` (inclusive). The result is for
+    /// reading: it keeps no walk state, so it cannot be extended.
+    pub fn truncate(&mut self, pos: u32) {
         let n = pos as usize + 1;
         let commits_n = self.commits.partition_point(|c| c.pos <= pos);
         let events_n = self
@@ -180,18 +181,13 @@ impl History {
         let warnings_n = self
             .warnings
             .partition_point(|w| (w.commit as usize) < commits_n);
-        History {
-            folder: self.folder.clone(),
-            chain: self.chain[..n].to_vec(),
-            times: self.times[..n].to_vec(),
-            // A prefix view is for reading: it cannot be extended (no walk state is kept).
-            tip_tree: None,
-            commits: self.commits[..commits_n].to_vec(),
-            events: self.events[..events_n].to_vec(),
-            warnings: self.warnings[..warnings_n].to_vec(),
-            paths: BTreeMap::new(),
-            shallow: self.shallow,
-        }
+        self.chain.truncate(n);
+        self.times.truncate(n);
+        self.commits.truncate(commits_n);
+        self.events.truncate(events_n);
+        self.warnings.truncate(warnings_n);
+        self.paths.clear();
+        self.tip_tree = None;
     }
 
     /// The newest chain position whose committer time is at or before `t` (chain order decides,
@@ -588,7 +584,7 @@ fn diff_range(
         };
         let before = read_tree(&odb, before_id)?;
         let mut changes = Vec::new();
-        diff_trees(&odb, &before, &after, folder, &mut changes)?;
+        diff_trees(&odb, &before, &after, folder, &is_record_file, &mut changes)?;
         for (_, _, blob) in &changes {
             if let Some(blob) = blob
                 && !blobs.contains_key(blob)
@@ -606,8 +602,20 @@ fn diff_range(
     Ok((out, blobs))
 }
 
-/// A changed record file: (path, blob before, blob after).
-type Change = (String, Option<Oid>, Option<Oid>);
+/// A changed file: (path, blob before, blob after).
+pub type Change = (String, Option<Oid>, Option<Oid>);
+
+/// Every regular file that differs between two trees (`None`: the empty tree), with its blob
+/// before and after. Only subtrees whose ids differ are opened.
+pub fn changed_files(repo: &Repository, old: Option<Oid>, new: Option<Oid>) -> Result<Vec<Change>> {
+    let odb = repo
+        .odb()
+        .map_err(|e| Error::git("opening the object database", e))?;
+    let (a, b) = (read_tree(&odb, old)?, read_tree(&odb, new)?);
+    let mut out = Vec::new();
+    diff_trees(&odb, &a, &b, "", &|_| true, &mut out)?;
+    Ok(out)
+}
 
 /// A tree object read raw from the object database and walked without copies.
 struct RawTree<'o> {
@@ -705,6 +713,7 @@ fn diff_trees(
     old: &RawTree,
     new: &RawTree,
     prefix: &str,
+    wanted: &dyn Fn(&str) -> bool,
     out: &mut Vec<Change>,
 ) -> Result<()> {
     use std::cmp::Ordering;
@@ -767,12 +776,17 @@ fn diff_trees(
         let Some(sample) = l.or(r) else {
             break;
         };
-        let path = format!("{prefix}/{}", String::from_utf8_lossy(sample.name));
+        let name = String::from_utf8_lossy(sample.name);
+        let path = if prefix.is_empty() {
+            name.into_owned()
+        } else {
+            format!("{prefix}/{name}")
+        };
         if sample.is_tree() {
             let sub = |e: Option<RawEntry>| e.filter(RawEntry::is_tree).map(|e| e.oid());
             let (lt, rt) = (read_tree(odb, sub(l))?, read_tree(odb, sub(r))?);
-            diff_trees(odb, &lt, &rt, &path, out)?;
-        } else if is_record_file(&path) {
+            diff_trees(odb, &lt, &rt, &path, wanted, out)?;
+        } else if wanted(&path) {
             // Only regular files are records: not symbolic links, submodules or trees.
             let blob = |e: Option<RawEntry>| {
                 e.filter(|e| e.mode == 0o100644 || e.mode == 0o100755)

@@ -63,7 +63,8 @@ pub fn history(
         }
         if let Some(pos) = h.position(tip) {
             // An older commit of the same chain (`--rev HEAD~50`): a prefix of what we know.
-            return Ok((h.truncated(pos), Source::Cached));
+            h.truncate(pos);
+            return Ok((h, Source::Cached));
         }
         let before = h.chain.len();
         let extended = history::extend(repo, &mut h, tip, progress)?;

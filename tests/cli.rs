@@ -130,7 +130,9 @@ fn a_missing_revision_is_exit_2_with_a_hint() {
 
 #[test]
 fn help_explains_each_command_with_an_example() {
-    for cmd in ["init", "validate", "history", "status", "show", "diff", "check", "promote", "set"] {
+    for cmd in [
+        "init", "validate", "history", "status", "show", "diff", "check", "promote", "set",
+    ] {
         let run = ledgit_in(std::path::Path::new("."), &[cmd, "--help"]);
         assert_eq!(run.code, 0);
         assert!(run.stdout.contains("Examples:"), "{cmd}: {}", run.stdout);

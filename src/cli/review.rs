@@ -173,9 +173,20 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
             "{YELLOW}note{YELLOW:#}: {base_rev} is not an ancestor of {head_rev}; comparing the two states as they are"
         );
     }
-    let loaded = load(ctx, Some(base_rev))?;
     let config = repo.config_at(head)?;
-    let head_report = records_at(&repo, head, &config)?;
+    // Validating head and loading base's history are independent: do them side by side.
+    let (loaded, head_report) = std::thread::scope(|s| {
+        let validating = s.spawn(|| records_at(&ctx.repo()?, head, &config));
+        let loaded = load(ctx, Some(base_rev));
+        let report = validating.join().unwrap_or_else(|_| {
+            Err(CliError::new(
+                "validating head failed",
+                "run `ledgit validate --rev HEAD`",
+            ))
+        });
+        (loaded, report)
+    });
+    let (loaded, head_report) = (loaded?, head_report?);
     let base_records = records_of(&loaded.history.current());
     let mut changes = policy::changes(&base_records, &head_report.parsed);
     let stays = Stays::new(&loaded.history);
@@ -474,25 +485,27 @@ fn keys_in_change(repo: &Repo, base: Oid, head: Oid) -> Result<Vec<Finding>, Cli
     let mut out = Vec::new();
     for id in walk {
         let commit = repo.git.find_commit(id.map_err(git)?).map_err(git)?;
-        let tree = commit.tree().map_err(git)?;
-        let parent = commit.parent(0).ok().and_then(|p| p.tree().ok());
-        let diff = repo
-            .git
-            .diff_tree_to_tree(parent.as_ref(), Some(&tree), None)
-            .map_err(git)?;
-        for delta in diff.deltas() {
-            let file = delta.new_file();
-            if file.id().is_zero() || file.size() > validate::MAX_FILE_SIZE {
+        let parent = commit
+            .parent_ids()
+            .next()
+            .map(|p| repo.git.find_commit(p).map(|c| c.tree_id()));
+        let parent = parent.transpose().map_err(git)?;
+        for (path, _, after) in
+            ledgit::history::changed_files(&repo.git, parent, Some(commit.tree_id()))?
+        {
+            let Some(blob) = after else {
+                continue;
+            };
+            let Ok((size, _)) = repo.git.odb().and_then(|o| o.read_header(blob)) else {
+                continue;
+            };
+            if size as u64 > validate::MAX_FILE_SIZE {
                 continue;
             }
-            let Ok(blob) = repo.git.find_blob(file.id()) else {
+            let Ok(blob) = repo.git.find_blob(blob) else {
                 continue;
             };
             if let Some(line) = secret::private_key_line(blob.content()) {
-                let path = file
-                    .path()
-                    .map(|p| p.to_string_lossy().replace('\\', "/"))
-                    .unwrap_or_default();
                 out.push(
                     Finding::new(
                         Code::PrivateKey,
