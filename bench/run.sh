@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ledgit benchmarks: prints each figure and its ratio against the reference measured in the
-# same run. Usage: bench/run.sh [validate|history|all] (default all). Needs python3 and git;
+# same run. Usage: bench/run.sh [validate|history|tokens|all] (default all). Needs python3 and git;
 # installs check-jsonschema into bench/.venv for the validate comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -106,4 +106,20 @@ PY
   echo "ledgit check --base HEAD~50, cold:              ${check_cold} ms   ratio to the cold history walk $(ratio "$check_cold" "$cold_ms")"
   echo "ledgit diff --env staging..production, warm:    ${envdiff} ms"
   echo "ledgit promote --all (700 agents), warm:        ${promote} ms"
+fi
+
+if [[ $what == tokens || $what == all ]]; then
+  cargo bench --quiet --bench tokens 2>/dev/null | grep -v '^$'
+  repo=$work/history
+  [[ -d $repo/.git ]] || python3 bench/generate.py history "$repo"
+  clone=$work/history-tokens
+  if [[ ! -d $clone ]]; then
+    git clone -q "$repo" "$clone"
+    "$bin" -C "$clone" keys generate --out "$work/bench-signing.pem" --id bench --add >/dev/null 2>&1
+    git -C "$clone" -c user.name=b -c user.email=b@example.com commit -qam "bench key"
+  fi
+  "$bin" -C "$clone" status >/dev/null   # warm the index
+  token=$("$bin" -C "$clone" token issue agent-0001 staging --key "$work/bench-signing.pem" 2>/dev/null)
+  verify=$(median 9 "$bin" -C "$clone" token verify "$token")
+  echo "ledgit token verify, 2,100 records, warm:       ${verify} ms (goal: under 30 ms)"
 fi

@@ -17,12 +17,12 @@ use git2::{Oid, Repository};
 
 use crate::error::Result;
 use crate::history::{
-    self, Action, CommitInfo, Event, History, Name, PathState, Progress, Warning,
+    self, Action, CommitInfo, Deployment, Event, History, Name, PathState, Progress, Warning,
 };
 use crate::record::Identity;
 
 /// Bump when the format or the meaning of the history changes.
-const MAGIC: &[u8; 8] = b"LEDGITH3";
+const MAGIC: &[u8; 8] = b"LEDGITH4";
 const HEADER: usize = 8 + 8 + 4;
 const NONE: u32 = u32::MAX;
 
@@ -239,8 +239,13 @@ pub fn encode(h: &History) -> Vec<u8> {
             None => w.u8(0),
         }
     }
-    // The string table goes first in the payload so the reader can resolve indexes as it goes.
-    let mut table = Vec::with_capacity(4 + w.table.iter().map(|s| s.len() + 4).sum::<usize>());
+    // The payload opens with the tip's snapshot, self-contained, so that commands that need
+    // only the current records read it without decoding the rest; then the string table, so
+    // the reader can resolve indexes as it goes.
+    let snapshot = encode_snapshot(h);
+    let mut table =
+        Vec::with_capacity(snapshot.len() + 4 + w.table.iter().map(|s| s.len() + 4).sum::<usize>());
+    table.extend_from_slice(&snapshot);
     table.extend_from_slice(&(w.table.len() as u32).to_le_bytes());
     for s in &w.table {
         table.extend_from_slice(&(s.len() as u32).to_le_bytes());
@@ -258,6 +263,85 @@ pub fn encode(h: &History) -> Vec<u8> {
     drop(table);
     out.extend_from_slice(&w.buf);
     out
+}
+
+/// The tip's snapshot section: length, tip id, then per deployment its strings inline and the
+/// ids and times of its generation and last update.
+fn encode_snapshot(h: &History) -> Vec<u8> {
+    let mut out = vec![0u8; 4];
+    let tip = h.tip().unwrap_or(Oid::ZERO_SHA1);
+    out.extend_from_slice(tip.as_bytes());
+    let rows = h.current();
+    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    let put = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    for d in &rows {
+        for s in [
+            &d.agent,
+            &d.environment,
+            &d.version,
+            &d.path,
+            &d.generation,
+            &d.updated_commit,
+        ] {
+            put(&mut out, s);
+        }
+        out.extend_from_slice(&d.generation_time.to_le_bytes());
+        out.extend_from_slice(&d.updated_time.to_le_bytes());
+    }
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out
+}
+
+/// The deployments at `tip` from the index's snapshot section, when the index is intact and its
+/// tip is `tip`. Reads the file whole (for the checksum) but decodes only that section.
+pub fn tip_snapshot(repo: &Repository, tip: Oid, folder: &str) -> Option<Vec<Deployment>> {
+    let bytes = std::fs::read(index_path(repo, folder)).ok()?;
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return None;
+    }
+    let payload = &bytes[HEADER..];
+    let len = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
+    if payload.len() != len || crc32fast::hash(payload).to_le_bytes() != bytes[16..20] {
+        return None;
+    }
+    let mut r = Reader {
+        buf: payload,
+        at: 0,
+        table: Vec::new(),
+    };
+    r.u32()?;
+    if r.oid()? != tip {
+        return None;
+    }
+    let n = r.count(64)?;
+    let mut rows = Vec::with_capacity(n);
+    let text = |r: &mut Reader| -> Option<String> {
+        let l = r.u32()? as usize;
+        std::str::from_utf8(r.take(l)?).ok().map(str::to_string)
+    };
+    for _ in 0..n {
+        let (agent, environment, version, path) =
+            (text(&mut r)?, text(&mut r)?, text(&mut r)?, text(&mut r)?);
+        let (generation, updated_commit) = (text(&mut r)?, text(&mut r)?);
+        let generation_time = r.i64()?;
+        let updated_time = r.i64()?;
+        rows.push(Deployment {
+            agent,
+            environment,
+            version,
+            path,
+            generation,
+            updated_at: crate::when::rfc3339(updated_time),
+            updated_commit,
+            updated_time,
+            generation_time,
+        });
+    }
+    Some(rows)
 }
 
 struct Reader<'a> {
@@ -328,6 +412,8 @@ pub fn decode(bytes: &[u8]) -> Option<History> {
         at: 0,
         table: Vec::new(),
     };
+    let snapshot_len = r.u32()? as usize;
+    r.take(snapshot_len)?;
     let n = r.count(4)?;
     let mut table = Vec::with_capacity(n);
     for _ in 0..n {
@@ -484,6 +570,28 @@ mod tests {
     fn round_trips() {
         let h = sample();
         assert_eq!(decode(&encode(&h)), Some(h));
+    }
+
+    #[test]
+    fn the_snapshot_section_matches_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let h = sample();
+        let path = index_path(&repo, "deployments");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, encode(&h)).unwrap();
+        assert_eq!(
+            tip_snapshot(&repo, h.tip().unwrap(), "deployments"),
+            Some(h.current())
+        );
+        assert_eq!(
+            tip_snapshot(&repo, Oid::from_bytes(&[7; 20]).unwrap(), "deployments"),
+            None
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[30] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(tip_snapshot(&repo, h.tip().unwrap(), "deployments"), None);
     }
 
     #[test]

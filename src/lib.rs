@@ -19,6 +19,7 @@ pub mod record;
 pub mod repo;
 pub mod secret;
 pub mod shape;
+pub mod token;
 pub mod validate;
 pub mod when;
 pub mod yaml;

@@ -128,6 +128,28 @@ pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
     })
 }
 
+/// The deployments at the tip of `rev` (default HEAD) and the config there: from the index's
+/// snapshot when it is up to date (no history to decode), else through the history.
+pub fn current(
+    ctx: &Context,
+    rev: Option<&str>,
+) -> Result<(Config, Vec<ledgit::history::Deployment>), CliError> {
+    let repo = ctx.repo()?;
+    let Some(tip) = (match rev {
+        Some(r) => Some(repo.resolve(r)?),
+        None => repo.head()?,
+    }) else {
+        return Ok((repo.config()?, Vec::new()));
+    };
+    let config = repo.config_at(tip)?;
+    if let Some(rows) = ledgit::index::tip_snapshot(&repo.git, tip, &config.deployments) {
+        return Ok((config, rows));
+    }
+    let loaded = load(ctx, rev)?;
+    let rows = loaded.history.current();
+    Ok((loaded.config, rows))
+}
+
 /// Prints the history's caveats to stderr: a shallow boundary and records that did not parse.
 fn warn(h: &History) {
     let mut err = anstream::stderr().lock();

@@ -4,11 +4,13 @@
 
 mod history;
 mod init;
+mod keys;
 mod promote;
 mod render;
 mod review;
 mod show;
 mod status;
+mod token;
 
 mod validate;
 
@@ -57,6 +59,8 @@ enum Command {
     Check(review::CheckArgs),
     Promote(promote::PromoteArgs),
     Set(promote::SetArgs),
+    Keys(keys::Args),
+    Token(token::Args),
 }
 
 /// How a command that ran ended.
@@ -182,6 +186,8 @@ pub fn run() -> ExitCode {
         Command::Check(args) => review::check(&ctx, args),
         Command::Promote(args) => promote::promote(&ctx, args),
         Command::Set(args) => promote::set(&ctx, args),
+        Command::Keys(args) => keys::run(&ctx, args),
+        Command::Token(args) => token::run(&ctx, args),
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,

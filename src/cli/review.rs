@@ -169,7 +169,7 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
     let base = repo.resolve(base_rev)?;
     let head = repo.resolve(head_rev)?;
     if !is_ancestor(&repo, base, head) {
-        eprintln!(
+        anstream::eprintln!(
             "{YELLOW}note{YELLOW:#}: {base_rev} is not an ancestor of {head_rev}; comparing the two states as they are"
         );
     }

@@ -7,7 +7,7 @@ use ledgit::history::Deployment;
 use ledgit::repo::short;
 use ledgit::when;
 
-use super::history::load;
+use super::history::{current, load};
 use super::render::{self, BOLD, DIM, YELLOW};
 use super::{CliResult, Context, Outcome};
 
@@ -51,26 +51,32 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         .as_deref()
         .map(|t| when::parse_time(t, now))
         .transpose()?;
-    let loaded = load(ctx, args.rev.as_deref())?;
-    let h = &loaded.history;
-    let pos = match at {
-        Some(t) => h.position_at(t.timestamp()),
-        None => h.chain.len().checked_sub(1).map(|p| p as u32),
+    let (config, rows, snapshot_at) = match at {
+        None => {
+            let (config, rows) = current(ctx, args.rev.as_deref())?;
+            (config, rows, None)
+        }
+        Some(t) => {
+            let loaded = load(ctx, args.rev.as_deref())?;
+            let h = &loaded.history;
+            let pos = h.position_at(t.timestamp());
+            let as_of = pos.map(|p| (h.chain[p as usize], h.times[p as usize]));
+            (loaded.config.clone(), h.snapshot(pos), Some((t, as_of)))
+        }
     };
-    let rows = h.snapshot(pos);
     let mut out = render::stdout();
     if let Format::Json = args.format {
         render::json(&mut out, &rows)?;
         return Ok(Outcome::Clean);
     }
-    if let Some(t) = at {
-        match pos {
-            Some(p) => writeln!(
+    if let Some((t, as_of)) = snapshot_at {
+        match as_of {
+            Some((commit, time)) => writeln!(
                 out,
                 "{BOLD}Snapshot at {}{BOLD:#} {DIM}(as of commit {}, {}){DIM:#}\n",
                 when::rfc3339(t.timestamp()),
-                short(h.chain[p as usize]),
-                when::rfc3339(h.times[p as usize])
+                short(commit),
+                when::rfc3339(time)
             )?,
             None => writeln!(
                 out,
@@ -79,12 +85,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             )?,
         }
     }
-    let mut envs: Vec<String> = loaded
-        .config
-        .environments
-        .iter()
-        .map(|e| e.name.clone())
-        .collect();
+    let mut envs: Vec<String> = config.environments.iter().map(|e| e.name.clone()).collect();
     for r in &rows {
         if !envs.contains(&r.environment) {
             envs.push(r.environment.clone());

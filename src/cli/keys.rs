@@ -1,0 +1,354 @@
+//! `ledgit keys`: generate signing keys, list the public keys of `ledgit.yaml`, print them as a
+//! JSON Web Key Set.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use ledgit::config::{self, Config};
+use ledgit::token::{self, SigningKey};
+
+use super::render::{self, BOLD, GREEN};
+use super::{CliError, CliResult, Context, Outcome};
+
+/// Manage the keys that sign and verify deployment tokens.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    Generate(GenerateArgs),
+    List(ListArgs),
+    Jwks(ListArgs),
+}
+
+/// Generate an Ed25519 key pair.
+///
+/// Writes the private key (PKCS#8, PEM) to --out with mode 0600; refuses to overwrite a file
+/// and refuses a path inside the repository's work tree. Prints the public entry for
+/// ledgit.yaml; with --add, writes it into ledgit.yaml, keeping the file's comments and layout.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit keys generate --out ~/.config/ledgit/signing.pem --add
+  ledgit keys generate --out /run/secrets/ledgit.pem --id k2026-12")]
+pub struct GenerateArgs {
+    /// Where to write the private key (outside the repository).
+    #[arg(long, value_name = "PATH")]
+    out: PathBuf,
+
+    /// The key id (default: k<year>-<month>).
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+
+    /// Also add the public key to ledgit.yaml.
+    #[arg(long)]
+    add: bool,
+}
+
+/// List the public keys of ledgit.yaml (the work tree's).
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  ledgit keys list\n  ledgit keys jwks > jwks.json")]
+pub struct ListArgs {
+    /// Output format (jwks always prints JSON).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+pub fn run(ctx: &Context, args: Args) -> CliResult {
+    match args.command {
+        Command::Generate(a) => generate(ctx, a),
+        Command::List(a) => list(ctx, a.format),
+        Command::Jwks(_) => jwks(ctx),
+    }
+}
+
+fn work_tree_config(ctx: &Context) -> Result<(PathBuf, Config), CliError> {
+    let repo = ctx.repo()?;
+    let root = repo.require_workdir()?;
+    let config = Config::load(&root)?;
+    Ok((root, config))
+}
+
+fn generate(ctx: &Context, args: GenerateArgs) -> CliResult {
+    let out_path = ctx.dir.join(&args.out);
+    let repo = ctx.repo().ok();
+    let root = repo
+        .as_ref()
+        .and_then(|r| r.workdir().map(Path::to_path_buf));
+    if let Some(root) = &root
+        && inside(&out_path, root)
+    {
+        return Err(CliError::new(
+            format!(
+                "{} is inside the repository's work tree",
+                out_path.display()
+            ),
+            "write private keys outside the repository, for example under ~/.config/ledgit/",
+        ));
+    }
+    if args.add && root.is_none() {
+        return Err(CliError::new(
+            "--add needs a deployments repository",
+            "run it inside the repository, or pass -C DIR",
+        ));
+    }
+    let config = match (&root, args.add) {
+        (Some(root), true) => Some(Config::load(root)?),
+        _ => None,
+    };
+    let id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| default_id(config.as_ref()));
+    if let Some(c) = &config
+        && c.key(&id).is_some()
+    {
+        return Err(CliError::new(
+            format!("ledgit.yaml already lists a key `{id}`"),
+            "pass another --id",
+        ));
+    }
+    let (key, der) = SigningKey::generate()?;
+    write_private(&out_path, token::pem(&der).as_bytes())?;
+    let entry = format!(
+        "  - id: {id}\n    algorithm: Ed25519\n    public_key: {}\n",
+        key.public_encoded()
+    );
+    eprintln!(
+        "wrote the private key to {} (mode 0600); keep it secret and outside the repository",
+        out_path.display()
+    );
+    let mut out = render::stdout();
+    if let (Some(root), true) = (&root, args.add) {
+        let path = root.join(config::FILE_NAME);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| CliError::new(format!("{}: {e}", path.display()), "check the file"))?;
+        let new = add_key(&text, &id, &key.public_encoded());
+        let parsed = config::parse(config::FILE_NAME, &new).map_err(|f| {
+            CliError::new(
+                format!("adding the key would break ledgit.yaml: {}", f[0].message),
+                "add the entry by hand",
+            )
+        })?;
+        if parsed.key(&id).is_none() {
+            return Err(CliError::new(
+                "could not place the key in ledgit.yaml",
+                format!("add this entry under keys:\n{entry}"),
+            ));
+        }
+        ledgit::fsutil::write_atomic(&path, new.as_bytes())?;
+        writeln!(
+            out,
+            "{GREEN}Added{GREEN:#} key {BOLD}{id}{BOLD:#} to ledgit.yaml; commit it so that verifiers see it"
+        )?;
+    } else {
+        writeln!(out, "# Add under `keys:` in ledgit.yaml:\n{entry}")?;
+    }
+    Ok(Outcome::Clean)
+}
+
+/// Whether `path` (which may not exist yet) lies inside `root`.
+fn inside(path: &Path, root: &Path) -> bool {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let parent = path.parent().map(canonical).unwrap_or_default();
+    parent.starts_with(canonical(root))
+}
+
+fn default_id(config: Option<&Config>) -> String {
+    let base = format!("k{}", chrono::Utc::now().format("%Y-%m"));
+    let taken = |id: &str| config.is_some_and(|c| c.key(id).is_some());
+    if !taken(&base) {
+        return base;
+    }
+    (2..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|id| !taken(id))
+        .unwrap_or(base)
+}
+
+/// Writes the private key: mode 0600 from the start, never over an existing file.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::new(format!("{}: {e}", dir.display()), "pick a writable folder"))?;
+    // tempfile creates files readable by the owner only (0600).
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ledgit-key-")
+        .tempfile_in(dir)
+        .map_err(|e| CliError::new(format!("{}: {e}", dir.display()), "pick a writable folder"))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map_err(|e| {
+        CliError::new(
+            format!("{}: {}", path.display(), e.error),
+            "ledgit never overwrites a key file; pick another --out",
+        )
+    })?;
+    Ok(())
+}
+
+/// Inserts a key entry under `keys:` keeping everything else as it is.
+pub fn add_key(text: &str, id: &str, public: &str) -> String {
+    let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let entry = |indent: &str| {
+        format!(
+            "{indent}- id: {id}{nl}{indent}  algorithm: Ed25519{nl}{indent}  public_key: {public}{nl}"
+        )
+    };
+    let is_key_line = |l: &str| l.starts_with("keys:");
+    let Some(at) = lines.iter().position(|l| is_key_line(l)) else {
+        let mut out = text.to_string();
+        if !out.ends_with('\n') && !out.is_empty() {
+            out.push_str(nl);
+        }
+        return format!("{out}keys:{nl}{}", entry("  "));
+    };
+    let value = lines[at]["keys:".len()..]
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .trim();
+    let mut out: String = lines[..at].concat();
+    if value == "[]" {
+        let comment = lines[at]
+            .find('#')
+            .map(|i| format!("  {}", lines[at][i..].trim_end()))
+            .unwrap_or_default();
+        out.push_str(&format!("keys:{comment}{nl}"));
+        out.push_str(&entry("  "));
+        out.push_str(&lines[at + 1..].concat());
+        return out;
+    }
+    // A block list: find its last item line (indented, or a `-` at column 0), keep its indent.
+    let mut end = at + 1;
+    let mut indent = "  ".to_string();
+    for (i, l) in lines.iter().enumerate().skip(at + 1) {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if l.starts_with(' ') || l.starts_with('-') {
+            if t.starts_with("- ") {
+                indent = l[..l.len() - t.len()].to_string();
+            }
+            end = i + 1;
+        } else {
+            break;
+        }
+    }
+    out.push_str(&lines[at..end].concat());
+    if !out.ends_with('\n') {
+        out.push_str(nl);
+    }
+    out.push_str(&entry(&indent));
+    out.push_str(&lines[end..].concat());
+    out
+}
+
+fn list(ctx: &Context, format: Format) -> CliResult {
+    let (_, config) = work_tree_config(ctx)?;
+    let mut out = render::stdout();
+    if format == Format::Json {
+        let keys: Vec<serde_json::Value> = config
+            .keys
+            .iter()
+            .map(|k| serde_json::json!({"id": k.id, "algorithm": k.algorithm, "public_key": k.encoded}))
+            .collect();
+        render::json(&mut out, &keys)?;
+        return Ok(Outcome::Clean);
+    }
+    if config.keys.is_empty() {
+        writeln!(
+            out,
+            "no keys in ledgit.yaml (add one with `ledgit keys generate --out PATH --add`)"
+        )?;
+    }
+    for k in &config.keys {
+        writeln!(
+            out,
+            "{BOLD}{}{BOLD:#}  {}  {}",
+            k.id, k.algorithm, k.encoded
+        )?;
+    }
+    Ok(Outcome::Clean)
+}
+
+fn jwks(ctx: &Context) -> CliResult {
+    let (_, config) = work_tree_config(ctx)?;
+    let keys: Vec<serde_json::Value> = config
+        .keys
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.bytes),
+                "kid": k.id,
+                "alg": "EdDSA",
+                "use": "sig",
+            })
+        })
+        .collect();
+    render::json(
+        &mut render::plain_stdout(),
+        &serde_json::json!({ "keys": keys }),
+    )?;
+    Ok(Outcome::Clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PK: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    #[test]
+    fn adds_to_an_empty_flow_list_keeping_the_comment() {
+        let text = "kind: Config\nkeys: []   # signing keys\nenvironments: []\n";
+        let out = add_key(text, "k1", PK);
+        assert_eq!(
+            out,
+            format!(
+                "kind: Config\nkeys:  # signing keys\n  - id: k1\n    algorithm: Ed25519\n    public_key: {PK}\nenvironments: []\n"
+            )
+        );
+    }
+
+    #[test]
+    fn appends_to_a_block_list_with_its_indent() {
+        let text = format!(
+            "keys:\n- id: k0\n  algorithm: Ed25519\n  public_key: {PK}\n# end\nenvironments:\n  - name: a\n"
+        );
+        let out = add_key(&text, "k1", PK);
+        assert!(
+            out.contains(&format!(
+                "  public_key: {PK}\n- id: k1\n  algorithm: Ed25519\n  public_key: {PK}\n# end\n"
+            )),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn adds_a_keys_field_when_missing_and_keeps_crlf() {
+        let out = add_key("kind: Config\r\n", "k1", PK);
+        assert_eq!(
+            out,
+            format!(
+                "kind: Config\r\nkeys:\r\n  - id: k1\r\n    algorithm: Ed25519\r\n    public_key: {PK}\r\n"
+            )
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! `ledgit token`: issue, verify, inspect and revoke deployment tokens.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use ledgit::config::Config;
+use ledgit::history::Deployment;
+use ledgit::repo::short;
+use ledgit::token::{self, SigningKey, Verifier};
+use ledgit::when;
+
+use super::history::current;
+use super::render::{self, BOLD, GREEN, RED, YELLOW};
+use super::{CliError, CliResult, Context, Outcome};
+
+/// Issue, verify, inspect and revoke deployment tokens.
+///
+/// A deployment token is a JWT signed with Ed25519 (alg EdDSA) and scoped to one record: one
+/// agent in one environment. It stays valid while that record exists at the tip of the tracked
+/// branch with the same generation, its key is listed in ledgit.yaml, it has not expired and
+/// its id (jti) is not in revocations.yaml. Updating the version keeps it valid.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    Issue(IssueArgs),
+    Verify(VerifyArgs),
+    Inspect(InspectArgs),
+    Revoke(RevokeArgs),
+}
+
+/// Sign a token for one record and print it (alone) on stdout.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit token issue support-bot production --key ~/.config/ledgit/signing.pem --ttl 30d
+  LEDGIT_SIGNING_KEY=/run/secrets/ledgit.pem ledgit token issue support-bot staging")]
+pub struct IssueArgs {
+    agent: String,
+    environment: String,
+
+    /// The private key (PKCS#8, as written by `ledgit keys generate`).
+    #[arg(
+        long,
+        env = "LEDGIT_SIGNING_KEY",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
+    key: PathBuf,
+
+    /// Lifetime, such as 30d or 12h (default: no expiry).
+    #[arg(long, value_name = "DURATION")]
+    ttl: Option<String>,
+
+    /// The branch or commit whose tip the token is tied to (default HEAD).
+    #[arg(long, value_name = "REV")]
+    rev: Option<String>,
+}
+
+/// Verify a token: signature, algorithm, key, expiry, record identity and revocation.
+///
+/// Exit 0 when valid, 1 when not (with the precise reason), 2 when it could not run.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit token verify \"$TOKEN\"
+  printf %s \"$TOKEN\" | ledgit token verify --format json")]
+pub struct VerifyArgs {
+    /// The token; `-` or nothing reads it from standard input.
+    token: Option<String>,
+
+    /// The branch or commit to verify against (default HEAD).
+    #[arg(long, value_name = "REV")]
+    rev: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Decode a token's header and claims WITHOUT verifying them.
+#[derive(clap::Args)]
+#[command(after_help = "Example:\n  ledgit token inspect \"$TOKEN\"")]
+pub struct InspectArgs {
+    /// The token; `-` or nothing reads it from standard input.
+    token: Option<String>,
+}
+
+/// Revoke a token by its id (jti): adds it to revocations.yaml in the work tree.
+///
+/// Commit the change and merge it like any other: `ledgit token verify` reads the revocation
+/// list from the tip of the tracked branch.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  ledgit token revoke 3f2a9c0d5b7e41a8b1c2d3e4f5a6b7c8 --reason \"leaked in a build log\""
+)]
+pub struct RevokeArgs {
+    /// The token id (the jti claim; `ledgit token inspect` shows it).
+    jti: String,
+
+    /// Why (kept in the file for the audit).
+    #[arg(long, value_name = "REASON")]
+    reason: Option<String>,
+}
+
+pub fn run(ctx: &Context, args: Args) -> CliResult {
+    match args.command {
+        Command::Issue(a) => issue(ctx, a),
+        Command::Verify(a) => verify(ctx, a),
+        Command::Inspect(a) => inspect(a),
+        Command::Revoke(a) => revoke(ctx, a),
+    }
+}
+
+/// The token from the argument or standard input, read with a bound.
+fn read_token(arg: Option<String>) -> Result<String, CliError> {
+    match arg.as_deref() {
+        Some("-") | None => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .take(token::MAX_TOKEN_LEN as u64 + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| {
+                    CliError::new(
+                        format!("reading standard input: {e}"),
+                        "pass the token as an argument",
+                    )
+                })?;
+            Ok(String::from_utf8_lossy(&buf).trim().to_string())
+        }
+        Some(t) => Ok(t.to_string()),
+    }
+}
+
+fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
+    let ttl = match &args.ttl {
+        Some(t) => Some(when::parse_duration(t).filter(|s| *s > 0).ok_or_else(|| {
+            CliError::new(
+                format!("`{t}` is not a duration"),
+                "write a duration such as 30d, 12h or 90m",
+            )
+        })?),
+        None => None,
+    };
+    let key_path = ctx.dir.join(&args.key);
+    let bytes = std::fs::read(&key_path).map_err(|e| {
+        CliError::new(
+            format!("{}: {e}", key_path.display()),
+            "pass --key PATH or set LEDGIT_SIGNING_KEY to the private key file",
+        )
+    })?;
+    let key = SigningKey::from_bytes(&bytes)?;
+    let (config, rows) = current(ctx, args.rev.as_deref())?;
+    let Some(kid) = key.key_id(&config) else {
+        return Err(CliError::new(
+            "the signing key's public half is not listed in ledgit.yaml at the tip",
+            "add it with `ledgit keys generate --add` (or by hand), merge, then issue",
+        ));
+    };
+    let Some(record) = rows
+        .iter()
+        .find(|d| d.agent == args.agent && d.environment == args.environment)
+    else {
+        return Err(CliError::new(
+            format!(
+                "there is no record for {} in {} at the tip of the branch",
+                args.agent, args.environment
+            ),
+            "tokens are tied to a committed record: commit and merge it first (`ledgit status` lists records)",
+        ));
+    };
+    let now = chrono::Utc::now().timestamp();
+    let (token, claims) = token::issue(&key, &kid.id, record, now, ttl)?;
+    let expiry = claims.exp.map_or("no expiry".to_string(), |e| {
+        format!("expires {}", when::rfc3339(e))
+    });
+    eprintln!(
+        "issued token {} for {} (generation {}, key {}, {expiry})",
+        claims.jti,
+        claims.sub,
+        short(record.generation.parse().unwrap_or(git2::Oid::ZERO_SHA1)),
+        kid.id
+    );
+    let mut out = render::plain_stdout();
+    writeln!(out, "{token}")?;
+    Ok(Outcome::Clean)
+}
+
+/// The revoked token ids at the tip of `rev`.
+pub fn revoked_at(ctx: &Context, rev: Option<&str>) -> Result<BTreeSet<String>, CliError> {
+    let repo = ctx.repo()?;
+    let Some(tip) = (match rev {
+        Some(r) => Some(repo.resolve(r)?),
+        None => repo.head()?,
+    }) else {
+        return Ok(BTreeSet::new());
+    };
+    let tree = repo
+        .git
+        .find_commit(tip)
+        .and_then(|c| c.tree())
+        .map_err(|e| {
+            CliError::new(
+                format!("reading the tip: {}", e.message()),
+                "run `git fsck`",
+            )
+        })?;
+    let Some(entry) = tree.get_name(token::REVOCATIONS_FILE) else {
+        return Ok(BTreeSet::new());
+    };
+    let blob = repo.git.find_blob(entry.id()).map_err(|e| {
+        CliError::new(
+            format!("reading {}: {}", token::REVOCATIONS_FILE, e.message()),
+            "run `git fsck`",
+        )
+    })?;
+    let text = String::from_utf8_lossy(blob.content());
+    let list = token::parse_revocations(&text).map_err(|e| {
+        CliError::new(
+            format!("{} at {}: {e}", token::REVOCATIONS_FILE, short(tip)),
+            "fix the revocation list: apiVersion: ledgit/v1, kind: Revocations, revoked: [- jti: ...]",
+        )
+    })?;
+    Ok(list.into_iter().map(|r| r.jti).collect())
+}
+
+/// Everything a verification needs from the repository.
+pub fn verifier(
+    ctx: &Context,
+    rev: Option<&str>,
+) -> Result<(Config, Vec<Deployment>, Verifier), CliError> {
+    let (config, rows) = current(ctx, rev)?;
+    let revoked = revoked_at(ctx, rev)?;
+    let verifier = Verifier::new(&config, &rows, revoked);
+    Ok((config, rows, verifier))
+}
+
+fn verify(ctx: &Context, args: VerifyArgs) -> CliResult {
+    let token = read_token(args.token)?;
+    let (_, _, verifier) = verifier(ctx, args.rev.as_deref())?;
+    let now = chrono::Utc::now().timestamp();
+    let result = verifier.verify(&token, now);
+    let mut out = render::stdout();
+    let (valid, reason, claims, version) = match &result {
+        Ok(v) => (true, None, Some(&v.claims), Some(v.version.as_str())),
+        Err(e) => (false, Some(e.reason.as_str()), e.claims.as_deref(), None),
+    };
+    if args.format == Format::Json {
+        render::json(
+            &mut out,
+            &serde_json::json!({
+                "valid": valid,
+                "reason": reason,
+                "agent": claims.map(|c| &c.agent),
+                "environment": claims.map(|c| &c.environment),
+                "version": version,
+                "generation": claims.map(|c| &c.generation),
+                "jti": claims.map(|c| &c.jti),
+                "expires_at": claims.and_then(|c| c.exp).map(when::rfc3339),
+            }),
+        )?;
+    } else {
+        match &result {
+            Ok(v) => writeln!(
+                out,
+                "{GREEN}valid{GREEN:#}: {BOLD}{}{BOLD:#} version {} (generation {}, token {}, {})",
+                v.claims.sub,
+                v.version,
+                &v.claims.generation[..12.min(v.claims.generation.len())],
+                v.claims.jti,
+                v.claims.exp.map_or("no expiry".to_string(), |e| format!(
+                    "expires {}",
+                    when::rfc3339(e)
+                ))
+            )?,
+            Err(e) => {
+                let which = e
+                    .claims
+                    .as_ref()
+                    .map(|c| format!(" (token {})", c.jti))
+                    .unwrap_or_default();
+                writeln!(out, "{RED}invalid{RED:#}: {}{which}", e.reason)?
+            }
+        }
+    }
+    Ok(if valid {
+        Outcome::Clean
+    } else {
+        Outcome::Findings
+    })
+}
+
+fn inspect(args: InspectArgs) -> CliResult {
+    let token = read_token(args.token)?;
+    let decoded = token::inspect(&token)
+        .map_err(|e| CliError::new(e.reason, "pass a token as printed by `ledgit token issue`"))?;
+    anstream::eprintln!(
+        "{YELLOW}note{YELLOW:#}: decoded only; nothing here is verified (use `ledgit token verify`)"
+    );
+    render::json(
+        &mut render::plain_stdout(),
+        &serde_json::json!({"verified": false, "header": decoded.header, "claims": decoded.claims}),
+    )?;
+    Ok(Outcome::Clean)
+}
+
+fn revoke(ctx: &Context, args: RevokeArgs) -> CliResult {
+    if args.jti.is_empty()
+        || args.jti.len() > 128
+        || !args
+            .jti
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(CliError::new(
+            format!("`{}` is not a token id", args.jti),
+            "pass the jti claim (`ledgit token inspect` shows it)",
+        ));
+    }
+    let repo = ctx.repo()?;
+    let root = repo.require_workdir()?;
+    let path = root.join(token::REVOCATIONS_FILE);
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(CliError::new(
+                format!("{}: {e}", path.display()),
+                "check the file's permissions",
+            ));
+        }
+    };
+    if let Some(text) = &existing {
+        let list = token::parse_revocations(text).map_err(|e| {
+            CliError::new(
+                format!("{}: {e}", path.display()),
+                "fix the revocation list first",
+            )
+        })?;
+        if list.iter().any(|r| r.jti == args.jti) {
+            let mut out = render::stdout();
+            writeln!(out, "token {} is already revoked", args.jti)?;
+            return Ok(Outcome::Clean);
+        }
+    }
+    let entry = token::Revocation {
+        jti: args.jti.clone(),
+        reason: args.reason,
+        revoked_at: Some(when::rfc3339(chrono::Utc::now().timestamp())),
+    };
+    let text = token::append_revocation(existing.as_deref(), &entry);
+    token::parse_revocations(&text).map_err(|e| {
+        CliError::new(
+            format!("the revocation list would not parse: {e}"),
+            "edit revocations.yaml by hand",
+        )
+    })?;
+    ledgit::fsutil::write_atomic(&path, text.as_bytes())?;
+    let mut out = render::stdout();
+    writeln!(
+        out,
+        "{GREEN}revoked{GREEN:#} token {} in {}; commit it and merge it: verification reads the list at the tip of the branch",
+        args.jti,
+        token::REVOCATIONS_FILE
+    )?;
+    Ok(Outcome::Clean)
+}

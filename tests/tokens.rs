@@ -1,0 +1,259 @@
+//! Deployment tokens end to end: keys, issue, verify, revoke, and verification by an
+//! independent JOSE implementation with the key set `ledgit keys jwks` prints.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{DAY, T0, TestRepo};
+
+struct Setup {
+    repo: TestRepo,
+    keys: tempfile::TempDir,
+}
+
+impl Setup {
+    fn key(&self) -> String {
+        self.keys
+            .path()
+            .join("signing.pem")
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn issue(&self, agent: &str, env: &str, extra: &[&str]) -> common::Run {
+        let key = self.key();
+        let mut args = vec!["token", "issue", agent, env, "--key", key.as_str()];
+        args.extend_from_slice(extra);
+        self.repo.ledgit(&args)
+    }
+
+    fn verify(&self, token: &str) -> serde_json::Value {
+        let run = self
+            .repo
+            .ledgit(&["token", "verify", token, "--format", "json"]);
+        assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
+        let v = run.json();
+        assert_eq!(v["valid"].as_bool().unwrap(), run.code == 0);
+        v
+    }
+}
+
+fn setup() -> Setup {
+    let repo = TestRepo::new();
+    repo.set("support-bot", "production", "1.0.0");
+    repo.commit("Initial", T0);
+    let keys = tempfile::tempdir().unwrap();
+    let s = Setup { repo, keys };
+    let key = s.key();
+    let run = s
+        .repo
+        .ledgit(&["keys", "generate", "--out", &key, "--id", "k1", "--add"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    s.repo.commit("Add key k1", T0 + 60);
+    s
+}
+
+#[test]
+fn key_files_are_private_and_never_overwritten_or_put_in_the_repository() {
+    let s = setup();
+    let mode = std::fs::metadata(s.key()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let again = s.repo.ledgit(&["keys", "generate", "--out", &s.key()]);
+    assert_eq!(again.code, 2);
+    assert!(
+        again.stderr.contains("never overwrites"),
+        "{}",
+        again.stderr
+    );
+    let inside = s
+        .repo
+        .ledgit(&["keys", "generate", "--out", "secrets/k.pem"]);
+    assert_eq!(inside.code, 2);
+    assert!(
+        inside.stderr.contains("inside the repository"),
+        "{}",
+        inside.stderr
+    );
+    assert!(!s.repo.path().join("secrets").exists());
+    // The private key is never printed.
+    let pem = std::fs::read_to_string(s.key()).unwrap();
+    let body = pem.lines().nth(1).unwrap();
+    let list = s.repo.ledgit(&["keys", "list", "--format", "json"]);
+    assert!(!list.stdout.contains(body));
+    assert_eq!(list.json()[0]["id"], "k1");
+}
+
+#[test]
+fn issue_then_verify_and_identity_rules() {
+    let s = setup();
+    let run = s.issue("support-bot", "production", &["--ttl", "30d"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let token = run.stdout.trim().to_string();
+    assert_eq!(token.matches('.').count(), 2);
+    assert!(
+        !run.stderr.contains(&token),
+        "the token is logged only by its id"
+    );
+    let v = s.verify(&token);
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["version"], "1.0.0");
+    assert_eq!(v["agent"], "support-bot");
+    assert!(v["expires_at"].as_str().unwrap().ends_with('Z'));
+
+    // Updating the version keeps the token valid.
+    s.repo.set("support-bot", "production", "1.1.0");
+    s.repo.commit("Update", T0 + DAY);
+    assert_eq!(s.verify(&token)["version"], "1.1.0");
+
+    // Deleting the record invalidates it; re-creating it does not bring it back.
+    s.repo.remove("deployments/support-bot/production.yaml");
+    s.repo.commit("Remove", T0 + 2 * DAY);
+    assert!(
+        s.verify(&token)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no longer exists")
+    );
+    s.repo.set("support-bot", "production", "1.1.0");
+    s.repo.commit("Re-create", T0 + 3 * DAY);
+    let v = s.verify(&token);
+    assert!(v["reason"].as_str().unwrap().contains("re-created"), "{v}");
+    // A token issued now is tied to the new generation.
+    let fresh = s
+        .issue("support-bot", "production", &[])
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(s.verify(&fresh)["valid"], true);
+}
+
+#[test]
+fn revocation_is_honoured_once_merged() {
+    let s = setup();
+    let token = s
+        .issue("support-bot", "production", &[])
+        .stdout
+        .trim()
+        .to_string();
+    let claims = s.repo.ledgit(&["token", "inspect", &token]).json();
+    assert_eq!(claims["verified"], false);
+    let jti = claims["claims"]["jti"].as_str().unwrap().to_string();
+    let run = s
+        .repo
+        .ledgit(&["token", "revoke", &jti, "--reason", "leaked"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(s.verify(&token)["valid"], true, "not merged yet");
+    s.repo.commit("Revoke", T0 + DAY);
+    let v = s.verify(&token);
+    assert!(v["reason"].as_str().unwrap().contains("revoked"), "{v}");
+    assert_eq!(v["jti"], jti.as_str());
+}
+
+#[test]
+fn removing_the_key_invalidates_its_tokens() {
+    let s = setup();
+    let token = s
+        .issue("support-bot", "production", &[])
+        .stdout
+        .trim()
+        .to_string();
+    s.repo.write("ledgit.yaml", common::CONFIG);
+    s.repo.commit("Rotate out k1", T0 + DAY);
+    let v = s.verify(&token);
+    assert!(v["reason"].as_str().unwrap().contains("not listed"), "{v}");
+    let refused = s.issue("support-bot", "production", &[]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused.stderr.contains("not listed in ledgit.yaml"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn issue_refuses_a_missing_record_and_takes_the_key_from_the_environment() {
+    let s = setup();
+    let run = s.issue("support-bot", "staging", &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("no record for support-bot in staging"),
+        "{}",
+        run.stderr
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        .current_dir(s.repo.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("LEDGIT_SIGNING_KEY", s.key())
+        .args(["token", "issue", "support-bot", "production"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn malformed_tokens_are_invalid_with_a_reason_and_huge_input_is_bounded() {
+    let s = setup();
+    for (token, reason) in [
+        ("a.b", "3 segments"),
+        ("a.b.c.d", "3 segments"),
+        ("e30=.e30.e30", "base64url"),
+        ("eyJhbGciOiJub25lIn0.e30.e30", "header"),
+    ] {
+        let v = s.verify(token);
+        assert!(
+            v["reason"].as_str().unwrap().contains(reason),
+            "{token}: {v}"
+        );
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        .current_dir(s.repo.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .args(["token", "verify", "-", "--format", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(&vec![b'a'; 1 << 20]);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("longer than"));
+}
+
+/// An independent implementation (jsonwebtoken on ed25519-dalek) verifies our token with the
+/// JWK Set that `ledgit keys jwks` prints: the signature and the standard claims.
+#[test]
+fn an_independent_jose_library_verifies_ledgit_tokens() {
+    let s = setup();
+    let token = s
+        .issue("support-bot", "production", &["--ttl", "1h"])
+        .stdout
+        .trim()
+        .to_string();
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_str(&s.repo.ledgit(&["keys", "jwks"]).stdout).unwrap();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_issuer(&["ledgit"]);
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).unwrap();
+    assert_eq!(data.claims["sub"], "support-bot/production");
+    // And it refuses a token whose claims were altered.
+    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+    parts[1] = parts[1].replacen('e', "f", 1);
+    assert!(
+        jsonwebtoken::decode::<serde_json::Value>(&parts.join("."), &key, &validation).is_err()
+    );
+}
