@@ -12,9 +12,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write(path, bytes, true)
 }
 
-/// Like [`write_atomic`] without waiting for the disk: for caches that are checked on reading
-/// and rebuilt when damaged, where a crash may lose the file but never leaves half of it.
-pub fn write_atomic_cache(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Like [`write_atomic`] without waiting for the disk (as git writes work tree files): a crash
+/// may lose the new content but never leaves half of it. For caches that are checked when read,
+/// and for edits of many records at once.
+pub fn write_atomic_nosync(path: &Path, bytes: &[u8]) -> Result<()> {
     write(path, bytes, false)
 }
 

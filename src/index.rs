@@ -86,7 +86,7 @@ fn save(path: &std::path::Path, h: &History) {
     if let Some(dir) = path.parent()
         && std::fs::create_dir_all(dir).is_ok()
     {
-        let _ = crate::fsutil::write_atomic_cache(path, &encode(h));
+        let _ = crate::fsutil::write_atomic_nosync(path, &encode(h));
     }
 }
 

@@ -305,7 +305,7 @@ fn apply(
                 CliError::new(format!("{}: {e}", dir.display()), "check permissions")
             })?;
         }
-        fsutil::write_atomic(&abs, text.as_bytes())?;
+        fsutil::write_atomic_nosync(&abs, text.as_bytes())?;
     }
     super::review::print_changes(&mut out, &changes)?;
     for f in findings
