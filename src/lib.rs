@@ -6,6 +6,7 @@
 //! This crate is the core: it returns values, findings and typed errors, and never prints.
 //! The `ledgit` binary (`src/main.rs`, `src/cli/`) renders them.
 
+pub mod actuator;
 pub mod config;
 pub mod edit;
 pub mod error;
@@ -15,10 +16,12 @@ pub mod history;
 pub mod index;
 pub mod init;
 pub mod policy;
+pub mod reconcile;
 pub mod record;
 pub mod repo;
 pub mod secret;
 pub mod shape;
+pub mod state;
 pub mod token;
 pub mod validate;
 pub mod when;

@@ -6,6 +6,7 @@ mod history;
 mod init;
 mod keys;
 mod promote;
+mod reconcile;
 mod render;
 mod review;
 mod show;
@@ -61,6 +62,9 @@ enum Command {
     Set(promote::SetArgs),
     Keys(keys::Args),
     Token(token::Args),
+    Reconcile(reconcile::ReconcileArgs),
+    Watch(reconcile::WatchArgs),
+    Journal(reconcile::JournalArgs),
 }
 
 /// How a command that ran ended.
@@ -188,6 +192,9 @@ pub fn run() -> ExitCode {
         Command::Set(args) => promote::set(&ctx, args),
         Command::Keys(args) => keys::run(&ctx, args),
         Command::Token(args) => token::run(&ctx, args),
+        Command::Reconcile(args) => reconcile::reconcile(&ctx, args),
+        Command::Watch(args) => reconcile::watch(&ctx, args),
+        Command::Journal(args) => reconcile::journal(&ctx, args),
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,

@@ -64,9 +64,29 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             (loaded.config.clone(), h.snapshot(pos), Some((t, as_of)))
         }
     };
+    // Where a reconciler has run, what it applied and whether each record is in sync.
+    let sync = match snapshot_at {
+        None => sync_states(ctx, &rows)?,
+        Some(_) => None,
+    };
     let mut out = render::stdout();
     if let Format::Json = args.format {
-        render::json(&mut out, &rows)?;
+        match &sync {
+            Some(states) => {
+                let rows: Vec<StatusRow> = rows
+                    .iter()
+                    .zip(states)
+                    .map(|(d, s)| StatusRow {
+                        deployment: d,
+                        applied_version: s.applied.as_deref(),
+                        sync: s.state,
+                        last_error: s.error.as_deref(),
+                    })
+                    .collect();
+                render::json(&mut out, &rows)?;
+            }
+            None => render::json(&mut out, &rows)?,
+        }
         return Ok(Outcome::Clean);
     }
     if let Some((t, as_of)) = snapshot_at {
@@ -91,8 +111,88 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             envs.push(r.environment.clone());
         }
     }
-    table(&mut out, &rows, &envs, now.timestamp())?;
+    table(&mut out, &rows, &envs, now.timestamp(), sync.as_deref())?;
+    if let Some(states) = &sync {
+        for (d, s) in rows.iter().zip(states).filter(|(_, s)| s.state != "Synced") {
+            let applied = s
+                .applied
+                .as_deref()
+                .map(|v| format!(", applied {v}"))
+                .unwrap_or_default();
+            let error = s
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{YELLOW}{}{YELLOW:#} {}/{} {}{applied}{error}",
+                s.state, d.agent, d.environment, d.version
+            )?;
+        }
+    }
     Ok(Outcome::Clean)
+}
+
+/// A status row with the reconciler's view.
+#[derive(serde::Serialize)]
+struct StatusRow<'a> {
+    #[serde(flatten)]
+    deployment: &'a Deployment,
+    applied_version: Option<&'a str>,
+    sync: &'static str,
+    last_error: Option<&'a str>,
+}
+
+/// The sync state of one record.
+pub struct Sync {
+    pub applied: Option<String>,
+    /// `Synced`, `OutOfSync`, `Failed` or `Pending`.
+    pub state: &'static str,
+    pub error: Option<String>,
+}
+
+/// Sync states of the rows, from the default state store; `None` when no reconciler has run.
+fn sync_states(ctx: &Context, rows: &[Deployment]) -> Result<Option<Vec<Sync>>, super::CliError> {
+    let repo = ctx.repo()?;
+    let Some(view) = ledgit::state::view(&ledgit::state::default_path(repo.git.commondir()))?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
+        rows.iter()
+            .map(|d| {
+                let applied = view
+                    .applied
+                    .iter()
+                    .find(|a| a.agent == d.agent && a.environment == d.environment);
+                let failure = view
+                    .failures
+                    .iter()
+                    .find(|f| f.agent == d.agent && f.environment == d.environment);
+                let running = view
+                    .running
+                    .iter()
+                    .any(|(a, e)| *a == d.agent && *e == d.environment);
+                let synced =
+                    applied.is_some_and(|a| a.version == d.version && a.generation == d.generation);
+                let state = if synced {
+                    "Synced"
+                } else if running {
+                    "Pending"
+                } else if failure.is_some() {
+                    "Failed"
+                } else {
+                    "OutOfSync"
+                };
+                Sync {
+                    applied: applied.map(|a| a.version.clone()),
+                    state,
+                    error: failure.filter(|_| !synced).map(|f| f.error.clone()),
+                }
+            })
+            .collect(),
+    ))
 }
 
 fn table(
@@ -100,7 +200,16 @@ fn table(
     rows: &[Deployment],
     envs: &[String],
     now: i64,
+    sync: Option<&[Sync]>,
 ) -> std::io::Result<()> {
+    let marks: BTreeMap<(&str, &str), &str> = match sync {
+        Some(states) => rows
+            .iter()
+            .zip(states)
+            .map(|(d, s)| ((d.agent.as_str(), d.environment.as_str()), s.state))
+            .collect(),
+        None => BTreeMap::new(),
+    };
     if rows.is_empty() {
         return writeln!(out, "no deployments");
     }
@@ -112,7 +221,19 @@ fn table(
             .insert(&r.environment, r);
     }
     let cell = |d: Option<&&Deployment>| match d {
-        Some(d) => format!("{} ({})", d.version, when::relative(d.updated_time, now)),
+        Some(d) => {
+            let mark = match marks.get(&(d.agent.as_str(), d.environment.as_str())) {
+                Some(&"Synced") | None => "",
+                Some(&"Failed") => " !failed",
+                Some(&"Pending") => " ~pending",
+                Some(_) => " ~out-of-sync",
+            };
+            format!(
+                "{} ({}){mark}",
+                d.version,
+                when::relative(d.updated_time, now)
+            )
+        }
         None => "-".to_string(),
     };
     let agent_w = by_agent

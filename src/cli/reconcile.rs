@@ -1,0 +1,580 @@
+//! `ledgit reconcile`, `ledgit watch` and `ledgit journal`: apply the tracked branch to the
+//! platform through an actuator, once or continuously, and show the apply journal.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ledgit::actuator::Actuator;
+use ledgit::reconcile::{self, Attempt, Plan, RefWatcher};
+use ledgit::repo::{Repo, short};
+use ledgit::state::{self, Store};
+use ledgit::when;
+
+use super::history::load;
+use super::render::{self, BOLD, DIM, GREEN, RED, YELLOW};
+use super::{CliError, CliResult, Context, Outcome};
+
+/// Options shared by `reconcile` and `watch`.
+#[derive(clap::Args)]
+pub struct Common {
+    /// Run CMD once per action (split into words; no shell unless you write `sh -c '...'`).
+    /// The action is in LEDGIT_ACTION, LEDGIT_AGENT, LEDGIT_ENVIRONMENT, LEDGIT_VERSION,
+    /// LEDGIT_PREVIOUS_VERSION, LEDGIT_COMMIT, LEDGIT_GENERATION, LEDGIT_IDEMPOTENCY_KEY.
+    /// Exit 0 means applied.
+    #[arg(long, value_name = "CMD", conflicts_with = "webhook")]
+    exec: Option<String>,
+
+    /// POST each action as JSON to URL, signed with HMAC-SHA256 of the body in
+    /// X-Ledgit-Signature (secret from LEDGIT_WEBHOOK_SECRET). 2xx means applied.
+    #[arg(long, value_name = "URL")]
+    webhook: Option<String>,
+
+    /// Only these environments (repeatable).
+    #[arg(long = "environment", visible_alias = "env", value_name = "ENV")]
+    environments: Vec<String>,
+
+    /// The branch to track (default: the checked-out branch).
+    #[arg(long, value_name = "REV")]
+    rev: Option<String>,
+
+    /// The state store (default: under the repository's git directory).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+
+    /// Also run removals (otherwise removed records are reported out of sync).
+    #[arg(long)]
+    prune: bool,
+
+    /// Print the plan and apply nothing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// How long one action may take before it is killed and recorded as failed.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    timeout: String,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Apply the tracked branch to the platform, once.
+///
+/// Compares the records at the tip of the tracked branch with what the state store says was
+/// applied, and runs the difference through the actuator: deploy, update, and (with --prune)
+/// remove. Every attempt is journaled (`ledgit journal`). An action is recorded as applied only
+/// after the actuator succeeded; if ledgit dies in between, the action runs again on the next
+/// pass (at-least-once: actuators get LEDGIT_IDEMPOTENCY_KEY to recognise a repeat). A record
+/// that does not validate at the tip is left alone and reported; the others still apply.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit reconcile --exec ./deploy.sh --dry-run
+  ledgit reconcile --exec 'kubectl-apply-agent --agent \"$LEDGIT_AGENT\"' --environment production
+  LEDGIT_WEBHOOK_SECRET=... ledgit reconcile --webhook https://platform.example/hooks/ledgit --prune
+
+Exit codes: 0 every action applied, 1 some failed (the others still ran) or a record does not
+validate, 2 could not run (including: another reconciler holds the state store).")]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Reconcile continuously: as soon as the tracked branch moves, and every --interval.
+///
+/// Watches the git directory for the branch's ref to move (a commit, a merge, a fetch, `git
+/// pack-refs`), reconciles within milliseconds, and resyncs every --interval. Failed actions are
+/// retried with exponential backoff (1 s, 2 s, 4 s, ... up to 5 min). SIGINT or SIGTERM
+/// finishes the action in flight, then exits cleanly.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit watch --exec ./deploy.sh
+  ledgit watch --webhook https://platform.example/hooks/ledgit --fetch origin --interval 1m")]
+pub struct WatchArgs {
+    #[command(flatten)]
+    common: Common,
+
+    /// Resync (and fetch) at least this often.
+    #[arg(long, value_name = "DURATION", default_value = "3m")]
+    interval: String,
+
+    /// Run `git fetch REMOTE` every interval and track REMOTE's branch.
+    #[arg(long, value_name = "REMOTE")]
+    fetch: Option<String>,
+}
+
+/// Show the apply journal: every attempt, with time, action, commit, result and duration.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  ledgit journal\n  ledgit journal --limit 500 --format json")]
+pub struct JournalArgs {
+    /// The state store (default: under the repository's git directory).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+
+    /// How many of the newest attempts.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    limit: usize,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+fn duration(text: &str, what: &str) -> Result<Duration, CliError> {
+    when::parse_duration(text)
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(s as u64))
+        .ok_or_else(|| {
+            CliError::new(
+                format!("{what} `{text}` is not a duration"),
+                "write a duration such as 30s, 5m or 1h",
+            )
+        })
+}
+
+fn actuator(common: &Common) -> Result<Option<Actuator>, CliError> {
+    match (&common.exec, &common.webhook) {
+        (Some(cmd), _) => Actuator::exec(cmd).map(Some).map_err(|e| {
+            CliError::new(
+                e,
+                "quote the command as one argument: --exec './deploy.sh --fast'",
+            )
+        }),
+        (None, Some(url)) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(CliError::new(
+                    format!("`{url}` is not an http(s) URL"),
+                    "pass --webhook https://...",
+                ));
+            }
+            let secret = std::env::var("LEDGIT_WEBHOOK_SECRET")
+                .ok()
+                .map(String::into_bytes);
+            if secret.is_none() {
+                eprintln!(
+                    "warning: LEDGIT_WEBHOOK_SECRET is not set; webhook requests are not signed"
+                );
+            }
+            Ok(Some(Actuator::Webhook {
+                url: url.clone(),
+                secret,
+            }))
+        }
+        (None, None) if common.dry_run => Ok(None),
+        (None, None) => Err(CliError::new(
+            "no actuator",
+            "pass --exec CMD or --webhook URL (or --dry-run to see the plan)",
+        )),
+    }
+}
+
+fn state_path(repo: &Repo, common_state: &Option<PathBuf>, ctx: &Context) -> PathBuf {
+    match common_state {
+        Some(p) => ctx.dir.join(p),
+        None => state::default_path(repo.git.commondir()),
+    }
+}
+
+/// The branch being tracked: a full ref name, or `HEAD` when detached.
+fn tracked_ref(repo: &Repo, rev: Option<&str>, fetch: Option<&str>) -> Result<String, CliError> {
+    let branch = match rev {
+        Some(r) => r.trim_start_matches("refs/heads/").to_string(),
+        None => match repo.git.head() {
+            Ok(h) if h.is_branch() => h.shorthand().unwrap_or("HEAD").to_string(),
+            Ok(_) => "HEAD".to_string(),
+            Err(_) => {
+                // Unborn: HEAD names the branch to come.
+                let head = repo.git.find_reference("HEAD").ok();
+                head.and_then(|h| {
+                    h.symbolic_target()
+                        .ok()
+                        .flatten()
+                        .map(|t| t.trim_start_matches("refs/heads/").to_string())
+                })
+                .unwrap_or_else(|| "HEAD".into())
+            }
+        },
+    };
+    Ok(match (fetch, branch.as_str()) {
+        (Some(remote), b) => format!("refs/remotes/{remote}/{b}"),
+        (None, "HEAD") => "HEAD".into(),
+        (None, b)
+            if repo.git.find_reference(&format!("refs/heads/{b}")).is_ok() || rev.is_none() =>
+        {
+            format!("refs/heads/{b}")
+        }
+        (None, b) => b.to_string(),
+    })
+}
+
+fn resolve(repo: &Repo, name: &str) -> Option<git2::Oid> {
+    repo.git.refname_to_id(name).ok().or_else(|| {
+        repo.git
+            .revparse_single(name)
+            .ok()
+            .and_then(|o| o.peel_to_commit().ok())
+            .map(|c| c.id())
+    })
+}
+
+/// One pass's outcome.
+struct Pass {
+    plan: Plan,
+    attempts: Vec<Attempt>,
+}
+
+/// Plans (and unless dry-run, applies) one pass at `tip`.
+fn pass(
+    ctx: &Context,
+    tip: git2::Oid,
+    common: &Common,
+    store: Option<&mut Store>,
+    actuator: Option<&Actuator>,
+    stop: &AtomicBool,
+    respect_backoff: bool,
+) -> Result<Pass, CliError> {
+    let loaded = load(ctx, Some(&tip.to_string()))?;
+    let repo = ctx.repo()?;
+    for env in &common.environments {
+        if loaded.config.environment(env).is_none() {
+            return Err(super::review::unknown_environment(&loaded.config, env));
+        }
+    }
+    let at_tip = reconcile::desired(&repo.git, tip, &loaded.config, &loaded.history)?;
+    let (applied, failures) = match &store {
+        Some(s) => (s.applied()?, s.failures()?),
+        None => match state::view(&state_path(&repo, &common.state, ctx))? {
+            Some(v) => (v.applied, v.failures),
+            None => (Vec::new(), Vec::new()),
+        },
+    };
+    let mut plan = reconcile::plan(
+        tip,
+        &at_tip.desired,
+        &applied,
+        &at_tip.skip,
+        &common.environments,
+        common.prune,
+    );
+    plan.findings = at_tip.findings;
+    if respect_backoff {
+        let now = chrono::Utc::now().timestamp();
+        plan.actions.retain(|a| {
+            !failures.iter().any(|f| {
+                f.agent == a.agent && f.environment == a.environment && f.next_attempt > now
+            })
+        });
+    }
+    if common.format == Format::Text {
+        print_plan(&mut render::stdout(), &plan)?;
+    }
+    let mut attempts = Vec::new();
+    if let (Some(store), Some(actuator), false) = (store, actuator, common.dry_run) {
+        let timeout = duration(&common.timeout, "--timeout")?;
+        let text = common.format == Format::Text;
+        attempts = reconcile::apply(store, actuator, &plan, timeout, stop, |a| {
+            if text {
+                let _ = print_attempt(&mut render::stdout(), a);
+            }
+        })?;
+    }
+    Ok(Pass { plan, attempts })
+}
+
+fn print_plan(out: &mut dyn Write, plan: &Plan) -> std::io::Result<()> {
+    for f in &plan.findings {
+        render::finding_text(out, f)?;
+    }
+    let n = plan.actions.len();
+    writeln!(
+        out,
+        "{BOLD}plan at {}{BOLD:#}: {n} action{}{}",
+        &plan.commit[..12.min(plan.commit.len())],
+        if n == 1 { "" } else { "s" },
+        if plan.out_of_sync.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} removal(s) out of sync (--prune runs them)",
+                plan.out_of_sync.len()
+            )
+        }
+    )?;
+    for a in plan.actions.iter().chain(&plan.out_of_sync) {
+        let what = match (&a.previous_version, &a.version) {
+            (Some(p), Some(v)) => format!("{p} -> {v}"),
+            (None, Some(v)) => v.clone(),
+            (Some(p), None) => format!("(was {p})"),
+            (None, None) => String::new(),
+        };
+        writeln!(
+            out,
+            "  {:7} {}/{} {what}",
+            a.action.as_str(),
+            a.agent,
+            a.environment
+        )?;
+    }
+    Ok(())
+}
+
+fn print_attempt(out: &mut dyn Write, a: &Attempt) -> std::io::Result<()> {
+    let target = format!(
+        "{}/{} {}",
+        a.action.agent,
+        a.action.environment,
+        a.action.version.as_deref().unwrap_or("")
+    );
+    match &a.error {
+        None => writeln!(
+            out,
+            "{GREEN}applied{GREEN:#} {:7} {target} {DIM}({} ms){DIM:#}",
+            a.action.action.as_str(),
+            a.duration_ms
+        ),
+        Some(e) => writeln!(
+            out,
+            "{RED}failed{RED:#}  {:7} {target}: {e} {DIM}({} ms){DIM:#}",
+            a.action.action.as_str(),
+            a.duration_ms
+        ),
+    }
+}
+
+fn json_pass(out: &mut dyn Write, p: &Pass, pretty: bool) -> std::io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Json<'a> {
+        #[serde(flatten)]
+        plan: &'a Plan,
+        attempts: &'a [Attempt],
+    }
+    let value = Json {
+        plan: &p.plan,
+        attempts: &p.attempts,
+    };
+    if pretty {
+        render::json(out, &value)
+    } else {
+        serde_json::to_writer(&mut *out, &value)?;
+        writeln!(out)
+    }
+}
+
+/// The repository's identity for the state store: the root of its first-parent chain.
+fn repository_id(ctx: &Context, tip: git2::Oid) -> Result<String, CliError> {
+    let loaded = load(ctx, Some(&tip.to_string()))?;
+    Ok(loaded
+        .history
+        .chain
+        .first()
+        .map_or_else(|| tip.to_string(), |c| c.to_string()))
+}
+
+fn outcome(p: &Pass) -> Outcome {
+    let failed = p.attempts.iter().any(|a| a.error.is_some());
+    Outcome::from_findings(failed || !p.plan.findings.is_empty())
+}
+
+pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
+    let common = &args.common;
+    let actuator = actuator(common)?;
+    duration(&common.timeout, "--timeout")?;
+    let repo = ctx.repo()?;
+    let name = tracked_ref(&repo, common.rev.as_deref(), None)?;
+    let Some(tip) = resolve(&repo, &name) else {
+        return Err(CliError::new(
+            format!("`{name}` does not name a commit"),
+            "commit the records first, or pass --rev",
+        ));
+    };
+    let mut store = if common.dry_run {
+        None
+    } else {
+        Some(Store::open(
+            &state_path(&repo, &common.state, ctx),
+            &repository_id(ctx, tip)?,
+        )?)
+    };
+    let stop = AtomicBool::new(false);
+    let mut out = render::stdout();
+    let p = pass(
+        ctx,
+        tip,
+        common,
+        store.as_mut(),
+        actuator.as_ref(),
+        &stop,
+        false,
+    )?;
+    if common.format == Format::Json {
+        json_pass(&mut out, &p, true)?;
+    } else if !common.dry_run {
+        let failed = p.attempts.iter().filter(|a| a.error.is_some()).count();
+        writeln!(
+            out,
+            "{} applied, {failed} failed",
+            p.attempts.len() - failed
+        )?;
+    }
+    Ok(outcome(&p))
+}
+
+pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
+    let common = &args.common;
+    let actuator = actuator(common)?;
+    duration(&common.timeout, "--timeout")?;
+    let interval = duration(&args.interval, "--interval")?;
+    let repo = ctx.repo()?;
+    let name = tracked_ref(&repo, common.rev.as_deref(), args.fetch.as_deref())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).map_err(|e| {
+            CliError::new(
+                format!("cannot handle signals: {e}"),
+                "run ledgit in a normal process",
+            )
+        })?;
+    }
+    let watcher = RefWatcher::new(repo.git.commondir())?;
+    let fetch = |remote: &str| {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo.git.commondir())
+            .args(["fetch", "--quiet", remote])
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            anstream::eprintln!(
+                "{YELLOW}warning{YELLOW:#}: git fetch {remote} failed; using what is here"
+            );
+        }
+    };
+    if let Some(remote) = &args.fetch {
+        fetch(remote);
+    }
+    let mut store: Option<Store> = None;
+    let mut last_tip: Option<git2::Oid> = None;
+    let mut last_sync = Instant::now();
+    let mut retry_at: Option<Instant> = None;
+    let mut out = render::stdout();
+    writeln!(
+        out,
+        "{BOLD}watching{BOLD:#} {name} (resync every {})",
+        args.interval
+    )?;
+    while !stop.load(Ordering::SeqCst) {
+        let repo = ctx.repo()?;
+        let tip = resolve(&repo, &name);
+        let due = last_sync.elapsed() >= interval || retry_at.is_some_and(|t| Instant::now() >= t);
+        if let Some(tip) = tip
+            && (Some(tip) != last_tip || due)
+        {
+            if store.is_none() && !common.dry_run {
+                store = Some(Store::open(
+                    &state_path(&repo, &common.state, ctx),
+                    &repository_id(ctx, tip)?,
+                )?);
+            }
+            match pass(
+                ctx,
+                tip,
+                common,
+                store.as_mut(),
+                actuator.as_ref(),
+                &stop,
+                true,
+            ) {
+                Ok(p) => {
+                    if common.format == Format::Json {
+                        json_pass(&mut out, &p, false)?;
+                    }
+                    last_tip = Some(tip);
+                    last_sync = Instant::now();
+                    retry_at = next_retry(store.as_ref());
+                }
+                Err(e) => {
+                    anstream::eprintln!("{RED}error{RED:#}: {}", e.message);
+                    last_tip = Some(tip);
+                    retry_at = Some(Instant::now() + Duration::from_secs(5));
+                }
+            }
+        }
+        // Sleep until the ref moves, a retry or a resync is due, checking for a signal often.
+        let mut wait = interval.saturating_sub(last_sync.elapsed());
+        if let Some(t) = retry_at {
+            wait = wait.min(t.saturating_duration_since(Instant::now()));
+        }
+        let moved = watcher.wait(wait.min(Duration::from_millis(250)));
+        if !moved
+            && last_sync.elapsed() >= interval
+            && let Some(remote) = &args.fetch
+        {
+            fetch(remote);
+        }
+    }
+    writeln!(out, "stopped")?;
+    Ok(Outcome::Clean)
+}
+
+/// When the earliest failed action may be retried.
+fn next_retry(store: Option<&Store>) -> Option<Instant> {
+    let failures = store?.failures().ok()?;
+    let next = failures.iter().map(|f| f.next_attempt).min()?;
+    let wait = (next - chrono::Utc::now().timestamp()).max(0) as u64;
+    Some(Instant::now() + Duration::from_secs(wait))
+}
+
+pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
+    let repo = ctx.repo()?;
+    let path = state_path(&repo, &args.state, ctx);
+    let entries = state::journal(&path, args.limit)?;
+    let mut out = render::stdout();
+    if args.format == Format::Json {
+        render::json(&mut out, &entries)?;
+        return Ok(Outcome::Clean);
+    }
+    if entries.is_empty() {
+        writeln!(
+            out,
+            "the journal is empty (no reconciler has run with {})",
+            path.display()
+        )?;
+    }
+    for e in &entries {
+        let style = match e.result.as_str() {
+            "applied" => GREEN,
+            "failed" => RED,
+            _ => YELLOW,
+        };
+        let commit = e
+            .commit
+            .parse()
+            .map(short)
+            .unwrap_or_else(|_| e.commit.clone());
+        writeln!(
+            out,
+            "{}  {style}{:11}{style:#} {:7} {}/{} {}  {DIM}{commit}{DIM:#}  {}",
+            e.started_at,
+            e.result,
+            e.action,
+            e.agent,
+            e.environment,
+            e.version.as_deref().unwrap_or(""),
+            e.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default()
+        )?;
+        if e.result == "failed" && !e.output.is_empty() {
+            for line in e.output.lines().take(5) {
+                writeln!(out, "    {DIM}{line}{DIM:#}")?;
+            }
+        }
+    }
+    Ok(Outcome::Clean)
+}

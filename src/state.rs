@@ -1,0 +1,476 @@
+//! The reconciler's state store: an SQLite database (by default under the repository's git
+//! directory) that records what has been applied to the platform and a journal of every
+//! attempt. An action is recorded as applied only after its actuator succeeded, in one
+//! transaction with its journal entry; an attempt is journaled as `running` before the actuator
+//! starts, so a crash in between leaves a trace (`interrupted`) and the action is planned again
+//! (at-least-once delivery, hence the idempotency key). One reconciler at a time holds the
+//! store's lock file; a store made for another repository is refused.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::actuator::ActionInfo;
+use crate::error::{Error, Result};
+
+/// What the platform runs for a pair, according to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub agent: String,
+    pub environment: String,
+    pub version: String,
+    pub generation: String,
+    pub commit: String,
+    pub applied_at: i64,
+}
+
+/// The last outcome for a pair that is not (yet) applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub agent: String,
+    pub environment: String,
+    pub error: String,
+    pub attempts: u32,
+    pub next_attempt: i64,
+}
+
+/// How an attempt ended, for the journal.
+pub struct Finished<'a> {
+    /// The journal entry of the attempt (from [`Store::begin`]).
+    pub id: i64,
+    pub output: &'a str,
+    pub at: i64,
+    pub duration_ms: i64,
+}
+
+/// One journal entry: one attempt of one action.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Entry {
+    pub id: i64,
+    pub started_at: String,
+    pub action: String,
+    pub agent: String,
+    pub environment: String,
+    pub version: Option<String>,
+    pub previous_version: Option<String>,
+    pub commit: String,
+    pub generation: String,
+    pub idempotency_key: String,
+    /// `running`, `applied`, `failed` or `interrupted`.
+    pub result: String,
+    pub duration_ms: Option<i64>,
+    pub output: String,
+}
+
+/// An open, locked state store.
+pub struct Store {
+    db: Connection,
+    _lock: File,
+    pub path: PathBuf,
+}
+
+/// The default location of the store for a repository.
+pub fn default_path(git_common_dir: &Path) -> PathBuf {
+    git_common_dir.join("ledgit").join("reconcile.sqlite")
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS applied (
+  agent TEXT NOT NULL, environment TEXT NOT NULL, version TEXT NOT NULL,
+  generation TEXT NOT NULL, commit_id TEXT NOT NULL, applied_at INTEGER NOT NULL,
+  PRIMARY KEY (agent, environment));
+CREATE TABLE IF NOT EXISTS failures (
+  agent TEXT NOT NULL, environment TEXT NOT NULL, error TEXT NOT NULL,
+  attempts INTEGER NOT NULL, next_attempt INTEGER NOT NULL,
+  PRIMARY KEY (agent, environment));
+CREATE TABLE IF NOT EXISTS journal (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, started_at INTEGER NOT NULL, finished_at INTEGER,
+  action TEXT NOT NULL, agent TEXT NOT NULL, environment TEXT NOT NULL,
+  version TEXT, previous_version TEXT, commit_id TEXT NOT NULL, generation TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL, result TEXT NOT NULL, duration_ms INTEGER,
+  output TEXT NOT NULL DEFAULT '', pid INTEGER NOT NULL);
+";
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| {
+        Error::invalid(
+            format!("state store {}: {e}", path.display()),
+            "check the file, or pass another --state",
+        )
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and locks the store. `repository` identifies the repository
+    /// (its root commit); a store that names another one is refused.
+    pub fn open(path: &Path, repository: &str) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let lock = lock(path)?;
+        let db = Connection::open(path).map_err(db_err(path))?;
+        db.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_err(path))?;
+        db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            .map_err(db_err(path))?;
+        db.execute_batch(SCHEMA).map_err(db_err(path))?;
+        let known: Option<String> = db
+            .query_row("SELECT value FROM meta WHERE key = 'repository'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db_err(path))?;
+        match known {
+            Some(k) if k != repository => {
+                return Err(Error::invalid(
+                    format!(
+                        "the state store {} belongs to another repository (root commit {k})",
+                        path.display()
+                    ),
+                    "pass --state with a store of this repository, or a new path",
+                ));
+            }
+            Some(_) => {}
+            None => {
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('repository', ?1)",
+                    [repository],
+                )
+                .map_err(db_err(path))?;
+            }
+        }
+        let store = Store {
+            db,
+            _lock: lock,
+            path: path.to_path_buf(),
+        };
+        store.mark_interrupted()?;
+        Ok(store)
+    }
+
+    /// Opens a store for reading only (status, journal), without taking the lock.
+    pub fn open_read_only(path: &Path) -> Result<Option<Connection>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(db_err(path))?;
+        Ok(Some(db))
+    }
+
+    /// Attempts left `running` by a reconciler that died are `interrupted`.
+    fn mark_interrupted(&self) -> Result<()> {
+        self.db
+            .execute(
+                "UPDATE journal SET result = 'interrupted' WHERE result = 'running'",
+                [],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    pub fn applied(&self) -> Result<Vec<Applied>> {
+        read_applied(&self.db).map_err(db_err(&self.path))
+    }
+
+    pub fn failures(&self) -> Result<Vec<Failure>> {
+        read_failures(&self.db).map_err(db_err(&self.path))
+    }
+
+    /// Journals the start of an attempt; returns its id.
+    pub fn begin(&self, a: &ActionInfo, now: i64) -> Result<i64> {
+        self.db
+            .execute(
+                "INSERT INTO journal (started_at, action, agent, environment, version, previous_version, commit_id, generation, idempotency_key, result, pid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'running', ?10)",
+                params![
+                    now,
+                    a.action,
+                    a.agent,
+                    a.environment,
+                    a.version,
+                    a.previous_version,
+                    a.commit,
+                    a.generation,
+                    a.idempotency_key,
+                    std::process::id()
+                ],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Records a success: the journal entry and the applied state, in one transaction.
+    pub fn succeed(
+        &mut self,
+        f: &Finished,
+        applied: Option<&Applied>,
+        remove: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let (id, output, now, duration_ms) = (f.id, f.output, f.at, f.duration_ms);
+        let path = self.path.clone();
+        let tx = self.db.transaction().map_err(db_err(&path))?;
+        tx.execute(
+            "UPDATE journal SET result = 'applied', finished_at = ?2, duration_ms = ?3, output = ?4 WHERE id = ?1",
+            params![id, now, duration_ms, output],
+        )
+        .map_err(db_err(&path))?;
+        if let Some(a) = applied {
+            tx.execute(
+                "INSERT INTO applied (agent, environment, version, generation, commit_id, applied_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (agent, environment) DO UPDATE SET version = ?3, generation = ?4, commit_id = ?5, applied_at = ?6",
+                params![a.agent, a.environment, a.version, a.generation, a.commit, a.applied_at],
+            )
+            .map_err(db_err(&path))?;
+            tx.execute(
+                "DELETE FROM failures WHERE agent = ?1 AND environment = ?2",
+                params![a.agent, a.environment],
+            )
+            .map_err(db_err(&path))?;
+        }
+        if let Some((agent, env)) = remove {
+            tx.execute(
+                "DELETE FROM applied WHERE agent = ?1 AND environment = ?2",
+                params![agent, env],
+            )
+            .map_err(db_err(&path))?;
+            tx.execute(
+                "DELETE FROM failures WHERE agent = ?1 AND environment = ?2",
+                params![agent, env],
+            )
+            .map_err(db_err(&path))?;
+        }
+        tx.commit().map_err(db_err(&path))
+    }
+
+    /// Records a failure and when to try again (exponential backoff, capped).
+    pub fn fail(
+        &mut self,
+        f: &Finished,
+        agent: &str,
+        environment: &str,
+        error: &str,
+    ) -> Result<Failure> {
+        let (id, output, now, duration_ms) = (f.id, f.output, f.at, f.duration_ms);
+        let path = self.path.clone();
+        let tx = self.db.transaction().map_err(db_err(&path))?;
+        tx.execute(
+            "UPDATE journal SET result = 'failed', finished_at = ?2, duration_ms = ?3, output = ?4 WHERE id = ?1",
+            params![id, now, duration_ms, output],
+        )
+        .map_err(db_err(&path))?;
+        let attempts: u32 = tx
+            .query_row(
+                "SELECT attempts FROM failures WHERE agent = ?1 AND environment = ?2",
+                params![agent, environment],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err(&path))?
+            .unwrap_or(0)
+            + 1;
+        let next_attempt = now + backoff(attempts);
+        tx.execute(
+            "INSERT INTO failures (agent, environment, error, attempts, next_attempt) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (agent, environment) DO UPDATE SET error = ?3, attempts = ?4, next_attempt = ?5",
+            params![agent, environment, error, attempts, next_attempt],
+        )
+        .map_err(db_err(&path))?;
+        tx.commit().map_err(db_err(&path))?;
+        Ok(Failure {
+            agent: agent.into(),
+            environment: environment.into(),
+            error: error.into(),
+            attempts,
+            next_attempt,
+        })
+    }
+}
+
+/// Seconds to wait before attempt `n + 1` after `n` failures: 1, 2, 4, ... capped at 5 minutes.
+pub fn backoff(failures: u32) -> i64 {
+    1i64.checked_shl(failures.saturating_sub(1).min(20))
+        .unwrap_or(i64::MAX)
+        .min(300)
+}
+
+fn read_applied(db: &Connection) -> rusqlite::Result<Vec<Applied>> {
+    let mut stmt = db.prepare(
+        "SELECT agent, environment, version, generation, commit_id, applied_at FROM applied ORDER BY agent, environment",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Applied {
+            agent: r.get(0)?,
+            environment: r.get(1)?,
+            version: r.get(2)?,
+            generation: r.get(3)?,
+            commit: r.get(4)?,
+            applied_at: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn read_failures(db: &Connection) -> rusqlite::Result<Vec<Failure>> {
+    let mut stmt =
+        db.prepare("SELECT agent, environment, error, attempts, next_attempt FROM failures")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Failure {
+            agent: r.get(0)?,
+            environment: r.get(1)?,
+            error: r.get(2)?,
+            attempts: r.get(3)?,
+            next_attempt: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// What `status` shows from a store: applied versions, failures, attempts in flight.
+pub struct View {
+    pub applied: Vec<Applied>,
+    pub failures: Vec<Failure>,
+    /// Pairs with an attempt journaled as running.
+    pub running: Vec<(String, String)>,
+}
+
+/// Reads a store without locking it; `None` when there is none.
+pub fn view(path: &Path) -> Result<Option<View>> {
+    let Some(db) = Store::open_read_only(path)? else {
+        return Ok(None);
+    };
+    let read = || -> rusqlite::Result<View> {
+        let mut stmt =
+            db.prepare("SELECT agent, environment FROM journal WHERE result = 'running'")?;
+        let running = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(View {
+            applied: read_applied(&db)?,
+            failures: read_failures(&db)?,
+            running,
+        })
+    };
+    read().map(Some).map_err(db_err(path))
+}
+
+/// The newest journal entries, newest last.
+pub fn journal(path: &Path, limit: usize) -> Result<Vec<Entry>> {
+    let Some(db) = Store::open_read_only(path)? else {
+        return Ok(Vec::new());
+    };
+    let read = || -> rusqlite::Result<Vec<Entry>> {
+        let mut stmt = db.prepare(
+            "SELECT id, started_at, action, agent, environment, version, previous_version, commit_id, generation,
+                    idempotency_key, result, duration_ms, output
+             FROM journal ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(Entry {
+                id: r.get(0)?,
+                started_at: crate::when::rfc3339(r.get(1)?),
+                action: r.get(2)?,
+                agent: r.get(3)?,
+                environment: r.get(4)?,
+                version: r.get(5)?,
+                previous_version: r.get(6)?,
+                commit: r.get(7)?,
+                generation: r.get(8)?,
+                idempotency_key: r.get(9)?,
+                result: r.get(10)?,
+                duration_ms: r.get(11)?,
+                output: r.get(12)?,
+            })
+        })?;
+        let mut v = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        v.reverse();
+        Ok(v)
+    };
+    read().map_err(db_err(path))
+}
+
+/// Takes the store's lock file, writing our process id into it; a second reconciler is told
+/// which process holds it.
+fn lock(path: &Path) -> Result<File> {
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Error::invalid(
+                format!(
+                    "another reconciler (process {}) holds the state store {}",
+                    if holder.is_empty() { "unknown" } else { holder },
+                    path.display()
+                ),
+                "wait for it to finish, or stop it; two reconcilers must not share a store",
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+    }
+    file.set_len(0).map_err(|e| Error::io(&lock_path, e))?;
+    file.rewind().map_err(|e| Error::io(&lock_path, e))?;
+    writeln!(file, "{}", std::process::id()).map_err(|e| Error::io(&lock_path, e))?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!((1..=4).map(backoff).collect::<Vec<_>>(), [1, 2, 4, 8]);
+        assert_eq!(backoff(30), 300);
+    }
+
+    #[test]
+    fn refuses_another_repository_and_a_second_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let store = Store::open(&path, "aaa").unwrap();
+        let second = Store::open(&path, "aaa").err().unwrap().to_string();
+        assert!(
+            second.contains(&format!("process {}", std::process::id())),
+            "{second}"
+        );
+        drop(store);
+        let other = Store::open(&path, "bbb").err().unwrap().to_string();
+        assert!(other.contains("another repository"), "{other}");
+    }
+
+    #[test]
+    fn a_running_attempt_left_behind_becomes_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let store = Store::open(&path, "r").unwrap();
+        let action = ActionInfo {
+            action: "deploy".into(),
+            agent: "a".into(),
+            environment: "prod".into(),
+            version: Some("1".into()),
+            previous_version: None,
+            commit: "c".into(),
+            generation: "g".into(),
+            idempotency_key: "k".into(),
+        };
+        store.begin(&action, 5).unwrap();
+        drop(store);
+        assert_eq!(view(&path).unwrap().unwrap().running.len(), 1);
+        let _store = Store::open(&path, "r").unwrap();
+        let j = journal(&path, 10).unwrap();
+        assert_eq!(j[0].result, "interrupted");
+    }
+}
