@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ledgit benchmarks: prints each figure and its ratio against the reference measured in the
-# same run. Usage: bench/run.sh [validate|history|tokens|all] (default all). Needs python3 and git;
+# same run. Usage: bench/run.sh [validate|history|tokens|reconcile|all] (default all). Needs python3 and git;
 # installs check-jsonschema into bench/.venv for the validate comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -122,4 +122,10 @@ if [[ $what == tokens || $what == all ]]; then
   token=$("$bin" -C "$clone" token issue agent-0001 staging --key "$work/bench-signing.pem" 2>/dev/null)
   verify=$(median 9 "$bin" -C "$clone" token verify "$token")
   echo "ledgit token verify, 2,100 records, warm:       ${verify} ms (goal: under 30 ms)"
+fi
+
+if [[ $what == reconcile || $what == all ]]; then
+  repo=$work/history
+  [[ -d $repo/.git ]] || python3 bench/generate.py history "$repo"
+  python3 bench/reconcile.py "$bin" "$repo" "$work"
 fi

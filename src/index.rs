@@ -22,7 +22,7 @@ use crate::history::{
 use crate::record::Identity;
 
 /// Bump when the format or the meaning of the history changes.
-const MAGIC: &[u8; 8] = b"LEDGITH4";
+const MAGIC: &[u8; 8] = b"LEDGITH5";
 const HEADER: usize = 8 + 8 + 4;
 const NONE: u32 = u32::MAX;
 
@@ -271,6 +271,8 @@ fn encode_snapshot(h: &History) -> Vec<u8> {
     let mut out = vec![0u8; 4];
     let tip = h.tip().unwrap_or(Oid::ZERO_SHA1);
     out.extend_from_slice(tip.as_bytes());
+    let root = h.chain.first().copied().unwrap_or(Oid::ZERO_SHA1);
+    out.extend_from_slice(root.as_bytes());
     let rows = h.current();
     out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
     let put = |out: &mut Vec<u8>, s: &str| {
@@ -296,9 +298,17 @@ fn encode_snapshot(h: &History) -> Vec<u8> {
     out
 }
 
+/// The deployments at the tip of a chain, and the chain's first commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TipSnapshot {
+    /// The oldest commit of the first-parent chain (identifies the repository).
+    pub root: Oid,
+    pub rows: Vec<Deployment>,
+}
+
 /// The deployments at `tip` from the index's snapshot section, when the index is intact and its
 /// tip is `tip`. Reads the file whole (for the checksum) but decodes only that section.
-pub fn tip_snapshot(repo: &Repository, tip: Oid, folder: &str) -> Option<Vec<Deployment>> {
+pub fn tip_snapshot(repo: &Repository, tip: Oid, folder: &str) -> Option<TipSnapshot> {
     let bytes = std::fs::read(index_path(repo, folder)).ok()?;
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
         return None;
@@ -317,6 +327,7 @@ pub fn tip_snapshot(repo: &Repository, tip: Oid, folder: &str) -> Option<Vec<Dep
     if r.oid()? != tip {
         return None;
     }
+    let root = r.oid()?;
     let n = r.count(64)?;
     let mut rows = Vec::with_capacity(n);
     let text = |r: &mut Reader| -> Option<String> {
@@ -341,7 +352,7 @@ pub fn tip_snapshot(repo: &Repository, tip: Oid, folder: &str) -> Option<Vec<Dep
             generation_time,
         });
     }
-    Some(rows)
+    Some(TipSnapshot { root, rows })
 }
 
 struct Reader<'a> {
@@ -582,7 +593,10 @@ mod tests {
         std::fs::write(&path, encode(&h)).unwrap();
         assert_eq!(
             tip_snapshot(&repo, h.tip().unwrap(), "deployments"),
-            Some(h.current())
+            Some(TipSnapshot {
+                root: h.chain[0],
+                rows: h.current()
+            })
         );
         assert_eq!(
             tip_snapshot(&repo, Oid::from_bytes(&[7; 20]).unwrap(), "deployments"),

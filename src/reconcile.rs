@@ -19,7 +19,7 @@ use crate::actuator::{ActionInfo, Actuator};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::finding::{Finding, Severity};
-use crate::history::History;
+use crate::history::Deployment;
 use crate::state::{Applied, Store};
 
 /// What an action does.
@@ -122,7 +122,12 @@ pub struct Tip {
 
 /// The desired deployments at `tip`, and the pairs to leave alone because their record does
 /// not validate there (with the findings).
-pub fn desired(repo: &Repository, tip: Oid, config: &Config, history: &History) -> Result<Tip> {
+pub fn desired(
+    repo: &Repository,
+    tip: Oid,
+    config: &Config,
+    current: &[Deployment],
+) -> Result<Tip> {
     let tree = repo
         .find_commit(tip)
         .and_then(|c| c.tree())
@@ -134,7 +139,6 @@ pub fn desired(repo: &Repository, tip: Oid, config: &Config, history: &History) 
         .filter(|f| f.severity == Severity::Error)
         .map(|f| f.path.as_str())
         .collect();
-    let current = history.current();
     let mut skip = BTreeSet::new();
     for r in &report.parsed {
         if bad_paths.contains(r.path.as_str()) {
@@ -142,7 +146,7 @@ pub fn desired(repo: &Repository, tip: Oid, config: &Config, history: &History) 
         }
     }
     // A file that does not parse at all keeps the pair of its last parsable content.
-    for d in &current {
+    for d in current {
         if bad_paths.contains(d.path.as_str()) {
             skip.insert((d.agent.clone(), d.environment.clone()));
         }

@@ -42,7 +42,8 @@ enum Content {
 /// A file to check.
 struct Candidate {
     path: String,
-    size: u64,
+    /// Known for work tree files; read from the object database for blobs.
+    size: Option<u64>,
     content: Content,
     /// True for files in the records folder; others are only scanned for private keys.
     in_records: bool,
@@ -75,7 +76,7 @@ pub fn worktree(root: &Path, config: &Config, tracked: &[String]) -> Result<Repo
                     .len();
                 candidates.push(Candidate {
                     path: rel,
-                    size,
+                    size: Some(size),
                     content: Content::Disk(entry.path().to_path_buf()),
                     in_records: true,
                 });
@@ -93,7 +94,7 @@ pub fn worktree(root: &Path, config: &Config, tracked: &[String]) -> Result<Repo
         if meta.is_file() {
             candidates.push(Candidate {
                 path: path.clone(),
-                size: meta.len(),
+                size: Some(meta.len()),
                 content: Content::Disk(abs),
                 in_records: false,
             });
@@ -106,10 +107,7 @@ pub fn worktree(root: &Path, config: &Config, tracked: &[String]) -> Result<Repo
 pub fn tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Report> {
     let mut findings = Vec::new();
     let mut candidates = Vec::new();
-    let odb = repo
-        .odb()
-        .map_err(|e| Error::git("opening the object database", e))?;
-    let mut failure = None;
+    let mut failure: Option<Error> = None;
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         let Ok(name) = entry.name() else {
             return TreeWalkResult::Ok;
@@ -121,18 +119,13 @@ pub fn tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Report> {
                 findings.push(symlink_finding(&path));
             }
             Some(ObjectType::Blob) if entry.filemode() == 0o120000 => {}
-            Some(ObjectType::Blob) => match odb.read_header(entry.id()) {
-                Ok((size, _)) => candidates.push(Candidate {
-                    path,
-                    size: size as u64,
-                    content: Content::Blob(entry.id()),
-                    in_records,
-                }),
-                Err(e) => {
-                    failure = Some(Error::git(format!("reading {path}"), e));
-                    return TreeWalkResult::Abort;
-                }
-            },
+            // The size is read by the worker that checks the file, in parallel.
+            Some(ObjectType::Blob) => candidates.push(Candidate {
+                path,
+                size: None,
+                content: Content::Blob(entry.id()),
+                in_records,
+            }),
             _ => {}
         }
         TreeWalkResult::Ok
@@ -224,7 +217,15 @@ fn check_one(repo: Option<&Repository>, c: &Candidate, config: &Config) -> Outco
         is_record,
         ..Outcome::default()
     };
-    if c.size > MAX_FILE_SIZE {
+    let size = match (c.size, &c.content, repo) {
+        (Some(size), _, _) => size,
+        (None, Content::Blob(oid), Some(repo)) => repo
+            .odb()
+            .and_then(|odb| odb.read_header(*oid))
+            .map_or(0, |(size, _)| size as u64),
+        _ => 0,
+    };
+    if size > MAX_FILE_SIZE {
         if is_record {
             out.findings.push(
                 Finding::new(
@@ -232,7 +233,7 @@ fn check_one(repo: Option<&Repository>, c: &Candidate, config: &Config) -> Outco
                     &c.path,
                     1,
                     1,
-                    format!("{} is {} bytes; records are at most 1 MiB", c.path, c.size),
+                    format!("{} is {size} bytes; records are at most 1 MiB", c.path),
                 )
                 .hint("a record is a handful of lines: this is probably not a record"),
             );

@@ -128,26 +128,51 @@ pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
     })
 }
 
-/// The deployments at the tip of `rev` (default HEAD) and the config there: from the index's
-/// snapshot when it is up to date (no history to decode), else through the history.
-pub fn current(
-    ctx: &Context,
-    rev: Option<&str>,
-) -> Result<(Config, Vec<ledgit::history::Deployment>), CliError> {
+/// The deployments at the tip of `rev` (default HEAD), the config there, and the root of the
+/// chain: from the index's snapshot when it is up to date (no history to decode), else through
+/// the history.
+pub struct Current {
+    pub config: Config,
+    pub rows: Vec<ledgit::history::Deployment>,
+    /// The chain's first commit, `None` without commits.
+    pub root: Option<git2::Oid>,
+}
+
+pub fn current_full(ctx: &Context, rev: Option<&str>) -> Result<Current, CliError> {
     let repo = ctx.repo()?;
     let Some(tip) = (match rev {
         Some(r) => Some(repo.resolve(r)?),
         None => repo.head()?,
     }) else {
-        return Ok((repo.config()?, Vec::new()));
+        return Ok(Current {
+            config: repo.config()?,
+            rows: Vec::new(),
+            root: None,
+        });
     };
     let config = repo.config_at(tip)?;
-    if let Some(rows) = ledgit::index::tip_snapshot(&repo.git, tip, &config.deployments) {
-        return Ok((config, rows));
+    if let Some(snap) = ledgit::index::tip_snapshot(&repo.git, tip, &config.deployments) {
+        return Ok(Current {
+            config,
+            rows: snap.rows,
+            root: Some(snap.root),
+        });
     }
     let loaded = load(ctx, rev)?;
-    let rows = loaded.history.current();
-    Ok((loaded.config, rows))
+    Ok(Current {
+        rows: loaded.history.current(),
+        root: loaded.history.chain.first().copied(),
+        config: loaded.config,
+    })
+}
+
+/// The config and the deployments at the tip of `rev` (see [`current_full`]).
+pub fn current(
+    ctx: &Context,
+    rev: Option<&str>,
+) -> Result<(Config, Vec<ledgit::history::Deployment>), CliError> {
+    let c = current_full(ctx, rev)?;
+    Ok((c.config, c.rows))
 }
 
 /// Prints the history's caveats to stderr: a shallow boundary and records that did not parse.

@@ -13,7 +13,7 @@ use ledgit::repo::{Repo, short};
 use ledgit::state::{self, Store};
 use ledgit::when;
 
-use super::history::load;
+use super::history::current_full;
 use super::render::{self, BOLD, DIM, GREEN, RED, YELLOW};
 use super::{CliError, CliResult, Context, Outcome};
 
@@ -241,14 +241,14 @@ fn pass(
     stop: &AtomicBool,
     respect_backoff: bool,
 ) -> Result<Pass, CliError> {
-    let loaded = load(ctx, Some(&tip.to_string()))?;
+    let current = current_full(ctx, Some(&tip.to_string()))?;
     let repo = ctx.repo()?;
     for env in &common.environments {
-        if loaded.config.environment(env).is_none() {
-            return Err(super::review::unknown_environment(&loaded.config, env));
+        if current.config.environment(env).is_none() {
+            return Err(super::review::unknown_environment(&current.config, env));
         }
     }
-    let at_tip = reconcile::desired(&repo.git, tip, &loaded.config, &loaded.history)?;
+    let at_tip = reconcile::desired(&repo.git, tip, &current.config, &current.rows)?;
     let (applied, failures) = match &store {
         Some(s) => (s.applied()?, s.failures()?),
         None => match state::view(&state_path(&repo, &common.state, ctx))? {
@@ -370,12 +370,8 @@ fn json_pass(out: &mut dyn Write, p: &Pass, pretty: bool) -> std::io::Result<()>
 
 /// The repository's identity for the state store: the root of its first-parent chain.
 fn repository_id(ctx: &Context, tip: git2::Oid) -> Result<String, CliError> {
-    let loaded = load(ctx, Some(&tip.to_string()))?;
-    Ok(loaded
-        .history
-        .chain
-        .first()
-        .map_or_else(|| tip.to_string(), |c| c.to_string()))
+    let current = current_full(ctx, Some(&tip.to_string()))?;
+    Ok(current.root.unwrap_or(tip).to_string())
 }
 
 fn outcome(p: &Pass) -> Outcome {
