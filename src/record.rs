@@ -24,7 +24,7 @@ pub const FIELDS: &[&str] = &[
 ];
 
 /// A record that has at least a readable identity and version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     pub agent: String,
     pub environment: String,

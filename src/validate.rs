@@ -3,10 +3,10 @@
 //! (agent, environment) pair once), and private keys anywhere they are tracked. Files are checked
 //! in parallel; every finding is reported, none stops the others.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Repository, Tree, TreeWalkMode, TreeWalkResult};
+use git2::{ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -34,12 +34,14 @@ pub fn is_record_file(path: &str) -> bool {
 }
 
 /// Where a file's bytes come from.
+#[derive(Clone)]
 enum Content {
     Disk(PathBuf),
     Blob(git2::Oid),
 }
 
 /// A file to check.
+#[derive(Clone)]
 struct Candidate {
     path: String,
     /// Known for work tree files; read from the object database for blobs.
@@ -138,7 +140,103 @@ pub fn tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Report> {
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok(check_all(Some(repo.path()), candidates, findings, config))
+    // Outcomes of blobs at paths already checked under the same config come from the cache.
+    let cache_path = cache_path(repo, config);
+    let mut cache = read_cache(&cache_path, config);
+    let keys: Vec<Option<(Oid, String)>> = candidates
+        .iter()
+        .map(|c| match c.content {
+            Content::Blob(oid) => Some((oid, c.path.clone())),
+            Content::Disk(_) => None,
+        })
+        .collect();
+    let (hits, misses): (Vec<usize>, Vec<usize>) = (0..candidates.len())
+        .partition(|&i| keys[i].as_ref().is_some_and(|k| cache.contains_key(k)));
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; candidates.len()];
+    for i in hits {
+        let key = keys[i].as_ref().expect("hits have keys");
+        outcomes[i] = cache.get(key).cloned().map(Outcome::restored);
+    }
+    let missed: Vec<Candidate> = misses.iter().map(|&i| candidates[i].clone()).collect();
+    let checked = check_files(Some(repo.path()), &missed, config);
+    let changed = !checked.is_empty();
+    for (&i, outcome) in misses.iter().zip(checked) {
+        if let Some(key) = &keys[i] {
+            cache.insert(key.clone(), outcome.for_cache());
+        }
+        outcomes[i] = Some(outcome);
+    }
+    if changed {
+        // Keep what this tree holds: the cache stays the size of one tree.
+        let wanted: std::collections::HashSet<&(Oid, String)> = keys.iter().flatten().collect();
+        cache.retain(|k, _| wanted.contains(k));
+        write_cache(&cache_path, config, &cache);
+    }
+    Ok(assemble(
+        outcomes.into_iter().flatten().collect(),
+        findings,
+        config,
+    ))
+}
+
+/// Per (blob, path): what checking it found.
+type Cache = HashMap<(Oid, String), Outcome>;
+
+fn cache_path(repo: &Repository, config: &Config) -> PathBuf {
+    let name = format!(
+        "validate-{:08x}.cache",
+        crc32fast::hash(config.deployments.as_bytes())
+    );
+    repo.commondir().join("ledgit").join(name)
+}
+
+/// A fingerprint of everything besides the file that a check depends on.
+fn fingerprint(config: &Config) -> String {
+    format!(
+        "{}-{:08x}",
+        CACHE_FORMAT,
+        crc32fast::hash(format!("{config:?}").as_bytes())
+    )
+}
+
+/// Bump when the checks change what they find.
+const CACHE_FORMAT: &str = concat!("v1-", env!("CARGO_PKG_VERSION"));
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheFile {
+    fingerprint: String,
+    entries: Vec<(String, String, Outcome)>,
+}
+
+fn read_cache(path: &Path, config: &Config) -> Cache {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Cache::new();
+    };
+    let Ok(file) = serde_json::from_slice::<CacheFile>(&bytes) else {
+        return Cache::new();
+    };
+    if file.fingerprint != fingerprint(config) {
+        return Cache::new();
+    }
+    file.entries
+        .into_iter()
+        .filter_map(|(oid, path, o)| Some(((Oid::from_str(&oid).ok()?, path), o)))
+        .collect()
+}
+
+fn write_cache(path: &Path, config: &Config, cache: &Cache) {
+    let file = CacheFile {
+        fingerprint: fingerprint(config),
+        entries: cache
+            .iter()
+            .map(|((oid, p), o)| (oid.to_string(), p.clone(), o.clone()))
+            .collect(),
+    };
+    if let (Some(dir), Ok(bytes)) = (path.parent(), serde_json::to_vec(&file))
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let _ = crate::fsutil::write_atomic_nosync(path, &bytes);
+    }
 }
 
 fn symlink_finding(path: &str) -> Finding {
@@ -156,41 +254,50 @@ fn symlink_finding(path: &str) -> Finding {
 fn check_all(
     git_dir: Option<&Path>,
     candidates: Vec<Candidate>,
-    mut findings: Vec<Finding>,
+    findings: Vec<Finding>,
     config: &Config,
 ) -> Report {
+    let outcomes = check_files(git_dir, &candidates, config);
+    assemble(outcomes, findings, config)
+}
+
+/// The outcome of each candidate, in order.
+fn check_files(git_dir: Option<&Path>, candidates: &[Candidate], config: &Config) -> Vec<Outcome> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    let results: Vec<Outcome> = if candidates.len() < 512 || threads == 1 {
+    if candidates.len() < 512 || threads == 1 {
         let repo = git_dir.and_then(|p| Repository::open(p).ok());
-        candidates
+        return candidates
             .iter()
             .map(|c| check_one(repo.as_ref(), c, config))
-            .collect()
-    } else {
-        let chunk = candidates.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = candidates
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        let repo = git_dir.and_then(|p| Repository::open(p).ok());
-                        part.iter()
-                            .map(|c| check_one(repo.as_ref(), c, config))
-                            .collect::<Vec<_>>()
-                    })
+            .collect();
+    }
+    let chunk = candidates.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = candidates
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let repo = git_dir.and_then(|p| Repository::open(p).ok());
+                    part.iter()
+                        .map(|c| check_one(repo.as_ref(), c, config))
+                        .collect::<Vec<_>>()
                 })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        })
-    };
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Adds the rules across files to the per-file outcomes.
+fn assemble(outcomes: Vec<Outcome>, mut findings: Vec<Finding>, config: &Config) -> Report {
     let mut records = 0;
     let mut parsed = Vec::new();
-    for outcome in results {
+    for outcome in outcomes {
         records += usize::from(outcome.is_record);
         findings.extend(outcome.findings);
         parsed.extend(outcome.record);
@@ -204,11 +311,40 @@ fn check_all(
     }
 }
 
-#[derive(Default)]
+/// What checking one file found.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Outcome {
     is_record: bool,
     record: Option<Record>,
     findings: Vec<Finding>,
+    /// The source line of each finding (kept out of `Finding`'s JSON form).
+    #[serde(default)]
+    source_lines: Vec<Option<String>>,
+}
+
+impl Outcome {
+    /// Moves the findings' source lines aside, for the cache.
+    fn for_cache(&self) -> Outcome {
+        let mut o = self.clone();
+        o.source_lines = o
+            .findings
+            .iter_mut()
+            .map(|f| f.source_line.take())
+            .collect();
+        o
+    }
+
+    /// Puts the source lines back.
+    fn restored(mut self) -> Outcome {
+        for (f, line) in self
+            .findings
+            .iter_mut()
+            .zip(std::mem::take(&mut self.source_lines))
+        {
+            f.source_line = line;
+        }
+        self
+    }
 }
 
 fn check_one(repo: Option<&Repository>, c: &Candidate, config: &Config) -> Outcome {

@@ -141,3 +141,52 @@ fn help_explains_each_command_with_an_example() {
     let bad = ledgit_in(std::path::Path::new("."), &["validate", "--format", "yaml"]);
     assert_eq!(bad.code, 2);
 }
+
+#[test]
+fn validating_a_commit_twice_gives_the_same_findings_from_the_cache() {
+    let repo = TestRepo::new();
+    repo.set("support-bot", "staging", "1");
+    repo.write(
+        "deployments/support-bot/production.yaml",
+        "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: support-bot\nenvironment: prod\nversion: 1.10\n",
+    );
+    repo.commit("one", T0);
+    let first = repo.ledgit(&["validate", "--rev", "HEAD"]);
+    assert_eq!(first.code, 1);
+    let cache: Vec<_> = std::fs::read_dir(repo.path().join(".git/ledgit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("validate-"))
+        .collect();
+    assert_eq!(
+        cache.len(),
+        1,
+        "the checks of a commit are cached under the git directory"
+    );
+    let second = repo.ledgit(&["validate", "--rev", "HEAD"]);
+    assert_eq!(second.stdout, first.stdout);
+    // A damaged cache is ignored.
+    std::fs::write(&cache[0], b"{not json").unwrap();
+    assert_eq!(
+        repo.ledgit(&["validate", "--rev", "HEAD"]).stdout,
+        first.stdout
+    );
+    // Another config (production renamed prod) changes what the same files mean.
+    repo.write("ledgit.yaml", common::CONFIG.replace("production", "prod"));
+    repo.commit("rename", T0 + 1);
+    let renamed = repo
+        .ledgit(&["validate", "--rev", "HEAD", "--format", "json"])
+        .json();
+    let codes: Vec<&str> = renamed["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        first.stdout.contains("unknown-environment"),
+        "{}",
+        first.stdout
+    );
+    assert_eq!(codes, ["path-mismatch", "version-not-string"], "{renamed}");
+}
