@@ -250,6 +250,12 @@ pub fn evaluate(changes: &[Change]) -> Vec<Finding> {
         };
         let at = |code, message: String| Finding::new(code, &c.path, c.line, c.column, message);
         let waived = |key: &str| c.annotations.get(key).filter(|r| !r.trim().is_empty());
+        // The soak is waived by skip-soak, or by skip-promotion, which waives both gates.
+        let soak_waiver = || {
+            waived(SKIP_SOAK)
+                .map(|r| (SKIP_SOAK, r))
+                .or(waived(SKIP_PROMOTION).map(|r| (SKIP_PROMOTION, r)))
+        };
         // A rollback to a version that ran in this environment before is not a promotion.
         if let Some(p) = c.promotion.as_ref().filter(|_| c.rollback.is_none()) {
             let promoted = p.since.is_some() || (p.upstream_in_this_change && p.soak.is_none());
@@ -259,9 +265,7 @@ pub fn evaluate(changes: &[Change]) -> Vec<Finding> {
                     "{} {v} enters {} in this same change; {} requires it to run there for {soak} first",
                     c.agent, p.from, c.environment
                 );
-                let waiver = waived(SKIP_SOAK)
-                    .map(|r| (SKIP_SOAK, r))
-                    .or(waived(SKIP_PROMOTION).map(|r| (SKIP_PROMOTION, r)));
+                let waiver = soak_waiver();
                 out.push(match waiver {
                     Some((key, reason)) => override_finding(&c.path, c.line, c.column, &message, key, reason),
                     None => at(Code::SoakNotMet, message).hint(format!(
@@ -294,9 +298,7 @@ pub fn evaluate(changes: &[Change]) -> Vec<Finding> {
                     c.environment,
                     crate::when::format_duration(soak)
                 );
-                let waiver = waived(SKIP_SOAK)
-                    .map(|r| (SKIP_SOAK, r))
-                    .or(waived(SKIP_PROMOTION).map(|r| (SKIP_PROMOTION, r)));
+                let waiver = soak_waiver();
                 out.push(match waiver {
                     Some((key, reason)) => override_finding(&c.path, c.line, c.column, &message, key, reason),
                     None => at(Code::SoakNotMet, message).hint(format!(

@@ -83,14 +83,18 @@ impl Repo {
         }
     }
 
+    /// The tree of a commit.
+    pub fn tree_at(&self, commit: Oid) -> Result<git2::Tree<'_>> {
+        self.git
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(|e| Error::git(format!("reading commit {}", short(commit)), e))
+    }
+
     /// Reads `ledgit.yaml` from a commit's tree.
     pub fn config_at(&self, commit: Oid) -> Result<Config> {
         let path = PathBuf::from(format!("{}:{}", short(commit), config::FILE_NAME));
-        let tree = self
-            .git
-            .find_commit(commit)
-            .and_then(|c| c.tree())
-            .map_err(|e| Error::git("reading commit", e))?;
+        let tree = self.tree_at(commit)?;
         let entry = tree.get_name(config::FILE_NAME).ok_or_else(|| Error::Config {
             path: path.clone(),
             line: None,

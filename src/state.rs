@@ -50,14 +50,9 @@ pub struct Finished<'a> {
 pub struct Entry {
     pub id: i64,
     pub started_at: String,
-    pub action: String,
-    pub agent: String,
-    pub environment: String,
-    pub version: Option<String>,
-    pub previous_version: Option<String>,
-    pub commit: String,
-    pub generation: String,
-    pub idempotency_key: String,
+    /// The action as the actuator got it.
+    #[serde(flatten)]
+    pub action: ActionInfo,
     /// `running`, `applied`, `failed` or `interrupted`.
     pub result: String,
     pub duration_ms: Option<i64>,
@@ -372,14 +367,16 @@ pub fn journal(path: &Path, limit: usize) -> Result<Vec<Entry>> {
             Ok(Entry {
                 id: r.get(0)?,
                 started_at: crate::when::rfc3339(r.get(1)?),
-                action: r.get(2)?,
-                agent: r.get(3)?,
-                environment: r.get(4)?,
-                version: r.get(5)?,
-                previous_version: r.get(6)?,
-                commit: r.get(7)?,
-                generation: r.get(8)?,
-                idempotency_key: r.get(9)?,
+                action: ActionInfo {
+                    action: r.get(2)?,
+                    agent: r.get(3)?,
+                    environment: r.get(4)?,
+                    version: r.get(5)?,
+                    previous_version: r.get(6)?,
+                    commit: r.get(7)?,
+                    generation: r.get(8)?,
+                    idempotency_key: r.get(9)?,
+                },
                 result: r.get(10)?,
                 duration_ms: r.get(11)?,
                 output: r.get(12)?,

@@ -8,7 +8,7 @@ use base64::Engine;
 use ledgit::config::{self, Config};
 use ledgit::token::{self, SigningKey};
 
-use super::render::{self, BOLD, GREEN};
+use super::render::{self, BOLD, GREEN, TextOrJson};
 use super::{CliError, CliResult, Context, Outcome};
 
 /// Manage the keys that sign and verify deployment tokens.
@@ -53,14 +53,8 @@ pub struct GenerateArgs {
 #[command(after_help = "Examples:\n  ledgit keys list\n  ledgit keys jwks > jwks.json")]
 pub struct ListArgs {
     /// Output format (jwks always prints JSON).
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+    format: TextOrJson,
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
@@ -258,10 +252,10 @@ pub fn add_key(text: &str, id: &str, public: &str) -> String {
     out
 }
 
-fn list(ctx: &Context, format: Format) -> CliResult {
+fn list(ctx: &Context, format: TextOrJson) -> CliResult {
     let (_, config) = work_tree_config(ctx)?;
     let mut out = render::stdout();
-    if format == Format::Json {
+    if format == TextOrJson::Json {
         let keys: Vec<serde_json::Value> = config
             .keys
             .iter()

@@ -14,7 +14,7 @@ use ledgit::state::{self, Store};
 use ledgit::when;
 
 use super::history::current_full;
-use super::render::{self, BOLD, DIM, GREEN, RED, YELLOW};
+use super::render::{self, BOLD, DIM, GREEN, RED, TextOrJson, YELLOW};
 use super::{CliError, CliResult, Context, Outcome};
 
 /// Options shared by `reconcile` and `watch`.
@@ -57,14 +57,8 @@ pub struct Common {
     timeout: String,
 
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+    format: TextOrJson,
 }
 
 /// Apply the tracked branch to the platform, once.
@@ -124,8 +118,8 @@ pub struct JournalArgs {
     limit: usize,
 
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+    format: TextOrJson,
 }
 
 fn duration(text: &str, what: &str) -> Result<Duration, CliError> {
@@ -273,13 +267,13 @@ fn pass(
             })
         });
     }
-    if common.format == Format::Text {
+    if common.format == TextOrJson::Text {
         print_plan(&mut render::stdout(), &plan)?;
     }
     let mut attempts = Vec::new();
     if let (Some(store), Some(actuator), false) = (store, actuator, common.dry_run) {
         let timeout = duration(&common.timeout, "--timeout")?;
-        let text = common.format == Format::Text;
+        let text = common.format == TextOrJson::Text;
         attempts = reconcile::apply(store, actuator, &plan, timeout, stop, |a| {
             if text {
                 let _ = print_attempt(&mut render::stdout(), a);
@@ -368,6 +362,19 @@ fn json_pass(out: &mut dyn Write, p: &Pass, pretty: bool) -> std::io::Result<()>
     }
 }
 
+/// Opens (and locks) the state store for the repository whose tracked tip is `tip`.
+fn open_store(
+    ctx: &Context,
+    repo: &Repo,
+    common: &Common,
+    tip: git2::Oid,
+) -> Result<Store, CliError> {
+    Ok(Store::open(
+        &state_path(repo, &common.state, ctx),
+        &repository_id(ctx, tip)?,
+    )?)
+}
+
 /// The repository's identity for the state store: the root of its first-parent chain.
 fn repository_id(ctx: &Context, tip: git2::Oid) -> Result<String, CliError> {
     let current = current_full(ctx, Some(&tip.to_string()))?;
@@ -394,10 +401,7 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
     let mut store = if common.dry_run {
         None
     } else {
-        Some(Store::open(
-            &state_path(&repo, &common.state, ctx),
-            &repository_id(ctx, tip)?,
-        )?)
+        Some(open_store(ctx, &repo, common, tip)?)
     };
     let stop = AtomicBool::new(false);
     let mut out = render::stdout();
@@ -410,7 +414,7 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
         &stop,
         false,
     )?;
-    if common.format == Format::Json {
+    if common.format == TextOrJson::Json {
         json_pass(&mut out, &p, true)?;
     } else if !common.dry_run {
         let failed = p.attempts.iter().filter(|a| a.error.is_some()).count();
@@ -474,10 +478,7 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
             && (Some(tip) != last_tip || due)
         {
             if store.is_none() && !common.dry_run {
-                store = Some(Store::open(
-                    &state_path(&repo, &common.state, ctx),
-                    &repository_id(ctx, tip)?,
-                )?);
+                store = Some(open_store(ctx, &repo, common, tip)?);
             }
             match pass(
                 ctx,
@@ -489,7 +490,7 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
                 true,
             ) {
                 Ok(p) => {
-                    if common.format == Format::Json {
+                    if common.format == TextOrJson::Json {
                         json_pass(&mut out, &p, false)?;
                     }
                     last_tip = Some(tip);
@@ -533,7 +534,7 @@ pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
     let path = state_path(&repo, &args.state, ctx);
     let entries = state::journal(&path, args.limit)?;
     let mut out = render::stdout();
-    if args.format == Format::Json {
+    if args.format == TextOrJson::Json {
         render::json(&mut out, &entries)?;
         return Ok(Outcome::Clean);
     }
@@ -544,30 +545,34 @@ pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
             path.display()
         )?;
     }
-    for e in &entries {
-        let style = match e.result.as_str() {
+    for entry in &entries {
+        let a = &entry.action;
+        let style = match entry.result.as_str() {
             "applied" => GREEN,
             "failed" => RED,
             _ => YELLOW,
         };
-        let commit = e
+        let commit = a
             .commit
             .parse()
             .map(short)
-            .unwrap_or_else(|_| e.commit.clone());
+            .unwrap_or_else(|_| a.commit.clone());
         writeln!(
             out,
             "{}  {style}{:11}{style:#} {:7} {}/{} {}  {DIM}{commit}{DIM:#}  {}",
-            e.started_at,
-            e.result,
-            e.action,
-            e.agent,
-            e.environment,
-            e.version.as_deref().unwrap_or(""),
-            e.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default()
+            entry.started_at,
+            entry.result,
+            a.action,
+            a.agent,
+            a.environment,
+            a.version.as_deref().unwrap_or(""),
+            entry
+                .duration_ms
+                .map(|d| format!("{d} ms"))
+                .unwrap_or_default()
         )?;
-        if e.result == "failed" && !e.output.is_empty() {
-            for line in e.output.lines().take(5) {
+        if entry.result == "failed" && !entry.output.is_empty() {
+            for line in entry.output.lines().take(5) {
                 writeln!(out, "    {DIM}{line}{DIM:#}")?;
             }
         }

@@ -15,6 +15,16 @@ pub const BLUE: Style = AnsiColor::Blue.on_default().bold();
 
 pub const GREEN: Style = AnsiColor::Green.on_default();
 
+/// The output formats of commands that print for people or for scripts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TextOrJson {
+    /// For people.
+    #[default]
+    Text,
+    /// Stable JSON for scripts.
+    Json,
+}
+
 /// Standard output that strips colour when it is not a terminal or `NO_COLOR` is set.
 pub fn stdout() -> anstream::AutoStream<io::StdoutLock<'static>> {
     anstream::AutoStream::auto(io::stdout().lock())

@@ -138,16 +138,7 @@ fn split_range(range: &str) -> (String, String) {
 
 /// The records of a commit's tree (and its findings).
 fn records_at(repo: &Repo, commit: Oid, config: &Config) -> Result<validate::Report, CliError> {
-    let tree = repo
-        .git
-        .find_commit(commit)
-        .and_then(|c| c.tree())
-        .map_err(|e| {
-            CliError::new(
-                format!("reading commit {commit}: {}", e.message()),
-                "run `git fsck`",
-            )
-        })?;
+    let tree = repo.tree_at(commit)?;
     Ok(validate::tree(&repo.git, &tree, config)?)
 }
 

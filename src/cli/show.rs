@@ -7,7 +7,7 @@ use ledgit::repo::short;
 use ledgit::when;
 
 use super::history::{EventJson, commit_strings, event_json, load};
-use super::render::{self, BOLD, DIM};
+use super::render::{self, BOLD, DIM, TextOrJson};
 use super::{CliError, CliResult, Context, Outcome};
 
 /// Show one agent: its records at the tip, their generations, and its full history.
@@ -31,14 +31,8 @@ pub struct Args {
     rev: Option<String>,
 
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+    format: TextOrJson,
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
@@ -77,7 +71,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         .filter(|d| wanted(&d.agent, &d.environment))
         .collect();
     let mut out = render::stdout();
-    if let Format::Json = args.format {
+    if let TextOrJson::Json = args.format {
         #[derive(serde::Serialize)]
         struct Json<'a> {
             agent: &'a str,

@@ -8,7 +8,7 @@ use ledgit::repo::short;
 use ledgit::when;
 
 use super::history::{current, load};
-use super::render::{self, BOLD, DIM, YELLOW};
+use super::render::{self, BOLD, DIM, TextOrJson, YELLOW};
 use super::{CliResult, Context, Outcome};
 
 /// Show which version of each agent runs in each environment.
@@ -34,14 +34,8 @@ pub struct Args {
     at: Option<String>,
 
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+    format: TextOrJson,
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
@@ -70,7 +64,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         Some(_) => None,
     };
     let mut out = render::stdout();
-    if let Format::Json = args.format {
+    if let TextOrJson::Json = args.format {
         match &sync {
             Some(states) => {
                 let rows: Vec<StatusRow> = rows

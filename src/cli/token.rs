@@ -11,7 +11,7 @@ use ledgit::token::{self, SigningKey, Verifier};
 use ledgit::when;
 
 use super::history::current;
-use super::render::{self, BOLD, GREEN, RED, YELLOW};
+use super::render::{self, BOLD, GREEN, RED, TextOrJson, YELLOW};
 use super::{CliError, CliResult, Context, Outcome};
 
 /// Issue, verify, inspect and revoke deployment tokens.
@@ -77,14 +77,8 @@ pub struct VerifyArgs {
     rev: Option<String>,
 
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+    format: TextOrJson,
 }
 
 /// Decode a token's header and claims WITHOUT verifying them.
@@ -204,16 +198,7 @@ pub fn revoked_at(ctx: &Context, rev: Option<&str>) -> Result<BTreeSet<String>, 
     }) else {
         return Ok(BTreeSet::new());
     };
-    let tree = repo
-        .git
-        .find_commit(tip)
-        .and_then(|c| c.tree())
-        .map_err(|e| {
-            CliError::new(
-                format!("reading the tip: {}", e.message()),
-                "run `git fsck`",
-            )
-        })?;
+    let tree = repo.tree_at(tip)?;
     let Some(entry) = tree.get_name(token::REVOCATIONS_FILE) else {
         return Ok(BTreeSet::new());
     };
@@ -254,7 +239,7 @@ fn verify(ctx: &Context, args: VerifyArgs) -> CliResult {
         Ok(v) => (true, None, Some(&v.claims), Some(v.version.as_str())),
         Err(e) => (false, Some(e.reason.as_str()), e.claims.as_deref(), None),
     };
-    if args.format == Format::Json {
+    if args.format == TextOrJson::Json {
         render::json(
             &mut out,
             &serde_json::json!({

@@ -55,16 +55,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             // A bare repository has no work tree: check HEAD's tree.
             let commit = repo.resolve_or_head(rev.as_deref())?;
             let config = repo.config_at(commit)?;
-            let tree = repo
-                .git
-                .find_commit(commit)
-                .and_then(|c| c.tree())
-                .map_err(|e| {
-                    CliError::new(
-                        format!("reading commit {commit}: {}", e.message()),
-                        "check the repository with `git fsck`",
-                    )
-                })?;
+            let tree = repo.tree_at(commit)?;
             validate::tree(&repo.git, &tree, &config)?
         }
     };
