@@ -30,6 +30,8 @@ Examples:
   ledgit history --environment production    what ran in production, and since when
   ledgit check --base origin/main            gate a pull request (promotion policy)
   ledgit promote support-bot --from staging --to production
+  ledgit token issue support-bot production --key ~/.config/ledgit/signing.pem
+  ledgit watch --exec ./deploy.sh             apply the branch to the platform as it moves
 
 Exit codes: 0 done and nothing wrong, 1 done and the repository has findings,
 2 could not run (bad arguments, no repository, unreadable input).";
@@ -37,7 +39,9 @@ Exit codes: 0 done and nothing wrong, 1 done and the repository has findings,
 /// Keeps AI-agent deployment records in a git repository.
 ///
 /// Records are YAML files, one per agent per environment, under the folder named in ledgit.yaml.
-/// ledgit validates them and derives the history of what ran where from the git log.
+/// ledgit validates them, derives the history of what ran where from the git log, checks pull
+/// requests against the promotion policy, signs deployment tokens tied to each record, and
+/// applies the tracked branch to the platform.
 #[derive(Parser)]
 #[command(name = "ledgit", version, after_help = AFTER_HELP, max_term_width = 100)]
 struct Cli {

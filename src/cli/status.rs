@@ -19,6 +19,9 @@ use super::{CliResult, Context, Outcome};
 ///
 /// With --at, the snapshot at that time: the state after the newest commit of the branch whose
 /// committer time is at or before it ("what ran in production on 3 March at noon?").
+///
+/// Where a reconciler has run, each record also shows whether the platform is in sync with it:
+/// Synced, OutOfSync, Failed (with the last error) or Pending.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   ledgit status
