@@ -53,8 +53,7 @@ pub fn history(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(History, Source)> {
     let path = index_path(repo, folder);
-    let cached = std::fs::read(&path)
-        .ok()
+    let cached = map(&path)
         .and_then(|bytes| decode(&bytes))
         .filter(|h| h.folder == folder);
     if let Some(mut h) = cached {
@@ -79,6 +78,15 @@ pub fn history(
     let h = history::build(repo, tip, folder, progress)?;
     save(&path, &h);
     Ok((h, Source::Built))
+}
+
+/// Maps an index file for reading.
+fn map(path: &std::path::Path) -> Option<memmap2::Mmap> {
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: index files are never modified in place: a new index is written to a temporary
+    // file and renamed over the old one, so the mapped file keeps its content while mapped.
+    // Its content is checked (length and CRC) before it is trusted.
+    unsafe { memmap2::Mmap::map(&file) }.ok()
 }
 
 /// Saves the index; a repository we cannot write to (read-only mount) just goes without.
@@ -309,7 +317,7 @@ pub struct TipSnapshot {
 /// The deployments at `tip` from the index's snapshot section, when the index is intact and its
 /// tip is `tip`. Reads the file whole (for the checksum) but decodes only that section.
 pub fn tip_snapshot(repo: &Repository, tip: Oid, folder: &str) -> Option<TipSnapshot> {
-    let bytes = std::fs::read(index_path(repo, folder)).ok()?;
+    let bytes = map(&index_path(repo, folder))?;
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
         return None;
     }

@@ -323,72 +323,111 @@ pub fn event_json<'a>(
 /// [`EventJson`], but by hand: the history of a large repository is tens of megabytes and this
 /// is its hot path. Strings without characters to escape are copied as they are.
 pub fn write_json(out: &mut dyn Write, h: &History, events: &[&Event]) -> io::Result<()> {
-    let mut buf = String::with_capacity(1 << 17);
-    let mut prs: Vec<Option<Option<u32>>> = vec![None; h.commits.len()];
-    buf.push('[');
-    for (i, e) in events.iter().enumerate() {
-        let c = h.commit_of(e);
-        buf.push_str(if i == 0 { "\n" } else { ",\n" });
-        buf.push_str("{\"commit\":\"");
-        push_hex(&mut buf, c.id.as_bytes());
-        buf.push_str("\",\"time\":\"");
-        when::write_rfc3339(&mut buf, c.time);
-        buf.push_str("\",\"agent\":");
-        json_str(&mut buf, &e.agent);
-        buf.push_str(",\"environment\":");
-        json_str(&mut buf, &e.environment);
-        buf.push_str(",\"action\":\"");
-        buf.push_str(e.action.as_str());
-        buf.push_str("\",\"version\":");
-        json_opt(&mut buf, e.version.as_deref());
-        buf.push_str(",\"previous_version\":");
-        json_opt(&mut buf, e.previous_version.as_deref());
-        buf.push_str(",\"author\":");
-        json_str(&mut buf, &c.author);
-        buf.push_str(",\"author_time\":\"");
-        when::write_rfc3339(&mut buf, c.author_time);
-        buf.push_str("\",\"subject\":");
-        json_str(&mut buf, &c.subject);
-        buf.push_str(",\"path\":");
-        json_str(&mut buf, &e.path);
-        buf.push_str(",\"pull_request\":");
-        match *prs[e.commit as usize].get_or_insert_with(|| pull_request(&c.subject)) {
-            Some(n) => buf.push_str(&n.to_string()),
-            None => buf.push_str("null"),
-        }
-        buf.push('}');
-        if buf.len() >= 1 << 16 {
-            out.write_all(buf.as_bytes())?;
-            buf.clear();
-        }
+    const BLOCK: usize = 4096;
+    let blocks: Vec<&[&Event]> = events.chunks(BLOCK).collect();
+    out.write_all(b"[")?;
+    if blocks.len() < 2 {
+        let mut buf = Vec::with_capacity(events.len() * 360);
+        json_block(&mut buf, h, events, 0);
+        out.write_all(&buf)?;
+    } else {
+        // Two threads format alternate blocks; this one writes them in order. Buffers go back
+        // to the helper to be reused, so memory stays a few blocks whatever the history's size.
+        std::thread::scope(|s| -> io::Result<()> {
+            let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+            let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+            let helper_blocks = &blocks;
+            s.spawn(move || {
+                for (k, block) in helper_blocks.iter().enumerate().skip(1).step_by(2) {
+                    let mut buf = free_rx.try_recv().unwrap_or_default();
+                    buf.clear();
+                    json_block(&mut buf, h, block, k * BLOCK);
+                    if done_tx.send(buf).is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut own = Vec::with_capacity(BLOCK * 360);
+            for (k, block) in blocks.iter().enumerate() {
+                if k % 2 == 0 {
+                    own.clear();
+                    json_block(&mut own, h, block, k * BLOCK);
+                    out.write_all(&own)?;
+                } else {
+                    let buf = done_rx
+                        .recv()
+                        .map_err(|_| io::Error::other("formatting failed"))?;
+                    let written = out.write_all(&buf);
+                    let _ = free_tx.send(buf);
+                    written?;
+                }
+            }
+            Ok(())
+        })?;
     }
-    buf.push_str(if events.is_empty() { "]\n" } else { "\n]\n" });
-    out.write_all(buf.as_bytes())
+    out.write_all(if events.is_empty() { b"]\n" } else { b"\n]\n" })
 }
 
-fn push_hex(buf: &mut String, bytes: &[u8]) {
+/// The JSON lines of a block of events; `first` is the index of its first event.
+fn json_block(buf: &mut Vec<u8>, h: &History, events: &[&Event], first: usize) {
+    let (mut time, mut author_time) = (when::TimeWriter::default(), when::TimeWriter::default());
+    for (i, e) in events.iter().enumerate() {
+        let c = h.commit_of(e);
+        buf.extend_from_slice(if first + i == 0 { b"\n" } else { b",\n" });
+        buf.extend_from_slice(b"{\"commit\":\"");
+        push_hex(buf, c.id.as_bytes());
+        buf.extend_from_slice(b"\",\"time\":\"");
+        time.write(buf, c.time);
+        buf.extend_from_slice(b"\",\"agent\":");
+        json_str(buf, &e.agent);
+        buf.extend_from_slice(b",\"environment\":");
+        json_str(buf, &e.environment);
+        buf.extend_from_slice(b",\"action\":\"");
+        buf.extend_from_slice(e.action.as_str().as_bytes());
+        buf.extend_from_slice(b"\",\"version\":");
+        json_opt(buf, e.version.as_deref());
+        buf.extend_from_slice(b",\"previous_version\":");
+        json_opt(buf, e.previous_version.as_deref());
+        buf.extend_from_slice(b",\"author\":");
+        json_str(buf, &c.author);
+        buf.extend_from_slice(b",\"author_time\":\"");
+        author_time.write(buf, c.author_time);
+        buf.extend_from_slice(b"\",\"subject\":");
+        json_str(buf, &c.subject);
+        buf.extend_from_slice(b",\"path\":");
+        json_str(buf, &e.path);
+        buf.extend_from_slice(b",\"pull_request\":");
+        match pull_request(&c.subject) {
+            Some(n) => buf.extend_from_slice(n.to_string().as_bytes()),
+            None => buf.extend_from_slice(b"null"),
+        }
+        buf.push(b'}');
+    }
+}
+
+fn push_hex(buf: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for &b in bytes {
-        buf.push(char::from(HEX[usize::from(b >> 4)]));
-        buf.push(char::from(HEX[usize::from(b & 15)]));
+        buf.push(HEX[usize::from(b >> 4)]);
+        buf.push(HEX[usize::from(b & 15)]);
     }
 }
 
 /// A JSON string literal.
-fn json_str(buf: &mut String, s: &str) {
+fn json_str(buf: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        buf.push('"');
-        buf.push_str(s);
-        buf.push('"');
-    } else if let Ok(quoted) = serde_json::to_string(s) {
-        buf.push_str(&quoted);
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+    } else if let Ok(quoted) = serde_json::to_vec(s) {
+        buf.extend_from_slice(&quoted);
     }
 }
 
-fn json_opt(buf: &mut String, s: Option<&str>) {
+fn json_opt(buf: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => json_str(buf, s),
-        None => buf.push_str("null"),
+        None => buf.extend_from_slice(b"null"),
     }
 }
 
