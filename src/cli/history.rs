@@ -577,6 +577,49 @@ mod tests {
         assert_eq!(String::from_utf8(fast).unwrap(), slow);
     }
 
+    /// Many blocks, formatted on two threads, come out whole and in order.
+    #[test]
+    fn large_outputs_are_complete_and_ordered() {
+        use ledgit::history::{Action, CommitInfo, Event};
+        let name = |s: &str| ledgit::history::Name::from(s);
+        let n = 10_000u32;
+        let commits: Vec<CommitInfo> = (0..n)
+            .map(|i| CommitInfo {
+                id: git2::Oid::from_bytes(&[(i % 251) as u8; 20]).unwrap(),
+                pos: i,
+                time: 1_600_000_000 + i64::from(i) * 600,
+                author: name("A <a@example.com>"),
+                author_time: 1_600_000_000 + i64::from(i) * 599,
+                subject: name(&format!("Merge pull request #{i} from x")),
+            })
+            .collect();
+        let events: Vec<Event> = (0..n)
+            .map(|i| Event {
+                commit: i,
+                agent: name(&format!("agent-{}", i % 7)),
+                environment: name("staging"),
+                action: Action::Updated,
+                version: Some(name(&format!("1.{i}.0"))),
+                previous_version: Some(name("1.0.0")),
+                path: name("deployments/a/staging.yaml"),
+            })
+            .collect();
+        let h = History {
+            commits,
+            ..History::default()
+        };
+        let refs: Vec<&Event> = events.iter().collect();
+        let mut fast = Vec::new();
+        write_json(&mut fast, &h, &refs).unwrap();
+        let strings = commit_strings(&h, &refs);
+        let parsed: Vec<serde_json::Value> = serde_json::from_slice(&fast).unwrap();
+        assert_eq!(parsed.len(), n as usize);
+        for (i, e) in refs.iter().enumerate() {
+            let expected = serde_json::to_value(event_json(&h, &strings, e)).unwrap();
+            assert_eq!(parsed[i], expected, "event {i}");
+        }
+    }
+
     #[test]
     fn pull_request_numbers() {
         assert_eq!(pull_request("Merge pull request #12 from a/b"), Some(12));
