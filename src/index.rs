@@ -22,7 +22,11 @@ use crate::history::{
 use crate::record::Identity;
 
 /// Bump when the format or the meaning of the history changes.
-const MAGIC: &[u8; 8] = b"LEDGITH5";
+const MAGIC: &[u8; 8] = b"LEDGITH6";
+/// The magic of a delta segment appended after the base.
+const DELTA: &[u8; 8] = b"LEDGITD6";
+/// After this many deltas, the next save rewrites the file whole.
+const MAX_DELTAS: usize = 32;
 const HEADER: usize = 8 + 8 + 4;
 const NONE: u32 = u32::MAX;
 
@@ -54,9 +58,9 @@ pub fn history(
 ) -> Result<(History, Source)> {
     let path = index_path(repo, folder);
     let cached = map(&path)
-        .and_then(|bytes| decode(&bytes))
-        .filter(|h| h.folder == folder);
-    if let Some(mut h) = cached {
+        .and_then(|bytes| decode_file(&bytes))
+        .filter(|(h, _, _)| h.folder == folder);
+    if let Some((mut h, clean, segments)) = cached {
         if h.tip() == Some(tip) {
             return Ok((h, Source::Cached));
         }
@@ -66,8 +70,14 @@ pub fn history(
             return Ok((h, Source::Cached));
         }
         let before = h.chain.len();
+        let from = Lengths::of(&h);
         let extended = history::extend(repo, &mut h, tip, progress)?;
-        save(&path, &h);
+        if extended && clean && segments <= MAX_DELTAS {
+            // A few new commits: append what they added instead of rewriting the file.
+            append(&path, &encode_delta(&h, from));
+        } else {
+            save(&path, &h);
+        }
         let source = if extended {
             Source::Extended(h.chain.len() - before)
         } else {
@@ -78,6 +88,15 @@ pub fn history(
     let h = history::build(repo, tip, folder, progress)?;
     save(&path, &h);
     Ok((h, Source::Built))
+}
+
+/// Appends a delta segment. A torn append fails its checksum and is ignored by readers (the
+/// next save then rewrites the file whole).
+fn append(path: &std::path::Path, segment: &[u8]) {
+    use std::io::Write;
+    if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(path) {
+        let _ = file.write_all(segment);
+    }
 }
 
 /// Maps an index file for reading.
@@ -194,32 +213,83 @@ fn action_code(a: Action) -> u8 {
     }
 }
 
-/// Serializes a history into the index format.
+/// Where a segment's new items start: lengths of the history it extends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lengths {
+    pub chain: usize,
+    pub commits: usize,
+    pub events: usize,
+    pub warnings: usize,
+}
+
+impl Lengths {
+    pub fn of(h: &History) -> Lengths {
+        Lengths {
+            chain: h.chain.len(),
+            commits: h.commits.len(),
+            events: h.events.len(),
+            warnings: h.warnings.len(),
+        }
+    }
+}
+
+/// Serializes a history into the index format (one base segment).
 pub fn encode(h: &History) -> Vec<u8> {
+    segment(MAGIC, h, Lengths::default(), |w| {
+        w.str(&h.folder);
+        w.u8(u8::from(h.shallow));
+    })
+}
+
+/// A delta segment: what `h` has beyond `from`, to append to an index that holds `from`.
+pub fn encode_delta(h: &History, from: Lengths) -> Vec<u8> {
+    segment(DELTA, h, from, |w| {
+        // What the delta extends: the reader checks it against what it has decoded so far.
+        w.u32(from.chain as u32);
+        w.u32(from.commits as u32);
+        w.u32(from.events as u32);
+        w.u32(from.warnings as u32);
+        w.oid(
+            from.chain
+                .checked_sub(1)
+                .map_or(Oid::ZERO_SHA1, |i| h.chain[i]),
+        );
+    })
+}
+
+/// One segment: header, then the tip's snapshot (self-contained, so that commands needing only
+/// the current records skip the rest), the string table, `head`, and the items from `from` on.
+fn segment<'h>(
+    magic: &[u8; 8],
+    h: &'h History,
+    from: Lengths,
+    head: impl FnOnce(&mut Writer<'h>),
+) -> Vec<u8> {
     let mut w = Writer {
-        buf: Vec::with_capacity(64 + h.chain.len() * 50 + h.events.len() * 30),
+        buf: Vec::with_capacity(
+            64 + (h.chain.len() - from.chain) * 50 + (h.events.len() - from.events) * 30,
+        ),
         strings: HashMap::default(),
         names: HashMap::default(),
         table: Vec::new(),
     };
-    w.str(&h.folder);
-    w.u8(u8::from(h.shallow));
+    head(&mut w);
     // Of the records folder's trees only the tip's is needed, to continue the walk.
     w.opt_oid(h.tip_tree);
-    w.u32(h.chain.len() as u32);
-    for i in 0..h.chain.len() {
+    w.u32((h.chain.len() - from.chain) as u32);
+    for i in from.chain..h.chain.len() {
         w.oid(h.chain[i]);
         w.i64(h.times[i]);
     }
-    w.u32(h.commits.len() as u32);
-    for c in &h.commits {
+    w.u32((h.commits.len() - from.commits) as u32);
+    for c in &h.commits[from.commits..] {
         w.u32(c.pos);
         w.i64(c.author_time);
         w.name(&c.author);
         w.name(&c.subject);
     }
-    w.u32(h.events.len() as u32);
-    for e in &h.events {
+    w.u32((h.events.len() - from.events) as u32);
+    for e in &h.events[from.events..] {
         w.u32(e.commit);
         w.name(&e.agent);
         w.name(&e.environment);
@@ -228,11 +298,12 @@ pub fn encode(h: &History) -> Vec<u8> {
         w.opt_name(e.previous_version.as_ref());
         w.name(&e.path);
     }
-    w.u32(h.warnings.len() as u32);
-    for x in &h.warnings {
+    w.u32((h.warnings.len() - from.warnings) as u32);
+    for x in &h.warnings[from.warnings..] {
         w.u32(x.commit);
         w.name(&x.path);
     }
+    // The walk state is small (one entry per record file): each segment has all of it.
     w.u32(h.paths.len() as u32);
     for (path, state) in &h.paths {
         w.str(path);
@@ -247,9 +318,6 @@ pub fn encode(h: &History) -> Vec<u8> {
             None => w.u8(0),
         }
     }
-    // The payload opens with the tip's snapshot, self-contained, so that commands that need
-    // only the current records read it without decoding the rest; then the string table, so
-    // the reader can resolve indexes as it goes.
     let snapshot = encode_snapshot(h);
     let mut table =
         Vec::with_capacity(snapshot.len() + 4 + w.table.iter().map(|s| s.len() + 4).sum::<usize>());
@@ -264,13 +332,41 @@ pub fn encode(h: &History) -> Vec<u8> {
     crc.update(&table);
     crc.update(&w.buf);
     let mut out = Vec::with_capacity(HEADER + table.len() + w.buf.len());
-    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(magic);
     out.extend_from_slice(&((table.len() + w.buf.len()) as u64).to_le_bytes());
     out.extend_from_slice(&crc.finalize().to_le_bytes());
     out.extend_from_slice(&table);
     drop(table);
     out.extend_from_slice(&w.buf);
     out
+}
+
+/// The payloads of the intact segments of an index file, in order. Reading stops at the
+/// first segment that is short, of an unknown kind or fails its checksum; `clean` says whether
+/// the whole file was read.
+fn segments(bytes: &[u8]) -> (Vec<&[u8]>, bool) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(header) = bytes.get(at..at + HEADER) else {
+            return (out, false);
+        };
+        let magic: &[u8; 8] = header[..8].try_into().expect("8 bytes");
+        let expected = if out.is_empty() { MAGIC } else { DELTA };
+        let len = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes")) as usize;
+        let payload = at
+            .checked_add(HEADER)
+            .and_then(|start| Some((start, start.checked_add(len)?)))
+            .and_then(|(start, end)| bytes.get(start..end));
+        let Some(payload) = payload
+            .filter(|p| magic == expected && crc32fast::hash(p).to_le_bytes() == header[16..20])
+        else {
+            return (out, false);
+        };
+        out.push(payload);
+        at += HEADER + len;
+    }
+    (out, true)
 }
 
 /// The tip's snapshot section: length, tip id, then per deployment its strings inline and the
@@ -318,14 +414,16 @@ pub struct TipSnapshot {
 /// tip is `tip`. Reads the file whole (for the checksum) but decodes only that section.
 pub fn tip_snapshot(repo: &Repository, tip: Oid, folder: &str) -> Option<TipSnapshot> {
     let bytes = map(&index_path(repo, folder))?;
-    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-        return None;
-    }
-    let payload = &bytes[HEADER..];
-    let len = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
-    if payload.len() != len || crc32fast::hash(payload).to_le_bytes() != bytes[16..20] {
-        return None;
-    }
+    // Each segment carries the snapshot of the tip it was written for: the newest one for
+    // `tip` is the answer (it was computed from that tip's whole history).
+    let (segments, _) = segments(&bytes);
+    segments
+        .iter()
+        .rev()
+        .find_map(|payload| snapshot_of(payload, tip))
+}
+
+fn snapshot_of(payload: &[u8], tip: Oid) -> Option<TipSnapshot> {
     let mut r = Reader {
         buf: payload,
         at: 0,
@@ -413,19 +511,55 @@ impl Reader<'_> {
     }
 }
 
-/// Reads an index file; `None` when it is not a complete, intact index of this format.
+/// Reads an index file: its base segment and the deltas after it. `None` when the base is not
+/// intact; a damaged or stale delta ends the reading there (the history is then that of the
+/// last good segment, which is still a true prefix of the branch). The flag says whether the
+/// whole file was used (otherwise the next save rewrites it).
+pub fn decode_file(bytes: &[u8]) -> Option<(History, bool, usize)> {
+    let (segments, mut clean) = segments(bytes);
+    let count = segments.len();
+    let mut segments = segments.into_iter();
+    let base = segments.next()?;
+    let mut h = History::default();
+    let mut r = reader(base)?;
+    h.folder = r.str()?.to_string();
+    h.shallow = r.u8()? == 1;
+    decode_body(&mut r, &mut h)?;
+    for payload in segments {
+        let applied = (|| {
+            let mut r = reader(payload)?;
+            let from = Lengths {
+                chain: r.u32()? as usize,
+                commits: r.u32()? as usize,
+                events: r.u32()? as usize,
+                warnings: r.u32()? as usize,
+            };
+            let tip = r.oid()?;
+            if from != Lengths::of(&h) || h.tip().unwrap_or(Oid::ZERO_SHA1) != tip {
+                return None;
+            }
+            let mut next = h.clone();
+            decode_body(&mut r, &mut next)?;
+            Some(next)
+        })();
+        match applied {
+            Some(next) => h = next,
+            None => {
+                clean = false;
+                break;
+            }
+        }
+    }
+    Some((h, clean, count))
+}
+
+/// Reads an index file; `None` when it is not an intact index of this format.
 pub fn decode(bytes: &[u8]) -> Option<History> {
-    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-        return None;
-    }
-    let len = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
-    let payload = &bytes[HEADER..];
-    if payload.len() != len {
-        return None;
-    }
-    if crc32fast::hash(payload).to_le_bytes() != bytes[16..20] {
-        return None;
-    }
+    decode_file(bytes).map(|(h, _, _)| h)
+}
+
+/// A reader positioned after a segment's snapshot, with its string table loaded.
+fn reader(payload: &[u8]) -> Option<Reader<'_>> {
     let mut r = Reader {
         buf: payload,
         at: 0,
@@ -440,37 +574,41 @@ pub fn decode(bytes: &[u8]) -> Option<History> {
         table.push(Name::from(std::str::from_utf8(r.take(l)?).ok()?));
     }
     r.table = table;
-    let folder = r.str()?.to_string();
-    let shallow = r.u8()? == 1;
-    let tip_tree = r.opt_oid()?;
+    Some(r)
+}
+
+/// Appends a segment's items to `h`.
+fn decode_body(r: &mut Reader, h: &mut History) -> Option<()> {
+    h.tip_tree = r.opt_oid()?;
     let n = r.count(28)?;
-    let (mut chain, mut times) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    h.chain.reserve(n);
+    h.times.reserve(n);
     for _ in 0..n {
-        chain.push(r.oid()?);
-        times.push(r.i64()?);
+        h.chain.push(r.oid()?);
+        h.times.push(r.i64()?);
     }
     let n = r.count(20)?;
-    let mut commits = Vec::with_capacity(n);
+    h.commits.reserve(n);
     for _ in 0..n {
         let pos = r.u32()?;
         let author_time = r.i64()?;
         let author = r.str()?;
         let subject = r.str()?;
         let p = pos as usize;
-        commits.push(CommitInfo {
-            id: *chain.get(p)?,
+        h.commits.push(CommitInfo {
+            id: *h.chain.get(p)?,
             pos,
-            time: *times.get(p)?,
+            time: *h.times.get(p)?,
             author,
             author_time,
             subject,
         });
     }
     let n = r.count(25)?;
-    let mut events = Vec::with_capacity(n);
+    h.events.reserve(n);
     for _ in 0..n {
         let commit = r.u32()?;
-        if commit as usize >= commits.len() {
+        if commit as usize >= h.commits.len() {
             return None;
         }
         let agent = r.str()?;
@@ -482,7 +620,7 @@ pub fn decode(bytes: &[u8]) -> Option<History> {
             3 => Action::Moved,
             _ => return None,
         };
-        events.push(Event {
+        h.events.push(Event {
             commit,
             agent,
             environment,
@@ -493,13 +631,12 @@ pub fn decode(bytes: &[u8]) -> Option<History> {
         });
     }
     let n = r.count(8)?;
-    let mut warnings = Vec::with_capacity(n);
     for _ in 0..n {
         let commit = r.u32()?;
-        if commit as usize >= commits.len() {
+        if commit as usize >= h.commits.len() {
             return None;
         }
-        warnings.push(Warning {
+        h.warnings.push(Warning {
             commit,
             path: r.str()?,
         });
@@ -520,20 +657,8 @@ pub fn decode(bytes: &[u8]) -> Option<History> {
         };
         paths.insert(path, PathState { blob, identity });
     }
-    if r.at != payload.len() {
-        return None;
-    }
-    Some(History {
-        folder,
-        chain,
-        times,
-        tip_tree,
-        commits,
-        events,
-        warnings,
-        paths,
-        shallow,
-    })
+    h.paths = paths;
+    (r.at == r.buf.len()).then_some(())
 }
 
 #[cfg(test)]
@@ -582,6 +707,47 @@ mod tests {
             }],
             paths,
             shallow: true,
+        }
+    }
+
+    /// The sample history before its last commit.
+    fn prefix(h: &History) -> History {
+        History {
+            chain: h.chain[..1].to_vec(),
+            times: h.times[..1].to_vec(),
+            commits: Vec::new(),
+            events: Vec::new(),
+            warnings: Vec::new(),
+            tip_tree: None,
+            ..h.clone()
+        }
+    }
+
+    #[test]
+    fn deltas_extend_the_base_and_damaged_or_stale_ones_are_dropped() {
+        let full = sample();
+        let base = prefix(&full);
+        let delta = encode_delta(&full, Lengths::of(&base));
+        let mut file = encode(&base);
+        file.extend_from_slice(&delta);
+        assert_eq!(decode_file(&file), Some((full.clone(), true, 2)));
+        // A torn append: the history of the base, and a rewrite is due.
+        let torn = &file[..file.len() - 3];
+        assert_eq!(decode_file(torn), Some((base.clone(), false, 1)));
+        // A delta written for another base (a concurrent writer) is not applied.
+        let mut stale = encode(&base);
+        stale.extend_from_slice(&encode_delta(&full, Lengths::default()));
+        assert_eq!(
+            decode_file(&stale).map(|(h, clean, _)| (h, clean)),
+            Some((base, false))
+        );
+        // Every flipped byte of the delta is caught.
+        let start = file.len() - delta.len();
+        for i in start..file.len() {
+            let mut altered = file.clone();
+            altered[i] ^= 0x20;
+            let (h, _, _) = decode_file(&altered).unwrap();
+            assert!(h == full || h.chain.len() == 1, "byte {i}");
         }
     }
 

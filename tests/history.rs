@@ -379,3 +379,36 @@ fn status_text_marks_agents_whose_environments_differ() {
         "no colour when NO_COLOR is set"
     );
 }
+
+#[test]
+fn appended_index_segments_give_the_same_history_as_a_rebuild() {
+    let repo = base();
+    let index_dir = repo.path().join(".git/ledgit");
+    let mut sizes = Vec::new();
+    for i in 0..40 {
+        repo.set("support-bot", "staging", &format!("2.{i}.0"));
+        repo.commit(&format!("v{i}"), T0 + (i + 1) * HOUR);
+        assert_eq!(events(&repo, &[]).len(), i as usize + 2);
+        let file = std::fs::read_dir(&index_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".idx"))
+            .unwrap();
+        sizes.push(std::fs::metadata(file).unwrap().len());
+    }
+    // Small appends, and a rewrite once the deltas pile up.
+    assert!(
+        sizes.windows(2).filter(|w| w[1] < w[0]).count() >= 1,
+        "{sizes:?}"
+    );
+    let incremental = repo.ledgit(&["history", "--format", "json"]).stdout;
+    std::fs::remove_dir_all(&index_dir).unwrap();
+    assert_eq!(
+        repo.ledgit(&["history", "--format", "json"]).stdout,
+        incremental
+    );
+    assert_eq!(
+        repo.ledgit(&["status", "--format", "json"]).json()[0]["version"],
+        "2.39.0"
+    );
+}
