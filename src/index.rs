@@ -538,16 +538,20 @@ pub fn decode_file(bytes: &[u8]) -> Option<(History, bool, usize)> {
             if from != Lengths::of(&h) || h.tip().unwrap_or(Oid::ZERO_SHA1) != tip {
                 return None;
             }
-            let mut next = h.clone();
-            decode_body(&mut r, &mut next)?;
-            Some(next)
-        })();
-        match applied {
-            Some(next) => h = next,
-            None => {
-                clean = false;
-                break;
+            // Apply in place; undo the appended items if the segment turns out malformed.
+            if decode_body(&mut r, &mut h).is_none() {
+                h.chain.truncate(from.chain);
+                h.times.truncate(from.chain);
+                h.commits.truncate(from.commits);
+                h.events.truncate(from.events);
+                h.warnings.truncate(from.warnings);
+                return None;
             }
+            Some(())
+        })();
+        if applied.is_none() {
+            clean = false;
+            break;
         }
     }
     Some((h, clean, count))
@@ -578,8 +582,9 @@ fn reader(payload: &[u8]) -> Option<Reader<'_>> {
 }
 
 /// Appends a segment's items to `h`.
+/// The walk state (paths, tip tree) is replaced only when the whole segment reads well.
 fn decode_body(r: &mut Reader, h: &mut History) -> Option<()> {
-    h.tip_tree = r.opt_oid()?;
+    let tip_tree = r.opt_oid()?;
     let n = r.count(28)?;
     h.chain.reserve(n);
     h.times.reserve(n);
@@ -657,8 +662,12 @@ fn decode_body(r: &mut Reader, h: &mut History) -> Option<()> {
         };
         paths.insert(path, PathState { blob, identity });
     }
+    if r.at != r.buf.len() {
+        return None;
+    }
     h.paths = paths;
-    (r.at == r.buf.len()).then_some(())
+    h.tip_tree = tip_tree;
+    Some(())
 }
 
 #[cfg(test)]
