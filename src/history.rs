@@ -494,55 +494,55 @@ fn collect_changes(
 ) -> Result<(Vec<Option<Vec<Change>>>, BlobCache)> {
     use std::sync::atomic::{AtomicU64, Ordering};
     let n = trees.len();
-    let threads = if n < 4096 {
-        1
-    } else {
-        std::env::var("LT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2)
-    };
-    let chunk = n.div_ceil(threads.max(1)).max(1);
     let done = AtomicU64::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .min(4);
+    let chunk = n.div_ceil(threads).max(1);
     let git_dir = repo.path().to_path_buf();
     let (finished_tx, finished) = std::sync::mpsc::channel::<()>();
-    let parts: Vec<Result<Diffed>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .step_by(chunk)
-            .map(|start| {
-                let end = (start + chunk).min(n);
-                let (git_dir, done, finished_tx) = (&git_dir, &done, finished_tx.clone());
-                s.spawn(move || {
-                    let result = Repository::open(git_dir)
-                        .map_err(|e| Error::git("opening the repository", e))
-                        .and_then(|repo| {
-                            diff_range(&repo, folder, trees, before_first, start..end, done)
-                        });
-                    let _ = finished_tx.send(());
-                    result
+    let parts: Vec<Result<Diffed>> = if n < 4096 {
+        // A few new commits: no thread, and no second handle on the repository.
+        vec![diff_range(repo, folder, trees, before_first, 0..n, &done)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|start| {
+                    let end = (start + chunk).min(n);
+                    let (git_dir, done, finished_tx) = (&git_dir, &done, finished_tx.clone());
+                    s.spawn(move || {
+                        let result = Repository::open(git_dir)
+                            .map_err(|e| Error::git("opening the repository", e))
+                            .and_then(|repo| {
+                                diff_range(&repo, folder, trees, before_first, start..end, done)
+                            });
+                        let _ = finished_tx.send(());
+                        result
+                    })
                 })
-            })
-            .collect();
-        drop(finished_tx);
-        // Report progress while the workers run; wake as soon as the last one is done.
-        let mut running = handles.len();
-        while running > 0 {
-            match finished.recv_timeout(std::time::Duration::from_millis(100)) {
-                Ok(()) => running -= 1,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    progress(Progress::Diff(done.load(Ordering::Relaxed), n as u64));
+                .collect();
+            drop(finished_tx);
+            // Report progress while the workers run; wake as soon as the last one is done.
+            let mut running = handles.len();
+            while running > 0 {
+                match finished.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Ok(()) => running -= 1,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        progress(Progress::Diff(done.load(Ordering::Relaxed), n as u64));
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
-        }
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::invalid("a history worker failed", "")))
-            })
-            .collect()
-    });
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::invalid("a history worker failed", "")))
+                })
+                .collect()
+        })
+    };
     let mut changes: Vec<Option<Vec<Change>>> = Vec::new();
     changes.resize_with(n, || None);
     let mut blobs = BlobCache::new();
