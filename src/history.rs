@@ -262,6 +262,56 @@ impl History {
         rows
     }
 
+    /// Brings a snapshot forward by the events from index `from` on (the snapshot must be the
+    /// one after the events before `from`). Cheaper than [`History::current`] when few events
+    /// are new.
+    pub fn advance(&self, rows: Vec<Deployment>, from: usize) -> Vec<Deployment> {
+        let mut state: BTreeMap<(String, String), Deployment> = rows
+            .into_iter()
+            .map(|d| ((d.agent.clone(), d.environment.clone()), d))
+            .collect();
+        for e in &self.events[from.min(self.events.len())..] {
+            let c = self.commit_of(e);
+            let key = (e.agent.to_string(), e.environment.to_string());
+            match e.action {
+                Action::Deployed => {
+                    state.insert(
+                        key,
+                        Deployment {
+                            agent: e.agent.to_string(),
+                            environment: e.environment.to_string(),
+                            version: e.version.as_deref().unwrap_or_default().to_string(),
+                            path: e.path.to_string(),
+                            generation: c.id.to_string(),
+                            updated_at: crate::when::rfc3339(c.time),
+                            updated_commit: c.id.to_string(),
+                            updated_time: c.time,
+                            generation_time: c.time,
+                        },
+                    );
+                }
+                Action::Updated => {
+                    if let Some(d) = state.get_mut(&key) {
+                        d.version = e.version.as_deref().unwrap_or_default().to_string();
+                        d.path = e.path.to_string();
+                        d.updated_at = crate::when::rfc3339(c.time);
+                        d.updated_commit = c.id.to_string();
+                        d.updated_time = c.time;
+                    }
+                }
+                Action::Moved => {
+                    if let Some(d) = state.get_mut(&key) {
+                        d.path = e.path.to_string();
+                    }
+                }
+                Action::Removed => {
+                    state.remove(&key);
+                }
+            }
+        }
+        state.into_values().collect()
+    }
+
     /// The snapshot at the tip.
     pub fn current(&self) -> Vec<Deployment> {
         self.snapshot(self.chain.len().checked_sub(1).map(|p| p as u32))

@@ -57,10 +57,12 @@ pub fn history(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(History, Source)> {
     let path = index_path(repo, folder);
-    let cached = map(&path)
-        .and_then(|bytes| decode_file(&bytes))
+    let file = map(&path);
+    let cached = file
+        .as_ref()
+        .and_then(|bytes| decode_file(bytes))
         .filter(|(h, _, _)| h.folder == folder);
-    if let Some((mut h, clean, segments)) = cached {
+    if let Some((mut h, clean, count)) = cached {
         if h.tip() == Some(tip) {
             return Ok((h, Source::Cached));
         }
@@ -71,10 +73,16 @@ pub fn history(
         }
         let before = h.chain.len();
         let from = Lengths::of(&h);
+        // The old tip's snapshot, to bring forward by the new events only.
+        let old = h.tip().and_then(|t| {
+            let (segments, _) = segments(file.as_ref()?);
+            segments.last().and_then(|p| snapshot_of(p, t))
+        });
         let extended = history::extend(repo, &mut h, tip, progress)?;
-        if extended && clean && segments <= MAX_DELTAS {
+        if let (true, true, true, Some(old)) = (extended, clean, count <= MAX_DELTAS, old) {
             // A few new commits: append what they added instead of rewriting the file.
-            append(&path, &encode_delta(&h, from));
+            let rows = h.advance(old.rows, from.events);
+            append(&path, &encode_delta(&h, &rows, from));
         } else {
             save(&path, &h);
         }
@@ -235,15 +243,16 @@ impl Lengths {
 
 /// Serializes a history into the index format (one base segment).
 pub fn encode(h: &History) -> Vec<u8> {
-    segment(MAGIC, h, Lengths::default(), |w| {
+    segment(MAGIC, h, &h.current(), Lengths::default(), |w| {
         w.str(&h.folder);
         w.u8(u8::from(h.shallow));
     })
 }
 
 /// A delta segment: what `h` has beyond `from`, to append to an index that holds `from`.
-pub fn encode_delta(h: &History, from: Lengths) -> Vec<u8> {
-    segment(DELTA, h, from, |w| {
+/// `rows` is the snapshot at `h`'s tip.
+pub fn encode_delta(h: &History, rows: &[Deployment], from: Lengths) -> Vec<u8> {
+    segment(DELTA, h, rows, from, |w| {
         // What the delta extends: the reader checks it against what it has decoded so far.
         w.u32(from.chain as u32);
         w.u32(from.commits as u32);
@@ -262,6 +271,7 @@ pub fn encode_delta(h: &History, from: Lengths) -> Vec<u8> {
 fn segment<'h>(
     magic: &[u8; 8],
     h: &'h History,
+    rows: &[Deployment],
     from: Lengths,
     head: impl FnOnce(&mut Writer<'h>),
 ) -> Vec<u8> {
@@ -318,7 +328,7 @@ fn segment<'h>(
             None => w.u8(0),
         }
     }
-    let snapshot = encode_snapshot(h);
+    let snapshot = encode_snapshot(h, rows);
     let mut table =
         Vec::with_capacity(snapshot.len() + 4 + w.table.iter().map(|s| s.len() + 4).sum::<usize>());
     table.extend_from_slice(&snapshot);
@@ -371,19 +381,18 @@ fn segments(bytes: &[u8]) -> (Vec<&[u8]>, bool) {
 
 /// The tip's snapshot section: length, tip id, then per deployment its strings inline and the
 /// ids and times of its generation and last update.
-fn encode_snapshot(h: &History) -> Vec<u8> {
+fn encode_snapshot(h: &History, rows: &[Deployment]) -> Vec<u8> {
     let mut out = vec![0u8; 4];
     let tip = h.tip().unwrap_or(Oid::ZERO_SHA1);
     out.extend_from_slice(tip.as_bytes());
     let root = h.chain.first().copied().unwrap_or(Oid::ZERO_SHA1);
     out.extend_from_slice(root.as_bytes());
-    let rows = h.current();
     out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
     let put = |out: &mut Vec<u8>, s: &str| {
         out.extend_from_slice(&(s.len() as u32).to_le_bytes());
         out.extend_from_slice(s.as_bytes());
     };
-    for d in &rows {
+    for d in rows {
         for s in [
             &d.agent,
             &d.environment,
@@ -736,7 +745,7 @@ mod tests {
     fn deltas_extend_the_base_and_damaged_or_stale_ones_are_dropped() {
         let full = sample();
         let base = prefix(&full);
-        let delta = encode_delta(&full, Lengths::of(&base));
+        let delta = encode_delta(&full, &full.current(), Lengths::of(&base));
         let mut file = encode(&base);
         file.extend_from_slice(&delta);
         assert_eq!(decode_file(&file), Some((full.clone(), true, 2)));
@@ -745,7 +754,7 @@ mod tests {
         assert_eq!(decode_file(torn), Some((base.clone(), false, 1)));
         // A delta written for another base (a concurrent writer) is not applied.
         let mut stale = encode(&base);
-        stale.extend_from_slice(&encode_delta(&full, Lengths::default()));
+        stale.extend_from_slice(&encode_delta(&full, &full.current(), Lengths::default()));
         assert_eq!(
             decode_file(&stale).map(|(h, clean, _)| (h, clean)),
             Some((base, false))
