@@ -61,6 +61,30 @@ pub struct Promotion {
     pub upstream_in_this_change: bool,
 }
 
+impl Promotion {
+    /// What the history says of `version` of `agent` entering an environment that promotes
+    /// from `from` with the given soak; `in_change`: the same change puts it in `from`.
+    pub fn measure(
+        stays: &Stays,
+        agent: &str,
+        from: &str,
+        version: &str,
+        soak: Option<i64>,
+        now: i64,
+        in_change: bool,
+    ) -> Promotion {
+        let ran = stays.ran(agent, from, version, now);
+        Promotion {
+            from: from.to_string(),
+            since: ran.map(|(start, _)| crate::when::rfc3339(start)),
+            ran_for: ran.map(|(_, longest)| longest),
+            soak,
+            soak_met: soak.is_none_or(|s| ran.is_some_and(|(_, longest)| longest >= s)),
+            upstream_in_this_change: ran.is_none() && in_change,
+        }
+    }
+}
+
 /// Context of a downgrade to a version that ran in the environment before.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Rollback {
@@ -214,22 +238,12 @@ pub fn explain(changes: &mut [Change], config: &Config, stays: &Stays, new: &[Re
         if let Some(env) = config.environment(&c.environment)
             && let Some(from) = &env.promote_from
         {
-            let ran = stays.ran(&c.agent, from, &v, now);
             let in_change = new
                 .iter()
                 .any(|r| r.agent == c.agent && &r.environment == from && r.version == v);
-            c.promotion = Some(Promotion {
-                from: from.clone(),
-                since: ran.map(|(start, _)| crate::when::rfc3339(start)),
-                ran_for: ran.map(|(_, longest)| longest),
-                soak: env.soak,
-                soak_met: match (env.soak, ran) {
-                    (None, _) => true,
-                    (Some(soak), Some((_, longest))) => longest >= soak,
-                    (Some(_), None) => false,
-                },
-                upstream_in_this_change: ran.is_none() && in_change,
-            });
+            c.promotion = Some(Promotion::measure(
+                stays, &c.agent, from, &v, env.soak, now, in_change,
+            ));
         }
         if c.downgrade
             && let Some(end) = stays.last_ended(&c.agent, &c.environment, &v)

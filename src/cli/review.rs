@@ -252,16 +252,10 @@ fn env_diff(
         if c.promotion.as_ref().is_none_or(|p| p.from != src)
             && let Some(v) = &c.version
         {
-            let ran = stays.ran(&c.agent, src, v, now);
             let soak = loaded.config.environment(dst).and_then(|e| e.soak);
-            c.promotion = Some(policy::Promotion {
-                from: src.to_string(),
-                since: ran.map(|(s, _)| when::rfc3339(s)),
-                ran_for: ran.map(|(_, l)| l),
-                soak,
-                soak_met: soak.is_none_or(|s| ran.is_some_and(|(_, l)| l >= s)),
-                upstream_in_this_change: false,
-            });
+            c.promotion = Some(policy::Promotion::measure(
+                &stays, &c.agent, src, v, soak, now, false,
+            ));
         }
     }
     Ok(changes)
