@@ -134,6 +134,8 @@ pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
 pub struct Current {
     pub config: Config,
     pub rows: Vec<ledgit::history::Deployment>,
+    /// The commit the rows are at, `None` without commits.
+    pub tip: Option<git2::Oid>,
     /// The chain's first commit, `None` without commits.
     pub root: Option<git2::Oid>,
 }
@@ -147,6 +149,7 @@ pub fn current_full(ctx: &Context, rev: Option<&str>) -> Result<Current, CliErro
         return Ok(Current {
             config: repo.config()?,
             rows: Vec::new(),
+            tip: None,
             root: None,
         });
     };
@@ -155,12 +158,14 @@ pub fn current_full(ctx: &Context, rev: Option<&str>) -> Result<Current, CliErro
         return Ok(Current {
             config,
             rows: snap.rows,
+            tip: Some(tip),
             root: Some(snap.root),
         });
     }
     let loaded = load(ctx, rev)?;
     Ok(Current {
         rows: loaded.history.current(),
+        tip: Some(tip),
         root: loaded.history.chain.first().copied(),
         config: loaded.config,
     })

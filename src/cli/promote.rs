@@ -97,8 +97,7 @@ struct Target {
 }
 
 pub fn promote(ctx: &Context, args: PromoteArgs) -> CliResult {
-    let (repo, root, config, report) = work_tree(ctx)?;
-    drop(repo);
+    let (root, config, report) = work_tree(ctx)?;
     for env in [&args.from, &args.to] {
         if config.environment(env).is_none() {
             return Err(unknown_environment(&config, env));
@@ -142,7 +141,7 @@ pub fn promote(ctx: &Context, args: PromoteArgs) -> CliResult {
 }
 
 pub fn set(ctx: &Context, args: SetArgs) -> CliResult {
-    let (_repo, root, config, report) = work_tree(ctx)?;
+    let (root, config, report) = work_tree(ctx)?;
     if config.environment(&args.environment).is_none() {
         return Err(unknown_environment(&config, &args.environment));
     }
@@ -189,19 +188,14 @@ fn version_problem(v: &str) -> Result<(), String> {
     Ok(())
 }
 
-type WorkTree = (
-    ledgit::repo::Repo,
-    std::path::PathBuf,
-    Config,
-    validate::Report,
-);
+type WorkTree = (std::path::PathBuf, Config, validate::Report);
 
 fn work_tree(ctx: &Context) -> Result<WorkTree, CliError> {
     let repo = ctx.repo()?;
     let root = repo.require_workdir()?;
     let config = Config::load(&root)?;
     let report = validate::worktree(&root, &config, &[])?;
-    Ok((repo, root, config, report))
+    Ok((root, config, report))
 }
 
 fn apply(

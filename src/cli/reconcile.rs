@@ -13,7 +13,7 @@ use ledgit::repo::{Repo, short};
 use ledgit::state::{self, Store};
 use ledgit::when;
 
-use super::history::current_full;
+use super::history::{Current, current_full};
 use super::render::{self, BOLD, DIM, GREEN, RED, TextOrJson, YELLOW};
 use super::{CliError, CliResult, Context, Outcome};
 
@@ -225,17 +225,22 @@ struct Pass {
     attempts: Vec<Attempt>,
 }
 
-/// Plans (and unless dry-run, applies) one pass at `tip`.
+/// Plans (and unless dry-run, applies) one pass at the tip `current` was read at.
 fn pass(
     ctx: &Context,
-    tip: git2::Oid,
+    current: &Current,
     common: &Common,
     store: Option<&mut Store>,
     actuator: Option<&Actuator>,
     stop: &AtomicBool,
     respect_backoff: bool,
 ) -> Result<Pass, CliError> {
-    let current = current_full(ctx, Some(&tip.to_string()))?;
+    let Some(tip) = current.tip else {
+        return Err(CliError::new(
+            "the branch has no commits",
+            "commit the records first",
+        ));
+    };
     let repo = ctx.repo()?;
     for env in &common.environments {
         if current.config.environment(env).is_none() {
@@ -362,23 +367,20 @@ fn json_pass(out: &mut dyn Write, p: &Pass, pretty: bool) -> std::io::Result<()>
     }
 }
 
-/// Opens (and locks) the state store for the repository whose tracked tip is `tip`.
+/// Opens (and locks) the state store. The repository's identity in it is the root of the
+/// tracked branch's first-parent chain.
 fn open_store(
     ctx: &Context,
     repo: &Repo,
     common: &Common,
-    tip: git2::Oid,
+    current: &Current,
 ) -> Result<Store, CliError> {
-    Ok(Store::open(
-        &state_path(repo, &common.state, ctx),
-        &repository_id(ctx, tip)?,
-    )?)
-}
-
-/// The repository's identity for the state store: the root of its first-parent chain.
-fn repository_id(ctx: &Context, tip: git2::Oid) -> Result<String, CliError> {
-    let current = current_full(ctx, Some(&tip.to_string()))?;
-    Ok(current.root.unwrap_or(tip).to_string())
+    let root = current
+        .root
+        .or(current.tip)
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    Ok(Store::open(&state_path(repo, &common.state, ctx), &root)?)
 }
 
 fn outcome(p: &Pass) -> Outcome {
@@ -398,16 +400,17 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
             "commit the records first, or pass --rev",
         ));
     };
+    let current = current_full(ctx, Some(&tip.to_string()))?;
     let mut store = if common.dry_run {
         None
     } else {
-        Some(open_store(ctx, &repo, common, tip)?)
+        Some(open_store(ctx, &repo, common, &current)?)
     };
     let stop = AtomicBool::new(false);
     let mut out = render::stdout();
     let p = pass(
         ctx,
-        tip,
+        &current,
         common,
         store.as_mut(),
         actuator.as_ref(),
@@ -477,18 +480,22 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
         if let Some(tip) = tip
             && (Some(tip) != last_tip || due)
         {
-            if store.is_none() && !common.dry_run {
-                store = Some(open_store(ctx, &repo, common, tip)?);
+            let current = current_full(ctx, Some(&tip.to_string()));
+            if let (Ok(current), None, false) = (&current, &store, common.dry_run) {
+                store = Some(open_store(ctx, &repo, common, current)?);
             }
-            match pass(
-                ctx,
-                tip,
-                common,
-                store.as_mut(),
-                actuator.as_ref(),
-                &stop,
-                true,
-            ) {
+            let passed = current.and_then(|current| {
+                pass(
+                    ctx,
+                    &current,
+                    common,
+                    store.as_mut(),
+                    actuator.as_ref(),
+                    &stop,
+                    true,
+                )
+            });
+            match passed {
                 Ok(p) => {
                     if common.format == TextOrJson::Json {
                         json_pass(&mut out, &p, false)?;
