@@ -19,16 +19,21 @@ pub fn write_atomic_nosync(path: &Path, bytes: &[u8]) -> Result<()> {
     write(path, bytes, false)
 }
 
-fn write(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+/// A temporary file in `path`'s folder, to be filled and then persisted over `path`.
+pub fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(".ledgit-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+        .map_err(|e| Error::io(dir, e))
+}
+
+fn write(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    let mut tmp = temp_beside(path)?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
     if durable {
         tmp.as_file()

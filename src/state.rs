@@ -89,6 +89,30 @@ CREATE TABLE IF NOT EXISTS journal (
   output TEXT NOT NULL DEFAULT '', pid INTEGER NOT NULL);
 ";
 
+/// How long a connection waits for another one's write lock before giving up.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Creates a new store: the schema and the repository's identity are written to a temporary
+/// file beside `path`, which is then renamed into place, so that a reader (`status`,
+/// `journal`) never sees a store without its tables.
+fn create(path: &Path, repository: &str) -> Result<()> {
+    let tmp = crate::fsutil::temp_beside(path)?;
+    {
+        let db = Connection::open(tmp.path()).map_err(db_err(tmp.path()))?;
+        db.execute_batch(SCHEMA).map_err(db_err(tmp.path()))?;
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('repository', ?1)",
+            [repository],
+        )
+        .map_err(db_err(tmp.path()))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| {
         Error::invalid(
@@ -106,11 +130,14 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let lock = lock(path)?;
+        if !path.exists() {
+            create(path, repository)?;
+        }
         let db = Connection::open(path).map_err(db_err(path))?;
-        db.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db_err(path))?;
+        db.busy_timeout(BUSY_TIMEOUT).map_err(db_err(path))?;
         db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             .map_err(db_err(path))?;
+        // A store made by an older ledgit may lack a table; creating is idempotent.
         db.execute_batch(SCHEMA).map_err(db_err(path))?;
         let known: Option<String> = db
             .query_row("SELECT value FROM meta WHERE key = 'repository'", [], |r| {
@@ -153,6 +180,7 @@ impl Store {
         }
         let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(db_err(path))?;
+        db.busy_timeout(BUSY_TIMEOUT).map_err(db_err(path))?;
         Ok(Some(db))
     }
 
@@ -446,6 +474,36 @@ mod tests {
         drop(store);
         let other = Store::open(&path, "bbb").err().unwrap().to_string();
         assert!(other.contains("another repository"), "{other}");
+    }
+
+    #[test]
+    fn a_reader_never_sees_a_store_being_created() {
+        // A reader polls while the reconciler creates the store: every read finds either no
+        // store or a complete one, never a file without its tables.
+        for _ in 0..40 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.sqlite");
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let reader = {
+                let (path, done) = (path.clone(), done.clone());
+                std::thread::spawn(move || {
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                        journal(&path, 1).unwrap();
+                        view(&path).unwrap();
+                    }
+                })
+            };
+            let store = Store::open(&path, "r").unwrap();
+            done.store(true, std::sync::atomic::Ordering::Release);
+            reader.join().unwrap();
+            drop(store);
+            assert!(
+                dir.path()
+                    .read_dir()
+                    .unwrap()
+                    .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".tmp") })
+            );
+        }
     }
 
     #[test]
