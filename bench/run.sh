@@ -56,20 +56,25 @@ PY
 )
   cold_ms=${cold% *}; cold_rss=${cold#* }
   warm=$(median 5 "$bin" -C "$repo" history --format json)
-  # Ten new commits on top of an indexed history.
+  # Ten new commits on top of an indexed history: the first query after them, on three fresh
+  # copies (median).
   clone=$work/history-plus10
-  rm -rf "$clone"; git clone -q "$repo" "$clone"; cp -r "$repo/.git/ledgit" "$clone/.git/"
-  for i in $(seq 1 10); do
-    sed -i "s/^version: .*/version: 9.$i.0/" "$clone/deployments/agent-0001/staging.yaml"
-    git -C "$clone" -c user.name=b -c user.email=b@example.com commit -qam "bench $i"
-  done
-  plus10=$(python3 - "$bin" "$clone" <<'PY'
+  plus10_runs=()
+  for k in 1 2 3; do
+    rm -rf "$clone"; git clone -q "$repo" "$clone"; cp -r "$repo/.git/ledgit" "$clone/.git/"
+    for i in $(seq 1 10); do
+      sed -i "s/^version: .*/version: 9.$i.0/" "$clone/deployments/agent-0001/staging.yaml"
+      git -C "$clone" -c user.name=b -c user.email=b@example.com commit -qam "bench $i"
+    done
+    plus10_runs+=("$(python3 - "$bin" "$clone" <<'PY'
 import subprocess, sys, time
 t = time.perf_counter()
 subprocess.run([sys.argv[1], "-C", sys.argv[2], "history", "--format", "json"], stdout=subprocess.DEVNULL, check=True)
 print(f"{(time.perf_counter() - t) * 1000:.1f}")
 PY
-)
+)")
+  done
+  plus10=$(printf '%s\n' "${plus10_runs[@]}" | sort -n | sed -n 2p)
   status=$(median 5 "$bin" -C "$repo" status)
   mid=$(git -C "$repo" log --first-parent -1 --format=%cI "main~50000")
   status_at=$(median 5 "$bin" -C "$repo" status --at "$mid")

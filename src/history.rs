@@ -8,7 +8,8 @@
 //! answers snapshots at any commit or time, and is kept on disk by `index` so that the next query
 //! only walks new commits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use git2::{Oid, Repository};
@@ -17,22 +18,171 @@ use crate::error::{Error, Result};
 use crate::record::{self, Identity};
 use crate::validate::is_record_file;
 
-/// A shared string: names, versions, paths and subjects repeat across many events, and the
-/// history holds each once.
-pub type Name = Arc<str>;
+/// A string of a history, named by its place in the history's [`Strings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sym(NonZeroU32);
 
-/// Hands out one shared copy of each distinct string.
+impl Sym {
+    /// Its position in the table.
+    pub fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+}
+
+/// The strings of a history (names, versions, paths, authors, subjects), stored end to end in
+/// one buffer and named by [`Sym`]s: a history of a hundred thousand events is a few flat
+/// arrays, which the index reads back with a copy instead of an allocation per string. A text
+/// may be stored more than once (the strings of each index segment are appended as they are),
+/// so compare symbols through their text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Strings {
+    text: String,
+    /// Where each string ends in `text`; the high bit marks a string that JSON must escape.
+    ends: Vec<u32>,
+}
+
+/// The flag of [`Strings::ends`].
+const ESCAPE: u32 = 1 << 31;
+
+/// Whether a string has a character that a JSON string literal must escape.
+fn needs_json_escape(s: &[u8]) -> bool {
+    // A fold without early exit, so that the compiler can check many bytes at a time.
+    s.iter().fold(false, |acc, &b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
+impl Strings {
+    /// How many strings there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn bounds(&self, i: usize) -> (usize, usize) {
+        let start = match i {
+            0 => 0,
+            _ => (self.ends[i - 1] & !ESCAPE) as usize,
+        };
+        (start, (self.ends[i] & !ESCAPE) as usize)
+    }
+
+    /// The text of a symbol of this table.
+    pub fn get(&self, s: Sym) -> &str {
+        let (start, end) = self.bounds(s.index());
+        &self.text[start..end]
+    }
+
+    /// Whether the symbol's text can be put in a JSON string literal as it is.
+    pub fn json_plain(&self, s: Sym) -> bool {
+        self.ends[s.index()] & ESCAPE == 0
+    }
+
+    /// The symbol for the string at position `i`, if there is one.
+    pub fn sym(&self, i: usize) -> Option<Sym> {
+        (i < self.ends.len())
+            .then(|| NonZeroU32::new(i as u32 + 1).map(Sym))
+            .flatten()
+    }
+
+    /// Adds a string. The table holds up to 2 GiB of text and 2^31 strings.
+    pub fn push(&mut self, s: &str) -> Result<Sym> {
+        let end = self.text.len() + s.len();
+        let too_large = || {
+            Error::invalid(
+                "the history has more than 2 GiB of names, versions, paths and subjects",
+                "query a shorter range with --rev, or report this repository's size",
+            )
+        };
+        if end >= ESCAPE as usize || self.ends.len() >= ESCAPE as usize - 1 {
+            return Err(too_large());
+        }
+        self.text.push_str(s);
+        let flag = if needs_json_escape(s.as_bytes()) {
+            ESCAPE
+        } else {
+            0
+        };
+        self.ends.push(end as u32 | flag);
+        self.sym(self.ends.len() - 1).ok_or_else(too_large)
+    }
+
+    /// The text and the ends (without flags) of the strings from position `from` on, the ends
+    /// counted from the start of that text: what an index segment stores.
+    pub(crate) fn tail(&self, from: usize) -> (&str, impl Iterator<Item = u32> + '_) {
+        let from = from.min(self.ends.len());
+        let base = match from {
+            0 => 0,
+            _ => self.bounds(from - 1).1,
+        };
+        let ends = self.ends[from..]
+            .iter()
+            .map(move |e| (e & !ESCAPE) - base as u32);
+        (&self.text[base..], ends)
+    }
+
+    /// Keeps the first `n` strings.
+    pub(crate) fn truncate(&mut self, n: usize) {
+        if n < self.ends.len() {
+            let end = match n {
+                0 => 0,
+                _ => self.bounds(n - 1).1,
+            };
+            self.ends.truncate(n);
+            self.text.truncate(end);
+        }
+    }
+
+    /// Appends strings as [`Strings::tail`] gave them, checking them: `None` (and the table as
+    /// it was) when the ends do not fit the text.
+    pub(crate) fn extend_from(&mut self, text: &[u8], ends: &[u8]) -> Option<()> {
+        let text = std::str::from_utf8(text).ok()?;
+        let base = self.text.len();
+        let (n0, plain) = (self.ends.len(), !needs_json_escape(text.as_bytes()));
+        if base + text.len() >= ESCAPE as usize || n0 + ends.len() / 4 >= ESCAPE as usize - 1 {
+            return None;
+        }
+        self.ends.reserve(ends.len() / 4);
+        let mut start = 0;
+        for e in ends.chunks_exact(4) {
+            let end = u32::from_le_bytes(e.try_into().ok()?) as usize;
+            if end < start || end > text.len() || !text.is_char_boundary(end) {
+                self.ends.truncate(n0);
+                return None;
+            }
+            // Most tables have nothing to escape: one check of the whole text spares the rest.
+            let flag = if plain || !needs_json_escape(&text.as_bytes()[start..end]) {
+                0
+            } else {
+                ESCAPE
+            };
+            self.ends.push((base + end) as u32 | flag);
+            start = end;
+        }
+        if start != text.len() {
+            self.ends.truncate(n0);
+            return None;
+        }
+        self.text.push_str(text);
+        Some(())
+    }
+}
+
+/// Hands out one symbol per distinct string while a history is built.
 #[derive(Default)]
-pub struct Interner(HashSet<Name>);
+struct Interner(HashMap<Box<str>, Sym>);
 
 impl Interner {
-    pub fn get(&mut self, s: &str) -> Name {
-        if let Some(n) = self.0.get(s) {
-            return n.clone();
+    fn get(&mut self, strings: &mut Strings, s: &str) -> Result<Sym> {
+        if let Some(&n) = self.0.get(s) {
+            return Ok(n);
         }
-        let n: Name = Arc::from(s);
-        self.0.insert(n.clone());
-        n
+        let n = strings.push(s)?;
+        self.0.insert(s.into(), n);
+        Ok(n)
     }
 }
 
@@ -70,32 +220,32 @@ pub struct CommitInfo {
     /// Committer time, seconds since the epoch (UTC).
     pub time: i64,
     /// `Name <email>`.
-    pub author: Name,
+    pub author: Sym,
     pub author_time: i64,
     /// The first line of the message.
-    pub subject: Name,
+    pub subject: Sym,
 }
 
 /// One event. `commit` indexes [`History::commits`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub commit: u32,
-    pub agent: Name,
-    pub environment: Name,
+    pub agent: Sym,
+    pub environment: Sym,
     pub action: Action,
     /// `None` for `removed`.
-    pub version: Option<Name>,
+    pub version: Option<Sym>,
     /// `None` for `deployed`.
-    pub previous_version: Option<Name>,
+    pub previous_version: Option<Sym>,
     /// The record's path after the commit (before it, for `removed`).
-    pub path: Name,
+    pub path: Sym,
 }
 
 /// A record file that did not parse at some commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
     pub commit: u32,
-    pub path: Name,
+    pub path: Sym,
 }
 
 /// Per-path state of the walk: the blob and the last parsable identity.
@@ -120,6 +270,8 @@ pub struct History {
     /// Events in chain order; within a commit by agent, then environment.
     pub events: Vec<Event>,
     pub warnings: Vec<Warning>,
+    /// The text of the symbols of commits, events and warnings.
+    pub strings: Strings,
     /// Record files at the tip, for continuing the walk.
     pub paths: BTreeMap<String, PathState>,
     /// The oldest commit is a shallow-clone boundary: the history before it is missing.
@@ -165,6 +317,16 @@ impl History {
         self.chain.iter().rposition(|c| *c == id).map(|p| p as u32)
     }
 
+    /// The text of a symbol.
+    pub fn str(&self, s: Sym) -> &str {
+        self.strings.get(s)
+    }
+
+    /// The text of an optional symbol.
+    pub fn opt(&self, s: Option<Sym>) -> Option<&str> {
+        s.map(|s| self.strings.get(s))
+    }
+
     /// The commit an event belongs to.
     pub fn commit_of(&self, e: &Event) -> &CommitInfo {
         &self.commits[e.commit as usize]
@@ -205,13 +367,13 @@ impl History {
         struct Cell<'h> {
             generation: &'h Event,
             updated: &'h Event,
-            path: &'h Name,
+            path: Sym,
         }
         let mut state: HashMap<(&str, &str), Cell> = HashMap::new();
         let end = self.commits.partition_point(|c| c.pos <= pos);
         let end = self.events.partition_point(|e| (e.commit as usize) < end);
         for e in &self.events[..end] {
-            let key = (&*e.agent, &*e.environment);
+            let key = (self.str(e.agent), self.str(e.environment));
             match e.action {
                 Action::Deployed => {
                     state.insert(
@@ -219,19 +381,19 @@ impl History {
                         Cell {
                             generation: e,
                             updated: e,
-                            path: &e.path,
+                            path: e.path,
                         },
                     );
                 }
                 Action::Updated => {
                     if let Some(cell) = state.get_mut(&key) {
                         cell.updated = e;
-                        cell.path = &e.path;
+                        cell.path = e.path;
                     }
                 }
                 Action::Moved => {
                     if let Some(cell) = state.get_mut(&key) {
-                        cell.path = &e.path;
+                        cell.path = e.path;
                     }
                 }
                 Action::Removed => {
@@ -246,10 +408,10 @@ impl History {
                 let updated = self.commit_of(cell.updated);
                 let e = cell.updated;
                 Deployment {
-                    agent: e.agent.to_string(),
-                    environment: e.environment.to_string(),
-                    version: e.version.as_deref().unwrap_or_default().to_string(),
-                    path: cell.path.to_string(),
+                    agent: self.str(e.agent).to_string(),
+                    environment: self.str(e.environment).to_string(),
+                    version: self.opt(e.version).unwrap_or_default().to_string(),
+                    path: self.str(cell.path).to_string(),
                     generation: generation.id.to_string(),
                     updated_at: crate::when::rfc3339(updated.time),
                     updated_commit: updated.id.to_string(),
@@ -272,16 +434,20 @@ impl History {
             .collect();
         for e in &self.events[from.min(self.events.len())..] {
             let c = self.commit_of(e);
-            let key = (e.agent.to_string(), e.environment.to_string());
+            let key = (
+                self.str(e.agent).to_string(),
+                self.str(e.environment).to_string(),
+            );
+            let (version, path) = (self.opt(e.version).unwrap_or_default(), self.str(e.path));
             match e.action {
                 Action::Deployed => {
                     state.insert(
                         key,
                         Deployment {
-                            agent: e.agent.to_string(),
-                            environment: e.environment.to_string(),
-                            version: e.version.as_deref().unwrap_or_default().to_string(),
-                            path: e.path.to_string(),
+                            agent: self.str(e.agent).to_string(),
+                            environment: self.str(e.environment).to_string(),
+                            version: version.to_string(),
+                            path: path.to_string(),
                             generation: c.id.to_string(),
                             updated_at: crate::when::rfc3339(c.time),
                             updated_commit: c.id.to_string(),
@@ -292,8 +458,8 @@ impl History {
                 }
                 Action::Updated => {
                     if let Some(d) = state.get_mut(&key) {
-                        d.version = e.version.as_deref().unwrap_or_default().to_string();
-                        d.path = e.path.to_string();
+                        d.version = version.to_string();
+                        d.path = path.to_string();
                         d.updated_at = crate::when::rfc3339(c.time);
                         d.updated_commit = c.id.to_string();
                         d.updated_time = c.time;
@@ -301,7 +467,7 @@ impl History {
                 }
                 Action::Moved => {
                     if let Some(d) = state.get_mut(&key) {
-                        d.path = e.path.to_string();
+                        d.path = path.to_string();
                     }
                 }
                 Action::Removed => {
@@ -329,7 +495,8 @@ struct ChainPart {
     ids: Vec<Oid>,
     times: Vec<i64>,
     trees: Vec<Option<Oid>>,
-    meta: Vec<(Name, i64, Name)>,
+    /// Author, author time and subject.
+    meta: Vec<(Arc<str>, i64, Box<str>)>,
     /// The walk reached `stop`.
     reached_stop: bool,
     shallow: bool,
@@ -353,7 +520,7 @@ fn read_chain(
         shallow: false,
     };
     let folder_path = std::path::Path::new(folder);
-    let mut authors = Interner::default();
+    let mut authors: HashMap<String, Arc<str>> = HashMap::new();
     let mut next = Some(tip);
     while let Some(id) = next {
         if let Some(stop) = stop
@@ -369,15 +536,19 @@ fn read_chain(
             _ => None,
         };
         let author = commit.author();
-        let who = authors.get(&format!(
+        let who = format!(
             "{} <{}>",
             String::from_utf8_lossy(author.name_bytes()),
             String::from_utf8_lossy(author.email_bytes())
-        ));
-        let subject: Name = commit
+        );
+        let who = authors
+            .entry(who)
+            .or_insert_with_key(|k| Arc::from(k.as_str()))
+            .clone();
+        let subject: Box<str> = commit
             .summary_bytes()
-            .map(|s| Arc::from(String::from_utf8_lossy(s).as_ref()))
-            .unwrap_or_else(|| Arc::from(""));
+            .map(|s| String::from_utf8_lossy(s).into())
+            .unwrap_or_default();
         part.ids.push(id);
         part.times.push(commit.committer().when().seconds());
         part.trees.push(folder_tree);
@@ -456,7 +627,11 @@ pub fn extend(
     }
     let total = part.ids.len();
     let base = history.chain.len();
-    let mut walker = Walker::new(repo, std::mem::take(&mut history.paths), BlobCache::new());
+    let mut walker = Walker::new(
+        repo,
+        std::mem::take(&mut history.paths),
+        std::mem::take(&mut history.strings),
+    );
     // The chain is processed in slices so that the working set (changes, parsed blobs, the
     // workers' pack mappings) stays bounded however long the history is.
     for start in (0..total).step_by(SLICE) {
@@ -486,15 +661,15 @@ pub fn extend(
             if events.is_empty() && warnings.is_empty() {
                 continue;
             }
-            let (author, author_time, subject) = part.meta[i].clone();
+            let (author, author_time, subject) = &part.meta[i];
             let index = history.commits.len() as u32;
             history.commits.push(CommitInfo {
                 id: part.ids[i],
                 pos: (base + i) as u32,
                 time: part.times[i],
-                author,
-                author_time,
-                subject,
+                author: walker.names.get(&mut walker.strings, author)?,
+                author_time: *author_time,
+                subject: walker.strings.push(subject)?,
             });
             for mut e in events {
                 e.commit = index;
@@ -516,6 +691,7 @@ pub fn extend(
         history.tip_tree = *last;
     }
     history.paths = walker.paths;
+    history.strings = walker.strings;
     progress(Progress::Done);
     Ok(extended || old_tip.is_none())
 }
@@ -858,6 +1034,8 @@ struct Walker<'r> {
     paths: BTreeMap<String, PathState>,
     /// For each pair, the paths whose last parsable content declares it.
     pairs: HashMap<(String, String), BTreeSet<String>>,
+    /// The history's strings, extended as events are found.
+    strings: Strings,
     names: Interner,
 }
 
@@ -866,7 +1044,7 @@ fn pair_key(id: &Identity) -> (String, String) {
 }
 
 impl<'r> Walker<'r> {
-    fn new(repo: &'r Repository, paths: BTreeMap<String, PathState>, blobs: BlobCache) -> Self {
+    fn new(repo: &'r Repository, paths: BTreeMap<String, PathState>, strings: Strings) -> Self {
         let mut pairs: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
         for (path, state) in &paths {
             if let Some(id) = &state.identity {
@@ -875,9 +1053,10 @@ impl<'r> Walker<'r> {
         }
         Walker {
             repo,
-            blobs,
+            blobs: BlobCache::new(),
             paths,
             pairs,
+            strings,
             names: Interner::default(),
         }
     }
@@ -931,7 +1110,7 @@ impl<'r> Walker<'r> {
     }
 
     /// Applies one commit's changes; returns its events (sorted) and unparsable paths.
-    fn apply(&mut self, changes: &[Change]) -> Result<(Vec<Event>, Vec<Name>)> {
+    fn apply(&mut self, changes: &[Change]) -> Result<(Vec<Event>, Vec<Sym>)> {
         let mut affected: BTreeSet<(String, String)> = BTreeSet::new();
         let mut warnings = Vec::new();
         let mut updates: Vec<(String, Option<PathState>)> = Vec::with_capacity(changes.len());
@@ -945,7 +1124,7 @@ impl<'r> Walker<'r> {
                 Some(blob) => {
                     let parsed = self.identity(*blob)?;
                     if parsed.is_none() {
-                        warnings.push(self.names.get(path));
+                        warnings.push(self.names.get(&mut self.strings, path)?);
                     }
                     // An unparsable file keeps the identity of its last parsable content.
                     let identity = parsed.or(old);
@@ -980,17 +1159,69 @@ impl<'r> Walker<'r> {
                 _ => continue,
             };
             let (agent, environment) = key;
-            let mut name = |s: &str| self.names.get(s);
+            let (names, strings) = (&mut self.names, &mut self.strings);
+            let mut name = |s: &str| names.get(strings, s);
             events.push(Event {
                 commit: 0,
-                agent: name(&agent),
-                environment: name(&environment),
+                agent: name(&agent)?,
+                environment: name(&environment)?,
                 action,
-                version: version.as_deref().map(&mut name),
-                previous_version: previous.as_deref().map(&mut name),
-                path: name(&path),
+                version: version.as_deref().map(&mut name).transpose()?,
+                previous_version: previous.as_deref().map(&mut name).transpose()?,
+                path: name(&path)?,
             });
         }
         Ok((events, warnings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_keep_their_text_and_know_what_json_escapes() {
+        let mut s = Strings::default();
+        let a = s.push("agent-1").unwrap();
+        let empty = s.push("").unwrap();
+        let quoted = s.push("say \"hi\"\t\u{e9}").unwrap();
+        assert_eq!(
+            (s.get(a), s.get(empty), s.get(quoted)),
+            ("agent-1", "", "say \"hi\"\t\u{e9}")
+        );
+        assert!(s.json_plain(a) && s.json_plain(empty) && !s.json_plain(quoted));
+        assert_eq!(s.sym(3), None);
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn a_tail_read_back_gives_the_same_table() {
+        let mut s = Strings::default();
+        for t in ["a", "b\\c", "\u{e9}t\u{e9}", "", "z"] {
+            s.push(t).unwrap();
+        }
+        for from in 0..=s.len() {
+            let mut copy = s.clone();
+            copy.truncate(from);
+            let (text, ends) = s.tail(from);
+            let ends: Vec<u8> = ends.flat_map(u32::to_le_bytes).collect();
+            copy.extend_from(text.as_bytes(), &ends).unwrap();
+            assert_eq!(copy, s, "from {from}");
+        }
+    }
+
+    #[test]
+    fn bad_ends_are_refused_and_change_nothing() {
+        let mut s = Strings::default();
+        s.push("x").unwrap();
+        let before = s.clone();
+        let le = |v: &[u32]| v.iter().flat_map(|e| e.to_le_bytes()).collect::<Vec<u8>>();
+        // Decreasing, past the text, inside a character, short of the text, not UTF-8.
+        assert_eq!(s.extend_from(b"abc", &le(&[2, 1, 3])), None);
+        assert_eq!(s.extend_from(b"abc", &le(&[4])), None);
+        assert_eq!(s.extend_from("\u{e9}".as_bytes(), &le(&[1, 2])), None);
+        assert_eq!(s.extend_from(b"abc", &le(&[2])), None);
+        assert_eq!(s.extend_from(&[0xff], &le(&[1])), None);
+        assert_eq!(s, before);
     }
 }

@@ -8,23 +8,21 @@
 //! temporary file renamed into place. A branch whose old tip is no longer on its first-parent
 //! chain (force push, rebase) is rebuilt from scratch.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use git2::{Oid, Repository};
 
 use crate::error::Result;
 use crate::history::{
-    self, Action, CommitInfo, Deployment, Event, History, Name, PathState, Progress, Warning,
+    self, Action, CommitInfo, Deployment, Event, History, PathState, Progress, Sym, Warning,
 };
 use crate::record::Identity;
 
 /// Bump when the format or the meaning of the history changes.
-const MAGIC: &[u8; 8] = b"LEDGITH6";
+const MAGIC: &[u8; 8] = b"LEDGITH7";
 /// The magic of a delta segment appended after the base.
-const DELTA: &[u8; 8] = b"LEDGITD6";
+const DELTA: &[u8; 8] = b"LEDGITD7";
 /// After this many deltas, the next save rewrites the file whole.
 const MAX_DELTAS: usize = 32;
 const HEADER: usize = 8 + 8 + 4;
@@ -125,39 +123,12 @@ fn save(path: &std::path::Path, h: &History) {
     }
 }
 
-struct Writer<'h> {
-    buf: Vec<u8>,
-    strings: HashMap<&'h str, u32, BuildHasherDefault<FastHasher>>,
-    /// Shared strings of the history are interned by address: equal `Name`s are one allocation.
-    names: HashMap<usize, u32, BuildHasherDefault<FastHasher>>,
-    table: Vec<&'h str>,
-}
-
-/// A multiplicative hash for addresses and short strings of a local file: fast, and the
-/// keys are not chosen by an adversary.
 #[derive(Default)]
-struct FastHasher(u64);
-
-impl Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (n as u64)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            .rotate_left(29);
-    }
+struct Writer {
+    buf: Vec<u8>,
 }
 
-impl<'h> Writer<'h> {
+impl Writer {
     fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
@@ -179,34 +150,18 @@ impl<'h> Writer<'h> {
             None => self.u8(0),
         }
     }
-    fn intern(&mut self, s: &'h str) -> u32 {
-        if let Some(&i) = self.strings.get(s) {
-            return i;
-        }
-        let i = self.table.len() as u32;
-        self.table.push(s);
-        self.strings.insert(s, i);
-        i
+    /// A string written out: length, then bytes.
+    fn text(&mut self, s: &str) {
+        self.u32(s.len() as u32);
+        self.buf.extend_from_slice(s.as_bytes());
     }
-    fn str(&mut self, s: &'h str) {
-        let i = self.intern(s);
-        self.u32(i);
+    /// A symbol: its position in the history's strings.
+    fn sym(&mut self, s: Sym) {
+        self.u32(s.index() as u32);
     }
-    fn name(&mut self, n: &'h Name) {
-        let key = Arc::as_ptr(n) as *const u8 as usize;
-        let i = match self.names.get(&key) {
-            Some(&i) => i,
-            None => {
-                let i = self.intern(n);
-                self.names.insert(key, i);
-                i
-            }
-        };
-        self.u32(i);
-    }
-    fn opt_name(&mut self, n: Option<&'h Name>) {
-        match n {
-            Some(n) => self.name(n),
+    fn opt_sym(&mut self, s: Option<Sym>) {
+        match s {
+            Some(s) => self.sym(s),
             None => self.u32(NONE),
         }
     }
@@ -228,6 +183,7 @@ pub struct Lengths {
     pub commits: usize,
     pub events: usize,
     pub warnings: usize,
+    pub strings: usize,
 }
 
 impl Lengths {
@@ -237,6 +193,7 @@ impl Lengths {
             commits: h.commits.len(),
             events: h.events.len(),
             warnings: h.warnings.len(),
+            strings: h.strings.len(),
         }
     }
 }
@@ -244,7 +201,7 @@ impl Lengths {
 /// Serializes a history into the index format (one base segment).
 pub fn encode(h: &History) -> Vec<u8> {
     segment(MAGIC, h, &h.current(), Lengths::default(), |w| {
-        w.str(&h.folder);
+        w.text(&h.folder);
         w.u8(u8::from(h.shallow));
     })
 }
@@ -258,6 +215,7 @@ pub fn encode_delta(h: &History, rows: &[Deployment], from: Lengths) -> Vec<u8> 
         w.u32(from.commits as u32);
         w.u32(from.events as u32);
         w.u32(from.warnings as u32);
+        w.u32(from.strings as u32);
         w.oid(
             from.chain
                 .checked_sub(1)
@@ -267,22 +225,29 @@ pub fn encode_delta(h: &History, rows: &[Deployment], from: Lengths) -> Vec<u8> 
 }
 
 /// One segment: header, then the tip's snapshot (self-contained, so that commands needing only
-/// the current records skip the rest), the string table, `head`, and the items from `from` on.
-fn segment<'h>(
+/// the current records skip the rest), the strings from `from` on (their count, the length of
+/// their text, where each ends, the text), `head`, and the items from `from` on. Symbols are
+/// positions in the whole history's strings, so a delta's items may name strings of the base.
+fn segment(
     magic: &[u8; 8],
-    h: &'h History,
+    h: &History,
     rows: &[Deployment],
     from: Lengths,
-    head: impl FnOnce(&mut Writer<'h>),
+    head: impl FnOnce(&mut Writer),
 ) -> Vec<u8> {
     let mut w = Writer {
         buf: Vec::with_capacity(
             64 + (h.chain.len() - from.chain) * 50 + (h.events.len() - from.events) * 30,
         ),
-        strings: HashMap::default(),
-        names: HashMap::default(),
-        table: Vec::new(),
     };
+    w.buf.extend_from_slice(&encode_snapshot(h, rows));
+    let (text, ends) = h.strings.tail(from.strings);
+    w.u32((h.strings.len() - from.strings.min(h.strings.len())) as u32);
+    w.u32(text.len() as u32);
+    for end in ends {
+        w.u32(end);
+    }
+    w.buf.extend_from_slice(text.as_bytes());
     head(&mut w);
     // Of the records folder's trees only the tip's is needed, to continue the walk.
     w.opt_oid(h.tip_tree);
@@ -295,59 +260,45 @@ fn segment<'h>(
     for c in &h.commits[from.commits..] {
         w.u32(c.pos);
         w.i64(c.author_time);
-        w.name(&c.author);
-        w.name(&c.subject);
+        w.sym(c.author);
+        w.sym(c.subject);
     }
     w.u32((h.events.len() - from.events) as u32);
     for e in &h.events[from.events..] {
         w.u32(e.commit);
-        w.name(&e.agent);
-        w.name(&e.environment);
+        w.sym(e.agent);
+        w.sym(e.environment);
         w.u8(action_code(e.action));
-        w.opt_name(e.version.as_ref());
-        w.opt_name(e.previous_version.as_ref());
-        w.name(&e.path);
+        w.opt_sym(e.version);
+        w.opt_sym(e.previous_version);
+        w.sym(e.path);
     }
     w.u32((h.warnings.len() - from.warnings) as u32);
     for x in &h.warnings[from.warnings..] {
         w.u32(x.commit);
-        w.name(&x.path);
+        w.sym(x.path);
     }
     // The walk state is small (one entry per record file): each segment has all of it.
     w.u32(h.paths.len() as u32);
     for (path, state) in &h.paths {
-        w.str(path);
+        w.text(path);
         w.oid(state.blob);
         match &state.identity {
             Some(id) => {
                 w.u8(1);
-                w.str(&id.agent);
-                w.str(&id.environment);
-                w.str(&id.version);
+                w.text(&id.agent);
+                w.text(&id.environment);
+                w.text(&id.version);
             }
             None => w.u8(0),
         }
     }
-    let snapshot = encode_snapshot(h, rows);
-    let mut table =
-        Vec::with_capacity(snapshot.len() + 4 + w.table.iter().map(|s| s.len() + 4).sum::<usize>());
-    table.extend_from_slice(&snapshot);
-    table.extend_from_slice(&(w.table.len() as u32).to_le_bytes());
-    for s in &w.table {
-        table.extend_from_slice(&(s.len() as u32).to_le_bytes());
-        table.extend_from_slice(s.as_bytes());
-    }
-    drop(w.strings);
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&table);
-    crc.update(&w.buf);
-    let mut out = Vec::with_capacity(HEADER + table.len() + w.buf.len());
+    let payload = w.buf;
+    let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(magic);
-    out.extend_from_slice(&((table.len() + w.buf.len()) as u64).to_le_bytes());
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&table);
-    drop(table);
-    out.extend_from_slice(&w.buf);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
     out
 }
 
@@ -436,7 +387,6 @@ fn snapshot_of(payload: &[u8], tip: Oid) -> Option<TipSnapshot> {
     let mut r = Reader {
         buf: payload,
         at: 0,
-        table: Vec::new(),
     };
     r.u32()?;
     if r.oid()? != tip {
@@ -445,10 +395,7 @@ fn snapshot_of(payload: &[u8], tip: Oid) -> Option<TipSnapshot> {
     let root = r.oid()?;
     let n = r.count(64)?;
     let mut rows = Vec::with_capacity(n);
-    let text = |r: &mut Reader| -> Option<String> {
-        let l = r.u32()? as usize;
-        std::str::from_utf8(r.take(l)?).ok().map(str::to_string)
-    };
+    let text = |r: &mut Reader| r.text().map(str::to_string);
     for _ in 0..n {
         let (agent, environment, version, path) =
             (text(&mut r)?, text(&mut r)?, text(&mut r)?, text(&mut r)?);
@@ -473,11 +420,10 @@ fn snapshot_of(payload: &[u8], tip: Oid) -> Option<TipSnapshot> {
 struct Reader<'a> {
     buf: &'a [u8],
     at: usize,
-    table: Vec<Name>,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.at.checked_add(n)?;
         let s = self.buf.get(self.at..end)?;
         self.at = end;
@@ -502,22 +448,50 @@ impl Reader<'_> {
             _ => None,
         }
     }
-    fn str(&mut self) -> Option<Name> {
-        let i = self.u32()? as usize;
-        self.table.get(i).cloned()
-    }
-    fn opt_str(&mut self) -> Option<Option<Name>> {
-        let i = self.u32()?;
-        if i == NONE {
-            return Some(None);
-        }
-        self.table.get(i as usize).cloned().map(Some)
+    /// A string written out: length, then bytes.
+    fn text(&mut self) -> Option<&'a str> {
+        let l = self.u32()? as usize;
+        std::str::from_utf8(self.take(l)?).ok()
     }
     /// A count, bounded by what the remaining bytes could hold.
     fn count(&mut self, min_item: usize) -> Option<usize> {
         let n = self.u32()? as usize;
         (n.saturating_mul(min_item) <= self.buf.len() - self.at).then_some(n)
     }
+}
+
+/// A symbol of `strings`, as [`Writer::sym`] wrote it.
+fn sym(strings: &history::Strings, raw: u32) -> Option<Sym> {
+    strings.sym(raw as usize)
+}
+
+fn opt_sym(strings: &history::Strings, raw: u32) -> Option<Option<Sym>> {
+    match raw {
+        NONE => Some(None),
+        _ => sym(strings, raw).map(Some),
+    }
+}
+
+/// A segment, opened: its strings (text and ends, as [`segment`] wrote them) and a reader
+/// positioned after them.
+struct Opened<'a> {
+    text: &'a [u8],
+    ends: &'a [u8],
+    r: Reader<'a>,
+}
+
+fn open(payload: &[u8]) -> Option<Opened<'_>> {
+    let mut r = Reader {
+        buf: payload,
+        at: 0,
+    };
+    let snapshot_len = r.u32()? as usize;
+    r.take(snapshot_len)?;
+    let n = r.count(4)?;
+    let text_len = r.u32()? as usize;
+    let ends = r.take(n.checked_mul(4)?)?;
+    let text = r.take(text_len)?;
+    Some(Opened { text, ends, r })
 }
 
 /// Reads an index file: its base segment and the deltas after it. `None` when the base is not
@@ -528,32 +502,37 @@ pub fn decode_file(bytes: &[u8]) -> Option<(History, bool, usize)> {
     let (segments, mut clean) = segments(bytes);
     let count = segments.len();
     let mut segments = segments.into_iter();
-    let base = segments.next()?;
-    let mut h = History::default();
-    let mut r = reader(base)?;
-    h.folder = r.str()?.to_string();
-    h.shallow = r.u8()? == 1;
-    decode_body(&mut r, &mut h)?;
+    let mut base = open(segments.next()?)?;
+    let mut h = History {
+        folder: base.r.text()?.to_string(),
+        shallow: base.r.u8()? == 1,
+        ..History::default()
+    };
+    h.strings.extend_from(base.text, base.ends)?;
+    decode_body(&mut base.r, &mut h)?;
     for payload in segments {
         let applied = (|| {
-            let mut r = reader(payload)?;
+            let Opened { text, ends, mut r } = open(payload)?;
             let from = Lengths {
                 chain: r.u32()? as usize,
                 commits: r.u32()? as usize,
                 events: r.u32()? as usize,
                 warnings: r.u32()? as usize,
+                strings: r.u32()? as usize,
             };
             let tip = r.oid()?;
             if from != Lengths::of(&h) || h.tip().unwrap_or(Oid::ZERO_SHA1) != tip {
                 return None;
             }
             // Apply in place; undo the appended items if the segment turns out malformed.
-            if decode_body(&mut r, &mut h).is_none() {
+            if h.strings.extend_from(text, ends).is_none() || decode_body(&mut r, &mut h).is_none()
+            {
                 h.chain.truncate(from.chain);
                 h.times.truncate(from.chain);
                 h.commits.truncate(from.commits);
                 h.events.truncate(from.events);
                 h.warnings.truncate(from.warnings);
+                h.strings.truncate(from.strings);
                 return None;
             }
             Some(())
@@ -571,26 +550,7 @@ pub fn decode(bytes: &[u8]) -> Option<History> {
     decode_file(bytes).map(|(h, _, _)| h)
 }
 
-/// A reader positioned after a segment's snapshot, with its string table loaded.
-fn reader(payload: &[u8]) -> Option<Reader<'_>> {
-    let mut r = Reader {
-        buf: payload,
-        at: 0,
-        table: Vec::new(),
-    };
-    let snapshot_len = r.u32()? as usize;
-    r.take(snapshot_len)?;
-    let n = r.count(4)?;
-    let mut table = Vec::with_capacity(n);
-    for _ in 0..n {
-        let l = r.u32()? as usize;
-        table.push(Name::from(std::str::from_utf8(r.take(l)?).ok()?));
-    }
-    r.table = table;
-    Some(r)
-}
-
-/// Appends a segment's items to `h`.
+/// Appends a segment's items to `h`, whose strings already include the segment's.
 /// The walk state (paths, tip tree) is replaced only when the whole segment reads well.
 fn decode_body(r: &mut Reader, h: &mut History) -> Option<()> {
     let tip_tree = r.opt_oid()?;
@@ -606,8 +566,8 @@ fn decode_body(r: &mut Reader, h: &mut History) -> Option<()> {
     for _ in 0..n {
         let pos = r.u32()?;
         let author_time = r.i64()?;
-        let author = r.str()?;
-        let subject = r.str()?;
+        let author = sym(&h.strings, r.u32()?)?;
+        let subject = sym(&h.strings, r.u32()?)?;
         let p = pos as usize;
         h.commits.push(CommitInfo {
             id: *h.chain.get(p)?,
@@ -618,16 +578,16 @@ fn decode_body(r: &mut Reader, h: &mut History) -> Option<()> {
             subject,
         });
     }
-    let n = r.count(25)?;
+    let n = r.count(EVENT)?;
     h.events.reserve(n);
-    for _ in 0..n {
-        let commit = r.u32()?;
+    let strings = &h.strings;
+    for raw in r.take(n * EVENT)?.chunks_exact(EVENT) {
+        let u = |at: usize| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
+        let commit = u(0);
         if commit as usize >= h.commits.len() {
             return None;
         }
-        let agent = r.str()?;
-        let environment = r.str()?;
-        let action = match r.u8()? {
+        let action = match raw[12] {
             0 => Action::Deployed,
             1 => Action::Updated,
             2 => Action::Removed,
@@ -636,12 +596,12 @@ fn decode_body(r: &mut Reader, h: &mut History) -> Option<()> {
         };
         h.events.push(Event {
             commit,
-            agent,
-            environment,
+            agent: sym(strings, u(4))?,
+            environment: sym(strings, u(8))?,
             action,
-            version: r.opt_str()?,
-            previous_version: r.opt_str()?,
-            path: r.str()?,
+            version: opt_sym(strings, u(13))?,
+            previous_version: opt_sym(strings, u(17))?,
+            path: sym(strings, u(21))?,
         });
     }
     let n = r.count(8)?;
@@ -652,20 +612,20 @@ fn decode_body(r: &mut Reader, h: &mut History) -> Option<()> {
         }
         h.warnings.push(Warning {
             commit,
-            path: r.str()?,
+            path: sym(&h.strings, r.u32()?)?,
         });
     }
     let n = r.count(25)?;
     let mut paths = BTreeMap::new();
     for _ in 0..n {
-        let path = r.str()?.to_string();
+        let path = r.text()?.to_string();
         let blob = r.oid()?;
         let identity = match r.u8()? {
             0 => None,
             1 => Some(Identity {
-                agent: r.str()?.to_string(),
-                environment: r.str()?.to_string(),
-                version: r.str()?.to_string(),
+                agent: r.text()?.to_string(),
+                environment: r.text()?.to_string(),
+                version: r.text()?.to_string(),
             }),
             _ => return None,
         };
@@ -678,6 +638,10 @@ fn decode_body(r: &mut Reader, h: &mut History) -> Option<()> {
     h.tip_tree = tip_tree;
     Some(())
 }
+
+/// The size of an encoded event: commit, agent, environment, action, version, previous
+/// version, path.
+const EVENT: usize = 4 + 4 + 4 + 1 + 4 + 4 + 4;
 
 #[cfg(test)]
 mod tests {
@@ -697,32 +661,38 @@ mod tests {
                 }),
             },
         );
+        let mut strings = history::Strings::default();
+        let mut n = |s: &str| strings.push(s).unwrap();
+        let commits = vec![CommitInfo {
+            id: oid(2),
+            pos: 1,
+            time: 90,
+            author: n("A <a@x>"),
+            author_time: 80,
+            subject: n("s \"quoted\""),
+        }];
+        let events = vec![Event {
+            commit: 0,
+            agent: n("a"),
+            environment: n("prod"),
+            action: Action::Updated,
+            version: Some(n("2")),
+            previous_version: Some(n("1")),
+            path: n("deployments/a/prod.yaml"),
+        }];
+        let warnings = vec![Warning {
+            commit: 0,
+            path: n("deployments/b.yaml"),
+        }];
         History {
             folder: "deployments".into(),
             chain: vec![oid(1), oid(2)],
             times: vec![100, 90],
             tip_tree: Some(oid(3)),
-            commits: vec![CommitInfo {
-                id: oid(2),
-                pos: 1,
-                time: 90,
-                author: "A <a@x>".into(),
-                author_time: 80,
-                subject: "s".into(),
-            }],
-            events: vec![Event {
-                commit: 0,
-                agent: "a".into(),
-                environment: "prod".into(),
-                action: Action::Updated,
-                version: Some("2".into()),
-                previous_version: Some("1".into()),
-                path: "deployments/a/prod.yaml".into(),
-            }],
-            warnings: vec![Warning {
-                commit: 0,
-                path: "deployments/b.yaml".into(),
-            }],
+            commits,
+            events,
+            warnings,
+            strings,
             paths,
             shallow: true,
         }
@@ -736,6 +706,7 @@ mod tests {
             commits: Vec::new(),
             events: Vec::new(),
             warnings: Vec::new(),
+            strings: history::Strings::default(),
             tip_tree: None,
             ..h.clone()
         }
@@ -772,7 +743,13 @@ mod tests {
     #[test]
     fn round_trips() {
         let h = sample();
-        assert_eq!(decode(&encode(&h)), Some(h));
+        let back = decode(&encode(&h)).unwrap();
+        assert_eq!(back, h);
+        // What JSON must escape is known again after reading.
+        let subject = back.commits[0].subject;
+        assert_eq!(back.str(subject), "s \"quoted\"");
+        assert!(!back.strings.json_plain(subject));
+        assert!(back.strings.json_plain(back.events[0].agent));
     }
 
     #[test]

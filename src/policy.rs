@@ -113,16 +113,16 @@ impl<'h> Stays<'h> {
         for e in history.deployment_events() {
             let t = history.commit_of(e).time;
             let list = by_pair
-                .entry(&*e.agent)
+                .entry(history.str(e.agent))
                 .or_default()
-                .entry(&*e.environment)
+                .entry(history.str(e.environment))
                 .or_default();
             if let Some(last) = list.last_mut()
                 && last.end.is_none()
             {
                 last.end = Some(t);
             }
-            if let Some(v) = e.version.as_deref()
+            if let Some(v) = history.opt(e.version)
                 && e.action != Action::Removed
             {
                 list.push(Stay {

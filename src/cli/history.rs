@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use ledgit::config::Config;
-use ledgit::history::{Action, Event, History, Progress};
+use ledgit::history::{Action, Event, History, Progress, Strings, Sym};
 use ledgit::repo::short;
 use ledgit::when;
 
@@ -198,7 +198,7 @@ fn warn(h: &History) {
         let _ = writeln!(
             err,
             "{YELLOW}warning{YELLOW:#}: {} did not parse at commit {} ({}); it keeps its last parsable version",
-            w.path,
+            h.str(w.path),
             short(c.id),
             when::rfc3339(c.time)
         );
@@ -221,11 +221,11 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     let h = &loaded.history;
     let mut events: Vec<&Event> = h
         .deployment_events()
-        .filter(|e| args.agent.as_deref().is_none_or(|a| &*e.agent == a))
+        .filter(|e| args.agent.as_deref().is_none_or(|a| h.str(e.agent) == a))
         .filter(|e| {
             args.environment
                 .as_deref()
-                .is_none_or(|env| &*e.environment == env)
+                .is_none_or(|env| h.str(e.environment) == env)
         })
         .filter(|e| {
             let t = h.commit_of(e).time;
@@ -291,7 +291,7 @@ pub fn commit_strings(h: &History, events: &[&Event]) -> Vec<Option<CommitString
                 id: c.id.to_string(),
                 time: when::rfc3339(c.time),
                 author_time: when::rfc3339(c.author_time),
-                pull_request: pull_request(&c.subject),
+                pull_request: pull_request(h.str(c.subject)),
             }
         });
     }
@@ -311,15 +311,15 @@ pub fn event_json<'a>(
     EventJson {
         commit: &s.id,
         time: &s.time,
-        agent: &e.agent,
-        environment: &e.environment,
+        agent: h.str(e.agent),
+        environment: h.str(e.environment),
         action: e.action.as_str(),
-        version: e.version.as_deref(),
-        previous_version: e.previous_version.as_deref(),
-        author: &c.author,
+        version: h.opt(e.version),
+        previous_version: h.opt(e.previous_version),
+        author: h.str(c.author),
         author_time: &s.author_time,
-        subject: &c.subject,
-        path: &e.path,
+        subject: h.str(c.subject),
+        path: h.str(e.path),
         pull_request: s.pull_request,
     }
 }
@@ -376,6 +376,7 @@ pub fn write_json(out: &mut dyn Write, h: &History, events: &[&Event]) -> io::Re
 /// The JSON lines of a block of events; `first` is the index of its first event.
 fn json_block(buf: &mut Vec<u8>, h: &History, events: &[&Event], first: usize) {
     let (mut time, mut author_time) = (when::TimeWriter::default(), when::TimeWriter::default());
+    let s = &h.strings;
     for (i, e) in events.iter().enumerate() {
         let c = h.commit_of(e);
         buf.extend_from_slice(if first + i == 0 { b"\n" } else { b",\n" });
@@ -384,26 +385,29 @@ fn json_block(buf: &mut Vec<u8>, h: &History, events: &[&Event], first: usize) {
         buf.extend_from_slice(b"\",\"time\":\"");
         time.write(buf, c.time);
         buf.extend_from_slice(b"\",\"agent\":");
-        json_str(buf, &e.agent);
+        json_sym(buf, s, e.agent);
         buf.extend_from_slice(b",\"environment\":");
-        json_str(buf, &e.environment);
+        json_sym(buf, s, e.environment);
         buf.extend_from_slice(b",\"action\":\"");
         buf.extend_from_slice(e.action.as_str().as_bytes());
         buf.extend_from_slice(b"\",\"version\":");
-        json_opt(buf, e.version.as_deref());
+        json_opt(buf, s, e.version);
         buf.extend_from_slice(b",\"previous_version\":");
-        json_opt(buf, e.previous_version.as_deref());
+        json_opt(buf, s, e.previous_version);
         buf.extend_from_slice(b",\"author\":");
-        json_str(buf, &c.author);
+        json_sym(buf, s, c.author);
         buf.extend_from_slice(b",\"author_time\":\"");
         author_time.write(buf, c.author_time);
         buf.extend_from_slice(b"\",\"subject\":");
-        json_str(buf, &c.subject);
+        json_sym(buf, s, c.subject);
         buf.extend_from_slice(b",\"path\":");
-        json_str(buf, &e.path);
+        json_sym(buf, s, e.path);
         buf.extend_from_slice(b",\"pull_request\":");
-        match pull_request(&c.subject) {
-            Some(n) => buf.extend_from_slice(n.to_string().as_bytes()),
+        match pull_request(h.str(c.subject)) {
+            Some(n) => {
+                // Writing into a Vec cannot fail; and no String per event.
+                let _ = write!(buf, "{n}");
+            }
             None => buf.extend_from_slice(b"null"),
         }
         buf.push(b'}');
@@ -418,20 +422,21 @@ fn push_hex(buf: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-/// A JSON string literal.
-fn json_str(buf: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+/// A JSON string literal of a symbol; the table knows which strings need no escaping.
+fn json_sym(buf: &mut Vec<u8>, strings: &Strings, sym: Sym) {
+    let text = strings.get(sym);
+    if strings.json_plain(sym) {
         buf.push(b'"');
-        buf.extend_from_slice(s.as_bytes());
+        buf.extend_from_slice(text.as_bytes());
         buf.push(b'"');
-    } else if let Ok(quoted) = serde_json::to_vec(s) {
+    } else if let Ok(quoted) = serde_json::to_vec(text) {
         buf.extend_from_slice(&quoted);
     }
 }
 
-fn json_opt(buf: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => json_str(buf, s),
+fn json_opt(buf: &mut Vec<u8>, strings: &Strings, sym: Option<Sym>) {
+    match sym {
+        Some(sym) => json_sym(buf, strings, sym),
         None => buf.extend_from_slice(b"null"),
     }
 }
@@ -474,16 +479,20 @@ fn write_text(out: &mut dyn Write, h: &History, events: &[&Event]) -> io::Result
     if events.is_empty() {
         return writeln!(out, "no deployment events");
     }
-    let wa = events.iter().map(|e| e.agent.len()).max().unwrap_or(0);
+    let wa = events
+        .iter()
+        .map(|e| h.str(e.agent).len())
+        .max()
+        .unwrap_or(0);
     let we = events
         .iter()
-        .map(|e| e.environment.len())
+        .map(|e| h.str(e.environment).len())
         .max()
         .unwrap_or(0);
     // Padding is computed on the plain text, so colour codes do not break the alignment.
     let change = |e: &Event| {
-        let v = e.version.as_deref().unwrap_or("");
-        let p = e.previous_version.as_deref().unwrap_or("");
+        let v = h.opt(e.version).unwrap_or("");
+        let p = h.opt(e.previous_version).unwrap_or("");
         let (plain, styled) = match e.action {
             Action::Deployed => (format!("+ {v}"), format!("{GREEN}+ {v}{GREEN:#}")),
             Action::Removed => (format!("- {p}"), format!("{RED}- {p}{RED:#}")),
@@ -497,19 +506,20 @@ fn write_text(out: &mut dyn Write, h: &History, events: &[&Event]) -> io::Result
         let time = chrono::DateTime::from_timestamp(c.time, 0)
             .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_default();
-        let name = c.author.split(" <").next().unwrap_or(&c.author);
-        let pr = pull_request(&c.subject)
-            .filter(|n| !c.subject.contains(&format!("#{n} ")))
+        let (author, subject) = (h.str(c.author), h.str(c.subject));
+        let name = author.split(" <").next().unwrap_or(author);
+        let pr = pull_request(subject)
+            .filter(|n| !subject.contains(&format!("#{n} ")))
             .map(|n| format!("#{n} "))
             .unwrap_or_default();
         writeln!(
             out,
             "{time}  {:wa$}  {:we$}  {}  {DIM}{}{DIM:#}  {name}  {pr}{DIM}{}{DIM:#}",
-            e.agent,
-            e.environment,
+            h.str(e.agent),
+            h.str(e.environment),
             change(e),
             short(c.id),
-            c.subject,
+            subject,
         )?;
     }
     Ok(())
@@ -537,18 +547,16 @@ mod tests {
     #[test]
     fn the_hand_written_json_is_what_serde_prints() {
         use ledgit::history::{Action, CommitInfo, Event};
-        let name = |s: &str| ledgit::history::Name::from(s);
-        let h = History {
-            commits: vec![CommitInfo {
-                id: git2::Oid::from_bytes(&[0xab; 20]).unwrap(),
-                pos: 0,
-                time: 1_704_067_200,
-                author: name("Zoë \"Q\" <z@example.com>"),
-                author_time: -5,
-                subject: name("Merge pull request #3 from a\\b\ttab\u{1}"),
-            }],
-            ..History::default()
-        };
+        let mut table = Strings::default();
+        let mut name = |s: &str| table.push(s).unwrap();
+        let commits = vec![CommitInfo {
+            id: git2::Oid::from_bytes(&[0xab; 20]).unwrap(),
+            pos: 0,
+            time: 1_704_067_200,
+            author: name("Zoë \"Q\" <z@example.com>"),
+            author_time: -5,
+            subject: name("Merge pull request #3 from a\\b\ttab\u{1}"),
+        }];
         let events = [
             Event {
                 commit: 0,
@@ -569,6 +577,11 @@ mod tests {
                 path: name("x"),
             },
         ];
+        let h = History {
+            commits,
+            strings: table,
+            ..History::default()
+        };
         let refs: Vec<&Event> = events.iter().collect();
         let mut fast = Vec::new();
         write_json(&mut fast, &h, &refs).unwrap();
@@ -586,7 +599,8 @@ mod tests {
     #[test]
     fn large_outputs_are_complete_and_ordered() {
         use ledgit::history::{Action, CommitInfo, Event};
-        let name = |s: &str| ledgit::history::Name::from(s);
+        let mut table = Strings::default();
+        let mut name = |s: &str| table.push(s).unwrap();
         let n = 10_000u32;
         let commits: Vec<CommitInfo> = (0..n)
             .map(|i| CommitInfo {
@@ -611,6 +625,7 @@ mod tests {
             .collect();
         let h = History {
             commits,
+            strings: table,
             ..History::default()
         };
         let refs: Vec<&Event> = events.iter().collect();

@@ -43,10 +43,10 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     };
     let events: Vec<&Event> = h
         .deployment_events()
-        .filter(|e| wanted(&e.agent, &e.environment))
+        .filter(|e| wanted(h.str(e.agent), h.str(e.environment)))
         .collect();
     if events.is_empty() {
-        let mut agents: Vec<&str> = h.deployment_events().map(|e| &*e.agent).collect();
+        let mut agents: Vec<&str> = h.deployment_events().map(|e| h.str(e.agent)).collect();
         agents.sort_unstable();
         agents.dedup();
         let what = match &args.environment {
@@ -116,25 +116,22 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     for e in &events {
         let c = h.commit_of(e);
         let what = match e.action {
-            Action::Deployed => format!("deployed {}", e.version.as_deref().unwrap_or("")),
-            Action::Removed => format!(
-                "removed (was {})",
-                e.previous_version.as_deref().unwrap_or("")
-            ),
+            Action::Deployed => format!("deployed {}", h.opt(e.version).unwrap_or("")),
+            Action::Removed => format!("removed (was {})", h.opt(e.previous_version).unwrap_or("")),
             _ => format!(
                 "{} -> {}",
-                e.previous_version.as_deref().unwrap_or(""),
-                e.version.as_deref().unwrap_or("")
+                h.opt(e.previous_version).unwrap_or(""),
+                h.opt(e.version).unwrap_or("")
             ),
         };
         writeln!(
             out,
             "  {}  {:12} {:28} {DIM}{}{DIM:#}  {}",
             when::rfc3339(c.time),
-            e.environment,
+            h.str(e.environment),
             what,
             short(c.id),
-            c.subject
+            h.str(c.subject)
         )?;
     }
     Ok(Outcome::Clean)
