@@ -26,6 +26,23 @@ pub struct ActionInfo {
     pub idempotency_key: String,
 }
 
+#[cfg(test)]
+impl ActionInfo {
+    /// A deploy of `a` 1 to `prod`, for tests.
+    pub(crate) fn sample() -> Self {
+        ActionInfo {
+            action: "deploy".into(),
+            agent: "a".into(),
+            environment: "prod".into(),
+            version: Some("1".into()),
+            previous_version: None,
+            commit: "c".into(),
+            generation: "g".into(),
+            idempotency_key: "k".into(),
+        }
+    }
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -222,16 +239,7 @@ mod tests {
     use super::*;
 
     fn action() -> ActionInfo {
-        ActionInfo {
-            action: "deploy".into(),
-            agent: "a".into(),
-            environment: "prod".into(),
-            version: Some("1".into()),
-            previous_version: None,
-            commit: "c".into(),
-            generation: "g".into(),
-            idempotency_key: "k".into(),
-        }
+        ActionInfo::sample()
     }
 
     #[test]

@@ -511,17 +511,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
         let store = Store::open(&path, "r").unwrap();
-        let action = ActionInfo {
-            action: "deploy".into(),
-            agent: "a".into(),
-            environment: "prod".into(),
-            version: Some("1".into()),
-            previous_version: None,
-            commit: "c".into(),
-            generation: "g".into(),
-            idempotency_key: "k".into(),
-        };
-        store.begin(&action, 5).unwrap();
+        store.begin(&ActionInfo::sample(), 5).unwrap();
         drop(store);
         assert_eq!(view(&path).unwrap().unwrap().running.len(), 1);
         let _store = Store::open(&path, "r").unwrap();

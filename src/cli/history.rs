@@ -544,6 +544,19 @@ pub fn pull_request(subject: &str) -> Option<u32> {
 mod tests {
     use super::*;
 
+    /// The hand-written JSON of the events, and each event as serde prints [`EventJson`].
+    fn both_ways(h: &History, events: &[Event]) -> (String, Vec<String>) {
+        let refs: Vec<&Event> = events.iter().collect();
+        let mut fast = Vec::new();
+        write_json(&mut fast, h, &refs).unwrap();
+        let strings = commit_strings(h, &refs);
+        let expected = refs
+            .iter()
+            .map(|e| serde_json::to_string(&event_json(h, &strings, e)).unwrap())
+            .collect();
+        (String::from_utf8(fast).unwrap(), expected)
+    }
+
     #[test]
     fn the_hand_written_json_is_what_serde_prints() {
         use ledgit::history::{Action, CommitInfo, Event};
@@ -582,17 +595,8 @@ mod tests {
             strings: table,
             ..History::default()
         };
-        let refs: Vec<&Event> = events.iter().collect();
-        let mut fast = Vec::new();
-        write_json(&mut fast, &h, &refs).unwrap();
-        let strings = commit_strings(&h, &refs);
-        let mut slow = String::from("[");
-        for (i, e) in refs.iter().enumerate() {
-            slow.push_str(if i == 0 { "\n" } else { ",\n" });
-            slow.push_str(&serde_json::to_string(&event_json(&h, &strings, e)).unwrap());
-        }
-        slow.push_str("\n]\n");
-        assert_eq!(String::from_utf8(fast).unwrap(), slow);
+        let (fast, expected) = both_ways(&h, &events);
+        assert_eq!(fast, format!("[\n{}\n]\n", expected.join(",\n")));
     }
 
     /// Many blocks, formatted on two threads, come out whole and in order.
@@ -628,15 +632,12 @@ mod tests {
             strings: table,
             ..History::default()
         };
-        let refs: Vec<&Event> = events.iter().collect();
-        let mut fast = Vec::new();
-        write_json(&mut fast, &h, &refs).unwrap();
-        let strings = commit_strings(&h, &refs);
-        let parsed: Vec<serde_json::Value> = serde_json::from_slice(&fast).unwrap();
+        let (fast, expected) = both_ways(&h, &events);
+        let parsed: Vec<serde_json::Value> = serde_json::from_str(&fast).unwrap();
         assert_eq!(parsed.len(), n as usize);
-        for (i, e) in refs.iter().enumerate() {
-            let expected = serde_json::to_value(event_json(&h, &strings, e)).unwrap();
-            assert_eq!(parsed[i], expected, "event {i}");
+        for (i, (got, want)) in parsed.iter().zip(&expected).enumerate() {
+            let want: serde_json::Value = serde_json::from_str(want).unwrap();
+            assert_eq!(got, &want, "event {i}");
         }
     }
 
