@@ -89,6 +89,27 @@ CREATE TABLE IF NOT EXISTS journal (
   output TEXT NOT NULL DEFAULT '', pid INTEGER NOT NULL);
 ";
 
+/// Whether the store names `repository` (its root commit) as its own: `false` when it names
+/// none yet, an error when it names another.
+fn owned_by(db: &Connection, path: &Path, repository: &str) -> Result<bool> {
+    let known: Option<String> = db
+        .query_row("SELECT value FROM meta WHERE key = 'repository'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(db_err(path))?;
+    match known {
+        Some(k) if k != repository => Err(Error::invalid(
+            format!(
+                "the state store {} belongs to another repository (root commit {k})",
+                path.display()
+            ),
+            "pass --state with a store of this repository, or a new path",
+        )),
+        known => Ok(known.is_some()),
+    }
+}
+
 /// How long a connection waits for another one's write lock before giving up.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -139,30 +160,12 @@ impl Store {
             .map_err(db_err(path))?;
         // A store made by an older ledgit may lack a table; creating is idempotent.
         db.execute_batch(SCHEMA).map_err(db_err(path))?;
-        let known: Option<String> = db
-            .query_row("SELECT value FROM meta WHERE key = 'repository'", [], |r| {
-                r.get(0)
-            })
-            .optional()
+        if !owned_by(&db, path, repository)? {
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('repository', ?1)",
+                [repository],
+            )
             .map_err(db_err(path))?;
-        match known {
-            Some(k) if k != repository => {
-                return Err(Error::invalid(
-                    format!(
-                        "the state store {} belongs to another repository (root commit {k})",
-                        path.display()
-                    ),
-                    "pass --state with a store of this repository, or a new path",
-                ));
-            }
-            Some(_) => {}
-            None => {
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('repository', ?1)",
-                    [repository],
-                )
-                .map_err(db_err(path))?;
-            }
         }
         let store = Store {
             db,
@@ -360,11 +363,13 @@ pub struct View {
     pub running: Vec<(String, String)>,
 }
 
-/// Reads a store without locking it; `None` when there is none.
-pub fn view(path: &Path) -> Result<Option<View>> {
+/// Reads a store without locking it; `None` when there is none. A store of another
+/// repository than `repository` (its root commit) is refused.
+pub fn view(path: &Path, repository: &str) -> Result<Option<View>> {
     let Some(db) = Store::open_read_only(path)? else {
         return Ok(None);
     };
+    owned_by(&db, path, repository)?;
     let read = || -> rusqlite::Result<View> {
         let mut stmt =
             db.prepare("SELECT agent, environment FROM journal WHERE result = 'running'")?;
@@ -489,7 +494,7 @@ mod tests {
                 std::thread::spawn(move || {
                     while !done.load(std::sync::atomic::Ordering::Acquire) {
                         journal(&path, 1).unwrap();
-                        view(&path).unwrap();
+                        view(&path, "r").unwrap();
                     }
                 })
             };
@@ -513,7 +518,8 @@ mod tests {
         let store = Store::open(&path, "r").unwrap();
         store.begin(&ActionInfo::sample(), 5).unwrap();
         drop(store);
-        assert_eq!(view(&path).unwrap().unwrap().running.len(), 1);
+        assert_eq!(view(&path, "r").unwrap().unwrap().running.len(), 1);
+        assert!(view(&path, "other").is_err());
         let _store = Store::open(&path, "r").unwrap();
         let j = journal(&path, 10).unwrap();
         assert_eq!(j[0].result, "interrupted");

@@ -278,6 +278,47 @@ fn a_store_of_another_repository_is_refused() {
     ]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("another repository"), "{}", run.stderr);
+    // status reads a store only of its own repository too.
+    let status = other.ledgit(&["status", "--state", state.to_str().unwrap()]);
+    assert_eq!(status.code, 2);
+    assert!(
+        status.stderr.contains("another repository"),
+        "{}",
+        status.stderr
+    );
+}
+
+#[test]
+fn status_reads_sync_states_from_the_store_given_with_state() {
+    let repo = repo();
+    let store = repo.path().join("custom.sqlite");
+    let store = store.to_str().unwrap();
+    assert_eq!(
+        repo.ledgit(&["reconcile", "--exec", "true", "--state", store])
+            .code,
+        0
+    );
+    // The default store does not exist: no sync states.
+    let plain = repo.ledgit(&["status", "--format", "json"]).json();
+    assert!(plain[0].get("sync").is_none(), "{plain}");
+    let with = repo
+        .ledgit(&["status", "--state", store, "--format", "json"])
+        .json();
+    let syncs: Vec<&str> = with
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sync"].as_str().unwrap())
+        .collect();
+    assert_eq!(syncs, ["Synced", "Synced"]);
+    // A store that does not exist is an error when named, not an empty answer.
+    let missing = repo.ledgit(&["status", "--state", "nowhere.sqlite"]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("no state store at"),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[test]

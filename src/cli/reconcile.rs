@@ -2,7 +2,7 @@
 //! platform through an actuator, once or continuously, and show the apply journal.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -170,8 +170,18 @@ fn actuator(common: &Common) -> Result<Option<Actuator>, CliError> {
     }
 }
 
-fn state_path(repo: &Repo, common_state: &Option<PathBuf>, ctx: &Context) -> PathBuf {
-    match common_state {
+/// What identifies the repository to its state store: the first commit of the chain.
+pub(super) fn repository_id(current: &Current) -> String {
+    current
+        .root
+        .or(current.tip)
+        .map(|c| c.to_string())
+        .unwrap_or_default()
+}
+
+/// The state store: `--state` (relative to `-C`), or the default under the git directory.
+pub(super) fn state_path(repo: &Repo, state: Option<&Path>, ctx: &Context) -> PathBuf {
+    match state {
         Some(p) => ctx.dir.join(p),
         None => state::default_path(repo.git.commondir()),
     }
@@ -250,7 +260,10 @@ fn pass(
     let at_tip = reconcile::desired(&repo.git, tip, &current.config, &current.rows)?;
     let (applied, failures) = match &store {
         Some(s) => (s.applied()?, s.failures()?),
-        None => match state::view(&state_path(&repo, &common.state, ctx))? {
+        None => match state::view(
+            &state_path(&repo, common.state.as_deref(), ctx),
+            &repository_id(current),
+        )? {
             Some(v) => (v.applied, v.failures),
             None => (Vec::new(), Vec::new()),
         },
@@ -375,12 +388,10 @@ fn open_store(
     common: &Common,
     current: &Current,
 ) -> Result<Store, CliError> {
-    let root = current
-        .root
-        .or(current.tip)
-        .map(|c| c.to_string())
-        .unwrap_or_default();
-    Ok(Store::open(&state_path(repo, &common.state, ctx), &root)?)
+    Ok(Store::open(
+        &state_path(repo, common.state.as_deref(), ctx),
+        &repository_id(current),
+    )?)
 }
 
 fn outcome(p: &Pass) -> Outcome {
@@ -538,7 +549,7 @@ fn next_retry(store: Option<&Store>) -> Option<Instant> {
 
 pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
     let repo = ctx.repo()?;
-    let path = state_path(&repo, &args.state, ctx);
+    let path = state_path(&repo, args.state.as_deref(), ctx);
     let entries = state::journal(&path, args.limit)?;
     let mut out = render::stdout();
     if args.format == TextOrJson::Json {

@@ -2,14 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use ledgit::history::Deployment;
 use ledgit::repo::short;
 use ledgit::when;
 
-use super::history::{current, load};
+use super::history::{current_full, load};
 use super::render::{self, BOLD, DIM, TextOrJson, YELLOW};
-use super::{CliResult, Context, Outcome};
+use super::{CliError, CliResult, Context, Outcome};
 
 /// Show which version of each agent runs in each environment.
 ///
@@ -26,7 +27,8 @@ use super::{CliResult, Context, Outcome};
 #[command(after_help = "Examples:
   ledgit status
   ledgit status --at 2026-03-03T12:00:00Z
-  ledgit status --rev origin/main --format json")]
+  ledgit status --rev origin/main --format json
+  ledgit status --state /var/lib/ledgit/prod.sqlite   sync states from that reconciler's store")]
 pub struct Args {
     /// The branch or commit to read (default: HEAD).
     #[arg(long, value_name = "REV")]
@@ -35,6 +37,11 @@ pub struct Args {
     /// The snapshot at this time (RFC 3339, a date, or a duration ago such as 7d).
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
+
+    /// The reconciler's state store to read sync states from (default: under the repository's
+    /// git directory, where `ledgit reconcile` keeps it).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
@@ -48,23 +55,37 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         .as_deref()
         .map(|t| when::parse_time(t, now))
         .transpose()?;
-    let (config, rows, snapshot_at) = match at {
+    let (config, rows, snapshot_at, repository) = match at {
         None => {
-            let (config, rows) = current(ctx, args.rev.as_deref())?;
-            (config, rows, None)
+            let c = current_full(ctx, args.rev.as_deref())?;
+            let repository = super::reconcile::repository_id(&c);
+            (c.config, c.rows, None, repository)
         }
         Some(t) => {
             let loaded = load(ctx, args.rev.as_deref())?;
             let h = &loaded.history;
             let pos = h.position_at(t.timestamp());
             let as_of = pos.map(|p| (h.chain[p as usize], h.times[p as usize]));
-            (loaded.config.clone(), h.snapshot(pos), Some((t, as_of)))
+            (
+                loaded.config.clone(),
+                h.snapshot(pos),
+                Some((t, as_of)),
+                String::new(),
+            )
         }
     };
-    // Where a reconciler has run, what it applied and whether each record is in sync.
+    // Where a reconciler has run, what it applied and whether each record is in sync. The
+    // platform's state is now, so a snapshot of the past has none.
     let sync = match snapshot_at {
-        None => sync_states(ctx, &rows)?,
-        Some(_) => None,
+        None => sync_states(ctx, &rows, args.state.as_deref(), &repository)?,
+        Some(_) => {
+            if args.state.is_some() {
+                anstream::eprintln!(
+                    "{YELLOW}note{YELLOW:#}: --state is ignored with --at: sync states are about the platform now"
+                );
+            }
+            None
+        }
     };
     let mut out = render::stdout();
     if let TextOrJson::Json = args.format {
@@ -149,11 +170,23 @@ pub struct Sync {
     pub error: Option<String>,
 }
 
-/// Sync states of the rows, from the default state store; `None` when no reconciler has run.
-fn sync_states(ctx: &Context, rows: &[Deployment]) -> Result<Option<Vec<Sync>>, super::CliError> {
+/// Sync states of the rows, from the state store (`--state`, else the default one); `None`
+/// when no reconciler has run. A store given with `--state` must exist.
+fn sync_states(
+    ctx: &Context,
+    rows: &[Deployment],
+    state: Option<&Path>,
+    repository: &str,
+) -> Result<Option<Vec<Sync>>, CliError> {
     let repo = ctx.repo()?;
-    let Some(view) = ledgit::state::view(&ledgit::state::default_path(repo.git.commondir()))?
-    else {
+    let path = super::reconcile::state_path(&repo, state, ctx);
+    if state.is_some() && !path.exists() {
+        return Err(CliError::new(
+            format!("no state store at {}", path.display()),
+            "check the path, or run `ledgit reconcile --state PATH` to create one",
+        ));
+    }
+    let Some(view) = ledgit::state::view(&path, repository)? else {
         return Ok(None);
     };
     Ok(Some(
