@@ -374,32 +374,22 @@ impl History {
         let end = self.events.partition_point(|e| (e.commit as usize) < end);
         for e in &self.events[..end] {
             let key = (self.str(e.agent), self.str(e.environment));
-            match e.action {
-                Action::Deployed => {
-                    state.insert(
-                        key,
-                        Cell {
-                            generation: e,
-                            updated: e,
-                            path: e.path,
-                        },
-                    );
-                }
-                Action::Updated => {
-                    if let Some(cell) = state.get_mut(&key) {
+            replay(
+                &mut state,
+                key,
+                e.action,
+                || Cell {
+                    generation: e,
+                    updated: e,
+                    path: e.path,
+                },
+                |cell, changed| {
+                    if changed {
                         cell.updated = e;
-                        cell.path = e.path;
                     }
-                }
-                Action::Moved => {
-                    if let Some(cell) = state.get_mut(&key) {
-                        cell.path = e.path;
-                    }
-                }
-                Action::Removed => {
-                    state.remove(&key);
-                }
-            }
+                    cell.path = e.path;
+                },
+            );
         }
         let mut rows: Vec<Deployment> = state
             .into_values()
@@ -420,7 +410,7 @@ impl History {
                 }
             })
             .collect();
-        rows.sort_by(|a, b| (&a.agent, &a.environment).cmp(&(&b.agent, &b.environment)));
+        sort_rows(&mut rows);
         rows
     }
 
@@ -428,7 +418,7 @@ impl History {
     /// one after the events before `from`). Cheaper than [`History::current`] when few events
     /// are new.
     pub fn advance(&self, rows: Vec<Deployment>, from: usize) -> Vec<Deployment> {
-        let mut state: BTreeMap<(String, String), Deployment> = rows
+        let mut state: HashMap<(String, String), Deployment> = rows
             .into_iter()
             .map(|d| ((d.agent.clone(), d.environment.clone()), d))
             .collect();
@@ -439,43 +429,35 @@ impl History {
                 self.str(e.environment).to_string(),
             );
             let (version, path) = (self.opt(e.version).unwrap_or_default(), self.str(e.path));
-            match e.action {
-                Action::Deployed => {
-                    state.insert(
-                        key,
-                        Deployment {
-                            agent: self.str(e.agent).to_string(),
-                            environment: self.str(e.environment).to_string(),
-                            version: version.to_string(),
-                            path: path.to_string(),
-                            generation: c.id.to_string(),
-                            updated_at: crate::when::rfc3339(c.time),
-                            updated_commit: c.id.to_string(),
-                            updated_time: c.time,
-                            generation_time: c.time,
-                        },
-                    );
-                }
-                Action::Updated => {
-                    if let Some(d) = state.get_mut(&key) {
+            replay(
+                &mut state,
+                key,
+                e.action,
+                || Deployment {
+                    agent: self.str(e.agent).to_string(),
+                    environment: self.str(e.environment).to_string(),
+                    version: version.to_string(),
+                    path: path.to_string(),
+                    generation: c.id.to_string(),
+                    updated_at: crate::when::rfc3339(c.time),
+                    updated_commit: c.id.to_string(),
+                    updated_time: c.time,
+                    generation_time: c.time,
+                },
+                |d, changed| {
+                    if changed {
                         d.version = version.to_string();
-                        d.path = path.to_string();
                         d.updated_at = crate::when::rfc3339(c.time);
                         d.updated_commit = c.id.to_string();
                         d.updated_time = c.time;
                     }
-                }
-                Action::Moved => {
-                    if let Some(d) = state.get_mut(&key) {
-                        d.path = path.to_string();
-                    }
-                }
-                Action::Removed => {
-                    state.remove(&key);
-                }
-            }
+                    d.path = path.to_string();
+                },
+            );
         }
-        state.into_values().collect()
+        let mut rows: Vec<Deployment> = state.into_values().collect();
+        sort_rows(&mut rows);
+        rows
     }
 
     /// The snapshot at the tip.
@@ -487,6 +469,36 @@ impl History {
     pub fn deployment_events(&self) -> impl Iterator<Item = &Event> {
         self.events.iter().filter(|e| e.action != Action::Moved)
     }
+}
+
+/// What an event does to its pair's row in a snapshot, the one place that says it: `deployed`
+/// starts a row (a new generation), `updated` changes its version (`changed`) and path, `moved`
+/// only its path, `removed` drops it. An update of a pair without a row changes nothing.
+fn replay<K: std::hash::Hash + Eq, R>(
+    state: &mut HashMap<K, R>,
+    key: K,
+    action: Action,
+    start: impl FnOnce() -> R,
+    change: impl FnOnce(&mut R, bool),
+) {
+    match action {
+        Action::Deployed => {
+            state.insert(key, start());
+        }
+        Action::Updated | Action::Moved => {
+            if let Some(row) = state.get_mut(&key) {
+                change(row, action == Action::Updated);
+            }
+        }
+        Action::Removed => {
+            state.remove(&key);
+        }
+    }
+}
+
+/// Snapshot rows in their order: by agent, then environment.
+fn sort_rows(rows: &mut [Deployment]) {
+    rows.sort_by(|a, b| (&a.agent, &a.environment).cmp(&(&b.agent, &b.environment)));
 }
 
 /// Reads the first-parent chain from `tip` back to the root (or to `stop`, exclusive), oldest
