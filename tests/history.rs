@@ -355,6 +355,16 @@ fn show_lists_records_generations_and_history() {
         "{}",
         missing.stderr
     );
+    // A known agent in an environment it never ran in: the hint is about its environments.
+    let elsewhere = repo.ledgit(&["show", "support-bot", "prod"]);
+    assert_eq!(elsewhere.code, 2);
+    assert!(
+        elsewhere
+            .stderr
+            .contains("known environments of this agent: production, staging"),
+        "{}",
+        elsewhere.stderr
+    );
 }
 
 #[test]

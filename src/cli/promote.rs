@@ -152,14 +152,12 @@ pub fn set(ctx: &Context, args: SetArgs) -> CliResult {
         ));
     }
     if !args.create && !report.parsed.iter().any(|r| r.agent == args.agent) {
-        let mut agents: Vec<&str> = report.parsed.iter().map(|r| r.agent.as_str()).collect();
-        agents.sort_unstable();
-        agents.dedup();
+        let agents: Vec<&str> = report.parsed.iter().map(|r| r.agent.as_str()).collect();
         return Err(CliError::new(
             format!("agent `{}` has no record in any environment", args.agent),
             format!(
-                "pass --create to deploy a new agent; known agents: {}",
-                agents.join(", ")
+                "pass --create to deploy a new agent; {}",
+                render::known(&args.agent, &agents, "agents")
             ),
         ));
     }

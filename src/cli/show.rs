@@ -46,24 +46,22 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         .filter(|e| wanted(h.str(e.agent), h.str(e.environment)))
         .collect();
     if events.is_empty() {
-        let mut agents: Vec<&str> = h.deployment_events().map(|e| h.str(e.agent)).collect();
-        agents.sort_unstable();
-        agents.dedup();
-        let what = match &args.environment {
-            Some(env) => format!("agent `{}` has never been deployed to `{env}`", args.agent),
-            None => format!("agent `{}` has no deployment history", args.agent),
-        };
-        return Err(CliError::new(
-            what,
-            format!(
-                "known agents: {}",
-                if agents.is_empty() {
-                    "none".into()
-                } else {
-                    agents.join(", ")
-                }
+        let agents: Vec<&str> = h.deployment_events().map(|e| h.str(e.agent)).collect();
+        let envs: Vec<&str> = h
+            .deployment_events()
+            .filter(|e| h.str(e.agent) == args.agent)
+            .map(|e| h.str(e.environment))
+            .collect();
+        return Err(match &args.environment {
+            Some(env) if !envs.is_empty() => CliError::new(
+                format!("agent `{}` has never been deployed to `{env}`", args.agent),
+                render::known(env, &envs, "environments of this agent"),
             ),
-        ));
+            _ => CliError::new(
+                format!("agent `{}` has no deployment history", args.agent),
+                render::known(&args.agent, &agents, "agents"),
+            ),
+        });
     }
     let records: Vec<Deployment> = h
         .current()
