@@ -54,18 +54,21 @@ pub fn format_duration(mut secs: i64) -> String {
     out
 }
 
-/// A duration for people, to its two largest units: `5d23h`, `3h12m`, `45s`.
+/// A duration for people: its largest unit and the next one when that is not zero (`5d23h`,
+/// `3h12m`, `23h`, `45s`); what is smaller is dropped, not rounded.
 pub fn format_duration_short(secs: i64) -> String {
-    let full = format_duration(secs);
-    let mut units = 0;
-    let mut out = String::new();
-    for c in full.chars() {
-        out.push(c);
-        if c.is_ascii_alphabetic() {
-            units += 1;
-            if units == 2 {
-                break;
-            }
+    const UNITS: [(&str, u64); 4] = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
+    let sign = if secs < 0 { "-" } else { "" };
+    let secs = secs.unsigned_abs();
+    let Some(i) = UNITS.iter().position(|&(_, size)| secs >= size) else {
+        return "0s".into();
+    };
+    let (unit, size) = UNITS[i];
+    let mut out = format!("{sign}{}{unit}", secs / size);
+    if let Some(&(next, next_size)) = UNITS.get(i + 1) {
+        let rest = secs % size / next_size;
+        if rest > 0 {
+            out.push_str(&format!("{rest}{next}"));
         }
     }
     out
@@ -224,6 +227,12 @@ mod tests {
         assert_eq!(format_duration(59), "59s");
         assert_eq!(format_duration_short(517_853), "5d23h");
         assert_eq!(format_duration_short(59), "59s");
+        // 23h0m2s: the seconds are below the two units shown, not the second unit.
+        assert_eq!(format_duration_short(82_802), "23h");
+        assert_eq!(format_duration_short(86_400 + 59), "1d");
+        assert_eq!(format_duration_short(3 * 3_600 + 12 * 60 + 5), "3h12m");
+        assert_eq!(format_duration_short(-90), "-1m30s");
+        assert_eq!(format_duration_short(0), "0s");
     }
 
     #[test]
