@@ -119,15 +119,7 @@ pub fn promote(ctx: &Context, args: PromoteArgs) -> CliResult {
             let known: Vec<&str> = sources.iter().map(|r| r.agent.as_str()).collect();
             return Err(CliError::new(
                 format!("agent `{agent}` has no record in {}", args.from),
-                format!(
-                    "agents in {}: {}",
-                    args.from,
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
+                render::known(&agent, &known, &format!("agents in {}", args.from)),
             ));
         };
         targets.push(Target {
