@@ -110,6 +110,16 @@ fn owned_by(db: &Connection, path: &Path, repository: &str) -> Result<bool> {
     }
 }
 
+/// Records `repository` as the store's owner.
+fn claim(db: &Connection, path: &Path, repository: &str) -> Result<()> {
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('repository', ?1)",
+        [repository],
+    )
+    .map_err(db_err(path))?;
+    Ok(())
+}
+
 /// How long a connection waits for another one's write lock before giving up.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -121,11 +131,7 @@ fn create(path: &Path, repository: &str) -> Result<()> {
     {
         let db = Connection::open(tmp.path()).map_err(db_err(tmp.path()))?;
         db.execute_batch(SCHEMA).map_err(db_err(tmp.path()))?;
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES ('repository', ?1)",
-            [repository],
-        )
-        .map_err(db_err(tmp.path()))?;
+        claim(&db, tmp.path(), repository)?;
     }
     tmp.as_file()
         .sync_all()
@@ -161,11 +167,7 @@ impl Store {
         // A store made by an older ledgit may lack a table; creating is idempotent.
         db.execute_batch(SCHEMA).map_err(db_err(path))?;
         if !owned_by(&db, path, repository)? {
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES ('repository', ?1)",
-                [repository],
-            )
-            .map_err(db_err(path))?;
+            claim(&db, path, repository)?;
         }
         let store = Store {
             db,

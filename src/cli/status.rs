@@ -55,13 +55,21 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         .as_deref()
         .map(|t| when::parse_time(t, now))
         .transpose()?;
-    let (config, rows, snapshot_at, repository) = match at {
+    // Where a reconciler has run, what it applied and whether each record is in sync. The
+    // platform's state is now, so a snapshot of the past has none.
+    let (config, rows, snapshot_at, sync) = match at {
         None => {
             let c = current_full(ctx, args.rev.as_deref())?;
             let repository = super::reconcile::repository_id(&c);
-            (c.config, c.rows, None, repository)
+            let sync = sync_states(ctx, &c.rows, args.state.as_deref(), &repository)?;
+            (c.config, c.rows, None, sync)
         }
         Some(t) => {
+            if args.state.is_some() {
+                anstream::eprintln!(
+                    "{YELLOW}note{YELLOW:#}: --state is ignored with --at: sync states are about the platform now"
+                );
+            }
             let loaded = load(ctx, args.rev.as_deref())?;
             let h = &loaded.history;
             let pos = h.position_at(t.timestamp());
@@ -70,21 +78,8 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
                 loaded.config.clone(),
                 h.snapshot(pos),
                 Some((t, as_of)),
-                String::new(),
+                None,
             )
-        }
-    };
-    // Where a reconciler has run, what it applied and whether each record is in sync. The
-    // platform's state is now, so a snapshot of the past has none.
-    let sync = match snapshot_at {
-        None => sync_states(ctx, &rows, args.state.as_deref(), &repository)?,
-        Some(_) => {
-            if args.state.is_some() {
-                anstream::eprintln!(
-                    "{YELLOW}note{YELLOW:#}: --state is ignored with --at: sync states are about the platform now"
-                );
-            }
-            None
         }
     };
     let mut out = render::stdout();
