@@ -2,8 +2,9 @@
 //! (`<git dir>/ledgit/`, never in the work tree), so that a second query does not walk the chain
 //! again and a query after a few new commits walks only those.
 //!
-//! The file is a magic, the payload length and its CRC-32, then the payload (strings interned
-//! in a table). A file that is short, altered or of another format version fails the check and
+//! The file is a magic, the payload length and its CRC-32, then the payload: the tip's snapshot,
+//! the history's strings (read back with one copy), and the chain, commits, events and warnings,
+//! which name strings by position. A file that is short, altered or of another format version fails the check and
 //! is rebuilt, so a corrupt or half-written index can never give a wrong answer; writes go to a
 //! temporary file renamed into place. A branch whose old tip is no longer on its first-parent
 //! chain (force push, rebase) is rebuilt from scratch.
@@ -123,7 +124,6 @@ fn save(path: &std::path::Path, h: &History) {
     }
 }
 
-#[derive(Default)]
 struct Writer {
     buf: Vec<u8>,
 }
