@@ -425,6 +425,63 @@ fn promote_all_creates_missing_records_on_a_branch_and_commits() {
 }
 
 #[test]
+fn promote_and_set_say_what_they_did_in_json() {
+    let repo = pipeline();
+    let promote = |extra: &[&str]| {
+        let mut args = vec![
+            "promote",
+            "support-bot",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        repo.ledgit(&args)
+    };
+    // Refused, a downgrade that is no rollback: nothing written, the change and why.
+    repo.set("support-bot", "staging", "0.9.0");
+    repo.commit("staging 0.9.0", T0 + 3 * DAY);
+    let refused = promote(&[]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    let v = refused.json();
+    assert_eq!(v["written"], false);
+    assert_eq!(v["changes"][0]["version"], "0.9.0");
+    assert_eq!(v["findings"][0]["code"], "downgrade");
+    // Forced, on a branch, committed: what was written and where.
+    let done = promote(&["--force", "--branch", "hotfix", "--commit"]);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let v = done.json();
+    assert_eq!(v["written"], true);
+    assert_eq!(v["branch"], "hotfix");
+    assert_eq!(
+        v["commit"].as_str().unwrap(),
+        repo.git(&["rev-parse", "HEAD"])
+    );
+    assert_eq!(
+        v["changes"][0]["path"],
+        "deployments/support-bot/production.yaml"
+    );
+    assert_eq!(v["findings"][0]["code"], "downgrade");
+    // Already set: nothing to change.
+    let again = repo.ledgit(&[
+        "set",
+        "support-bot",
+        "production",
+        "0.9.0",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(again.code, 0);
+    assert_eq!(
+        again.json(),
+        serde_json::json!({"written": false, "branch": null, "commit": null, "changes": [], "findings": []})
+    );
+}
+
+#[test]
 fn set_rolls_back_and_refuses_unparsable_records() {
     let repo = pipeline();
     repo.set("support-bot", "production", "1.1.0");

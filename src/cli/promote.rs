@@ -1,7 +1,7 @@
 //! `ledgit promote` and `ledgit set`: change versions by editing one line per record, checked
 //! against the same policy as `ledgit check`, optionally committed on a new branch.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::Path;
 
 use ledgit::config::Config;
@@ -11,7 +11,7 @@ use ledgit::record::Record;
 use ledgit::{edit, fsutil, validate};
 
 use super::history::load;
-use super::render::{self, BOLD, GREEN};
+use super::render::{self, BOLD, GREEN, TextOrJson};
 use super::review::unknown_environment;
 use super::{CliError, CliResult, Context, Outcome};
 
@@ -33,6 +33,23 @@ pub struct EditOptions {
     /// The commit message (with --commit).
     #[arg(short, long, value_name = "MSG", requires = "commit")]
     message: Option<String>,
+
+    /// Output format: JSON says what was written, for scripts and bots that open pull requests.
+    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+    format: TextOrJson,
+}
+
+/// What an edit did, as `--format json` prints it.
+#[derive(serde::Serialize)]
+struct Edited<'a> {
+    /// Whether any file was written.
+    written: bool,
+    /// The branch created and switched to, if any.
+    branch: Option<&'a str>,
+    /// The commit made, if any.
+    commit: Option<String>,
+    changes: &'a [Change],
+    findings: Vec<&'a Finding>,
 }
 
 /// Promote agents: set their version in one environment to the version of another.
@@ -44,7 +61,8 @@ pub struct EditOptions {
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   ledgit promote support-bot --from staging --to production
-  ledgit promote --all --from development --to staging --branch promote-staging --commit")]
+  ledgit promote --all --from development --to staging --branch promote-staging --commit
+  ledgit promote support-bot --from staging --to production --format json")]
 pub struct PromoteArgs {
     /// The agents to promote.
     #[arg(
@@ -198,6 +216,30 @@ fn apply(
 ) -> CliResult {
     let now = chrono::Utc::now().timestamp();
     let mut out = render::stdout();
+    let json = options.format == TextOrJson::Json;
+    // Nothing written: the findings that stopped it (text: with what to do), as the outcome says.
+    let refused = |out: &mut dyn Write,
+                   changes: &[Change],
+                   findings: Vec<&Finding>,
+                   why: &str|
+     -> io::Result<()> {
+        if json {
+            return render::json(
+                out,
+                &Edited {
+                    written: false,
+                    branch: None,
+                    commit: None,
+                    changes,
+                    findings,
+                },
+            );
+        }
+        for f in findings {
+            render::finding_text(out, f)?;
+        }
+        writeln!(out, "{why}")
+    };
     // A target whose file exists but does not parse: report it and write nothing.
     let mut blocking: Vec<&Finding> = Vec::new();
     for t in &targets {
@@ -211,10 +253,12 @@ fn apply(
         }
     }
     if !blocking.is_empty() {
-        for f in blocking {
-            render::finding_text(&mut out, f)?;
-        }
-        writeln!(out, "nothing was written: fix the record first")?;
+        refused(
+            &mut out,
+            &[],
+            blocking,
+            "nothing was written: fix the record first",
+        )?;
         return Ok(Outcome::Findings);
     }
     let mut new = report.parsed.clone();
@@ -260,7 +304,12 @@ fn apply(
     }
     let mut changes: Vec<Change> = policy::changes(&report.parsed, &new);
     if changes.is_empty() {
-        writeln!(out, "nothing to change: the versions are already set")?;
+        refused(
+            &mut out,
+            &[],
+            Vec::new(),
+            "nothing to change: the versions are already set",
+        )?;
         return Ok(Outcome::Clean);
     }
     let loaded = load(ctx, None)?;
@@ -268,19 +317,20 @@ fn apply(
     policy::explain(&mut changes, config, &stays, &new, now);
     let findings = policy::evaluate(&changes);
     if finding::has_errors(&findings) && !options.force {
-        for f in &findings {
-            render::finding_text(&mut out, f)?;
-        }
-        writeln!(
-            out,
-            "nothing was written: the policy refuses this change (--force overrides, and shows in review)"
+        refused(
+            &mut out,
+            &changes,
+            findings.iter().collect(),
+            "nothing was written: the policy refuses this change (--force overrides, and shows in review)",
         )?;
         return Ok(Outcome::Findings);
     }
     let repo = ctx.repo()?;
     if let Some(branch) = &options.branch {
         create_branch(&repo.git, branch)?;
-        writeln!(out, "Switched to a new branch {BOLD}{branch}{BOLD:#}")?;
+        if !json {
+            writeln!(out, "Switched to a new branch {BOLD}{branch}{BOLD:#}")?;
+        }
     }
     for (path, text) in &writes {
         let abs = root.join(path);
@@ -291,24 +341,44 @@ fn apply(
         }
         fsutil::write_atomic_nosync(&abs, text.as_bytes())?;
     }
-    super::review::print_changes(&mut out, &changes)?;
-    for f in findings
+    // Warnings always; with --force, the errors it overrode too.
+    let shown: Vec<&Finding> = findings
         .iter()
         .filter(|f| f.severity == finding::Severity::Warning || options.force)
-    {
-        render::finding_text(&mut out, f)?;
+        .collect();
+    if !json {
+        super::review::print_changes(&mut out, &changes)?;
+        for f in &shown {
+            render::finding_text(&mut out, f)?;
+        }
     }
+    let mut committed = None;
     if options.commit {
         let message = options
             .message
             .clone()
             .unwrap_or_else(|| commit_message(&changes));
         let id = commit(&repo.git, writes.iter().map(|(p, _)| p.as_str()), &message)?;
-        writeln!(
-            out,
-            "{GREEN}Committed{GREEN:#} {} {}",
-            ledgit::repo::short(id),
-            message.lines().next().unwrap_or("")
+        if !json {
+            writeln!(
+                out,
+                "{GREEN}Committed{GREEN:#} {} {}",
+                ledgit::repo::short(id),
+                message.lines().next().unwrap_or("")
+            )?;
+        }
+        committed = Some(id.to_string());
+    }
+    if json {
+        render::json(
+            &mut out,
+            &Edited {
+                written: true,
+                branch: options.branch.as_deref(),
+                commit: committed,
+                changes: &changes,
+                findings: shown,
+            },
         )?;
     }
     Ok(Outcome::Clean)
