@@ -332,15 +332,11 @@ fn apply(
             writeln!(out, "Switched to a new branch {BOLD}{branch}{BOLD:#}")?;
         }
     }
-    for (path, text) in &writes {
-        let abs = root.join(path);
-        if let Some(dir) = abs.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                CliError::new(format!("{}: {e}", dir.display()), "check permissions")
-            })?;
-        }
-        fsutil::write_atomic_nosync(&abs, text.as_bytes())?;
-    }
+    let files: Vec<(std::path::PathBuf, &[u8])> = writes
+        .iter()
+        .map(|(path, text)| (root.join(path), text.as_bytes()))
+        .collect();
+    fsutil::write_many_nosync(&files)?;
     // Warnings always; with --force, the errors it overrode too.
     let shown: Vec<&Finding> = findings
         .iter()
