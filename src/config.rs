@@ -143,28 +143,7 @@ pub fn parse(path: &str, text: &str) -> std::result::Result<Config, Vec<Finding>
     if c.mapping(&root, "ledgit.yaml", &known).is_none() {
         return Err(c.findings);
     }
-    if let Some(v) = c.required(&root, "apiVersion", "ledgit.yaml")
-        && let Some(s) = c.string(v, "apiVersion")
-        && s != API_VERSION
-    {
-        c.report(
-            Code::InvalidApiVersion,
-            v,
-            format!("apiVersion `{s}` is not supported"),
-            format!("use `apiVersion: {API_VERSION}`"),
-        );
-    }
-    if let Some(v) = c.required(&root, "kind", "ledgit.yaml")
-        && let Some(s) = c.string(v, "kind")
-        && s != "Config"
-    {
-        c.report(
-            Code::InvalidKind,
-            v,
-            format!("kind `{s}` is not `Config`"),
-            "use `kind: Config` in ledgit.yaml",
-        );
-    }
+    c.header(&root, "ledgit.yaml", API_VERSION, "Config");
     let mut deployments = "deployments".to_string();
     if let Some(v) = root.get("deployments")
         && let Some(s) = c.string(v, "deployments")

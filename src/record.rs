@@ -88,28 +88,7 @@ pub fn parse(path: &str, text: &str, config: &Config) -> Parsed {
             findings: c.findings,
         };
     }
-    if let Some(v) = c.required(&root, "apiVersion", "the record")
-        && let Some(s) = c.string(v, "apiVersion")
-        && s != API_VERSION
-    {
-        c.report(
-            Code::InvalidApiVersion,
-            v,
-            format!("apiVersion `{s}` is not supported"),
-            format!("use `apiVersion: {API_VERSION}`"),
-        );
-    }
-    if let Some(v) = c.required(&root, "kind", "the record")
-        && let Some(s) = c.string(v, "kind")
-        && s != KIND
-    {
-        c.report(
-            Code::InvalidKind,
-            v,
-            format!("kind `{s}` is not `{KIND}`"),
-            format!("use `kind: {KIND}`"),
-        );
-    }
+    c.header(&root, "the record", API_VERSION, KIND);
     let mut names_valid = true;
     let agent = c.required(&root, "agent", "the record").and_then(|n| {
         let s = c.string(n, "agent")?;

@@ -105,6 +105,33 @@ impl<'a> Checker<'a> {
         found
     }
 
+    /// Checks the two fields every ledgit file starts with: `apiVersion` (which must be
+    /// `api_version`) and `kind` (which must be `kind`); `what` names the file in findings.
+    pub fn header(&mut self, root: &Node, what: &str, api_version: &str, kind: &str) {
+        if let Some(v) = self.required(root, "apiVersion", what)
+            && let Some(s) = self.string(v, "apiVersion")
+            && s != api_version
+        {
+            self.report(
+                Code::InvalidApiVersion,
+                v,
+                format!("apiVersion `{s}` is not supported"),
+                format!("use `apiVersion: {api_version}`"),
+            );
+        }
+        if let Some(v) = self.required(root, "kind", what)
+            && let Some(s) = self.string(v, "kind")
+            && s != kind
+        {
+            self.report(
+                Code::InvalidKind,
+                v,
+                format!("kind `{s}` is not `{kind}`"),
+                format!("use `kind: {kind}`"),
+            );
+        }
+    }
+
     /// The string value of a field, or a `wrong-type` finding.
     pub fn string<'n>(&mut self, node: &'n Node, field: &str) -> Option<&'n str> {
         if let Value::Str(s) = &node.value {
