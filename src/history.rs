@@ -935,6 +935,20 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     i
 }
 
+/// The length of the common suffix of two byte strings, compared eight bytes at a time.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (ea, eb) = (a.len(), b.len());
+    let mut k = 0;
+    while k + 8 <= n && a[ea - k - 8..ea - k] == b[eb - k - 8..eb - k] {
+        k += 8;
+    }
+    while k < n && a[ea - k - 1] == b[eb - k - 1] {
+        k += 1;
+    }
+    k
+}
+
 /// Orders tree entries as git stores them: by name, a tree's name followed by a virtual `/`.
 fn git_order(a: &RawEntry, b: &RawEntry) -> std::cmp::Ordering {
     let n = a.name.len().min(b.name.len());
@@ -968,9 +982,17 @@ fn diff_trees(
     while let Some(end) = entry_end(a, start).filter(|&e| e <= common) {
         start = end;
     }
+    // Likewise after the last differing byte: once what is left of both trees lies in their
+    // common suffix, the rest is the same entries (one changed record among hundreds is the
+    // common case, and this spares parsing the entries after it).
+    let suffix = common_suffix(a, b);
     let (mut i, mut j) = (start, start);
     while i < a.len() || j < b.len() {
-        // Identical entries (the common case) are skipped without parsing them.
+        let rest = a.len() - i;
+        if rest == b.len() - j && rest <= suffix {
+            break;
+        }
+        // Identical entries are skipped without parsing them.
         if let (Some(ea), Some(eb)) = (entry_end(a, i), entry_end(b, j))
             && a[i..ea] == b[j..eb]
         {
@@ -1190,6 +1212,80 @@ impl<'r> Walker<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_affixes() {
+        assert_eq!(common_prefix(b"abcdefghij-x", b"abcdefghij-y"), 11);
+        assert_eq!(common_suffix(b"x-abcdefghij", b"yy-abcdefghij"), 11);
+        assert_eq!(common_suffix(b"same", b"same"), 4);
+        assert_eq!(common_suffix(b"", b"abc"), 0);
+    }
+
+    /// The raw tree diff agrees with libgit2's own on trees edited at the start, the middle
+    /// and the end, with files added, removed, changed and turned into folders.
+    #[test]
+    fn the_raw_tree_diff_agrees_with_libgit2() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let blob = |s: &str| repo.blob(s.as_bytes()).unwrap();
+        // A folder of agents, each a folder of two files; an edit gives each file's content
+        // (`None`: no such file).
+        type Edit<'e> = &'e dyn Fn(usize, &str) -> Option<String>;
+        let build = |edit: Edit| {
+            let mut top = repo.treebuilder(None).unwrap();
+            for a in 0..40 {
+                let mut sub = repo.treebuilder(None).unwrap();
+                for env in ["prod", "staging"] {
+                    if let Some(content) = edit(a, env) {
+                        sub.insert(format!("{env}.yaml"), blob(&content), 0o100644)
+                            .unwrap();
+                    }
+                }
+                if !sub.is_empty() {
+                    let id = sub.write().unwrap();
+                    top.insert(format!("agent-{a:02}"), id, 0o040000).unwrap();
+                }
+            }
+            top.write().unwrap()
+        };
+        let base = build(&|a, env| Some(format!("{a} {env} 1")));
+        let variants: [Edit; 5] = [
+            &|a, env| Some(format!("{a} {env} {}", if a == 0 { 2 } else { 1 })),
+            &|a, env| Some(format!("{a} {env} {}", if a == 20 { 2 } else { 1 })),
+            &|a, env| {
+                Some(format!(
+                    "{a} {env} {}",
+                    if a == 39 && env == "prod" { 2 } else { 1 }
+                ))
+            },
+            &|a, env| (a != 13 && !(a == 30 && env == "staging")).then(|| format!("{a} {env} 1")),
+            &|a, env| Some(format!("{a} {env} {}", if a % 7 == 3 { 9 } else { 1 })),
+        ];
+        for (k, edit) in variants.iter().enumerate() {
+            let other = build(*edit);
+            for (old, new) in [(base, other), (other, base)] {
+                let mut ours = changed_files(&repo, Some(old), Some(new)).unwrap();
+                ours.sort();
+                let (ta, tb) = (repo.find_tree(old).unwrap(), repo.find_tree(new).unwrap());
+                let diff = repo.diff_tree_to_tree(Some(&ta), Some(&tb), None).unwrap();
+                let mut theirs: Vec<Change> = diff
+                    .deltas()
+                    .map(|d| {
+                        let id = |f: git2::DiffFile| (!f.id().is_zero()).then(|| f.id());
+                        let path = d.new_file().path().or(d.old_file().path()).unwrap();
+                        (
+                            path.to_str().unwrap().to_string(),
+                            id(d.old_file()),
+                            id(d.new_file()),
+                        )
+                    })
+                    .collect();
+                theirs.sort();
+                assert_eq!(ours, theirs, "variant {k}");
+                assert!(!ours.is_empty(), "variant {k}");
+            }
+        }
+    }
 
     #[test]
     fn strings_keep_their_text_and_know_what_json_escapes() {
