@@ -217,11 +217,12 @@ fn apply(
     let now = chrono::Utc::now().timestamp();
     let mut out = render::stdout();
     let json = options.format == TextOrJson::Json;
-    // Nothing written: the findings that stopped it (text: with what to do), as the outcome says.
-    let refused = |out: &mut dyn Write,
-                   changes: &[Change],
-                   findings: Vec<&Finding>,
-                   why: &str|
+    // Nothing written (refused, or nothing to change): the findings and the changes that
+    // stopped it, or in text the findings and the reason.
+    let nothing_written = |out: &mut dyn Write,
+                           changes: &[Change],
+                           findings: Vec<&Finding>,
+                           why: &str|
      -> io::Result<()> {
         if json {
             return render::json(
@@ -253,7 +254,7 @@ fn apply(
         }
     }
     if !blocking.is_empty() {
-        refused(
+        nothing_written(
             &mut out,
             &[],
             blocking,
@@ -304,7 +305,7 @@ fn apply(
     }
     let mut changes: Vec<Change> = policy::changes(&report.parsed, &new);
     if changes.is_empty() {
-        refused(
+        nothing_written(
             &mut out,
             &[],
             Vec::new(),
@@ -317,7 +318,7 @@ fn apply(
     policy::explain(&mut changes, config, &stays, &new, now);
     let findings = policy::evaluate(&changes);
     if finding::has_errors(&findings) && !options.force {
-        refused(
+        nothing_written(
             &mut out,
             &changes,
             findings.iter().collect(),

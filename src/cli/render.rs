@@ -87,7 +87,6 @@ pub fn finding_text(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
     writeln!(out)
 }
 
-/// "2 errors, 1 warning" (or "no findings").
 /// A hint naming what exists when `word` does not: the closest name if one is near, and the
 /// names themselves when there are few (a repository of hundreds of agents gets a count).
 /// `nouns` is the plural (`agents`).
@@ -109,6 +108,7 @@ pub fn known(word: &str, names: &[&str], nouns: &str) -> String {
     }
 }
 
+/// "2 errors, 1 warning" (or "no findings").
 pub fn tally(findings: &[Finding]) -> String {
     let errors = findings
         .iter()
