@@ -1,6 +1,7 @@
 //! `ledgit promote` and `ledgit set`: change versions by editing one line per record, checked
 //! against the same policy as `ledgit check`, optionally committed on a new branch.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -131,9 +132,14 @@ pub fn promote(ctx: &Context, args: PromoteArgs) -> CliResult {
     } else {
         args.agents.clone()
     };
+    // The first record of each agent in SRC (duplicates are a finding of their own).
+    let mut by_agent: HashMap<&str, &Record> = HashMap::new();
+    for r in &sources {
+        by_agent.entry(r.agent.as_str()).or_insert(r);
+    }
     let mut targets = Vec::new();
     for agent in agents {
-        let Some(src) = sources.iter().find(|r| r.agent == agent) else {
+        let Some(src) = by_agent.get(agent.as_str()) else {
             let known: Vec<&str> = sources.iter().map(|r| r.agent.as_str()).collect();
             return Err(CliError::new(
                 format!("agent `{agent}` has no record in {}", args.from),
@@ -241,15 +247,18 @@ fn apply(
         }
         writeln!(out, "{why}")
     };
+    // Where each pair's record is (the first, as with duplicate pairs everywhere), so that
+    // promoting hundreds of agents does not search the records once per agent.
+    let mut at: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, r) in report.parsed.iter().enumerate() {
+        at.entry((r.agent.as_str(), r.environment.as_str()))
+            .or_insert(i);
+    }
     // A target whose file exists but does not parse: report it and write nothing.
     let mut blocking: Vec<&Finding> = Vec::new();
     for t in &targets {
         let path = config.record_path(&t.agent, &t.environment);
-        let has_record = report
-            .parsed
-            .iter()
-            .any(|r| r.agent == t.agent && r.environment == t.environment);
-        if !has_record {
+        if !at.contains_key(&(t.agent.as_str(), t.environment.as_str())) {
             blocking.extend(report.findings.iter().filter(|f| f.path == path));
         }
     }
@@ -265,10 +274,8 @@ fn apply(
     let mut new = report.parsed.clone();
     let mut writes: Vec<(String, String)> = Vec::new();
     for t in &targets {
-        match new
-            .iter_mut()
-            .find(|r| r.agent == t.agent && r.environment == t.environment)
-        {
+        let key = (t.agent.as_str(), t.environment.as_str());
+        match at.get(&key).map(|&i| &mut new[i]) {
             Some(r) if r.version == t.version => {}
             Some(r) => {
                 let text = std::fs::read_to_string(root.join(&r.path)).map_err(|e| {
@@ -291,6 +298,7 @@ fn apply(
                     path.clone(),
                     edit::new_record(&t.agent, &t.environment, &t.version, &annotations),
                 ));
+                at.insert(key, new.len());
                 new.push(Record {
                     agent: t.agent.clone(),
                     environment: t.environment.clone(),
