@@ -42,6 +42,13 @@ fn check(repo: &TestRepo, now: &str) -> common::Run {
     repo.ledgit(&["check", "--base", "main", "--now", now, "--format", "json"])
 }
 
+/// `ledgit promote support-bot --from FROM --to TO`, then `extra`.
+fn promote(repo: &TestRepo, from: &str, to: &str, extra: &[&str]) -> common::Run {
+    let mut args = vec!["promote", "support-bot", "--from", from, "--to", to];
+    args.extend_from_slice(extra);
+    repo.ledgit(&args)
+}
+
 #[test]
 fn a_promotion_after_the_soak_passes_with_context() {
     let repo = pipeline();
@@ -270,14 +277,7 @@ fn bad_input_is_exit_2_with_a_hint() {
     );
     let format = repo.ledgit(&["check", "--base", "main", "--format", "yaml"]);
     assert_eq!(format.code, 2);
-    let env = repo.ledgit(&[
-        "promote",
-        "support-bot",
-        "--from",
-        "staging",
-        "--to",
-        "prod",
-    ]);
+    let env = promote(&repo, "staging", "prod", &[]);
     assert_eq!(env.code, 2);
     assert!(
         env.stderr
@@ -323,14 +323,7 @@ fn promote_edits_exactly_one_line_and_keeps_everything_else() {
     let original = "# Production: page the on-call before changing.\r\napiVersion: ledgit/v1\r\nkind: AgentDeployment\r\nagent:   support-bot\r\nenvironment: production\r\nversion: '1.0.0'   # pinned by ops\r\nannotations: {owner: team-support}\r\n";
     repo.write(path, original);
     repo.commit("Annotate production", T0 + 2 * DAY + 60);
-    let run = repo.ledgit(&[
-        "promote",
-        "support-bot",
-        "--from",
-        "staging",
-        "--to",
-        "production",
-    ]);
+    let run = promote(&repo, "staging", "production", &[]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let after = repo.read(path);
     assert_eq!(after, original.replace("'1.0.0'", "'1.1.0'"));
@@ -349,24 +342,10 @@ fn promote_refuses_what_check_refuses_unless_forced() {
     repo.set("support-bot", "development", "2.0.0");
     repo.commit("dev 2.0.0", T0 + 3 * DAY);
     // staging has no soak: 2.0.0 ran in development, so this passes.
-    let ok = repo.ledgit(&[
-        "promote",
-        "support-bot",
-        "--from",
-        "development",
-        "--to",
-        "staging",
-    ]);
+    let ok = promote(&repo, "development", "staging", &[]);
     assert_eq!(ok.code, 0, "{}", ok.stdout);
     // production needs 24h in staging; 2.0.0 is only in the work tree's staging.
-    let refused = repo.ledgit(&[
-        "promote",
-        "support-bot",
-        "--from",
-        "staging",
-        "--to",
-        "production",
-    ]);
+    let refused = promote(&repo, "staging", "production", &[]);
     assert_eq!(refused.code, 1);
     assert!(
         refused.stdout.contains("nothing was written"),
@@ -377,15 +356,7 @@ fn promote_refuses_what_check_refuses_unless_forced() {
         repo.read("deployments/support-bot/production.yaml")
             .contains("1.0.0")
     );
-    let forced = repo.ledgit(&[
-        "promote",
-        "support-bot",
-        "--from",
-        "staging",
-        "--to",
-        "production",
-        "--force",
-    ]);
+    let forced = promote(&repo, "staging", "production", &["--force"]);
     assert_eq!(forced.code, 0);
     assert!(
         repo.read("deployments/support-bot/production.yaml")
@@ -427,31 +398,22 @@ fn promote_all_creates_missing_records_on_a_branch_and_commits() {
 #[test]
 fn promote_and_set_say_what_they_did_in_json() {
     let repo = pipeline();
-    let promote = |extra: &[&str]| {
-        let mut args = vec![
-            "promote",
-            "support-bot",
-            "--from",
-            "staging",
-            "--to",
-            "production",
-            "--format",
-            "json",
-        ];
+    let as_json = |extra: &[&str]| {
+        let mut args = vec!["--format", "json"];
         args.extend_from_slice(extra);
-        repo.ledgit(&args)
+        promote(&repo, "staging", "production", &args)
     };
     // Refused, a downgrade that is no rollback: nothing written, the change and why.
     repo.set("support-bot", "staging", "0.9.0");
     repo.commit("staging 0.9.0", T0 + 3 * DAY);
-    let refused = promote(&[]);
+    let refused = as_json(&[]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     let v = refused.json();
     assert_eq!(v["written"], false);
     assert_eq!(v["changes"][0]["version"], "0.9.0");
     assert_eq!(v["findings"][0]["code"], "downgrade");
     // Forced, on a branch, committed: what was written and where.
-    let done = promote(&["--force", "--branch", "hotfix", "--commit"]);
+    let done = as_json(&["--force", "--branch", "hotfix", "--commit"]);
     assert_eq!(done.code, 0, "{}", done.stderr);
     let v = done.json();
     assert_eq!(v["written"], true);
