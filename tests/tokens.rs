@@ -29,6 +29,13 @@ impl Setup {
         self.repo.ledgit(&args)
     }
 
+    /// A token for support-bot in production, issued successfully.
+    fn token(&self, extra: &[&str]) -> String {
+        let run = self.issue("support-bot", "production", extra);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout.trim().to_string()
+    }
+
     fn verify(&self, token: &str) -> serde_json::Value {
         let run = self
             .repo
@@ -121,22 +128,14 @@ fn issue_then_verify_and_identity_rules() {
     let v = s.verify(&token);
     assert!(v["reason"].as_str().unwrap().contains("re-created"), "{v}");
     // A token issued now is tied to the new generation.
-    let fresh = s
-        .issue("support-bot", "production", &[])
-        .stdout
-        .trim()
-        .to_string();
+    let fresh = s.token(&[]);
     assert_eq!(s.verify(&fresh)["valid"], true);
 }
 
 #[test]
 fn revocation_is_honoured_once_merged() {
     let s = setup();
-    let token = s
-        .issue("support-bot", "production", &[])
-        .stdout
-        .trim()
-        .to_string();
+    let token = s.token(&[]);
     let claims = s.repo.ledgit(&["token", "inspect", &token]).json();
     assert_eq!(claims["verified"], false);
     let jti = claims["claims"]["jti"].as_str().unwrap().to_string();
@@ -154,11 +153,7 @@ fn revocation_is_honoured_once_merged() {
 #[test]
 fn removing_the_key_invalidates_its_tokens() {
     let s = setup();
-    let token = s
-        .issue("support-bot", "production", &[])
-        .stdout
-        .trim()
-        .to_string();
+    let token = s.token(&[]);
     s.repo.write("ledgit.yaml", common::CONFIG);
     s.repo.commit("Rotate out k1", T0 + DAY);
     let v = s.verify(&token);
@@ -234,11 +229,7 @@ fn malformed_tokens_are_invalid_with_a_reason_and_huge_input_is_bounded() {
 #[test]
 fn an_independent_jose_library_verifies_ledgit_tokens() {
     let s = setup();
-    let token = s
-        .issue("support-bot", "production", &["--ttl", "1h"])
-        .stdout
-        .trim()
-        .to_string();
+    let token = s.token(&["--ttl", "1h"]);
     let jwks: jsonwebtoken::jwk::JwkSet =
         serde_json::from_str(&s.repo.ledgit(&["keys", "jwks"]).stdout).unwrap();
     let header = jsonwebtoken::decode_header(&token).unwrap();
