@@ -109,11 +109,21 @@ pub struct Stays<'h> {
 
 impl<'h> Stays<'h> {
     pub fn new(history: &'h History) -> Self {
+        Self::of_agents(history, |_| true)
+    }
+
+    /// The stays of the agents `wanted` says yes to (a pull request's changes concern a few
+    /// agents out of hundreds).
+    pub fn of_agents(history: &'h History, wanted: impl Fn(&str) -> bool) -> Self {
         let mut by_pair: HashMap<&str, HashMap<&str, Vec<Stay>>> = HashMap::new();
         for e in history.deployment_events() {
+            let agent = history.str(e.agent);
+            if !wanted(agent) {
+                continue;
+            }
             let t = history.commit_of(e).time;
             let list = by_pair
-                .entry(history.str(e.agent))
+                .entry(agent)
                 .or_default()
                 .entry(history.str(e.environment))
                 .or_default();
@@ -178,17 +188,17 @@ pub fn compare_versions(a: &str, b: &str) -> Option<std::cmp::Ordering> {
 /// The deployment changes from `old` to `new` records, by pair, sorted by agent then
 /// environment.
 pub fn changes(old: &[Record], new: &[Record]) -> Vec<Change> {
-    let index = |records: &[Record]| -> BTreeMap<(String, String), Record> {
+    fn index(records: &[Record]) -> BTreeMap<(&str, &str), &Record> {
         let mut map = BTreeMap::new();
         for r in records {
             // With duplicate pairs (a finding of their own) the first path wins.
-            map.entry((r.agent.clone(), r.environment.clone()))
-                .or_insert_with(|| r.clone());
+            map.entry((r.agent.as_str(), r.environment.as_str()))
+                .or_insert(r);
         }
         map
-    };
+    }
     let (a, b) = (index(old), index(new));
-    let mut keys: Vec<&(String, String)> = a.keys().chain(b.keys()).collect();
+    let mut keys: Vec<&(&str, &str)> = a.keys().chain(b.keys()).collect();
     keys.sort();
     keys.dedup();
     let mut out = Vec::new();
@@ -207,8 +217,8 @@ pub fn changes(old: &[Record], new: &[Record]) -> Vec<Change> {
             _ => false,
         };
         out.push(Change {
-            agent: key.0.clone(),
-            environment: key.1.clone(),
+            agent: key.0.to_string(),
+            environment: key.1.to_string(),
             action,
             version,
             previous_version,

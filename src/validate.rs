@@ -34,17 +34,16 @@ pub fn is_record_file(path: &str) -> bool {
 }
 
 /// Where a file's bytes come from.
-#[derive(Clone)]
 enum Content {
     Disk(PathBuf),
-    Blob(git2::Oid),
+    /// Read from the object database beforehand (or why that failed).
+    Read(std::result::Result<Vec<u8>, String>),
 }
 
 /// A file to check.
-#[derive(Clone)]
 struct Candidate {
     path: String,
-    /// Known for work tree files; read from the object database for blobs.
+    /// Its size, when known before reading it (always for work tree files).
     size: Option<u64>,
     content: Content,
     /// True for files in the records folder; others are only scanned for private keys.
@@ -102,14 +101,46 @@ pub fn worktree(root: &Path, config: &Config, tracked: &[String]) -> Result<Repo
             });
         }
     }
-    Ok(check_all(None, candidates, findings, config))
+    Ok(assemble(
+        check_files(&candidates, config, Threads::All),
+        findings,
+        config,
+    ))
 }
 
 /// Validates a commit's tree straight from the object database, without a checkout.
 pub fn tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Report> {
+    Ok(read_tree(repo, tree, config)?.check(config, Threads::All))
+}
+
+/// A commit's files, read from the object database and ready to be checked without touching
+/// git again: [`read_tree`] does the reading, [`TreeFiles::check`] the (CPU-only) checking, so
+/// a caller can check on one thread while another reads the repository (`ledgit check` reads
+/// base's history meanwhile).
+pub struct TreeFiles {
+    /// Findings known from the tree alone (symbolic links).
+    findings: Vec<Finding>,
+    /// Per file: its cache key, and its outcome when the cache had it.
+    files: Vec<((Oid, String), Option<Outcome>)>,
+    /// The files the cache did not have, by position in `files`, with their bytes.
+    missed: Vec<(usize, Candidate)>,
+    cache: Cache,
+    cache_path: PathBuf,
+}
+
+/// How many threads [`TreeFiles::check`] may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// As many as the machine has (up to 8).
+    All,
+    /// The calling thread only: another thread is busy with other work.
+    One,
+}
+
+/// Lists a commit's files and reads those whose outcome is not cached.
+pub fn read_tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<TreeFiles> {
     let mut findings = Vec::new();
-    let mut candidates = Vec::new();
-    let mut failure: Option<Error> = None;
+    let mut listed = Vec::new();
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         let Ok(name) = entry.name() else {
             return TreeWalkResult::Ok;
@@ -121,62 +152,88 @@ pub fn tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Report> {
                 findings.push(symlink_finding(&path));
             }
             Some(ObjectType::Blob) if entry.filemode() == 0o120000 => {}
-            // The size is read by the worker that checks the file, in parallel.
-            Some(ObjectType::Blob) => candidates.push(Candidate {
-                path,
-                size: None,
-                content: Content::Blob(entry.id()),
-                in_records,
-            }),
+            Some(ObjectType::Blob) => listed.push((entry.id(), path, in_records)),
             _ => {}
         }
         TreeWalkResult::Ok
     })
-    .map_err(|e| {
-        failure
-            .take()
-            .unwrap_or_else(|| Error::git("walking the tree", e))
-    })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    .map_err(|e| Error::git("walking the tree", e))?;
     // Outcomes of blobs at paths already checked under the same config come from the cache.
     let cache_path = cache_path(repo, config);
     let mut cache = read_cache(&cache_path, config);
-    let keys: Vec<Option<(Oid, String)>> = candidates
-        .iter()
-        .map(|c| match c.content {
-            Content::Blob(oid) => Some((oid, c.path.clone())),
-            Content::Disk(_) => None,
-        })
-        .collect();
-    let (hits, misses): (Vec<usize>, Vec<usize>) = (0..candidates.len())
-        .partition(|&i| keys[i].as_ref().is_some_and(|k| cache.contains_key(k)));
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; candidates.len()];
-    for i in hits {
-        let key = keys[i].as_ref().expect("hits have keys");
-        outcomes[i] = cache.get(key).cloned().map(Outcome::restored);
-    }
-    let missed: Vec<Candidate> = misses.iter().map(|&i| candidates[i].clone()).collect();
-    let checked = check_files(Some(repo.path()), &missed, config);
-    let changed = !checked.is_empty();
-    for (&i, outcome) in misses.iter().zip(checked) {
-        if let Some(key) = &keys[i] {
-            cache.insert(key.clone(), outcome.for_cache());
+    let odb = repo
+        .odb()
+        .map_err(|e| Error::git("opening the object database", e))?;
+    let mut files = Vec::with_capacity(listed.len());
+    let mut missed = Vec::new();
+    for (oid, path, in_records) in listed {
+        let key = (oid, path);
+        if let Some(outcome) = cache.remove(&key) {
+            files.push((key, Some(outcome.restored())));
+            continue;
         }
-        outcomes[i] = Some(outcome);
+        let (size, bytes) = read_blob(&odb, oid);
+        missed.push((
+            files.len(),
+            Candidate {
+                path: key.1.clone(),
+                size,
+                content: Content::Read(bytes),
+                in_records,
+            },
+        ));
+        files.push((key, None));
     }
-    if changed {
-        // Keep what this tree holds: the cache stays the size of one tree.
-        let wanted: std::collections::HashSet<&(Oid, String)> = keys.iter().flatten().collect();
-        cache.retain(|k, _| wanted.contains(k));
-        write_cache(&cache_path, config, &cache);
-    }
-    Ok(assemble(
-        outcomes.into_iter().flatten().collect(),
+    Ok(TreeFiles {
         findings,
-        config,
-    ))
+        files,
+        missed,
+        cache,
+        cache_path,
+    })
+}
+
+/// A blob's size and bytes; a blob over [`MAX_FILE_SIZE`] is not read.
+fn read_blob(odb: &git2::Odb, oid: Oid) -> (Option<u64>, std::result::Result<Vec<u8>, String>) {
+    let unreadable = |e: git2::Error| format!("cannot read blob {oid}: {}", e.message());
+    match odb.read_header(oid) {
+        Ok((size, _)) if size as u64 > MAX_FILE_SIZE => (Some(size as u64), Ok(Vec::new())),
+        Ok((size, _)) => (
+            Some(size as u64),
+            odb.read(oid).map(|o| o.data().to_vec()).map_err(unreadable),
+        ),
+        Err(e) => (None, Err(unreadable(e))),
+    }
+}
+
+impl TreeFiles {
+    /// Checks the files the cache did not have, updates the cache, and adds the rules across
+    /// files.
+    pub fn check(self, config: &Config, threads: Threads) -> Report {
+        let TreeFiles {
+            findings,
+            mut files,
+            missed,
+            cache: old,
+            cache_path,
+        } = self;
+        let (positions, candidates): (Vec<usize>, Vec<Candidate>) = missed.into_iter().unzip();
+        let checked = check_files(&candidates, config, threads);
+        let changed = !checked.is_empty();
+        for (i, outcome) in positions.into_iter().zip(checked) {
+            files[i].1 = Some(outcome);
+        }
+        if changed || !old.is_empty() {
+            // Keep what this tree holds: the cache stays the size of one tree.
+            let cache: Cache = files
+                .iter()
+                .filter_map(|(key, o)| Some((key.clone(), o.as_ref()?.for_cache())))
+                .collect();
+            write_cache(&cache_path, config, &cache);
+        }
+        let outcomes = files.into_iter().filter_map(|(_, o)| o).collect();
+        assemble(outcomes, findings, config)
+    }
 }
 
 /// Per (blob, path): what checking it found.
@@ -250,28 +307,16 @@ fn symlink_finding(path: &str) -> Finding {
     .hint("replace the link with the file itself")
 }
 
-/// Checks every candidate (in parallel when there are many) and the rules across files.
-fn check_all(
-    git_dir: Option<&Path>,
-    candidates: Vec<Candidate>,
-    findings: Vec<Finding>,
-    config: &Config,
-) -> Report {
-    let outcomes = check_files(git_dir, &candidates, config);
-    assemble(outcomes, findings, config)
-}
-
-/// The outcome of each candidate, in order.
-fn check_files(git_dir: Option<&Path>, candidates: &[Candidate], config: &Config) -> Vec<Outcome> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+/// The outcome of each candidate, in order; on several threads when there are many.
+fn check_files(candidates: &[Candidate], config: &Config, threads: Threads) -> Vec<Outcome> {
+    let threads = match threads {
+        Threads::All => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8),
+        Threads::One => 1,
+    };
     if candidates.len() < 512 || threads == 1 {
-        let repo = git_dir.and_then(|p| Repository::open(p).ok());
-        return candidates
-            .iter()
-            .map(|c| check_one(repo.as_ref(), c, config))
-            .collect();
+        return candidates.iter().map(|c| check_one(c, config)).collect();
     }
     let chunk = candidates.len().div_ceil(threads);
     std::thread::scope(|s| {
@@ -279,9 +324,8 @@ fn check_files(git_dir: Option<&Path>, candidates: &[Candidate], config: &Config
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
-                    let repo = git_dir.and_then(|p| Repository::open(p).ok());
                     part.iter()
-                        .map(|c| check_one(repo.as_ref(), c, config))
+                        .map(|c| check_one(c, config))
                         .collect::<Vec<_>>()
                 })
             })
@@ -347,20 +391,13 @@ impl Outcome {
     }
 }
 
-fn check_one(repo: Option<&Repository>, c: &Candidate, config: &Config) -> Outcome {
+fn check_one(c: &Candidate, config: &Config) -> Outcome {
     let is_record = c.in_records && is_record_file(&c.path);
     let mut out = Outcome {
         is_record,
         ..Outcome::default()
     };
-    let size = match (c.size, &c.content, repo) {
-        (Some(size), _, _) => size,
-        (None, Content::Blob(oid), Some(repo)) => repo
-            .odb()
-            .and_then(|odb| odb.read_header(*oid))
-            .map_or(0, |(size, _)| size as u64),
-        _ => 0,
-    };
+    let size = c.size.unwrap_or(0);
     if size > MAX_FILE_SIZE {
         if is_record {
             out.findings.push(
@@ -376,7 +413,7 @@ fn check_one(repo: Option<&Repository>, c: &Candidate, config: &Config) -> Outco
         }
         return out;
     }
-    let bytes = match read(repo, c) {
+    let bytes = match read(c) {
         Ok(b) => b,
         Err(message) => {
             out.findings.push(
@@ -431,14 +468,12 @@ fn check_one(repo: Option<&Repository>, c: &Candidate, config: &Config) -> Outco
     out
 }
 
-fn read(repo: Option<&Repository>, c: &Candidate) -> std::result::Result<Vec<u8>, String> {
+fn read(c: &Candidate) -> std::result::Result<std::borrow::Cow<'_, [u8]>, String> {
     match &c.content {
-        Content::Disk(path) => std::fs::read(path).map_err(|e| format!("cannot read: {e}")),
-        Content::Blob(oid) => repo
-            .ok_or_else(|| "cannot open the repository".to_string())?
-            .find_blob(*oid)
-            .map(|b| b.content().to_vec())
-            .map_err(|e| format!("cannot read blob {oid}: {}", e.message())),
+        Content::Disk(path) => std::fs::read(path)
+            .map(Into::into)
+            .map_err(|e| format!("cannot read: {e}")),
+        Content::Read(bytes) => bytes.as_deref().map(Into::into).map_err(Clone::clone),
     }
 }
 
