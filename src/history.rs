@@ -8,7 +8,7 @@
 //! answers snapshots at any commit or time, and is kept on disk by `index` so that the next query
 //! only walks new commits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -519,6 +519,7 @@ fn read_chain(
     tip: Oid,
     folder: &str,
     stop: Option<&dyn Fn(Oid) -> bool>,
+    meta: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ChainPart> {
     let git = |what: &'static str| move |e| Error::git(what, e);
@@ -533,6 +534,7 @@ fn read_chain(
     };
     let folder_path = std::path::Path::new(folder);
     let mut authors: HashMap<String, Arc<str>> = HashMap::new();
+    let nobody: Arc<str> = Arc::from("");
     let mut next = Some(tip);
     while let Some(id) = next {
         if let Some(stop) = stop
@@ -547,24 +549,28 @@ fn read_chain(
             Ok(entry) if entry.kind() == Some(git2::ObjectType::Tree) => Some(entry.id()),
             _ => None,
         };
-        let author = commit.author();
-        let who = format!(
-            "{} <{}>",
-            String::from_utf8_lossy(author.name_bytes()),
-            String::from_utf8_lossy(author.email_bytes())
-        );
-        let who = authors
-            .entry(who)
-            .or_insert_with_key(|k| Arc::from(k.as_str()))
-            .clone();
-        let subject: Box<str> = commit
-            .summary_bytes()
-            .map(|s| String::from_utf8_lossy(s).into())
-            .unwrap_or_default();
         part.ids.push(id);
         part.times.push(commit.committer().when().seconds());
         part.trees.push(folder_tree);
-        part.meta.push((who, author.when().seconds(), subject));
+        if meta {
+            let author = commit.author();
+            let who = format!(
+                "{} <{}>",
+                String::from_utf8_lossy(author.name_bytes()),
+                String::from_utf8_lossy(author.email_bytes())
+            );
+            let who = authors
+                .entry(who)
+                .or_insert_with_key(|k| Arc::from(k.as_str()))
+                .clone();
+            let subject: Box<str> = commit
+                .summary_bytes()
+                .map(|s| String::from_utf8_lossy(s).into())
+                .unwrap_or_default();
+            part.meta.push((who, author.when().seconds(), subject));
+        } else {
+            part.meta.push((nobody.clone(), 0, Box::default()));
+        }
         if part.ids.len().is_multiple_of(4096) {
             progress(Progress::Chain(part.ids.len() as u64));
         }
@@ -603,7 +609,27 @@ pub fn build(
         folder: folder.to_string(),
         ..History::default()
     };
-    extend(repo, &mut history, tip, progress)?;
+    walk(repo, &mut history, tip, None, progress)?;
+    Ok(history)
+}
+
+/// Builds the history of `tip` from scratch for the pairs of the agents in `focus` only, and
+/// without authors and subjects: what `ledgit check` needs of a base without an index. Every
+/// record is still read and parsed (a file's pair is in its content, not its path), but only
+/// the focused agents' pairs are followed, so the events are exactly those the full history
+/// has for them. Such a history is partial: it is never saved as the index.
+pub fn build_focused(
+    repo: &Repository,
+    tip: Oid,
+    folder: &str,
+    focus: &Focus,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<History> {
+    let mut history = History {
+        folder: folder.to_string(),
+        ..History::default()
+    };
+    walk(repo, &mut history, tip, Some(focus), progress)?;
     Ok(history)
 }
 
@@ -616,6 +642,17 @@ pub fn extend(
     tip: Oid,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<bool> {
+    walk(repo, history, tip, None, progress)
+}
+
+/// [`extend`], following only the agents in `focus` when given.
+fn walk(
+    repo: &Repository,
+    history: &mut History,
+    tip: Oid,
+    focus: Option<&Focus>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<bool> {
     let old_tip = history.tip();
     let stop = old_tip.map(|t| move |id: Oid| id == t);
     let part = read_chain(
@@ -623,6 +660,7 @@ pub fn extend(
         tip,
         &history.folder,
         stop.as_ref().map(|f| f as &dyn Fn(Oid) -> bool),
+        focus.is_none(),
         progress,
     )?;
     let extended = old_tip.is_none() || part.reached_stop;
@@ -643,6 +681,7 @@ pub fn extend(
         repo,
         std::mem::take(&mut history.paths),
         std::mem::take(&mut history.strings),
+        focus,
     );
     // The chain is processed in slices so that the working set (changes, parsed blobs, the
     // workers' pack mappings) stays bounded however long the history is.
@@ -657,6 +696,7 @@ pub fn extend(
             &history.folder,
             &part.trees[start..end],
             before,
+            focus,
             &mut |p| match p {
                 Progress::Diff(done, _) => {
                     progress(Progress::Diff(start as u64 + done, total as u64))
@@ -711,8 +751,79 @@ pub fn extend(
 /// How many commits of the chain are diffed and applied at a time.
 const SLICE: usize = 16_384;
 
-/// Parsed identities by blob id (`None`: the blob does not parse).
-type BlobCache = HashMap<Oid, Option<Identity>>;
+/// What a blob says to the walk.
+#[derive(Debug, Clone)]
+enum Parse {
+    /// A record of this pair and version.
+    Record(Identity),
+    /// A record of an agent out of focus (a focused walk follows only some agents).
+    Unfocused,
+    /// Not read by a focused walk: the file cannot name a focused agent. It may still not
+    /// parse, which matters where the path holds a focused pair (the pair stays).
+    Unnamed,
+    /// Not a record that parses: the path keeps its last parsable identity.
+    Failed,
+}
+
+impl Parse {
+    fn of(bytes: &[u8], focus: Option<&Focus>) -> Parse {
+        if let Some(focus) = focus
+            && !focus.may_name(bytes)
+        {
+            return Parse::Unnamed;
+        }
+        Parse::fully(bytes, focus)
+    }
+
+    fn fully(bytes: &[u8], focus: Option<&Focus>) -> Parse {
+        match record::identity(bytes) {
+            None => Parse::Failed,
+            Some(id) if focus.is_none_or(|f| f.agents.contains(&id.agent)) => Parse::Record(id),
+            Some(_) => Parse::Unfocused,
+        }
+    }
+}
+
+/// The agents a focused walk follows.
+#[derive(Debug, Clone, Default)]
+pub struct Focus {
+    agents: HashSet<String>,
+    /// All the agents are DNS labels, which lets [`Focus::may_name`] rule files out unparsed.
+    labels: bool,
+}
+
+impl Focus {
+    pub fn new(agents: HashSet<String>) -> Focus {
+        let labels = agents.iter().all(|a| crate::shape::is_dns_label(a));
+        Focus { agents, labels }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    pub fn contains(&self, agent: &str) -> bool {
+        self.agents.contains(agent)
+    }
+
+    /// False only when the file cannot name a focused agent, whatever YAML it holds. A scalar
+    /// equal to a DNS label is the label's characters, bounded by characters that cannot be
+    /// part of it (quotes, spaces, line ends, indicators): plain and quoted scalars fold lines
+    /// into spaces, which a label has none of. Only escapes (`\`) and tags (`!`) could spell a
+    /// label otherwise, and a file with either is parsed.
+    fn may_name(&self, bytes: &[u8]) -> bool {
+        if !self.labels || bytes.iter().any(|&b| b == b'\\' || b == b'!') {
+            return true;
+        }
+        let label = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
+        bytes.split(|b| !label(b)).any(|run| {
+            !run.is_empty() && std::str::from_utf8(run).is_ok_and(|r| self.agents.contains(r))
+        })
+    }
+}
+
+/// What each blob read so far says, by blob id.
+type BlobCache = HashMap<Oid, Parse>;
 
 /// What a worker found: the changes of each changed commit (by chain index) and the blobs it
 /// parsed.
@@ -728,6 +839,7 @@ fn collect_changes(
     folder: &str,
     trees: &[Option<Oid>],
     before_first: Option<Oid>,
+    focus: Option<&Focus>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Vec<Option<Vec<Change>>>, BlobCache)> {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -741,7 +853,15 @@ fn collect_changes(
     let (finished_tx, finished) = std::sync::mpsc::channel::<()>();
     let parts: Vec<Result<Diffed>> = if n < 4096 {
         // A few new commits: no thread, and no second handle on the repository.
-        vec![diff_range(repo, folder, trees, before_first, 0..n, &done)]
+        vec![diff_range(
+            repo,
+            folder,
+            trees,
+            before_first,
+            focus,
+            0..n,
+            &done,
+        )]
     } else {
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..n)
@@ -753,7 +873,15 @@ fn collect_changes(
                         let result = Repository::open(git_dir)
                             .map_err(|e| Error::git("opening the repository", e))
                             .and_then(|repo| {
-                                diff_range(&repo, folder, trees, before_first, start..end, done)
+                                diff_range(
+                                    &repo,
+                                    folder,
+                                    trees,
+                                    before_first,
+                                    focus,
+                                    start..end,
+                                    done,
+                                )
                             });
                         let _ = finished_tx.send(());
                         result
@@ -800,6 +928,7 @@ fn diff_range(
     folder: &str,
     trees: &[Option<Oid>],
     before_first: Option<Oid>,
+    focus: Option<&Focus>,
     range: std::ops::Range<usize>,
     done: &std::sync::atomic::AtomicU64,
 ) -> Result<Diffed> {
@@ -830,7 +959,7 @@ fn diff_range(
                 let content = odb
                     .read(*blob)
                     .map_err(|e| Error::git("reading a record", e))?;
-                blobs.insert(*blob, record::identity(content.data()));
+                blobs.insert(*blob, Parse::of(content.data(), focus));
             }
         }
         out.push((i, changes));
@@ -1070,6 +1199,8 @@ struct Walker<'r> {
     pairs: HashMap<(String, String), BTreeSet<String>>,
     /// The history's strings, extended as events are found.
     strings: Strings,
+    /// The agents followed (all when `None`).
+    focus: Option<&'r Focus>,
     names: Interner,
 }
 
@@ -1078,7 +1209,12 @@ fn pair_key(id: &Identity) -> (String, String) {
 }
 
 impl<'r> Walker<'r> {
-    fn new(repo: &'r Repository, paths: BTreeMap<String, PathState>, strings: Strings) -> Self {
+    fn new(
+        repo: &'r Repository,
+        paths: BTreeMap<String, PathState>,
+        strings: Strings,
+        focus: Option<&'r Focus>,
+    ) -> Self {
         let mut pairs: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
         for (path, state) in &paths {
             if let Some(id) = &state.identity {
@@ -1092,20 +1228,27 @@ impl<'r> Walker<'r> {
             pairs,
             strings,
             names: Interner::default(),
+            focus,
         }
     }
 
-    fn identity(&mut self, blob: Oid) -> Result<Option<Identity>> {
-        if let Some(id) = self.blobs.get(&blob) {
-            return Ok(id.clone());
+    /// What `blob` says; `fully`: parsed even where the focus rules it out unread.
+    fn parse(&mut self, blob: Oid, fully: bool) -> Result<Parse> {
+        match self.blobs.get(&blob) {
+            Some(Parse::Unnamed) if fully => {}
+            Some(parse) => return Ok(parse.clone()),
+            None => {}
         }
         let content = self
             .repo
             .find_blob(blob)
             .map_err(|e| Error::git("reading a record", e))?;
-        let id = record::identity(content.content());
-        self.blobs.insert(blob, id.clone());
-        Ok(id)
+        let parse = match fully {
+            true => Parse::fully(content.content(), self.focus),
+            false => Parse::of(content.content(), self.focus),
+        };
+        self.blobs.insert(blob, parse.clone());
+        Ok(parse)
     }
 
     /// The version and path of a pair, from the (lexicographically first) path that holds it.
@@ -1156,12 +1299,17 @@ impl<'r> Walker<'r> {
             let new_state = match after {
                 None => None,
                 Some(blob) => {
-                    let parsed = self.identity(*blob)?;
-                    if parsed.is_none() {
-                        warnings.push(self.names.get(&mut self.strings, path)?);
-                    }
-                    // An unparsable file keeps the identity of its last parsable content.
-                    let identity = parsed.or(old);
+                    // Where the path holds a focused pair, whether the file parses decides
+                    // whether the pair stays.
+                    let identity = match self.parse(*blob, old.is_some())? {
+                        Parse::Record(id) => Some(id),
+                        Parse::Unfocused | Parse::Unnamed => None,
+                        // An unparsable file keeps the identity of its last parsable content.
+                        Parse::Failed => {
+                            warnings.push(self.names.get(&mut self.strings, path)?);
+                            old
+                        }
+                    };
                     if let Some(id) = &identity {
                         affected.insert(pair_key(id));
                     }
@@ -1331,5 +1479,43 @@ mod tests {
         assert_eq!(s.extend_from(b"abc", &le(&[2])), None);
         assert_eq!(s.extend_from(&[0xff], &le(&[1])), None);
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn a_focus_rules_out_only_files_that_cannot_name_its_agents() {
+        let focus = Focus::new(["support-bot".to_string()].into());
+        let named = [
+            "agent: support-bot\n",
+            "agent: 'support-bot'\n",
+            "agent: \"support-bot\"\n",
+            "{agent: support-bot, environment: e, version: v}\n",
+            "agent: |-\n  support-bot\nenvironment: e\nversion: v\n",
+            "agent: &a support-bot\nenvironment: *a\nversion: v\n",
+            "agent: support-bot # the bot\nenvironment: e\nversion: v\n",
+            // Escapes and tags could spell the name without its letters: always parsed.
+            "agent: \"support\\x2dbot\"\nenvironment: e\nversion: v\n",
+            "agent: !!str support-bot\nenvironment: e\nversion: v\n",
+        ];
+        for doc in named {
+            assert!(focus.may_name(doc.as_bytes()), "{doc}");
+            if let Some(id) = record::identity(doc.as_bytes()) {
+                assert_eq!(id.agent, "support-bot", "{doc}");
+            }
+        }
+        let unnamed = [
+            "agent: other-bot\nenvironment: e\nversion: v\n",
+            "agent: support-bot-2\nenvironment: e\nversion: v\n",
+            "agent: Support-bot\nenvironment: e\nversion: v\n",
+            "agent: \"support-\n  bot\"\nenvironment: e\nversion: v\n",
+        ];
+        for doc in unnamed {
+            assert!(!focus.may_name(doc.as_bytes()), "{doc}");
+            // What the parser says agrees: none of these is support-bot.
+            let agent = record::identity(doc.as_bytes()).map(|id| id.agent);
+            assert_ne!(agent.as_deref(), Some("support-bot"), "{doc}");
+        }
+        // A name that is not a DNS label could be folded or spelled otherwise: never ruled out.
+        let loose = Focus::new(["Support Bot".to_string()].into());
+        assert!(loose.may_name(b"agent: other-bot\n"));
     }
 }

@@ -55,46 +55,60 @@ pub fn history(
     folder: &str,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(History, Source)> {
+    if let Some(found) = indexed(repo, tip, folder, progress)? {
+        return Ok(found);
+    }
+    let h = history::build(repo, tip, folder, progress)?;
+    save(&index_path(repo, folder), &h);
+    Ok((h, Source::Built))
+}
+
+/// The history of `tip` through the index when there is a usable one (as it is, cut to an
+/// older commit of its chain, or extended by new commits and saved), else `None`.
+pub fn indexed(
+    repo: &Repository,
+    tip: Oid,
+    folder: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Option<(History, Source)>> {
     let path = index_path(repo, folder);
     let file = map(&path);
     let cached = file
         .as_ref()
         .and_then(|bytes| decode_file(bytes))
         .filter(|(h, _, _)| h.folder == folder);
-    if let Some((mut h, clean, count)) = cached {
-        if h.tip() == Some(tip) {
-            return Ok((h, Source::Cached));
-        }
-        if let Some(pos) = h.position(tip) {
-            // An older commit of the same chain (`--rev HEAD~50`): a prefix of what we know.
-            h.truncate(pos);
-            return Ok((h, Source::Cached));
-        }
-        let before = h.chain.len();
-        let from = Lengths::of(&h);
-        // The old tip's snapshot, to bring forward by the new events only.
-        let old = h.tip().and_then(|t| {
-            let (segments, _) = segments(file.as_ref()?);
-            segments.last().and_then(|p| snapshot_of(p, t))
-        });
-        let extended = history::extend(repo, &mut h, tip, progress)?;
-        if let (true, true, true, Some(old)) = (extended, clean, count <= MAX_DELTAS, old) {
-            // A few new commits: append what they added instead of rewriting the file.
-            let rows = h.advance(old.rows, from.events);
-            append(&path, &encode_delta(&h, &rows, from));
-        } else {
-            save(&path, &h);
-        }
-        let source = if extended {
-            Source::Extended(h.chain.len() - before)
-        } else {
-            Source::Built
-        };
-        return Ok((h, source));
+    let Some((mut h, clean, count)) = cached else {
+        return Ok(None);
+    };
+    if h.tip() == Some(tip) {
+        return Ok(Some((h, Source::Cached)));
     }
-    let h = history::build(repo, tip, folder, progress)?;
-    save(&path, &h);
-    Ok((h, Source::Built))
+    if let Some(pos) = h.position(tip) {
+        // An older commit of the same chain (`--rev HEAD~50`): a prefix of what we know.
+        h.truncate(pos);
+        return Ok(Some((h, Source::Cached)));
+    }
+    let before = h.chain.len();
+    let from = Lengths::of(&h);
+    // The old tip's snapshot, to bring forward by the new events only.
+    let old = h.tip().and_then(|t| {
+        let (segments, _) = segments(file.as_ref()?);
+        segments.last().and_then(|p| snapshot_of(p, t))
+    });
+    let extended = history::extend(repo, &mut h, tip, progress)?;
+    if let (true, true, true, Some(old)) = (extended, clean, count <= MAX_DELTAS, old) {
+        // A few new commits: append what they added instead of rewriting the file.
+        let rows = h.advance(old.rows, from.events);
+        append(&path, &encode_delta(&h, &rows, from));
+    } else {
+        save(&path, &h);
+    }
+    let source = if extended {
+        Source::Extended(h.chain.len() - before)
+    } else {
+        Source::Built
+    };
+    Ok(Some((h, source)))
 }
 
 /// Appends a delta segment. A torn append fails its checksum and is ignored by readers (the

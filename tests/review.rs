@@ -475,3 +475,103 @@ fn diff_between_environments() {
     assert_eq!(v[0]["previous_version"], "1.0.0");
     assert_eq!(v[0]["promotion"]["since"], "2024-01-03T00:00:00Z");
 }
+
+/// The history files of a repository (the index), if any.
+fn index_files(repo: &TestRepo) -> Vec<String> {
+    std::fs::read_dir(repo.path().join(".git/ledgit"))
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("history-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Without an index, `check` follows only the agents the pull request touches; its answer must
+/// be the one the full (indexed) history gives, through moved files, a record that briefly did
+/// not parse, an escaped name and agents the change leaves alone.
+#[test]
+fn check_without_an_index_answers_as_the_full_history_does() {
+    let repo = pipeline();
+    repo.set("quiet-bot", "development", "3.0.0");
+    repo.set("other-bot", "development", "2.0.0");
+    repo.commit("More bots", T0 + 2 * DAY + HOUR);
+    // support-bot's staging record moves to another file, breaks, and is fixed again.
+    repo.remove("deployments/support-bot/staging.yaml");
+    repo.write(
+        "deployments/misc/stage.yaml",
+        "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: \"support\\x2dbot\"\nenvironment: staging\nversion: \"1.1.0\"\n",
+    );
+    repo.commit("Move staging", T0 + 2 * DAY + 2 * HOUR);
+    repo.write("deployments/misc/stage.yaml", "agent: [\n");
+    repo.commit("Oops", T0 + 2 * DAY + 3 * HOUR);
+    repo.write(
+        "deployments/misc/stage.yaml",
+        common::record("support-bot", "staging", "1.1.0"),
+    );
+    repo.commit("Fix", T0 + 2 * DAY + 4 * HOUR);
+    // other-bot's file becomes a second file of quiet-bot, then goes back.
+    repo.write(
+        "deployments/other-bot/development.yaml",
+        common::record("quiet-bot", "development", "3.0.0"),
+    );
+    repo.commit("Swap", T0 + 2 * DAY + 5 * HOUR);
+    repo.set("other-bot", "development", "2.0.0");
+    repo.commit("Swap back", T0 + 2 * DAY + 6 * HOUR);
+    pull_request(
+        &repo,
+        |r| {
+            r.set("support-bot", "production", "1.1.0");
+            r.set("other-bot", "development", "2.1.0");
+            r.write("README.md", "docs\n");
+        },
+        T0 + 5 * DAY,
+    );
+    let now = "2024-01-10T00:00:00Z";
+    let cold = check(&repo, now);
+    assert_eq!(codes(&cold), ["path-mismatch"], "{}", cold.stdout);
+    assert!(
+        index_files(&repo).is_empty(),
+        "a focused check leaves the index alone"
+    );
+    let changes = &cold.json()["changes"];
+    assert_eq!(changes.as_array().unwrap().len(), 2, "{changes}");
+    // The stay in staging started with the move (the broken commit left no trace).
+    let promotion = &changes[1]["promotion"];
+    assert_eq!(changes[1]["agent"], "support-bot");
+    assert_eq!(promotion["since"], "2024-01-03T00:00:00Z");
+    assert_eq!(promotion["soak_met"], true);
+    let built = repo.ledgit(&["history", "--rev", "main"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    assert!(!index_files(&repo).is_empty());
+    let warm = check(&repo, now);
+    assert_eq!(cold.stdout, warm.stdout);
+}
+
+/// A pull request that touches no record needs no history; one whose base record does not
+/// parse gets the full walk (the pair is in older content), and the same answer as with the
+/// index.
+#[test]
+fn check_reads_history_only_when_records_change_and_falls_back_when_base_is_broken() {
+    let repo = pipeline();
+    repo.write("deployments/support-bot/production.yaml", "agent: [\n");
+    repo.commit("Broken production", T0 + 2 * DAY + HOUR);
+    pull_request(&repo, |r| r.write("README.md", "docs\n"), T0 + 3 * DAY);
+    let docs = check(&repo, "2024-01-10T00:00:00Z");
+    assert_eq!(docs.json()["changes"].as_array().unwrap().len(), 0);
+    assert!(index_files(&repo).is_empty());
+    // Fixing the broken record at 1.1.0 is an update from 1.0.0, its last parsable content.
+    repo.set("support-bot", "production", "1.1.0");
+    repo.commit("Fix production", T0 + 4 * DAY);
+    let cold = check(&repo, "2024-01-10T00:00:00Z");
+    let changes = &cold.json()["changes"];
+    assert_eq!(changes[0]["previous_version"], "1.0.0", "{changes}");
+    assert!(
+        !index_files(&repo).is_empty(),
+        "the full walk saves the index"
+    );
+    std::fs::remove_dir_all(repo.path().join(".git/ledgit")).unwrap();
+    repo.ledgit(&["history", "--rev", "main"]);
+    assert_eq!(check(&repo, "2024-01-10T00:00:00Z").stdout, cold.stdout);
+}

@@ -80,6 +80,17 @@ pub struct Loaded {
 /// Loads the history of `rev` (default HEAD) through the index, with a progress bar on a
 /// terminal. An unborn branch gives an empty history. Warnings go to stderr.
 pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
+    load_focused(ctx, rev, None)
+}
+
+/// [`load`]; with `focus`, a repository without an index gets a walk that follows only those
+/// agents and leaves the index alone (see [`ledgit::history::build_focused`]), while one with
+/// an index uses it as [`load`] does.
+pub fn load_focused(
+    ctx: &Context,
+    rev: Option<&str>,
+    focus: Option<&ledgit::history::Focus>,
+) -> Result<Loaded, CliError> {
     let repo = ctx.repo()?;
     let tip = match rev {
         Some(r) => Some(repo.resolve(r)?),
@@ -120,7 +131,14 @@ pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
             Progress::Done => bar.finish_and_clear(),
         }
     };
-    let (history, _) = ledgit::index::history(&repo.git, tip, &config.deployments, &mut progress)?;
+    let folder = &config.deployments;
+    let history = match focus {
+        None => ledgit::index::history(&repo.git, tip, folder, &mut progress)?.0,
+        Some(agents) => match ledgit::index::indexed(&repo.git, tip, folder, &mut progress)? {
+            Some((history, _)) => history,
+            None => ledgit::history::build_focused(&repo.git, tip, folder, agents, &mut progress)?,
+        },
+    };
     warn(&history);
     Ok(Loaded {
         config,

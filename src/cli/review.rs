@@ -1,18 +1,20 @@
 //! `ledgit diff` and `ledgit check`: what a pull request changes in terms of deployments, with
 //! history's context, and the CI gate that applies the promotion policy to it.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
 
 use git2::Oid;
 use ledgit::config::Config;
 use ledgit::finding::{self, Code, Finding};
-use ledgit::history::{Action, Deployment};
+use ledgit::history::{self, Action, Deployment, Focus};
 use ledgit::policy::{self, Change, Stays};
-use ledgit::record::Record;
+use ledgit::record::{self, Identity, Record};
 use ledgit::repo::{Repo, short};
-use ledgit::{secret, validate, when};
+use ledgit::validate::{self, Threads};
+use ledgit::{secret, when};
 
-use super::history::load;
+use super::history::{load, load_focused};
 use super::render::{self, BOLD, DIM, GREEN, RED, YELLOW};
 use super::{CliError, CliResult, Context, Outcome};
 
@@ -136,10 +138,42 @@ fn split_range(range: &str) -> (String, String) {
     }
 }
 
-/// The records of a commit's tree (and its findings).
-fn records_at(repo: &Repo, commit: Oid, config: &Config) -> Result<validate::Report, CliError> {
-    let tree = repo.tree_at(commit)?;
-    Ok(validate::tree(&repo.git, &tree, config)?)
+/// The agents whose record files differ between base and head, by those files' content on
+/// either side; `None` when a record of base does not parse (its pair is then in older
+/// content, which only the whole history knows).
+fn touched_agents(
+    repo: &Repo,
+    base: Oid,
+    head: Oid,
+    config: &Config,
+) -> Result<Option<Focus>, CliError> {
+    let tree = |commit| repo.tree_at(commit).map(|t| t.id());
+    let changed = history::changed_files(&repo.git, Some(tree(base)?), Some(tree(head)?))?;
+    let read = |blob| -> Result<Option<Identity>, CliError> {
+        let blob = repo.git.find_blob(blob).map_err(|e| {
+            CliError::new(
+                format!("reading a record: {}", e.message()),
+                "run `git fsck`",
+            )
+        })?;
+        Ok(record::identity(blob.content()))
+    };
+    let mut agents = HashSet::new();
+    for (path, before, after) in changed {
+        if !config.in_deployments(&path) || !validate::is_record_file(&path) {
+            continue;
+        }
+        if let Some(blob) = before {
+            match read(blob)? {
+                Some(id) => agents.insert(id.agent),
+                None => return Ok(None),
+            };
+        }
+        if let Some(id) = after.map(read).transpose()?.flatten() {
+            agents.insert(id.agent);
+        }
+    }
+    Ok(Some(Focus::new(agents)))
 }
 
 /// Whether `base` is an ancestor of `head`.
@@ -165,22 +199,40 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
         );
     }
     let config = repo.config_at(head)?;
-    // Validating head and loading base's history are independent: do them side by side.
+    let focus = touched_agents(&repo, base, head, &config)?;
+    // Head's files are read first; checking them is CPU work alone, done on a second thread
+    // while this one reads base's history (two readers of the same pack slow each other down).
+    let files = validate::read_tree(&repo.git, &repo.tree_at(head)?, &config)?;
     let (loaded, head_report) = std::thread::scope(|s| {
-        let validating = s.spawn(|| records_at(&ctx.repo()?, head, &config));
-        let loaded = load(ctx, Some(base_rev));
-        let report = validating.join().unwrap_or_else(|_| {
-            Err(CliError::new(
-                "validating head failed",
-                "run `ledgit validate --rev HEAD`",
-            ))
+        let checking = s.spawn(|| files.check(&config, Threads::One));
+        let loaded = match &focus {
+            // No record changes: nothing to explain, no history to read.
+            Some(focus) if focus.is_empty() => None,
+            _ => Some(load_focused(ctx, Some(base_rev), focus.as_ref())),
+        };
+        let report = checking.join().map_err(|_| {
+            CliError::new("validating head failed", "run `ledgit validate --rev HEAD`")
         });
-        (loaded, report)
+        (loaded.transpose(), report)
     });
     let (loaded, head_report) = (loaded?, head_report?);
+    let Some(loaded) = loaded else {
+        return Ok(Review {
+            changes: Vec::new(),
+            head_report,
+            base,
+            head,
+        });
+    };
     let base_records = records_of(&loaded.history.current());
     let mut changes = policy::changes(&base_records, &head_report.parsed);
-    let stays = Stays::new(&loaded.history);
+    if let Some(focus) = &focus {
+        // Pairs whose files the change leaves alone are not its changes (a focused history
+        // knows only the touched agents anyway).
+        changes.retain(|c| focus.contains(&c.agent));
+    }
+    let agents: HashSet<&str> = changes.iter().map(|c| c.agent.as_str()).collect();
+    let stays = Stays::of_agents(&loaded.history, |a| agents.contains(a));
     policy::explain(&mut changes, &config, &stays, &head_report.parsed, now);
     Ok(Review {
         changes,
