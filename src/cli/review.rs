@@ -72,6 +72,9 @@ enum DiffFormat {
 /// Overrides are annotations on the record, reviewed with the change, and reported as warnings:
 /// ledgit.dev/skip-soak, ledgit.dev/skip-promotion, ledgit.dev/allow-downgrade, each with the
 /// reason as its value.
+///
+/// Without a history index (a fresh CI clone), BASE's history is read for the agents whose
+/// records the change touches only, and no index is written; with one, the index is used.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   ledgit check --base origin/main
