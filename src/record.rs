@@ -278,6 +278,14 @@ pub fn identity(bytes: &[u8]) -> Option<Identity> {
         return None;
     }
     let text = std::str::from_utf8(bytes).ok()?;
+    if let Some(known) = quick::identity(text) {
+        return known;
+    }
+    parsed_identity(text)
+}
+
+/// [`identity`] through the YAML parser.
+fn parsed_identity(text: &str) -> Option<Identity> {
     let root = yaml::parse(text).ok()?;
     let field = |k: &str| root.get(k).and_then(|n| n.as_str()).map(str::to_string);
     Some(Identity {
@@ -285,6 +293,175 @@ pub fn identity(bytes: &[u8]) -> Option<Identity> {
         environment: field("environment")?,
         version: field("version")?,
     })
+}
+
+/// The common shape of a record read without the YAML parser: the history reads every version
+/// of every record, and most are a handful of `key: value` lines with one nested mapping.
+///
+/// [`quick::identity`] answers only for text in a small subset of YAML whose meaning is plain
+/// (block mappings of at most two levels, unquoted keys, plain scalars that can only be
+/// strings, single-line quoted scalars without escapes, comments, blank lines) and gives up —
+/// `None`, so the parser decides — on anything else: tabs, carriage returns, flow collections,
+/// anchors, tags, escapes, documents markers, duplicate keys, values that could read as
+/// numbers, booleans or null. A test holds its answers to the parser's.
+mod quick {
+    use super::Identity;
+
+    /// What a top-level value is, as far as the identity is concerned.
+    enum Top {
+        Str(String),
+        /// Null, a nested mapping, or a scalar that is not needed as a string.
+        Other,
+    }
+
+    /// `Some(answer)` when the text is in the subset, `None` otherwise.
+    pub fn identity(text: &str) -> Option<Option<Identity>> {
+        if text.bytes().any(|b| b == b'\t' || b == b'\r') {
+            return None;
+        }
+        let mut top: Vec<(&str, Top)> = Vec::new();
+        // The nested block being read: its indentation and keys.
+        let mut block: Option<(usize, Vec<&str>)> = None;
+        // The last top-level key had no value: a nested block may follow.
+        let mut open = false;
+        for line in text.split('\n') {
+            let content = line.trim_start_matches(' ');
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            let indent = line.len() - content.len();
+            if indent > 0 {
+                let (key, value) = entry(content)?;
+                scalar(value?, false)?;
+                match &mut block {
+                    Some((n, keys)) if *n == indent => {
+                        if keys.contains(&key) {
+                            return None;
+                        }
+                        keys.push(key);
+                    }
+                    None if open => block = Some((indent, vec![key])),
+                    _ => return None,
+                }
+                continue;
+            }
+            block = None;
+            let (key, value) = entry(content)?;
+            if top.iter().any(|(k, _)| *k == key) {
+                return None;
+            }
+            let identity_field = matches!(key, "agent" | "environment" | "version");
+            let value = match value {
+                None => {
+                    open = true;
+                    Top::Other
+                }
+                Some(v) => {
+                    open = false;
+                    match scalar(v, identity_field)? {
+                        Some(s) => Top::Str(s),
+                        None => Top::Other,
+                    }
+                }
+            };
+            top.push((key, value));
+        }
+        if top.is_empty() {
+            return None;
+        }
+        let field = |name: &str| match top.iter().find(|(k, _)| *k == name) {
+            Some((_, Top::Str(s))) => Some(s.clone()),
+            _ => None,
+        };
+        Some((|| {
+            Some(Identity {
+                agent: field("agent")?,
+                environment: field("environment")?,
+                version: field("version")?,
+            })
+        })())
+    }
+
+    /// Splits `key: value` / `key:`; the key must be a plain word that can only be a string.
+    fn entry(line: &str) -> Option<(&str, Option<&str>)> {
+        let colon = line.find(':')?;
+        let key = &line[..colon];
+        let first = key.chars().next()?;
+        if !first.is_ascii_alphabetic()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
+            || special(key)
+        {
+            return None;
+        }
+        let rest = &line[colon + 1..];
+        if rest.trim_end_matches(' ').is_empty() {
+            return Some((key, None));
+        }
+        let value = rest.strip_prefix(' ')?.trim_start_matches(' ');
+        if value.starts_with('#') {
+            return Some((key, None));
+        }
+        Some((key, Some(value)))
+    }
+
+    /// Words that YAML could read as something other than a string.
+    fn special(word: &str) -> bool {
+        matches!(
+            word.to_ascii_lowercase().as_str(),
+            "null"
+                | "true"
+                | "false"
+                | "yes"
+                | "no"
+                | "on"
+                | "off"
+                | "y"
+                | "n"
+                | "inf"
+                | "nan"
+                | "infinity"
+        )
+    }
+
+    /// A scalar value with an optional trailing comment. `Some(Some(text))` for a string,
+    /// `Some(None)` for a valid scalar that is not needed as a string (`need_string` false),
+    /// `None` when the value is outside the subset (or, with `need_string`, might not be a
+    /// string).
+    fn scalar(value: &str, need_string: bool) -> Option<Option<String>> {
+        let value = value.trim_end_matches(' ');
+        for quote in ['"', '\''] {
+            if let Some(inner) = value.strip_prefix(quote) {
+                let close = inner.find(quote)?;
+                let (text, after) = (&inner[..close], inner[close + 1..].trim_start_matches(' '));
+                if text.contains('\\') || !(after.is_empty() || after.starts_with('#')) {
+                    return None;
+                }
+                if !after.is_empty() && inner[close + 1..].len() == after.len() {
+                    return None; // a comment must follow white space
+                }
+                return Some(Some(text.to_string()));
+            }
+        }
+        let text = match value.find(" #") {
+            Some(i) => value[..i].trim_end_matches(' '),
+            None => value,
+        };
+        let first = text.chars().next()?;
+        let word = |c: char| c.is_ascii_alphanumeric() || "_.+/-".contains(c);
+        if need_string {
+            let string = text.chars().all(word)
+                && !special(text)
+                && (first.is_ascii_alphabetic()
+                    || (first.is_ascii_digit() && text.matches('.').count() >= 2));
+            return string.then(|| Some(text.to_string()));
+        }
+        let valid = first.is_ascii_alphanumeric()
+            && text.chars().all(|c| word(c) || c == ' ')
+            && !text.contains(": ");
+        valid.then_some(None)
+    }
 }
 
 #[cfg(test)]
@@ -375,5 +552,177 @@ mod tests {
         assert_eq!((id.agent.as_str(), id.version.as_str()), ("a", "v"));
         assert!(identity(b"agent: a\nenvironment: e\nversion: 1.10\n").is_none());
         assert!(identity(b"agent: [").is_none());
+    }
+
+    /// The quick reader answers as the parser does, or leaves the answer to it.
+    #[test]
+    fn the_quick_identity_agrees_with_the_parser() {
+        let values = [
+            "support-bot",
+            "1.44.0",
+            "1.2",
+            "12",
+            "1.2.3-rc.1",
+            "v1",
+            "true",
+            "True",
+            "null",
+            "~",
+            "",
+            "\"1.2\"",
+            "'x y'",
+            "\"a\\x2db\"",
+            "'it''s'",
+            "inf",
+            "nan",
+            ".inf",
+            "0x1F",
+            "1e3",
+            "a b",
+            "a: b",
+            "x # c",
+            "\"q\" # c",
+            "\"q\"#c",
+            "[a]",
+            "{a: b}",
+            "&a x",
+            "*a",
+            "!!str 1",
+            "|",
+            "-x",
+            "yes",
+            "é",
+            "a:",
+            "2024-01-01",
+            "1.2.3e5",
+        ];
+        let mut docs = Vec::new();
+        for v in values {
+            for field in ["agent", "environment", "version"] {
+                let mut fields = vec![
+                    ("agent", "support-bot"),
+                    ("environment", "staging"),
+                    ("version", "1.4.0"),
+                ];
+                for f in &mut fields {
+                    if f.0 == field {
+                        f.1 = v;
+                    }
+                }
+                let body: String = fields.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+                docs.push(format!(
+                    "apiVersion: ledgit/v1\nkind: AgentDeployment\n{body}"
+                ));
+                docs.push(format!("{body}annotations:\n  owner: {v}\n  b: x\n"));
+            }
+        }
+        let base = "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: a\nenvironment: e\nversion: 1.0.0\n";
+        let shapes = [
+            format!("{base}annotations:\n  owner: team one\n  ledgit.dev/skip-soak: \"why\"\n"),
+            format!("{base}annotations:\n  owner: x\n  owner: y\n"),
+            format!("{base}agent: b\n"),
+            format!("{base}annotations:\n  owner: x\n    deeper: y\n"),
+            format!("{base}annotations:\n  owner:\n    deeper: y\n"),
+            format!("{base}annotations:\n   a: x\n  b: y\n"),
+            format!("{base}  stray: x\n"),
+            format!("# c\n\n{base}# end\n   # indented comment\n"),
+            format!("{base}annotations: # c\n  a: x\n"),
+            format!("{base}annotations:\n"),
+            format!("---\n{base}"),
+            format!("{base}---\nagent: b\n"),
+            format!("{base}\tx: y\n"),
+            base.replace('\n', "\r\n"),
+            base.replace("agent: a", "agent:a"),
+            base.replace("agent: a", "agent:\n  name: a"),
+            base.replace("agent: a", "\"agent\": a"),
+            base.replace("agent: a", "agent:  a  # two spaces"),
+            base.replace("agent: a", "agent: a b"),
+            base.replace("version: 1.0.0", "version:"),
+            base.replace("version: 1.0.0", ""),
+            String::new(),
+            "# only a comment\n".into(),
+            "1: a\n01: b\nagent: a\nenvironment: e\nversion: 1.0.0\n".into(),
+            "null: a\nagent: a\nenvironment: e\nversion: 1.0.0\n".into(),
+        ];
+        docs.extend(shapes);
+        let mut answered = 0;
+        for doc in &docs {
+            if let Some(quick) = quick::identity(doc) {
+                answered += 1;
+                assert_eq!(quick, parsed_identity(doc), "{doc:?}");
+            }
+        }
+        assert!(answered > 0);
+        // The subset covers the usual record shapes.
+        for usual in [
+            base.to_string(),
+            format!("{base}annotations:\n  owner: team one\n  ledgit.dev/skip-soak: \"why\"\n"),
+            format!("# c\n\n{base}# end\n"),
+            base.replace("version: 1.0.0", "version: \"1.0\" # quoted"),
+        ] {
+            assert!(
+                quick::identity(&usual).is_some_and(|id| id.is_some()),
+                "{usual:?}"
+            );
+        }
+        // Every record among the fixtures, valid or not.
+        for entry in walkdir::WalkDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures")) {
+            let entry = entry.unwrap();
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            if let Some(quick) = quick::identity(&text) {
+                assert_eq!(quick, parsed_identity(&text), "{}", entry.path().display());
+            }
+        }
+    }
+
+    /// Random edits of usual records: wherever the quick reader answers, the parser agrees.
+    #[test]
+    fn the_quick_identity_agrees_on_edited_records() {
+        let templates = [
+            "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: support-bot\nenvironment: staging\nversion: 1.4.0\nannotations:\n  owner: team-1\n",
+            "agent: 'a'\nenvironment: \"e\" # c\nversion: v2\n",
+        ];
+        let palette = [
+            " ", ":", "#", "'", "\"", "-", ".", "a", "1", "\n", "  ", "\\", "0", "y",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut answered, mut records) = (0, 0);
+        for i in 0..5000 {
+            let mut doc = templates[i % templates.len()].to_string();
+            for _ in 0..1 + next(3) {
+                let at = next(doc.len() + 1);
+                let at = (0..=at)
+                    .rev()
+                    .find(|&k| doc.is_char_boundary(k))
+                    .unwrap_or(0);
+                match next(3) {
+                    0 => doc.insert_str(at, palette[next(palette.len())]),
+                    1 if at < doc.len() => {
+                        doc.remove(at);
+                    }
+                    _ => {
+                        let line = doc[at..].split('\n').next().unwrap_or("").to_string();
+                        doc.insert_str(at, &format!("{line}\n"));
+                    }
+                }
+            }
+            if let Some(quick) = quick::identity(&doc) {
+                answered += 1;
+                records += usize::from(quick.is_some());
+                assert_eq!(quick, parsed_identity(&doc), "{doc:?}");
+            }
+        }
+        assert!(
+            answered > 1000 && records > 500,
+            "{answered} answered, {records} records"
+        );
     }
 }
