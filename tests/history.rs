@@ -434,3 +434,106 @@ fn appended_index_segments_give_the_same_history_as_a_rebuild() {
     assert!(rows.iter().all(|r| r["agent"] != "agent-10"));
     assert!(rows.iter().any(|r| r["agent"] == "agent-35"));
 }
+
+/// A focused walk (what `check` does without an index) gives exactly the full history's events
+/// of its agents, on a history of random edits: records written, moved between paths, broken
+/// and fixed, given another agent's identity, deleted.
+#[test]
+fn a_focused_walk_has_the_full_walks_events_of_its_agents() {
+    let repo = TestRepo::new();
+    let agents = ["alpha", "beta", "gamma"];
+    let envs = ["staging", "production"];
+    let paths = [
+        "deployments/alpha/staging.yaml",
+        "deployments/alpha/production.yaml",
+        "deployments/beta/staging.yaml",
+        "deployments/gamma/production.yaml",
+        "deployments/misc/one.yaml",
+        "deployments/misc/two.yaml",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    repo.set("alpha", "staging", "1.0.0");
+    repo.commit("start", T0);
+    for i in 1..80 {
+        for _ in 0..1 + next(2) {
+            let path = paths[next(paths.len())];
+            let exists = repo.path().join(path).exists();
+            match next(6) {
+                0 if exists => repo.remove(path),
+                1 => repo.write(path, "agent: [\n"),
+                2 => repo.write(
+                    path,
+                    // An escaped name: no literal `alpha` in the file.
+                    format!(
+                        "agent: \"\\x61lpha\"\nenvironment: {}\nversion: \"{i}.0.0\"\n",
+                        envs[next(2)]
+                    ),
+                ),
+                _ => repo.write(
+                    path,
+                    record(
+                        agents[next(3)],
+                        envs[next(2)],
+                        &format!("{}.{i}.0", next(3)),
+                    ),
+                ),
+            }
+        }
+        if !repo.git(&["status", "--porcelain"]).is_empty() {
+            repo.commit(&format!("edit {i}"), T0 + i as i64 * HOUR);
+        }
+    }
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let tip = git.head().unwrap().target().unwrap();
+    let full = ledgit::history::build(&git, tip, "deployments", &mut |_| {}).unwrap();
+    let of = |h: &ledgit::history::History, agent: &str| -> Vec<String> {
+        h.events
+            .iter()
+            .filter(|e| h.str(e.agent) == agent)
+            .map(|e| {
+                format!(
+                    "{} {} {:?} {:?} {:?} {}",
+                    h.commit_of(e).id,
+                    h.str(e.environment),
+                    e.action,
+                    h.opt(e.version),
+                    h.opt(e.previous_version),
+                    h.str(e.path)
+                )
+            })
+            .collect()
+    };
+    for focus in [vec!["alpha"], vec!["beta", "gamma"], vec!["alpha", "gamma"]] {
+        let set = focus.iter().map(|a| a.to_string()).collect();
+        let focused = ledgit::history::build_focused(
+            &git,
+            tip,
+            "deployments",
+            &ledgit::history::Focus::new(set),
+            &mut |_| {},
+        )
+        .unwrap();
+        for agent in agents {
+            let expected = if focus.contains(&agent) {
+                of(&full, agent)
+            } else {
+                Vec::new()
+            };
+            assert_eq!(
+                of(&focused, agent),
+                expected,
+                "{agent} with focus {focus:?}"
+            );
+        }
+        assert_eq!(focused.chain, full.chain);
+    }
+    // The random history is not trivial.
+    assert!(full.events.len() > 40, "{}", full.events.len());
+    assert!(!full.warnings.is_empty());
+}
