@@ -27,6 +27,9 @@ use super::{CliError, CliResult, Context, Outcome};
 ///
 /// With --env SRC..DST, shows where two environments differ today: what `ledgit promote --all
 /// --from SRC --to DST` would change, with how long each SRC version has run.
+///
+/// Only agents whose record files differ between BASE and HEAD are compared. Without a history
+/// index, BASE's history is read for those agents only and no index is written.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   ledgit diff origin/main..HEAD
