@@ -1243,9 +1243,10 @@ impl<'r> Walker<'r> {
             .repo
             .find_blob(blob)
             .map_err(|e| Error::git("reading a record", e))?;
-        let parse = match fully {
-            true => Parse::fully(content.content(), self.focus),
-            false => Parse::of(content.content(), self.focus),
+        let parse = if fully {
+            Parse::fully(content.content(), self.focus)
+        } else {
+            Parse::of(content.content(), self.focus)
         };
         self.blobs.insert(blob, parse.clone());
         Ok(parse)

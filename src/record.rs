@@ -373,13 +373,16 @@ mod quick {
             Some((_, Top::Str(s))) => Some(s.clone()),
             _ => None,
         };
-        Some((|| {
-            Some(Identity {
-                agent: field("agent")?,
-                environment: field("environment")?,
-                version: field("version")?,
-            })
-        })())
+        Some(
+            match (field("agent"), field("environment"), field("version")) {
+                (Some(agent), Some(environment), Some(version)) => Some(Identity {
+                    agent,
+                    environment,
+                    version,
+                }),
+                _ => None,
+            },
+        )
     }
 
     /// Splits `key: value` / `key:`; the key must be a plain word that can only be a string.

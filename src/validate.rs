@@ -124,7 +124,8 @@ pub struct TreeFiles {
     files: Vec<((Oid, String), Option<Outcome>)>,
     /// The files the cache did not have, by position in `files`, with their bytes.
     missed: Vec<(usize, Candidate)>,
-    cache: Cache,
+    /// The cache holds entries of files this tree does not have.
+    stale: bool,
     cache_path: PathBuf,
 }
 
@@ -188,7 +189,7 @@ pub fn read_tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Tree
         findings,
         files,
         missed,
-        cache,
+        stale: !cache.is_empty(),
         cache_path,
     })
 }
@@ -214,7 +215,7 @@ impl TreeFiles {
             findings,
             mut files,
             missed,
-            cache: old,
+            stale,
             cache_path,
         } = self;
         let (positions, candidates): (Vec<usize>, Vec<Candidate>) = missed.into_iter().unzip();
@@ -223,7 +224,7 @@ impl TreeFiles {
         for (i, outcome) in positions.into_iter().zip(checked) {
             files[i].1 = Some(outcome);
         }
-        if changed || !old.is_empty() {
+        if changed || stale {
             // Keep what this tree holds: the cache stays the size of one tree.
             let cache: Cache = files
                 .iter()

@@ -144,17 +144,16 @@ fn split_range(range: &str) -> (String, String) {
     }
 }
 
-/// The agents whose record files differ between base and head, by those files' content on
-/// either side; `None` when a record of base does not parse (its pair is then in older
-/// content, which only the whole history knows).
+/// The agents whose record files differ between the trees of base and head, by those files'
+/// content on either side; `None` when a record of base does not parse (its pair is then in
+/// older content, which only the whole history knows).
 fn touched_agents(
     repo: &Repo,
-    base: Oid,
-    head: Oid,
+    base_tree: Oid,
+    head_tree: Oid,
     config: &Config,
 ) -> Result<Option<Focus>, CliError> {
-    let tree = |commit| repo.tree_at(commit).map(|t| t.id());
-    let changed = history::changed_files(&repo.git, Some(tree(base)?), Some(tree(head)?))?;
+    let changed = history::changed_files(&repo.git, Some(base_tree), Some(head_tree))?;
     let read = |blob| -> Result<Option<Identity>, CliError> {
         let blob = repo.git.find_blob(blob).map_err(|e| {
             CliError::new(
@@ -205,10 +204,11 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
         );
     }
     let config = repo.config_at(head)?;
-    let focus = touched_agents(&repo, base, head, &config)?;
+    let head_tree = repo.tree_at(head)?;
+    let focus = touched_agents(&repo, repo.tree_at(base)?.id(), head_tree.id(), &config)?;
     // Head's files are read first; checking them is CPU work alone, done on a second thread
     // while this one reads base's history (two readers of the same pack slow each other down).
-    let files = validate::read_tree(&repo.git, &repo.tree_at(head)?, &config)?;
+    let files = validate::read_tree(&repo.git, &head_tree, &config)?;
     let (loaded, head_report) = std::thread::scope(|s| {
         let checking = s.spawn(|| files.check(&config, Threads::One));
         let loaded = match &focus {
