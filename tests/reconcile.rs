@@ -661,3 +661,50 @@ fn watch_follows_a_fetch_and_retries_with_backoff() {
         .collect();
     assert_eq!(results, ["failed", "applied"]);
 }
+
+/// Pulling from a remote is how a GitOps reconciler runs: every push to the remote, force
+/// pushes included, is applied within two intervals, with nobody fetching by hand.
+#[test]
+fn watch_fetch_applies_every_push_to_the_remote() {
+    let seed = repo();
+    let remote = seed.bare_clone();
+    let url = remote.path().join("remote.git");
+    let watched = TestRepo::clone_of(&url);
+    let pusher = TestRepo::clone_of(&url);
+    let tools = tempfile::tempdir().unwrap();
+    let cmd = script(tools.path(), "");
+    let interval = Duration::from_secs(2);
+    let deadline = 2 * interval + Duration::from_secs(2);
+    let applied = |what: &'static str| {
+        let dir = tools.path().to_path_buf();
+        move || log(&dir).iter().any(|l| l.contains(what))
+    };
+    let watch = Watch::start(
+        watched.path(),
+        &["--exec", &cmd, "--interval", "2s", "--fetch", "origin"],
+    );
+    wait_for("the initial sync", Duration::from_secs(30), || {
+        log(tools.path()).len() >= 2
+    });
+    pusher.set("alpha", "staging", "2.0.0");
+    pusher.commit("alpha 2.0.0", T0 + DAY);
+    pusher.git(&["push", "-q", "origin", "main"]);
+    wait_for("the first push", deadline, applied("alpha/staging 2.0.0"));
+    pusher.set("beta", "staging", "3.0.0");
+    pusher.commit("beta 3.0.0", T0 + 2 * DAY);
+    pusher.git(&["push", "-q", "origin", "main"]);
+    wait_for("the second push", deadline, applied("beta/staging 3.0.0"));
+    // History rewritten on the remote: back to the first commit, then another change.
+    pusher.git(&["reset", "-q", "--hard", "HEAD~2"]);
+    pusher.set("alpha", "staging", "1.5.0");
+    pusher.commit("alpha 1.5.0 instead", T0 + 3 * DAY);
+    pusher.git(&["push", "-q", "--force", "origin", "main"]);
+    wait_for("the force push", deadline, applied("alpha/staging 1.5.0"));
+    wait_for("beta back to 1.0.0", deadline, || {
+        log(tools.path())
+            .iter()
+            .any(|l| l.starts_with("update beta/staging 1.0.0 3.0.0"))
+    });
+    let (code, _) = watch.stop();
+    assert_eq!(code, 0);
+}

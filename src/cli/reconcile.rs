@@ -471,9 +471,9 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
             );
         }
     };
-    if let Some(remote) = &args.fetch {
-        fetch(remote);
-    }
+    // When `git fetch` last ran: every --interval, whatever else happened in between (a ref
+    // that moved locally, a pass that failed), the remote is asked again.
+    let mut last_fetch: Option<Instant> = None;
     let mut store: Option<Store> = None;
     let mut last_tip: Option<git2::Oid> = None;
     let mut last_sync = Instant::now();
@@ -485,6 +485,12 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
         args.interval
     )?;
     while !stop.load(Ordering::SeqCst) {
+        if let Some(remote) = &args.fetch
+            && last_fetch.is_none_or(|t| t.elapsed() >= interval)
+        {
+            fetch(remote);
+            last_fetch = Some(Instant::now());
+        }
         let repo = ctx.repo()?;
         let tip = resolve(&repo, &name);
         let due = last_sync.elapsed() >= interval || retry_at.is_some_and(|t| Instant::now() >= t);
@@ -527,13 +533,10 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
         if let Some(t) = retry_at {
             wait = wait.min(t.saturating_duration_since(Instant::now()));
         }
-        let moved = watcher.wait(wait.min(Duration::from_millis(250)));
-        if !moved
-            && last_sync.elapsed() >= interval
-            && let Some(remote) = &args.fetch
-        {
-            fetch(remote);
+        if let Some(t) = last_fetch {
+            wait = wait.min(interval.saturating_sub(t.elapsed()));
         }
+        watcher.wait(wait.min(Duration::from_millis(250)));
     }
     writeln!(out, "stopped")?;
     Ok(Outcome::Clean)

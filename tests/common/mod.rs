@@ -81,6 +81,27 @@ impl TestRepo {
         repo
     }
 
+    /// A clone of `url` (a path or URL), on its default branch.
+    pub fn clone_of(url: &Path) -> TestRepo {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = TestRepo { dir };
+        repo.git(&["clone", "-q", url.to_str().unwrap(), "."]);
+        repo
+    }
+
+    /// A bare clone of this repository, to serve as a remote.
+    pub fn bare_clone(&self) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        self.git(&[
+            "clone",
+            "-q",
+            "--bare",
+            ".",
+            dir.path().join("remote.git").to_str().unwrap(),
+        ]);
+        dir
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
