@@ -53,7 +53,7 @@ pub struct Outcome {
 }
 
 /// Where actions are applied.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Actuator {
     Exec {
         argv: Vec<String>,
@@ -62,6 +62,20 @@ pub enum Actuator {
         url: String,
         secret: Option<Vec<u8>>,
     },
+}
+
+/// Never shows the webhook's secret.
+impl std::fmt::Debug for Actuator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actuator::Exec { argv } => f.debug_struct("Exec").field("argv", argv).finish(),
+            Actuator::Webhook { url, secret } => f
+                .debug_struct("Webhook")
+                .field("url", url)
+                .field("secret", &secret.as_ref().map(|_| "<redacted>"))
+                .finish(),
+        }
+    }
 }
 
 impl Actuator {
@@ -103,25 +117,70 @@ pub fn env_vars(a: &ActionInfo) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Reads a pipe to its end, keeping the first `MAX_OUTPUT` bytes.
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+/// Environment variables that hold ledgit's own secrets. An actuator is a program of the
+/// platform's, not of ledgit's: it gets the action, never these.
+pub const SECRET_ENV: &[&str] = &[
+    "LEDGIT_WEBHOOK_SECRET",
+    "LEDGIT_HOOK_SECRET",
+    "LEDGIT_INTROSPECTION_SECRET",
+    "LEDGIT_UI_SECRET",
+    "LEDGIT_SIGNING_KEY",
+];
+
+/// How long the output pipes may stay open after the actuator's process group has ended (a
+/// descendant that left the group with `setsid` may hold them forever).
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
+
+/// Output read so far from a pipe, and whether the pipe reached its end.
+type Kept = std::sync::Arc<std::sync::Mutex<(Vec<u8>, bool)>>;
+
+/// Reads a pipe on a thread of its own, keeping the first `MAX_OUTPUT` bytes where the caller
+/// can take them at any time.
+fn drain(mut pipe: impl Read + Send + 'static) -> Kept {
+    let kept: Kept = Default::default();
+    let shared = kept.clone();
     std::thread::spawn(move || {
-        let mut kept = Vec::new();
         let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf) {
+        loop {
+            let n = pipe.read(&mut buf).unwrap_or(0);
+            let Ok(mut k) = shared.lock() else { return };
             if n == 0 {
-                break;
+                k.1 = true;
+                return;
             }
-            let room = MAX_OUTPUT.saturating_sub(kept.len());
-            kept.extend_from_slice(&buf[..n.min(room)]);
+            let room = MAX_OUTPUT.saturating_sub(k.0.len());
+            k.0.extend_from_slice(&buf[..n.min(room)]);
         }
-        kept
-    })
+    });
+    kept
+}
+
+/// What the pipes gave, waiting at most `grace` for them to reach their end.
+fn collect(pipes: &[&Kept], grace: Duration) -> Vec<u8> {
+    let until = Instant::now() + grace;
+    while Instant::now() < until
+        && !pipes
+            .iter()
+            .all(|p| p.lock().map_or(true, |k| k.1))
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut out = Vec::new();
+    for p in pipes {
+        if let Ok(k) = p.lock() {
+            out.extend_from_slice(&k.0);
+        }
+    }
+    out.truncate(MAX_OUTPUT);
+    out
 }
 
 fn run_exec(argv: &[String], action: &ActionInfo, timeout: Duration) -> Outcome {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(&argv[0]);
+    for name in SECRET_ENV {
+        cmd.env_remove(name);
+    }
     cmd.args(&argv[1..])
         .envs(env_vars(action))
         .stdin(Stdio::null())
@@ -139,30 +198,30 @@ fn run_exec(argv: &[String], action: &ActionInfo, timeout: Duration) -> Outcome 
             };
         }
     };
-    let out = child.stdout.take().map(drain);
-    let err = child.stderr.take().map(drain);
+    let group = child.id() as libc::pid_t;
+    let out = child.stdout.take().map(drain).unwrap_or_default();
+    let err = child.stderr.take().map(drain).unwrap_or_default();
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                // SAFETY: signals the process group we created for the child.
-                unsafe {
-                    libc::killpg(child.id() as libc::pid_t, libc::SIGKILL);
-                }
-                let _ = child.wait();
-                break None;
-            }
+            Ok(None) if Instant::now() >= deadline => break None,
             Ok(None) => std::thread::sleep(Duration::from_millis(2)),
             Err(_) => break None,
         }
     };
-    let mut output = out.and_then(|h| h.join().ok()).unwrap_or_default();
-    let stderr = err.and_then(|h| h.join().ok()).unwrap_or_default();
-    if !stderr.is_empty() {
-        output.extend_from_slice(&stderr);
+    // The action is over when the actuator exits or its time is up: whatever it left running
+    // in its group (`cmd &`, `nohup cmd`) ends with it, so that nothing holds the output pipes
+    // and the next action does not wait for a stray process.
+    // SAFETY: signals the process group created for the child; the group id cannot be reused
+    // while any member remains, and signalling an empty group only returns ESRCH.
+    unsafe {
+        libc::killpg(group, libc::SIGKILL);
     }
-    output.truncate(MAX_OUTPUT);
+    if status.is_none() {
+        let _ = child.wait();
+    }
+    let output = collect(&[&out, &err], DRAIN_GRACE);
     let output = String::from_utf8_lossy(&output).into_owned();
     let error = match status {
         None => Some(format!(
@@ -271,6 +330,58 @@ mod tests {
             .unwrap()
             .run(&action(), Duration::from_secs(1));
         assert!(missing.error.unwrap().contains("cannot run"));
+    }
+
+    #[test]
+    fn a_background_process_does_not_outlive_the_action() {
+        let marker = tempfile::tempdir().unwrap();
+        let late = marker.path().join("late");
+        let start = Instant::now();
+        let out = Actuator::exec(&format!(
+            "sh -c 'echo started; (sleep 3; touch {}) & exit 0'",
+            late.display()
+        ))
+        .unwrap()
+        .run(&action(), Duration::from_secs(10));
+        assert_eq!(out.error, None);
+        assert_eq!(out.output, "started\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "waited {:?} for a background process",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_secs(4));
+        assert!(!late.exists(), "the background process was not ended");
+    }
+
+    #[test]
+    fn a_process_that_leaves_the_group_does_not_hold_the_action() {
+        // `setsid` puts the sleeper in a session of its own, out of reach of the group kill;
+        // it still holds the output pipe, and the reading stops after the grace period.
+        let start = Instant::now();
+        let out = Actuator::exec("sh -c 'echo hi; setsid sleep 5 & exit 0'")
+            .unwrap()
+            .run(&action(), Duration::from_secs(10));
+        assert_eq!(out.error, None);
+        assert_eq!(out.output, "hi\n");
+        assert!(start.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_actuators_and_debug_output() {
+        // SAFETY: this test is the only one that touches this variable.
+        unsafe { std::env::set_var("LEDGIT_WEBHOOK_SECRET", "hunter2") };
+        let out = Actuator::exec("sh -c 'echo \"[$LEDGIT_WEBHOOK_SECRET]\"'")
+            .unwrap()
+            .run(&action(), Duration::from_secs(10));
+        assert_eq!(out.output, "[]\n");
+        let hook = Actuator::Webhook {
+            url: "https://example.com/hook".into(),
+            secret: Some(b"hunter2".to_vec()),
+        };
+        let shown = format!("{hook:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("104, 117"), "{shown}");
+        assert!(shown.contains("redacted"));
     }
 
     #[test]
