@@ -158,11 +158,7 @@ fn drain(mut pipe: impl Read + Send + 'static) -> Kept {
 /// What the pipes gave, waiting at most `grace` for them to reach their end.
 fn collect(pipes: &[&Kept], grace: Duration) -> Vec<u8> {
     let until = Instant::now() + grace;
-    while Instant::now() < until
-        && !pipes
-            .iter()
-            .all(|p| p.lock().map_or(true, |k| k.1))
-    {
+    while Instant::now() < until && !pipes.iter().all(|p| p.lock().map_or(true, |k| k.1)) {
         std::thread::sleep(Duration::from_millis(2));
     }
     let mut out = Vec::new();
@@ -380,7 +376,10 @@ mod tests {
             secret: Some(b"hunter2".to_vec()),
         };
         let shown = format!("{hook:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("104, 117"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("104, 117"),
+            "{shown}"
+        );
         assert!(shown.contains("redacted"));
     }
 

@@ -226,6 +226,28 @@ fn an_unparsable_record_is_a_warning_and_keeps_its_last_version() {
     );
 }
 
+/// A control character in a comment makes the file unparsable for `validate`; the history and
+/// the snapshot must agree and keep the last parsable version.
+#[test]
+fn a_control_character_in_a_comment_keeps_the_last_version() {
+    let repo = base();
+    let path = "deployments/support-bot/staging.yaml";
+    repo.write(
+        path,
+        record("support-bot", "staging", "1.9.9").replace("\"1.9.9\"", "1.9.9 # \x01"),
+    );
+    repo.commit("Bad byte", T0 + DAY);
+    assert_eq!(repo.ledgit(&["validate"]).code, 1);
+    let run = repo.ledgit(&["history", "--format", "json"]);
+    assert_eq!(
+        summary(run.json().as_array().unwrap()),
+        ["support-bot staging deployed 1.0.0 null"]
+    );
+    assert!(run.stderr.contains(path), "{}", run.stderr);
+    let status = repo.ledgit(&["status", "--format", "json"]).json();
+    assert_eq!(status[0]["version"], "1.0.0");
+}
+
 #[test]
 fn filters_since_until_limit_reverse() {
     let repo = base();
