@@ -47,13 +47,33 @@ fn main() {
     let now = 1_800_000_000;
     let tokens: Vec<String> = records
         .iter()
-        .map(|r| token::issue(&key, "k1", r, now, Some(3600)).unwrap().0)
+        .map(|r| {
+            token::issue(
+                &key,
+                "k1",
+                r,
+                now,
+                &token::IssueOptions {
+                    ttl: Some(3600),
+                    audience: None,
+                },
+            )
+            .unwrap()
+            .0
+        })
         .collect();
 
     let n = 20_000;
     rate("ledgit issue", n, |i| {
         std::hint::black_box(
-            token::issue(&key, "k1", &records[i as usize % 2000], now, None).unwrap(),
+            token::issue(
+                &key,
+                "k1",
+                &records[i as usize % 2000],
+                now,
+                &token::IssueOptions::default(),
+            )
+            .unwrap(),
         );
     });
     let ours = rate("ledgit verify (all checks)", n, |i| {

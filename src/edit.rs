@@ -38,11 +38,27 @@ pub fn set_version(path: &str, text: &str, version: &str) -> Result<String> {
     let new = match old.chars().next() {
         Some('"') => double_quoted(version),
         Some('\'') => format!("'{}'", version.replace('\'', "''")),
+        // Inside a flow collection (`{agent: a, version: 1.4.2}`) these end a plain scalar.
+        _ if version.contains([',', '[', ']', '{', '}']) => double_quoted(version),
         _ if reads_as_string(version) => version.to_string(),
         _ => double_quoted(version),
     };
     let at = bom + start;
-    Ok(format!("{}{new}{}", &text[..at], &text[at + len..]))
+    let edited = format!("{}{new}{}", &text[..at], &text[at + len..]);
+    // Read the result back: it must parse, with the new version, or nothing is written.
+    let back = yaml::parse(yaml::strip_bom(&edited)).map_err(|p| {
+        problem(format!(
+            "the edited file would not parse ({}:{}: {})",
+            p.line, p.column, p.message
+        ))
+    })?;
+    if back.get("version").and_then(|n| n.as_str()) != Some(version) {
+        return Err(problem(format!(
+            "the edited file would not read back version `{}`",
+            version.escape_debug()
+        )));
+    }
+    Ok(edited)
 }
 
 /// The text of a new record in the conventional layout.
@@ -104,6 +120,28 @@ mod tests {
         let out = set_version("p", text, "1.5.0").unwrap();
         assert_eq!(out, text.replace("1.4.2", "1.5.0"));
         assert_eq!(changed_lines(text, &out), 1);
+    }
+
+    #[test]
+    fn a_flow_mapping_keeps_its_meaning() {
+        let text = "{apiVersion: ledgit/v1, agent: a, environment: e, version: 1.4.2, annotations: {o: t}}\n";
+        for v in ["1,5", "1.5]", "x{y}", "2.0.0"] {
+            let out = set_version("p", text, v).unwrap();
+            let root = yaml::parse(&out).unwrap();
+            assert_eq!(root.get("version").unwrap().as_str(), Some(v), "{out}");
+            assert_eq!(root.get("agent").unwrap().as_str(), Some("a"), "{out}");
+            assert!(root.get("annotations").is_some(), "{out}");
+        }
+    }
+
+    #[test]
+    fn an_edit_that_would_not_read_back_is_refused() {
+        // A version with a line break cannot be written on the version's line.
+        let err = set_version("p", "version: '1.4'\n", "1.5\nagent: x").unwrap_err();
+        assert!(
+            err.to_string().contains("read back") || err.to_string().contains("parse"),
+            "{err}"
+        );
     }
 
     #[test]

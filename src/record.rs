@@ -184,7 +184,23 @@ fn version(c: &mut Checker, node: &yaml::Node) -> Option<String> {
             return None;
         }
     };
-    let problem = if s.is_empty() {
+    if let Some(message) = version_problem(&s) {
+        c.report(
+            Code::InvalidVersion,
+            node,
+            message,
+            "use a non-empty version of at most 128 characters without spaces, such as 1.4.2",
+        );
+        return None;
+    }
+    Some(s)
+}
+
+/// What is wrong with a version string, if anything: empty, longer than
+/// [`MAX_VERSION_LEN`] characters, white space, or control characters (which a terminal or a
+/// log would interpret).
+pub fn version_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
         Some("the version is empty".to_string())
     } else if s.chars().count() > MAX_VERSION_LEN {
         Some(format!(
@@ -196,19 +212,14 @@ fn version(c: &mut Checker, node: &yaml::Node) -> Option<String> {
             "the version `{}` contains white space",
             s.escape_debug()
         ))
+    } else if s.chars().any(char::is_control) {
+        Some(format!(
+            "the version `{}` contains a control character",
+            s.escape_debug()
+        ))
     } else {
         None
-    };
-    if let Some(message) = problem {
-        c.report(
-            Code::InvalidVersion,
-            node,
-            message,
-            "use a non-empty version of at most 128 characters without spaces, such as 1.4.2",
-        );
-        return None;
     }
-    Some(s)
 }
 
 fn annotations(c: &mut Checker, root: &yaml::Node) -> BTreeMap<String, String> {

@@ -134,16 +134,54 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
     pub jti: String,
+    /// The audience, where the token was issued for one (`token issue --audience`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
 }
 
-/// Signs a token for a record.
+/// The `aud` claim: one audience (what ledgit issues) or a list (RFC 7519 allows both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn contains(&self, aud: &str) -> bool {
+        match self {
+            Audience::One(a) => a == aud,
+            Audience::Many(list) => list.iter().any(|a| a == aud),
+        }
+    }
+}
+
+/// What a token is asked for at issue.
+#[derive(Debug, Clone, Default)]
+pub struct IssueOptions {
+    /// Seconds until it expires; `None` for no expiry.
+    pub ttl: Option<i64>,
+    /// The `aud` claim.
+    pub audience: Option<String>,
+}
+
+/// Signs a token for a record, issued at `now`.
 pub fn issue(
     key: &SigningKey,
     kid: &str,
     record: &Deployment,
     now: i64,
-    ttl: Option<i64>,
+    options: &IssueOptions,
 ) -> Result<(String, Claims)> {
+    let exp = match options.ttl {
+        Some(ttl) => Some(now.checked_add(ttl).filter(|_| ttl > 0).ok_or_else(|| {
+            Error::invalid(
+                format!("a lifetime of {ttl} seconds is out of range"),
+                "ask for a lifetime such as 30d, 12h or 90m",
+            )
+        })?),
+        None => None,
+    };
     let mut id = [0u8; 16];
     ring::rand::SystemRandom::new().fill(&mut id).map_err(|_| {
         Error::invalid(
@@ -159,8 +197,9 @@ pub fn issue(
         path: record.path.clone(),
         generation: record.generation.clone(),
         iat: now,
-        exp: ttl.map(|t| now + t),
+        exp,
         jti: id.iter().map(|b| format!("{b:02x}")).collect(),
+        aud: options.audience.clone().map(Audience::One),
     };
     let header = Header {
         alg: "EdDSA".into(),
@@ -179,19 +218,159 @@ pub fn sign(key: &SigningKey, header: &Header, claims: &Claims) -> String {
     format!("{input}.{}", B64.encode(sig.as_ref()))
 }
 
-/// Why a token is not valid. The message never contains the token.
+/// Why a token is not valid: one value per reason, each with a stable code that every front
+/// end shows the same way (`token verify`, the server's routes and its metrics). A message
+/// never contains the token; text that came from an unverified token is escaped and cut short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// No token where one was needed.
+    Missing,
+    /// Not a compact JWS of three base64url segments with JSON inside, or too long.
+    Malformed(String),
+    /// A header `alg` other than EdDSA (or its RFC 9864 name Ed25519).
+    Algorithm(String),
+    /// A `kid` that `ledgit.yaml` does not list (never issued, or the key was removed).
+    UnknownKey(String),
+    /// The signature does not verify with the key named by `kid`.
+    BadSignature,
+    /// Signed by a listed key, but the claims are not those of a ledgit token.
+    Claims(String),
+    /// `exp` is in the past (beyond the leeway).
+    Expired { exp: i64 },
+    /// `iat` is in the future (beyond the leeway).
+    NotYetValid { iat: i64 },
+    /// The token was issued for another audience, or for none where one is required.
+    Audience { expected: String },
+    /// The `jti` is in the revocation list.
+    Revoked { jti: String },
+    /// The record no longer exists at the tip.
+    RecordRemoved { agent: String, environment: String },
+    /// The record was deleted and re-created: the token's generation is not the record's.
+    StaleGeneration {
+        agent: String,
+        environment: String,
+        current: String,
+    },
+}
+
+impl Reason {
+    /// The stable code of the reason, for scripts, logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::Malformed(_) => "malformed",
+            Reason::Algorithm(_) => "wrong_algorithm",
+            Reason::UnknownKey(_) => "unknown_key",
+            Reason::BadSignature => "bad_signature",
+            Reason::Claims(_) => "invalid_claims",
+            Reason::Expired { .. } => "expired",
+            Reason::NotYetValid { .. } => "not_yet_valid",
+            Reason::Audience { .. } => "wrong_audience",
+            Reason::Revoked { .. } => "revoked",
+            Reason::RecordRemoved { .. } => "record_removed",
+            Reason::StaleGeneration { .. } => "stale_generation",
+        }
+    }
+
+    /// Every code, in the order of the variants (for metrics that list each one).
+    pub const CODES: [&'static str; 12] = [
+        "missing",
+        "malformed",
+        "wrong_algorithm",
+        "unknown_key",
+        "bad_signature",
+        "invalid_claims",
+        "expired",
+        "not_yet_valid",
+        "wrong_audience",
+        "revoked",
+        "record_removed",
+        "stale_generation",
+    ];
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Missing => write!(f, "no token was presented"),
+            Reason::Malformed(what) => write!(f, "{what}"),
+            Reason::Algorithm(alg) => write!(
+                f,
+                "alg {} is not accepted; ledgit tokens use EdDSA",
+                shown(alg)
+            ),
+            Reason::UnknownKey(kid) => {
+                write!(f, "key {} is not listed in ledgit.yaml", shown(kid))
+            }
+            Reason::BadSignature => write!(f, "the signature does not verify"),
+            Reason::Claims(what) => write!(f, "{what}"),
+            Reason::Expired { exp } => {
+                write!(f, "the token expired at {}", crate::when::rfc3339(*exp))
+            }
+            Reason::NotYetValid { iat } => write!(
+                f,
+                "the token is issued in the future ({})",
+                crate::when::rfc3339(*iat)
+            ),
+            Reason::Audience { expected } => {
+                write!(
+                    f,
+                    "the token is not issued for audience {}",
+                    shown(expected)
+                )
+            }
+            Reason::Revoked { jti } => write!(f, "token {} is revoked", shown(jti)),
+            Reason::RecordRemoved { agent, environment } => write!(
+                f,
+                "the record {agent}/{environment} no longer exists at the tip"
+            ),
+            Reason::StaleGeneration {
+                agent,
+                environment,
+                current,
+            } => write!(
+                f,
+                "the record {agent}/{environment} was deleted and re-created (generation {} is not the token's)",
+                &current[..12.min(current.len())]
+            ),
+        }
+    }
+}
+
+/// Text from an unverified token as a message may show it: quoted, escaped, at most 40
+/// characters.
+fn shown(raw: &str) -> String {
+    const MAX: usize = 40;
+    let mut out: String = raw.chars().take(MAX).flat_map(char::escape_debug).collect();
+    if raw.chars().count() > MAX {
+        out.push('…');
+    }
+    format!("`{out}`")
+}
+
+/// Why a token is not valid, and what could be read of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
-    pub reason: String,
+    pub reason: Reason,
     /// What could be read of the claims before the failure (after the signature checked out).
     pub claims: Option<Box<Claims>>,
 }
 
-fn invalid(reason: impl Into<String>) -> Invalid {
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.reason.fmt(f)
+    }
+}
+
+fn invalid(reason: Reason) -> Invalid {
     Invalid {
-        reason: reason.into(),
+        reason,
         claims: None,
     }
+}
+
+fn malformed(what: impl Into<String>) -> Invalid {
+    invalid(Reason::Malformed(what.into()))
 }
 
 /// A token that passed every check.
@@ -212,13 +391,13 @@ pub struct Decoded {
 /// Splits a token into its three base64url segments, refusing anything malformed.
 fn segments(token: &str) -> std::result::Result<[&str; 3], Invalid> {
     if token.len() > MAX_TOKEN_LEN {
-        return Err(invalid(format!(
+        return Err(malformed(format!(
             "the token is longer than {MAX_TOKEN_LEN} bytes"
         )));
     }
     let parts: Vec<&str> = token.split('.').collect();
     let [h, c, s] = parts[..] else {
-        return Err(invalid(format!(
+        return Err(malformed(format!(
             "a token has 3 segments, this one has {}",
             parts.len()
         )));
@@ -229,7 +408,7 @@ fn segments(token: &str) -> std::result::Result<[&str; 3], Invalid> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(invalid("a segment is not base64url without padding"));
+            return Err(malformed("a segment is not base64url without padding"));
         }
     }
     Ok([h, c, s])
@@ -237,7 +416,7 @@ fn segments(token: &str) -> std::result::Result<[&str; 3], Invalid> {
 
 fn decode_segment(seg: &str, what: &str) -> std::result::Result<Vec<u8>, Invalid> {
     B64.decode(seg)
-        .map_err(|_| invalid(format!("the {what} is not valid base64url")))
+        .map_err(|_| malformed(format!("the {what} is not valid base64url")))
 }
 
 /// Decodes a token without verifying anything but its shape.
@@ -245,7 +424,7 @@ pub fn inspect(token: &str) -> std::result::Result<Decoded, Invalid> {
     let [h, c, _] = segments(token.trim())?;
     let parse = |seg: &str, what: &str| -> std::result::Result<serde_json::Value, Invalid> {
         serde_json::from_slice(&decode_segment(seg, what)?)
-            .map_err(|_| invalid(format!("the {what} is not JSON")))
+            .map_err(|_| malformed(format!("the {what} is not JSON")))
     };
     Ok(Decoded {
         header: parse(h, "header")?,
@@ -259,6 +438,7 @@ pub struct Verifier {
     keys: HashMap<String, signature::UnparsedPublicKey<[u8; 32]>>,
     records: HashMap<(String, String), (String, String)>,
     revoked: BTreeSet<String>,
+    audience: Option<String>,
 }
 
 impl Verifier {
@@ -285,87 +465,125 @@ impl Verifier {
                 })
                 .collect(),
             revoked,
+            audience: None,
         }
     }
 
-    /// Checks a token at time `now` (seconds since the epoch).
-    pub fn verify(&self, token: &str, now: i64) -> std::result::Result<Verified, Invalid> {
-        let [h, c, s] = segments(token.trim())?;
+    /// Requires tokens to carry this audience in `aud`.
+    pub fn require_audience(mut self, audience: Option<String>) -> Self {
+        self.audience = audience;
+        self
+    }
+
+    /// Checks the header and the signature only: what a token's bytes alone decide. The claims
+    /// it returns are signed by a listed key but not yet checked.
+    pub fn verify_signature(&self, token: &str) -> std::result::Result<Claims, Invalid> {
+        let token = token.trim();
+        let [h, c, s] = segments(token)?;
         let header: Header = serde_json::from_slice(&decode_segment(h, "header")?)
-            .map_err(|_| invalid("the header is not a ledgit token header (alg, typ, kid)"))?;
-        if header.alg != "EdDSA" {
-            return Err(invalid(format!(
-                "alg `{}` is not accepted; ledgit tokens use EdDSA",
-                header.alg
-            )));
+            .map_err(|_| malformed("the header is not a ledgit token header (alg, typ, kid)"))?;
+        // RFC 8037 names the algorithm EdDSA; RFC 9864 names this curve's Ed25519.
+        if header.alg != "EdDSA" && header.alg != "Ed25519" {
+            return Err(invalid(Reason::Algorithm(header.alg)));
         }
         if header.typ.as_deref().is_some_and(|t| t != "JWT") {
-            return Err(invalid("typ is not JWT"));
+            return Err(malformed("typ is not JWT"));
         }
         let key = self
             .keys
             .get(&header.kid)
-            .ok_or_else(|| invalid(format!("key `{}` is not listed in ledgit.yaml", header.kid)))?;
+            .ok_or_else(|| invalid(Reason::UnknownKey(header.kid.clone())))?;
         let sig = decode_segment(s, "signature")?;
         if sig.len() != 64 {
-            return Err(invalid(format!(
+            return Err(malformed(format!(
                 "the signature is {} bytes, not 64",
                 sig.len()
             )));
         }
-        let signed = &token.trim().as_bytes()[..h.len() + 1 + c.len()];
+        let signed = &token.as_bytes()[..h.len() + 1 + c.len()];
         key.verify(signed, &sig)
-            .map_err(|_| invalid("the signature does not verify"))?;
-        let claims: Claims = serde_json::from_slice(&decode_segment(c, "claims")?)
-            .map_err(|_| invalid("the claims do not have the types of a ledgit token"))?;
-        let fail = |reason: String| Invalid {
-            reason,
-            claims: Some(Box::new(claims.clone())),
+            .map_err(|_| invalid(Reason::BadSignature))?;
+        serde_json::from_slice(&decode_segment(c, "claims")?).map_err(|_| {
+            invalid(Reason::Claims(
+                "the claims do not have the types of a ledgit token".into(),
+            ))
+        })
+    }
+
+    /// Checks a token at time `now` (seconds since the epoch).
+    pub fn verify(&self, token: &str, now: i64) -> std::result::Result<Verified, Invalid> {
+        let claims = self.verify_signature(token)?;
+        self.check_claims(claims, now)
+    }
+
+    /// The checks after the signature: claims, time, audience, revocation and the record's
+    /// identity at the tip. These depend on the repository's state and the clock, so they run
+    /// on every request even where a signature was verified before.
+    pub fn check_claims(&self, claims: Claims, now: i64) -> std::result::Result<Verified, Invalid> {
+        let reason = match self.claims_reason(&claims, now) {
+            Ok(version) => {
+                return Ok(Verified {
+                    version: version.to_string(),
+                    claims,
+                });
+            }
+            Err(reason) => reason,
         };
+        Err(Invalid {
+            reason,
+            claims: Some(Box::new(claims)),
+        })
+    }
+
+    fn claims_reason(&self, claims: &Claims, now: i64) -> std::result::Result<&str, Reason> {
         if claims.iss != ISSUER {
-            return Err(fail(format!("issuer `{}` is not {ISSUER}", claims.iss)));
+            return Err(Reason::Claims(format!(
+                "issuer {} is not {ISSUER}",
+                shown(&claims.iss)
+            )));
         }
         if claims.sub != format!("{}/{}", claims.agent, claims.environment) {
-            return Err(fail("sub does not match agent and environment".into()));
+            return Err(Reason::Claims(
+                "sub does not match agent and environment".into(),
+            ));
         }
         if let Some(exp) = claims.exp
-            && now > exp + LEEWAY
+            && now > exp.saturating_add(LEEWAY)
         {
-            return Err(fail(format!(
-                "the token expired at {}",
-                crate::when::rfc3339(exp)
-            )));
+            return Err(Reason::Expired { exp });
         }
-        if claims.iat > now + LEEWAY {
-            return Err(fail(format!(
-                "the token is issued in the future ({})",
-                crate::when::rfc3339(claims.iat)
-            )));
+        if claims.iat > now.saturating_add(LEEWAY) {
+            return Err(Reason::NotYetValid { iat: claims.iat });
+        }
+        if let Some(expected) = &self.audience
+            && !claims.aud.as_ref().is_some_and(|a| a.contains(expected))
+        {
+            return Err(Reason::Audience {
+                expected: expected.clone(),
+            });
         }
         if self.revoked.contains(&claims.jti) {
-            return Err(fail(format!("token {} is revoked", claims.jti)));
+            return Err(Reason::Revoked {
+                jti: claims.jti.clone(),
+            });
         }
         let Some((generation, version)) = self
             .records
             .get(&(claims.agent.clone(), claims.environment.clone()))
         else {
-            return Err(fail(format!(
-                "the record {}/{} no longer exists at the tip",
-                claims.agent, claims.environment
-            )));
+            return Err(Reason::RecordRemoved {
+                agent: claims.agent.clone(),
+                environment: claims.environment.clone(),
+            });
         };
         if *generation != claims.generation {
-            return Err(fail(format!(
-                "the record {}/{} was deleted and re-created (generation {} is not the token's)",
-                claims.agent,
-                claims.environment,
-                &generation[..12.min(generation.len())]
-            )));
+            return Err(Reason::StaleGeneration {
+                agent: claims.agent.clone(),
+                environment: claims.environment.clone(),
+                current: generation.clone(),
+            });
         }
-        Ok(Verified {
-            version: version.clone(),
-            claims,
-        })
+        Ok(version)
     }
 }
 
@@ -402,42 +620,110 @@ pub fn parse_revocations(text: &str) -> std::result::Result<Vec<Revocation>, Str
     Ok(file.revoked)
 }
 
-/// The text of a revocation list with one more entry appended (the file is created when
-/// missing; existing text is kept as it is).
-pub fn append_revocation(existing: Option<&str>, r: &Revocation) -> String {
-    let mut entry = format!("  - jti: {}\n", r.jti);
-    if let Some(reason) = &r.reason {
-        entry.push_str(&format!(
-            "    reason: {}\n",
-            serde_json::to_string(reason).unwrap_or_default()
+/// The text of a revocation list with one more entry appended: the file is created when
+/// missing; otherwise only the `revoked` list itself is edited (the entry goes after its last
+/// item, or replaces an empty `[]` on the key's own line), so comments and the rest of the file
+/// stay as they are. The result is read back and must list exactly the old entries and the new
+/// one, or nothing is returned.
+pub fn append_revocation(
+    existing: Option<&str>,
+    r: &Revocation,
+) -> std::result::Result<String, String> {
+    let item = |indent: &str| {
+        let mut entry = format!("{indent}- jti: {}\n", r.jti);
+        if let Some(reason) = &r.reason {
+            entry.push_str(&format!(
+                "{indent}  reason: {}\n",
+                serde_json::to_string(reason).unwrap_or_default()
+            ));
+        }
+        if let Some(at) = &r.revoked_at {
+            entry.push_str(&format!("{indent}  revoked_at: \"{at}\"\n"));
+        }
+        entry
+    };
+    let Some(text) = existing else {
+        return Ok(format!(
+            "# Revoked deployment tokens, by id (jti). `ledgit token verify` refuses them.\napiVersion: ledgit/v1\nkind: Revocations\nrevoked:\n{}",
+            item("  ")
         ));
+    };
+    let before = parse_revocations(text)?;
+    let body = crate::yaml::strip_bom(text);
+    let root = crate::yaml::parse(body).map_err(|p| p.message)?;
+    let mut lines: Vec<String> = body.split_inclusive('\n').map(str::to_string).collect();
+    if let Some(l) = lines.last_mut()
+        && !l.ends_with('\n')
+    {
+        l.push('\n');
     }
-    if let Some(at) = &r.revoked_at {
-        entry.push_str(&format!("    revoked_at: \"{at}\"\n"));
-    }
-    match existing {
-        None => format!(
-            "# Revoked deployment tokens, by id (jti). `ledgit token verify` refuses them.\napiVersion: ledgit/v1\nkind: Revocations\nrevoked:\n{entry}"
-        ),
-        Some(text) => {
-            let mut text = text.to_string();
-            if text.contains("revoked: []") {
-                return text.replacen(
-                    "revoked: []",
-                    &format!("revoked:\n{}", entry.trim_end_matches('\n')),
-                    1,
-                ) + "\n";
+    // The top-level key `revoked` and the line it is on.
+    let key = match &root.value {
+        crate::yaml::Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("revoked"))
+            .map(|(k, v)| (k.line as usize - 1, v)),
+        _ => None,
+    };
+    match key {
+        None => {
+            lines.push("revoked:\n".into());
+            lines.push(item("  "));
+        }
+        Some((line, value)) => {
+            let items = match &value.value {
+                crate::yaml::Value::Seq(items) => items.len(),
+                _ => 0,
+            };
+            let key_line = &lines[line];
+            let after_colon = key_line
+                .find("revoked")
+                .and_then(|i| key_line[i..].find(':').map(|c| i + c + 1))
+                .ok_or("the `revoked` key is not where the parser put it")?;
+            let rest = key_line[after_colon..].trim_start();
+            if rest.starts_with('[') {
+                if items > 0 {
+                    return Err("the revoked list is written inline ([...]); write it as a block list (- jti: ...) to add to it".into());
+                }
+                let close = key_line[after_colon..]
+                    .find(']')
+                    .ok_or("the revoked list's `[` is not closed on its line")?;
+                let tail = &key_line[after_colon + close + 1..];
+                lines[line] = format!("{}{}", &key_line[..after_colon], tail);
+                lines.insert(line + 1, item("  "));
+            } else {
+                // A block list (or nothing yet): after its last line that is not blank or a
+                // comment, before the next top-level key.
+                let mut last = line;
+                let mut indent = "  ".to_string();
+                for (i, l) in lines.iter().enumerate().skip(line + 1) {
+                    let content = l.trim_start();
+                    if content.is_empty() || content.starts_with('#') {
+                        continue;
+                    }
+                    if !l.starts_with([' ', '-']) {
+                        break;
+                    }
+                    if content.starts_with('-') && last == line {
+                        indent = l[..l.len() - content.len()].to_string();
+                    }
+                    last = i;
+                }
+                lines.insert(last + 1, item(&indent));
             }
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            if !text.lines().any(|l| l.trim_end() == "revoked:") {
-                text.push_str("revoked:\n");
-            }
-            text.push_str(&entry);
-            text
         }
     }
+    let bom = &text[..text.len() - body.len()];
+    let edited = format!("{bom}{}", lines.concat());
+    let after = parse_revocations(&edited)?;
+    let mut expected = before;
+    expected.push(r.clone());
+    if after != expected {
+        return Err(
+            "the edited list would not read back as the old entries and the new one".into(),
+        );
+    }
+    Ok(edited)
 }
 
 #[cfg(test)]
@@ -471,10 +757,17 @@ mod tests {
 
     const GEN: &str = "0123456789abcdef0123456789abcdef01234567";
 
+    fn ttl(seconds: i64) -> IssueOptions {
+        IssueOptions {
+            ttl: Some(seconds),
+            audience: None,
+        }
+    }
+
     fn setup() -> (SigningKey, Config, String) {
         let (key, _) = SigningKey::generate().unwrap();
         let config = config_with(&key);
-        let (token, _) = issue(&key, "k1", &deployment(GEN), 1_000_000, Some(3600)).unwrap();
+        let (token, _) = issue(&key, "k1", &deployment(GEN), 1_000_000, &ttl(3600)).unwrap();
         (key, config, token)
     }
 
@@ -522,7 +815,7 @@ mod tests {
         let v = verifier(&config);
         let claims: Claims =
             serde_json::from_slice(&B64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
-        let reason = |t: &str| v.verify(t, 1_000_100).unwrap_err().reason;
+        let reason = |t: &str| v.verify(t, 1_000_100).unwrap_err().reason.to_string();
         for alg in ["none", "HS256", "ES256", "eddsa"] {
             let h = Header {
                 alg: alg.into(),
@@ -577,7 +870,8 @@ mod tests {
         let err = verifier(&config)
             .verify(&format!("{input}.{sig}"), 0)
             .unwrap_err();
-        assert!(err.reason.contains("types"), "{}", err.reason);
+        assert_eq!(err.reason.code(), "invalid_claims");
+        assert!(err.to_string().contains("types"), "{err}");
     }
 
     #[test]
@@ -588,13 +882,22 @@ mod tests {
             v.verify(&token, 1_000_000 + 3600 + LEEWAY + 1)
                 .unwrap_err()
                 .reason
+                .to_string()
                 .contains("expired")
         );
-        let (future, _) = issue(&key, "k1", &deployment(GEN), 2_000_000, None).unwrap();
+        let (future, _) = issue(
+            &key,
+            "k1",
+            &deployment(GEN),
+            2_000_000,
+            &IssueOptions::default(),
+        )
+        .unwrap();
         assert!(
             v.verify(&future, 1_000_000)
                 .unwrap_err()
                 .reason
+                .to_string()
                 .contains("future")
         );
         let jti = v.verify(&token, 1_000_001).unwrap().claims.jti;
@@ -604,6 +907,7 @@ mod tests {
                 .verify(&token, 1_000_001)
                 .unwrap_err()
                 .reason
+                .to_string()
                 .contains("revoked")
         );
         let recreated = Verifier::new(&config, &[deployment(&"f".repeat(40))], BTreeSet::new());
@@ -612,6 +916,7 @@ mod tests {
                 .verify(&token, 1_000_001)
                 .unwrap_err()
                 .reason
+                .to_string()
                 .contains("re-created")
         );
         let deleted = Verifier::new(&config, &[], BTreeSet::new());
@@ -620,6 +925,7 @@ mod tests {
                 .verify(&token, 1_000_001)
                 .unwrap_err()
                 .reason
+                .to_string()
                 .contains("no longer exists")
         );
         let no_key = crate::config::parse(
@@ -632,8 +938,161 @@ mod tests {
                 .verify(&token, 1_000_001)
                 .unwrap_err()
                 .reason
+                .to_string()
                 .contains("not listed")
         );
+    }
+
+    /// The exact seconds at which a token stops and starts being valid (mutants of the
+    /// comparisons or of the leeway's sign must fail here).
+    #[test]
+    fn expiry_and_issue_time_boundaries() {
+        let (_, config, token) = setup();
+        let v = verifier(&config);
+        let exp = 1_000_000 + 3600;
+        assert!(v.verify(&token, exp + LEEWAY).is_ok());
+        let late = v.verify(&token, exp + LEEWAY + 1).unwrap_err();
+        assert_eq!(late.reason, Reason::Expired { exp });
+        assert!(v.verify(&token, exp).is_ok());
+        assert!(v.verify(&token, exp - LEEWAY).is_ok());
+        // Issued at 1_000_000: valid from LEEWAY seconds before that.
+        assert!(v.verify(&token, 1_000_000 - LEEWAY).is_ok());
+        let early = v.verify(&token, 1_000_000 - LEEWAY - 1).unwrap_err();
+        assert_eq!(early.reason, Reason::NotYetValid { iat: 1_000_000 });
+        assert_eq!(early.reason.code(), "not_yet_valid");
+    }
+
+    #[test]
+    fn times_at_the_ends_of_the_range_do_not_overflow() {
+        let (key, config, _) = setup();
+        assert!(issue(&key, "k1", &deployment(GEN), i64::MAX - 10, &ttl(3600)).is_err());
+        assert!(issue(&key, "k1", &deployment(GEN), 0, &ttl(0)).is_err());
+        let v = verifier(&config);
+        let mut claims = v
+            .verify(&setup_token(&key, &ttl(3600)), 1_000_000)
+            .unwrap()
+            .claims;
+        claims.exp = Some(i64::MAX);
+        claims.iat = i64::MIN;
+        let token = sign(&key, &header("EdDSA", "k1"), &claims);
+        assert!(v.verify(&token, i64::MAX).is_ok());
+        claims.exp = Some(i64::MIN);
+        claims.iat = 0;
+        let token = sign(&key, &header("EdDSA", "k1"), &claims);
+        assert_eq!(v.verify(&token, 0).unwrap_err().reason.code(), "expired");
+        claims.exp = None;
+        claims.iat = i64::MAX;
+        let token = sign(&key, &header("EdDSA", "k1"), &claims);
+        assert_eq!(
+            v.verify(&token, i64::MAX - 100).unwrap_err().reason.code(),
+            "not_yet_valid"
+        );
+    }
+
+    fn header(alg: &str, kid: &str) -> Header {
+        Header {
+            alg: alg.into(),
+            typ: Some("JWT".into()),
+            kid: kid.into(),
+        }
+    }
+
+    fn setup_token(key: &SigningKey, options: &IssueOptions) -> String {
+        issue(key, "k1", &deployment(GEN), 1_000_000, options)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn both_names_of_the_algorithm_verify() {
+        let (key, config, token) = setup();
+        let claims = verifier(&config).verify(&token, 1_000_000).unwrap().claims;
+        let ed25519 = sign(&key, &header("Ed25519", "k1"), &claims);
+        assert!(verifier(&config).verify(&ed25519, 1_000_000).is_ok());
+    }
+
+    #[test]
+    fn header_text_in_reasons_is_escaped_and_cut_short() {
+        let (key, config, token) = setup();
+        let claims = verifier(&config).verify(&token, 1_000_000).unwrap().claims;
+        let nasty = format!("\u{1b}[31mred\n{}", "x".repeat(500));
+        for t in [
+            sign(&key, &header(&nasty, "k1"), &claims),
+            sign(&key, &header("EdDSA", &nasty), &claims),
+        ] {
+            let shown = verifier(&config)
+                .verify(&t, 1_000_000)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !shown.contains('\u{1b}') && !shown.contains('\n'),
+                "{shown:?}"
+            );
+            assert!(shown.contains("\\u{1b}[31mred\\n"), "{shown}");
+            assert!(shown.len() < 150, "{}", shown.len());
+        }
+    }
+
+    #[test]
+    fn an_audience_is_issued_and_required() {
+        let (key, config, plain) = setup();
+        let options = IssueOptions {
+            ttl: None,
+            audience: Some("gateway".into()),
+        };
+        let aimed = setup_token(&key, &options);
+        let open = verifier(&config);
+        assert!(open.verify(&aimed, 1_000_000).is_ok());
+        let strict = verifier(&config).require_audience(Some("gateway".into()));
+        assert!(strict.verify(&aimed, 1_000_000).is_ok());
+        for other in [
+            plain,
+            setup_token(
+                &key,
+                &IssueOptions {
+                    ttl: None,
+                    audience: Some("elsewhere".into()),
+                },
+            ),
+        ] {
+            let e = strict.verify(&other, 1_000_000).unwrap_err();
+            assert_eq!(e.reason.code(), "wrong_audience");
+            assert!(e.claims.is_some());
+        }
+        // A list that contains it.
+        let mut claims = open.verify(&aimed, 1_000_000).unwrap().claims;
+        claims.aud = Some(Audience::Many(vec!["a".into(), "gateway".into()]));
+        let listed = sign(&key, &header("EdDSA", "k1"), &claims);
+        assert!(strict.verify(&listed, 1_000_000).is_ok());
+    }
+
+    #[test]
+    fn every_reason_has_its_code_listed() {
+        let reasons = [
+            Reason::Missing,
+            Reason::Malformed(String::new()),
+            Reason::Algorithm(String::new()),
+            Reason::UnknownKey(String::new()),
+            Reason::BadSignature,
+            Reason::Claims(String::new()),
+            Reason::Expired { exp: 0 },
+            Reason::NotYetValid { iat: 0 },
+            Reason::Audience {
+                expected: String::new(),
+            },
+            Reason::Revoked { jti: String::new() },
+            Reason::RecordRemoved {
+                agent: String::new(),
+                environment: String::new(),
+            },
+            Reason::StaleGeneration {
+                agent: String::new(),
+                environment: String::new(),
+                current: String::new(),
+            },
+        ];
+        let codes: Vec<&str> = reasons.iter().map(Reason::code).collect();
+        assert_eq!(codes, Reason::CODES);
     }
 
     /// RFC 8037, appendix A: the Ed25519 key, and the signature of the example JWS payload.
@@ -665,6 +1124,38 @@ mod tests {
         assert!(SigningKey::from_bytes(b"not a key").is_err());
     }
 
+    /// Found in review: a comment that mentions `revoked: []` was edited instead of the list.
+    #[test]
+    fn only_the_list_itself_is_edited() {
+        let r = Revocation {
+            jti: "new1".into(),
+            reason: None,
+            revoked_at: None,
+        };
+        let cases = [
+            "# start with revoked: [] and add entries\napiVersion: ledgit/v1\nkind: Revocations\nrevoked: []   # none yet\n",
+            "apiVersion: ledgit/v1\nkind: Revocations\nrevoked:\n    - jti: old1   # leaked\n    # the next one too\n    - jti: old2\n\n# trailing comment: revoked: []\n",
+            "apiVersion: ledgit/v1\nrevoked:\n- jti: old1\nkind: Revocations\n",
+            "apiVersion: ledgit/v1\nkind: Revocations\n",
+            "apiVersion: ledgit/v1\nkind: Revocations\nrevoked: []",
+        ];
+        for text in cases {
+            let out = append_revocation(Some(text), &r).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let list = parse_revocations(&out).unwrap();
+            assert_eq!(list.last().unwrap().jti, "new1", "{out}");
+            // Every comment of the original is still there.
+            for comment in text.lines().filter_map(|l| l.split_once('#').map(|c| c.1)) {
+                assert!(out.contains(comment), "{comment:?} lost:\n{out}");
+            }
+        }
+        let inline = "apiVersion: ledgit/v1\nkind: Revocations\nrevoked: [{jti: a}]\n";
+        assert!(
+            append_revocation(Some(inline), &r)
+                .unwrap_err()
+                .contains("block list")
+        );
+    }
+
     #[test]
     fn revocation_lists() {
         let r = Revocation {
@@ -672,7 +1163,7 @@ mod tests {
             reason: Some("leaked: in a log".into()),
             revoked_at: Some("2026-01-01T00:00:00Z".into()),
         };
-        let text = append_revocation(None, &r);
+        let text = append_revocation(None, &r).unwrap();
         assert_eq!(parse_revocations(&text).unwrap(), vec![r.clone()]);
         let two = append_revocation(
             Some(&text),
@@ -681,11 +1172,12 @@ mod tests {
                 reason: None,
                 revoked_at: None,
             },
-        );
+        )
+        .unwrap();
         assert_eq!(parse_revocations(&two).unwrap().len(), 2);
         let empty = "apiVersion: ledgit/v1\nkind: Revocations\nrevoked: []\n";
         assert_eq!(
-            parse_revocations(&append_revocation(Some(empty), &r)).unwrap(),
+            parse_revocations(&append_revocation(Some(empty), &r).unwrap()).unwrap(),
             vec![r]
         );
         assert!(parse_revocations("apiVersion: ledgit/v1\nkind: Config\n").is_err());

@@ -69,44 +69,21 @@ enum Format {
     Csv,
 }
 
-/// A loaded history with what it was loaded from.
-pub struct Loaded {
-    pub config: Config,
-    /// Not dropped: the process ends right after the command, and freeing a history of a
-    /// hundred thousand events one by one costs more than the rest of a warm query.
-    pub history: std::mem::ManuallyDrop<History>,
-}
+pub use ledgit::load::{Current, Loaded};
 
-/// Loads the history of `rev` (default HEAD) through the index, with a progress bar on a
-/// terminal. An unborn branch gives an empty history. Warnings go to stderr.
-pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
-    load_focused(ctx, rev, None)
-}
-
-/// [`load`]; with `focus`, a repository without an index gets a walk that follows only those
-/// agents and leaves the index alone (see [`ledgit::history::build_focused`]), while one with
-/// an index uses it as [`load`] does.
-pub fn load_focused(
-    ctx: &Context,
-    rev: Option<&str>,
-    focus: Option<&ledgit::history::Focus>,
-) -> Result<Loaded, CliError> {
+/// The commit `rev` names (default HEAD), resolved once; `None` on an unborn branch.
+pub fn tip_of(ctx: &Context, rev: Option<&str>) -> Result<Option<git2::Oid>, CliError> {
     let repo = ctx.repo()?;
-    let tip = match rev {
+    Ok(match rev {
         Some(r) => Some(repo.resolve(r)?),
         None => repo.head()?,
-    };
-    let Some(tip) = tip else {
-        let config = repo.config()?;
-        eprintln!("ledgit: the branch has no commits yet; the history is empty");
-        return Ok(Loaded {
-            config,
-            history: std::mem::ManuallyDrop::new(History::default()),
-        });
-    };
-    let config = repo.config_at(tip)?;
+    })
+}
+
+/// A progress bar on stderr for long history walks (drawn only on a terminal).
+pub fn progress_bar() -> impl FnMut(Progress) {
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let mut progress = |p: Progress| {
+    move |p: Progress| {
         let bar = bar.get_or_insert_with(|| {
             let b = indicatif::ProgressBar::with_draw_target(
                 None,
@@ -130,63 +107,39 @@ pub fn load_focused(
             }
             Progress::Done => bar.finish_and_clear(),
         }
-    };
-    let folder = &config.deployments;
-    let history = match focus {
-        None => ledgit::index::history(&repo.git, tip, folder, &mut progress)?.0,
-        Some(agents) => match ledgit::index::indexed(&repo.git, tip, folder, &mut progress)? {
-            Some((history, _)) => history,
-            None => ledgit::history::build_focused(&repo.git, tip, folder, agents, &mut progress)?,
-        },
-    };
-    warn(&history);
-    Ok(Loaded {
-        config,
-        history: std::mem::ManuallyDrop::new(history),
-    })
+    }
+}
+
+/// Loads the history of `rev` (default HEAD) through the index, with a progress bar on a
+/// terminal. An unborn branch gives an empty history. Warnings go to stderr.
+pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
+    load_focused(ctx, rev, None)
+}
+
+/// [`load`], following only the agents in `focus` where there is no index (see
+/// [`ledgit::load::focused`]).
+pub fn load_focused(
+    ctx: &Context,
+    rev: Option<&str>,
+    focus: Option<&ledgit::history::Focus>,
+) -> Result<Loaded, CliError> {
+    let tip = tip_of(ctx, rev)?;
+    if tip.is_none() {
+        eprintln!("ledgit: the branch has no commits yet; the history is empty");
+    }
+    let loaded = ledgit::load::focused(&ctx.repo()?, tip, focus, &mut progress_bar())?;
+    warn(&loaded.history);
+    Ok(loaded)
 }
 
 /// The deployments at the tip of `rev` (default HEAD), the config there, and the root of the
-/// chain: from the index's snapshot when it is up to date (no history to decode), else through
-/// the history.
-pub struct Current {
-    pub config: Config,
-    pub rows: Vec<ledgit::history::Deployment>,
-    /// The commit the rows are at, `None` without commits.
-    pub tip: Option<git2::Oid>,
-    /// The chain's first commit, `None` without commits.
-    pub root: Option<git2::Oid>,
-}
-
+/// chain (see [`ledgit::load::current`]).
 pub fn current_full(ctx: &Context, rev: Option<&str>) -> Result<Current, CliError> {
+    let tip = tip_of(ctx, rev)?;
     let repo = ctx.repo()?;
-    let Some(tip) = (match rev {
-        Some(r) => Some(repo.resolve(r)?),
-        None => repo.head()?,
-    }) else {
-        return Ok(Current {
-            config: repo.config()?,
-            rows: Vec::new(),
-            tip: None,
-            root: None,
-        });
-    };
-    let config = repo.config_at(tip)?;
-    if let Some(snap) = ledgit::index::tip_snapshot(&repo.git, tip, &config.deployments) {
-        return Ok(Current {
-            config,
-            rows: snap.rows,
-            tip: Some(tip),
-            root: Some(snap.root),
-        });
-    }
-    let loaded = load(ctx, rev)?;
-    Ok(Current {
-        rows: loaded.history.current(),
-        tip: Some(tip),
-        root: loaded.history.chain.first().copied(),
-        config: loaded.config,
-    })
+    let mut progress = progress_bar();
+    let current = ledgit::load::current(&repo, tip, &mut progress)?;
+    Ok(current)
 }
 
 /// The config and the deployments at the tip of `rev` (see [`current_full`]).

@@ -161,10 +161,10 @@ pub fn set(ctx: &Context, args: SetArgs) -> CliResult {
     if config.environment(&args.environment).is_none() {
         return Err(unknown_environment(&config, &args.environment));
     }
-    if let Err(message) = version_problem(&args.version) {
+    if let Some(message) = ledgit::record::version_problem(&args.version) {
         return Err(CliError::new(
             message,
-            "use a non-empty version of at most 128 characters without white space",
+            "use a non-empty version of at most 128 characters without white space or control characters",
         ));
     }
     if !args.create && !report.parsed.iter().any(|r| r.agent == args.agent) {
@@ -190,16 +190,6 @@ pub fn set(ctx: &Context, args: SetArgs) -> CliResult {
         template: None,
     };
     apply(ctx, &root, &config, &report, vec![target], &args.options)
-}
-
-fn version_problem(v: &str) -> Result<(), String> {
-    if v.is_empty()
-        || v.chars().count() > ledgit::record::MAX_VERSION_LEN
-        || v.chars().any(char::is_whitespace)
-    {
-        return Err(format!("`{v}` is not a valid version"));
-    }
-    Ok(())
 }
 
 type WorkTree = (std::path::PathBuf, Config, validate::Report);

@@ -1,6 +1,5 @@
 //! `ledgit token`: issue, verify, inspect and revoke deployment tokens.
 
-use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -59,6 +58,11 @@ pub struct IssueArgs {
     /// The branch or commit whose tip the token is tied to (default HEAD).
     #[arg(long, value_name = "REV")]
     rev: Option<String>,
+
+    /// The audience the token is for (the `aud` claim); `ledgit serve --audience AUD` then
+    /// admits it, and a server with another audience refuses it.
+    #[arg(long, value_name = "AUD")]
+    audience: Option<String>,
 }
 
 /// Verify a token: signature, algorithm, key, expiry, record identity and revocation.
@@ -75,6 +79,10 @@ pub struct VerifyArgs {
     /// The branch or commit to verify against (default HEAD).
     #[arg(long, value_name = "REV")]
     rev: Option<String>,
+
+    /// Require the token to be issued for this audience (as `ledgit serve --audience` does).
+    #[arg(long, value_name = "AUD")]
+    audience: Option<String>,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
@@ -173,7 +181,11 @@ fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
         ));
     };
     let now = chrono::Utc::now().timestamp();
-    let (token, claims) = token::issue(&key, &kid.id, record, now, ttl)?;
+    let options = token::IssueOptions {
+        ttl,
+        audience: args.audience,
+    };
+    let (token, claims) = token::issue(&key, &kid.id, record, now, &options)?;
     let expiry = claims.exp.map_or("no expiry".to_string(), |e| {
         format!("expires {}", when::rfc3339(e))
     });
@@ -189,62 +201,35 @@ fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
     Ok(Outcome::Clean)
 }
 
-/// The revoked token ids at the tip of `rev`.
-pub fn revoked_at(ctx: &Context, rev: Option<&str>) -> Result<BTreeSet<String>, CliError> {
-    let repo = ctx.repo()?;
-    let Some(tip) = (match rev {
-        Some(r) => Some(repo.resolve(r)?),
-        None => repo.head()?,
-    }) else {
-        return Ok(BTreeSet::new());
-    };
-    let tree = repo.tree_at(tip)?;
-    let Some(entry) = tree.get_name(token::REVOCATIONS_FILE) else {
-        return Ok(BTreeSet::new());
-    };
-    let blob = repo.git.find_blob(entry.id()).map_err(|e| {
-        CliError::new(
-            format!("reading {}: {}", token::REVOCATIONS_FILE, e.message()),
-            "run `git fsck`",
-        )
-    })?;
-    let text = String::from_utf8_lossy(blob.content());
-    let list = token::parse_revocations(&text).map_err(|e| {
-        CliError::new(
-            format!("{} at {}: {e}", token::REVOCATIONS_FILE, short(tip)),
-            "fix the revocation list: apiVersion: ledgit/v1, kind: Revocations, revoked: [- jti: ...]",
-        )
-    })?;
-    Ok(list.into_iter().map(|r| r.jti).collect())
-}
-
-/// Everything a verification needs from the repository.
+/// Everything a verification needs, read from one commit (see [`ledgit::load::verifier`]).
 pub fn verifier(
     ctx: &Context,
     rev: Option<&str>,
 ) -> Result<(Config, Vec<Deployment>, Verifier), CliError> {
-    let (config, rows) = current(ctx, rev)?;
-    let revoked = revoked_at(ctx, rev)?;
-    let verifier = Verifier::new(&config, &rows, revoked);
-    Ok((config, rows, verifier))
+    let tip = super::history::tip_of(ctx, rev)?;
+    let (current, verifier) =
+        ledgit::load::verifier(&ctx.repo()?, tip, &mut super::history::progress_bar())?;
+    Ok((current.config, current.rows, verifier))
 }
 
 fn verify(ctx: &Context, args: VerifyArgs) -> CliResult {
     let token = read_token(args.token)?;
     let (_, _, verifier) = verifier(ctx, args.rev.as_deref())?;
+    let verifier = verifier.require_audience(args.audience);
     let now = chrono::Utc::now().timestamp();
     let result = verifier.verify(&token, now);
     let mut out = render::stdout();
     let (valid, reason, claims, version) = match &result {
         Ok(v) => (true, None, Some(&v.claims), Some(v.version.as_str())),
-        Err(e) => (false, Some(e.reason.as_str()), e.claims.as_deref(), None),
+        Err(e) => (false, Some(&e.reason), e.claims.as_deref(), None),
     };
     if args.format == TextOrJson::Json {
         render::json(
             &mut out,
             &serde_json::json!({
                 "valid": valid,
-                "reason": reason,
+                "reason": reason.map(|r| r.to_string()),
+                "code": reason.map(|r| r.code()),
                 "agent": claims.map(|c| &c.agent),
                 "environment": claims.map(|c| &c.environment),
                 "version": version,
@@ -286,8 +271,12 @@ fn verify(ctx: &Context, args: VerifyArgs) -> CliResult {
 
 fn inspect(args: InspectArgs) -> CliResult {
     let token = read_token(args.token)?;
-    let decoded = token::inspect(&token)
-        .map_err(|e| CliError::new(e.reason, "pass a token as printed by `ledgit token issue`"))?;
+    let decoded = token::inspect(&token).map_err(|e| {
+        CliError::new(
+            e.to_string(),
+            "pass a token as printed by `ledgit token issue`",
+        )
+    })?;
     anstream::eprintln!(
         "{YELLOW}note{YELLOW:#}: decoded only; nothing here is verified (use `ledgit token verify`)"
     );
@@ -342,11 +331,10 @@ fn revoke(ctx: &Context, args: RevokeArgs) -> CliResult {
         reason: args.reason,
         revoked_at: Some(when::rfc3339(chrono::Utc::now().timestamp())),
     };
-    let text = token::append_revocation(existing.as_deref(), &entry);
-    token::parse_revocations(&text).map_err(|e| {
+    let text = token::append_revocation(existing.as_deref(), &entry).map_err(|e| {
         CliError::new(
-            format!("the revocation list would not parse: {e}"),
-            "edit revocations.yaml by hand",
+            format!("{}: {e}", path.display()),
+            "edit revocations.yaml by hand; nothing was written",
         )
     })?;
     ledgit::fsutil::write_atomic(&path, text.as_bytes())?;
