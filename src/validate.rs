@@ -14,8 +14,11 @@ use crate::finding::{self, Code, Finding};
 use crate::record::{self, Record};
 use crate::secret;
 
-/// Files larger than this are not read (1 MiB).
+/// Records larger than this are not read (1 MiB).
 pub const MAX_FILE_SIZE: u64 = 1 << 20;
+/// Other tracked files are scanned for private keys up to this size (16 MiB); a larger one is
+/// a finding, since what was not read cannot be said to hold no key.
+pub const MAX_SCAN_SIZE: u64 = 16 << 20;
 
 /// The outcome of validating one repository state.
 #[derive(Debug, Default)]
@@ -194,11 +197,11 @@ pub fn read_tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Tree
     })
 }
 
-/// A blob's size and bytes; a blob over [`MAX_FILE_SIZE`] is not read.
+/// A blob's size and bytes; a blob over [`MAX_SCAN_SIZE`] is not read.
 fn read_blob(odb: &git2::Odb, oid: Oid) -> (Option<u64>, std::result::Result<Vec<u8>, String>) {
     let unreadable = |e: git2::Error| format!("cannot read blob {oid}: {}", e.message());
     match odb.read_header(oid) {
-        Ok((size, _)) if size as u64 > MAX_FILE_SIZE => (Some(size as u64), Ok(Vec::new())),
+        Ok((size, _)) if size as u64 > MAX_SCAN_SIZE => (Some(size as u64), Ok(Vec::new())),
         Ok((size, _)) => (
             Some(size as u64),
             odb.read(oid).map(|o| o.data().to_vec()).map_err(unreadable),
@@ -317,7 +320,10 @@ fn check_files(candidates: &[Candidate], config: &Config, threads: Threads) -> V
         Threads::One => 1,
     };
     if candidates.len() < 512 || threads == 1 {
-        return candidates.iter().map(|c| check_one(c, config)).collect();
+        return candidates
+            .iter()
+            .map(|c| guarded(c, config, check_one))
+            .collect();
     }
     let chunk = candidates.len().div_ceil(threads);
     std::thread::scope(|s| {
@@ -326,16 +332,38 @@ fn check_files(candidates: &[Candidate], config: &Config, threads: Threads) -> V
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|c| check_one(c, config))
+                        .map(|c| guarded(c, config, check_one))
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
+        // `guarded` catches a panic per file, so every worker returns one outcome per file.
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     })
+}
+
+/// [`check_one`], failing closed: a panic while checking a file (a defect in ledgit) is a
+/// finding on that file, never an outcome without findings.
+fn guarded(c: &Candidate, config: &Config, check: fn(&Candidate, &Config) -> Outcome) -> Outcome {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(c, config))).unwrap_or_else(
+        |_| Outcome {
+            is_record: c.in_records && is_record_file(&c.path),
+            findings: vec![
+                Finding::new(
+                    Code::InternalError,
+                    &c.path,
+                    1,
+                    1,
+                    format!("ledgit failed while checking {}", c.path),
+                )
+                .hint("this is a defect in ledgit: please report it with the file"),
+            ],
+            ..Outcome::default()
+        },
+    )
 }
 
 /// Adds the rules across files to the per-file outcomes.
@@ -399,27 +427,54 @@ fn check_one(c: &Candidate, config: &Config) -> Outcome {
         ..Outcome::default()
     };
     let size = c.size.unwrap_or(0);
-    if size > MAX_FILE_SIZE {
-        if is_record {
-            out.findings.push(
-                Finding::new(
-                    Code::FileTooLarge,
-                    &c.path,
-                    1,
-                    1,
-                    format!("{} is {size} bytes; records are at most 1 MiB", c.path),
-                )
-                .hint("a record is a handful of lines: this is probably not a record"),
-            );
-        }
+    if is_record && size > MAX_FILE_SIZE {
+        out.findings.push(
+            Finding::new(
+                Code::FileTooLarge,
+                &c.path,
+                1,
+                1,
+                format!("{} is {size} bytes; records are at most 1 MiB", c.path),
+            )
+            .hint("a record is a handful of lines: this is probably not a record"),
+        );
+        return out;
+    }
+    if size > MAX_SCAN_SIZE {
+        out.findings.push(
+            Finding::new(
+                Code::Unscanned,
+                &c.path,
+                1,
+                1,
+                format!(
+                    "{} is {size} bytes and was not scanned for private keys (at most 16 MiB are)",
+                    c.path
+                ),
+            )
+            .hint("keep large files out of the deployments repository"),
+        );
         return out;
     }
     let bytes = match read(c) {
         Ok(b) => b,
-        Err(message) => {
+        Err(message) if is_record => {
             out.findings.push(
                 Finding::new(Code::NotUtf8, &c.path, 1, 1, message)
                     .hint("check the file's permissions"),
+            );
+            return out;
+        }
+        Err(message) => {
+            out.findings.push(
+                Finding::new(
+                    Code::Unscanned,
+                    &c.path,
+                    1,
+                    1,
+                    format!("{} was not scanned for private keys: {message}", c.path),
+                )
+                .hint("check the file's permissions (or run `git fsck` for a commit's file)"),
             );
             return out;
         }
@@ -522,4 +577,32 @@ fn relative(root: &Path, path: &Path) -> String {
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_checking_is_a_finding_on_that_file() {
+        let config = crate::config::parse(
+            "ledgit.yaml",
+            "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: staging\n",
+        )
+        .unwrap();
+        let candidate = Candidate {
+            path: "deployments/a/staging.yaml".into(),
+            size: Some(3),
+            content: Content::Read(Ok(b"a: b".to_vec())),
+            in_records: true,
+        };
+        let outcome = guarded(&candidate, &config, |_, _| panic!("a defect"));
+        assert!(outcome.is_record);
+        assert_eq!(outcome.findings.len(), 1);
+        assert_eq!(outcome.findings[0].code, Code::InternalError);
+        assert_eq!(outcome.findings[0].path, "deployments/a/staging.yaml");
+        // The same candidate checked normally: one outcome, no internal error.
+        let fine = guarded(&candidate, &config, check_one);
+        assert!(fine.findings.iter().all(|f| f.code != Code::InternalError));
+    }
 }

@@ -190,3 +190,47 @@ fn validating_a_commit_twice_gives_the_same_findings_from_the_cache() {
     );
     assert_eq!(codes, ["path-mismatch", "version-not-string"], "{renamed}");
 }
+
+/// The private-key scan fails closed: a large file is still scanned (up to 16 MiB), and a
+/// larger one is a finding rather than silence; in the work tree and in a commit alike.
+#[test]
+fn large_tracked_files_are_scanned_for_keys_or_reported() {
+    let repo = TestRepo::new();
+    repo.set("support-bot", "staging", "1.0.0");
+    let key = std::fs::read_to_string(
+        common::project_root().join("fixtures/repos/private-key-elsewhere/keys/signing.pem"),
+    )
+    .unwrap();
+    let mut big = "x".repeat(2 << 20);
+    big.push('\n');
+    big.push_str(&key);
+    repo.write("assets/bundle.txt", &big);
+    repo.write("assets/huge.bin", vec![b'a'; 17 << 20]);
+    repo.commit("Add assets", common::T0);
+    for args in [
+        &["validate", "--format", "json"][..],
+        &["validate", "--rev", "HEAD", "--format", "json"],
+    ] {
+        let run = repo.ledgit(args);
+        assert_eq!(run.code, 1, "{}", run.stdout);
+        let found: Vec<(String, String)> = run.json()["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["code"].as_str().unwrap().to_string(),
+                    f["path"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert!(
+            found.contains(&("private-key".into(), "assets/bundle.txt".into())),
+            "{args:?}: {found:?}"
+        );
+        assert!(
+            found.contains(&("unscanned-file".into(), "assets/huge.bin".into())),
+            "{args:?}: {found:?}"
+        );
+    }
+}
