@@ -92,6 +92,36 @@ pub struct Rollback {
     pub last_ran: String,
 }
 
+/// Committer times made monotonic along the first-parent chain: the time of position `p` is
+/// the latest committer time of positions `0..=p`. Asked in chain order, it reads each time
+/// once.
+struct MonotonicClock<'h> {
+    times: &'h [i64],
+    /// The next position to fold in, and the latest time so far.
+    next: usize,
+    latest: i64,
+}
+
+impl<'h> MonotonicClock<'h> {
+    fn new(history: &'h History) -> Self {
+        MonotonicClock {
+            times: &history.times,
+            next: 0,
+            latest: i64::MIN,
+        }
+    }
+
+    /// The gate time at chain position `pos`; positions must not decrease between calls.
+    fn at(&mut self, pos: u32) -> i64 {
+        let pos = pos as usize;
+        while self.next <= pos && self.next < self.times.len() {
+            self.latest = self.latest.max(self.times[self.next]);
+            self.next += 1;
+        }
+        self.latest
+    }
+}
+
 /// A stay of one version in one environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stay<'h> {
@@ -116,12 +146,16 @@ impl<'h> Stays<'h> {
     /// agents out of hundreds).
     pub fn of_agents(history: &'h History, wanted: impl Fn(&str) -> bool) -> Self {
         let mut by_pair: HashMap<&str, HashMap<&str, Vec<Stay>>> = HashMap::new();
+        // Gate times never go back along the chain: a commit dated before its parent counts
+        // from its parent's time, so a backdated commit cannot make a version seem to have
+        // soaked.
+        let mut clock = MonotonicClock::new(history);
         for e in history.deployment_events() {
             let agent = history.str(e.agent);
             if !wanted(agent) {
                 continue;
             }
-            let t = history.commit_of(e).time;
+            let t = clock.at(history.commit_of(e).pos);
             let list = by_pair
                 .entry(agent)
                 .or_default()

@@ -85,6 +85,30 @@ fn soak_is_measured_to_now() {
     assert_eq!(check(&repo, "2024-01-04T00:00:01Z").code, 0);
 }
 
+/// A commit whose committer date is older than its parent's cannot make a version look as if
+/// it had soaked: gates read times made monotonic along the first-parent chain.
+#[test]
+fn a_backdated_commit_does_not_satisfy_the_soak() {
+    let repo = pipeline();
+    repo.set("support-bot", "development", "2.0.0");
+    repo.commit("dev 2.0.0", T0 + 4 * DAY);
+    repo.write("README.md", "notes\n");
+    repo.commit("notes", T0 + 5 * DAY);
+    repo.set("support-bot", "staging", "2.0.0");
+    repo.commit("staging 2.0.0, dated three days back", T0 + DAY);
+    pull_request(
+        &repo,
+        |r| r.set("support-bot", "production", "2.0.0"),
+        T0 + 5 * DAY + HOUR,
+    );
+    let run = check(&repo, "2024-01-06T02:00:00Z");
+    assert_eq!(codes(&run), ["soak-not-met"], "{}", run.stdout);
+    let change = &run.json()["changes"][0];
+    assert_eq!(change["promotion"]["since"], "2024-01-06T00:00:00Z");
+    // A day after the commit landed (by the chain's clock), the soak is met.
+    assert_eq!(check(&repo, "2024-01-07T00:00:01Z").code, 0);
+}
+
 #[test]
 fn a_version_that_never_ran_upstream_is_refused() {
     let repo = pipeline();
