@@ -40,6 +40,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The reconciler's state store could not be read or written.
+    #[error("state store {}: {source}", path.display())]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A folder could not be watched for changes.
+    #[error("cannot watch {}: {source}", path.display())]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
     /// libgit2 failed.
     #[error("{context}: {}", source.message())]
     Git {
@@ -75,6 +89,11 @@ impl Error {
             Error::BareRepository => {
                 Some("pass --rev REV to read a commit, or run in a clone with a work tree".into())
             }
+            Error::Store { .. } => Some("check the file, or pass another --state".into()),
+            Error::Watch { .. } => Some(
+                "check inotify limits (fs.inotify.max_user_watches) and the folder's permissions"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -98,5 +117,24 @@ impl Error {
             message: message.into(),
             hint: hint.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Callers (the server maps errors to answers and logs) can reach the cause.
+    #[test]
+    fn errors_keep_their_source() {
+        use std::error::Error as _;
+        let e = Error::Store {
+            path: "s.sqlite".into(),
+            source: rusqlite::Error::InvalidQuery,
+        };
+        assert!(e.source().is_some());
+        assert!(e.to_string().starts_with("state store s.sqlite: "));
+        let io = Error::io("f", std::io::Error::other("disk"));
+        assert_eq!(io.source().map(|s| s.to_string()), Some("disk".into()));
     }
 }

@@ -275,8 +275,8 @@ pub fn plan(
 pub struct Attempt {
     #[serde(flatten)]
     pub action: Action,
-    /// `applied` or `failed`.
-    pub result: &'static str,
+    /// `Applied` or `Failed`.
+    pub result: crate::state::JournalResult,
     pub error: Option<String>,
     pub duration_ms: i64,
 }
@@ -322,7 +322,7 @@ pub fn apply(
                 store.succeed(&finished, applied.as_ref(), removed)?;
                 Attempt {
                     action: a.clone(),
-                    result: "applied",
+                    result: crate::state::JournalResult::Applied,
                     error: None,
                     duration_ms,
                 }
@@ -331,7 +331,7 @@ pub fn apply(
                 store.fail(&finished, &a.agent, &a.environment, error)?;
                 Attempt {
                     action: a.clone(),
-                    result: "failed",
+                    result: crate::state::JournalResult::Failed,
                     error: Some(error.clone()),
                     duration_ms,
                 }
@@ -373,19 +373,13 @@ impl RefWatcher {
                 }
             }
         })
-        .map_err(|e| {
-            Error::invalid(
-                format!("cannot watch {}: {e}", git_dir.display()),
-                "check inotify limits",
-            )
+        .map_err(|source| Error::Watch {
+            path: git_dir.to_path_buf(),
+            source,
         })?;
         let watch = |w: &mut notify::RecommendedWatcher, p: PathBuf, mode| {
-            w.watch(&p, mode).map_err(|e| {
-                Error::invalid(
-                    format!("cannot watch {}: {e}", p.display()),
-                    "check inotify limits",
-                )
-            })
+            w.watch(&p, mode)
+                .map_err(|source| Error::Watch { path: p, source })
         };
         watch(
             &mut watcher,

@@ -53,8 +53,7 @@ pub struct Entry {
     /// The action as the actuator got it.
     #[serde(flatten)]
     pub action: ActionInfo,
-    /// `running`, `applied`, `failed` or `interrupted`.
-    pub result: String,
+    pub result: JournalResult,
     pub duration_ms: Option<i64>,
     pub output: String,
 }
@@ -141,11 +140,9 @@ fn create(path: &Path, repository: &str) -> Result<()> {
 }
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| {
-        Error::invalid(
-            format!("state store {}: {e}", path.display()),
-            "check the file, or pass another --state",
-        )
+    move |source| Error::Store {
+        path: path.to_path_buf(),
+        source,
     }
 }
 
@@ -357,6 +354,124 @@ fn read_failures(db: &Connection) -> rusqlite::Result<Vec<Failure>> {
     rows.collect()
 }
 
+/// How a journaled attempt ended (or that it has not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalResult {
+    /// Started and not finished (a reconciler is applying it now).
+    Running,
+    Applied,
+    Failed,
+    /// The reconciler died while it ran (found at the next start).
+    Interrupted,
+}
+
+impl JournalResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalResult::Running => "running",
+            JournalResult::Applied => "applied",
+            JournalResult::Failed => "failed",
+            JournalResult::Interrupted => "interrupted",
+        }
+    }
+
+    fn from_db(text: &str) -> Option<JournalResult> {
+        [
+            JournalResult::Running,
+            JournalResult::Applied,
+            JournalResult::Failed,
+            JournalResult::Interrupted,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for JournalResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the platform runs what a record declares, as far as the reconciler's store knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum SyncState {
+    /// The record's version and generation were applied.
+    Synced,
+    /// Not applied (yet), and no attempt failed or runs.
+    OutOfSync,
+    /// The last attempt failed.
+    Failed,
+    /// An attempt is running.
+    Pending,
+}
+
+impl SyncState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::Synced => "Synced",
+            SyncState::OutOfSync => "OutOfSync",
+            SyncState::Failed => "Failed",
+            SyncState::Pending => "Pending",
+        }
+    }
+}
+
+impl std::fmt::Display for SyncState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The sync state of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sync {
+    /// The version the reconciler applied, if any.
+    pub applied: Option<String>,
+    pub state: SyncState,
+    /// The last failure's message while the record is not synced.
+    pub error: Option<String>,
+}
+
+impl View {
+    /// The sync state of each of `rows`, in order.
+    pub fn sync_states(&self, rows: &[crate::history::Deployment]) -> Vec<Sync> {
+        rows.iter()
+            .map(|d| {
+                let applied = self
+                    .applied
+                    .iter()
+                    .find(|a| a.agent == d.agent && a.environment == d.environment);
+                let failure = self
+                    .failures
+                    .iter()
+                    .find(|f| f.agent == d.agent && f.environment == d.environment);
+                let running = self
+                    .running
+                    .iter()
+                    .any(|(a, e)| *a == d.agent && *e == d.environment);
+                let synced =
+                    applied.is_some_and(|a| a.version == d.version && a.generation == d.generation);
+                let state = if synced {
+                    SyncState::Synced
+                } else if running {
+                    SyncState::Pending
+                } else if failure.is_some() {
+                    SyncState::Failed
+                } else {
+                    SyncState::OutOfSync
+                };
+                Sync {
+                    applied: applied.map(|a| a.version.clone()),
+                    state,
+                    error: failure.filter(|_| !synced).map(|f| f.error.clone()),
+                }
+            })
+            .collect()
+    }
+}
+
 /// What `status` shows from a store: applied versions, failures, attempts in flight.
 pub struct View {
     pub applied: Vec<Applied>,
@@ -412,7 +527,16 @@ pub fn journal(path: &Path, limit: usize) -> Result<Vec<Entry>> {
                     generation: r.get(8)?,
                     idempotency_key: r.get(9)?,
                 },
-                result: r.get(10)?,
+                result: {
+                    let text: String = r.get(10)?;
+                    JournalResult::from_db(&text).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            10,
+                            rusqlite::types::Type::Text,
+                            format!("unknown journal result `{text}`").into(),
+                        )
+                    })?
+                },
                 duration_ms: r.get(11)?,
                 output: r.get(12)?,
             })
@@ -524,6 +648,6 @@ mod tests {
         assert!(view(&path, "other").is_err());
         let _store = Store::open(&path, "r").unwrap();
         let j = journal(&path, 10).unwrap();
-        assert_eq!(j[0].result, "interrupted");
+        assert_eq!(j[0].result, JournalResult::Interrupted);
     }
 }

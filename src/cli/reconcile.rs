@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ledgit::actuator::Actuator;
 use ledgit::reconcile::{self, Attempt, Plan, RefWatcher};
 use ledgit::repo::{Repo, short};
-use ledgit::state::{self, Store};
+use ledgit::state::{self, JournalResult, Store};
 use ledgit::when;
 
 use super::history::{Current, current_full};
@@ -568,10 +568,10 @@ pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
     }
     for entry in &entries {
         let a = &entry.action;
-        let style = match entry.result.as_str() {
-            "applied" => GREEN,
-            "failed" => RED,
-            _ => YELLOW,
+        let style = match entry.result {
+            JournalResult::Applied => GREEN,
+            JournalResult::Failed => RED,
+            JournalResult::Running | JournalResult::Interrupted => YELLOW,
         };
         let commit = a
             .commit
@@ -582,7 +582,7 @@ pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
             out,
             "{}  {style}{:11}{style:#} {:7} {}/{} {}  {DIM}{commit}{DIM:#}  {}",
             entry.started_at,
-            entry.result,
+            entry.result.as_str(),
             a.action,
             a.agent,
             a.environment,
@@ -592,7 +592,7 @@ pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
                 .map(|d| format!("{d} ms"))
                 .unwrap_or_default()
         )?;
-        if entry.result == "failed" && !entry.output.is_empty() {
+        if entry.result == JournalResult::Failed && !entry.output.is_empty() {
             for line in entry.output.lines().take(5) {
                 writeln!(out, "    {DIM}{line}{DIM:#}")?;
             }

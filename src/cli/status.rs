@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ledgit::history::Deployment;
 use ledgit::repo::short;
+use ledgit::state::{Sync, SyncState};
 use ledgit::when;
 
 use super::history::{current_full, load};
@@ -126,7 +127,11 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     }
     table(&mut out, &rows, &envs, now.timestamp(), sync.as_deref())?;
     if let Some(states) = &sync {
-        for (d, s) in rows.iter().zip(states).filter(|(_, s)| s.state != "Synced") {
+        for (d, s) in rows
+            .iter()
+            .zip(states)
+            .filter(|(_, s)| s.state != SyncState::Synced)
+        {
             let applied = s
                 .applied
                 .as_deref()
@@ -153,16 +158,8 @@ struct StatusRow<'a> {
     #[serde(flatten)]
     deployment: &'a Deployment,
     applied_version: Option<&'a str>,
-    sync: &'static str,
+    sync: SyncState,
     last_error: Option<&'a str>,
-}
-
-/// The sync state of one record.
-pub struct Sync {
-    pub applied: Option<String>,
-    /// `Synced`, `OutOfSync`, `Failed` or `Pending`.
-    pub state: &'static str,
-    pub error: Option<String>,
 }
 
 /// Sync states of the rows, from the state store (`--state`, else the default one); `None`
@@ -181,43 +178,7 @@ fn sync_states(
             "check the path, or run `ledgit reconcile --state PATH` to create one",
         ));
     }
-    let Some(view) = ledgit::state::view(&path, repository)? else {
-        return Ok(None);
-    };
-    Ok(Some(
-        rows.iter()
-            .map(|d| {
-                let applied = view
-                    .applied
-                    .iter()
-                    .find(|a| a.agent == d.agent && a.environment == d.environment);
-                let failure = view
-                    .failures
-                    .iter()
-                    .find(|f| f.agent == d.agent && f.environment == d.environment);
-                let running = view
-                    .running
-                    .iter()
-                    .any(|(a, e)| *a == d.agent && *e == d.environment);
-                let synced =
-                    applied.is_some_and(|a| a.version == d.version && a.generation == d.generation);
-                let state = if synced {
-                    "Synced"
-                } else if running {
-                    "Pending"
-                } else if failure.is_some() {
-                    "Failed"
-                } else {
-                    "OutOfSync"
-                };
-                Sync {
-                    applied: applied.map(|a| a.version.clone()),
-                    state,
-                    error: failure.filter(|_| !synced).map(|f| f.error.clone()),
-                }
-            })
-            .collect(),
-    ))
+    Ok(ledgit::state::view(&path, repository)?.map(|view| view.sync_states(rows)))
 }
 
 fn table(
@@ -227,7 +188,7 @@ fn table(
     now: i64,
     sync: Option<&[Sync]>,
 ) -> std::io::Result<()> {
-    let marks: BTreeMap<(&str, &str), &str> = match sync {
+    let marks: BTreeMap<(&str, &str), SyncState> = match sync {
         Some(states) => rows
             .iter()
             .zip(states)
@@ -248,10 +209,10 @@ fn table(
     let cell = |d: Option<&&Deployment>| match d {
         Some(d) => {
             let mark = match marks.get(&(d.agent.as_str(), d.environment.as_str())) {
-                Some(&"Synced") | None => "",
-                Some(&"Failed") => " !failed",
-                Some(&"Pending") => " ~pending",
-                Some(_) => " ~out-of-sync",
+                Some(SyncState::Synced) | None => "",
+                Some(SyncState::Failed) => " !failed",
+                Some(SyncState::Pending) => " ~pending",
+                Some(SyncState::OutOfSync) => " ~out-of-sync",
             };
             format!(
                 "{} ({}){mark}",
