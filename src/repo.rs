@@ -75,6 +75,46 @@ impl Repo {
         })
     }
 
+    /// The commit a revision from an untrusted client names: a full commit id or a ref name
+    /// (`main`, `refs/heads/main`, `origin/main`, a tag), nothing else. Revision expressions
+    /// (`:/text` searches the whole history, `main@{yesterday}` reads the reflog, `~`, `^`,
+    /// ranges) are refused, so a query string cannot make the server walk the history.
+    pub fn resolve_exact(&self, rev: &str) -> Result<Oid> {
+        let not_found = || Error::RevisionNotFound {
+            rev: rev.chars().take(100).collect(),
+        };
+        if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let id = Oid::from_str(rev).map_err(|_| not_found())?;
+            return self
+                .git
+                .find_commit(id)
+                .map(|c| c.id())
+                .map_err(|_| not_found());
+        }
+        let full = if rev.starts_with("refs/") || rev == "HEAD" {
+            rev.to_string()
+        } else {
+            format!("refs/heads/{rev}")
+        };
+        if rev.is_empty() || rev.len() > 256 || !git2::Reference::is_valid_name(&full) {
+            return Err(Error::invalid(
+                format!(
+                    "`{}` is not a ref name or a full commit id",
+                    rev.chars().take(100).collect::<String>().escape_debug()
+                ),
+                "name a branch or tag (main, refs/tags/v1) or a 40-hex commit id",
+            ));
+        }
+        let reference = self
+            .git
+            .resolve_reference_from_short_name(rev)
+            .map_err(|_| not_found())?;
+        reference
+            .peel_to_commit()
+            .map(|c| c.id())
+            .map_err(|_| not_found())
+    }
+
     /// The revision to read: the one given, else HEAD.
     pub fn resolve_or_head(&self, rev: Option<&str>) -> Result<Oid> {
         match rev {
@@ -128,4 +168,59 @@ impl Repo {
 pub fn short(oid: Oid) -> String {
     let s = oid.to_string();
     s[..12.min(s.len())].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_name_refs_and_full_ids_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = Repository::init(dir.path()).unwrap();
+        let sig = git2::Signature::new("A", "a@example.com", &git2::Time::new(0, 0)).unwrap();
+        let (first, second) = {
+            let tree = git
+                .find_tree(git.index().unwrap().write_tree().unwrap())
+                .unwrap();
+            let first = git
+                .commit(Some("HEAD"), &sig, &sig, "first: needle", &tree, &[])
+                .unwrap();
+            let parent = git.find_commit(first).unwrap();
+            let second = git
+                .commit(Some("HEAD"), &sig, &sig, "second", &tree, &[&parent])
+                .unwrap();
+            git.tag_lightweight("v1", parent.as_object(), false)
+                .unwrap();
+            (first, second)
+        };
+        let branch = git.head().unwrap().shorthand().unwrap().to_string();
+        let repo = Repo { git };
+        assert_eq!(repo.resolve_exact(&branch).unwrap(), second);
+        assert_eq!(
+            repo.resolve_exact(&format!("refs/heads/{branch}")).unwrap(),
+            second
+        );
+        assert_eq!(repo.resolve_exact("HEAD").unwrap(), second);
+        assert_eq!(repo.resolve_exact("v1").unwrap(), first);
+        assert_eq!(repo.resolve_exact(&first.to_string()).unwrap(), first);
+        for expression in [
+            ":/needle",
+            "HEAD~1",
+            "HEAD^",
+            &format!("{branch}@{{0}}"),
+            "v1..HEAD",
+            "",
+            &first.to_string()[..12],
+        ] {
+            assert!(repo.resolve_exact(expression).is_err(), "{expression}");
+            // The same text through the command line's resolver works, or fails differently.
+        }
+        assert!(repo.resolve(":/needle").is_ok());
+        assert!(matches!(
+            repo.resolve_exact("nope").unwrap_err(),
+            Error::RevisionNotFound { .. }
+        ));
+        assert!(repo.resolve_exact(&"0".repeat(40)).is_err());
+    }
 }
