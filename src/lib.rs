@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod history;
 pub mod index;
 pub mod init;
+pub mod json;
 pub mod load;
 pub mod policy;
 pub mod reconcile;
