@@ -361,7 +361,10 @@ impl RefWatcher {
         let (tx, events) = mpsc::channel();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(event) = res {
-                let relevant = event.paths.iter().any(|p| {
+                // Reading a ref opens its file, and inotify reports opens: only changes count,
+                // or every look at the branch would announce that it moved.
+                let change = !matches!(event.kind, notify::EventKind::Access(_));
+                let relevant = change && event.paths.iter().any(|p| {
                     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
                     !name.ends_with(".lock")
                         && !p
@@ -495,6 +498,26 @@ mod tests {
                 .len(),
             3
         );
+    }
+
+    /// Reading refs must not look like a move (inotify reports opens): a watcher that woke on
+    /// its own reads never slept, and `watch --fetch` never reached its fetch.
+    #[test]
+    fn the_ref_watcher_wakes_on_changes_not_on_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = dir.path().join(".git");
+        std::fs::create_dir_all(git.join("refs/heads")).unwrap();
+        std::fs::write(git.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(git.join("refs/heads/main"), "0".repeat(40)).unwrap();
+        let watcher = RefWatcher::new(&git).unwrap();
+        for _ in 0..20 {
+            std::fs::read(git.join("HEAD")).unwrap();
+            std::fs::read(git.join("refs/heads/main")).unwrap();
+        }
+        assert!(!watcher.wait(Duration::from_millis(300)), "woke on reads");
+        std::fs::write(git.join("refs/heads/main.lock"), "1".repeat(40)).unwrap();
+        std::fs::rename(git.join("refs/heads/main.lock"), git.join("refs/heads/main")).unwrap();
+        assert!(watcher.wait(Duration::from_secs(5)), "missed a ref update");
     }
 
     #[test]
