@@ -364,13 +364,14 @@ impl RefWatcher {
                 // Reading a ref opens its file, and inotify reports opens: only changes count,
                 // or every look at the branch would announce that it moved.
                 let change = !matches!(event.kind, notify::EventKind::Access(_));
-                let relevant = change && event.paths.iter().any(|p| {
-                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    !name.ends_with(".lock")
-                        && !p
-                            .components()
-                            .any(|c| c.as_os_str() == "objects" || c.as_os_str() == "ledgit")
-                });
+                let relevant = change
+                    && event.paths.iter().any(|p| {
+                        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                        !name.ends_with(".lock")
+                            && !p
+                                .components()
+                                .any(|c| c.as_os_str() == "objects" || c.as_os_str() == "ledgit")
+                    });
                 if relevant {
                     let _ = tx.send(());
                 }
@@ -516,7 +517,11 @@ mod tests {
         }
         assert!(!watcher.wait(Duration::from_millis(300)), "woke on reads");
         std::fs::write(git.join("refs/heads/main.lock"), "1".repeat(40)).unwrap();
-        std::fs::rename(git.join("refs/heads/main.lock"), git.join("refs/heads/main")).unwrap();
+        std::fs::rename(
+            git.join("refs/heads/main.lock"),
+            git.join("refs/heads/main"),
+        )
+        .unwrap();
         assert!(watcher.wait(Duration::from_secs(5)), "missed a ref update");
     }
 

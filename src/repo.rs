@@ -9,6 +9,9 @@ use git2::{ErrorCode, Oid, Repository};
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
 
+/// The longest a `git fetch` may take.
+pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// An opened deployments repository.
 pub struct Repo {
     pub git: Repository,
@@ -113,6 +116,82 @@ impl Repo {
             .peel_to_commit()
             .map(|c| c.id())
             .map_err(|_| not_found())
+    }
+
+    /// The ref a long-running process tracks (`watch`, `serve`): the branch `rev` names (else
+    /// the checked-out branch), as `refs/heads/BRANCH`, or `refs/remotes/REMOTE/BRANCH` when
+    /// it fetches from `fetch`; `HEAD` when detached; `rev` as given when it is no branch.
+    pub fn tracked_ref(&self, rev: Option<&str>, fetch: Option<&str>) -> String {
+        let branch = match rev {
+            Some(r) => r.trim_start_matches("refs/heads/").to_string(),
+            None => self.current_branch().unwrap_or_else(|| "HEAD".into()),
+        };
+        match (fetch, branch.as_str()) {
+            (Some(remote), b) => format!("refs/remotes/{remote}/{b}"),
+            (None, "HEAD") => "HEAD".into(),
+            (None, b)
+                if self.git.find_reference(&format!("refs/heads/{b}")).is_ok() || rev.is_none() =>
+            {
+                format!("refs/heads/{b}")
+            }
+            (None, b) => b.to_string(),
+        }
+    }
+
+    /// The short name of the checked-out branch (also when it has no commits yet).
+    pub fn current_branch(&self) -> Option<String> {
+        match self.git.head() {
+            Ok(h) if h.is_branch() => h.shorthand().ok().map(str::to_string),
+            Ok(_) => None,
+            Err(_) => {
+                // Unborn: HEAD names the branch to come.
+                let head = self.git.find_reference("HEAD").ok()?;
+                head.symbolic_target()
+                    .ok()
+                    .flatten()
+                    .map(|t| t.trim_start_matches("refs/heads/").to_string())
+            }
+        }
+    }
+
+    /// The commit a tracked ref (from [`Repo::tracked_ref`]) points at now, `None` when it
+    /// does not exist (yet).
+    pub fn resolve_tracked(&self, name: &str) -> Option<Oid> {
+        self.git.refname_to_id(name).ok().or_else(|| {
+            self.git
+                .revparse_single(name)
+                .ok()
+                .and_then(|o| o.peel_to_commit().ok())
+                .map(|c| c.id())
+        })
+    }
+
+    /// Runs `git fetch --quiet REMOTE` in this repository (with the user's git, its
+    /// credentials and transports), at most `FETCH_TIMEOUT` long.
+    pub fn fetch(&self, remote: &str) -> std::result::Result<(), String> {
+        let mut child = std::process::Command::new("git")
+            .arg("-C")
+            .arg(self.git.commondir())
+            .args(["fetch", "--quiet", "--", remote])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run git fetch {remote}: {e}"))?;
+        let deadline = std::time::Instant::now() + FETCH_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => return Err(format!("git fetch {remote} failed ({status})")),
+                Ok(None) if std::time::Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("git fetch {remote} timed out"));
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                Err(e) => return Err(format!("git fetch {remote}: {e}")),
+            }
+        }
     }
 
     /// The revision to read: the one given, else HEAD.

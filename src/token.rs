@@ -377,8 +377,36 @@ fn malformed(what: impl Into<String>) -> Invalid {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub claims: Claims,
+    /// The id of the key that signed it.
+    pub kid: String,
     /// The record's version at the tip now.
     pub version: String,
+}
+
+/// A token whose signature checked out with a listed key; its claims are not checked yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub claims: Claims,
+    pub kid: String,
+}
+
+/// The JSON Web Key Set of a config's keys (RFC 7517, with RFC 8037's OKP keys).
+pub fn jwks(config: &Config) -> serde_json::Value {
+    let keys: Vec<serde_json::Value> = config
+        .keys
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": B64.encode(k.bytes),
+                "kid": k.id,
+                "alg": "EdDSA",
+                "use": "sig",
+            })
+        })
+        .collect();
+    serde_json::json!({ "keys": keys })
 }
 
 /// The parts of a token, decoded but not trusted.
@@ -477,7 +505,7 @@ impl Verifier {
 
     /// Checks the header and the signature only: what a token's bytes alone decide. The claims
     /// it returns are signed by a listed key but not yet checked.
-    pub fn verify_signature(&self, token: &str) -> std::result::Result<Claims, Invalid> {
+    pub fn verify_signature(&self, token: &str) -> std::result::Result<Signed, Invalid> {
         let token = token.trim();
         let [h, c, s] = segments(token)?;
         let header: Header = serde_json::from_slice(&decode_segment(h, "header")?)
@@ -503,28 +531,34 @@ impl Verifier {
         let signed = &token.as_bytes()[..h.len() + 1 + c.len()];
         key.verify(signed, &sig)
             .map_err(|_| invalid(Reason::BadSignature))?;
-        serde_json::from_slice(&decode_segment(c, "claims")?).map_err(|_| {
+        let claims = serde_json::from_slice(&decode_segment(c, "claims")?).map_err(|_| {
             invalid(Reason::Claims(
                 "the claims do not have the types of a ledgit token".into(),
             ))
+        })?;
+        Ok(Signed {
+            claims,
+            kid: header.kid,
         })
     }
 
     /// Checks a token at time `now` (seconds since the epoch).
     pub fn verify(&self, token: &str, now: i64) -> std::result::Result<Verified, Invalid> {
-        let claims = self.verify_signature(token)?;
-        self.check_claims(claims, now)
+        let signed = self.verify_signature(token)?;
+        self.check_claims(signed, now)
     }
 
     /// The checks after the signature: claims, time, audience, revocation and the record's
     /// identity at the tip. These depend on the repository's state and the clock, so they run
     /// on every request even where a signature was verified before.
-    pub fn check_claims(&self, claims: Claims, now: i64) -> std::result::Result<Verified, Invalid> {
+    pub fn check_claims(&self, signed: Signed, now: i64) -> std::result::Result<Verified, Invalid> {
+        let Signed { claims, kid } = signed;
         let reason = match self.claims_reason(&claims, now) {
             Ok(version) => {
                 return Ok(Verified {
                     version: version.to_string(),
                     claims,
+                    kid,
                 });
             }
             Err(reason) => reason,

@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use ledgit::config::{self, Config};
 use ledgit::token::{self, SigningKey};
 
@@ -282,24 +281,7 @@ fn list(ctx: &Context, format: TextOrJson) -> CliResult {
 
 fn jwks(ctx: &Context) -> CliResult {
     let (_, config) = work_tree_config(ctx)?;
-    let keys: Vec<serde_json::Value> = config
-        .keys
-        .iter()
-        .map(|k| {
-            serde_json::json!({
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.bytes),
-                "kid": k.id,
-                "alg": "EdDSA",
-                "use": "sig",
-            })
-        })
-        .collect();
-    render::json(
-        &mut render::plain_stdout(),
-        &serde_json::json!({ "keys": keys }),
-    )?;
+    render::json(&mut render::plain_stdout(), &ledgit::token::jwks(&config))?;
     Ok(Outcome::Clean)
 }
 

@@ -9,6 +9,7 @@ mod promote;
 mod reconcile;
 mod render;
 mod review;
+mod serve;
 mod show;
 mod status;
 mod token;
@@ -32,6 +33,7 @@ Examples:
   ledgit promote support-bot --from staging --to production
   ledgit token issue support-bot production --key ~/.config/ledgit/signing.pem
   ledgit watch --exec ./deploy.sh             apply the branch to the platform as it moves
+  ledgit serve --listen 127.0.0.1:8080       answer agents, gateways and git hosts over HTTP
 
 Exit codes: 0 done and nothing wrong, 1 done and the repository has findings,
 2 could not run (bad arguments, no repository, unreadable input).";
@@ -69,6 +71,7 @@ enum Command {
     Reconcile(reconcile::ReconcileArgs),
     Watch(reconcile::WatchArgs),
     Journal(reconcile::JournalArgs),
+    Serve(serve::Args),
 }
 
 /// How a command that ran ended.
@@ -199,6 +202,7 @@ pub fn run() -> ExitCode {
         Command::Reconcile(args) => reconcile::reconcile(&ctx, args),
         Command::Watch(args) => reconcile::watch(&ctx, args),
         Command::Journal(args) => reconcile::journal(&ctx, args),
+        Command::Serve(args) => serve::run(&ctx, args),
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,

@@ -187,48 +187,6 @@ pub(super) fn state_path(repo: &Repo, state: Option<&Path>, ctx: &Context) -> Pa
     }
 }
 
-/// The branch being tracked: a full ref name, or `HEAD` when detached.
-fn tracked_ref(repo: &Repo, rev: Option<&str>, fetch: Option<&str>) -> Result<String, CliError> {
-    let branch = match rev {
-        Some(r) => r.trim_start_matches("refs/heads/").to_string(),
-        None => match repo.git.head() {
-            Ok(h) if h.is_branch() => h.shorthand().unwrap_or("HEAD").to_string(),
-            Ok(_) => "HEAD".to_string(),
-            Err(_) => {
-                // Unborn: HEAD names the branch to come.
-                let head = repo.git.find_reference("HEAD").ok();
-                head.and_then(|h| {
-                    h.symbolic_target()
-                        .ok()
-                        .flatten()
-                        .map(|t| t.trim_start_matches("refs/heads/").to_string())
-                })
-                .unwrap_or_else(|| "HEAD".into())
-            }
-        },
-    };
-    Ok(match (fetch, branch.as_str()) {
-        (Some(remote), b) => format!("refs/remotes/{remote}/{b}"),
-        (None, "HEAD") => "HEAD".into(),
-        (None, b)
-            if repo.git.find_reference(&format!("refs/heads/{b}")).is_ok() || rev.is_none() =>
-        {
-            format!("refs/heads/{b}")
-        }
-        (None, b) => b.to_string(),
-    })
-}
-
-fn resolve(repo: &Repo, name: &str) -> Option<git2::Oid> {
-    repo.git.refname_to_id(name).ok().or_else(|| {
-        repo.git
-            .revparse_single(name)
-            .ok()
-            .and_then(|o| o.peel_to_commit().ok())
-            .map(|c| c.id())
-    })
-}
-
 /// One pass's outcome.
 struct Pass {
     plan: Plan,
@@ -404,8 +362,8 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
     let actuator = actuator(common)?;
     duration(&common.timeout, "--timeout")?;
     let repo = ctx.repo()?;
-    let name = tracked_ref(&repo, common.rev.as_deref(), None)?;
-    let Some(tip) = resolve(&repo, &name) else {
+    let name = repo.tracked_ref(common.rev.as_deref(), None);
+    let Some(tip) = repo.resolve_tracked(&name) else {
         return Err(CliError::new(
             format!("`{name}` does not name a commit"),
             "commit the records first, or pass --rev",
@@ -447,7 +405,7 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
     duration(&common.timeout, "--timeout")?;
     let interval = duration(&args.interval, "--interval")?;
     let repo = ctx.repo()?;
-    let name = tracked_ref(&repo, common.rev.as_deref(), args.fetch.as_deref())?;
+    let name = repo.tracked_ref(common.rev.as_deref(), args.fetch.as_deref());
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -460,15 +418,8 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
     }
     let watcher = RefWatcher::new(repo.git.commondir())?;
     let fetch = |remote: &str| {
-        let status = std::process::Command::new("git")
-            .arg("-C")
-            .arg(repo.git.commondir())
-            .args(["fetch", "--quiet", remote])
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            anstream::eprintln!(
-                "{YELLOW}warning{YELLOW:#}: git fetch {remote} failed; using what is here"
-            );
+        if let Err(e) = repo.fetch(remote) {
+            anstream::eprintln!("{YELLOW}warning{YELLOW:#}: {e}; using what is here");
         }
     };
     // When `git fetch` last ran: every --interval, whatever else happened in between (a ref
@@ -492,7 +443,7 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
             last_fetch = Some(Instant::now());
         }
         let repo = ctx.repo()?;
-        let tip = resolve(&repo, &name);
+        let tip = repo.resolve_tracked(&name);
         let due = last_sync.elapsed() >= interval || retry_at.is_some_and(|t| Instant::now() >= t);
         if let Some(tip) = tip
             && (Some(tip) != last_tip || due)

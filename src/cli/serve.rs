@@ -1,0 +1,106 @@
+//! `ledgit serve`: the arguments of the server; the server itself is `crate::server`.
+
+use std::time::Duration;
+
+use ledgit::when;
+
+use super::{CliError, CliResult, Context, Outcome};
+
+/// Serve the tracked branch to agents' SDKs, gateways, git hosts and dashboards over HTTP.
+///
+/// Answers from the tip of the tracked branch (the checked-out branch, or --rev), reloaded
+/// within milliseconds when its ref moves (a commit, a merge, a fetch) and every --interval;
+/// with --fetch, also fetched from REMOTE every interval and on every verified push webhook.
+/// A tip whose ledgit.yaml is invalid is not served: the last good state stays, and /readyz,
+/// /metrics and the log say why. SIGTERM (or Ctrl-C) drains the requests in flight and exits 0.
+///
+/// Routes: /v1/whoami, /oauth2/introspect, /v1/authz, /v1/deployments, /v1/history,
+/// /.well-known/jwks.json, /.well-known/oauth-authorization-server, /v1/hooks/{github,gitlab,
+/// generic}, /healthz, /readyz, /metrics, and /openapi.json, which describes them all.
+///
+/// Secrets come from the environment, never from arguments: LEDGIT_HOOK_SECRET for webhooks,
+/// LEDGIT_INTROSPECTION_SECRET for callers of /oauth2/introspect. Without them those routes
+/// refuse every request.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit serve
+  ledgit serve --listen 0.0.0.0:8080 --fetch origin --interval 1m --audience gateway
+  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/v1/whoami")]
+pub struct Args {
+    /// The address to listen on (loopback unless you say otherwise).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+
+    /// The branch to serve (default: the checked-out branch).
+    #[arg(long, value_name = "BRANCH")]
+    rev: Option<String>,
+
+    /// Fetch REMOTE every --interval and on verified pushes, and serve REMOTE's branch.
+    #[arg(long, value_name = "REMOTE")]
+    fetch: Option<String>,
+
+    /// How often to fetch (with --fetch) and to re-check the branch in any case.
+    #[arg(long, value_name = "DURATION", default_value = "1m")]
+    interval: String,
+
+    /// Accept only tokens issued for this audience (`ledgit token issue --audience AUD`).
+    #[arg(long, value_name = "AUD")]
+    audience: Option<String>,
+
+    /// The URL clients reach this server at, for the OAuth metadata (default: from --listen).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+
+    /// No access log on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn secret(name: &str) -> Option<Vec<u8>> {
+    std::env::var_os(name)
+        .map(|v| v.into_encoded_bytes())
+        .filter(|v| !v.is_empty())
+}
+
+pub fn run(ctx: &Context, args: Args) -> CliResult {
+    let interval = when::parse_duration(&args.interval)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| {
+            CliError::new(
+                format!("`{}` is not a duration", args.interval),
+                "write a duration such as 30s, 1m or 5m",
+            )
+        })?;
+    let repo = ctx.repo()?;
+    let tracked = repo.tracked_ref(args.rev.as_deref(), args.fetch.as_deref());
+    let branch = match &args.rev {
+        Some(r) => r.trim_start_matches("refs/heads/").to_string(),
+        None => repo.current_branch().unwrap_or_else(|| "HEAD".into()),
+    };
+    let path = repo
+        .workdir()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| repo.git.path().to_path_buf());
+    let options = crate::server::Options {
+        repo: path,
+        listen: args.listen,
+        tracked,
+        branch,
+        fetch: args.fetch,
+        interval: Duration::from_secs(interval as u64),
+        audience: args.audience,
+        public_url: args
+            .public_url
+            .unwrap_or_else(|| format!("http://{}", args.listen)),
+        hook_secret: secret("LEDGIT_HOOK_SECRET"),
+        introspection_secret: secret("LEDGIT_INTROSPECTION_SECRET"),
+        quiet: args.quiet,
+    };
+    crate::server::run(options).map_err(|e| {
+        CliError::new(
+            e,
+            "pick another --listen address, or stop what holds this one",
+        )
+    })?;
+    Ok(Outcome::Clean)
+}

@@ -1,0 +1,159 @@
+//! The server's metrics in the Prometheus text format: requests by route and status, a latency
+//! histogram, token verifications by result, the served commit's time and its lag behind the
+//! branch, refreshes and their failures, webhook deliveries by result. Labels take values from
+//! small fixed sets (route templates, status codes, reason codes), never from request text.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    pub provider: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+fn latency() -> Histogram {
+    // 50 µs to about 1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    pub verifications: Family<ResultLabel, Counter>,
+    pub commit_time: Gauge,
+    pub lag: Gauge,
+    pub refreshes: Counter,
+    pub refresh_failures: Counter,
+    pub hooks: Family<HookLabels, Counter>,
+    pub ready: Gauge,
+    /// One series, labelled with why the last refresh failed, while it fails.
+    pub failing: Family<ReasonLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ledgit");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status",
+            requests.clone(),
+        );
+        let latency = Family::<RouteLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency as fn() -> Histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer a request, by route",
+            latency.clone(),
+        );
+        let verifications = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "token_verifications",
+            "Deployment tokens verified, by result (valid or the reason's code)",
+            verifications.clone(),
+        );
+        let commit_time = Gauge::default();
+        registry.register(
+            "served_commit_timestamp_seconds",
+            "Committer time of the commit being served",
+            commit_time.clone(),
+        );
+        let lag = Gauge::default();
+        registry.register(
+            "served_commit_lag_seconds",
+            "How far the served commit is behind the tracked branch's tip (committer times)",
+            lag.clone(),
+        );
+        let refreshes = Counter::default();
+        registry.register(
+            "refreshes",
+            "Loads of the tracked branch",
+            refreshes.clone(),
+        );
+        let refresh_failures = Counter::default();
+        registry.register(
+            "refresh_failures",
+            "Loads of the tracked branch that failed (the last good state stays served)",
+            refresh_failures.clone(),
+        );
+        let hooks = Family::<HookLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries, by provider and result",
+            hooks.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 when a state is loaded and the last refresh succeeded",
+            ready.clone(),
+        );
+        let failing = Family::<ReasonLabel, Gauge>::default();
+        registry.register(
+            "refresh_failing",
+            "1, labelled with the reason, while the last refresh failed",
+            failing.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            verifications,
+            commit_time,
+            lag,
+            refreshes,
+            refresh_failures,
+            hooks,
+            ready,
+            failing,
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts one verification.
+    pub fn verified(&self, result: Result<(), &ledgit::token::Reason>) {
+        let result = match result {
+            Ok(()) => "valid",
+            Err(reason) => reason.code(),
+        };
+        self.verifications
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+}

@@ -1,0 +1,291 @@
+//! `ledgit serve`: the second front end beside the command line. It serves the tracked
+//! branch's tip to the programs that need it at runtime (agents' SDKs, gateways, git hosts,
+//! dashboards) over HTTP: routes and handlers in `routes`, webhook receivers in `hooks`, the
+//! served state in `state`, metrics in `metrics`, and here the process around them: the
+//! listener with its time limits, the refresher that follows the branch, and the drain on
+//! SIGTERM. It uses only the library, never the command line's code.
+
+mod hooks;
+mod metrics;
+mod openapi;
+mod routes;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use state::{Served, Shared};
+
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long requests in flight may take to finish after SIGTERM.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// The most connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 4096;
+
+/// What `ledgit serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The repository (its work tree or git directory).
+    pub repo: PathBuf,
+    pub listen: SocketAddr,
+    /// The ref served (`refs/heads/main`, or `refs/remotes/origin/main` with `fetch`).
+    pub tracked: String,
+    /// The branch's short name, as pushes name it (`refs/heads/<branch>`).
+    pub branch: String,
+    /// The remote to fetch from on the interval and on verified pushes.
+    pub fetch: Option<String>,
+    /// How often to fetch (with `fetch`) and to check the ref in any case.
+    pub interval: Duration,
+    /// Tokens must carry this `aud`.
+    pub audience: Option<String>,
+    /// The server's URL as clients reach it (for the RFC 8414 metadata).
+    pub public_url: String,
+    pub hook_secret: Option<Vec<u8>>,
+    pub introspection_secret: Option<Vec<u8>>,
+    /// No access log (benchmarks).
+    pub quiet: bool,
+}
+
+/// Serves until SIGTERM or SIGINT, then drains the requests in flight. Errors are what stops
+/// the server from starting (the address is taken, the runtime cannot start).
+pub fn run(options: Options) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(serve(options))
+}
+
+async fn serve(options: Options) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let shared = Arc::new(Shared::new(options));
+    // The first load before the first request: a server that starts is ready, or says why not.
+    refresh(&shared, shared.options.fetch.is_some()).await;
+    eprintln!(
+        "ledgit serve: listening on http://{local}, serving {} {}",
+        shared.options.tracked,
+        shared
+            .served
+            .load()
+            .as_ref()
+            .map(|s| format!("at {}", ledgit::repo::short(s.commit)))
+            .unwrap_or_else(|| "(not loaded yet)".into())
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = spawn_watcher(shared.clone(), stop.clone());
+    let refresher = tokio::spawn(refresher(shared.clone()));
+    let app = routes::router(shared.clone());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut signals = Signals::new()?;
+    loop {
+        let permit = tokio::select! {
+            _ = signals.recv() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, _) = tokio::select! {
+            _ = signals.recv() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    eprintln!("ledgit serve: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .max_buf_size(64 * 1024)
+            .serve_connection(io, service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    eprintln!("ledgit serve: stopping; draining requests in flight");
+    stop.store(true, Ordering::SeqCst);
+    refresher.abort();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_ok();
+    let _ = watcher.join();
+    if drained {
+        eprintln!("ledgit serve: stopped");
+    } else {
+        eprintln!(
+            "ledgit serve: stopped after {}s with requests still in flight",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+    Ok(())
+}
+
+/// SIGTERM and SIGINT.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let err = |e: std::io::Error| format!("cannot handle signals: {e}");
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(err)?,
+            int: signal(SignalKind::interrupt()).map_err(err)?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+    }
+}
+
+/// Watches the git directory on a thread of its own and asks for a refresh when a ref may
+/// have moved (a commit, a merge, a fetch), within milliseconds.
+fn spawn_watcher(
+    shared: Arc<Shared>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let watcher = ledgit::repo::Repo::open(&shared.options.repo)
+            .and_then(|repo| ledgit::reconcile::RefWatcher::new(repo.git.commondir()));
+        let watcher = match watcher {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!(
+                    "ledgit serve: {e}; the branch is checked every {}s instead",
+                    shared.options.interval.as_secs()
+                );
+                return;
+            }
+        };
+        while !stop.load(Ordering::SeqCst) {
+            if watcher.wait(Duration::from_millis(250)) {
+                shared.ask_refresh(false);
+            }
+        }
+    })
+}
+
+/// Refreshes when asked (the ref moved, a verified push) and every interval; one refresh at a
+/// time, and the requests that come meanwhile coalesce into the next one.
+async fn refresher(shared: Arc<Shared>) {
+    let mut last_fetch = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shared.refresh.notified() => {},
+            _ = tokio::time::sleep(shared.options.interval) => {},
+        }
+        let asked = shared.fetch_asked.swap(false, Ordering::SeqCst);
+        let due = last_fetch.elapsed() >= shared.options.interval;
+        let fetch = shared.options.fetch.is_some() && (asked || due);
+        if fetch {
+            last_fetch = Instant::now();
+        }
+        refresh(&shared, fetch).await;
+    }
+}
+
+/// One refresh: fetch when asked, then load the tracked ref's commit unless it is served
+/// already. A failed load keeps the last good state and says why (log, `/readyz`, metrics).
+async fn refresh(shared: &Arc<Shared>, fetch: bool) {
+    let worker = shared.clone();
+    let outcome = tokio::task::spawn_blocking(move || -> Result<Option<Served>, String> {
+        let o = &worker.options;
+        let repo = ledgit::repo::Repo::open(&o.repo).map_err(|e| e.to_string())?;
+        if fetch && let Some(remote) = &o.fetch {
+            repo.fetch(remote)?;
+        }
+        let tip = repo
+            .resolve_tracked(&o.tracked)
+            .ok_or_else(|| format!("{} does not name a commit (yet)", o.tracked))?;
+        let tip_time = repo
+            .git
+            .find_commit(tip)
+            .map(|c| c.time().seconds())
+            .unwrap_or_default();
+        if let Ok(mut h) = worker.health.lock() {
+            h.branch_tip = Some((tip, tip_time));
+        }
+        let current = worker.served.load();
+        if current.as_ref().is_some_and(|s| s.commit == tip) {
+            return Ok(None);
+        }
+        Served::load(&o.repo, &o.tracked, o.audience.as_deref()).map(Some)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the refresh failed: {e}")));
+    let metrics = &shared.metrics;
+    metrics.refreshes.inc();
+    match outcome {
+        Ok(loaded) => {
+            if let Some(new) = loaded {
+                eprintln!(
+                    "ledgit serve: serving {} ({} deployments)",
+                    ledgit::repo::short(new.commit),
+                    new.rows.len()
+                );
+                metrics.commit_time.set(new.commit_time);
+                shared.served.store(Some(Arc::new(new)));
+            }
+            if let Ok(mut h) = shared.health.lock() {
+                if h.failing.take().is_some() {
+                    eprintln!("ledgit serve: the tracked branch loads again");
+                }
+                h.last_refresh = Some(Instant::now());
+            }
+            metrics.failing.clear();
+        }
+        Err(reason) => {
+            metrics.refresh_failures.inc();
+            eprintln!("ledgit serve: refresh failed, still serving the last good state: {reason}");
+            metrics.failing.clear();
+            metrics
+                .failing
+                .get_or_create(&metrics::ReasonLabel {
+                    reason: reason.chars().take(200).collect(),
+                })
+                .set(1);
+            if let Ok(mut h) = shared.health.lock() {
+                h.failing = Some(reason);
+                h.last_refresh = Some(Instant::now());
+            }
+        }
+    }
+    let health = shared.health();
+    let served = shared.served.load();
+    let lag = match (&health.branch_tip, served.as_ref()) {
+        (Some((tip, time)), Some(s)) if *tip != s.commit => (time - s.commit_time).max(0),
+        _ => 0,
+    };
+    metrics.lag.set(lag);
+    metrics
+        .ready
+        .set(i64::from(served.is_some() && health.failing.is_none()));
+}

@@ -1,0 +1,834 @@
+//! The routes of `ledgit serve` (SPEC "The server") and their handlers. Every answer is JSON
+//! (except `/metrics`); every error is `{"error": code, "message": text}` with the status that
+//! says what went wrong. Handlers read the served state once and answer from it alone.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde::Deserialize;
+
+use ledgit::history::Deployment;
+use ledgit::token::{Invalid, Reason, Verified};
+
+use super::hooks;
+use super::state::{Served, Shared};
+
+/// The largest request body read (webhook payloads, introspection forms).
+pub const MAX_BODY: usize = 1 << 20;
+/// How long one request may take, body included.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The most events one page of `/v1/history` holds.
+pub const MAX_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+
+/// The accepted forms of a time parameter, for error messages.
+const TIME_FORMS: &str =
+    "RFC 3339 (2026-03-03T12:00:00Z), a date (2026-03-03, UTC), or a duration ago (7d, 12h)";
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/whoami", get(whoami))
+        .route("/oauth2/introspect", post(introspect))
+        .route("/v1/authz", any(authz))
+        .route("/v1/authz/{*rest}", any(authz))
+        .route("/v1/deployments", get(deployments))
+        .route("/v1/deployments/{agent}", get(deployments_of_agent))
+        .route("/v1/deployments/{agent}/{environment}", get(deployment))
+        .route("/v1/history", get(history))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/v1/hooks/{provider}", post(hooks::receive))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), access))
+        .with_state(shared)
+}
+
+/// A JSON answer.
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// An error answer: `{"error": code, "message": message}`.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    json(
+        status,
+        &serde_json::json!({"error": code, "message": message.into()}),
+    )
+}
+
+/// An error on its way to becoming an answer (see [`error`]).
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_query(e: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, self.code, self.message)
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; /openapi.json lists the routes",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not answer that method; /openapi.json lists the routes",
+    )
+}
+
+/// The served state, or the answer that there is none yet.
+fn served(shared: &Shared) -> Result<Arc<Served>, ApiError> {
+    shared.served.load_full().ok_or_else(|| {
+        let reason = shared
+            .health()
+            .failing
+            .unwrap_or_else(|| "the tracked branch is not loaded yet".into());
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason)
+    })
+}
+
+/// What the access log says of the token a request presented (never the token).
+#[derive(Clone)]
+pub struct TokenSeen(pub String);
+
+/// The route template a path belongs to: metrics and the log name routes, never raw paths
+/// (which a client chooses, and which could hold anything).
+fn route_of(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["v1", "whoami"] => "/v1/whoami",
+        ["oauth2", "introspect"] => "/oauth2/introspect",
+        ["v1", "authz", ..] => "/v1/authz",
+        ["v1", "deployments"] => "/v1/deployments",
+        ["v1", "deployments", _] => "/v1/deployments/{agent}",
+        ["v1", "deployments", _, _] => "/v1/deployments/{agent}/{environment}",
+        ["v1", "history"] => "/v1/history",
+        [".well-known", "jwks.json"] => "/.well-known/jwks.json",
+        [".well-known", "oauth-authorization-server"] => "/.well-known/oauth-authorization-server",
+        ["v1", "hooks", _] => "/v1/hooks/{provider}",
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        ["metrics"] => "/metrics",
+        ["openapi.json"] => "/openapi.json",
+        _ => "unmatched",
+    }
+}
+
+/// The access log and the request metrics: route, status, duration and, for token routes,
+/// the token's id and deployment. Nothing from the headers or the query is written.
+async fn access(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = route_of(req.uri().path());
+    let response = next.run(req).await;
+    let elapsed = start.elapsed();
+    let status = response.status().as_u16();
+    shared
+        .metrics
+        .requests
+        .get_or_create(&super::metrics::RequestLabels { route, status })
+        .inc();
+    shared
+        .metrics
+        .latency
+        .get_or_create(&super::metrics::RouteLabel { route })
+        .observe(elapsed.as_secs_f64());
+    if !shared.options.quiet {
+        let token = response
+            .extensions()
+            .get::<TokenSeen>()
+            .map(|t| format!(" {}", t.0))
+            .unwrap_or_default();
+        eprintln!(
+            "{} {method} {route} {status} {:.2}ms{token}",
+            ledgit::when::rfc3339(chrono::Utc::now().timestamp()),
+            elapsed.as_secs_f64() * 1000.0
+        );
+    }
+    response
+}
+
+/// The bearer token of a request, if it presents one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Verifies a token against the served state, counting the result.
+fn verify(shared: &Shared, served: &Served, token: &str) -> Result<Verified, Invalid> {
+    let now = chrono::Utc::now().timestamp();
+    let result = served
+        .signatures
+        .verify(&served.verifier, token)
+        .and_then(|signed| served.verifier.check_claims(signed, now));
+    shared
+        .metrics
+        .verified(result.as_ref().map(|_| ()).map_err(|e| &e.reason));
+    result
+}
+
+/// The log's words for a token.
+fn seen(result: &Result<Verified, Invalid>) -> TokenSeen {
+    TokenSeen(match result {
+        Ok(v) => format!(
+            "token={} deployment={}/{}",
+            v.claims.jti, v.claims.agent, v.claims.environment
+        ),
+        Err(e) => match &e.claims {
+            Some(c) => format!(
+                "token={} deployment={}/{} invalid={}",
+                c.jti,
+                c.agent,
+                c.environment,
+                e.reason.code()
+            ),
+            None => format!("invalid={}", e.reason.code()),
+        },
+    })
+}
+
+/// RFC 6750's answer to a missing or invalid token.
+fn unauthorized(reason: &Reason) -> Response {
+    let challenge = match reason {
+        // No credentials: no error code (RFC 6750, 3.1).
+        Reason::Missing => "Bearer realm=\"ledgit\"".to_string(),
+        _ => format!(
+            "Bearer realm=\"ledgit\", error=\"invalid_token\", error_description=\"{}\"",
+            quoted(&reason.to_string())
+        ),
+    };
+    let mut response = json(
+        StatusCode::UNAUTHORIZED,
+        &serde_json::json!({
+            "error": if matches!(reason, Reason::Missing) { "missing_token" } else { "invalid_token" },
+            "code": reason.code(),
+            "message": reason.to_string(),
+        }),
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// Text fit for a quoted header parameter: printable ASCII without `"` and `\`.
+fn quoted(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            ' '..='~' if c != '"' && c != '\\' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+fn token_result(
+    shared: &Shared,
+    served: &Served,
+    headers: &HeaderMap,
+) -> Result<Verified, Invalid> {
+    match bearer(headers) {
+        Some(token) => verify(shared, served, token),
+        None => {
+            shared.metrics.verified(Err(&Reason::Missing));
+            Err(Invalid {
+                reason: Reason::Missing,
+                claims: None,
+            })
+        }
+    }
+}
+
+async fn whoami(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Answer {
+    let served = served(&shared)?;
+    let result = token_result(&shared, &served, &headers);
+    let seen = seen(&result);
+    let mut response = match &result {
+        Ok(v) => {
+            let record = served.deployment(&v.claims.agent, &v.claims.environment);
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "agent": v.claims.agent,
+                    "environment": v.claims.environment,
+                    "version": v.version,
+                    "generation": v.claims.generation,
+                    "path": record.map_or(v.claims.path.as_str(), |d| d.path.as_str()),
+                    "since": record.map(|d| d.updated_at.as_str()),
+                    "commit": served.commit.to_string(),
+                    "token": {
+                        "id": v.claims.jti,
+                        "key": v.kid,
+                        "issued_at": ledgit::when::rfc3339(v.claims.iat),
+                        "expires_at": v.claims.exp.map(ledgit::when::rfc3339),
+                        "audience": v.claims.aud,
+                    },
+                }),
+            )
+        }
+        Err(e) => unauthorized(&e.reason),
+    };
+    response.extensions_mut().insert(seen);
+    Ok(no_store(response))
+}
+
+/// Answers that depend on a token are never cached by intermediaries.
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[derive(Deserialize)]
+struct IntrospectForm {
+    token: Option<String>,
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+}
+
+/// RFC 7662: the caller (a gateway) authenticates with the introspection secret; the answer
+/// is the token's claims with `active: true`, or exactly `{"active": false}`.
+async fn introspect(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Answer {
+    let Some(secret) = &shared.options.introspection_secret else {
+        return Ok(error(
+            StatusCode::UNAUTHORIZED,
+            "introspection_disabled",
+            "introspection is disabled: start the server with LEDGIT_INTROSPECTION_SECRET set",
+        ));
+    };
+    let caller = bearer(&headers).unwrap_or("");
+    if !hooks::same_secret(secret, caller.as_bytes()) {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "authenticate with Authorization: Bearer <the introspection secret>",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"ledgit-introspection\""),
+        );
+        return Ok(r);
+    }
+    let bytes = read_body(body, 64 * 1024).await?;
+    let form: IntrospectForm = match serde_urlencoded::from_bytes(&bytes) {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the body is not a form (application/x-www-form-urlencoded): {e}"),
+            ));
+        }
+    };
+    let Some(token) = form.token.filter(|t| !t.is_empty()) else {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the form has no `token` parameter",
+        ));
+    };
+    let served = served(&shared)?;
+    let result = verify(&shared, &served, &token);
+    let seen = seen(&result);
+    let mut response = match result {
+        Ok(v) => {
+            let mut claims = serde_json::to_value(&v.claims).unwrap_or_default();
+            if let Some(map) = claims.as_object_mut() {
+                map.insert("active".into(), true.into());
+                map.insert("token_type".into(), "Bearer".into());
+                map.insert("kid".into(), v.kid.into());
+                map.insert("version".into(), v.version.into());
+            }
+            json(StatusCode::OK, &claims)
+        }
+        Err(_) => json(StatusCode::OK, &serde_json::json!({"active": false})),
+    };
+    response.extensions_mut().insert(seen);
+    Ok(no_store(response))
+}
+
+#[derive(Deserialize)]
+struct Scope {
+    agent: Option<String>,
+    environment: Option<String>,
+}
+
+/// Forward authentication (nginx `auth_request`, Traefik ForwardAuth, Envoy `ext_authz`): 200
+/// with the deployment in headers, 401 without a valid token, 403 for a valid token outside
+/// the scope `?agent=&environment=` asks for.
+async fn authz(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let scope: Scope = match serde_urlencoded::from_str(query.as_deref().unwrap_or("")) {
+        Ok(s) => s,
+        Err(e) => return Err(ApiError::bad_query(e)),
+    };
+    let served = served(&shared)?;
+    let result = token_result(&shared, &served, &headers);
+    let seen = seen(&result);
+    let mut response = match &result {
+        Err(e) => unauthorized(&e.reason),
+        Ok(v) => {
+            let outside = scope.agent.as_ref().is_some_and(|a| *a != v.claims.agent)
+                || scope
+                    .environment
+                    .as_ref()
+                    .is_some_and(|e| *e != v.claims.environment);
+            if outside {
+                error(
+                    StatusCode::FORBIDDEN,
+                    "outside_scope",
+                    format!(
+                        "the token is for {}/{}, outside what this route admits",
+                        v.claims.agent, v.claims.environment
+                    ),
+                )
+            } else {
+                let mut r = json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "agent": v.claims.agent,
+                        "environment": v.claims.environment,
+                        "version": v.version,
+                        "token_id": v.claims.jti,
+                    }),
+                );
+                for (name, value) in [
+                    ("x-ledgit-agent", &v.claims.agent),
+                    ("x-ledgit-environment", &v.claims.environment),
+                    ("x-ledgit-version", &v.version),
+                    ("x-ledgit-token-id", &v.claims.jti),
+                ] {
+                    if let Ok(value) = HeaderValue::from_str(value) {
+                        r.headers_mut().insert(name, value);
+                    }
+                }
+                r
+            }
+        }
+    };
+    response.extensions_mut().insert(seen);
+    Ok(no_store(response))
+}
+
+#[derive(Deserialize)]
+struct AtQuery {
+    at: Option<String>,
+}
+
+/// Parses a time parameter, or answers 400 naming the accepted forms.
+fn time_param(name: &str, value: &str) -> Result<i64, ApiError> {
+    ledgit::when::parse_time(value, chrono::Utc::now())
+        .map(|t| t.timestamp())
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_time",
+                format!("`{name}` is not a time; use {TIME_FORMS}"),
+            )
+        })
+}
+
+/// The snapshot the request asks for: now, or at `?at=`.
+fn snapshot(served: &Served, query: Option<&str>) -> Result<Option<Vec<Deployment>>, ApiError> {
+    let q: AtQuery =
+        serde_urlencoded::from_str(query.unwrap_or("")).map_err(ApiError::bad_query)?;
+    match q.at {
+        None => Ok(None),
+        Some(at) => {
+            let t = time_param("at", &at)?;
+            let h = &served.history;
+            Ok(Some(h.snapshot(h.position_at(t))))
+        }
+    }
+}
+
+fn tagged(served: &Served, mut response: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&served.etag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+async fn deployments(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Answer {
+    let served = served(&shared)?;
+    Ok(match snapshot(&served, query.as_deref())? {
+        Some(rows) => tagged(&served, json(StatusCode::OK, &rows)),
+        None => tagged(
+            &served,
+            (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                served.deployments_json.clone(),
+            )
+                .into_response(),
+        ),
+    })
+}
+
+async fn deployments_of_agent(
+    State(shared): State<Arc<Shared>>,
+    Path(agent): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let served = served(&shared)?;
+    let rows = snapshot(&served, query.as_deref())?.unwrap_or_else(|| served.rows.clone());
+    let of: Vec<&Deployment> = rows.iter().filter(|d| d.agent == agent).collect();
+    if of.is_empty() {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("agent `{}` has no record", shown(&agent)),
+        ));
+    }
+    Ok(tagged(&served, json(StatusCode::OK, &of)))
+}
+
+async fn deployment(
+    State(shared): State<Arc<Shared>>,
+    Path((agent, environment)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let served = served(&shared)?;
+    let found = match snapshot(&served, query.as_deref())? {
+        Some(rows) => rows
+            .into_iter()
+            .find(|d| d.agent == agent && d.environment == environment),
+        None => served.deployment(&agent, &environment).cloned(),
+    };
+    Ok(match found {
+        Some(d) => tagged(&served, json(StatusCode::OK, &d)),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no record of `{}` in `{}`",
+                shown(&agent),
+                shown(&environment)
+            ),
+        ),
+    })
+}
+
+/// Client text in a message: escaped and cut short.
+fn shown(text: &str) -> String {
+    text.chars().take(64).flat_map(char::escape_debug).collect()
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    agent: Option<String>,
+    environment: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The events, oldest first, a page at a time: `cursor` is where the next page starts (the
+/// `Link` header with `rel="next"` gives the whole URL). The entity tag is the served commit:
+/// an unchanged branch answers `304 Not Modified` to `If-None-Match`.
+async fn history(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let served = served(&shared)?;
+    let q: HistoryQuery = match serde_urlencoded::from_str(query.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return Err(ApiError::bad_query(e)),
+    };
+    let since = q
+        .since
+        .as_deref()
+        .map(|t| time_param("since", t))
+        .transpose()?;
+    let until = q
+        .until
+        .as_deref()
+        .map(|t| time_param("until", t))
+        .transpose()?;
+    let limit = match q.limit.as_deref().map(str::parse::<usize>) {
+        None => DEFAULT_PAGE,
+        Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_limit",
+                format!("`limit` is a number from 1 to {MAX_PAGE}"),
+            ));
+        }
+    };
+    let start = match q.cursor.as_deref() {
+        None => 0,
+        Some(c) => match decode_cursor(c) {
+            Some(n) => n,
+            None => {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_cursor",
+                    "`cursor` is not one this server gave (take it from the Link header)",
+                ));
+            }
+        },
+    };
+    let matches_etag = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == served.etag || t.trim() == "*")
+        });
+    if matches_etag {
+        return Ok(tagged(&served, StatusCode::NOT_MODIFIED.into_response()));
+    }
+    let h = &served.history;
+    let wanted = |e: &&ledgit::history::Event| {
+        let t = h.commit_of(e).time;
+        e.action != ledgit::history::Action::Moved
+            && q.agent.as_deref().is_none_or(|a| h.str(e.agent) == a)
+            && q.environment
+                .as_deref()
+                .is_none_or(|x| h.str(e.environment) == x)
+            && since.is_none_or(|s| t >= s)
+            && until.is_none_or(|u| t <= u)
+    };
+    let mut page = Vec::with_capacity(limit.min(h.events.len()));
+    let mut next = None;
+    for (i, e) in h.events.iter().enumerate().skip(start) {
+        if !wanted(&e) {
+            continue;
+        }
+        if page.len() == limit {
+            next = Some(i);
+            break;
+        }
+        page.push(e);
+    }
+    let mut body = Vec::new();
+    let _ = ledgit::json::write_json(&mut body, h, &page);
+    let mut response = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    if let Some(n) = next {
+        let cursor = encode_cursor(n);
+        let mut params: Vec<(String, String)> = Vec::new();
+        for (k, v) in [
+            ("agent", &q.agent),
+            ("environment", &q.environment),
+            ("since", &q.since),
+            ("until", &q.until),
+        ] {
+            if let Some(v) = v {
+                params.push((k.into(), v.clone()));
+            }
+        }
+        params.push(("limit".into(), limit.to_string()));
+        params.push(("cursor".into(), cursor.clone()));
+        let link = format!(
+            "</v1/history?{}>; rel=\"next\"",
+            serde_urlencoded::to_string(&params).unwrap_or_default()
+        );
+        for (name, value) in [("link", link), ("x-next-cursor", cursor)] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+    }
+    Ok(tagged(&served, response))
+}
+
+/// Cursors are positions in the event list, opaque to clients.
+fn encode_cursor(position: usize) -> String {
+    format!("e{position:x}")
+}
+
+fn decode_cursor(text: &str) -> Option<usize> {
+    let hex = text.strip_prefix('e')?;
+    if hex.is_empty() || hex.len() > 12 {
+        return None;
+    }
+    usize::from_str_radix(hex, 16).ok()
+}
+
+async fn jwks(State(shared): State<Arc<Shared>>) -> Answer {
+    let served = served(&shared)?;
+    let mut r = json(StatusCode::OK, &ledgit::token::jwks(&served.config));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(r)
+}
+
+/// RFC 8414 metadata: where verifiers find the keys and gateways the introspection endpoint.
+async fn metadata(State(shared): State<Arc<Shared>>) -> Response {
+    let base = shared.options.public_url.trim_end_matches('/');
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "issuer": ledgit::token::ISSUER,
+            "jwks_uri": format!("{base}/.well-known/jwks.json"),
+            "introspection_endpoint": format!("{base}/oauth2/introspect"),
+            "response_types_supported": [],
+            "grant_types_supported": [],
+            "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+            "service_documentation": format!("{base}/openapi.json"),
+        }),
+    )
+}
+
+async fn healthz() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let health = shared.health();
+    let served = shared.served.load();
+    let commit = served.as_ref().map(|s| s.commit.to_string());
+    let ready = served.is_some() && health.failing.is_none();
+    json(
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &serde_json::json!({
+            "ready": ready,
+            "commit": commit,
+            "reason": health.failing,
+        }),
+    )
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        shared.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn openapi(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        shared.openapi.clone(),
+    )
+        .into_response()
+}
+
+/// Reads a body of at most `limit` bytes, or answers 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {limit} bytes (or was cut short)"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_others() {
+        for n in [0, 1, 99, 123_456] {
+            assert_eq!(decode_cursor(&encode_cursor(n)), Some(n));
+        }
+        for bad in ["", "e", "x1", "e-1", "eZZ", "e1234567890123"] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn routes_are_named_by_template() {
+        assert_eq!(
+            route_of("/v1/deployments/a/b"),
+            "/v1/deployments/{agent}/{environment}"
+        );
+        assert_eq!(route_of("/v1/authz/any/path/x"), "/v1/authz");
+        assert_eq!(route_of("/eyJhbGciOi.secret"), "unmatched");
+    }
+
+    #[test]
+    fn header_parameters_are_quoted_safely() {
+        assert_eq!(quoted("a \"b\" \\ é\n"), "a ?b? ? ??");
+    }
+}

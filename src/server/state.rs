@@ -1,0 +1,199 @@
+//! The served state: everything a request reads, loaded from one commit of the tracked branch
+//! (config, keys, revocations, records, history) into one immutable value that a refresh
+//! replaces whole. Requests load the current value without locking and keep it for their
+//! whole answer, so they never wait for a refresh and never see half of one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use git2::Oid;
+use ledgit::config::Config;
+use ledgit::history::{Deployment, History};
+use ledgit::repo::Repo;
+use ledgit::token::{Signed, Verifier};
+
+use super::Options;
+use super::metrics::Metrics;
+
+/// One commit of the tracked branch, ready to answer from.
+pub struct Served {
+    pub commit: Oid,
+    /// The commit's committer time.
+    pub commit_time: i64,
+    pub config: Config,
+    pub history: History,
+    /// The deployments at the commit, sorted by agent and environment.
+    pub rows: Vec<Deployment>,
+    /// Position in `rows` of each (agent, environment).
+    by_pair: HashMap<(String, String), usize>,
+    pub verifier: Verifier,
+    /// `/v1/deployments`, serialized once.
+    pub deployments_json: Vec<u8>,
+    /// The strong entity tag of everything derived from this commit.
+    pub etag: String,
+    /// Signatures verified against this state's keys. It lives and dies with the state, so a
+    /// change of keys (any refresh) empties it.
+    pub signatures: SignatureCache,
+}
+
+impl Served {
+    /// Loads `tracked` (a ref name) of the repository at `path`. Fails when the ref does not
+    /// resolve or the commit's `ledgit.yaml` is invalid: then the last good state stays.
+    pub fn load(
+        path: &std::path::Path,
+        tracked: &str,
+        audience: Option<&str>,
+    ) -> Result<Served, String> {
+        let repo = Repo::open(path).map_err(|e| e.to_string())?;
+        let commit = repo
+            .resolve_tracked(tracked)
+            .ok_or_else(|| format!("{tracked} does not name a commit (yet)"))?;
+        let loaded =
+            ledgit::load::history(&repo, Some(commit), &mut |_| {}).map_err(|e| e.to_string())?;
+        let revoked = ledgit::load::revocations(&repo, commit).map_err(|e| e.to_string())?;
+        let commit_time = repo
+            .git
+            .find_commit(commit)
+            .map(|c| c.time().seconds())
+            .map_err(|e| e.message().to_string())?;
+        let rows = loaded.history.current();
+        let verifier = Verifier::new(&loaded.config, &rows, revoked)
+            .require_audience(audience.map(str::to_string));
+        let by_pair = rows
+            .iter()
+            .enumerate()
+            .map(|(i, d)| ((d.agent.clone(), d.environment.clone()), i))
+            .collect();
+        let deployments_json = serde_json::to_vec(&rows).map_err(|e| e.to_string())?;
+        Ok(Served {
+            commit,
+            commit_time,
+            config: loaded.config,
+            history: loaded.history,
+            rows,
+            by_pair,
+            verifier,
+            deployments_json,
+            etag: format!("\"{commit}\""),
+            signatures: SignatureCache::default(),
+        })
+    }
+
+    /// The record of a pair at this commit.
+    pub fn deployment(&self, agent: &str, environment: &str) -> Option<&Deployment> {
+        self.by_pair
+            .get(&(agent.to_string(), environment.to_string()))
+            .map(|&i| &self.rows[i])
+    }
+}
+
+/// How the last refresh went, for `/readyz`, `/metrics` and the log.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// Why the last refresh failed, while it is failing.
+    pub failing: Option<String>,
+    /// The tracked ref's commit and its time, as last seen (it may be ahead of the served one).
+    pub branch_tip: Option<(Oid, i64)>,
+    pub last_refresh: Option<Instant>,
+}
+
+/// What every request and the refresher share.
+pub struct Shared {
+    pub options: Options,
+    pub served: ArcSwapOption<Served>,
+    pub health: Mutex<Health>,
+    pub metrics: Metrics,
+    /// Wakes the refresher; permits do not pile up, so a flood of deliveries coalesces.
+    pub refresh: tokio::sync::Notify,
+    /// A refresh was asked for that should fetch first (a verified push webhook).
+    pub fetch_asked: std::sync::atomic::AtomicBool,
+    /// The OpenAPI document, as JSON.
+    pub openapi: Vec<u8>,
+}
+
+impl Shared {
+    pub fn new(options: Options) -> Shared {
+        Shared {
+            options,
+            served: ArcSwapOption::empty(),
+            health: Mutex::new(Health::default()),
+            metrics: Metrics::default(),
+            refresh: tokio::sync::Notify::new(),
+            fetch_asked: std::sync::atomic::AtomicBool::new(false),
+            openapi: super::openapi::json(),
+        }
+    }
+
+    /// The health as last recorded.
+    pub fn health(&self) -> Health {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// Asks the refresher for a refresh (coalesced with any already asked for).
+    pub fn ask_refresh(&self, fetch: bool) {
+        if fetch {
+            self.fetch_asked
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.refresh.notify_one();
+    }
+}
+
+/// Signatures already verified, by SHA-256 of the token: a token presented again skips the
+/// Ed25519 check (the claims are still checked against the state on every request). Bounded:
+/// a full shard is emptied before it takes a new entry.
+pub struct SignatureCache {
+    shards: Vec<Mutex<HashMap<[u8; 32], Signed>>>,
+}
+
+const SHARDS: usize = 16;
+const PER_SHARD: usize = 1024;
+
+impl Default for SignatureCache {
+    fn default() -> Self {
+        SignatureCache {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+impl SignatureCache {
+    fn key(token: &str) -> [u8; 32] {
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        key
+    }
+
+    /// The token's signed claims, from the cache or by verifying the signature now.
+    pub fn verify(
+        &self,
+        verifier: &Verifier,
+        token: &str,
+    ) -> Result<Signed, ledgit::token::Invalid> {
+        let key = Self::key(token);
+        let shard = &self.shards[usize::from(key[0]) % SHARDS];
+        if let Some(hit) = shard.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let signed = verifier.verify_signature(token)?;
+        if let Ok(mut map) = shard.lock() {
+            if map.len() >= PER_SHARD {
+                map.clear();
+            }
+            map.insert(key, signed.clone());
+        }
+        Ok(signed)
+    }
+
+    /// How many signatures are cached.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
+            .sum()
+    }
+}

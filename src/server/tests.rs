@@ -1,0 +1,950 @@
+//! In-process tests of every route and every error, on a real repository (the example history
+//! plus a key), with each JSON answer checked against the OpenAPI document.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use tower::ServiceExt;
+
+use ledgit::token::{IssueOptions, SigningKey};
+
+use super::Options;
+use super::state::{Served, Shared};
+
+const NOW: i64 = 1_800_000_000;
+const HOOK_SECRET: &[u8] = b"hook-secret";
+const INTROSPECTION_SECRET: &str = "gateway-secret";
+
+/// A repository made by `ledgit init --example`, with a key listed and committed.
+struct Fixture {
+    dir: tempfile::TempDir,
+    key: SigningKey,
+    branch: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        ledgit::init::init(dir.path(), true, NOW).unwrap();
+        let (key, _) = SigningKey::generate().unwrap();
+        let config = std::fs::read_to_string(dir.path().join("ledgit.yaml")).unwrap();
+        let config = config.replace(
+            "keys: []",
+            &format!(
+                "keys:\n  - id: k1\n    algorithm: Ed25519\n    public_key: {}\n",
+                key.public_encoded()
+            ),
+        );
+        std::fs::write(dir.path().join("ledgit.yaml"), config).unwrap();
+        let branch = ledgit::repo::Repo::open(dir.path())
+            .unwrap()
+            .current_branch()
+            .unwrap();
+        let f = Fixture { dir, key, branch };
+        f.commit("Add key k1", NOW + 60);
+        f
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Commits the work tree as it is.
+    fn commit(&self, message: &str, time: i64) {
+        let repo = git2::Repository::open(self.path()).unwrap();
+        let mut index = repo.index().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        index.update_all(["*"], None).unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig =
+            git2::Signature::new("Ada", "ada@example.com", &git2::Time::new(time, 0)).unwrap();
+        let parent = repo.head().unwrap().peel_to_commit().unwrap();
+        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent])
+            .unwrap();
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn tracked(&self) -> String {
+        format!("refs/heads/{}", self.branch)
+    }
+
+    fn options(&self) -> Options {
+        Options {
+            repo: self.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tracked: self.tracked(),
+            branch: self.branch.clone(),
+            fetch: None,
+            interval: std::time::Duration::from_secs(60),
+            audience: None,
+            public_url: "http://ledgit.example".into(),
+            hook_secret: Some(HOOK_SECRET.to_vec()),
+            introspection_secret: Some(INTROSPECTION_SECRET.as_bytes().to_vec()),
+            quiet: true,
+        }
+    }
+
+    /// A server's shared state with the tip loaded.
+    fn shared_with(&self, options: Options) -> Arc<Shared> {
+        let audience = options.audience.clone();
+        let shared = Arc::new(Shared::new(options));
+        self.reload(&shared, audience.as_deref());
+        shared
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        self.shared_with(self.options())
+    }
+
+    fn reload(&self, shared: &Shared, audience: Option<&str>) {
+        let served = Served::load(self.path(), &self.tracked(), audience).unwrap();
+        shared.served.store(Some(Arc::new(served)));
+    }
+
+    fn issue(&self, shared: &Shared, agent: &str, env: &str, options: &IssueOptions) -> String {
+        let served = shared.served.load_full().unwrap();
+        let record = served.deployment(agent, env).unwrap().clone();
+        let now = chrono::Utc::now().timestamp();
+        ledgit::token::issue(&self.key, "k1", &record, now, options)
+            .unwrap()
+            .0
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+}
+
+async fn call(shared: &Arc<Shared>, request: Request<Body>) -> Answer {
+    let method = request.method().as_str().to_lowercase();
+    let path = request.uri().path().to_string();
+    let response = super::routes::router(shared.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    let answer = Answer {
+        status,
+        headers,
+        body,
+    };
+    conforms(&method, &path, &answer);
+    answer
+}
+
+async fn get(shared: &Arc<Shared>, uri: &str) -> Answer {
+    call(shared, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+async fn with_token(shared: &Arc<Shared>, uri: &str, token: &str) -> Answer {
+    call(
+        shared,
+        Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+/// The OpenAPI document's template for a request path.
+fn template(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    Some(match segments.as_slice() {
+        ["v1", "whoami"] => "/v1/whoami",
+        ["oauth2", "introspect"] => "/oauth2/introspect",
+        ["v1", "authz"] => "/v1/authz",
+        ["v1", "authz", ..] => "/v1/authz/{path}",
+        ["v1", "deployments"] => "/v1/deployments",
+        ["v1", "deployments", _] => "/v1/deployments/{agent}",
+        ["v1", "deployments", _, _] => "/v1/deployments/{agent}/{environment}",
+        ["v1", "history"] => "/v1/history",
+        [".well-known", "jwks.json"] => "/.well-known/jwks.json",
+        [".well-known", "oauth-authorization-server"] => "/.well-known/oauth-authorization-server",
+        ["v1", "hooks", _] => "/v1/hooks/{provider}",
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        ["metrics"] => "/metrics",
+        ["openapi.json"] => "/openapi.json",
+        _ => return None,
+    })
+}
+
+/// Every answer of a documented route has a documented status, and its JSON body validates
+/// against the documented schema.
+fn conforms(method: &str, path: &str, answer: &Answer) {
+    let Some(template) = template(path) else {
+        return;
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&super::openapi::json()).unwrap();
+    if answer.status == StatusCode::METHOD_NOT_ALLOWED {
+        // Methods a route does not answer are not in the document; the answer is an Error.
+        assert!(doc["paths"][template].get(method).is_none());
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&answer.body).unwrap()["error"].is_string()
+        );
+        return;
+    }
+    let Some(operation) = doc["paths"][template].get(method).or_else(|| {
+        // /v1/authz answers every method as it answers GET.
+        template
+            .starts_with("/v1/authz")
+            .then(|| &doc["paths"][template]["get"])
+    }) else {
+        panic!("{method} {template} is not in the OpenAPI document");
+    };
+    let status = answer.status.as_str();
+    let mut response = operation["responses"]
+        .get(status)
+        .unwrap_or_else(|| panic!("{method} {template}: status {status} is not documented"));
+    if let Some(r) = response["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/responses/");
+        response = &doc["components"]["responses"][name];
+    }
+    let Some(schema) = response["content"]["application/json"].get("schema") else {
+        return;
+    };
+    let mut root = doc.clone();
+    root["allOf"] = serde_json::json!([schema]);
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&root)
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&answer.body)
+        .unwrap_or_else(|_| panic!("{method} {path} {status}: the body is not JSON"));
+    let errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status} does not match the document: {errors:?}\n{body}"
+    );
+}
+
+#[tokio::test]
+async fn whoami_answers_with_the_version_at_the_tip() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let token = f.issue(
+        &shared,
+        "support-bot",
+        "production",
+        &IssueOptions::default(),
+    );
+    let a = with_token(&shared, "/v1/whoami", &token).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let v = a.json();
+    assert_eq!(v["agent"], "support-bot");
+    assert_eq!(v["environment"], "production");
+    assert_eq!(v["token"]["key"], "k1");
+    assert_eq!(a.header("cache-control"), "no-store");
+    let before = v["version"].as_str().unwrap().to_string();
+    // The version changes at the tip: the same token now learns the new one.
+    let path = "deployments/support-bot/production.yaml";
+    let text = std::fs::read_to_string(f.path().join(path)).unwrap();
+    let edited = ledgit::edit::set_version(path, &text, "9.9.9").unwrap();
+    f.write(path, &edited);
+    f.commit("production 9.9.9", NOW + 120);
+    f.reload(&shared, None);
+    let v = with_token(&shared, "/v1/whoami", &token).await.json();
+    assert_ne!(before, "9.9.9");
+    assert_eq!(v["version"], "9.9.9");
+    assert_eq!(v["since"], ledgit::when::rfc3339(NOW + 120));
+}
+
+/// Every reason a token fails, with the same code `token verify` gives, as a 401 with an RFC
+/// 6750 challenge.
+#[tokio::test]
+async fn every_invalid_token_is_a_401_with_its_reason() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let good = f.issue(
+        &shared,
+        "support-bot",
+        "production",
+        &IssueOptions::default(),
+    );
+    let served = shared.served.load_full().unwrap();
+    let claims = served
+        .verifier
+        .verify(&good, chrono::Utc::now().timestamp())
+        .unwrap()
+        .claims;
+    let header = |alg: &str, kid: &str| ledgit::token::Header {
+        alg: alg.into(),
+        typ: Some("JWT".into()),
+        kid: kid.into(),
+    };
+    let (other, _) = SigningKey::generate().unwrap();
+    let mut expired = claims.clone();
+    expired.exp = Some(1_000);
+    expired.iat = 500;
+    let mut future = claims.clone();
+    future.iat = chrono::Utc::now().timestamp() + 3600;
+    let (h, c, _) = {
+        let mut parts = good.split('.');
+        (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        )
+    };
+    let none = format!(
+        "{}.{c}.",
+        base64_url(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#)
+    );
+    let cases: Vec<(String, &str)> = vec![
+        ("not-a-token".into(), "malformed"),
+        ("a".repeat(9000), "malformed"),
+        (none.clone(), "malformed"),
+        (format!("{none}x"), "wrong_algorithm"),
+        (
+            format!("{h}.{c}.{}", base64_url(&[7u8; 64])),
+            "bad_signature",
+        ),
+        (
+            ledgit::token::sign(&other, &header("EdDSA", "k1"), &claims),
+            "bad_signature",
+        ),
+        (
+            ledgit::token::sign(&f.key, &header("HS256", "k1"), &claims),
+            "wrong_algorithm",
+        ),
+        (
+            ledgit::token::sign(&f.key, &header("EdDSA", "k9"), &claims),
+            "unknown_key",
+        ),
+        (
+            ledgit::token::sign(&f.key, &header("EdDSA", "k1"), &expired),
+            "expired",
+        ),
+        (
+            ledgit::token::sign(&f.key, &header("EdDSA", "k1"), &future),
+            "not_yet_valid",
+        ),
+    ];
+    for (token, code) in &cases {
+        let a = with_token(&shared, "/v1/whoami", token).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{code}");
+        assert_eq!(a.json()["code"], *code, "{}", a.json());
+        let challenge = a.header("www-authenticate");
+        assert!(
+            challenge.starts_with("Bearer realm=\"ledgit\", error=\"invalid_token\""),
+            "{challenge}"
+        );
+        // The same answer as the library's verifier (what `token verify` prints).
+        let direct = served
+            .verifier
+            .verify(token, chrono::Utc::now().timestamp());
+        assert_eq!(direct.unwrap_err().reason.code(), *code);
+    }
+    let missing = get(&shared, "/v1/whoami").await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        missing.header("www-authenticate"),
+        "Bearer realm=\"ledgit\""
+    );
+    assert_eq!(missing.json()["code"], "missing");
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Revocation, removal and re-creation at the tip invalidate a token at the next refresh.
+#[tokio::test]
+async fn tokens_follow_their_record_at_the_tip() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let options = IssueOptions::default();
+    let revoked = f.issue(&shared, "support-bot", "production", &options);
+    let removed = f.issue(&shared, "billing-agent", "staging", &options);
+    let recreated = f.issue(&shared, "support-bot", "staging", &options);
+    let jti = shared
+        .served
+        .load_full()
+        .unwrap()
+        .verifier
+        .verify(&revoked, chrono::Utc::now().timestamp())
+        .unwrap()
+        .claims
+        .jti;
+    f.write(
+        "revocations.yaml",
+        &format!("apiVersion: ledgit/v1\nkind: Revocations\nrevoked:\n  - jti: {jti}\n"),
+    );
+    std::fs::remove_file(f.path().join("deployments/billing-agent/staging.yaml")).unwrap();
+    let staging = f.path().join("deployments/support-bot/staging.yaml");
+    let text = std::fs::read_to_string(&staging).unwrap();
+    std::fs::remove_file(&staging).unwrap();
+    f.commit("revoke, remove, delete", NOW + 120);
+    std::fs::write(&staging, text).unwrap();
+    f.commit("re-create", NOW + 180);
+    f.reload(&shared, None);
+    for (token, code) in [
+        (&revoked, "revoked"),
+        (&removed, "record_removed"),
+        (&recreated, "stale_generation"),
+    ] {
+        let a = with_token(&shared, "/v1/whoami", token).await;
+        assert_eq!(
+            (a.status, a.json()["code"].as_str().unwrap()),
+            (StatusCode::UNAUTHORIZED, code)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_server_with_an_audience_refuses_tokens_for_others() {
+    let f = Fixture::new();
+    let mut options = f.options();
+    options.audience = Some("gateway".into());
+    let shared = f.shared_with(options);
+    let aimed = f.issue(
+        &shared,
+        "support-bot",
+        "production",
+        &IssueOptions {
+            ttl: Some(3600),
+            audience: Some("gateway".into()),
+        },
+    );
+    let plain = f.issue(
+        &shared,
+        "support-bot",
+        "production",
+        &IssueOptions::default(),
+    );
+    assert_eq!(
+        with_token(&shared, "/v1/whoami", &aimed).await.status,
+        StatusCode::OK
+    );
+    let a = with_token(&shared, "/v1/whoami", &plain).await;
+    assert_eq!(a.json()["code"], "wrong_audience");
+}
+
+async fn introspect(shared: &Arc<Shared>, secret: Option<&str>, body: &str) -> Answer {
+    let mut request = Request::post("/oauth2/introspect")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(s) = secret {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {s}"));
+    }
+    call(shared, request.body(Body::from(body.to_string())).unwrap()).await
+}
+
+#[tokio::test]
+async fn introspection_authenticates_the_caller_and_answers_rfc_7662() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let token = f.issue(
+        &shared,
+        "support-bot",
+        "production",
+        &IssueOptions::default(),
+    );
+    let body = format!("token={token}&token_type_hint=access_token");
+    let a = introspect(&shared, Some(INTROSPECTION_SECRET), &body).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let v = a.json();
+    assert_eq!(v["active"], true);
+    assert_eq!(v["agent"], "support-bot");
+    assert_eq!(v["sub"], "support-bot/production");
+    assert!(v["version"].is_string());
+    // Anything invalid is exactly {"active": false}.
+    let a = introspect(&shared, Some(INTROSPECTION_SECRET), "token=x.y.z").await;
+    assert_eq!(a.body, br#"{"active":false}"#);
+    for caller in [None, Some("wrong"), Some("gateway-secret2")] {
+        let a = introspect(&shared, caller, &body).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{caller:?}");
+        assert!(!String::from_utf8_lossy(&a.body).contains("active"));
+    }
+    let a = introspect(&shared, Some(INTROSPECTION_SECRET), "token_type_hint=x").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = introspect(
+        &shared,
+        Some(INTROSPECTION_SECRET),
+        &"token=".repeat(20_000),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Without a secret configured, nobody can introspect.
+    let mut options = f.options();
+    options.introspection_secret = None;
+    let closed = f.shared_with(options);
+    let a = introspect(&closed, Some(""), &body).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.json()["error"], "introspection_disabled");
+}
+
+#[tokio::test]
+async fn forward_authentication_admits_by_scope() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let token = f.issue(
+        &shared,
+        "support-bot",
+        "production",
+        &IssueOptions::default(),
+    );
+    let a = with_token(
+        &shared,
+        "/v1/authz?agent=support-bot&environment=production",
+        &token,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.header("x-ledgit-agent"), "support-bot");
+    assert_eq!(a.header("x-ledgit-environment"), "production");
+    assert!(!a.header("x-ledgit-version").is_empty());
+    assert_eq!(a.header("x-ledgit-token-id").len(), 32);
+    let outside = with_token(&shared, "/v1/authz?environment=staging", &token).await;
+    assert_eq!(outside.status, StatusCode::FORBIDDEN);
+    let other_agent = with_token(
+        &shared,
+        "/v1/authz/tools/search?agent=billing-agent",
+        &token,
+    )
+    .await;
+    assert_eq!(other_agent.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(&shared, "/v1/authz").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Envoy's ext_authz sends the original method and path under the prefix.
+    let post = call(
+        &shared,
+        Request::post("/v1/authz/api/v1/tools?environment=production")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(post.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn deployments_now_and_at_a_past_time() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let a = get(&shared, "/v1/deployments").await;
+    assert_eq!(a.status, StatusCode::OK);
+    let served = shared.served.load_full().unwrap();
+    assert_eq!(a.json(), serde_json::to_value(&served.rows).unwrap());
+    assert_eq!(a.header("etag"), served.etag);
+    // Before the first commit: nothing ran.
+    let early = get(&shared, "/v1/deployments?at=2020-01-01").await;
+    assert_eq!(early.json(), serde_json::json!([]));
+    let past = get(&shared, "/v1/deployments?at=2030-01-01T00:00:00Z").await;
+    assert_eq!(past.json().as_array().unwrap().len(), served.rows.len());
+    let bad = get(&shared, "/v1/deployments?at=yesterday-ish").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.json()["message"].as_str().unwrap().contains("RFC 3339"));
+    let agent = get(&shared, "/v1/deployments/support-bot").await;
+    assert!(
+        agent
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["agent"] == "support-bot")
+    );
+    assert_eq!(
+        get(&shared, "/v1/deployments/nobody").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let one = get(&shared, "/v1/deployments/support-bot/production").await;
+    assert_eq!(one.json()["environment"], "production");
+    assert_eq!(
+        get(&shared, "/v1/deployments/support-bot/moon")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&shared, "/v1/deployments/support-bot/production?at=%zz")
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn history_pages_add_up_to_the_whole_and_say_not_modified() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let all = get(&shared, "/v1/history?limit=1000").await;
+    let all = all.json();
+    let mut pages = Vec::new();
+    let mut uri = "/v1/history?limit=2".to_string();
+    loop {
+        let a = get(&shared, &uri).await;
+        assert_eq!(a.status, StatusCode::OK);
+        pages.extend(a.json().as_array().unwrap().clone());
+        let link = a.header("link").to_string();
+        if link.is_empty() {
+            break;
+        }
+        uri = link
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_string();
+    }
+    assert_eq!(serde_json::Value::Array(pages), all);
+    assert!(all.as_array().unwrap().len() > 4);
+    // Filters.
+    let prod = get(&shared, "/v1/history?environment=production")
+        .await
+        .json();
+    assert!(
+        prod.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["environment"] == "production")
+    );
+    let none = get(&shared, "/v1/history?since=2099-01-01").await.json();
+    assert_eq!(none, serde_json::json!([]));
+    // Conditional requests.
+    let etag = get(&shared, "/v1/history").await.header("etag").to_string();
+    let again = call(
+        &shared,
+        Request::get("/v1/history")
+            .header(header::IF_NONE_MATCH, &etag)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert!(again.body.is_empty());
+    for bad in [
+        "/v1/history?since=soon",
+        "/v1/history?until=2026-13-45",
+        "/v1/history?limit=0",
+        "/v1/history?limit=1001",
+        "/v1/history?limit=ten",
+        "/v1/history?cursor=zzz",
+    ] {
+        let a = get(&shared, bad).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn keys_and_metadata_for_offline_verifiers() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let jwks = get(&shared, "/.well-known/jwks.json").await.json();
+    assert_eq!(jwks["keys"][0]["kid"], "k1");
+    assert_eq!(jwks["keys"][0]["x"], f.key.public_encoded());
+    let meta = get(&shared, "/.well-known/oauth-authorization-server")
+        .await
+        .json();
+    assert_eq!(
+        meta["jwks_uri"],
+        "http://ledgit.example/.well-known/jwks.json"
+    );
+    assert_eq!(meta["issuer"], "ledgit");
+}
+
+fn signed(body: &[u8]) -> String {
+    ledgit::actuator::signature(HOOK_SECRET, body)
+}
+
+async fn hook(
+    shared: &Arc<Shared>,
+    provider: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Answer {
+    let mut request = Request::post(format!("/v1/hooks/{provider}"));
+    for (k, v) in headers {
+        request = request.header(*k, v);
+    }
+    call(shared, request.body(Body::from(body.to_vec())).unwrap()).await
+}
+
+fn refresh_asked(shared: &Shared) -> bool {
+    shared
+        .fetch_asked
+        .swap(false, std::sync::atomic::Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn webhooks_refresh_only_when_verified_and_for_the_tracked_branch() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let push = format!(r#"{{"ref":"refs/heads/{}"}}"#, f.branch);
+    let push = push.as_bytes();
+    let a = hook(
+        &shared,
+        "github",
+        &[
+            ("x-github-event", "push".into()),
+            ("x-hub-signature-256", signed(push)),
+        ],
+        push,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    assert!(refresh_asked(&shared));
+    for (provider, headers) in [
+        (
+            "github",
+            vec![
+                ("x-github-event", "push".to_string()),
+                ("x-hub-signature-256", signed(b"other")),
+            ],
+        ),
+        ("github", vec![("x-github-event", "push".to_string())]),
+        (
+            "gitlab",
+            vec![
+                ("x-gitlab-event", "Push Hook".to_string()),
+                ("x-gitlab-token", "wrong".into()),
+            ],
+        ),
+        ("generic", vec![("x-signature", "sha256=00".into())]),
+    ] {
+        let a = hook(&shared, provider, &headers, push).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{provider} {headers:?}");
+        assert!(
+            !refresh_asked(&shared),
+            "a refused delivery asked for a refresh"
+        );
+    }
+    let gitlab = hook(
+        &shared,
+        "gitlab",
+        &[
+            ("x-gitlab-event", "Push Hook".into()),
+            ("x-gitlab-token", "hook-secret".into()),
+        ],
+        push,
+    )
+    .await;
+    assert_eq!(gitlab.status, StatusCode::ACCEPTED);
+    assert!(refresh_asked(&shared));
+    let generic = hook(&shared, "generic", &[("x-signature", signed(b""))], b"").await;
+    assert_eq!(generic.status, StatusCode::ACCEPTED);
+    assert!(refresh_asked(&shared));
+    // Verified, but nothing to do.
+    let other = br#"{"ref":"refs/heads/feature"}"#;
+    let a = hook(
+        &shared,
+        "github",
+        &[
+            ("x-github-event", "push".into()),
+            ("x-hub-signature-256", signed(other)),
+        ],
+        other,
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.json()["refresh"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    let ping = hook(
+        &shared,
+        "github",
+        &[
+            ("x-github-event", "ping".into()),
+            ("x-hub-signature-256", signed(b"{}")),
+        ],
+        b"{}",
+    )
+    .await;
+    assert_eq!(ping.status, StatusCode::OK);
+    assert!(!refresh_asked(&shared));
+    let junk = hook(
+        &shared,
+        "generic",
+        &[("x-signature", signed(b"not json"))],
+        b"not json",
+    )
+    .await;
+    assert_eq!(junk.status, StatusCode::BAD_REQUEST);
+    let huge = vec![b' '; (1 << 20) + 1];
+    let a = hook(&shared, "generic", &[("x-signature", signed(&huge))], &huge).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        hook(&shared, "bitbucket", &[], b"{}").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let mut options = f.options();
+    options.hook_secret = None;
+    let closed = f.shared_with(options);
+    let a = hook(&closed, "generic", &[("x-signature", signed(push))], push).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let metrics = get(&shared, "/metrics").await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        text.contains(
+            r#"ledgit_webhook_deliveries_total{provider="github",result="bad_signature"} 2"#
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn operations_routes_and_errors_as_json() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    assert_eq!(get(&shared, "/healthz").await.json()["status"], "ok");
+    let ready = get(&shared, "/readyz").await;
+    assert_eq!(
+        (ready.status, ready.json()["ready"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let token = f.issue(
+        &shared,
+        "support-bot",
+        "production",
+        &IssueOptions::default(),
+    );
+    with_token(&shared, "/v1/whoami", &token).await;
+    with_token(&shared, "/v1/whoami", "x").await;
+    let metrics = get(&shared, "/metrics").await;
+    assert!(metrics.header("content-type").starts_with("text/plain"));
+    let text = String::from_utf8(metrics.body).unwrap();
+    for line in [
+        r#"ledgit_token_verifications_total{result="valid"} 1"#,
+        r#"ledgit_token_verifications_total{result="malformed"} 1"#,
+        r#"ledgit_http_requests_total{route="/v1/whoami",status="200"} 1"#,
+        "ledgit_http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    assert!(!text.contains(&token));
+    let doc = get(&shared, "/openapi.json").await.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for route in [
+        "/v1/whoami",
+        "/oauth2/introspect",
+        "/v1/authz",
+        "/v1/deployments",
+        "/v1/history",
+        "/.well-known/jwks.json",
+        "/v1/hooks/{provider}",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(route).is_some(), "{route}");
+    }
+    let missing = get(&shared, "/v2/nothing").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json()["error"], "not_found");
+    let wrong = call(
+        &shared,
+        Request::delete("/v1/deployments")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.json()["error"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn before_the_first_load_the_server_says_it_is_not_ready() {
+    let f = Fixture::new();
+    let shared = Arc::new(Shared::new(f.options()));
+    for uri in [
+        "/v1/deployments",
+        "/v1/whoami",
+        "/v1/history",
+        "/.well-known/jwks.json",
+    ] {
+        let a = get(&shared, uri).await;
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+    }
+    let ready = get(&shared, "/readyz").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(get(&shared, "/healthz").await.status, StatusCode::OK);
+}
+
+/// A tip whose ledgit.yaml is invalid is not served: the last good state stays.
+#[tokio::test]
+async fn an_invalid_config_at_the_tip_keeps_the_last_good_state() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let good = shared.served.load_full().unwrap().commit;
+    f.write(
+        "ledgit.yaml",
+        "apiVersion: ledgit/v1\nkind: Config\nenvironments: [\n",
+    );
+    f.commit("break the config", NOW + 120);
+    super::refresh(&shared, false).await;
+    assert_eq!(shared.served.load_full().unwrap().commit, good);
+    let ready = get(&shared, "/readyz").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ledgit.yaml")
+    );
+    let text = String::from_utf8(get(&shared, "/metrics").await.body).unwrap();
+    assert!(text.contains("ledgit_refresh_failing{reason="), "{text}");
+    assert!(text.contains("ledgit_ready 0"), "{text}");
+    // Requests are still answered from the last good state.
+    assert_eq!(get(&shared, "/v1/deployments").await.status, StatusCode::OK);
+}
+
+#[test]
+fn signatures_are_cached_per_state_and_bounded() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let served = shared.served.load_full().unwrap();
+    let token = f.issue(
+        &shared,
+        "support-bot",
+        "production",
+        &IssueOptions::default(),
+    );
+    for _ in 0..3 {
+        served.signatures.verify(&served.verifier, &token).unwrap();
+    }
+    assert_eq!(served.signatures.len(), 1);
+    for _ in 0..20_000 {
+        let t = f.issue(&shared, "support-bot", "staging", &IssueOptions::default());
+        served.signatures.verify(&served.verifier, &t).unwrap();
+    }
+    assert!(served.signatures.len() <= 16 * 1024);
+    // A refreshed state starts with an empty cache (its keys may differ).
+    f.reload(&shared, None);
+    assert_eq!(shared.served.load_full().unwrap().signatures.len(), 0);
+}

@@ -1,0 +1,219 @@
+//! `ledgit serve` end to end: the real binary on an ephemeral port over a real repository,
+//! following commits, agreeing with `token verify`, keeping secrets out of its log, and
+//! draining on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{T0, TestRepo};
+
+struct Server {
+    child: Child,
+    base: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    fn start(repo: &TestRepo, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+            .current_dir(repo.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(if args.contains(&"--interval") {
+                &[][..]
+            } else {
+                &["--interval", "2s"][..]
+            })
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(rest.split(',').next().unwrap_or("").to_string());
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server did not say where it listens");
+        Server { child, base, log }
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut request = agent.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            request = request.header("Authorization", &format!("Bearer {t}"));
+        }
+        let response = request.call().unwrap();
+        let status = response.status().as_u16();
+        let mut body = String::new();
+        response
+            .into_body()
+            .into_reader()
+            .read_to_string(&mut body)
+            .unwrap();
+        (status, serde_json::from_str(&body).unwrap_or_default())
+    }
+
+    /// SIGTERM; the exit code and the whole log.
+    fn stop(mut self) -> (i32, String) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), log)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An example repository with a signing key listed and committed; returns it and the key path.
+fn example() -> (TestRepo, tempfile::TempDir, std::path::PathBuf) {
+    let repo = TestRepo::empty();
+    let init = repo.ledgit(&["init", "--example", "."]);
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("signing.pem");
+    let generated = repo.ledgit(&["keys", "generate", "--out", key.to_str().unwrap(), "--add"]);
+    assert_eq!(generated.code, 0, "{}", generated.stderr);
+    repo.commit("Add a signing key", T0 + 30 * common::DAY);
+    (repo, keys, key)
+}
+
+fn issue(repo: &TestRepo, key: &std::path::Path, agent: &str, env: &str) -> String {
+    let run = repo.ledgit(&["token", "issue", agent, env, "--key", key.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout.trim().to_string()
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn serves_follows_commits_agrees_with_token_verify_and_drains() {
+    let (repo, _keys, key) = example();
+    let token = issue(&repo, &key, "support-bot", "production");
+    let doomed = issue(&repo, &key, "support-bot", "staging");
+    let server = Server::start(&repo, &[], &[("LEDGIT_HOOK_SECRET", "hook-secret-value")]);
+    let (status, me) = server.get("/v1/whoami", Some(&token));
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["agent"], "support-bot");
+    let (status, _) = server.get("/readyz", None);
+    assert_eq!(status, 200);
+    // A commit to the tracked branch is served without anyone asking.
+    repo.ledgit(&["set", "support-bot", "production", "7.7.7", "--force"]);
+    repo.commit("production 7.7.7", T0 + 31 * common::DAY);
+    wait_for("the new version", || {
+        server.get("/v1/whoami", Some(&token)).1["version"] == "7.7.7"
+    });
+    // A revoked token: the server and `token verify` give the same reason.
+    let jti = repo.ledgit(&["token", "inspect", &doomed]).json()["claims"]["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(repo.ledgit(&["token", "revoke", &jti]).code, 0);
+    repo.commit("Revoke", T0 + 32 * common::DAY);
+    wait_for("the revocation", || {
+        server.get("/v1/whoami", Some(&doomed)).0 == 401
+    });
+    let (_, answer) = server.get("/v1/whoami", Some(&doomed));
+    let verify = repo.ledgit(&["token", "verify", &doomed, "--format", "json"]);
+    assert_eq!(verify.code, 1);
+    assert_eq!(verify.json()["code"], answer["code"]);
+    assert_eq!(answer["code"], "revoked");
+    // SIGTERM: drained, exit 0, and no token or secret in any log line.
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("ledgit serve: stopped"), "{log}");
+    assert!(log.contains("GET /v1/whoami 200"), "{log}");
+    for secret in [token.as_str(), doomed.as_str(), "hook-secret-value"] {
+        assert!(!log.contains(secret), "a secret is in the log:\n{log}");
+        // Nor any long piece of a token (a signature, a header).
+        for part in secret.split('.').filter(|p| p.len() > 20) {
+            assert!(!log.contains(part), "part of a token is in the log:\n{log}");
+        }
+    }
+}
+
+/// The server follows a remote with --fetch: a push announced by a verified webhook is
+/// served without waiting for the interval.
+#[test]
+fn a_verified_push_webhook_fetches_and_serves_the_push() {
+    let (seed, _keys, _key) = example();
+    let remote = seed.bare_clone();
+    let url = remote.path().join("remote.git");
+    let served = TestRepo::clone_of(&url);
+    let pusher = TestRepo::clone_of(&url);
+    let server = Server::start(
+        &served,
+        &["--fetch", "origin", "--interval", "1h"],
+        &[("LEDGIT_HOOK_SECRET", "s3")],
+    );
+    let version =
+        || server.get("/v1/deployments/support-bot/production", None).1["version"].clone();
+    assert_ne!(version(), "8.8.8");
+    pusher.ledgit(&["set", "support-bot", "production", "8.8.8", "--force"]);
+    pusher.commit("production 8.8.8", T0 + 40 * common::DAY);
+    pusher.git(&["push", "-q", "origin", "HEAD"]);
+    let branch = pusher.git(&["rev-parse", "--abbrev-ref", "HEAD"]);
+    let body = format!(r#"{{"ref":"refs/heads/{branch}"}}"#);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let wrong = agent
+        .post(format!("{}/v1/hooks/generic", server.base))
+        .header("X-Signature", "sha256=0000")
+        .send(body.as_bytes())
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_ne!(version(), "8.8.8", "an unverified delivery refreshed");
+    let right = agent
+        .post(format!("{}/v1/hooks/generic", server.base))
+        .header(
+            "X-Signature",
+            &ledgit::actuator::signature(b"s3", body.as_bytes()),
+        )
+        .send(body.as_bytes())
+        .unwrap();
+    assert_eq!(right.status().as_u16(), 202);
+    wait_for("the pushed version", || version() == "8.8.8");
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
