@@ -99,7 +99,8 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     }
     let ago = t.strip_suffix(" ago").unwrap_or(t);
     if let Some(secs) = parse_duration(ago)
-        && let Some(then) = now.checked_sub_signed(chrono::Duration::seconds(secs))
+        && let Some(delta) = chrono::TimeDelta::try_seconds(secs)
+        && let Some(then) = now.checked_sub_signed(delta)
     {
         return Ok(then);
     }
@@ -233,6 +234,23 @@ mod tests {
         assert_eq!(format_duration_short(3 * 3_600 + 12 * 60 + 5), "3h12m");
         assert_eq!(format_duration_short(-90), "-1m30s");
         assert_eq!(format_duration_short(0), "0s");
+    }
+
+    /// Found by fuzzing the server's `?at=`: a duration too large for chrono panicked.
+    #[test]
+    fn durations_ago_beyond_the_calendar_are_errors() {
+        let now = Utc::now();
+        for text in [
+            "9300000000000000s",
+            "9223372036854775807s",
+            "1000000000000w",
+            "15250w ago",
+        ] {
+            let _ = parse_time(text, now);
+        }
+        assert!(parse_time("9300000000000000s", now).is_err());
+        assert!(parse_time("1000000000000w", now).is_err());
+        assert!(parse_time("7d", now).is_ok());
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -109,6 +110,15 @@ impl IntoResponse for ApiError {
 }
 
 type Answer = Result<Response, ApiError>;
+
+/// A defect in a handler: a 500 for that request, the server goes on.
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "ledgit failed on this request (a defect in ledgit: please report it)",
+    )
+}
 
 async fn not_found() -> Response {
     error(
@@ -620,7 +630,7 @@ async fn history(
             ));
         }
     };
-    let start = match q.cursor.as_deref() {
+    let start = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => 0,
         Some(c) => match decode_cursor(c) {
             Some(n) => n,
