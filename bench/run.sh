@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ledgit benchmarks: prints each figure and its ratio against the reference measured in the
-# same run. Usage: bench/run.sh [validate|history|tokens|reconcile|all] (default all). Needs python3 and git;
+# same run. Usage: bench/run.sh [validate|history|tokens|reconcile|serve|all] (default all). Needs
+# python3 and git, and wrk for serve (apt-get install wrk);
 # installs check-jsonschema into bench/.venv for the validate comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -145,4 +146,12 @@ if [[ $what == reconcile || $what == all ]]; then
   repo=$work/history
   [[ -d $repo/.git ]] || python3 bench/generate.py history "$repo"
   python3 bench/reconcile.py "$bin" "$repo" "$work"
+fi
+
+if [[ $what == serve || $what == all ]]; then
+  command -v wrk >/dev/null || { echo "bench serve needs wrk (apt-get install wrk)" >&2; exit 2; }
+  repo=$work/history
+  [[ -d $repo/.git ]] || python3 bench/generate.py history "$repo"
+  "$bin" -C "$repo" status >/dev/null   # the index, so that the server loads warm
+  python3 bench/serve.py "$bin" "$repo" "$work"
 fi

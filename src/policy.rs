@@ -113,10 +113,10 @@ impl<'h> MonotonicClock<'h> {
 
     /// The gate time at chain position `pos`; positions must not decrease between calls.
     fn at(&mut self, pos: u32) -> i64 {
-        let pos = pos as usize;
-        while self.next <= pos && self.next < self.times.len() {
-            self.latest = self.latest.max(self.times[self.next]);
-            self.next += 1;
+        let end = (pos as usize + 1).min(self.times.len());
+        if let Some(new) = self.times.get(self.next..end) {
+            self.latest = new.iter().fold(self.latest, |a, &t| a.max(t));
+            self.next = end;
         }
         self.latest
     }

@@ -518,23 +518,70 @@ fn tagged(served: &Served, mut response: Response) -> Response {
     response
 }
 
-async fn deployments(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Answer {
+/// Whether `If-None-Match` names the served commit's entity tag.
+fn not_modified(served: &Served, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == served.etag || t.trim() == "*")
+        })
+}
+
+/// Whether the client accepts gzip: `Accept-Encoding` names it (or `*`) without `q=0`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+async fn deployments(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let served = served(&shared)?;
-    Ok(match snapshot(&served, query.as_deref())? {
-        Some(rows) => tagged(&served, json(StatusCode::OK, &rows)),
-        None => tagged(
-            &served,
-            (
-                StatusCode::OK,
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                served.deployments_json.clone(),
-            )
-                .into_response(),
-        ),
-    })
+    if let Some(rows) = snapshot(&served, query.as_deref())? {
+        return Ok(tagged(&served, json(StatusCode::OK, &rows)));
+    }
+    if not_modified(&served, &headers) {
+        return Ok(tagged(&served, StatusCode::NOT_MODIFIED.into_response()));
+    }
+    // The current snapshot was serialized (and compressed) once, at load: every answer shares
+    // those bytes.
+    let gzip = accepts_gzip(&headers);
+    let mut response = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        if gzip {
+            served.deployments_gzip.clone()
+        } else {
+            served.deployments_json.clone()
+        },
+    )
+        .into_response();
+    let h = response.headers_mut();
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(tagged(&served, response))
 }
 
 async fn deployments_of_agent(
@@ -643,14 +690,7 @@ async fn history(
             }
         },
     };
-    let matches_etag = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == served.etag || t.trim() == "*")
-        });
-    if matches_etag {
+    if not_modified(&served, &headers) {
         return Ok(tagged(&served, StatusCode::NOT_MODIFIED.into_response()));
     }
     let h = &served.history;
@@ -835,6 +875,23 @@ mod tests {
         );
         assert_eq!(route_of("/v1/authz/any/path/x"), "/v1/authz");
         assert_eq!(route_of("/eyJhbGciOi.secret"), "unmatched");
+    }
+
+    #[test]
+    fn gzip_is_used_where_accepted() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            accepts_gzip(&h)
+        };
+        assert!(with("gzip"));
+        assert!(with("br, gzip;q=0.5, deflate"));
+        assert!(with("*"));
+        assert!(!with("gzip;q=0"));
+        assert!(!with("gzip; q=0.000"));
+        assert!(!with("identity"));
+        assert!(!with("gzipx"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
     }
 
     #[test]

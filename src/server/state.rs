@@ -29,8 +29,10 @@ pub struct Served {
     /// Position in `rows` of each (agent, environment).
     by_pair: HashMap<(String, String), usize>,
     pub verifier: Verifier,
-    /// `/v1/deployments`, serialized once.
-    pub deployments_json: Vec<u8>,
+    /// `/v1/deployments`, serialized once and shared by every answer (no copy per request).
+    pub deployments_json: axum::body::Bytes,
+    /// The same, gzip-compressed once, for clients that accept it.
+    pub deployments_gzip: axum::body::Bytes,
     /// The strong entity tag of everything derived from this commit.
     pub etag: String,
     /// Signatures verified against this state's keys. It lives and dies with the state, so a
@@ -67,6 +69,7 @@ impl Served {
             .map(|(i, d)| ((d.agent.clone(), d.environment.clone()), i))
             .collect();
         let deployments_json = serde_json::to_vec(&rows).map_err(|e| e.to_string())?;
+        let deployments_gzip = gzip(&deployments_json).map_err(|e| e.to_string())?;
         Ok(Served {
             commit,
             commit_time,
@@ -75,7 +78,8 @@ impl Served {
             rows,
             by_pair,
             verifier,
-            deployments_json,
+            deployments_json: deployments_json.into(),
+            deployments_gzip: deployments_gzip.into(),
             etag: format!("\"{commit}\""),
             signatures: SignatureCache::default(),
         })
@@ -87,6 +91,16 @@ impl Served {
             .get(&(agent.to_string(), environment.to_string()))
             .map(|&i| &self.rows[i])
     }
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 8),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(bytes)?;
+    encoder.finish()
 }
 
 /// How the last refresh went, for `/readyz`, `/metrics` and the log.

@@ -150,10 +150,19 @@ async fn call(shared: &Arc<Shared>, request: Request<Body>) -> Answer {
         .unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+    let mut body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap()
         .to_vec();
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|e| e == "gzip")
+    {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain)
+            .unwrap();
+        body = plain;
+    }
     let answer = Answer {
         status,
         headers,
@@ -569,6 +578,29 @@ async fn deployments_now_and_at_a_past_time() {
     assert_eq!(early.json(), serde_json::json!([]));
     let past = get(&shared, "/v1/deployments?at=2030-01-01T00:00:00Z").await;
     assert_eq!(past.json().as_array().unwrap().len(), served.rows.len());
+    // Compressed for clients that accept it (the same JSON once decoded), and not sent again
+    // while the branch has not moved.
+    let gzip = call(
+        &shared,
+        Request::get("/v1/deployments")
+            .header(header::ACCEPT_ENCODING, "br, gzip")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(gzip.header("content-encoding"), "gzip");
+    assert_eq!(gzip.header("vary"), "accept-encoding");
+    assert_eq!(gzip.json(), a.json());
+    let again = call(
+        &shared,
+        Request::get("/v1/deployments")
+            .header(header::IF_NONE_MATCH, &served.etag)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert!(again.body.is_empty());
     let bad = get(&shared, "/v1/deployments?at=yesterday-ish").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.json()["message"].as_str().unwrap().contains("RFC 3339"));
