@@ -214,6 +214,72 @@ fn a_verified_push_webhook_fetches_and_serves_the_push() {
         .unwrap();
     assert_eq!(right.status().as_u16(), 202);
     wait_for("the pushed version", || version() == "8.8.8");
+    // A flood of deliveries: at most one refresh runs at a time, and those asked for meanwhile
+    // coalesce into one more.
+    let refreshes = || -> u64 {
+        let mut text = String::new();
+        agent
+            .get(format!("{}/metrics", server.base))
+            .call()
+            .unwrap()
+            .into_body()
+            .into_reader()
+            .read_to_string(&mut text)
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("ledgit_refreshes_total "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let before = refreshes();
+    let signature = ledgit::actuator::signature(b"s3", body.as_bytes());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    let r = agent
+                        .post(format!("{}/v1/hooks/generic", server.base))
+                        .header("X-Signature", &signature)
+                        .send(body.as_bytes())
+                        .unwrap();
+                    assert_eq!(r.status().as_u16(), 202);
+                }
+            });
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let ran = refreshes() - before;
+    assert!((1..50).contains(&ran), "100 deliveries ran {ran} refreshes");
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+/// A client that never finishes its headers is disconnected (10 s), and holds nobody up.
+#[test]
+fn a_slow_client_is_cut_off_and_others_are_served_meanwhile() {
+    use std::io::Write;
+    let (repo, _keys, _key) = example();
+    let server = Server::start(&repo, &[], &[]);
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&address).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let start = Instant::now();
+    assert_eq!(server.get("/healthz", None).0, 200);
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = slow.read(&mut buf).unwrap_or(0);
+    let waited = start.elapsed();
+    assert_eq!(
+        n, 0,
+        "the server answered a request it never fully received"
+    );
+    assert!(
+        waited >= Duration::from_secs(8) && waited < Duration::from_secs(25),
+        "cut off after {waited:?}"
+    );
     let (code, _) = server.stop();
     assert_eq!(code, 0);
 }
