@@ -234,3 +234,114 @@ fn large_tracked_files_are_scanned_for_keys_or_reported() {
         );
     }
 }
+
+/// bash loads the completion script and completes subcommands and `--format` values.
+#[test]
+fn bash_completes_subcommands_and_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = common::ledgit_in(dir.path(), &["completions", "bash"]);
+    assert_eq!(script.code, 0, "{}", script.stderr);
+    std::fs::write(dir.path().join("ledgit.bash"), &script.stdout).unwrap();
+    let complete = |words: &str, cword: usize| -> Vec<String> {
+        let out = std::process::Command::new("bash")
+            .arg("--norc")
+            .arg("-c")
+            .arg(format!(
+                "source ledgit.bash; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}; _ledgit ledgit \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+            ))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let subcommands = complete("ledgit ''", 1);
+    for expected in [
+        "validate",
+        "history",
+        "status",
+        "serve",
+        "completions",
+        "man",
+    ] {
+        assert!(
+            subcommands.iter().any(|s| s == expected),
+            "{expected}: {subcommands:?}"
+        );
+    }
+    let formats = complete("ledgit history --format ''", 3);
+    assert_eq!(formats, ["text", "json", "csv"], "{formats:?}");
+    let prefixed = complete("ledgit st", 1);
+    assert_eq!(prefixed, ["status"]);
+    let unknown = common::ledgit_in(dir.path(), &["completions", "nushell"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("bash") && unknown.stderr.contains("zsh"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+/// One man page per subcommand, each rendered by man without a warning.
+#[test]
+fn man_pages_render_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::ledgit_in(dir.path(), &["man", "pages"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path().join("pages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for expected in [
+        "ledgit.1",
+        "ledgit-serve.1",
+        "ledgit-token-issue.1",
+        "ledgit-keys-generate.1",
+    ] {
+        assert!(pages.iter().any(|p| p == expected), "{expected}: {pages:?}");
+    }
+    assert!(!pages.iter().any(|p| p.contains("help")), "{pages:?}");
+    if std::process::Command::new("man")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped rendering: man is not installed");
+        return;
+    }
+    for page in &pages {
+        let out = std::process::Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(dir.path().join("pages").join(page))
+            .env("MANWIDTH", "80")
+            .env("MAN_KEEP_FORMATTING", "0")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{page}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let name = page.trim_end_matches(".1").replace('-', " ");
+        assert!(
+            text.contains(&name) || text.contains(page.trim_end_matches(".1")),
+            "{page}:\n{text}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "",
+            "{page} has warnings"
+        );
+    }
+    let stdout = common::ledgit_in(dir.path(), &["man"]);
+    assert!(
+        stdout.stdout.starts_with(".ie"),
+        "{}",
+        &stdout.stdout[..40.min(stdout.stdout.len())]
+    );
+}

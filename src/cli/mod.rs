@@ -2,6 +2,7 @@
 //! from the core as text, JSON, GitHub annotations or markdown. Every command returns an
 //! [`Outcome`] (exit 0 or 1) or a [`CliError`] (exit 2) that carries a hint for the user.
 
+mod docs;
 mod history;
 mod init;
 mod keys;
@@ -72,6 +73,8 @@ enum Command {
     Watch(reconcile::WatchArgs),
     Journal(reconcile::JournalArgs),
     Serve(serve::Args),
+    Completions(docs::CompletionsArgs),
+    Man(docs::ManArgs),
 }
 
 /// How a command that ran ended.
@@ -203,6 +206,8 @@ pub fn run() -> ExitCode {
         Command::Watch(args) => reconcile::watch(&ctx, args),
         Command::Journal(args) => reconcile::journal(&ctx, args),
         Command::Serve(args) => serve::run(&ctx, args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(&ctx, args),
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
