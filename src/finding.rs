@@ -74,6 +74,7 @@ codes! {
     InvalidKind => "invalid-kind", Error, "kind is not AgentDeployment";
     InvalidName => "invalid-name", Error, "an agent or environment name that is not a DNS label";
     InvalidVersion => "invalid-version", Error, "a version that is empty, too long or contains white space";
+    InvalidSource => "invalid-source", Error, "a ledgit.dev/source annotation that is not <datasource>:<package>";
     UnknownEnvironment => "unknown-environment", Error, "the environment is not declared in ledgit.yaml";
     DuplicatePair => "duplicate-pair", Error, "the same (agent, environment) pair is declared in several files";
     PathMismatch => "path-mismatch", Error, "the record is not at <deployments>/<agent>/<environment>.yaml";

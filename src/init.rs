@@ -93,11 +93,21 @@ pub fn init(dir: &Path, example: bool, now: i64) -> Result<Initialized> {
     })
 }
 
-/// A record file's text.
-pub fn record_text(agent: &str, environment: &str, version: &str, owner: &str) -> String {
-    format!(
+/// A record file's text; `source` is where its versions come from (`ledgit.dev/source`).
+pub fn record_text(
+    agent: &str,
+    environment: &str,
+    version: &str,
+    owner: &str,
+    source: Option<&str>,
+) -> String {
+    let mut text = format!(
         "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: {agent}\nenvironment: {environment}\nversion: {version}\nannotations:\n  owner: {owner}\n"
-    )
+    );
+    if let Some(source) = source {
+        text.push_str(&format!("  {}: {source}\n", crate::record::SOURCE));
+    }
+    text
 }
 
 struct Step {
@@ -185,6 +195,16 @@ fn owner(agent: &str) -> &'static str {
     }
 }
 
+/// Where each example agent's versions come from (none for triage-bot).
+fn source(agent: &str) -> Option<&'static str> {
+    match agent {
+        "support-bot" => Some("docker:ghcr.io/acme/support-bot"),
+        "billing-agent" => Some("pypi:billing-agent"),
+        "search-assistant" => Some("npm:@acme/search-assistant"),
+        _ => None,
+    }
+}
+
 fn write_example(repo: &Repository, root: &Path, now: i64) -> Result<Vec<git2::Oid>> {
     let git = |what: &str| {
         let what = what.to_string();
@@ -200,7 +220,7 @@ fn write_example(repo: &Repository, root: &Path, now: i64) -> Result<Vec<git2::O
         for (agent, env, version) in step.writes {
             let dir = root.join("deployments").join(agent);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            let text = record_text(agent, env, version, owner(agent));
+            let text = record_text(agent, env, version, owner(agent), source(agent));
             write_atomic(&dir.join(format!("{env}.yaml")), text.as_bytes())?;
         }
         let mut index = repo.index().map_err(git("opening the index"))?;

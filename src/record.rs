@@ -222,6 +222,51 @@ pub fn version_problem(s: &str) -> Option<String> {
     }
 }
 
+/// The annotation that names where a record's versions come from, for tools that bump them
+/// (Renovate): `<datasource>:<package>`.
+pub const SOURCE: &str = "ledgit.dev/source";
+
+/// The datasources a source may name (Renovate's names for them).
+pub const SOURCE_KINDS: &[&str] = &[
+    "docker",
+    "pypi",
+    "npm",
+    "github-releases",
+    "github-tags",
+    "maven",
+    "go",
+    "crate",
+    "helm",
+    "nuget",
+    "rubygems",
+];
+
+/// What is wrong with a `ledgit.dev/source` value, if anything.
+pub fn source_problem(value: &str) -> Option<String> {
+    let shown = value
+        .chars()
+        .take(80)
+        .flat_map(char::escape_debug)
+        .collect::<String>();
+    let Some((kind, package)) = value.split_once(':') else {
+        return Some(format!(
+            "`{shown}` has no datasource (`<datasource>:<package>`)"
+        ));
+    };
+    if !SOURCE_KINDS.contains(&kind) {
+        return Some(format!("`{kind}` is not a datasource ledgit knows"));
+    }
+    if package.is_empty()
+        || package.len() > 256
+        || package
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\')
+    {
+        return Some(format!("`{shown}` does not name a package after `{kind}:`"));
+    }
+    None
+}
+
 fn annotations(c: &mut Checker, root: &yaml::Node) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let Some(node) = root.get("annotations") else {
@@ -257,6 +302,19 @@ fn annotations(c: &mut Checker, root: &yaml::Node) -> BTreeMap<String, String> {
         };
         match &v.value {
             Value::Str(s) => {
+                if key == SOURCE
+                    && let Some(problem) = source_problem(s)
+                {
+                    c.report(
+                        Code::InvalidSource,
+                        v,
+                        problem,
+                        format!(
+                            "write {SOURCE}: <datasource>:<package>, with a datasource among {}, such as docker:ghcr.io/acme/support-bot or pypi:support-bot",
+                            SOURCE_KINDS.join(", ")
+                        ),
+                    );
+                }
                 out.insert(key, s.clone());
             }
             other => c.report(

@@ -22,6 +22,7 @@ const SCHEMA_CODES: &[&str] = &[
     "invalid-kind",
     "invalid-name",
     "invalid-version",
+    "invalid-source",
 ];
 
 fn files(dir: &str) -> Vec<std::path::PathBuf> {
