@@ -13,6 +13,7 @@ pub mod error;
 pub mod finding;
 pub mod fsutil;
 pub mod history;
+pub mod hmac;
 pub mod index;
 pub mod init;
 pub mod json;

@@ -42,40 +42,7 @@ impl Provider {
     }
 }
 
-/// Whether `given` is `secret`, compared in constant time (an HMAC of each under a key drawn
-/// at random, compared with ring's constant-time check).
-pub fn same_secret(secret: &[u8], given: &[u8]) -> bool {
-    use ring::rand::SecureRandom;
-    let mut k = [0u8; 32];
-    if ring::rand::SystemRandom::new().fill(&mut k).is_err() {
-        return false;
-    }
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k);
-    let tag = ring::hmac::sign(&key, secret);
-    ring::hmac::verify(&key, given, tag.as_ref()).is_ok()
-}
-
-/// Whether `header` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`.
-pub fn signature_ok(secret: &[u8], body: &[u8], header: &str) -> bool {
-    let Some(hex) = header.trim().strip_prefix("sha256=") else {
-        return false;
-    };
-    let Some(tag) = decode_hex(hex) else {
-        return false;
-    };
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    ring::hmac::verify(&key, body, &tag).is_ok()
-}
-
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() != 64 {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+pub use ledgit::hmac::{same_secret, signature_ok};
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
     headers
@@ -187,47 +154,4 @@ pub async fn receive(
     count("refresh");
     shared.ask_refresh(true);
     json(StatusCode::ACCEPTED, &serde_json::json!({"refresh": true}))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn github_signature_scheme() {
-        // From GitHub's documentation of X-Hub-Signature-256.
-        let header = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert!(signature_ok(
-            b"It's a Secret to Everybody",
-            b"Hello, World!",
-            header
-        ));
-        assert!(!signature_ok(
-            b"It's a Secret to Everybody",
-            b"Hello, World?",
-            header
-        ));
-        assert!(!signature_ok(b"another secret", b"Hello, World!", header));
-        for bad in [
-            "",
-            "sha256=",
-            "sha1=757107ea",
-            "sha256=zz",
-            &header.to_uppercase(),
-        ] {
-            assert!(!signature_ok(
-                b"It's a Secret to Everybody",
-                b"Hello, World!",
-                bad
-            ));
-        }
-    }
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(same_secret(b"s3cret", b"s3cret"));
-        assert!(!same_secret(b"s3cret", b"s3cre"));
-        assert!(!same_secret(b"s3cret", b"s3cret!"));
-        assert!(!same_secret(b"s3cret", b""));
-    }
 }

@@ -1,0 +1,97 @@
+//! HMAC-SHA256 signatures of webhook bodies in GitHub's scheme (`sha256=<hex>`): signing, for
+//! the webhook actuator, and checking, for the server's receivers; and shared secrets compared
+//! in constant time. Every comparison goes through ring's constant-time verification.
+
+/// `sha256=<hex>` of the body with the secret (the `X-Ledgit-Signature` and
+/// `X-Hub-Signature-256` form).
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let tag = ring::hmac::sign(&key, body);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+/// Whether `header` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`.
+pub fn signature_ok(secret: &[u8], body: &[u8], header: &str) -> bool {
+    let Some(hex) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    let Some(tag) = decode_hex(hex) else {
+        return false;
+    };
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    ring::hmac::verify(&key, body, &tag).is_ok()
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Whether `given` is `secret`, compared in constant time (an HMAC of each under a key drawn at
+/// random, checked with ring's constant-time verification).
+pub fn same_secret(secret: &[u8], given: &[u8]) -> bool {
+    use ring::rand::SecureRandom;
+    let mut k = [0u8; 32];
+    if ring::rand::SystemRandom::new().fill(&mut k).is_err() {
+        return false;
+    }
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k);
+    let tag = ring::hmac::sign(&key, secret);
+    ring::hmac::verify(&key, given, tag.as_ref()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// HMAC-SHA256("It's a Secret to Everybody", "Hello, World!") from GitHub's documentation.
+    const GITHUB: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+
+    #[test]
+    fn the_github_scheme_both_ways() {
+        assert_eq!(
+            signature(b"It's a Secret to Everybody", b"Hello, World!"),
+            GITHUB
+        );
+        assert!(signature_ok(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            GITHUB
+        ));
+        assert!(!signature_ok(
+            b"It's a Secret to Everybody",
+            b"Hello, World?",
+            GITHUB
+        ));
+        assert!(!signature_ok(b"another secret", b"Hello, World!", GITHUB));
+        let upper = GITHUB.to_uppercase();
+        let multibyte = format!("sha256={}", "é".repeat(32));
+        for bad in [
+            "",
+            "sha256=",
+            "sha1=757107ea",
+            "sha256=zz",
+            &upper,
+            &multibyte,
+        ] {
+            assert!(
+                !signature_ok(b"It's a Secret to Everybody", b"Hello, World!", bad),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cret", b"s3cre"));
+        assert!(!same_secret(b"s3cret", b"s3cret!"));
+        assert!(!same_secret(b"s3cret", b""));
+    }
+}
