@@ -71,6 +71,13 @@ fn actionlint_finds_nothing_in_the_action_and_the_examples() {
     }
     assert!(linted >= 1);
     std::fs::write(workflows.join("action-steps.yml"), action_as_workflow()).unwrap();
+    let lint = || {
+        Command::new(&actionlint)
+            .args(["-no-color"])
+            .current_dir(repo.path())
+            .output()
+            .unwrap()
+    };
     // The action used by path, so that its inputs are checked against what a workflow passes.
     std::fs::copy(
         project_root().join("action.yml"),
@@ -82,11 +89,7 @@ fn actionlint_finds_nothing_in_the_action_and_the_examples() {
         "name: uses the action\non: pull_request\njobs:\n  check:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v6\n        with:\n          fetch-depth: 0\n      - uses: ./\n        with:\n          base: origin/main\n          checks: validate,check,diff\n",
     )
     .unwrap();
-    let out = Command::new(&actionlint)
-        .args(["-no-color"])
-        .current_dir(repo.path())
-        .output()
-        .unwrap();
+    let out = lint();
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && report.trim().is_empty(),
@@ -99,11 +102,7 @@ fn actionlint_finds_nothing_in_the_action_and_the_examples() {
         "name: old\non: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n",
     )
     .unwrap();
-    let out = Command::new(&actionlint)
-        .args(["-no-color"])
-        .current_dir(repo.path())
-        .output()
-        .unwrap();
+    let out = lint();
     assert!(
         !out.status.success(),
         "actionlint accepted actions/checkout@v4"

@@ -9,7 +9,8 @@ use ledgit::index::{self, Source};
 
 const FOLDER: &str = "deployments";
 
-fn query(dir: &std::path::Path, rev: &str) -> Source {
+/// The history of `rev` through the index, how it was obtained, and the commit.
+fn load(dir: &std::path::Path, rev: &str) -> (ledgit::history::History, Source, Oid) {
     let git = Repository::open(dir).unwrap();
     let tip = git
         .revparse_single(rev)
@@ -17,7 +18,12 @@ fn query(dir: &std::path::Path, rev: &str) -> Source {
         .peel_to_commit()
         .unwrap()
         .id();
-    index::history(&git, tip, FOLDER, &mut |_| {}).unwrap().1
+    let (h, source) = index::history(&git, tip, FOLDER, &mut |_| {}).unwrap();
+    (h, source, tip)
+}
+
+fn query(dir: &std::path::Path, rev: &str) -> Source {
+    load(dir, rev).1
 }
 
 /// The events of a history as text (symbols differ between histories; their strings not).
@@ -73,14 +79,7 @@ fn branches_queried_in_turn_each_keep_their_index() {
     assert_eq!(query(repo.path(), "main"), Source::Cached);
     // What the index answers is what a walk from scratch finds.
     for rev in ["main", "feature", "main~1"] {
-        let git = Repository::open(repo.path()).unwrap();
-        let tip = git
-            .revparse_single(rev)
-            .unwrap()
-            .peel_to_commit()
-            .unwrap()
-            .id();
-        let (h, _) = index::history(&git, tip, FOLDER, &mut |_| {}).unwrap();
+        let (h, _, tip) = load(repo.path(), rev);
         assert_eq!(rendered(&h), fresh(repo.path(), tip), "{rev}");
     }
 }
@@ -118,9 +117,7 @@ fn processes_extending_the_index_at_once_lose_nothing() {
         assert_eq!((extended, cached), (1, 3), "round {round}: {sources:?}");
         // Nothing was lost: the next query needs no walk, and answers as a fresh build.
         assert_eq!(query(repo.path(), "main"), Source::Cached, "round {round}");
-        let git = Repository::open(repo.path()).unwrap();
-        let tip = git.head().unwrap().target().unwrap();
-        let (h, _) = index::history(&git, tip, FOLDER, &mut |_| {}).unwrap();
+        let (h, _, tip) = load(repo.path(), "main");
         assert_eq!(rendered(&h), fresh(repo.path(), tip));
     }
 }

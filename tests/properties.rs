@@ -111,6 +111,21 @@ proptest! {
     }
 }
 
+/// The one record the token properties use.
+fn record() -> ledgit::history::Deployment {
+    ledgit::history::Deployment {
+        agent: "a".into(),
+        environment: "production".into(),
+        version: "1".into(),
+        path: "deployments/a/production.yaml".into(),
+        generation: "g".into(),
+        updated_at: String::new(),
+        updated_commit: "g".into(),
+        updated_time: 0,
+        generation_time: 0,
+    }
+}
+
 /// A verifier with one key, and the key that signs for it.
 fn token_fixture() -> (ledgit::token::SigningKey, ledgit::token::Verifier) {
     let (key, _) = ledgit::token::SigningKey::generate().unwrap();
@@ -122,18 +137,7 @@ fn token_fixture() -> (ledgit::token::SigningKey, ledgit::token::Verifier) {
         ),
     )
     .unwrap();
-    let record = ledgit::history::Deployment {
-        agent: "a".into(),
-        environment: "production".into(),
-        version: "1".into(),
-        path: "deployments/a/production.yaml".into(),
-        generation: "g".into(),
-        updated_at: String::new(),
-        updated_commit: "g".into(),
-        updated_time: 0,
-        generation_time: 0,
-    };
-    let verifier = ledgit::token::Verifier::new(&config, &[record], BTreeSet::new());
+    let verifier = ledgit::token::Verifier::new(&config, &[record()], BTreeSet::new());
     (key, verifier)
 }
 
@@ -148,17 +152,7 @@ proptest! {
         let (token, _) = ledgit::token::issue(
             &key,
             "k1",
-            &ledgit::history::Deployment {
-                agent: "a".into(),
-                environment: "production".into(),
-                version: "1".into(),
-                path: "deployments/a/production.yaml".into(),
-                generation: "g".into(),
-                updated_at: String::new(),
-                updated_commit: "g".into(),
-                updated_time: 0,
-                generation_time: 0,
-            },
+            &record(),
             1_000,
             &ledgit::token::IssueOptions::default(),
         )

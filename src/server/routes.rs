@@ -151,14 +151,15 @@ fn served(shared: &Shared) -> Result<Arc<Served>, ApiError> {
 #[derive(Clone)]
 pub struct TokenSeen(pub String);
 
-/// The route template a path belongs to: metrics and the log name routes, never raw paths
-/// (which a client chooses, and which could hold anything).
-fn route_of(path: &str) -> &'static str {
+/// The route template a path belongs to, as the OpenAPI document names it: metrics and the log
+/// name routes, never raw paths (which a client chooses, and which could hold anything).
+pub fn route_of(path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["v1", "whoami"] => "/v1/whoami",
         ["oauth2", "introspect"] => "/oauth2/introspect",
-        ["v1", "authz", ..] => "/v1/authz",
+        ["v1", "authz"] => "/v1/authz",
+        ["v1", "authz", ..] => "/v1/authz/{path}",
         ["v1", "deployments"] => "/v1/deployments",
         ["v1", "deployments", _] => "/v1/deployments/{agent}",
         ["v1", "deployments", _, _] => "/v1/deployments/{agent}/{environment}",
@@ -873,7 +874,7 @@ mod tests {
             route_of("/v1/deployments/a/b"),
             "/v1/deployments/{agent}/{environment}"
         );
-        assert_eq!(route_of("/v1/authz/any/path/x"), "/v1/authz");
+        assert_eq!(route_of("/v1/authz/any/path/x"), "/v1/authz/{path}");
         assert_eq!(route_of("/eyJhbGciOi.secret"), "unmatched");
     }
 

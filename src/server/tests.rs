@@ -187,27 +187,9 @@ async fn with_token(shared: &Arc<Shared>, uri: &str, token: &str) -> Answer {
     .await
 }
 
-/// The OpenAPI document's template for a request path.
+/// The OpenAPI document's template for a request path: the route the access log names.
 fn template(path: &str) -> Option<&'static str> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    Some(match segments.as_slice() {
-        ["v1", "whoami"] => "/v1/whoami",
-        ["oauth2", "introspect"] => "/oauth2/introspect",
-        ["v1", "authz"] => "/v1/authz",
-        ["v1", "authz", ..] => "/v1/authz/{path}",
-        ["v1", "deployments"] => "/v1/deployments",
-        ["v1", "deployments", _] => "/v1/deployments/{agent}",
-        ["v1", "deployments", _, _] => "/v1/deployments/{agent}/{environment}",
-        ["v1", "history"] => "/v1/history",
-        [".well-known", "jwks.json"] => "/.well-known/jwks.json",
-        [".well-known", "oauth-authorization-server"] => "/.well-known/oauth-authorization-server",
-        ["v1", "hooks", _] => "/v1/hooks/{provider}",
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["metrics"] => "/metrics",
-        ["openapi.json"] => "/openapi.json",
-        _ => return None,
-    })
+    Some(super::routes::route_of(path)).filter(|t| *t != "unmatched")
 }
 
 /// Every answer of a documented route has a documented status, and its JSON body validates
@@ -729,6 +711,20 @@ async fn hook(
     call(shared, request.body(Body::from(body.to_vec())).unwrap()).await
 }
 
+/// A signed GitHub delivery of `event` with `body`.
+async fn github(shared: &Arc<Shared>, event: &str, body: &[u8]) -> Answer {
+    hook(
+        shared,
+        "github",
+        &[
+            ("x-github-event", event.to_string()),
+            ("x-hub-signature-256", signed(body)),
+        ],
+        body,
+    )
+    .await
+}
+
 fn refresh_asked(shared: &Shared) -> bool {
     shared
         .fetch_asked
@@ -741,16 +737,7 @@ async fn webhooks_refresh_only_when_verified_and_for_the_tracked_branch() {
     let shared = f.shared();
     let push = format!(r#"{{"ref":"refs/heads/{}"}}"#, f.branch);
     let push = push.as_bytes();
-    let a = hook(
-        &shared,
-        "github",
-        &[
-            ("x-github-event", "push".into()),
-            ("x-hub-signature-256", signed(push)),
-        ],
-        push,
-    )
-    .await;
+    let a = github(&shared, "push", push).await;
     assert_eq!(a.status, StatusCode::ACCEPTED);
     assert!(refresh_asked(&shared));
     for (provider, headers) in [
@@ -795,30 +782,12 @@ async fn webhooks_refresh_only_when_verified_and_for_the_tracked_branch() {
     assert!(refresh_asked(&shared));
     // Verified, but nothing to do.
     let other = br#"{"ref":"refs/heads/feature"}"#;
-    let a = hook(
-        &shared,
-        "github",
-        &[
-            ("x-github-event", "push".into()),
-            ("x-hub-signature-256", signed(other)),
-        ],
-        other,
-    )
-    .await;
+    let a = github(&shared, "push", other).await;
     assert_eq!(
         (a.status, a.json()["refresh"].as_bool()),
         (StatusCode::OK, Some(false))
     );
-    let ping = hook(
-        &shared,
-        "github",
-        &[
-            ("x-github-event", "ping".into()),
-            ("x-hub-signature-256", signed(b"{}")),
-        ],
-        b"{}",
-    )
-    .await;
+    let ping = github(&shared, "ping", b"{}").await;
     assert_eq!(ping.status, StatusCode::OK);
     assert!(!refresh_asked(&shared));
     let junk = hook(
