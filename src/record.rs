@@ -386,6 +386,8 @@ mod quick {
 
     /// The largest text the quick reader looks at; a usual record is a few hundred bytes.
     const MAX_QUICK: usize = 4096;
+    /// The longest line it looks at (well under YAML's 1024-character limit on keys).
+    const MAX_LINE: usize = 512;
 
     /// What a top-level value is, as far as the identity is concerned.
     enum Top {
@@ -413,6 +415,11 @@ mod quick {
         // The last top-level key had no value: a nested block may follow.
         let mut open = false;
         for line in text.split('\n') {
+            // YAML limits implicit keys to 1024 characters (a longer one is a syntax error for
+            // the parser): long lines are the parser's to judge.
+            if line.len() > MAX_LINE {
+                return None;
+            }
             let content = line.trim_start_matches(' ');
             if content.is_empty() || content.starts_with('#') {
                 continue;
