@@ -237,7 +237,7 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
         if current.as_ref().is_some_and(|s| s.commit == tip) {
             return Ok(None);
         }
-        Served::load(&o.repo, &o.tracked, o.audience.as_deref()).map(Some)
+        Served::load(&repo, tip, tip_time, o.audience.as_deref()).map(Some)
     })
     .await
     .unwrap_or_else(|e| Err(format!("the refresh failed: {e}")));

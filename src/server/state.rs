@@ -41,25 +41,17 @@ pub struct Served {
 }
 
 impl Served {
-    /// Loads `tracked` (a ref name) of the repository at `path`. Fails when the ref does not
-    /// resolve or the commit's `ledgit.yaml` is invalid: then the last good state stays.
+    /// Loads `commit` (the tracked ref's, as the refresher resolved it, with its committer time).
+    /// Fails when the commit's `ledgit.yaml` is invalid: then the last good state stays.
     pub fn load(
-        path: &std::path::Path,
-        tracked: &str,
+        repo: &Repo,
+        commit: Oid,
+        commit_time: i64,
         audience: Option<&str>,
     ) -> Result<Served, String> {
-        let repo = Repo::open(path).map_err(|e| e.to_string())?;
-        let commit = repo
-            .resolve_tracked(tracked)
-            .ok_or_else(|| format!("{tracked} does not name a commit (yet)"))?;
         let loaded =
-            ledgit::load::history(&repo, Some(commit), &mut |_| {}).map_err(|e| e.to_string())?;
-        let revoked = ledgit::load::revocations(&repo, commit).map_err(|e| e.to_string())?;
-        let commit_time = repo
-            .git
-            .find_commit(commit)
-            .map(|c| c.time().seconds())
-            .map_err(|e| e.message().to_string())?;
+            ledgit::load::history(repo, Some(commit), &mut |_| {}).map_err(|e| e.to_string())?;
+        let revoked = ledgit::load::revocations(repo, commit).map_err(|e| e.to_string())?;
         let rows = loaded.history.current();
         let verifier = Verifier::new(&loaded.config, &rows, revoked)
             .require_audience(audience.map(str::to_string));

@@ -107,7 +107,10 @@ impl Fixture {
     }
 
     fn reload(&self, shared: &Shared, audience: Option<&str>) {
-        let served = Served::load(self.path(), &self.tracked(), audience).unwrap();
+        let repo = ledgit::repo::Repo::open(self.path()).unwrap();
+        let tip = repo.resolve_tracked(&self.tracked()).unwrap();
+        let time = repo.git.find_commit(tip).unwrap().time().seconds();
+        let served = Served::load(&repo, tip, time, audience).unwrap();
         shared.served.store(Some(Arc::new(served)));
     }
 
