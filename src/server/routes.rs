@@ -364,7 +364,7 @@ async fn introspect(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
         ));
     };
     let caller = bearer(&headers).unwrap_or("");
-    if !hooks::same_secret(secret, caller.as_bytes()) {
+    if !ledgit::hmac::same_secret(secret, caller.as_bytes()) {
         let mut r = error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
