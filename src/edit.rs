@@ -103,6 +103,86 @@ fn reads_as_string(v: &str) -> bool {
         .is_some_and(|s| s == v)
 }
 
+/// `text` (a YAML file whose root is a mapping) with one more item in its top-level block list
+/// `key`: after the list's last item, or replacing an empty `[]` on the key's own line, or as a
+/// new `key:` at the end when the file has none. `item(indent)` writes the item's lines. Only
+/// that list is edited: comments and the rest of the file stay as they are. Callers read the
+/// result back.
+pub fn append_list_item(
+    text: &str,
+    key: &str,
+    item: &dyn Fn(&str) -> String,
+) -> std::result::Result<String, String> {
+    let body = crate::yaml::strip_bom(text);
+    let root = crate::yaml::parse(body).map_err(|p| p.message)?;
+    let mut lines: Vec<String> = body.split_inclusive('\n').map(str::to_string).collect();
+    if let Some(l) = lines.last_mut()
+        && !l.ends_with('\n')
+    {
+        l.push('\n');
+    }
+    // The top-level key and the line it is on.
+    let found = match &root.value {
+        crate::yaml::Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, v)| (k.line as usize - 1, v)),
+        _ => None,
+    };
+    match found {
+        None => {
+            lines.push(format!("{key}:\n"));
+            lines.push(item("  "));
+        }
+        Some((line, value)) => {
+            let items = match &value.value {
+                crate::yaml::Value::Seq(items) => items.len(),
+                _ => 0,
+            };
+            let key_line = &lines[line];
+            let after_colon = key_line
+                .find(key)
+                .and_then(|i| key_line[i..].find(':').map(|c| i + c + 1))
+                .ok_or("the list's key is not where the parser put it")?;
+            let rest = key_line[after_colon..].trim_start();
+            if rest.starts_with('[') {
+                if items > 0 {
+                    return Err(format!(
+                        "the `{key}` list is written inline ([...]); write it as a block list (- ...) to add to it"
+                    ));
+                }
+                let close = key_line[after_colon..]
+                    .find(']')
+                    .ok_or_else(|| format!("the `{key}` list's `[` is not closed on its line"))?;
+                let tail = &key_line[after_colon + close + 1..];
+                lines[line] = format!("{}{}", &key_line[..after_colon], tail);
+                lines.insert(line + 1, item("  "));
+            } else {
+                // A block list (or nothing yet): after its last line that is not blank or a
+                // comment, before the next top-level key.
+                let mut last = line;
+                let mut indent = "  ".to_string();
+                for (i, l) in lines.iter().enumerate().skip(line + 1) {
+                    let content = l.trim_start();
+                    if content.is_empty() || content.starts_with('#') {
+                        continue;
+                    }
+                    if !l.starts_with([' ', '-']) {
+                        break;
+                    }
+                    if content.starts_with('-') && last == line {
+                        indent = l[..l.len() - content.len()].to_string();
+                    }
+                    last = i;
+                }
+                lines.insert(last + 1, item(&indent));
+            }
+        }
+    }
+    let bom = &text[..text.len() - body.len()];
+    Ok(format!("{bom}{}", lines.concat()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,6 +80,8 @@ codes! {
     PathMismatch => "path-mismatch", Error, "the record is not at <deployments>/<agent>/<environment>.yaml";
     PrivateKey => "private-key", Error, "private key material committed to the repository";
     Unscanned => "unscanned-file", Error, "a tracked file that could not be scanned for private keys (too large or unreadable)";
+    DuplicateToken => "duplicate-token", Error, "the token ledger lists the same token id twice";
+    InvalidLedgerValue => "invalid-ledger-value", Error, "a token ledger entry with a malformed id, commit or time";
     InternalError => "internal-error", Error, "ledgit failed while checking the file (a defect in ledgit: please report it)";
     UnparsableRecord => "unparsable-record", Warning, "a record that did not parse at some commit of the history";
     PromotionMissing => "promotion-missing", Error, "a version enters an environment before it ran in the one it promotes from";

@@ -277,7 +277,149 @@ fn write_example(repo: &Repository, root: &Path, now: i64) -> Result<Vec<git2::O
         commits.push(id);
         parent = Some(id);
     }
+    let tokens = write_example_tokens(root, &commits, base)?;
+    let mut index = repo.index().map_err(git("opening the index"))?;
+    index
+        .add_all(["."], git2::IndexAddOption::DEFAULT, None)
+        .map_err(git("staging the example"))?;
+    index.write().map_err(git("writing the index"))?;
+    let tree = repo
+        .find_tree(index.write_tree().map_err(git("writing a tree"))?)
+        .map_err(git("reading a tree"))?;
+    let s = Signature::new(ADA.0, ADA.1, &Time::new(base - 3_600, 0))
+        .map_err(git("making a signature"))?;
+    let last = repo
+        .find_commit(parent.ok_or_else(|| Error::invalid("no example commit", "report this"))?)
+        .map_err(git("reading a commit"))?;
+    let id = repo
+        .commit(
+            Some("HEAD"),
+            &s,
+            &s,
+            &format!("Add the token signing key and record the {tokens} tokens issued"),
+            &tree,
+            &[&last],
+        )
+        .map_err(git("committing"))?;
+    commits.push(id);
     Ok(commits)
+}
+
+/// The example's key and token ledger: a public key in ledgit.yaml (its private half is thrown
+/// away: add your own with `ledgit keys generate --add` to issue tokens), and ledger entries
+/// that show each status: active, expiring soon, expired, revoked, key removed. Returns how
+/// many tokens the ledger lists.
+fn write_example_tokens(root: &Path, commits: &[git2::Oid], base: i64) -> Result<usize> {
+    let (key, _) = crate::token::SigningKey::generate()?;
+    let config = CONFIG_TEMPLATE.replace(
+        "keys: []\n",
+        &format!(
+            "keys:\n  - id: example-2026\n    algorithm: Ed25519\n    public_key: {}\n",
+            key.public_encoded()
+        ),
+    );
+    write_atomic(&root.join(FILE_NAME), config.as_bytes())?;
+    let first = commits.first().map(|c| c.to_string()).unwrap_or_default();
+    let day = 86_400;
+    // (agent, environment, key, issued days ago, lifetime in days, name, by)
+    type Issued<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        i64,
+        Option<i64>,
+        &'a str,
+        (&'a str, &'a str),
+    );
+    let issued: [Issued; 5] = [
+        (
+            "support-bot",
+            "production",
+            "example-2026",
+            3,
+            Some(90),
+            "gateway",
+            ALAN,
+        ),
+        (
+            "support-bot",
+            "staging",
+            "example-2026",
+            20,
+            Some(30),
+            "load tests",
+            GRACE,
+        ),
+        (
+            "billing-agent",
+            "production",
+            "example-2026",
+            40,
+            Some(30),
+            "batch jobs",
+            ADA,
+        ),
+        (
+            "billing-agent",
+            "staging",
+            "example-2026",
+            5,
+            None,
+            "ci smoke tests",
+            GRACE,
+        ),
+        (
+            "support-bot",
+            "production",
+            "retired-2025",
+            13,
+            None,
+            "old gateway",
+            ALAN,
+        ),
+    ];
+    let mut text: Option<String> = None;
+    let mut jtis = Vec::new();
+    for (i, (agent, environment, kid, ago, ttl, name, by)) in issued.iter().enumerate() {
+        let digest = ring::digest::digest(
+            &ring::digest::SHA256,
+            format!("ledgit example token {i}").as_bytes(),
+        );
+        let jti: String = digest.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let issued_at = base - ago * day;
+        let entry = crate::ledger::Entry {
+            jti: jti.clone(),
+            agent: agent.to_string(),
+            environment: environment.to_string(),
+            generation: first.clone(),
+            kid: kid.to_string(),
+            issued_at,
+            expires_at: ttl.map(|d| issued_at + d * day),
+            name: Some(name.to_string()),
+            issued_by: format!("{} <{}>", by.0, by.1),
+            line: 0,
+        };
+        text = Some(
+            crate::ledger::append(text.as_deref(), &entry)
+                .map_err(|e| Error::invalid(format!("the example ledger: {e}"), "report this"))?,
+        );
+        jtis.push(jti);
+    }
+    let ledger = text.unwrap_or_default();
+    write_atomic(&root.join(crate::ledger::FILE_NAME), ledger.as_bytes())?;
+    // The CI smoke-test token was revoked.
+    let revoked = crate::token::Revocation {
+        jti: jtis[3].clone(),
+        reason: Some("printed in a CI log".into()),
+        revoked_at: Some(crate::when::rfc3339(base - 2 * day)),
+    };
+    let list = crate::token::append_revocation(None, &revoked)
+        .map_err(|e| Error::invalid(format!("the example revocations: {e}"), "report this"))?;
+    write_atomic(&root.join(crate::token::REVOCATIONS_FILE), list.as_bytes())?;
+    Ok(jtis.len())
 }
 
 #[cfg(test)]
@@ -306,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let done = init(dir.path(), true, 1_800_000_000).unwrap();
         assert!(done.created_repository);
-        assert_eq!(done.commits.len(), STEPS.len());
+        assert_eq!(done.commits.len(), STEPS.len() + 1);
         let repo = Repository::open(dir.path()).unwrap();
         let merge = repo.find_commit(done.commits[4]).unwrap();
         assert_eq!(merge.parent_count(), 2);

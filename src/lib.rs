@@ -17,7 +17,9 @@ pub mod hmac;
 pub mod index;
 pub mod init;
 pub mod json;
+pub mod ledger;
 pub mod load;
+pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod record;
@@ -27,6 +29,7 @@ pub mod shape;
 pub mod state;
 pub mod token;
 pub mod validate;
+pub mod view;
 pub mod when;
 pub mod yaml;
 

@@ -128,6 +128,21 @@ pub fn revocations(repo: &Repo, commit: Oid) -> Result<BTreeSet<String>> {
     Ok(list.into_iter().map(|r| r.jti).collect())
 }
 
+/// The token ledger at `commit` (an empty one without the file). Its problems are findings
+/// of `validate`; here only the whole entries count.
+pub fn ledger(repo: &Repo, commit: Oid) -> Result<crate::ledger::Ledger> {
+    let tree = repo.tree_at(commit)?;
+    let Some(entry) = tree.get_name(crate::ledger::FILE_NAME) else {
+        return Ok(crate::ledger::Ledger::default());
+    };
+    let blob = repo
+        .git
+        .find_blob(entry.id())
+        .map_err(|e| Error::git(format!("reading {}", crate::ledger::FILE_NAME), e))?;
+    let text = String::from_utf8_lossy(blob.content());
+    Ok(crate::ledger::read(crate::ledger::FILE_NAME, &text))
+}
+
 /// Everything a token verification reads, from one commit: the keys of its config, its
 /// records and its revocation list.
 pub fn verifier(

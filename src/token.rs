@@ -683,72 +683,7 @@ pub fn append_revocation(
         ));
     };
     let before = parse_revocations(text)?;
-    let body = crate::yaml::strip_bom(text);
-    let root = crate::yaml::parse(body).map_err(|p| p.message)?;
-    let mut lines: Vec<String> = body.split_inclusive('\n').map(str::to_string).collect();
-    if let Some(l) = lines.last_mut()
-        && !l.ends_with('\n')
-    {
-        l.push('\n');
-    }
-    // The top-level key `revoked` and the line it is on.
-    let key = match &root.value {
-        crate::yaml::Value::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| k.as_str() == Some("revoked"))
-            .map(|(k, v)| (k.line as usize - 1, v)),
-        _ => None,
-    };
-    match key {
-        None => {
-            lines.push("revoked:\n".into());
-            lines.push(item("  "));
-        }
-        Some((line, value)) => {
-            let items = match &value.value {
-                crate::yaml::Value::Seq(items) => items.len(),
-                _ => 0,
-            };
-            let key_line = &lines[line];
-            let after_colon = key_line
-                .find("revoked")
-                .and_then(|i| key_line[i..].find(':').map(|c| i + c + 1))
-                .ok_or("the `revoked` key is not where the parser put it")?;
-            let rest = key_line[after_colon..].trim_start();
-            if rest.starts_with('[') {
-                if items > 0 {
-                    return Err("the revoked list is written inline ([...]); write it as a block list (- jti: ...) to add to it".into());
-                }
-                let close = key_line[after_colon..]
-                    .find(']')
-                    .ok_or("the revoked list's `[` is not closed on its line")?;
-                let tail = &key_line[after_colon + close + 1..];
-                lines[line] = format!("{}{}", &key_line[..after_colon], tail);
-                lines.insert(line + 1, item("  "));
-            } else {
-                // A block list (or nothing yet): after its last line that is not blank or a
-                // comment, before the next top-level key.
-                let mut last = line;
-                let mut indent = "  ".to_string();
-                for (i, l) in lines.iter().enumerate().skip(line + 1) {
-                    let content = l.trim_start();
-                    if content.is_empty() || content.starts_with('#') {
-                        continue;
-                    }
-                    if !l.starts_with([' ', '-']) {
-                        break;
-                    }
-                    if content.starts_with('-') && last == line {
-                        indent = l[..l.len() - content.len()].to_string();
-                    }
-                    last = i;
-                }
-                lines.insert(last + 1, item(&indent));
-            }
-        }
-    }
-    let bom = &text[..text.len() - body.len()];
-    let edited = format!("{bom}{}", lines.concat());
+    let edited = crate::edit::append_list_item(text, "revoked", &item)?;
     let after = parse_revocations(&edited)?;
     let mut expected = before;
     expected.push(r.clone());

@@ -87,6 +87,9 @@ pub fn worktree(root: &Path, config: &Config, tracked: &[String]) -> Result<Repo
             }
         }
     }
+    if let Ok(bytes) = read_bounded(&root.join(crate::ledger::FILE_NAME)) {
+        findings.extend(ledger_findings(&bytes));
+    }
     for path in tracked {
         if config.in_deployments(path) {
             continue;
@@ -162,6 +165,11 @@ pub fn read_tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Tree
         TreeWalkResult::Ok
     })
     .map_err(|e| Error::git("walking the tree", e))?;
+    if let Some(entry) = tree.get_name(crate::ledger::FILE_NAME)
+        && let Ok(blob) = repo.find_blob(entry.id())
+    {
+        findings.extend(ledger_findings(blob.content()));
+    }
     // Outcomes of blobs at paths already checked under the same config come from the cache.
     let cache_path = cache_path(repo, config);
     let mut cache = read_cache(&cache_path, config);
@@ -195,6 +203,46 @@ pub fn read_tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Tree
         stale: !cache.is_empty(),
         cache_path,
     })
+}
+
+/// Reads a file of at most [`MAX_FILE_SIZE`] bytes (one byte more says it is larger).
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The findings of the token ledger (SPEC "The token ledger"); its statuses are not findings.
+fn ledger_findings(bytes: &[u8]) -> Vec<Finding> {
+    let path = crate::ledger::FILE_NAME;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return vec![
+            Finding::new(
+                Code::FileTooLarge,
+                path,
+                1,
+                1,
+                format!("{path} is larger than 1 MiB"),
+            )
+            .hint("the ledger holds a few lines per token: remove what is not a ledger entry"),
+        ];
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => crate::ledger::read(path, text).findings,
+        Err(_) => vec![
+            Finding::new(
+                Code::NotUtf8,
+                path,
+                1,
+                1,
+                format!("{path} is not UTF-8 text"),
+            )
+            .hint("save the file as UTF-8"),
+        ],
+    }
 }
 
 /// A blob's size and bytes; a blob over [`MAX_SCAN_SIZE`] is not read.

@@ -23,6 +23,7 @@ const SCHEMA_CODES: &[&str] = &[
     "invalid-name",
     "invalid-version",
     "invalid-source",
+    "invalid-ledger-value",
 ];
 
 fn files(dir: &str) -> Vec<std::path::PathBuf> {
@@ -206,5 +207,29 @@ fn repository_fixtures_exit_and_report_as_stated() {
                 assert_eq!(got, findings, "{ctx}");
             }
         }
+    }
+}
+
+#[test]
+fn ledger_fixtures_produce_the_codes_they_state() {
+    let validator = schema("tokens.schema.json");
+    for path in files("tokens") {
+        let bytes = std::fs::read(&path).unwrap();
+        let want = expected(&bytes);
+        // Through `validate`, as a user meets it: the ledger at the root of a work tree.
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("tokens.yaml"), &bytes).unwrap();
+        let config = ledgit::config::parse("ledgit.yaml", CONFIG).unwrap();
+        let report = ledgit::validate::worktree(repo.path(), &config, &[]).unwrap();
+        let got: BTreeSet<String> = report.findings.iter().map(|f| f.code.to_string()).collect();
+        assert_eq!(got, want, "{}: {:#?}", path.display(), report.findings);
+        for f in &report.findings {
+            assert!(
+                f.path == "tokens.yaml" && f.line >= 2 && !f.hint.is_empty(),
+                "{f:?}"
+            );
+        }
+        // A duplicate id needs the whole list; the schema agrees on the rest.
+        agree(&validator, &path, &bytes, &got);
     }
 }

@@ -248,3 +248,102 @@ fn an_independent_jose_library_verifies_ledgit_tokens() {
         jsonwebtoken::decode::<serde_json::Value>(&parts.join("."), &key, &validation).is_err()
     );
 }
+
+/// The ledger: `issue --name` records each token's metadata (never the token), `token list`
+/// shows each one's status as the repository changes, and `validate` checks the file.
+#[test]
+fn the_ledger_records_every_token_and_lists_its_status() {
+    let s = setup();
+    s.repo.git(&["config", "user.name", "Ledger Tester"]);
+    s.repo.git(&["config", "user.email", "tester@example.com"]);
+    s.repo.set("support-bot", "staging", "1.0.0");
+    s.repo.commit("Add staging", T0 + 120);
+    let production = s.token(&["--name", "gateway", "--ttl", "30d"]);
+    let staging_run = s.issue("support-bot", "staging", &[]);
+    assert_eq!(staging_run.code, 0, "{}", staging_run.stderr);
+    assert!(staging_run.stderr.contains("recorded in tokens.yaml"));
+    let ledger = s.repo.read("tokens.yaml");
+    assert!(!ledger.contains(&production), "the ledger holds no token");
+    let signature = production.rsplit('.').next().unwrap();
+    assert!(!ledger.contains(signature));
+    assert!(ledger.contains("name: \"gateway\""), "{ledger}");
+    let list = |extra: &[&str]| {
+        let mut args = vec!["token", "list", "--format", "json"];
+        args.extend_from_slice(extra);
+        let run = s.repo.ledgit(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.json()
+    };
+    let v = list(&[]);
+    let statuses: Vec<(&str, &str)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["environment"].as_str().unwrap(),
+                t["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses, [("production", "active"), ("staging", "active")]);
+    assert_eq!(v[0]["issued_by"], "Ledger Tester <tester@example.com>");
+    assert!(v[0]["expires_at"].is_string() && v[1]["expires_at"].is_null());
+    s.repo.commit("Record the tokens", T0 + 180);
+    // Revoke production's; delete staging's record: revoked and stale.
+    let jti = v[0]["jti"].as_str().unwrap().to_string();
+    assert_eq!(s.repo.ledgit(&["token", "revoke", &jti]).code, 0);
+    s.repo.remove("deployments/support-bot/staging.yaml");
+    s.repo.commit("Revoke, and retire staging", T0 + 240);
+    let v = list(&["support-bot"]);
+    let statuses: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["revoked", "stale"]);
+    assert_eq!(
+        list(&["support-bot", "staging"]).as_array().unwrap().len(),
+        1
+    );
+    let text = s.repo.ledgit(&["token", "list"]);
+    assert!(
+        text.stdout.contains("gateway") && text.stdout.contains("stale"),
+        "{}",
+        text.stdout
+    );
+    // A damaged ledger is a finding of validate, with its line.
+    s.repo
+        .write("tokens.yaml", ledger.replacen("    kid:", "    kidd:", 1));
+    let run = s.repo.ledgit(&["validate", "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let findings = run.json()["findings"].clone();
+    let found: Vec<(&str, &str, u64)> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap(),
+                f["path"].as_str().unwrap(),
+                f["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("missing-field", "tokens.yaml", 5),
+            ("unknown-field", "tokens.yaml", 9)
+        ]
+    );
+    // ...and refuses to be appended to, issuing nothing into it.
+    let refused = s.issue("support-bot", "production", &[]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused.stderr.contains("not in the ledger"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -1,15 +1,14 @@
 //! `ledgit promote` and `ledgit set`: change versions by editing one line per record, checked
 //! against the same policy as `ledgit check`, optionally committed on a new branch.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::Path;
 
 use ledgit::config::Config;
 use ledgit::finding::{self, Finding};
-use ledgit::policy::{self, Change, Stays};
-use ledgit::record::Record;
-use ledgit::{edit, fsutil, validate};
+use ledgit::plan::{self, Plan, Planned, Target};
+use ledgit::policy::Change;
+use ledgit::{fsutil, validate};
 
 use super::history::load;
 use super::render::{self, BOLD, GREEN, TextOrJson};
@@ -107,14 +106,6 @@ pub struct SetArgs {
     options: EditOptions,
 }
 
-/// One intended edit: the pair, the new version, the record to copy annotations from.
-struct Target {
-    agent: String,
-    environment: String,
-    version: String,
-    template: Option<Record>,
-}
-
 pub fn promote(ctx: &Context, args: PromoteArgs) -> CliResult {
     let (root, config, report) = work_tree(ctx)?;
     for env in [&args.from, &args.to] {
@@ -122,37 +113,8 @@ pub fn promote(ctx: &Context, args: PromoteArgs) -> CliResult {
             return Err(unknown_environment(&config, env));
         }
     }
-    let sources: Vec<&Record> = report
-        .parsed
-        .iter()
-        .filter(|r| r.environment == args.from)
-        .collect();
-    let agents: Vec<String> = if args.all {
-        sources.iter().map(|r| r.agent.clone()).collect()
-    } else {
-        args.agents.clone()
-    };
-    // The first record of each agent in SRC (duplicates are a finding of their own).
-    let mut by_agent: HashMap<&str, &Record> = HashMap::new();
-    for r in &sources {
-        by_agent.entry(r.agent.as_str()).or_insert(r);
-    }
-    let mut targets = Vec::new();
-    for agent in agents {
-        let Some(src) = by_agent.get(agent.as_str()) else {
-            let known: Vec<&str> = sources.iter().map(|r| r.agent.as_str()).collect();
-            return Err(CliError::new(
-                format!("agent `{agent}` has no record in {}", args.from),
-                render::known(&agent, &known, &format!("agents in {}", args.from)),
-            ));
-        };
-        targets.push(Target {
-            agent,
-            environment: args.to.clone(),
-            version: src.version.clone(),
-            template: Some((*src).clone()),
-        });
-    }
+    let agents = (!args.all).then_some(args.agents.as_slice());
+    let targets = plan::promote_targets(&report, &args.from, &args.to, agents)?;
     apply(ctx, &root, &config, &report, targets, &args.options)
 }
 
@@ -237,84 +199,40 @@ fn apply(
         }
         writeln!(out, "{why}")
     };
-    // Where each pair's record is (the first, as with duplicate pairs everywhere), so that
-    // promoting hundreds of agents does not search the records once per agent.
-    let mut at: HashMap<(&str, &str), usize> = HashMap::new();
-    for (i, r) in report.parsed.iter().enumerate() {
-        at.entry((r.agent.as_str(), r.environment.as_str()))
-            .or_insert(i);
-    }
-    // A target whose file exists but does not parse: report it and write nothing.
-    let mut blocking: Vec<&Finding> = Vec::new();
-    for t in &targets {
-        let path = config.record_path(&t.agent, &t.environment);
-        if !at.contains_key(&(t.agent.as_str(), t.environment.as_str())) {
-            blocking.extend(report.findings.iter().filter(|f| f.path == path));
+    let read = |path: &str| -> ledgit::Result<String> {
+        std::fs::read_to_string(root.join(path)).map_err(|e| {
+            ledgit::Error::invalid(format!("{path}: {e}"), "check the file's permissions")
+        })
+    };
+    let mut plan = match plan::plan(config, report, &targets, &read)? {
+        Planned::Unreadable(findings) => {
+            nothing_written(
+                &mut out,
+                &[],
+                findings.iter().collect(),
+                "nothing was written: fix the record first",
+            )?;
+            return Ok(Outcome::Findings);
         }
-    }
-    if !blocking.is_empty() {
-        nothing_written(
-            &mut out,
-            &[],
-            blocking,
-            "nothing was written: fix the record first",
-        )?;
-        return Ok(Outcome::Findings);
-    }
-    let mut new = report.parsed.clone();
-    let mut writes: Vec<(String, String)> = Vec::new();
-    for t in &targets {
-        let key = (t.agent.as_str(), t.environment.as_str());
-        match at.get(&key).map(|&i| &mut new[i]) {
-            Some(r) if r.version == t.version => {}
-            Some(r) => {
-                let text = std::fs::read_to_string(root.join(&r.path)).map_err(|e| {
-                    CliError::new(format!("{}: {e}", r.path), "check the file's permissions")
-                })?;
-                writes.push((
-                    r.path.clone(),
-                    edit::set_version(&r.path, &text, &t.version)?,
-                ));
-                r.version = t.version.clone();
-            }
-            None => {
-                let path = config.record_path(&t.agent, &t.environment);
-                let annotations = t
-                    .template
-                    .as_ref()
-                    .map(|r| r.annotations.clone())
-                    .unwrap_or_default();
-                writes.push((
-                    path.clone(),
-                    edit::new_record(&t.agent, &t.environment, &t.version, &annotations),
-                ));
-                at.insert(key, new.len());
-                new.push(Record {
-                    agent: t.agent.clone(),
-                    environment: t.environment.clone(),
-                    version: t.version.clone(),
-                    annotations,
-                    path,
-                    version_line: 5,
-                    version_column: 10,
-                });
-            }
+        Planned::Unchanged => {
+            nothing_written(
+                &mut out,
+                &[],
+                Vec::new(),
+                "nothing to change: the versions are already set",
+            )?;
+            return Ok(Outcome::Clean);
         }
-    }
-    let mut changes: Vec<Change> = policy::changes(&report.parsed, &new);
-    if changes.is_empty() {
-        nothing_written(
-            &mut out,
-            &[],
-            Vec::new(),
-            "nothing to change: the versions are already set",
-        )?;
-        return Ok(Outcome::Clean);
-    }
-    let loaded = load(ctx, None)?;
-    let stays = Stays::new(&loaded.history);
-    policy::explain(&mut changes, config, &stays, &new, now);
-    let findings = policy::evaluate(&changes);
+        Planned::Ready(plan) => plan,
+    };
+    // The history is read only when there is something to change.
+    plan.judge(config, &load(ctx, None)?.history, now);
+    let Plan {
+        writes,
+        changes,
+        findings,
+        ..
+    } = plan;
     if finding::has_errors(&findings) && !options.force {
         nothing_written(
             &mut out,
@@ -352,7 +270,7 @@ fn apply(
         let message = options
             .message
             .clone()
-            .unwrap_or_else(|| commit_message(&changes));
+            .unwrap_or_else(|| plan::commit_message(&changes));
         let id = commit(&repo.git, writes.iter().map(|(p, _)| p.as_str()), &message)?;
         if !json {
             writeln!(
@@ -377,27 +295,6 @@ fn apply(
         )?;
     }
     Ok(Outcome::Clean)
-}
-
-fn commit_message(changes: &[Change]) -> String {
-    let line = |c: &Change| {
-        format!(
-            "{} {} to {}",
-            c.agent,
-            c.version.as_deref().unwrap_or(""),
-            c.environment
-        )
-    };
-    match changes {
-        [one] => format!("Deploy {}", line(one)),
-        many => {
-            let mut m = format!("Deploy {} changes\n\n", many.len());
-            for c in many {
-                m.push_str(&format!("- {}\n", line(c)));
-            }
-            m
-        }
-    }
 }
 
 fn create_branch(git: &git2::Repository, name: &str) -> Result<(), CliError> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use ledgit::config::Config;
 use ledgit::history::Deployment;
+use ledgit::ledger;
 use ledgit::repo::short;
 use ledgit::token::{self, SigningKey, Verifier};
 use ledgit::when;
@@ -31,6 +32,7 @@ enum Command {
     Verify(VerifyArgs),
     Inspect(InspectArgs),
     Revoke(RevokeArgs),
+    List(ListArgs),
 }
 
 /// Sign a token for one record and print it (alone) on stdout.
@@ -63,6 +65,41 @@ pub struct IssueArgs {
     /// admits it, and a server with another audience refuses it.
     #[arg(long, value_name = "AUD")]
     audience: Option<String>,
+
+    /// A name for the token in the ledger (what it is for: "ci deploy", "gateway").
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+
+    /// Do not record the token in tokens.yaml (the ledger is written whenever there is a work
+    /// tree).
+    #[arg(long)]
+    no_ledger: bool,
+}
+
+/// List the tokens of the ledger (tokens.yaml) with each one's status.
+///
+/// The status is judged against the tip of the branch (HEAD, or --rev): active, expired,
+/// revoked (its id is in revocations.yaml), stale (its record was deleted or re-created since)
+/// or key-removed (its key is no longer in ledgit.yaml). The ledger is read from the work tree
+/// when there is one (tokens just issued are listed before they are committed), else from the
+/// commit.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ledgit token list
+  ledgit token list support-bot production --format json")]
+pub struct ListArgs {
+    /// Only this agent's tokens.
+    agent: Option<String>,
+    /// Only this environment's (with AGENT).
+    environment: Option<String>,
+
+    /// Judge the statuses at this branch or commit (default HEAD).
+    #[arg(long, value_name = "REV")]
+    rev: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+    format: TextOrJson,
 }
 
 /// Verify a token: signature, algorithm, key, expiry, record identity and revocation.
@@ -120,6 +157,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         Command::Verify(a) => verify(ctx, a),
         Command::Inspect(a) => inspect(a),
         Command::Revoke(a) => revoke(ctx, a),
+        Command::List(a) => list(ctx, a),
     }
 }
 
@@ -198,6 +236,145 @@ fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
     );
     let mut out = render::plain_stdout();
     writeln!(out, "{token}")?;
+    out.flush()?;
+    let repo = ctx.repo()?;
+    if let (Some(root), false) = (repo.workdir(), args.no_ledger) {
+        let entry = ledger::Entry {
+            jti: claims.jti.clone(),
+            agent: claims.agent.clone(),
+            environment: claims.environment.clone(),
+            generation: claims.generation.clone(),
+            kid: kid.id.clone(),
+            issued_at: claims.iat,
+            expires_at: claims.exp,
+            name: args.name,
+            issued_by: issuer(&repo.git),
+            line: 0,
+        };
+        let path = root.join(ledger::FILE_NAME);
+        let existing = match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(CliError::new(
+                    format!(
+                        "{}: {e} (the token above is valid but not in the ledger)",
+                        path.display()
+                    ),
+                    "check the file's permissions, or issue with --no-ledger",
+                ));
+            }
+        };
+        let text = ledger::append(existing.as_deref(), &entry).map_err(|e| {
+            CliError::new(
+                format!("{}: {e} (the token above is valid but not in the ledger)", path.display()),
+                "fix the ledger (`ledgit validate` shows where), or issue with --no-ledger; nothing was written",
+            )
+        })?;
+        ledgit::fsutil::write_atomic(&path, text.as_bytes())?;
+        eprintln!(
+            "recorded in {}; commit it so that the inventory lives in git",
+            ledger::FILE_NAME
+        );
+    }
+    Ok(Outcome::Clean)
+}
+
+/// Who issues a token, for the ledger: the git identity, else the login name.
+fn issuer(git: &git2::Repository) -> String {
+    match git.signature() {
+        Ok(sig) => format!(
+            "{} <{}>",
+            sig.name().unwrap_or("?"),
+            sig.email().unwrap_or("?")
+        ),
+        Err(_) => std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+    }
+}
+
+/// One row of `token list`.
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    entry: &'a ledger::Entry,
+    status: ledger::Status,
+}
+
+fn list(ctx: &Context, args: ListArgs) -> CliResult {
+    let repo = ctx.repo()?;
+    let tip = super::history::tip_of(ctx, args.rev.as_deref())?;
+    let current = ledgit::load::current(&repo, tip, &mut super::history::progress_bar())?;
+    let revoked = match tip {
+        Some(commit) => ledgit::load::revocations(&repo, commit)?,
+        None => Default::default(),
+    };
+    let book = match (repo.workdir(), &args.rev, tip) {
+        (Some(root), None, _) => match std::fs::read_to_string(root.join(ledger::FILE_NAME)) {
+            Ok(text) => ledger::read(ledger::FILE_NAME, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ledger::Ledger::default(),
+            Err(e) => {
+                return Err(CliError::new(
+                    format!("{}: {e}", ledger::FILE_NAME),
+                    "check the file's permissions",
+                ));
+            }
+        },
+        (_, _, Some(commit)) => ledgit::load::ledger(&repo, commit)?,
+        (_, _, None) => ledger::Ledger::default(),
+    };
+    let judge = ledger::Judge::new(&current.config, &current.rows, &revoked);
+    let now = chrono::Utc::now().timestamp();
+    let rows: Vec<Listed> = book
+        .entries
+        .iter()
+        .filter(|e| args.agent.as_ref().is_none_or(|a| *a == e.agent))
+        .filter(|e| {
+            args.environment
+                .as_ref()
+                .is_none_or(|x| *x == e.environment)
+        })
+        .map(|entry| Listed {
+            entry,
+            status: judge.status(entry, now),
+        })
+        .collect();
+    let mut out = render::stdout();
+    if args.format == TextOrJson::Json {
+        render::json(&mut out, &rows)?;
+    } else if rows.is_empty() {
+        writeln!(
+            out,
+            "no tokens in {}{}",
+            ledger::FILE_NAME,
+            if book.findings.is_empty() {
+                ""
+            } else {
+                " that read whole (`ledgit validate` shows its findings)"
+            }
+        )?;
+    } else {
+        let mut table = vec![vec![
+            "TOKEN".to_string(),
+            "DEPLOYMENT".into(),
+            "NAME".into(),
+            "STATUS".into(),
+            "EXPIRES".into(),
+            "ISSUED".into(),
+        ]];
+        for r in &rows {
+            let e = r.entry;
+            table.push(vec![
+                e.jti.chars().take(12).collect(),
+                format!("{}/{}", e.agent, e.environment),
+                e.name.clone().unwrap_or_else(|| "-".into()),
+                r.status.as_str().into(),
+                e.expires_at
+                    .map_or("never".into(), |x| when::relative(x, now)),
+                format!("{} by {}", when::rfc3339(e.issued_at), e.issued_by),
+            ]);
+        }
+        render::table(&mut out, &table)?;
+    }
     Ok(Outcome::Clean)
 }
 

@@ -30,12 +30,14 @@ impl Fixture {
         ledgit::init::init(dir.path(), true, NOW).unwrap();
         let (key, _) = SigningKey::generate().unwrap();
         let config = std::fs::read_to_string(dir.path().join("ledgit.yaml")).unwrap();
-        let config = config.replace(
-            "keys: []",
+        // k1 first: the example's own key (whose private half is gone) stays listed.
+        let config = config.replacen(
+            "keys:\n",
             &format!(
                 "keys:\n  - id: k1\n    algorithm: Ed25519\n    public_key: {}\n",
                 key.public_encoded()
             ),
+            1,
         );
         std::fs::write(dir.path().join("ledgit.yaml"), config).unwrap();
         let branch = ledgit::repo::Repo::open(dir.path())

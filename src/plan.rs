@@ -1,0 +1,206 @@
+//! Planning a change of versions: from the records of one repository state and the pairs to
+//! change, the files to write (each edited in place by [`crate::edit`], or created), the
+//! deployment changes they make and the policy's findings on them (the gates of
+//! [`crate::policy`], with the history's context). `ledgit promote` and `ledgit set` write the
+//! plan to the work tree; the server's proposals commit it on a new branch. Both plan here, so
+//! a change proposed from the web page is exactly the one the command would make.
+
+use std::collections::HashMap;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::finding::{self, Finding};
+use crate::history::History;
+use crate::policy::{self, Change, Stays};
+use crate::record::Record;
+use crate::validate::Report;
+
+/// One intended edit: the pair, the new version, the record to copy annotations from when the
+/// pair has no record yet.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub agent: String,
+    pub environment: String,
+    pub version: String,
+    pub template: Option<Record>,
+}
+
+/// What a plan comes to.
+#[derive(Debug)]
+pub enum Planned {
+    /// A target's file exists but does not parse: its findings; nothing can be written.
+    Unreadable(Vec<Finding>),
+    /// The versions are already set.
+    Unchanged,
+    /// The files to write, the changes they make and the policy's findings (errors refuse the
+    /// plan unless overridden).
+    Ready(Plan),
+}
+
+/// Files to write and what they change.
+#[derive(Debug)]
+pub struct Plan {
+    /// (path from the repository root, new text), in target order.
+    pub writes: Vec<(String, String)>,
+    pub changes: Vec<Change>,
+    /// The policy's findings, once [`Plan::judge`] has run.
+    pub findings: Vec<Finding>,
+    /// Every record after the change.
+    new: Vec<Record>,
+}
+
+impl Plan {
+    /// Adds the history's context to the changes (since when upstream, rollbacks) and the
+    /// policy's findings on them. `history` is the branch's; `now` the gates' clock.
+    pub fn judge(&mut self, config: &Config, history: &History, now: i64) {
+        let wanted: std::collections::HashSet<&str> =
+            self.changes.iter().map(|c| c.agent.as_str()).collect();
+        let stays = Stays::of_agents(history, |a| wanted.contains(a));
+        policy::explain(&mut self.changes, config, &stays, &self.new, now);
+        self.findings = policy::evaluate(&self.changes);
+    }
+
+    /// Whether the policy refuses the plan.
+    pub fn refused(&self) -> bool {
+        finding::has_errors(&self.findings)
+    }
+}
+
+/// The targets of promoting `agents` (every agent of `from` when `None`) from `from` to `to`.
+/// An agent without a record in `from` is an error naming the agents that have one.
+pub fn promote_targets(
+    report: &Report,
+    from: &str,
+    to: &str,
+    agents: Option<&[String]>,
+) -> Result<Vec<Target>> {
+    let sources: Vec<&Record> = report
+        .parsed
+        .iter()
+        .filter(|r| r.environment == from)
+        .collect();
+    // The first record of each agent in `from` (duplicates are a finding of their own).
+    let mut by_agent: HashMap<&str, &Record> = HashMap::new();
+    for r in &sources {
+        by_agent.entry(r.agent.as_str()).or_insert(r);
+    }
+    let wanted: Vec<String> = match agents {
+        Some(a) => a.to_vec(),
+        None => sources.iter().map(|r| r.agent.clone()).collect(),
+    };
+    wanted
+        .into_iter()
+        .map(|agent| {
+            let Some(src) = by_agent.get(agent.as_str()) else {
+                let known: Vec<&str> = sources.iter().map(|r| r.agent.as_str()).collect();
+                return Err(Error::invalid(
+                    format!("agent `{agent}` has no record in {from}"),
+                    format!("agents in {from}: {}", known.join(", ")),
+                ));
+            };
+            Ok(Target {
+                agent,
+                environment: to.to_string(),
+                version: src.version.clone(),
+                template: Some((*src).clone()),
+            })
+        })
+        .collect()
+}
+
+/// Plans `targets` against the state `report` describes: `read` gives a record file's text by
+/// its path. The plan is not judged yet ([`Plan::judge`] needs the history).
+pub fn plan(
+    config: &Config,
+    report: &Report,
+    targets: &[Target],
+    read: &dyn Fn(&str) -> Result<String>,
+) -> Result<Planned> {
+    // Where each pair's record is (the first, as with duplicate pairs everywhere), so that
+    // promoting hundreds of agents does not search the records once per agent.
+    let mut at: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, r) in report.parsed.iter().enumerate() {
+        at.entry((r.agent.as_str(), r.environment.as_str()))
+            .or_insert(i);
+    }
+    let mut unreadable: Vec<Finding> = Vec::new();
+    for t in targets {
+        let path = config.record_path(&t.agent, &t.environment);
+        if !at.contains_key(&(t.agent.as_str(), t.environment.as_str())) {
+            unreadable.extend(report.findings.iter().filter(|f| f.path == path).cloned());
+        }
+    }
+    if !unreadable.is_empty() {
+        return Ok(Planned::Unreadable(unreadable));
+    }
+    let mut new = report.parsed.clone();
+    let mut writes: Vec<(String, String)> = Vec::new();
+    for t in targets {
+        let key = (t.agent.as_str(), t.environment.as_str());
+        match at.get(&key).map(|&i| &mut new[i]) {
+            Some(r) if r.version == t.version => {}
+            Some(r) => {
+                let text = read(&r.path)?;
+                writes.push((
+                    r.path.clone(),
+                    crate::edit::set_version(&r.path, &text, &t.version)?,
+                ));
+                r.version = t.version.clone();
+            }
+            None => {
+                let path = config.record_path(&t.agent, &t.environment);
+                let annotations = t
+                    .template
+                    .as_ref()
+                    .map(|r| r.annotations.clone())
+                    .unwrap_or_default();
+                writes.push((
+                    path.clone(),
+                    crate::edit::new_record(&t.agent, &t.environment, &t.version, &annotations),
+                ));
+                at.insert(key, new.len());
+                new.push(Record {
+                    agent: t.agent.clone(),
+                    environment: t.environment.clone(),
+                    version: t.version.clone(),
+                    annotations,
+                    path,
+                    version_line: 5,
+                    version_column: 10,
+                });
+            }
+        }
+    }
+    let changes = policy::changes(&report.parsed, &new);
+    if changes.is_empty() {
+        return Ok(Planned::Unchanged);
+    }
+    Ok(Planned::Ready(Plan {
+        writes,
+        changes,
+        findings: Vec::new(),
+        new,
+    }))
+}
+
+/// The commit message of a plan's changes.
+pub fn commit_message(changes: &[Change]) -> String {
+    let line = |c: &Change| {
+        format!(
+            "{} {} to {}",
+            c.agent,
+            c.version.as_deref().unwrap_or(""),
+            c.environment
+        )
+    };
+    match changes {
+        [one] => format!("Deploy {}", line(one)),
+        many => {
+            let mut m = format!("Deploy {} changes\n\n", many.len());
+            for c in many {
+                m.push_str(&format!("- {}\n", line(c)));
+            }
+            m
+        }
+    }
+}

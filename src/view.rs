@@ -1,0 +1,566 @@
+//! What the web page shows, as data: the deployment snapshot (agents by environments, drift,
+//! sync states), an agent's page (per environment the current record, who and what made it so,
+//! the gate's verdict in words, a timeline of the versions each environment ran, its history a
+//! page at a time) and its deployments tab (each deployment's tokens from the ledger with their
+//! status). The server renders these values as HTML and serves them as the pages' JSON twins;
+//! both come from here, so the page and the API never disagree.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::history::{Action, Deployment, Event, History};
+use crate::ledger::{Entry, Judge, Status};
+use crate::policy::{Promotion, Stays};
+use crate::state::Sync;
+use crate::when;
+
+/// Tokens expiring sooner than this are flagged (14 days).
+pub const EXPIRY_WARNING: i64 = 14 * 86_400;
+/// Events per page of an agent's history.
+pub const HISTORY_PAGE: usize = 25;
+
+/// One cell of the snapshot: a deployment of an agent in an environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub version: String,
+    /// When the version last changed (RFC 3339).
+    pub since: String,
+    #[serde(skip)]
+    pub since_time: i64,
+    pub commit: String,
+    pub path: String,
+    /// The reconciler's state, where its store is present.
+    pub sync: Option<String>,
+    /// The upstream environment runs another version (this one has yet to be promoted, or
+    /// deliberately differs).
+    pub differs_from_upstream: bool,
+}
+
+/// One agent's row of the snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub agent: String,
+    /// Per environment of [`Overview::environments`], in promotion order.
+    pub cells: Vec<Option<Cell>>,
+    /// Its environments do not all run the same version.
+    pub drift: bool,
+}
+
+/// The deployment snapshot: agents by environments in promotion order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    pub environments: Vec<String>,
+    pub agents: Vec<Row>,
+    /// How many agents there are before the filter.
+    pub total_agents: usize,
+}
+
+/// The snapshot of `rows`, with the sync states (in the order of `rows`) where known, keeping
+/// the agents whose name contains `filter`.
+pub fn overview(
+    config: &Config,
+    rows: &[Deployment],
+    sync: Option<&[Sync]>,
+    filter: Option<&str>,
+) -> Overview {
+    let environments: Vec<String> = config.environments.iter().map(|e| e.name.clone()).collect();
+    let mut agents: Vec<Row> = Vec::new();
+    let mut total = 0;
+    let mut last: Option<&str> = None;
+    let mut keep = false;
+    for (i, d) in rows.iter().enumerate() {
+        if last != Some(d.agent.as_str()) {
+            last = Some(&d.agent);
+            total += 1;
+            keep = filter.is_none_or(|f| d.agent.contains(f));
+            if keep {
+                agents.push(Row {
+                    agent: d.agent.clone(),
+                    cells: vec![None; environments.len()],
+                    drift: false,
+                });
+            }
+        }
+        let Some(row) = agents.last_mut().filter(|_| keep) else {
+            continue;
+        };
+        let Some(at) = config.environment_index(&d.environment) else {
+            continue;
+        };
+        row.cells[at] = Some(Cell {
+            version: d.version.clone(),
+            since: d.updated_at.clone(),
+            since_time: d.updated_time,
+            commit: d.updated_commit.clone(),
+            path: d.path.clone(),
+            sync: sync.and_then(|s| s.get(i)).map(|s| s.state.to_string()),
+            differs_from_upstream: false,
+        });
+    }
+    for row in &mut agents {
+        for (i, env) in config.environments.iter().enumerate() {
+            let upstream = env
+                .promote_from
+                .as_deref()
+                .and_then(|u| config.environment_index(u))
+                .and_then(|u| row.cells[u].as_ref().map(|c| c.version.clone()));
+            if let (Some(up), Some(cell)) = (upstream, row.cells[i].as_mut()) {
+                cell.differs_from_upstream = cell.version != up;
+            }
+        }
+        let mut versions = row.cells.iter().flatten().map(|c| &c.version);
+        let first = versions.next();
+        row.drift = versions.any(|v| Some(v) != first);
+    }
+    Overview {
+        environments,
+        agents,
+        total_agents: total,
+    }
+}
+
+/// The gate's verdict on promoting the upstream environment's version into an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Gate {
+    /// The environment runs what upstream runs.
+    InStep { from: String, version: String },
+    /// The upstream version may be promoted now.
+    Eligible {
+        from: String,
+        version: String,
+        ran_for: i64,
+        soak: Option<i64>,
+    },
+    /// It may be promoted once it has soaked upstream for `remaining` more seconds.
+    Waiting {
+        from: String,
+        version: String,
+        remaining: i64,
+        soak: i64,
+    },
+    /// It may not be promoted.
+    Blocked { from: String, reason: String },
+}
+
+impl Gate {
+    /// The verdict in words, for `environment`.
+    pub fn words(&self, environment: &str) -> String {
+        match self {
+            Gate::InStep { from, version } => format!("in step with {from} ({version})"),
+            Gate::Eligible {
+                from,
+                version,
+                ran_for,
+                soak,
+            } => match soak {
+                Some(s) => format!(
+                    "eligible: {version} ran {} in {from} ({} soak met)",
+                    when::format_duration_short(*ran_for),
+                    when::format_duration_short(*s)
+                ),
+                None => format!("eligible: {version} runs in {from}"),
+            },
+            Gate::Waiting {
+                from,
+                version,
+                remaining,
+                soak,
+            } => format!(
+                "{version} eligible for {environment} in {}: {} soak in {from}",
+                when::format_duration_short(*remaining),
+                when::format_duration_short(*soak)
+            ),
+            Gate::Blocked { reason, .. } => format!("blocked: {reason}"),
+        }
+    }
+
+    /// Whether promoting now passes the gate.
+    pub fn promotable(&self) -> bool {
+        matches!(self, Gate::Eligible { .. })
+    }
+}
+
+/// The gate of `environment` for `agent` at `now` (`None` where it promotes from nowhere).
+pub fn gate(
+    config: &Config,
+    stays: &Stays,
+    current: &HashMap<&str, &Deployment>,
+    agent: &str,
+    environment: &str,
+    now: i64,
+) -> Option<Gate> {
+    let env = config.environment(environment)?;
+    let from = env.promote_from.clone()?;
+    let Some(up) = current.get(from.as_str()) else {
+        return Some(Gate::Blocked {
+            reason: format!("{agent} has no record in {from}"),
+            from,
+        });
+    };
+    if current
+        .get(environment)
+        .is_some_and(|d| d.version == up.version)
+    {
+        return Some(Gate::InStep {
+            from,
+            version: up.version.clone(),
+        });
+    }
+    let p = Promotion::measure(stays, agent, &from, &up.version, env.soak, now, false);
+    let version = up.version.clone();
+    Some(match (p.ran_for, env.soak) {
+        (None, _) => Gate::Blocked {
+            reason: format!("{version} never ran in {from}"),
+            from,
+        },
+        (Some(ran_for), soak) if p.soak_met => Gate::Eligible {
+            from,
+            version,
+            ran_for,
+            soak,
+        },
+        (Some(ran_for), Some(soak)) => Gate::Waiting {
+            from,
+            version,
+            remaining: soak - ran_for,
+            soak,
+        },
+        (Some(ran_for), None) => Gate::Eligible {
+            from,
+            version,
+            ran_for,
+            soak: None,
+        },
+    })
+}
+
+/// A commit as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitView {
+    pub id: String,
+    pub time: String,
+    pub author: String,
+    pub subject: String,
+    /// The pull request it merged, read from its subject (`Merge pull request #12`, `(#12)`).
+    pub pull_request: Option<u32>,
+}
+
+/// The pull request number a commit subject names, as GitHub and GitLab write merges.
+pub fn pull_request_of(subject: &str) -> Option<u32> {
+    let number = |s: &str| {
+        let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    if let Some(rest) = subject.strip_prefix("Merge pull request #") {
+        return number(rest);
+    }
+    if let Some(at) = subject.rfind("(#")
+        && subject.ends_with(')')
+    {
+        return number(&subject[at + 2..]);
+    }
+    if let Some(at) = subject.find("See merge request ") {
+        return subject[at..]
+            .rfind('!')
+            .and_then(|i| number(&subject[at + i + 1..]));
+    }
+    None
+}
+
+/// One environment of an agent's page.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvironmentView {
+    pub environment: String,
+    pub record: Option<Deployment>,
+    /// The commit that made the current version so.
+    pub changed_by: Option<CommitView>,
+    pub gate: Option<Gate>,
+    /// The gate in words.
+    pub verdict: Option<String>,
+    /// The upstream environment, where there is one.
+    pub promote_from: Option<String>,
+    /// Versions that ran here before (newest first): candidates for a rollback.
+    pub earlier_versions: Vec<String>,
+}
+
+/// A stretch of time one version ran in one environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Span {
+    pub version: String,
+    pub start: i64,
+    /// `None` while it runs.
+    pub end: Option<i64>,
+}
+
+/// The versions one environment ran over time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lane {
+    pub environment: String,
+    pub spans: Vec<Span>,
+}
+
+/// An event of an agent's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    pub environment: String,
+    pub action: Action,
+    pub version: Option<String>,
+    pub previous_version: Option<String>,
+    pub commit: CommitView,
+}
+
+/// An agent's page.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentPage {
+    pub agent: String,
+    pub environments: Vec<EnvironmentView>,
+    pub timeline: Vec<Lane>,
+    /// The first and last time the timeline covers.
+    pub timeline_start: i64,
+    pub timeline_end: i64,
+    /// A page of the agent's history, newest first.
+    pub history: Vec<EventView>,
+    /// Where the next (older) page starts, if there is one.
+    pub next_cursor: Option<usize>,
+    /// How many events the agent has.
+    pub events: usize,
+}
+
+fn commit_view(h: &History, e: &Event) -> CommitView {
+    let c = h.commit_of(e);
+    let subject = h.str(c.subject).to_string();
+    CommitView {
+        id: c.id.to_string(),
+        time: when::rfc3339(c.time),
+        author: h.str(c.author).to_string(),
+        pull_request: pull_request_of(&subject),
+        subject,
+    }
+}
+
+/// The agent's page at `now`: `rows` is the snapshot at the tip; `before` is the history
+/// cursor (an event position, from [`AgentPage::next_cursor`]). `None` when the agent has
+/// neither a record nor a past.
+pub fn agent_page(
+    config: &Config,
+    history: &History,
+    rows: &[Deployment],
+    agent: &str,
+    before: Option<usize>,
+    now: i64,
+) -> Option<AgentPage> {
+    let mine: Vec<(usize, &Event)> = history
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.action != Action::Moved && history.str(e.agent) == agent)
+        .collect();
+    let current: HashMap<&str, &Deployment> = rows
+        .iter()
+        .filter(|d| d.agent == agent)
+        .map(|d| (d.environment.as_str(), d))
+        .collect();
+    if mine.is_empty() && current.is_empty() {
+        return None;
+    }
+    let stays = Stays::of_agents(history, |a| a == agent);
+    // Lanes: each environment's stays, from the events (commit times, as people read them).
+    let mut lanes: Vec<Lane> = config
+        .environments
+        .iter()
+        .map(|e| Lane {
+            environment: e.name.clone(),
+            spans: Vec::new(),
+        })
+        .collect();
+    let mut last_event: HashMap<&str, &Event> = HashMap::new();
+    for (_, e) in &mine {
+        let env = history.str(e.environment);
+        let t = history.commit_of(e).time;
+        last_event.insert(env, e);
+        let Some(lane) = lanes.iter_mut().find(|l| l.environment == env) else {
+            continue;
+        };
+        if let Some(open) = lane.spans.last_mut().filter(|s| s.end.is_none()) {
+            open.end = Some(t.max(open.start));
+        }
+        if let (Some(v), false) = (history.opt(e.version), e.action == Action::Removed) {
+            lane.spans.push(Span {
+                version: v.to_string(),
+                start: t,
+                end: None,
+            });
+        }
+    }
+    let timeline_start = lanes
+        .iter()
+        .flat_map(|l| l.spans.first())
+        .map(|s| s.start)
+        .min()
+        .unwrap_or(now);
+    let environments = config
+        .environments
+        .iter()
+        .map(|env| {
+            let record = current.get(env.name.as_str()).map(|d| (*d).clone());
+            let changed_by = record.as_ref().and_then(|_| {
+                last_event
+                    .get(env.name.as_str())
+                    .map(|e| commit_view(history, e))
+            });
+            let gate = gate(config, &stays, &current, agent, &env.name, now);
+            let mut earlier: Vec<String> = Vec::new();
+            if let Some(lane) = lanes.iter().find(|l| l.environment == env.name) {
+                for s in lane.spans.iter().rev() {
+                    let here = record.as_ref().is_some_and(|r| r.version == s.version);
+                    if !here && !earlier.contains(&s.version) {
+                        earlier.push(s.version.clone());
+                    }
+                }
+            }
+            EnvironmentView {
+                environment: env.name.clone(),
+                verdict: gate.as_ref().map(|g| g.words(&env.name)),
+                gate,
+                record,
+                changed_by,
+                promote_from: env.promote_from.clone(),
+                earlier_versions: earlier,
+            }
+        })
+        .collect();
+    let events = mine.len();
+    let end = before.map_or(mine.len(), |b| mine.partition_point(|(i, _)| *i < b));
+    let start = end.saturating_sub(HISTORY_PAGE);
+    let history_page = mine[start..end]
+        .iter()
+        .rev()
+        .map(|(_, e)| EventView {
+            environment: history.str(e.environment).to_string(),
+            action: e.action,
+            version: history.opt(e.version).map(str::to_string),
+            previous_version: history.opt(e.previous_version).map(str::to_string),
+            commit: commit_view(history, e),
+        })
+        .collect();
+    Some(AgentPage {
+        agent: agent.to_string(),
+        environments,
+        timeline: lanes,
+        timeline_start,
+        timeline_end: now.max(timeline_start + 1),
+        history: history_page,
+        next_cursor: (start > 0).then(|| mine[start].0),
+        events,
+    })
+}
+
+/// A token of the deployments tab.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenView {
+    #[serde(flatten)]
+    pub entry: Entry,
+    pub status: Status,
+    /// Seconds until it expires (negative once expired).
+    pub expires_in: Option<i64>,
+    /// Active and expiring within [`EXPIRY_WARNING`].
+    pub expiry_warning: bool,
+    /// When this server last saw it verify (best effort, since the server started).
+    pub last_seen: Option<String>,
+}
+
+/// One deployment of the deployments tab, with its tokens.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentTokens {
+    pub environment: String,
+    pub record: Option<Deployment>,
+    pub tokens: Vec<TokenView>,
+}
+
+/// The deployments tab of an agent: per environment, its tokens from the ledger (newest first).
+pub fn deployment_tokens(
+    config: &Config,
+    judge: &Judge,
+    rows: &[Deployment],
+    entries: &[Entry],
+    agent: &str,
+    last_seen: &dyn Fn(&str) -> Option<i64>,
+    now: i64,
+) -> Vec<DeploymentTokens> {
+    config
+        .environments
+        .iter()
+        .map(|env| {
+            let mut tokens: Vec<TokenView> = entries
+                .iter()
+                .filter(|e| e.agent == agent && e.environment == env.name)
+                .map(|e| {
+                    let status = judge.status(e, now);
+                    let expires_in = e.expires_at.map(|x| x - now);
+                    TokenView {
+                        entry: e.clone(),
+                        status,
+                        expires_in,
+                        expiry_warning: status == Status::Active
+                            && expires_in.is_some_and(|s| s < EXPIRY_WARNING),
+                        last_seen: last_seen(&e.jti).map(when::rfc3339),
+                    }
+                })
+                .collect();
+            tokens.sort_by_key(|t| std::cmp::Reverse(t.entry.issued_at));
+            DeploymentTokens {
+                environment: env.name.clone(),
+                record: rows
+                    .iter()
+                    .find(|d| d.agent == agent && d.environment == env.name)
+                    .cloned(),
+                tokens,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_requests_are_read_from_merge_subjects() {
+        assert_eq!(
+            pull_request_of("Merge pull request #7 from alan/x"),
+            Some(7)
+        );
+        assert_eq!(
+            pull_request_of("Deploy support-bot 1.4.2 (#123)"),
+            Some(123)
+        );
+        assert_eq!(pull_request_of("Deploy support-bot 1.4.2"), None);
+        assert_eq!(pull_request_of("Fix (#x)"), None);
+    }
+
+    #[test]
+    fn verdicts_read_as_sentences() {
+        let waiting = Gate::Waiting {
+            from: "staging".into(),
+            version: "1.5.0".into(),
+            remaining: 3 * 3600 + 12 * 60,
+            soak: 86_400,
+        };
+        assert_eq!(
+            waiting.words("production"),
+            "1.5.0 eligible for production in 3h12m: 1d soak in staging"
+        );
+        let blocked = Gate::Blocked {
+            from: "staging".into(),
+            reason: "1.5.0 never ran in staging".into(),
+        };
+        assert_eq!(
+            blocked.words("production"),
+            "blocked: 1.5.0 never ran in staging"
+        );
+        assert!(!waiting.promotable());
+    }
+}
