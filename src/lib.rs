@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod load;
 pub mod plan;
 pub mod policy;
+pub mod proposal;
 pub mod reconcile;
 pub mod record;
 pub mod repo;

@@ -309,6 +309,8 @@ pub struct EventView {
     pub action: Action,
     pub version: Option<String>,
     pub previous_version: Option<String>,
+    /// The change in words: `deployed 1.4.0`, `1.4.0 → 1.4.1`, `removed (was 1.4.1)`.
+    pub summary: String,
     pub commit: CommitView,
 }
 
@@ -438,12 +440,22 @@ pub fn agent_page(
     let history_page = mine[start..end]
         .iter()
         .rev()
-        .map(|(_, e)| EventView {
-            environment: history.str(e.environment).to_string(),
-            action: e.action,
-            version: history.opt(e.version).map(str::to_string),
-            previous_version: history.opt(e.previous_version).map(str::to_string),
-            commit: commit_view(history, e),
+        .map(|(_, e)| {
+            let version = history.opt(e.version).map(str::to_string);
+            let previous_version = history.opt(e.previous_version).map(str::to_string);
+            let summary = match (e.action, &version, &previous_version) {
+                (Action::Updated, Some(v), Some(p)) => format!("{p} → {v}"),
+                (Action::Removed, _, Some(p)) => format!("removed (was {p})"),
+                (action, v, _) => format!("{} {}", action.as_str(), v.as_deref().unwrap_or("")),
+            };
+            EventView {
+                environment: history.str(e.environment).to_string(),
+                action: e.action,
+                version,
+                previous_version,
+                summary,
+                commit: commit_view(history, e),
+            }
         })
         .collect();
     Some(AgentPage {

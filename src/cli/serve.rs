@@ -15,17 +15,26 @@ use super::{CliError, CliResult, Context, Outcome};
 /// /metrics and the log say why. SIGTERM (or Ctrl-C) drains the requests in flight and exits 0.
 ///
 /// Routes: /v1/whoami, /oauth2/introspect, /v1/authz, /v1/deployments, /v1/history,
-/// /.well-known/jwks.json, /.well-known/oauth-authorization-server, /v1/hooks/{github,gitlab,
-/// generic}, /healthz, /readyz, /metrics, and /openapi.json, which describes them all.
+/// /v1/agents, /.well-known/jwks.json, /.well-known/oauth-authorization-server,
+/// /v1/hooks/{github,gitlab,generic}, /healthz, /readyz, /metrics, and /openapi.json, which
+/// describes them all; and the web page for people: / (the snapshot), /agents/AGENT (its page,
+/// timeline and history), /agents/AGENT/deployments (its tokens).
+///
+/// With --proposals, a visitor who signs in with the operator secret (LEDGIT_UI_SECRET) gets
+/// controls on the page: promote, set a version, roll back, revoke a token. Each shows the exact
+/// diff and the policy's verdict first, then becomes a branch `ledgit/...` with one commit (the
+/// tracked branch and the work tree are never touched), pushed with --push REMOTE, with a link
+/// to open its pull request.
 ///
 /// Secrets come from the environment, never from arguments: LEDGIT_HOOK_SECRET for webhooks,
-/// LEDGIT_INTROSPECTION_SECRET for callers of /oauth2/introspect. Without them those routes
-/// refuse every request.
+/// LEDGIT_INTROSPECTION_SECRET for callers of /oauth2/introspect, LEDGIT_UI_SECRET for the
+/// page's sign-in. Without them those routes refuse every request.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   ledgit serve
   ledgit serve --listen 0.0.0.0:8080 --fetch origin --interval 1m --audience gateway
-  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/v1/whoami")]
+  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/v1/whoami
+  LEDGIT_UI_SECRET=... ledgit serve --proposals --push origin")]
 pub struct Args {
     /// The address to listen on (loopback unless you say otherwise).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -54,6 +63,19 @@ pub struct Args {
     /// No access log on stderr.
     #[arg(long)]
     quiet: bool,
+
+    /// Let signed-in visitors of the web page propose changes (needs LEDGIT_UI_SECRET).
+    #[arg(long)]
+    proposals: bool,
+
+    /// Push each proposal's branch to REMOTE with your git (its credentials and config).
+    #[arg(long, value_name = "REMOTE", requires = "proposals")]
+    push: Option<String>,
+
+    /// The link to open a proposal's pull request: {branch} and {base} are replaced (default:
+    /// GitHub's compare page when the --push remote is on GitHub).
+    #[arg(long, value_name = "TEMPLATE", requires = "proposals")]
+    pull_request_url: Option<String>,
 }
 
 fn secret(name: &str) -> Option<Vec<u8>> {
@@ -63,6 +85,13 @@ fn secret(name: &str) -> Option<Vec<u8>> {
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
+    let ui_secret = secret("LEDGIT_UI_SECRET");
+    if args.proposals && ui_secret.is_none() {
+        return Err(CliError::new(
+            "--proposals needs the operator secret in LEDGIT_UI_SECRET",
+            "set LEDGIT_UI_SECRET to a long random string (visitors sign in with it)",
+        ));
+    }
     let interval = when::parse_duration(&args.interval)
         .filter(|s| *s > 0)
         .ok_or_else(|| {
@@ -95,6 +124,10 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         hook_secret: secret("LEDGIT_HOOK_SECRET"),
         introspection_secret: secret("LEDGIT_INTROSPECTION_SECRET"),
         quiet: args.quiet,
+        proposals: args.proposals,
+        ui_secret,
+        push: args.push,
+        pull_request_url: args.pull_request_url,
     };
     crate::server::run(options).map_err(|e| {
         CliError::new(

@@ -8,7 +8,9 @@
 mod hooks;
 mod metrics;
 mod openapi;
+mod pages;
 mod routes;
+mod session;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -50,6 +52,14 @@ pub struct Options {
     pub introspection_secret: Option<Vec<u8>>,
     /// No access log (benchmarks).
     pub quiet: bool,
+    /// The web page's controls make proposals (with `ui_secret`).
+    pub proposals: bool,
+    /// The operator secret that signs visitors in to the controls.
+    pub ui_secret: Option<Vec<u8>>,
+    /// The remote proposals are pushed to, with the user's git.
+    pub push: Option<String>,
+    /// The pull request link's template (`{branch}`, `{base}`).
+    pub pull_request_url: Option<String>,
 }
 
 /// Serves until SIGTERM or SIGINT, then drains the requests in flight. Errors are what stops

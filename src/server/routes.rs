@@ -49,6 +49,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .merge(super::pages::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
@@ -98,8 +99,15 @@ impl ApiError {
         }
     }
 
-    fn bad_query(e: impl std::fmt::Display) -> Self {
+    pub fn bad_query(e: impl std::fmt::Display) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string())
+    }
+}
+
+impl ApiError {
+    /// The status and the message.
+    pub fn parts(self) -> (StatusCode, String) {
+        (self.status, self.message)
     }
 }
 
@@ -137,7 +145,7 @@ async fn method_not_allowed() -> Response {
 }
 
 /// The served state, or the answer that there is none yet.
-fn served(shared: &Shared) -> Result<Arc<Served>, ApiError> {
+pub fn served(shared: &Shared) -> Result<Arc<Served>, ApiError> {
     shared.served.load_full().ok_or_else(|| {
         let reason = shared
             .health()
@@ -171,6 +179,16 @@ pub fn route_of(path: &str) -> &'static str {
         ["readyz"] => "/readyz",
         ["metrics"] => "/metrics",
         ["openapi.json"] => "/openapi.json",
+        [""] => "/",
+        ["agents", _] => "/agents/{agent}",
+        ["agents", _, "deployments"] => "/agents/{agent}/deployments",
+        ["agents", _, "propose"] => "/agents/{agent}/propose",
+        ["signin"] => "/signin",
+        ["signout"] => "/signout",
+        ["v1", "agents"] => "/v1/agents",
+        ["v1", "agents", _] => "/v1/agents/{agent}",
+        ["v1", "agents", _, "tokens"] => "/v1/agents/{agent}/tokens",
+        ["static", "style.css"] => "/static/style.css",
         _ => "unmatched",
     }
 }
@@ -229,6 +247,9 @@ fn verify(shared: &Shared, served: &Served, token: &str) -> Result<Verified, Inv
     shared
         .metrics
         .verified(result.as_ref().map(|_| ()).map_err(|e| &e.reason));
+    if let Ok(v) = &result {
+        shared.last_seen.saw(&v.claims.jti, now);
+    }
     result
 }
 
@@ -486,7 +507,7 @@ struct AtQuery {
 }
 
 /// Parses a time parameter, or answers 400 naming the accepted forms.
-fn time_param(name: &str, value: &str) -> Result<i64, ApiError> {
+pub fn time_param(name: &str, value: &str) -> Result<i64, ApiError> {
     ledgit::when::parse_time(value, chrono::Utc::now())
         .map(|t| t.timestamp())
         .map_err(|_| {
@@ -630,7 +651,7 @@ async fn deployment(
 }
 
 /// Client text in a message: escaped and cut short.
-fn shown(text: &str) -> String {
+pub fn shown(text: &str) -> String {
     text.chars().take(64).flat_map(char::escape_debug).collect()
 }
 

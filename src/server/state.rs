@@ -35,6 +35,14 @@ pub struct Served {
     pub deployments_gzip: axum::body::Bytes,
     /// The strong entity tag of everything derived from this commit.
     pub etag: String,
+    /// The token ledger's entries at the commit.
+    pub ledger: Vec<ledgit::ledger::Entry>,
+    /// The revoked token ids at the commit.
+    pub revoked: std::collections::BTreeSet<String>,
+    /// The chain's first commit: the repository's identity for the reconciler's store.
+    pub root: Option<Oid>,
+    /// Open proposals: branches under `ledgit/` not merged into the commit (name, subject).
+    pub proposals: Vec<(String, String)>,
     /// Signatures verified against this state's keys. It lives and dies with the state, so a
     /// change of keys (any refresh) empties it.
     pub signatures: SignatureCache,
@@ -53,7 +61,11 @@ impl Served {
             ledgit::load::history(repo, Some(commit), &mut |_| {}).map_err(|e| e.to_string())?;
         let revoked = ledgit::load::revocations(repo, commit).map_err(|e| e.to_string())?;
         let rows = loaded.history.current();
-        let verifier = Verifier::new(&loaded.config, &rows, revoked)
+        let root = loaded.history.chain.first().copied();
+        let ledger = ledgit::load::ledger(repo, commit)
+            .map_err(|e| e.to_string())?
+            .entries;
+        let verifier = Verifier::new(&loaded.config, &rows, revoked.clone())
             .require_audience(audience.map(str::to_string));
         let by_pair = rows
             .iter()
@@ -73,6 +85,10 @@ impl Served {
             deployments_json: deployments_json.into(),
             deployments_gzip: deployments_gzip.into(),
             etag: format!("\"{commit}\""),
+            ledger,
+            revoked,
+            root,
+            proposals: open_proposals(repo, commit),
             signatures: SignatureCache::default(),
         })
     }
@@ -83,6 +99,34 @@ impl Served {
             .get(&(agent.to_string(), environment.to_string()))
             .map(|&i| &self.rows[i])
     }
+}
+
+/// The branches under `refs/heads/ledgit/` whose tip `commit` does not contain, newest first.
+fn open_proposals(repo: &Repo, commit: Oid) -> Vec<(String, String)> {
+    let Ok(refs) = repo.git.references_glob("refs/heads/ledgit/*") else {
+        return Vec::new();
+    };
+    let mut out: Vec<(i64, String, String)> = refs
+        .flatten()
+        .filter_map(|r| {
+            let name = r.shorthand().ok()?.to_string();
+            let tip = r.peel_to_commit().ok()?;
+            let merged = tip.id() == commit
+                || repo
+                    .git
+                    .graph_descendant_of(commit, tip.id())
+                    .unwrap_or(false);
+            (!merged).then(|| {
+                (
+                    tip.time().seconds(),
+                    name,
+                    tip.summary().ok().flatten().unwrap_or("").to_string(),
+                )
+            })
+        })
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.0));
+    out.into_iter().take(50).map(|(_, n, s)| (n, s)).collect()
 }
 
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -105,6 +149,46 @@ pub struct Health {
     pub last_refresh: Option<Instant>,
 }
 
+/// When each token last verified here (best effort, in memory, never committed): by token id,
+/// sharded, and bounded like [`SignatureCache`].
+pub struct LastSeen {
+    shards: Vec<Mutex<HashMap<String, i64>>>,
+}
+
+impl Default for LastSeen {
+    fn default() -> Self {
+        LastSeen {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+impl LastSeen {
+    fn shard(&self, jti: &str) -> &Mutex<HashMap<String, i64>> {
+        let h = jti.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        &self.shards[h % SHARDS]
+    }
+
+    pub fn saw(&self, jti: &str, now: i64) {
+        if let Ok(mut map) = self.shard(jti).lock() {
+            if let Some(t) = map.get_mut(jti) {
+                *t = now;
+                return;
+            }
+            if map.len() >= PER_SHARD {
+                map.clear();
+            }
+            map.insert(jti.to_string(), now);
+        }
+    }
+
+    pub fn get(&self, jti: &str) -> Option<i64> {
+        self.shard(jti).lock().ok()?.get(jti).copied()
+    }
+}
+
 /// What every request and the refresher share.
 pub struct Shared {
     pub options: Options,
@@ -117,18 +201,23 @@ pub struct Shared {
     pub fetch_asked: std::sync::atomic::AtomicBool,
     /// The OpenAPI document, as JSON.
     pub openapi: Vec<u8>,
+    pub last_seen: LastSeen,
+    /// The keys of the web page's sessions (with `--proposals` and LEDGIT_UI_SECRET).
+    pub ui_keys: Option<super::session::Keys>,
 }
 
 impl Shared {
     pub fn new(options: Options) -> Shared {
         Shared {
-            options,
             served: ArcSwapOption::empty(),
             health: Mutex::new(Health::default()),
             metrics: Metrics::default(),
             refresh: tokio::sync::Notify::new(),
             fetch_asked: std::sync::atomic::AtomicBool::new(false),
             openapi: super::openapi::json(),
+            last_seen: LastSeen::default(),
+            ui_keys: options.ui_secret.clone().map(super::session::Keys::new),
+            options,
         }
     }
 

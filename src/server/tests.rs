@@ -16,18 +16,31 @@ use super::state::{Served, Shared};
 const NOW: i64 = 1_800_000_000;
 const HOOK_SECRET: &[u8] = b"hook-secret";
 const INTROSPECTION_SECRET: &str = "gateway-secret";
+const UI_SECRET: &str = "operator-secret";
 
 /// A repository made by `ledgit init --example`, with a key listed and committed.
 struct Fixture {
     dir: tempfile::TempDir,
     key: SigningKey,
     branch: String,
+    /// The time the example history ends at.
+    now: i64,
 }
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::at(NOW)
+    }
+
+    /// The example history ending now: for what the page measures against the clock (soaks,
+    /// expiries).
+    fn recent() -> Fixture {
+        Fixture::at(chrono::Utc::now().timestamp() - 120)
+    }
+
+    fn at(now: i64) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        ledgit::init::init(dir.path(), true, NOW).unwrap();
+        ledgit::init::init(dir.path(), true, now).unwrap();
         let (key, _) = SigningKey::generate().unwrap();
         let config = std::fs::read_to_string(dir.path().join("ledgit.yaml")).unwrap();
         // k1 first: the example's own key (whose private half is gone) stays listed.
@@ -44,8 +57,13 @@ impl Fixture {
             .unwrap()
             .current_branch()
             .unwrap();
-        let f = Fixture { dir, key, branch };
-        f.commit("Add key k1", NOW + 60);
+        let f = Fixture {
+            dir,
+            key,
+            branch,
+            now,
+        };
+        f.commit("Add key k1", now + 60);
         f
     }
 
@@ -68,6 +86,11 @@ impl Fixture {
         let parent = repo.head().unwrap().peel_to_commit().unwrap();
         repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent])
             .unwrap();
+    }
+
+    fn write_record(&self, agent: &str, env: &str, version: &str) {
+        let text = ledgit::init::record_text(agent, env, version, "team-support", None);
+        self.write(&format!("deployments/{agent}/{env}.yaml"), &text);
     }
 
     fn write(&self, rel: &str, text: &str) {
@@ -93,6 +116,10 @@ impl Fixture {
             hook_secret: Some(HOOK_SECRET.to_vec()),
             introspection_secret: Some(INTROSPECTION_SECRET.as_bytes().to_vec()),
             quiet: true,
+            proposals: true,
+            ui_secret: Some(UI_SECRET.as_bytes().to_vec()),
+            push: None,
+            pull_request_url: None,
         }
     }
 
@@ -953,4 +980,547 @@ fn signatures_are_cached_per_state_and_bounded() {
     // A refreshed state starts with an empty cache (its keys may differ).
     f.reload(&shared, None);
     assert_eq!(shared.served.load_full().unwrap().signatures.len(), 0);
+}
+
+// ---- The web page ----
+
+/// A page's HTML, parsed.
+fn page(answer: &Answer) -> scraper::Html {
+    assert!(
+        answer.header("content-type").starts_with("text/html"),
+        "{}",
+        answer.header("content-type")
+    );
+    assert!(
+        answer
+            .header("content-security-policy")
+            .contains("default-src 'none'")
+    );
+    assert!(answer.body.len() < 100 * 1024, "a page over 100 KB");
+    let html = scraper::Html::parse_document(std::str::from_utf8(&answer.body).unwrap());
+    assert!(
+        html.errors.is_empty(),
+        "the page does not parse cleanly: {:?}",
+        html.errors
+    );
+    html
+}
+
+fn select<'a>(html: &'a scraper::Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
+    html.select(&scraper::Selector::parse(css).unwrap())
+        .collect()
+}
+
+fn text(e: &scraper::ElementRef) -> String {
+    e.text()
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn with_headers(
+    shared: &Arc<Shared>,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> Answer {
+    let mut r = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        r = r.header(*k, v);
+    }
+    if method == "POST" {
+        r = r.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    call(shared, r.body(Body::from(body.to_string())).unwrap()).await
+}
+
+const ORIGIN: &str = "http://ledgit.example";
+
+/// Signs in with the operator secret; the session cookie.
+async fn sign_in(shared: &Arc<Shared>) -> String {
+    let a = with_headers(
+        shared,
+        "POST",
+        "/signin",
+        &[("host", "ledgit.example".into()), ("origin", ORIGIN.into())],
+        &format!("secret={UI_SECRET}"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let cookie = a.header("set-cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    cookie.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_snapshot_page_shows_every_agent_by_environment_now_and_in_the_past() {
+    let f = Fixture::recent();
+    let shared = f.shared();
+    let html = page(&get(&shared, "/").await);
+    let heads: Vec<String> = select(&html, "table.snapshot thead th")
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(heads, ["Agent", "development", "staging", "production"]);
+    let rows = select(&html, "table.snapshot tbody tr");
+    let agents: Vec<String> = rows
+        .iter()
+        .map(|r| text(&select_in(r, "th a")[0]))
+        .collect();
+    assert_eq!(
+        agents,
+        [
+            "billing-agent",
+            "search-assistant",
+            "support-bot",
+            "triage-bot"
+        ]
+    );
+    let support = text(&rows[2]);
+    assert!(support.matches("1.4.1").count() == 3, "{support}");
+    // billing-agent runs three versions... two: drift, and staging differs from development.
+    assert!(text(&rows[0]).contains("drift") && text(&rows[0]).contains("≠ upstream"));
+    // Each form control has a label.
+    for input in select(&html, "form input:not([type=hidden]), form select") {
+        let id = input.value().attr("id").expect("a control without id");
+        assert_eq!(select(&html, &format!("label[for={id}]")).len(), 1, "{id}");
+    }
+    // The filter, and the past: before support-bot 1.4.1 reached production.
+    let filtered = page(&get(&shared, "/?q=bot").await);
+    assert_eq!(select(&filtered, "table.snapshot tbody tr").len(), 2);
+    let at = f.now - 5 * 86_400;
+    let past = page(&get(&shared, &format!("/?at={}", ledgit::when::rfc3339(at))).await);
+    let support = select(&past, "table.snapshot tbody tr")
+        .into_iter()
+        .map(|r| text(&r))
+        .find(|t| t.starts_with("support-bot"))
+        .unwrap();
+    assert!(support.contains("1.4.0"), "{support}");
+    // The JSON twin says the same.
+    let v = get(&shared, "/v1/agents?q=support").await.json();
+    assert_eq!(v["agents"][0]["cells"][2]["version"], "1.4.1");
+    assert_eq!(v["total_agents"], 4);
+    // Readers see no control and no sign-out; a bad time is a page that says why.
+    assert!(select(&html, "form[method=post]").is_empty());
+    let bad = get(&shared, "/?at=yesterday-ish").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(text(&select(&page(&bad), "main")[0]).contains("RFC 3339"));
+}
+
+fn select_in<'a>(e: &scraper::ElementRef<'a>, css: &str) -> Vec<scraper::ElementRef<'a>> {
+    e.select(&scraper::Selector::parse(css).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn the_agent_page_has_a_lane_per_environment_verdicts_and_its_history() {
+    let f = Fixture::recent();
+    let shared = f.shared();
+    let html = page(&get(&shared, "/agents/billing-agent").await);
+    let lanes = select(&html, "svg.timeline g.lane");
+    let envs: Vec<&str> = lanes
+        .iter()
+        .map(|g| g.value().attr("data-environment").unwrap())
+        .collect();
+    assert_eq!(envs, ["development", "staging", "production"]);
+    // Each stay's exact times are in its tooltip.
+    let tips: Vec<String> = select(&html, "svg.timeline rect title")
+        .iter()
+        .map(text)
+        .collect();
+    assert!(
+        tips.iter()
+            .any(|t| t.starts_with("2.1.0-rc.1 in development: ") && t.ends_with(" to now")),
+        "{tips:?}"
+    );
+    let verdicts: Vec<String> = select(&html, ".env .verdict").iter().map(text).collect();
+    assert_eq!(
+        verdicts,
+        [
+            "eligible: 2.1.0-rc.1 runs in development",
+            "in step with staging (2.0.0)"
+        ]
+    );
+    let history = select(&html, "table.history tbody tr");
+    assert_eq!(history.len(), 4);
+    assert!(
+        text(&history[0]).contains("2.0.0 → 2.1.0-rc.1"),
+        "{}",
+        text(&history[0])
+    );
+    // The JSON twin: gates as data, the soak in seconds.
+    let v = get(&shared, "/v1/agents/triage-bot").await.json();
+    let production = &v["environments"][2];
+    assert_eq!(production["environment"], "production");
+    assert!(production["record"].is_null());
+    assert_eq!(production["gate"]["from"], "staging");
+    assert_eq!(production["gate"]["verdict"], "eligible", "{production}");
+    let words = production["verdict"].as_str().unwrap();
+    assert!(
+        words.starts_with("eligible: 0.9.0 ran 1d2")
+            && words.ends_with(" in staging (1d soak met)"),
+        "{words}"
+    );
+    // A version that just entered staging waits for its soak; nothing upstream blocks.
+    f.write_record("triage-bot", "staging", "1.0.0");
+    f.commit("Deploy triage-bot 1.0.0 to staging", f.now + 60);
+    f.reload(&shared, None);
+    let v = get(&shared, "/v1/agents/triage-bot").await.json();
+    let words = v["environments"][2]["verdict"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        words.starts_with("1.0.0 eligible for production in 2")
+            && words.ends_with(": 1d soak in staging"),
+        "{words}"
+    );
+    assert!(v["environments"][2]["gate"]["remaining"].as_i64().unwrap() > 86_400 - 600);
+    let v = get(&shared, "/v1/agents/search-assistant").await.json();
+    assert_eq!(
+        v["environments"][2]["verdict"],
+        "blocked: search-assistant has no record in staging"
+    );
+    assert_eq!(
+        get(&shared, "/agents/nobody").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&shared, "/v1/agents/nobody").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&shared, "/agents/support-bot?before=x").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn the_agent_history_is_paginated_newest_first() {
+    let f = Fixture::recent();
+    for i in 0..30 {
+        f.write_record("support-bot", "development", &format!("1.5.{i}"));
+        f.commit(&format!("Deploy 1.5.{i}"), f.now + 120 + i * 60);
+    }
+    let shared = f.shared();
+    let first = get(&shared, "/v1/agents/support-bot").await.json();
+    assert_eq!(first["events"], 36);
+    assert_eq!(first["history"].as_array().unwrap().len(), 25);
+    assert_eq!(first["history"][0]["version"], "1.5.29");
+    let next = first["next_cursor"].as_u64().unwrap();
+    let second = get(&shared, &format!("/v1/agents/support-bot?before={next}"))
+        .await
+        .json();
+    assert_eq!(second["history"].as_array().unwrap().len(), 11);
+    assert_eq!(second["history"][0]["version"], "1.5.4");
+    assert!(second["next_cursor"].is_null());
+    let html = page(&get(&shared, "/agents/support-bot").await);
+    let older = select(&html, "a[rel=next]");
+    assert_eq!(
+        older[0].value().attr("href").unwrap(),
+        format!("/agents/support-bot?before={next}#history")
+    );
+}
+
+#[tokio::test]
+async fn the_deployments_tab_lists_each_deployments_tokens_with_status_and_last_use() {
+    let f = Fixture::recent();
+    let shared = f.shared();
+    let token = f.issue(
+        &shared,
+        "support-bot",
+        "production",
+        &IssueOptions::default(),
+    );
+    let jti = ledgit::token::inspect(&token).unwrap().claims["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The example ledger, plus this token (committed).
+    let ledger = std::fs::read_to_string(f.path().join("tokens.yaml")).unwrap();
+    let served = shared.served.load_full().unwrap();
+    let entry = ledgit::ledger::Entry {
+        jti: jti.clone(),
+        agent: "support-bot".into(),
+        environment: "production".into(),
+        generation: served
+            .deployment("support-bot", "production")
+            .unwrap()
+            .generation
+            .clone(),
+        kid: "k1".into(),
+        issued_at: f.now,
+        expires_at: None,
+        name: Some("sdk".into()),
+        issued_by: "Ada <ada@example.com>".into(),
+        line: 0,
+    };
+    std::fs::write(
+        f.path().join("tokens.yaml"),
+        ledgit::ledger::append(Some(&ledger), &entry).unwrap(),
+    )
+    .unwrap();
+    f.commit("Record the sdk token", f.now + 120);
+    f.reload(&shared, None);
+    assert_eq!(
+        with_token(&shared, "/v1/whoami", &token).await.status,
+        StatusCode::OK
+    );
+    let html = page(&get(&shared, "/agents/support-bot/deployments").await);
+    let production = select(&html, "#env-production table.tokens tbody tr");
+    let rows: Vec<String> = production.iter().map(text).collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let sdk = rows.iter().find(|r| r.contains(" sdk ")).unwrap();
+    assert!(
+        sdk.contains("active") && !sdk.contains("not since start"),
+        "{sdk}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("old gateway") && r.contains("key-removed"))
+    );
+    let staging: Vec<String> = select(&html, "#env-staging table.tokens tbody tr")
+        .iter()
+        .map(text)
+        .collect();
+    assert!(staging[0].contains("expires soon"), "{staging:?}");
+    assert!(
+        !String::from_utf8_lossy(&get(&shared, "/agents/support-bot/deployments").await.body)
+            .contains(&token)
+    );
+    let v = get(&shared, "/v1/agents/billing-agent/tokens").await.json();
+    let statuses: Vec<&str> = v["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["tokens"].as_array().unwrap())
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["revoked", "expired"]);
+    // Readers get no revoke button.
+    assert!(select(&html, "form[action$=propose]").is_empty());
+}
+
+#[tokio::test]
+async fn proposals_need_a_session_the_csrf_token_and_this_origin() {
+    let f = Fixture::recent();
+    let shared = f.shared();
+    let host = ("host", "ledgit.example".to_string());
+    let form = "action=promote&environment=staging";
+    // No session: the preview and the POST are refused.
+    assert_eq!(
+        get(
+            &shared,
+            "/agents/billing-agent/propose?action=promote&environment=staging"
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let wrong = with_headers(
+        &shared,
+        "POST",
+        "/signin",
+        &[host.clone(), ("origin", ORIGIN.into())],
+        "secret=guess",
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.header("set-cookie").is_empty());
+    let cookie = sign_in(&shared).await;
+    let signed = [host.clone(), ("cookie", cookie.clone())];
+    let html = page(&with_headers(&shared, "GET", "/agents/billing-agent", &signed, "").await);
+    assert!(!select(&html, "form[action='/agents/billing-agent/propose']").is_empty());
+    let preview = with_headers(
+        &shared,
+        "GET",
+        &format!("/agents/billing-agent/propose?{form}"),
+        &signed,
+        "",
+    )
+    .await;
+    assert_eq!(preview.status, StatusCode::OK);
+    let preview = page(&preview);
+    let csrf = select(&preview, "input[name=csrf]")[0]
+        .value()
+        .attr("value")
+        .unwrap()
+        .to_string();
+    let diff: Vec<String> = select(&preview, "pre.diff .add, pre.diff .del")
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(diff, ["-version: 2.0.0", "+version: 2.1.0-rc.1"]);
+    let post = |headers: Vec<(&'static str, String)>, body: String| {
+        let shared = shared.clone();
+        async move {
+            with_headers(
+                &shared,
+                "POST",
+                "/agents/billing-agent/propose",
+                &headers,
+                &body,
+            )
+            .await
+        }
+    };
+    // Without the CSRF token, with another session's, from another origin: refused.
+    assert_eq!(
+        post(
+            vec![
+                host.clone(),
+                ("cookie", cookie.clone()),
+                ("origin", ORIGIN.into())
+            ],
+            form.into()
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let other = sign_in(&shared).await;
+    assert_eq!(
+        post(
+            vec![host.clone(), ("cookie", other), ("origin", ORIGIN.into())],
+            format!("{form}&csrf={csrf}")
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(
+            vec![
+                host.clone(),
+                ("cookie", cookie.clone()),
+                ("origin", "http://evil.example".into())
+            ],
+            format!("{form}&csrf={csrf}")
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let repo = git2::Repository::open(f.path()).unwrap();
+    let tip = repo.refname_to_id(&f.tracked()).unwrap();
+    assert!(
+        repo.references_glob("refs/heads/ledgit/*")
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    // With all three: a branch with one commit on the tip, one line changed.
+    let created = post(
+        vec![
+            host.clone(),
+            ("cookie", cookie.clone()),
+            ("origin", ORIGIN.into()),
+        ],
+        format!("{form}&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let branch = text(&select(&page(&created), "#branch")[0]);
+    assert!(
+        branch.starts_with("ledgit/promote-billing-agent-staging-"),
+        "{branch}"
+    );
+    let commit = repo
+        .find_reference(&format!("refs/heads/{branch}"))
+        .unwrap()
+        .peel_to_commit()
+        .unwrap();
+    assert_eq!(commit.parent_ids().collect::<Vec<_>>(), [tip]);
+    let diff = repo
+        .diff_tree_to_tree(
+            Some(&repo.find_commit(tip).unwrap().tree().unwrap()),
+            Some(&commit.tree().unwrap()),
+            None,
+        )
+        .unwrap();
+    let stats = diff.stats().unwrap();
+    assert_eq!(
+        (stats.files_changed(), stats.insertions(), stats.deletions()),
+        (1, 1, 1)
+    );
+    // The tracked branch and the work tree are untouched.
+    assert_eq!(repo.refname_to_id(&f.tracked()).unwrap(), tip);
+    assert!(repo.statuses(None).unwrap().is_empty());
+    // The proposal shows as open once the state reloads.
+    f.reload(&shared, None);
+    let v = get(&shared, "/v1/agents").await.json();
+    assert_eq!(v["proposals"][0]["branch"], branch.as_str());
+}
+
+#[tokio::test]
+async fn a_change_the_policy_refuses_shows_its_findings_and_no_button() {
+    let f = Fixture::recent();
+    let shared = f.shared();
+    let cookie = sign_in(&shared).await;
+    let signed = [("host", "ledgit.example".to_string()), ("cookie", cookie)];
+    // 9.9.9 never ran in staging: production refuses it.
+    let a = with_headers(
+        &shared,
+        "GET",
+        "/agents/support-bot/propose?action=set&environment=production&version=9.9.9",
+        &signed,
+        "",
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    let html = page(&a);
+    let findings: Vec<String> = select(&html, ".findings li").iter().map(text).collect();
+    assert!(
+        findings.iter().any(|f| f.contains("promotion-missing")),
+        "{findings:?}"
+    );
+    assert!(select(&html, "form[method=post] button.primary").is_empty());
+    // A rollback to a version that ran there before is allowed, and revocations too.
+    let a = with_headers(
+        &shared,
+        "GET",
+        "/agents/support-bot/propose?action=set&environment=production&version=1.4.0",
+        &signed,
+        "",
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    let a = with_headers(
+        &shared,
+        "GET",
+        "/agents/support-bot/propose?action=revoke&jti=7f144d0dfe64f92e7ac908045cb99094",
+        &signed,
+        "",
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let added: Vec<String> = select(&page(&a), "pre.diff .add")
+        .iter()
+        .map(text)
+        .collect();
+    assert!(
+        added
+            .iter()
+            .any(|l| l.contains("jti: 7f144d0dfe64f92e7ac908045cb99094")),
+        "{added:?}"
+    );
+    // Without --proposals there is no sign-in at all.
+    let mut options = f.options();
+    options.proposals = false;
+    let closed = f.shared_with(options);
+    assert_eq!(get(&closed, "/signin").await.status, StatusCode::NOT_FOUND);
 }
