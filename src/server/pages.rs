@@ -38,9 +38,11 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/v1/agents/{agent}", get(agent_json))
         .route("/v1/agents/{agent}/tokens", get(tokens_json))
         .route("/static/style.css", get(stylesheet))
+        .route("/static/favicon.svg", get(favicon))
 }
 
 const STYLE: &str = include_str!("static/style.css");
+const FAVICON: &str = include_str!("static/favicon.svg");
 
 /// What every page shows around its content.
 pub struct Chrome {
@@ -548,6 +550,17 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "public, max-age=86400"),
         ],
         STYLE,
+    )
+        .into_response()
+}
+
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON,
     )
         .into_response()
 }

@@ -189,6 +189,7 @@ pub fn route_of(path: &str) -> &'static str {
         ["v1", "agents", _] => "/v1/agents/{agent}",
         ["v1", "agents", _, "tokens"] => "/v1/agents/{agent}/tokens",
         ["static", "style.css"] => "/static/style.css",
+        ["static", "favicon.svg"] => "/static/favicon.svg",
         _ => "unmatched",
     }
 }

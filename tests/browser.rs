@@ -1,0 +1,108 @@
+//! The web page in a real browser: Debian's headless Chromium, driven by Playwright
+//! (`tests/browser/check.mjs`), over `ledgit serve --proposals` on `ledgit init --example`.
+//! The script checks what a person sees (no console error, light and dark, the example's
+//! versions, a lane per environment, the keyboard, axe-core, no control without the secret, a
+//! POST without the CSRF token refused) and proposes a promotion from the page; this test then
+//! checks with git that the proposal is a branch one line away from the tip, and that the tip
+//! and the work tree did not move. Screenshots are saved under `target/tmp/screenshots/`.
+//!
+//! It needs Chromium (`apt-get install chromium`) and the script's packages (`npm ci --prefix
+//! tests/browser`), which `.ci/run` installs; without them it says so and passes, unless
+//! `LEDGIT_TEST_BROWSER=required`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::TestRepo;
+use common::server::Server;
+
+const SECRET: &str = "correct horse battery staple";
+
+fn browser_ready() -> Result<PathBuf, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        return Err(format!("{chromium} is missing (apt-get install chromium)"));
+    }
+    if !dir.join("node_modules/playwright-core").exists() {
+        return Err("the script's packages are missing (npm ci --prefix tests/browser)".into());
+    }
+    Ok(dir)
+}
+
+#[test]
+fn a_person_reads_the_page_and_proposes_a_promotion_in_chromium() {
+    let dir = match browser_ready() {
+        Ok(d) => d,
+        Err(why) => {
+            assert_ne!(
+                std::env::var("LEDGIT_TEST_BROWSER").as_deref(),
+                Ok("required"),
+                "the browser test is required: {why}"
+            );
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let repo = TestRepo::empty();
+    let init = repo.ledgit(&["init", "--example", "."]);
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let tip = repo.git(&["rev-parse", "HEAD"]);
+    let server = Server::start(&repo, &["--proposals"], &[("LEDGIT_UI_SECRET", SECRET)]);
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    let run = Command::new("node")
+        .arg(dir.join("check.mjs"))
+        .arg(&server.base)
+        .arg(&shots)
+        .arg(SECRET)
+        .current_dir(&dir)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "the browser check failed: {stderr}\n{stdout}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["pages"].as_array().unwrap().len(), 6);
+    assert!(
+        summary["axe"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["serious_or_critical"] == 0 && p["passes"].as_u64().unwrap() > 10),
+        "{summary}"
+    );
+    for name in ["snapshot", "agent", "deployments"] {
+        for scheme in ["light", "dark"] {
+            let png = shots.join(format!("{name}-{scheme}.png"));
+            assert!(
+                std::fs::metadata(&png).unwrap().len() > 10_000,
+                "{}",
+                png.display()
+            );
+        }
+    }
+    // The proposal: a branch with one commit on the tip, one line changed.
+    let branch = summary["branch"].as_str().unwrap();
+    assert!(
+        branch.starts_with("ledgit/promote-billing-agent-staging-"),
+        "{branch}"
+    );
+    assert_eq!(repo.git(&["rev-parse", &format!("{branch}^")]), tip);
+    let numstat = repo.git(&["diff", "--numstat", &tip, branch]);
+    assert_eq!(numstat, "1\t1\tdeployments/billing-agent/staging.yaml");
+    // The tracked branch and the work tree did not move.
+    assert_eq!(repo.git(&["rev-parse", "HEAD"]), tip);
+    assert_eq!(repo.git(&["status", "--porcelain"]), "");
+    let (code, log) = server.stop();
+    assert_eq!(code, 0);
+    assert!(!log.contains(SECRET), "the log holds the operator secret");
+    assert!(
+        !log.contains("ledgit_session="),
+        "the log holds a session cookie"
+    );
+}

@@ -1,0 +1,162 @@
+// Drives Debian's headless Chromium over `ledgit serve --proposals` on `ledgit init --example`,
+// as a person would: every page loads without a console error, in light and dark; the snapshot
+// shows the example's versions; the timeline has one lane per environment; everything is
+// reachable by keyboard; axe-core finds no serious or critical violation; a visitor without
+// the secret sees no control and a POST without the CSRF token is refused; a promotion made
+// from the page produces a branch. Screenshots go to OUT_DIR. Prints a JSON summary; exits 1
+// with the reason on the first failure.
+//
+// Usage: node check.mjs BASE_URL OUT_DIR SECRET
+
+import { chromium } from "playwright-core";
+import { readFileSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+
+const [base, out, secret] = process.argv.slice(2);
+if (!base || !out || !secret) {
+  console.error("usage: node check.mjs BASE_URL OUT_DIR SECRET");
+  process.exit(2);
+}
+mkdirSync(out, { recursive: true });
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+
+const fail = (message) => {
+  throw new Error(message);
+};
+const expect = (condition, message) => condition || fail(message);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+
+const pages = [
+  ["snapshot", "/"],
+  ["agent", "/agents/support-bot"],
+  ["deployments", "/agents/support-bot/deployments"],
+];
+const summary = { pages: [], axe: [], branch: null };
+
+async function open(context, path) {
+  const page = await context.newPage();
+  const errors = [];
+  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const response = await page.goto(base + path, { waitUntil: "load" });
+  return { page, errors, status: response.status() };
+}
+
+async function axe(page, name) {
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async () => await window.axe.run(document));
+  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  summary.axe.push({
+    page: name,
+    passes: result.passes.length,
+    violations: result.violations.length,
+    serious_or_critical: bad.length,
+  });
+  expect(
+    bad.length === 0,
+    `${name}: axe-core: ${bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target).join(", ")}`).join("; ")}`,
+  );
+}
+
+try {
+  // A reader, in each theme.
+  for (const scheme of ["light", "dark"]) {
+    // bypassCSP: axe-core is injected as a script, which the pages' policy (no scripts) refuses.
+    const context = await browser.newContext({ colorScheme: scheme, viewport: { width: 1280, height: 900 }, bypassCSP: true });
+    for (const [name, path] of pages) {
+      const { page, errors, status } = await open(context, path);
+      expect(status === 200, `${path}: status ${status}`);
+      await page.screenshot({ path: `${out}/${name}-${scheme}.png`, fullPage: true });
+      expect(errors.length === 0, `${path} (${scheme}): console errors: ${errors.join(" | ")}`);
+      await axe(page, `${name} (${scheme})`);
+      const controls = await page.locator("form[method=post], form[action$='/propose']").count();
+      expect(controls === 0, `${path}: a visitor who has not signed in sees ${controls} controls`);
+      summary.pages.push({ page: name, scheme, status });
+    }
+    await context.close();
+  }
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
+  const { page } = await open(context, "/");
+  // The example's versions.
+  const snapshot = await page.locator("table.snapshot tbody").innerText();
+  for (const v of ["1.4.1", "2.1.0-rc.1", "2.0.0", "0.9.0", "0.1.0"]) {
+    expect(snapshot.includes(v), `the snapshot does not show ${v}`);
+  }
+  // Keyboard: Tab reaches the filter, its button and every agent link.
+  const reached = new Set();
+  for (let i = 0; i < 40; i++) {
+    await page.keyboard.press("Tab");
+    reached.add(await page.evaluate(() => {
+      const e = document.activeElement;
+      return e.id || e.getAttribute("href") || e.textContent.trim();
+    }));
+  }
+  for (const want of ["q", "at", "Show", "/agents/support-bot", "/agents/triage-bot"]) {
+    expect(reached.has(want), `Tab never reaches ${want} (reached: ${[...reached].join(", ")})`);
+  }
+  // Enter in the filter submits it.
+  await page.locator("#q").fill("bot");
+  await page.locator("#q").press("Enter");
+  await page.waitForURL(/q=bot/);
+  expect((await page.locator("table.snapshot tbody tr").count()) === 2, "the filter did not keep the two bots");
+  // The timeline: one lane per environment.
+  await page.goto(base + "/agents/support-bot");
+  const lanes = await page.locator("svg.timeline g.lane").count();
+  expect(lanes === 3, `the timeline has ${lanes} lanes, not 3`);
+  // A POST without a session or CSRF token is refused, even from this origin.
+  const forged = await page.request.post(base + "/agents/billing-agent/propose", {
+    form: { action: "promote", environment: "staging" },
+    headers: { origin: base },
+  });
+  expect(forged.status() === 403, `a POST without a session or CSRF token got ${forged.status()}`);
+
+  // Sign in, then promote billing-agent to staging from the page.
+  await page.goto(base + "/signin");
+  await page.locator("#secret").fill(secret);
+  await page.locator("#secret").press("Enter");
+  await page.waitForURL(base + "/");
+  await page.goto(base + "/agents/billing-agent");
+  await axe(page, "agent (signed in)");
+  await page.screenshot({ path: `${out}/agent-signed-in.png`, fullPage: true });
+  const sessionForged = await page.request.post(base + "/agents/billing-agent/propose", {
+    form: { action: "promote", environment: "staging" },
+    headers: { origin: base },
+  });
+  expect(sessionForged.status() === 403, `a signed-in POST without the CSRF token got ${sessionForged.status()}`);
+  await page.locator("#env-staging button", { hasText: "Promote from development" }).click();
+  await page.waitForURL(/propose/);
+  const added = await page.locator("pre.diff .add").allInnerTexts();
+  const removed = await page.locator("pre.diff .del").allInnerTexts();
+  expect(
+    added.join() === "+version: 2.1.0-rc.1" && removed.join() === "-version: 2.0.0",
+    `the preview's diff is ${JSON.stringify({ added, removed })}`,
+  );
+  await axe(page, "proposal preview");
+  await page.screenshot({ path: `${out}/proposal-preview.png`, fullPage: true });
+  await page.locator("button", { hasText: "Create the proposal" }).click();
+  await page.waitForSelector("#branch");
+  summary.branch = (await page.locator("#branch").innerText()).trim();
+  await page.screenshot({ path: `${out}/proposal-created.png`, fullPage: true });
+  await context.close();
+  console.log(JSON.stringify(summary));
+} catch (e) {
+  console.error(e.message || String(e));
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
