@@ -1,6 +1,7 @@
 """Benchmarks of `ledgit serve` on the 100,000-commit repository, with wrk (64 connections):
-/healthz as the reference, /v1/whoami with 1,000 distinct tokens, /v1/deployments, the branch
-moving ten times under load, the time from a commit to its being served, and peak memory.
+/healthz as the reference, /v1/whoami with 1,000 distinct tokens, /v1/deployments, the web
+page's three pages and a JSON twin (time and size), the branch moving ten times under load, the
+time from a commit to its being served, and peak memory.
 Usage: python3 bench/serve.py BIN REPO WORK (bench/run.sh serve calls it)."""
 
 import json
@@ -53,10 +54,15 @@ key = os.path.join(WORK, "serve-signing.pem")
 rows = json.loads(run(BIN, "-C", clone, "status", "--format", "json"))
 pairs = [(r["agent"], r["environment"]) for r in rows][:1000]
 tokens_file = os.path.join(WORK, "serve-tokens.txt")
+ledger = os.path.join(clone, "tokens.yaml")
+if not os.path.exists(ledger) and os.path.exists(tokens_file):
+    os.remove(tokens_file)  # issued before the ledger existed: issue again, into the ledger
 if not os.path.exists(tokens_file):
     with open(tokens_file, "w") as f:
         for agent, env in pairs:
             f.write(run(BIN, "-C", clone, "token", "issue", agent, env, "--key", key).strip() + "\n")
+    run("git", "-C", clone, "add", "tokens.yaml")
+    run("git", "-C", clone, "commit", "-qm", "Record the bench tokens")
 tokens = open(tokens_file).read().split()
 assert len(set(tokens)) >= 1000, len(set(tokens))
 
@@ -121,6 +127,14 @@ deployments_gzip = wrk("/v1/deployments", header="Accept-Encoding: gzip")
 etag = urllib.request.urlopen(base + "/v1/deployments").headers["ETag"]
 deployments_304 = wrk("/v1/deployments", header=f"If-None-Match: {etag}")
 
+# The web page: the snapshot (first page of agents), an agent's page, its deployments tab, and
+# the agent page's JSON twin: time under load and size.
+pages = {}
+for path in ["/", "/agents/agent-0001", "/agents/agent-0001/deployments", "/v1/agents/agent-0001"]:
+    status, body = get(base + path)
+    assert status == 200, (path, status)
+    pages[path] = (wrk(path), len(body))
+
 # The branch moves ten times under load.
 moves_done = []
 
@@ -179,6 +193,9 @@ print(row.format("serve: GET /v1/deployments, Accept-Encoding: gzip:",
                  f"{deployments_gzip[0]:.0f} req/s   ratio to /healthz {deployments_gzip[0] / health[0]:.2f}   p99 {deployments_gzip[2]:.2f} ms"))
 print(row.format("serve: GET /v1/deployments, If-None-Match (304):",
                  f"{deployments_304[0]:.0f} req/s   ratio to /healthz {deployments_304[0] / health[0]:.2f}   p99 {deployments_304[2]:.2f} ms"))
+for path, (result, size) in pages.items():
+    print(row.format(f"serve: GET {path}:",
+                     f"{result[0]:.0f} req/s   ratio to /healthz {result[0] / health[0]:.2f}   p50 {result[1]:.2f} ms   p99 {result[2]:.2f} ms   {size / 1024:.0f} KB"))
 print(row.format("serve: /v1/whoami while the branch moves 10 times:",
                  f"{moving[0]:.0f} req/s   p99 {moving[2]:.2f} ms   failed requests {moving[3]}   moves {len(moves_done)}"))
 print(row.format("serve: commit -> served (20 commits):",

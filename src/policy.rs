@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::config::Config;
 use crate::finding::{Code, Finding};
-use crate::history::{Action, History};
+use crate::history::{Action, Event, History};
 use crate::record::Record;
 
 /// Annotation that waives the soak time of a promotion; its value says why.
@@ -122,6 +122,37 @@ impl<'h> MonotonicClock<'h> {
     }
 }
 
+/// The gate times of a whole chain, computed once: position `p`'s is the latest committer time
+/// of positions `0..=p` (what [`MonotonicClock`] computes as it goes).
+pub struct GateClock {
+    times: Vec<i64>,
+}
+
+impl GateClock {
+    pub fn new(history: &History) -> Self {
+        let mut latest = i64::MIN;
+        GateClock {
+            times: history
+                .times
+                .iter()
+                .map(|&t| {
+                    latest = latest.max(t);
+                    latest
+                })
+                .collect(),
+        }
+    }
+
+    /// The gate time at chain position `pos` (the last one's past the end).
+    pub fn at(&self, pos: u32) -> i64 {
+        self.times
+            .get(pos as usize)
+            .or(self.times.last())
+            .copied()
+            .unwrap_or(i64::MIN)
+    }
+}
+
 /// A stay of one version in one environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stay<'h> {
@@ -145,38 +176,59 @@ impl<'h> Stays<'h> {
     /// The stays of the agents `wanted` says yes to (a pull request's changes concern a few
     /// agents out of hundreds).
     pub fn of_agents(history: &'h History, wanted: impl Fn(&str) -> bool) -> Self {
-        let mut by_pair: HashMap<&str, HashMap<&str, Vec<Stay>>> = HashMap::new();
+        let mut stays = Stays {
+            by_pair: HashMap::new(),
+        };
         // Gate times never go back along the chain: a commit dated before its parent counts
         // from its parent's time, so a backdated commit cannot make a version seem to have
         // soaked.
         let mut clock = MonotonicClock::new(history);
         for e in history.deployment_events() {
-            let agent = history.str(e.agent);
-            if !wanted(agent) {
-                continue;
-            }
-            let t = clock.at(history.commit_of(e).pos);
-            let list = by_pair
-                .entry(agent)
-                .or_default()
-                .entry(history.str(e.environment))
-                .or_default();
-            if let Some(last) = list.last_mut()
-                && last.end.is_none()
-            {
-                last.end = Some(t);
-            }
-            if let Some(v) = history.opt(e.version)
-                && e.action != Action::Removed
-            {
-                list.push(Stay {
-                    version: v,
-                    start: t,
-                    end: None,
-                });
+            if wanted(history.str(e.agent)) {
+                stays.add(history, e, clock.at(history.commit_of(e).pos));
             }
         }
-        Stays { by_pair }
+        stays
+    }
+
+    /// The stays of `events` alone (one agent's, in chain order), timed by `clock`: for a
+    /// server that indexed each agent's events once and answers for one agent at a time.
+    pub fn of_events(
+        history: &'h History,
+        events: impl Iterator<Item = &'h Event>,
+        clock: &GateClock,
+    ) -> Self {
+        let mut stays = Stays {
+            by_pair: HashMap::new(),
+        };
+        for e in events.filter(|e| e.action != Action::Moved) {
+            stays.add(history, e, clock.at(history.commit_of(e).pos));
+        }
+        stays
+    }
+
+    /// Ends the pair's running stay at `t` and starts the event's version's.
+    fn add(&mut self, history: &'h History, e: &'h Event, t: i64) {
+        let list = self
+            .by_pair
+            .entry(history.str(e.agent))
+            .or_default()
+            .entry(history.str(e.environment))
+            .or_default();
+        if let Some(last) = list.last_mut()
+            && last.end.is_none()
+        {
+            last.end = Some(t);
+        }
+        if let Some(v) = history.opt(e.version)
+            && e.action != Action::Removed
+        {
+            list.push(Stay {
+                version: v,
+                start: t,
+                end: None,
+            });
+        }
     }
 
     fn of(&self, agent: &str, env: &str) -> &[Stay<'h>] {

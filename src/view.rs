@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::history::{Action, Deployment, Event, History};
 use crate::ledger::{Entry, Judge, Status};
-use crate::policy::{Promotion, Stays};
+use crate::policy::{GateClock, Promotion, Stays};
 use crate::state::Sync;
 use crate::when;
 
@@ -20,6 +20,10 @@ use crate::when;
 pub const EXPIRY_WARNING: i64 = 14 * 86_400;
 /// Events per page of an agent's history.
 pub const HISTORY_PAGE: usize = 25;
+/// Agents per page of the snapshot.
+pub const OVERVIEW_PAGE: usize = 100;
+/// The timeline shows at most this many of the newest stays of each environment.
+pub const TIMELINE_SPANS: usize = 40;
 
 /// One cell of the snapshot: a deployment of an agent in an environment.
 #[derive(Debug, Clone, Serialize)]
@@ -48,33 +52,49 @@ pub struct Row {
     pub drift: bool,
 }
 
-/// The deployment snapshot: agents by environments in promotion order.
+/// The deployment snapshot: agents by environments in promotion order, a page at a time.
 #[derive(Debug, Clone, Serialize)]
 pub struct Overview {
     pub environments: Vec<String>,
     pub agents: Vec<Row>,
     /// How many agents there are before the filter.
     pub total_agents: usize,
+    /// How many agents the filter keeps (on all pages).
+    pub matching_agents: usize,
+    /// The last agent of this page when more follow: the next page starts after it.
+    pub next_after: Option<String>,
 }
 
 /// The snapshot of `rows`, with the sync states (in the order of `rows`) where known, keeping
-/// the agents whose name contains `filter`.
+/// the agents whose name contains `filter`, [`OVERVIEW_PAGE`] of them from the first whose
+/// name sorts after `after`.
 pub fn overview(
     config: &Config,
     rows: &[Deployment],
     sync: Option<&[Sync]>,
     filter: Option<&str>,
+    after: Option<&str>,
 ) -> Overview {
     let environments: Vec<String> = config.environments.iter().map(|e| e.name.clone()).collect();
     let mut agents: Vec<Row> = Vec::new();
     let mut total = 0;
+    let mut matching = 0;
+    let mut next_after = None;
     let mut last: Option<&str> = None;
     let mut keep = false;
     for (i, d) in rows.iter().enumerate() {
         if last != Some(d.agent.as_str()) {
             last = Some(&d.agent);
             total += 1;
-            keep = filter.is_none_or(|f| d.agent.contains(f));
+            let matches = filter.is_none_or(|f| d.agent.contains(f));
+            matching += usize::from(matches);
+            keep = matches && after.is_none_or(|a| d.agent.as_str() > a);
+            if keep && agents.len() == OVERVIEW_PAGE {
+                keep = false;
+                if next_after.is_none() {
+                    next_after = agents.last().map(|r| r.agent.clone());
+                }
+            }
             if keep {
                 agents.push(Row {
                     agent: d.agent.clone(),
@@ -118,6 +138,8 @@ pub fn overview(
         environments,
         agents,
         total_agents: total,
+        matching_agents: matching,
+        next_after,
     }
 }
 
@@ -237,6 +259,31 @@ pub fn gate(
     })
 }
 
+/// Each agent's events and the chain's gate times, indexed once per history so that an agent's
+/// page reads its own events, not the whole history.
+pub struct AgentIndex {
+    events: HashMap<String, Vec<u32>>,
+    clock: GateClock,
+}
+
+impl AgentIndex {
+    pub fn new(history: &History) -> Self {
+        let mut events: HashMap<String, Vec<u32>> = HashMap::new();
+        for (i, e) in history.events.iter().enumerate() {
+            if e.action != Action::Moved {
+                events
+                    .entry(history.str(e.agent).to_string())
+                    .or_default()
+                    .push(i as u32);
+            }
+        }
+        AgentIndex {
+            events,
+            clock: GateClock::new(history),
+        }
+    }
+}
+
 /// A commit as the page shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitView {
@@ -320,6 +367,8 @@ pub struct AgentPage {
     pub agent: String,
     pub environments: Vec<EnvironmentView>,
     pub timeline: Vec<Lane>,
+    /// Older stays were left out of the timeline (it shows the newest of each environment).
+    pub timeline_truncated: bool,
     /// The first and last time the timeline covers.
     pub timeline_start: i64,
     pub timeline_end: i64,
@@ -343,22 +392,24 @@ fn commit_view(h: &History, e: &Event) -> CommitView {
     }
 }
 
-/// The agent's page at `now`: `rows` is the snapshot at the tip; `before` is the history
-/// cursor (an event position, from [`AgentPage::next_cursor`]). `None` when the agent has
-/// neither a record nor a past.
+/// The agent's page at `now`: `rows` is the snapshot at the tip, `index` the history's
+/// [`AgentIndex`]; `before` is the history cursor (an event position, from
+/// [`AgentPage::next_cursor`]). `None` when the agent has neither a record nor a past.
 pub fn agent_page(
     config: &Config,
     history: &History,
+    index: &AgentIndex,
     rows: &[Deployment],
     agent: &str,
     before: Option<usize>,
     now: i64,
 ) -> Option<AgentPage> {
-    let mine: Vec<(usize, &Event)> = history
+    let mine: Vec<(usize, &Event)> = index
         .events
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.action != Action::Moved && history.str(e.agent) == agent)
+        .get(agent)
+        .into_iter()
+        .flatten()
+        .filter_map(|&i| Some((i as usize, history.events.get(i as usize)?)))
         .collect();
     let current: HashMap<&str, &Deployment> = rows
         .iter()
@@ -368,7 +419,7 @@ pub fn agent_page(
     if mine.is_empty() && current.is_empty() {
         return None;
     }
-    let stays = Stays::of_agents(history, |a| a == agent);
+    let stays = Stays::of_events(history, mine.iter().map(|(_, e)| *e), &index.clock);
     // Lanes: each environment's stays, from the events (commit times, as people read them).
     let mut lanes: Vec<Lane> = config
         .environments
@@ -397,6 +448,22 @@ pub fn agent_page(
             });
         }
     }
+    let mut timeline_truncated = false;
+    // Every lane keeps its newest stays; past the cap, the timeline starts later.
+    let mut earlier_by_env: HashMap<String, Vec<String>> = HashMap::new();
+    for lane in &mut lanes {
+        let mut seen: Vec<String> = Vec::new();
+        for s in lane.spans.iter().rev() {
+            if !seen.contains(&s.version) {
+                seen.push(s.version.clone());
+            }
+        }
+        earlier_by_env.insert(lane.environment.clone(), seen);
+        if lane.spans.len() > TIMELINE_SPANS {
+            lane.spans.drain(..lane.spans.len() - TIMELINE_SPANS);
+            timeline_truncated = true;
+        }
+    }
     let timeline_start = lanes
         .iter()
         .flat_map(|l| l.spans.first())
@@ -414,15 +481,15 @@ pub fn agent_page(
                     .map(|e| commit_view(history, e))
             });
             let gate = gate(config, &stays, &current, agent, &env.name, now);
-            let mut earlier: Vec<String> = Vec::new();
-            if let Some(lane) = lanes.iter().find(|l| l.environment == env.name) {
-                for s in lane.spans.iter().rev() {
-                    let here = record.as_ref().is_some_and(|r| r.version == s.version);
-                    if !here && !earlier.contains(&s.version) {
-                        earlier.push(s.version.clone());
-                    }
-                }
-            }
+            // The versions that ran here, newest first, but the current one (at most 20).
+            let earlier: Vec<String> = earlier_by_env
+                .get(&env.name)
+                .into_iter()
+                .flatten()
+                .filter(|v| record.as_ref().is_none_or(|r| &r.version != *v))
+                .take(20)
+                .cloned()
+                .collect();
             EnvironmentView {
                 environment: env.name.clone(),
                 verdict: gate.as_ref().map(|g| g.words(&env.name)),
@@ -462,6 +529,7 @@ pub fn agent_page(
         agent: agent.to_string(),
         environments,
         timeline: lanes,
+        timeline_truncated,
         timeline_start,
         timeline_end: now.max(timeline_start + 1),
         history: history_page,
@@ -551,6 +619,73 @@ mod tests {
         );
         assert_eq!(pull_request_of("Deploy support-bot 1.4.2"), None);
         assert_eq!(pull_request_of("Fix (#x)"), None);
+    }
+
+    #[test]
+    fn the_snapshot_comes_a_page_at_a_time_and_keeps_the_filter() {
+        let config = crate::config::parse(
+            "ledgit.yaml",
+            "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: dev\n  - name: prod\n    promote_from: dev\n",
+        )
+        .unwrap();
+        let row = |agent: String, environment: &str, version: &str| Deployment {
+            agent,
+            environment: environment.into(),
+            version: version.into(),
+            path: String::new(),
+            generation: String::new(),
+            updated_at: String::new(),
+            updated_commit: String::new(),
+            updated_time: 0,
+            generation_time: 0,
+        };
+        let mut rows = Vec::new();
+        for i in 0..250 {
+            rows.push(row(format!("agent-{i:03}"), "dev", "2"));
+            rows.push(row(
+                format!("agent-{i:03}"),
+                "prod",
+                if i % 2 == 0 { "2" } else { "1" },
+            ));
+        }
+        let first = overview(&config, &rows, None, None, None);
+        assert_eq!(
+            (first.agents.len(), first.total_agents),
+            (OVERVIEW_PAGE, 250)
+        );
+        assert_eq!(first.next_after.as_deref(), Some("agent-099"));
+        assert!(!first.agents[0].drift && first.agents[1].drift);
+        assert!(
+            first.agents[1].cells[1]
+                .as_ref()
+                .unwrap()
+                .differs_from_upstream
+        );
+        let third = overview(&config, &rows, None, None, Some("agent-199"));
+        assert_eq!(third.agents.len(), 50);
+        assert_eq!(third.agents[0].agent, "agent-200");
+        assert_eq!(third.next_after, None);
+        let some = overview(&config, &rows, None, Some("-24"), None);
+        let names: Vec<&str> = some.agents.iter().map(|r| r.agent.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "agent-240",
+                "agent-241",
+                "agent-242",
+                "agent-243",
+                "agent-244",
+                "agent-245",
+                "agent-246",
+                "agent-247",
+                "agent-248",
+                "agent-249"
+            ]
+        );
+        assert_eq!(
+            (some.matching_agents, some.total_agents, some.next_after),
+            (10, 250, None)
+        );
     }
 
     #[test]

@@ -71,6 +71,11 @@ trait Helpers {
         ledgit::when::rfc3339(t.secs())
     }
 
+    /// How many stays of an environment the timeline shows at most.
+    fn spans(&self) -> usize {
+        view::TIMELINE_SPANS
+    }
+
     /// An RFC 3339 time as people read it: `2026-03-03 12:00 UTC`.
     fn human(&self, rfc3339: impl AsRef<str>) -> String {
         let t = rfc3339.as_ref();
@@ -146,6 +151,7 @@ macro_rules! page {
 
 page!(OverviewHtml, "overview.html" {
     overview: Overview,
+    next: Option<String>,
     at: Option<String>,
     at_input: String,
     filter: String,
@@ -283,11 +289,11 @@ fn served_or_page(shared: &Shared) -> Result<Arc<Served>, Refusal> {
 struct OverviewQuery {
     at: Option<String>,
     q: Option<String>,
+    after: Option<String>,
 }
 
 /// The snapshot the overview shows, and the time it is at (`None` for now).
 fn overview_of(
-    shared: &Shared,
     served: &Served,
     query: Option<&str>,
 ) -> Result<(Overview, Option<i64>, OverviewQuery, bool), ApiError> {
@@ -298,27 +304,27 @@ fn overview_of(
             .filter(|s| !s.trim().is_empty())
             .map(|t| super::routes::time_param("at", t))
             .transpose()?;
-    let rows = match at {
-        Some(t) => served.history.snapshot(served.history.position_at(t)),
-        None => served.rows.clone(),
+    let past;
+    let rows: &[ledgit::history::Deployment] = match at {
+        Some(t) => {
+            past = served.history.snapshot(served.history.position_at(t));
+            &past
+        }
+        None => &served.rows,
     };
     // The reconciler's states describe the platform now, not a past snapshot.
-    let sync = match (at, served.root) {
-        (None, Some(root)) => {
-            let git_dir = ledgit::repo::Repo::open(&shared.options.repo)
+    let sync = match (at, served.root, &served.store) {
+        (None, Some(root), Some(store)) if store.exists() => {
+            ledgit::state::view(store, &root.to_string())
                 .ok()
-                .map(|r| r.git.commondir().to_path_buf());
-            git_dir
-                .and_then(|d| {
-                    ledgit::state::view(&ledgit::state::default_path(&d), &root.to_string()).ok()
-                })
                 .flatten()
-                .map(|v| v.sync_states(&rows))
+                .map(|v| v.sync_states(rows))
         }
         _ => None,
     };
     let filter = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let overview = view::overview(&served.config, &rows, sync.as_deref(), filter);
+    let after = q.after.as_deref().filter(|s| !s.is_empty());
+    let overview = view::overview(&served.config, rows, sync.as_deref(), filter, after);
     Ok((overview, at, q, sync.is_some()))
 }
 
@@ -332,7 +338,7 @@ async fn overview_page(
         Err(r) => return *r,
     };
     let now = chrono::Utc::now().timestamp();
-    let (overview, at, q, sync_known) = match overview_of(&shared, &served, query.as_deref()) {
+    let (overview, at, q, sync_known) = match overview_of(&served, query.as_deref()) {
         Ok(x) => x,
         Err(e) => return page_error(&shared, e),
     };
@@ -341,6 +347,21 @@ async fn overview_page(
         Some(q) => format!("/v1/agents?{q}"),
         None => "/v1/agents".into(),
     };
+    // The next page's link keeps the filter and the time.
+    let next = overview.next_after.as_ref().map(|a| {
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        if let Some(q) = q.q.as_deref().filter(|s| !s.is_empty()) {
+            params.push(("q", q));
+        }
+        if let Some(at) = q.at.as_deref().filter(|s| !s.is_empty()) {
+            params.push(("at", at));
+        }
+        params.push(("after", a));
+        format!(
+            "/?{}",
+            serde_urlencoded::to_string(&params).unwrap_or_default()
+        )
+    });
     let page = OverviewHtml {
         chrome: chrome(
             &shared,
@@ -350,6 +371,7 @@ async fn overview_page(
             Some(json_href),
             now,
         ),
+        next,
         overview,
         at: at.map(ledgit::when::rfc3339),
         at_input: q.at.unwrap_or_default(),
@@ -366,7 +388,7 @@ async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    match overview_of(&shared, &served, query.as_deref()) {
+    match overview_of(&served, query.as_deref()) {
         Ok((overview, at, _, _)) => json(
             StatusCode::OK,
             &serde_json::json!({
@@ -374,6 +396,8 @@ async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
                 "at": at.map(ledgit::when::rfc3339),
                 "environments": overview.environments,
                 "total_agents": overview.total_agents,
+                "matching_agents": overview.matching_agents,
+                "next_after": overview.next_after,
                 "agents": overview.agents,
                 "proposals": served.proposals.iter().map(|(b, s)| serde_json::json!({"branch": b, "subject": s})).collect::<Vec<_>>(),
             }),
@@ -404,6 +428,7 @@ fn agent_of(served: &Served, agent: &str, query: Option<&str>) -> Result<AgentPa
     view::agent_page(
         &served.config,
         &served.history,
+        &served.agents,
         &served.rows,
         agent,
         before,

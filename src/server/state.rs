@@ -41,6 +41,10 @@ pub struct Served {
     pub revoked: std::collections::BTreeSet<String>,
     /// The chain's first commit: the repository's identity for the reconciler's store.
     pub root: Option<Oid>,
+    /// Each agent's events, for the agent pages.
+    pub agents: ledgit::view::AgentIndex,
+    /// The reconciler's store of this repository, if it has one.
+    pub store: Option<std::path::PathBuf>,
     /// Open proposals: branches under `ledgit/` not merged into the commit (name, subject).
     pub proposals: Vec<(String, String)>,
     /// Signatures verified against this state's keys. It lives and dies with the state, so a
@@ -62,6 +66,7 @@ impl Served {
         let revoked = ledgit::load::revocations(repo, commit).map_err(|e| e.to_string())?;
         let rows = loaded.history.current();
         let root = loaded.history.chain.first().copied();
+        let agents = ledgit::view::AgentIndex::new(&loaded.history);
         let ledger = ledgit::load::ledger(repo, commit)
             .map_err(|e| e.to_string())?
             .entries;
@@ -89,6 +94,8 @@ impl Served {
             revoked,
             root,
             proposals: open_proposals(repo, commit),
+            agents,
+            store: Some(ledgit::state::default_path(repo.git.commondir())),
             signatures: SignatureCache::default(),
         })
     }
