@@ -688,6 +688,44 @@ mod tests {
         );
     }
 
+    /// The stays the agent page builds from its own events agree with those built from the
+    /// whole history, version by version (the gates' answers depend on them).
+    #[test]
+    fn an_agents_own_events_give_the_same_stays_as_the_whole_history() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::init::init(dir.path(), true, 1_800_000_000).unwrap();
+        let repo = crate::repo::Repo::open(dir.path()).unwrap();
+        let history = crate::load::history(&repo, repo.head().unwrap(), &mut |_| {})
+            .unwrap()
+            .history;
+        let index = AgentIndex::new(&history);
+        let everyone = Stays::new(&history);
+        let now = 1_800_000_000;
+        let mut compared = 0;
+        for (agent, events) in &index.events {
+            let own = Stays::of_events(
+                &history,
+                events.iter().map(|&i| &history.events[i as usize]),
+                &index.clock,
+            );
+            for e in events.iter().map(|&i| &history.events[i as usize]) {
+                let (env, v) = (history.str(e.environment), history.opt(e.version));
+                if let Some(v) = v {
+                    assert_eq!(
+                        own.ran(agent, env, v, now),
+                        everyone.ran(agent, env, v, now)
+                    );
+                    assert_eq!(
+                        own.last_ended(agent, env, v),
+                        everyone.last_ended(agent, env, v)
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared >= 12, "{compared}");
+    }
+
     #[test]
     fn verdicts_read_as_sentences() {
         let waiting = Gate::Waiting {
