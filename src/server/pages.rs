@@ -414,9 +414,9 @@ struct AgentQuery {
 fn agent_of(served: &Served, agent: &str, query: Option<&str>) -> Result<AgentPage, ApiError> {
     let q: AgentQuery =
         serde_urlencoded::from_str(query.unwrap_or("")).map_err(ApiError::bad_query)?;
-    let before = match q.before.as_deref().filter(|b| !b.is_empty()) {
+    let before = match q.before.as_deref() {
         None => None,
-        Some(b) => Some(b.parse::<usize>().map_err(|_| {
+        Some(b) => Some(b.parse::<u32>().map(|n| n as usize).map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_cursor",
