@@ -72,6 +72,24 @@ pub fn run(options: Options) -> Result<(), String> {
     runtime.block_on(serve(options))
 }
 
+/// The routes over the state loaded from the tracked branch: what `serve` listens with, and
+/// what a driver in the same process (the fuzz target of the request handling) calls.
+pub struct App {
+    shared: Arc<Shared>,
+    pub router: axum::Router,
+}
+
+/// Loads the tracked branch's tip (fetching first with `fetch`) and builds the routes over it.
+pub async fn app(options: Options) -> App {
+    let shared = Arc::new(Shared::new(options));
+    // The first load before the first request: a server that starts is ready, or says why not.
+    refresh(&shared, shared.options.fetch.is_some()).await;
+    App {
+        router: routes::router(shared.clone()),
+        shared,
+    }
+}
+
 async fn serve(options: Options) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -79,9 +97,10 @@ async fn serve(options: Options) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    let shared = Arc::new(Shared::new(options));
-    // The first load before the first request: a server that starts is ready, or says why not.
-    refresh(&shared, shared.options.fetch.is_some()).await;
+    let App {
+        shared,
+        router: app,
+    } = app(options).await;
     eprintln!(
         "ledgit serve: listening on http://{local}, serving {} {}",
         shared.options.tracked,
@@ -95,7 +114,6 @@ async fn serve(options: Options) -> Result<(), String> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = spawn_watcher(shared.clone(), stop.clone());
     let refresher = tokio::spawn(refresher(shared.clone()));
-    let app = routes::router(shared.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut signals = Signals::new()?;
