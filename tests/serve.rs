@@ -199,3 +199,135 @@ fn a_slow_client_is_cut_off_and_others_are_served_meanwhile() {
     let (code, _) = server.stop();
     assert_eq!(code, 0);
 }
+
+/// A proposal made over HTTP with `--push`: the branch reaches the remote with the user's git,
+/// the page links the pull request from the template, and the tracked branch does not move.
+#[test]
+fn a_proposal_is_pushed_and_linked_and_the_page_shows_sync_states() {
+    let (repo, _keys, _key) = example();
+    let remote_dir = repo.bare_clone();
+    let remote = remote_dir.path().join("remote.git");
+    repo.git(&["remote", "add", "origin", remote.to_str().unwrap()]);
+    // The reconciler applies everything once: the snapshot's cells say Synced.
+    let applied = repo.ledgit(&["reconcile", "--exec", "true"]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let server = Server::start(
+        &repo,
+        &[
+            "--proposals",
+            "--push",
+            "origin",
+            "--pull-request-url",
+            "https://git.example/deploys/compare/{base}...{branch}",
+        ],
+        &[("LEDGIT_UI_SECRET", "operator secret")],
+    );
+    let (status, overview) = server.get("/v1/agents", None);
+    assert_eq!(status, 200);
+    let cells: Vec<&serde_json::Value> = overview["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| a["cells"].as_array().unwrap())
+        .filter(|c| !c.is_null())
+        .collect();
+    assert_eq!(cells.len(), 9);
+    assert!(cells.iter().all(|c| c["sync"] == "Synced"), "{overview}");
+    let tip = repo.git(&["rev-parse", "HEAD"]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let host = server.base.trim_start_matches("http://").to_string();
+    let read = |r: ureq::http::Response<ureq::Body>| {
+        let mut text = String::new();
+        r.into_body()
+            .into_reader()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let signin = agent
+        .post(format!("{}/signin", server.base))
+        .header("Origin", &server.base)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send("secret=operator+secret")
+        .unwrap();
+    assert_eq!(signin.status().as_u16(), 303);
+    let cookie = signin
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let preview = read(
+        agent
+            .get(format!(
+                "{}/agents/support-bot/propose?action=set&environment=production&version=1.4.0",
+                server.base
+            ))
+            .header("Cookie", &cookie)
+            .call()
+            .unwrap(),
+    );
+    let csrf = preview
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let created = agent
+        .post(format!("{}/agents/support-bot/propose", server.base))
+        .header("Cookie", &cookie)
+        .header("Origin", &server.base)
+        .header("Host", &host)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(format!(
+            "csrf={csrf}&action=set&environment=production&version=1.4.0"
+        ))
+        .unwrap();
+    let status = created.status().as_u16();
+    let page = read(created);
+    assert_eq!(status, 201, "{page}");
+    let branch = page
+        .split("<code id=\"branch\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_string();
+    assert!(
+        branch.starts_with("ledgit/set-support-bot-production-"),
+        "{branch}"
+    );
+    assert!(page.contains("Pushed to origin."), "{page}");
+    let base = repo.git(&["rev-parse", "--abbrev-ref", "HEAD"]);
+    assert!(
+        page.contains(&format!(
+            "href=\"https://git.example/deploys/compare/{base}...{branch}\""
+        )),
+        "{page}"
+    );
+    // The remote has the branch, one commit on the tip; the tip itself did not move.
+    let pushed = common::ledgit_in(&remote, &["history", "--rev", &branch, "--format", "json"]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    let events = pushed.json();
+    let last = events.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (
+            last["agent"].as_str(),
+            last["environment"].as_str(),
+            last["version"].as_str()
+        ),
+        (Some("support-bot"), Some("production"), Some("1.4.0"))
+    );
+    assert_eq!(repo.git(&["rev-parse", "HEAD"]), tip);
+    assert_eq!(repo.git(&["status", "--porcelain"]), "");
+    let (code, log) = server.stop();
+    assert_eq!(code, 0);
+    assert!(!log.contains("operator secret") && !log.contains("ledgit_session="));
+}

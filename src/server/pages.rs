@@ -1064,7 +1064,8 @@ fn create(
         ledgit::proposal::create(&repo, preview, &branch, &author).map_err(|e| e.to_string())?;
     let pushed = match &options.push {
         None => None,
-        Some(remote) => Some(push(&options.repo, remote, &branch)?),
+        // The branch exists here either way: a failed push is said on the page, not an error.
+        Some(remote) => Some(push(&options.repo, remote, &branch).unwrap_or_else(|e| e)),
     };
     let remote_url = options
         .push

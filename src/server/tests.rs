@@ -1524,3 +1524,44 @@ async fn a_change_the_policy_refuses_shows_its_findings_and_no_button() {
     let closed = f.shared_with(options);
     assert_eq!(get(&closed, "/signin").await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_push_that_fails_keeps_the_branch_and_says_why() {
+    let f = Fixture::recent();
+    let mut options = f.options();
+    options.push = Some("nowhere".into());
+    let shared = f.shared_with(options);
+    let cookie = sign_in(&shared).await;
+    let host = ("host", "ledgit.example".to_string());
+    let signed = [host.clone(), ("cookie", cookie.clone())];
+    let preview = page(
+        &with_headers(
+            &shared,
+            "GET",
+            "/agents/billing-agent/propose?action=promote&environment=staging",
+            &signed,
+            "",
+        )
+        .await,
+    );
+    let csrf = select(&preview, "input[name=csrf]")[0]
+        .value()
+        .attr("value")
+        .unwrap()
+        .to_string();
+    let created = with_headers(
+        &shared,
+        "POST",
+        "/agents/billing-agent/propose",
+        &[host, ("cookie", cookie), ("origin", ORIGIN.into())],
+        &format!("action=promote&environment=staging&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let html = page(&created);
+    let main = text(&select(&html, "main")[0]);
+    assert!(main.contains("could not push it to nowhere"), "{main}");
+    let branch = text(&select(&html, "#branch")[0]);
+    let repo = git2::Repository::open(f.path()).unwrap();
+    assert!(repo.find_reference(&format!("refs/heads/{branch}")).is_ok());
+}
