@@ -1062,11 +1062,11 @@ fn create(
         .map_err(|e| e.message().to_string())?;
     let commit =
         ledgit::proposal::create(&repo, preview, &branch, &author).map_err(|e| e.to_string())?;
-    let pushed = match &options.push {
-        None => None,
-        // The branch exists here either way: a failed push is said on the page, not an error.
-        Some(remote) => Some(push(&options.repo, remote, &branch).unwrap_or_else(|e| e)),
-    };
+    // The branch exists here either way: a failed push is said on the page, not an error.
+    let pushed = options
+        .push
+        .as_ref()
+        .map(|remote| push(&options.repo, remote, &branch).unwrap_or_else(|e| e));
     let remote_url = options
         .push
         .as_deref()
