@@ -278,11 +278,31 @@ fn page_error(shared: &Shared, e: ApiError) -> Response {
     message_page(shared, status, heading, message, "")
 }
 
-/// A page that answers instead of the one asked for (boxed: a response is large).
-type Refusal = Box<Response>;
+/// A page that answers instead of the one asked for: an error or a refusal, already rendered
+/// (boxed: a response is large).
+struct Detour(Box<Response>);
 
-fn served_or_page(shared: &Shared) -> Result<Arc<Served>, Refusal> {
-    super::routes::served(shared).map_err(|e| Box::new(page_error(shared, e)))
+impl IntoResponse for Detour {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+impl From<Response> for Detour {
+    fn from(r: Response) -> Self {
+        Detour(Box::new(r))
+    }
+}
+
+/// What a page handler answers: its page, or the page that says why not.
+type PageResult = Result<Response, Detour>;
+
+fn detour(shared: &Shared, e: ApiError) -> Detour {
+    page_error(shared, e).into()
+}
+
+fn served_or_page(shared: &Shared) -> Result<Arc<Served>, Detour> {
+    super::routes::served(shared).map_err(|e| detour(shared, e))
 }
 
 #[derive(Deserialize, Default)]
@@ -332,16 +352,11 @@ async fn overview_page(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Response {
-    let served = match served_or_page(&shared) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+) -> PageResult {
+    let served = served_or_page(&shared)?;
     let now = chrono::Utc::now().timestamp();
-    let (overview, at, q, sync_known) = match overview_of(&served, query.as_deref()) {
-        Ok(x) => x,
-        Err(e) => return page_error(&shared, e),
-    };
+    let (overview, at, q, sync_known) =
+        overview_of(&served, query.as_deref()).map_err(|e| detour(&shared, e))?;
     let v = visitor(&shared, &headers, now);
     let json_href = match query.as_deref().filter(|q| !q.is_empty()) {
         Some(q) => format!("/v1/agents?{q}"),
@@ -380,7 +395,7 @@ async fn overview_page(
         proposals: &served.proposals,
         _life: std::marker::PhantomData,
     };
-    html(StatusCode::OK, page.render())
+    Ok(html(StatusCode::OK, page.render()))
 }
 
 async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
@@ -453,16 +468,10 @@ async fn agent_page(
     Path(agent): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Response {
-    let served = match served_or_page(&shared) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+) -> PageResult {
+    let served = served_or_page(&shared)?;
     let now = chrono::Utc::now().timestamp();
-    let page = match agent_of(&served, &agent, query.as_deref()) {
-        Ok(p) => p,
-        Err(e) => return page_error(&shared, e),
-    };
+    let page = agent_of(&served, &agent, query.as_deref()).map_err(|e| detour(&shared, e))?;
     let v = visitor(&shared, &headers, now);
     let controls = v.session.is_some();
     let json_href = format!("/v1/agents/{agent}");
@@ -481,7 +490,7 @@ async fn agent_page(
         controls,
         _life: std::marker::PhantomData,
     };
-    html(StatusCode::OK, out.render())
+    Ok(html(StatusCode::OK, out.render()))
 }
 
 async fn agent_json(
@@ -525,16 +534,10 @@ async fn tokens_page(
     State(shared): State<Arc<Shared>>,
     Path(agent): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let served = match served_or_page(&shared) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+) -> PageResult {
+    let served = served_or_page(&shared)?;
     let now = chrono::Utc::now().timestamp();
-    let deployments = match tokens_of(&shared, &served, &agent) {
-        Ok(d) => d,
-        Err(e) => return page_error(&shared, e),
-    };
+    let deployments = tokens_of(&shared, &served, &agent).map_err(|e| detour(&shared, e))?;
     let v = visitor(&shared, &headers, now);
     let controls = v.session.is_some();
     let out = TokensHtml {
@@ -551,7 +554,7 @@ async fn tokens_page(
         controls,
         _life: std::marker::PhantomData,
     };
-    html(StatusCode::OK, out.render())
+    Ok(html(StatusCode::OK, out.render()))
 }
 
 async fn tokens_json(State(shared): State<Arc<Shared>>, Path(agent): Path<String>) -> Response {
@@ -721,17 +724,17 @@ async fn signin(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Response {
+) -> PageResult {
     let Some(keys) = shared.ui_keys.as_ref().filter(|_| shared.options.proposals) else {
-        return refused(&shared, "this server does not take proposals");
+        return Ok(refused(&shared, "this server does not take proposals"));
     };
     if !session::same_origin(&headers) {
-        return refused(&shared, "the form was not sent from this server's page");
+        return Ok(refused(
+            &shared,
+            "the form was not sent from this server's page",
+        ));
     }
-    let form: SigninForm = match read_form(body).await {
-        Ok(f) => f,
-        Err(e) => return page_error(&shared, e),
-    };
+    let form: SigninForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
     let now = chrono::Utc::now().timestamp();
     if !keys.is_secret(&form.secret) {
         let served = shared.served.load_full();
@@ -747,13 +750,13 @@ async fn signin(
             failed: true,
             _life: std::marker::PhantomData,
         };
-        return html(StatusCode::UNAUTHORIZED, page.render());
+        return Ok(html(StatusCode::UNAUTHORIZED, page.render()));
     }
     let secure = shared.options.public_url.starts_with("https://");
     let (_, cookie) = keys.sign_in(now, secure);
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
     r.headers_mut().insert(header::SET_COOKIE, cookie);
-    r
+    Ok(r)
 }
 
 #[derive(Deserialize)]
@@ -765,18 +768,13 @@ async fn signout(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Response {
-    let form: CsrfForm = match read_form(body).await {
-        Ok(f) => f,
-        Err(e) => return page_error(&shared, e),
-    };
-    if let Err(r) = check_post(&shared, &headers, form.csrf.as_deref()) {
-        return *r;
-    }
+) -> PageResult {
+    let form: CsrfForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
+    check_post(&shared, &headers, form.csrf.as_deref())?;
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
     r.headers_mut()
         .insert(header::SET_COOKIE, session::sign_out());
-    r
+    Ok(r)
 }
 
 fn refused(shared: &Shared, why: &str) -> Response {
@@ -789,17 +787,13 @@ fn refused(shared: &Shared, why: &str) -> Response {
     )
 }
 
-fn refusal(shared: &Shared, why: &str) -> Refusal {
-    Box::new(refused(shared, why))
+fn refusal(shared: &Shared, why: &str) -> Detour {
+    refused(shared, why).into()
 }
 
 /// Every POST that changes something: from this server's page (Origin), by a signed-in
 /// visitor (cookie), with the session's CSRF token.
-fn check_post(
-    shared: &Shared,
-    headers: &HeaderMap,
-    csrf: Option<&str>,
-) -> Result<Session, Refusal> {
+fn check_post(shared: &Shared, headers: &HeaderMap, csrf: Option<&str>) -> Result<Session, Detour> {
     let Some(keys) = shared.ui_keys.as_ref().filter(|_| shared.options.proposals) else {
         return Err(refusal(shared, "this server does not take proposals"));
     };
@@ -928,31 +922,22 @@ async fn propose_page(
     Path(agent): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> PageResult {
     let now = chrono::Utc::now().timestamp();
     let v = visitor(&shared, &headers, now);
     if v.session.is_none() {
-        return refused(
+        return Ok(refused(
             &shared,
             "proposals need a signed-in visitor on a server started with --proposals",
-        );
+        ));
     }
-    let served = match served_or_page(&shared) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let form: ProposeForm = match serde_urlencoded::from_str(query.as_deref().unwrap_or("")) {
-        Ok(f) => f,
-        Err(e) => return page_error(&shared, ApiError::bad_query(e)),
-    };
-    let request = match form.request(&agent) {
-        Ok(r) => r,
-        Err(e) => return page_error(&shared, e),
-    };
-    let preview = match plan(&shared, served.clone(), request.clone()).await {
-        Ok(p) => p,
-        Err(e) => return page_error(&shared, e),
-    };
+    let served = served_or_page(&shared)?;
+    let form: ProposeForm = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| detour(&shared, ApiError::bad_query(e)))?;
+    let request = form.request(&agent).map_err(|e| detour(&shared, e))?;
+    let preview = plan(&shared, served.clone(), request.clone())
+        .await
+        .map_err(|e| detour(&shared, e))?;
     let status = if preview.refused {
         StatusCode::CONFLICT
     } else {
@@ -966,7 +951,7 @@ async fn propose_page(
         preview,
         _life: std::marker::PhantomData,
     };
-    html(status, page.render())
+    Ok(html(status, page.render()))
 }
 
 async fn propose_create(
@@ -974,29 +959,16 @@ async fn propose_create(
     Path(agent): Path<String>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Response {
-    let form: ProposeForm = match read_form(body).await {
-        Ok(f) => f,
-        Err(e) => return page_error(&shared, e),
-    };
-    let session = match check_post(&shared, &headers, form.csrf.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let served = match served_or_page(&shared) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let request = match form.request(&agent) {
-        Ok(r) => r,
-        Err(e) => return page_error(&shared, e),
-    };
-    let preview = match plan(&shared, served.clone(), request.clone()).await {
-        Ok(p) => p,
-        Err(e) => return page_error(&shared, e),
-    };
+) -> PageResult {
+    let form: ProposeForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
+    let session = check_post(&shared, &headers, form.csrf.as_deref())?;
+    let served = served_or_page(&shared)?;
+    let request = form.request(&agent).map_err(|e| detour(&shared, e))?;
+    let preview = plan(&shared, served.clone(), request.clone())
+        .await
+        .map_err(|e| detour(&shared, e))?;
     if preview.refused {
-        return message_page(
+        return Ok(message_page(
             &shared,
             StatusCode::CONFLICT,
             "Refused by the policy",
@@ -1007,7 +979,7 @@ async fn propose_create(
                 .collect::<Vec<_>>()
                 .join("; "),
             "the page shows the findings before a proposal is made",
-        );
+        ));
     }
     let options = shared.options.clone();
     let created = tokio::task::spawn_blocking(move || create(&options, &preview, &request))
@@ -1017,13 +989,13 @@ async fn propose_create(
     let (branch, commit, title, pushed, pull_request) = match created {
         Ok(x) => x,
         Err(e) => {
-            return message_page(
+            return Ok(message_page(
                 &shared,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Not created",
                 e,
                 "nothing was written to the tracked branch",
-            );
+            ));
         }
     };
     shared.ask_refresh(false);
@@ -1041,7 +1013,7 @@ async fn propose_create(
         pull_request,
         _life: std::marker::PhantomData,
     };
-    html(StatusCode::CREATED, page.render())
+    Ok(html(StatusCode::CREATED, page.render()))
 }
 
 type Created = (String, String, String, Option<String>, Option<String>);
