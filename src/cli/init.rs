@@ -53,10 +53,9 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     } else {
         writeln!(
             out,
-            "Committed an example history of {} commits. Try:\n  ledgit -C {} status\n  ledgit -C {} history",
+            "Committed an example history of {} commits. Try:\n  ledgit -C {root} status\n  ledgit -C {root} history\n  ledgit -C {root} token list\n  ledgit -C {root} serve     (then open http://127.0.0.1:8080/)",
             done.commits.len(),
-            done.root.display(),
-            done.root.display()
+            root = done.root.display(),
         )?;
     }
     Ok(Outcome::Clean)
