@@ -1,0 +1,430 @@
+//! The page's controls: sign-in with the operator secret, and proposals (promote, set, roll
+//! back, revoke) previewed as a diff with the policy's verdict, then committed on a new branch
+//! and pushed where asked. Every POST passes [`check_post`]: this server's origin, a signed-in
+//! session, the session's CSRF token.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use ledgit::proposal::{Preview, Request};
+
+use super::super::routes::{ApiError, read_body};
+use super::super::session::{self, Session};
+use super::super::state::{Served, Shared};
+use super::{
+    Detour, PageResult, ProposeHtml, ProposedHtml, SigninHtml, Visitor, chrome, detour, html,
+    message_page, served_or_page, visitor,
+};
+
+pub(super) async fn signin_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !(shared.options.proposals && shared.ui_keys.is_some()) {
+        return message_page(
+            &shared,
+            StatusCode::NOT_FOUND,
+            "No sign-in here",
+            "This server does not take proposals.",
+            "start it with `ledgit serve --proposals` and LEDGIT_UI_SECRET set",
+        );
+    }
+    let now = chrono::Utc::now().timestamp();
+    let served = shared.served.load_full();
+    let v = visitor(&shared, &headers, now);
+    let page = SigninHtml {
+        chrome: chrome(&shared, served.as_deref(), &v, "Sign in", None, now),
+        failed: false,
+        _life: std::marker::PhantomData,
+    };
+    html(StatusCode::OK, page.render())
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    secret: String,
+}
+
+pub(super) async fn signin(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> PageResult {
+    let Some(keys) = shared.ui_keys.as_ref().filter(|_| shared.options.proposals) else {
+        return Ok(refused(&shared, "this server does not take proposals"));
+    };
+    if !session::same_origin(&headers) {
+        return Ok(refused(
+            &shared,
+            "the form was not sent from this server's page",
+        ));
+    }
+    let form: SigninForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
+    let now = chrono::Utc::now().timestamp();
+    if !keys.is_secret(&form.secret) {
+        let served = shared.served.load_full();
+        let page = SigninHtml {
+            chrome: chrome(
+                &shared,
+                served.as_deref(),
+                &Visitor { session: None },
+                "Sign in",
+                None,
+                now,
+            ),
+            failed: true,
+            _life: std::marker::PhantomData,
+        };
+        return Ok(html(StatusCode::UNAUTHORIZED, page.render()));
+    }
+    let secure = shared.options.public_url.starts_with("https://");
+    let (_, cookie) = keys.sign_in(now, secure);
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: Option<String>,
+}
+
+pub(super) async fn signout(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> PageResult {
+    let form: CsrfForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
+    check_post(&shared, &headers, form.csrf.as_deref())?;
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, session::sign_out());
+    Ok(r)
+}
+
+fn refused(shared: &Shared, why: &str) -> Response {
+    message_page(
+        shared,
+        StatusCode::FORBIDDEN,
+        "Refused",
+        why,
+        "sign in from this server's page, then use its buttons",
+    )
+}
+
+fn refusal(shared: &Shared, why: &str) -> Detour {
+    refused(shared, why).into()
+}
+
+/// Every POST that changes something: from this server's page (Origin), by a signed-in
+/// visitor (cookie), with the session's CSRF token.
+fn check_post(shared: &Shared, headers: &HeaderMap, csrf: Option<&str>) -> Result<Session, Detour> {
+    let Some(keys) = shared.ui_keys.as_ref().filter(|_| shared.options.proposals) else {
+        return Err(refusal(shared, "this server does not take proposals"));
+    };
+    if !session::same_origin(headers) {
+        return Err(refusal(
+            shared,
+            "the form was not sent from this server's page",
+        ));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let Some(s) = keys.session(headers, now) else {
+        return Err(refusal(shared, "sign in first"));
+    };
+    if !csrf.is_some_and(|t| keys.csrf_ok(&s, t)) {
+        return Err(refusal(shared, "the form's CSRF token is missing or wrong"));
+    }
+    Ok(s)
+}
+
+async fn read_form<T: serde::de::DeserializeOwned>(body: axum::body::Body) -> Result<T, ApiError> {
+    let bytes = read_body(body, 16 * 1024).await?;
+    serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("the form is not one this page sends: {e}"),
+        )
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct ProposeForm {
+    action: Option<String>,
+    environment: Option<String>,
+    version: Option<String>,
+    jti: Option<String>,
+    reason: Option<String>,
+    csrf: Option<String>,
+}
+
+impl ProposeForm {
+    fn request(&self, agent: &str) -> Result<Request, ApiError> {
+        let missing = |what: &str| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the proposal names no {what}"),
+            )
+        };
+        let environment = || {
+            self.environment
+                .clone()
+                .ok_or_else(|| missing("environment"))
+        };
+        match self.action.as_deref() {
+            Some("promote") => Ok(Request::Promote {
+                agent: agent.to_string(),
+                to: environment()?,
+            }),
+            Some("set") => Ok(Request::Set {
+                agent: agent.to_string(),
+                environment: environment()?,
+                version: self
+                    .version
+                    .clone()
+                    .map(|v| v.trim().to_string())
+                    .ok_or_else(|| missing("version"))?,
+            }),
+            Some("revoke") => Ok(Request::Revoke {
+                jti: self.jti.clone().ok_or_else(|| missing("token"))?,
+                reason: self.reason.clone(),
+            }),
+            _ => Err(missing("action (promote, set or revoke)")),
+        }
+    }
+
+    /// The hidden fields that carry the request to the POST.
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        [
+            ("action", &self.action),
+            ("environment", &self.environment),
+            ("version", &self.version),
+            ("jti", &self.jti),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// Plans a request on a blocking thread (it reads the repository).
+async fn plan(
+    shared: &Arc<Shared>,
+    served: Arc<Served>,
+    request: Request,
+) -> Result<Preview, ApiError> {
+    let repo_path = shared.options.repo.clone();
+    tokio::task::spawn_blocking(move || {
+        let repo = ledgit::repo::Repo::open(&repo_path).map_err(unprocessable)?;
+        let now = chrono::Utc::now().timestamp();
+        ledgit::proposal::preview(&repo, served.commit, &served.history, &request, now)
+            .map_err(unprocessable)
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "planning failed",
+        )
+    })?
+}
+
+fn unprocessable(e: ledgit::Error) -> ApiError {
+    let message = match e.hint() {
+        Some(h) => format!("{e} ({h})"),
+        None => e.to_string(),
+    };
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_proposable", message)
+}
+
+pub(super) async fn propose_page(
+    State(shared): State<Arc<Shared>>,
+    Path(agent): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> PageResult {
+    let now = chrono::Utc::now().timestamp();
+    let v = visitor(&shared, &headers, now);
+    if v.session.is_none() {
+        return Ok(refused(
+            &shared,
+            "proposals need a signed-in visitor on a server started with --proposals",
+        ));
+    }
+    let served = served_or_page(&shared)?;
+    let form: ProposeForm = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| detour(&shared, ApiError::bad_query(e)))?;
+    let request = form.request(&agent).map_err(|e| detour(&shared, e))?;
+    let preview = plan(&shared, served.clone(), request.clone())
+        .await
+        .map_err(|e| detour(&shared, e))?;
+    let status = if preview.refused {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    let page = ProposeHtml {
+        chrome: chrome(&shared, Some(&served), &v, preview.title.clone(), None, now),
+        agent,
+        fields: form.fields(),
+        is_revoke: matches!(request, Request::Revoke { .. }),
+        preview,
+        _life: std::marker::PhantomData,
+    };
+    Ok(html(status, page.render()))
+}
+
+pub(super) async fn propose_create(
+    State(shared): State<Arc<Shared>>,
+    Path(agent): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> PageResult {
+    let form: ProposeForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
+    let session = check_post(&shared, &headers, form.csrf.as_deref())?;
+    let served = served_or_page(&shared)?;
+    let request = form.request(&agent).map_err(|e| detour(&shared, e))?;
+    let preview = plan(&shared, served.clone(), request.clone())
+        .await
+        .map_err(|e| detour(&shared, e))?;
+    if preview.refused {
+        return Ok(message_page(
+            &shared,
+            StatusCode::CONFLICT,
+            "Refused by the policy",
+            preview
+                .findings
+                .iter()
+                .map(|f| f.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+            "the page shows the findings before a proposal is made",
+        ));
+    }
+    let options = shared.options.clone();
+    let created = tokio::task::spawn_blocking(move || create(&options, &preview, &request))
+        .await
+        .map_err(|_| "creating the proposal failed".to_string())
+        .and_then(|r| r);
+    let (branch, commit, title, pushed, pull_request) = match created {
+        Ok(x) => x,
+        Err(e) => {
+            return Ok(message_page(
+                &shared,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Not created",
+                e,
+                "nothing was written to the tracked branch",
+            ));
+        }
+    };
+    shared.ask_refresh(false);
+    let now = chrono::Utc::now().timestamp();
+    let v = Visitor {
+        session: Some(session),
+    };
+    let page = ProposedHtml {
+        chrome: chrome(&shared, Some(&served), &v, "Proposal created", None, now),
+        agent,
+        branch,
+        commit,
+        title,
+        pushed,
+        pull_request,
+        _life: std::marker::PhantomData,
+    };
+    Ok(html(StatusCode::CREATED, page.render()))
+}
+
+type Created = (String, String, String, Option<String>, Option<String>);
+
+/// Commits the proposal on its branch, pushes it where asked, and finds its pull request link.
+fn create(
+    options: &super::super::Options,
+    preview: &Preview,
+    request: &Request,
+) -> Result<Created, String> {
+    let repo = ledgit::repo::Repo::open(&options.repo).map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now().timestamp();
+    let branch = request.branch_name(now);
+    let author = repo
+        .git
+        .signature()
+        .or_else(|_| git2::Signature::now("ledgit serve", "ledgit@localhost"))
+        .map_err(|e| e.message().to_string())?;
+    let commit =
+        ledgit::proposal::create(&repo, preview, &branch, &author).map_err(|e| e.to_string())?;
+    // The branch exists here either way: a failed push is said on the page, not an error.
+    let pushed = options
+        .push
+        .as_ref()
+        .map(|remote| push(&options.repo, remote, &branch).unwrap_or_else(|e| e));
+    let remote_url = options
+        .push
+        .as_deref()
+        .and_then(|r| repo.git.find_remote(r).ok())
+        .and_then(|r| r.url().ok().map(str::to_string));
+    let pull_request = ledgit::proposal::pull_request_url(
+        options.pull_request_url.as_deref(),
+        remote_url.as_deref(),
+        &options.branch,
+        &branch,
+    );
+    Ok((
+        branch,
+        commit.to_string(),
+        preview.title.clone(),
+        pushed,
+        pull_request,
+    ))
+}
+
+/// `git push REMOTE refs/heads/B:refs/heads/B` with the user's git (their credentials and
+/// config), bounded to a minute, never prompting.
+fn push(repo: &std::path::Path, remote: &str, branch: &str) -> Result<String, String> {
+    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    let mut child = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["push", "--quiet", remote, &refspec])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run git to push: {e}"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => {
+                return Ok(format!("Pushed to {remote}."));
+            }
+            Ok(Some(_)) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.by_ref().take(4096).read_to_string(&mut err);
+                }
+                return Err(format!(
+                    "the branch {branch} was created here but git could not push it to {remote}: {}",
+                    err.trim()
+                ));
+            }
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the branch {branch} was created here but pushing it to {remote} took over a minute"
+                ));
+            }
+        }
+    }
+}
