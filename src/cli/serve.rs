@@ -56,7 +56,8 @@ pub struct Args {
     #[arg(long, value_name = "AUD")]
     audience: Option<String>,
 
-    /// The URL clients reach this server at, for the OAuth metadata (default: from --listen).
+    /// The URL clients reach this server at, for the OAuth metadata and, when https, the
+    /// session cookie's Secure flag (default: from --listen).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
 
