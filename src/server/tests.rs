@@ -1321,6 +1321,9 @@ async fn proposals_need_a_session_the_csrf_token_and_this_origin() {
         .status,
         StatusCode::FORBIDDEN
     );
+    let signin = page(&get(&shared, "/signin").await);
+    assert_eq!(select(&signin, "label[for=secret]").len(), 1);
+    assert_eq!(select(&signin, "input#secret[type=password]").len(), 1);
     let wrong = with_headers(
         &shared,
         "POST",
@@ -1330,6 +1333,7 @@ async fn proposals_need_a_session_the_csrf_token_and_this_origin() {
     )
     .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(text(&select(&page(&wrong), "[role=alert]")[0]).contains("not the secret"));
     assert!(wrong.header("set-cookie").is_empty());
     let cookie = sign_in(&shared).await;
     let signed = [host.clone(), ("cookie", cookie.clone())];
