@@ -414,6 +414,21 @@ mod tests {
     }
 
     #[test]
+    fn token_ids_are_letters_digits_dashes_and_underscores() {
+        for good in [
+            "a",
+            "3f2a9c0d5b7e41a8b1c2d3e4f5a6b7c8",
+            "A-b_9",
+            &"x".repeat(128),
+        ] {
+            assert!(is_token_id(good), "{good}");
+        }
+        for bad in ["", "a b", "a.b", "a/b", "é", "a\n", &"x".repeat(129)] {
+            assert!(!is_token_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn appends_create_then_extend_and_read_back() {
         let first = append(None, &entry("a1")).unwrap();
         let commented = format!("{first}# trailing comment\n");

@@ -167,6 +167,16 @@ pub enum Gate {
     Blocked { from: String, reason: String },
 }
 
+/// A soak as people write it in `ledgit.yaml`: whole hours up to two days in hours (`24h`),
+/// longer ones in days and hours (`3d`, `2d12h`).
+fn soak_words(secs: i64) -> String {
+    if secs % 3_600 == 0 && secs <= 2 * 86_400 {
+        format!("{}h", secs / 3_600)
+    } else {
+        when::format_duration_short(secs)
+    }
+}
+
 impl Gate {
     /// The verdict in words, for `environment`.
     pub fn words(&self, environment: &str) -> String {
@@ -181,7 +191,7 @@ impl Gate {
                 Some(s) => format!(
                     "eligible: {version} ran {} in {from} ({} soak met)",
                     when::format_duration_short(*ran_for),
-                    when::format_duration_short(*s)
+                    soak_words(*s)
                 ),
                 None => format!("eligible: {version} runs in {from}"),
             },
@@ -193,7 +203,7 @@ impl Gate {
             } => format!(
                 "{version} eligible for {environment} in {}: {} soak in {from}",
                 when::format_duration_short(*remaining),
-                when::format_duration_short(*soak)
+                soak_words(*soak)
             ),
             Gate::Blocked { reason, .. } => format!("blocked: {reason}"),
         }
@@ -736,7 +746,7 @@ mod tests {
         };
         assert_eq!(
             waiting.words("production"),
-            "1.5.0 eligible for production in 3h12m: 1d soak in staging"
+            "1.5.0 eligible for production in 3h12m: 24h soak in staging"
         );
         let blocked = Gate::Blocked {
             from: "staging".into(),
@@ -747,5 +757,8 @@ mod tests {
             "blocked: 1.5.0 never ran in staging"
         );
         assert!(!waiting.promotable());
+        assert_eq!(soak_words(30 * 60), "30m");
+        assert_eq!(soak_words(48 * 3_600), "48h");
+        assert_eq!(soak_words(7 * 86_400), "7d");
     }
 }

@@ -465,13 +465,7 @@ fn inspect(args: InspectArgs) -> CliResult {
 }
 
 fn revoke(ctx: &Context, args: RevokeArgs) -> CliResult {
-    if args.jti.is_empty()
-        || args.jti.len() > 128
-        || !args
-            .jti
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !ledger::is_token_id(&args.jti) {
         return Err(CliError::new(
             format!("`{}` is not a token id", args.jti),
             "pass the jti claim (`ledgit token inspect` shows it)",

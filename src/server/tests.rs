@@ -1162,7 +1162,7 @@ async fn the_agent_page_has_a_lane_per_environment_verdicts_and_its_history() {
     let words = production["verdict"].as_str().unwrap();
     assert!(
         words.starts_with("eligible: 0.9.0 ran 1d2")
-            && words.ends_with(" in staging (1d soak met)"),
+            && words.ends_with(" in staging (24h soak met)"),
         "{words}"
     );
     // A version that just entered staging waits for its soak; nothing upstream blocks.
@@ -1176,7 +1176,7 @@ async fn the_agent_page_has_a_lane_per_environment_verdicts_and_its_history() {
         .to_string();
     assert!(
         words.starts_with("1.0.0 eligible for production in 2")
-            && words.ends_with(": 1d soak in staging"),
+            && words.ends_with(": 24h soak in staging"),
         "{words}"
     );
     assert!(v["environments"][2]["gate"]["remaining"].as_i64().unwrap() > 86_400 - 600);
