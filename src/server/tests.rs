@@ -143,6 +143,16 @@ impl Fixture {
         shared.served.store(Some(Arc::new(served)));
     }
 
+    /// A token for support-bot in production, without expiry or audience.
+    fn production_token(&self, shared: &Shared) -> String {
+        self.issue(
+            shared,
+            "support-bot",
+            "production",
+            &IssueOptions::default(),
+        )
+    }
+
     fn issue(&self, shared: &Shared, agent: &str, env: &str, options: &IssueOptions) -> String {
         let served = shared.served.load_full().unwrap();
         let record = served.deployment(agent, env).unwrap().clone();
@@ -280,12 +290,7 @@ fn conforms(method: &str, path: &str, answer: &Answer) {
 async fn whoami_answers_with_the_version_at_the_tip() {
     let f = Fixture::new();
     let shared = f.shared();
-    let token = f.issue(
-        &shared,
-        "support-bot",
-        "production",
-        &IssueOptions::default(),
-    );
+    let token = f.production_token(&shared);
     let a = with_token(&shared, "/v1/whoami", &token).await;
     assert_eq!(a.status, StatusCode::OK);
     let v = a.json();
@@ -313,12 +318,7 @@ async fn whoami_answers_with_the_version_at_the_tip() {
 async fn every_invalid_token_is_a_401_with_its_reason() {
     let f = Fixture::new();
     let shared = f.shared();
-    let good = f.issue(
-        &shared,
-        "support-bot",
-        "production",
-        &IssueOptions::default(),
-    );
+    let good = f.production_token(&shared);
     let served = shared.served.load_full().unwrap();
     let claims = served
         .verifier
@@ -465,12 +465,7 @@ async fn a_server_with_an_audience_refuses_tokens_for_others() {
             audience: Some("gateway".into()),
         },
     );
-    let plain = f.issue(
-        &shared,
-        "support-bot",
-        "production",
-        &IssueOptions::default(),
-    );
+    let plain = f.production_token(&shared);
     assert_eq!(
         with_token(&shared, "/v1/whoami", &aimed).await.status,
         StatusCode::OK
@@ -492,12 +487,7 @@ async fn introspect(shared: &Arc<Shared>, secret: Option<&str>, body: &str) -> A
 async fn introspection_authenticates_the_caller_and_answers_rfc_7662() {
     let f = Fixture::new();
     let shared = f.shared();
-    let token = f.issue(
-        &shared,
-        "support-bot",
-        "production",
-        &IssueOptions::default(),
-    );
+    let token = f.production_token(&shared);
     let body = format!("token={token}&token_type_hint=access_token");
     let a = introspect(&shared, Some(INTROSPECTION_SECRET), &body).await;
     assert_eq!(a.status, StatusCode::OK);
@@ -536,12 +526,7 @@ async fn introspection_authenticates_the_caller_and_answers_rfc_7662() {
 async fn forward_authentication_admits_by_scope() {
     let f = Fixture::new();
     let shared = f.shared();
-    let token = f.issue(
-        &shared,
-        "support-bot",
-        "production",
-        &IssueOptions::default(),
-    );
+    let token = f.production_token(&shared);
     let a = with_token(
         &shared,
         "/v1/authz?agent=support-bot&environment=production",
@@ -862,12 +847,7 @@ async fn operations_routes_and_errors_as_json() {
         (ready.status, ready.json()["ready"].as_bool()),
         (StatusCode::OK, Some(true))
     );
-    let token = f.issue(
-        &shared,
-        "support-bot",
-        "production",
-        &IssueOptions::default(),
-    );
+    let token = f.production_token(&shared);
     with_token(&shared, "/v1/whoami", &token).await;
     with_token(&shared, "/v1/whoami", "x").await;
     let metrics = get(&shared, "/metrics").await;
@@ -962,12 +942,7 @@ fn signatures_are_cached_per_state_and_bounded() {
     let f = Fixture::new();
     let shared = f.shared();
     let served = shared.served.load_full().unwrap();
-    let token = f.issue(
-        &shared,
-        "support-bot",
-        "production",
-        &IssueOptions::default(),
-    );
+    let token = f.production_token(&shared);
     for _ in 0..3 {
         served.signatures.verify(&served.verifier, &token).unwrap();
     }
@@ -1230,12 +1205,7 @@ async fn the_agent_history_is_paginated_newest_first() {
 async fn the_deployments_tab_lists_each_deployments_tokens_with_status_and_last_use() {
     let f = Fixture::recent();
     let shared = f.shared();
-    let token = f.issue(
-        &shared,
-        "support-bot",
-        "production",
-        &IssueOptions::default(),
-    );
+    let token = f.production_token(&shared);
     let jti = ledgit::token::inspect(&token).unwrap().claims["jti"]
         .as_str()
         .unwrap()
