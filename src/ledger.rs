@@ -6,12 +6,12 @@
 //! state (active, expired, revoked, stale, key-removed). The ledger is an inventory, not a gate:
 //! verification never reads it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
-use crate::config::{API_VERSION, Config};
+use crate::config::API_VERSION;
 use crate::finding::{Code, Finding};
-use crate::history::Deployment;
 use crate::shape::Checker;
+use crate::token::Verifier;
 use crate::yaml::{self, Node, Value};
 
 /// The ledger's name at the repository root.
@@ -348,53 +348,28 @@ impl Status {
     }
 }
 
-/// A repository state to judge tokens against: the config's keys, the records, the revocations.
-pub struct Judge<'a> {
-    config: &'a Config,
-    generations: HashMap<(&'a str, &'a str), &'a str>,
-    revoked: &'a BTreeSet<String>,
-}
-
-impl<'a> Judge<'a> {
-    pub fn new(config: &'a Config, rows: &'a [Deployment], revoked: &'a BTreeSet<String>) -> Self {
-        Judge {
-            config,
-            generations: rows
-                .iter()
-                .map(|d| {
-                    (
-                        (d.agent.as_str(), d.environment.as_str()),
-                        d.generation.as_str(),
-                    )
-                })
-                .collect(),
-            revoked,
-        }
-    }
-
-    /// The status of a ledger entry at `now`.
-    pub fn status(&self, e: &Entry, now: i64) -> Status {
-        if self.revoked.contains(&e.jti) {
-            Status::Revoked
-        } else if self.config.key(&e.kid).is_none() {
-            Status::KeyRemoved
-        } else if self
-            .generations
-            .get(&(e.agent.as_str(), e.environment.as_str()))
-            != Some(&e.generation.as_str())
-        {
-            Status::Stale
-        } else if e.expires_at.is_some_and(|x| x <= now) {
-            Status::Expired
-        } else {
-            Status::Active
-        }
+/// The status of a ledger entry at `now`, against the repository state a token verification
+/// reads (the verifier's keys, records and revocation list): what verifying the token itself
+/// would say of its identity, without the token.
+pub fn status(e: &Entry, verifier: &Verifier, now: i64) -> Status {
+    if verifier.is_revoked(&e.jti) {
+        Status::Revoked
+    } else if !verifier.has_key(&e.kid) {
+        Status::KeyRemoved
+    } else if verifier.generation(&e.agent, &e.environment) != Some(e.generation.as_str()) {
+        Status::Stale
+    } else if e.expires_at.is_some_and(|x| x <= now) {
+        Status::Expired
+    } else {
+        Status::Active
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::Deployment;
+    use std::collections::BTreeSet;
 
     const GEN: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -492,31 +467,25 @@ mod tests {
         };
         let mut revoked = BTreeSet::new();
         let rows = [row.clone()];
-        let judge = Judge::new(&config, &rows, &revoked);
+        let at = |rows: &[Deployment], revoked: &BTreeSet<String>| {
+            Verifier::new(&config, rows, revoked.clone())
+        };
+        let verifier = at(&rows, &revoked);
         let e = entry("a1");
-        assert_eq!(judge.status(&e, 1_780_000_001), Status::Active);
-        assert_eq!(judge.status(&e, 1_782_592_000), Status::Expired);
+        assert_eq!(status(&e, &verifier, 1_780_000_001), Status::Active);
+        assert_eq!(status(&e, &verifier, 1_782_592_000), Status::Expired);
         let other = Entry {
             kid: "k2".into(),
             ..e.clone()
         };
-        assert_eq!(judge.status(&other, 0), Status::KeyRemoved);
+        assert_eq!(status(&other, &verifier, 0), Status::KeyRemoved);
         let regenerated = [Deployment {
             generation: "f".repeat(40),
             ..row
         }];
-        assert_eq!(
-            Judge::new(&config, &regenerated, &revoked).status(&e, 0),
-            Status::Stale
-        );
-        assert_eq!(
-            Judge::new(&config, &[], &revoked).status(&e, 0),
-            Status::Stale
-        );
+        assert_eq!(status(&e, &at(&regenerated, &revoked), 0), Status::Stale);
+        assert_eq!(status(&e, &at(&[], &revoked), 0), Status::Stale);
         revoked.insert("a1".into());
-        assert_eq!(
-            Judge::new(&config, &rows, &revoked).status(&e, 0),
-            Status::Revoked
-        );
+        assert_eq!(status(&e, &at(&rows, &revoked), 0), Status::Revoked);
     }
 }

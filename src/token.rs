@@ -497,6 +497,23 @@ impl Verifier {
         }
     }
 
+    /// Whether this state's revocation list names `jti`.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.contains(jti)
+    }
+
+    /// Whether this state lists a key with id `kid`.
+    pub fn has_key(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// The generation of the pair's record in this state, if it has one.
+    pub fn generation(&self, agent: &str, environment: &str) -> Option<&str> {
+        self.records
+            .get(&(agent.to_string(), environment.to_string()))
+            .map(|(generation, _)| generation.as_str())
+    }
+
     /// Requires tokens to carry this audience in `aud`.
     pub fn require_audience(mut self, audience: Option<String>) -> Self {
         self.audience = audience;

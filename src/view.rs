@@ -11,9 +11,10 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::history::{Action, Deployment, Event, History};
-use crate::ledger::{Entry, Judge, Status};
+use crate::ledger::{self, Entry, Status};
 use crate::policy::{GateClock, Promotion, Stays};
 use crate::state::Sync;
+use crate::token::Verifier;
 use crate::when;
 
 /// Tokens expiring sooner than this are flagged (14 days).
@@ -573,7 +574,7 @@ pub struct DeploymentTokens {
 /// The deployments tab of an agent: per environment, its tokens from the ledger (newest first).
 pub fn deployment_tokens(
     config: &Config,
-    judge: &Judge,
+    verifier: &Verifier,
     rows: &[Deployment],
     entries: &[Entry],
     agent: &str,
@@ -588,7 +589,7 @@ pub fn deployment_tokens(
                 .iter()
                 .filter(|e| e.agent == agent && e.environment == env.name)
                 .map(|e| {
-                    let status = judge.status(e, now);
+                    let status = ledger::status(e, verifier, now);
                     let expires_in = e.expires_at.map(|x| x - now);
                     TokenView {
                         entry: e.clone(),

@@ -303,11 +303,7 @@ struct Listed<'a> {
 fn list(ctx: &Context, args: ListArgs) -> CliResult {
     let repo = ctx.repo()?;
     let tip = super::history::tip_of(ctx, args.rev.as_deref())?;
-    let current = ledgit::load::current(&repo, tip, &mut super::history::progress_bar())?;
-    let revoked = match tip {
-        Some(commit) => ledgit::load::revocations(&repo, commit)?,
-        None => Default::default(),
-    };
+    let (_, verifier) = ledgit::load::verifier(&repo, tip, &mut super::history::progress_bar())?;
     let book = match (repo.workdir(), &args.rev, tip) {
         (Some(root), None, _) => match std::fs::read_to_string(root.join(ledger::FILE_NAME)) {
             Ok(text) => ledger::read(ledger::FILE_NAME, &text),
@@ -322,7 +318,6 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
         (_, _, Some(commit)) => ledgit::load::ledger(&repo, commit)?,
         (_, _, None) => ledger::Ledger::default(),
     };
-    let judge = ledger::Judge::new(&current.config, &current.rows, &revoked);
     let now = chrono::Utc::now().timestamp();
     let rows: Vec<Listed> = book
         .entries
@@ -335,7 +330,7 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
         })
         .map(|entry| Listed {
             entry,
-            status: judge.status(entry, now),
+            status: ledger::status(entry, &verifier, now),
         })
         .collect();
     let mut out = render::stdout();

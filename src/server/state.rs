@@ -37,8 +37,6 @@ pub struct Served {
     pub etag: String,
     /// The token ledger's entries at the commit.
     pub ledger: Vec<ledgit::ledger::Entry>,
-    /// The revoked token ids at the commit.
-    pub revoked: std::collections::BTreeSet<String>,
     /// The chain's first commit: the repository's identity for the reconciler's store.
     pub root: Option<Oid>,
     /// Each agent's events, for the agent pages.
@@ -70,7 +68,7 @@ impl Served {
         let ledger = ledgit::load::ledger(repo, commit)
             .map_err(|e| e.to_string())?
             .entries;
-        let verifier = Verifier::new(&loaded.config, &rows, revoked.clone())
+        let verifier = Verifier::new(&loaded.config, &rows, revoked)
             .require_audience(audience.map(str::to_string));
         let by_pair = rows
             .iter()
@@ -91,7 +89,6 @@ impl Served {
             deployments_gzip: deployments_gzip.into(),
             etag: format!("\"{commit}\""),
             ledger,
-            revoked,
             root,
             proposals: open_proposals(repo, commit),
             agents,

@@ -524,10 +524,9 @@ fn tokens_of(
     if !known {
         return Err(no_agent(agent));
     }
-    let judge = ledgit::ledger::Judge::new(&served.config, &served.rows, &served.revoked);
     Ok(view::deployment_tokens(
         &served.config,
-        &judge,
+        &served.verifier,
         &served.rows,
         &served.ledger,
         agent,
