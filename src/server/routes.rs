@@ -249,7 +249,7 @@ fn verify(shared: &Shared, served: &Served, token: &str) -> Result<Verified, Inv
         .metrics
         .verified(result.as_ref().map(|_| ()).map_err(|e| &e.reason));
     if let Ok(v) = &result {
-        shared.last_seen.saw(&v.claims.jti, now);
+        shared.last_seen.put(v.claims.jti.as_str(), now);
     }
     result
 }

@@ -3,7 +3,9 @@
 //! replaces whole. Requests load the current value without locking and keep it for their
 //! whole answer, so they never wait for a refresh and never see half of one.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -153,45 +155,8 @@ pub struct Health {
     pub last_refresh: Option<Instant>,
 }
 
-/// When each token last verified here (best effort, in memory, never committed): by token id,
-/// sharded, and bounded like [`SignatureCache`].
-pub struct LastSeen {
-    shards: Vec<Mutex<HashMap<String, i64>>>,
-}
-
-impl Default for LastSeen {
-    fn default() -> Self {
-        LastSeen {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-        }
-    }
-}
-
-impl LastSeen {
-    fn shard(&self, jti: &str) -> &Mutex<HashMap<String, i64>> {
-        let h = jti.bytes().fold(0usize, |h, b| {
-            h.wrapping_mul(31).wrapping_add(usize::from(b))
-        });
-        &self.shards[h % SHARDS]
-    }
-
-    pub fn saw(&self, jti: &str, now: i64) {
-        if let Ok(mut map) = self.shard(jti).lock() {
-            if let Some(t) = map.get_mut(jti) {
-                *t = now;
-                return;
-            }
-            if map.len() >= PER_SHARD {
-                map.clear();
-            }
-            map.insert(jti.to_string(), now);
-        }
-    }
-
-    pub fn get(&self, jti: &str) -> Option<i64> {
-        self.shard(jti).lock().ok()?.get(jti).copied()
-    }
-}
+/// When each token last verified here (best effort, in memory, never committed), by token id.
+pub type LastSeen = Bounded<String, i64>;
 
 /// What every request and the refresher share.
 pub struct Shared {
@@ -240,23 +205,71 @@ impl Shared {
     }
 }
 
-/// Signatures already verified, by SHA-256 of the token: a token presented again skips the
-/// Ed25519 check (the claims are still checked against the state on every request). Bounded:
-/// a full shard is emptied before it takes a new entry.
-pub struct SignatureCache {
-    shards: Vec<Mutex<HashMap<[u8; 32], Signed>>>,
+/// A map shared by every request: sharded so that requests rarely wait for one another, and
+/// bounded (a full shard is emptied before it takes a new key), so no client can make it grow.
+pub struct Bounded<K, V> {
+    shards: Vec<Mutex<HashMap<K, V>>>,
+    hasher: std::hash::RandomState,
 }
 
 const SHARDS: usize = 16;
 const PER_SHARD: usize = 1024;
 
-impl Default for SignatureCache {
+impl<K, V> Default for Bounded<K, V> {
     fn default() -> Self {
-        SignatureCache {
+        Bounded {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: std::hash::RandomState::new(),
         }
     }
 }
+
+impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<HashMap<K, V>> {
+        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    }
+
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.shard(key).lock().ok()?.get(key).cloned()
+    }
+
+    /// Sets `key`'s value (the key is copied only when it is new).
+    pub fn put<Q>(&self, key: &Q, value: V)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let Ok(mut map) = self.shard(key).lock() else {
+            return;
+        };
+        if let Some(slot) = map.get_mut(key) {
+            *slot = value;
+            return;
+        }
+        if map.len() >= PER_SHARD {
+            map.clear();
+        }
+        map.insert(key.to_owned(), value);
+    }
+
+    /// How many entries there are.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
+            .sum()
+    }
+}
+
+/// Signatures already verified, by SHA-256 of the token: a token presented again skips the
+/// Ed25519 check (the claims are still checked against the state on every request).
+#[derive(Default)]
+pub struct SignatureCache(Bounded<[u8; 32], Signed>);
 
 impl SignatureCache {
     fn key(token: &str) -> [u8; 32] {
@@ -273,26 +286,17 @@ impl SignatureCache {
         token: &str,
     ) -> Result<Signed, ledgit::token::Invalid> {
         let key = Self::key(token);
-        let shard = &self.shards[usize::from(key[0]) % SHARDS];
-        if let Some(hit) = shard.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(hit) = self.0.get(&key) {
             return Ok(hit);
         }
         let signed = verifier.verify_signature(token)?;
-        if let Ok(mut map) = shard.lock() {
-            if map.len() >= PER_SHARD {
-                map.clear();
-            }
-            map.insert(key, signed.clone());
-        }
+        self.0.put(&key, signed.clone());
         Ok(signed)
     }
 
     /// How many signatures are cached.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
-            .sum()
+        self.0.len()
     }
 }
