@@ -171,7 +171,8 @@ pub struct Shared {
     /// The OpenAPI document, as JSON.
     pub openapi: Vec<u8>,
     pub last_seen: LastSeen,
-    /// The keys of the web page's sessions (with `--proposals` and LEDGIT_UI_SECRET).
+    /// The keys of the web page's sessions: there are some exactly when the page takes
+    /// proposals (`--proposals`, with LEDGIT_UI_SECRET).
     pub ui_keys: Option<super::session::Keys>,
 }
 
@@ -185,7 +186,9 @@ impl Shared {
             fetch_asked: std::sync::atomic::AtomicBool::new(false),
             openapi: super::openapi::json(),
             last_seen: LastSeen::default(),
-            ui_keys: options.ui_secret.clone().map(super::session::Keys::new),
+            ui_keys: (options.ui_secret.clone())
+                .filter(|_| options.proposals)
+                .map(super::session::Keys::new),
             options,
         }
     }

@@ -1433,6 +1433,11 @@ async fn proposals_need_a_session_the_csrf_token_and_this_origin() {
     f.reload(&shared, None);
     let v = get(&shared, "/v1/agents").await.json();
     assert_eq!(v["proposals"][0]["branch"], branch.as_str());
+    let open: Vec<String> = select(&page(&get(&shared, "/").await), "ul.proposals li code")
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(open, std::slice::from_ref(&branch));
 }
 
 #[tokio::test]

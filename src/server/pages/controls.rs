@@ -22,7 +22,7 @@ use super::{
 };
 
 pub(super) async fn signin_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if !(shared.options.proposals && shared.ui_keys.is_some()) {
+    if shared.ui_keys.is_none() {
         return message_page(
             &shared,
             StatusCode::NOT_FOUND,
@@ -37,7 +37,6 @@ pub(super) async fn signin_page(State(shared): State<Arc<Shared>>, headers: Head
     let page = SigninHtml {
         chrome: chrome(&shared, served.as_deref(), &v, "Sign in", None, now),
         failed: false,
-        _life: std::marker::PhantomData,
     };
     html(StatusCode::OK, page.render())
 }
@@ -52,7 +51,7 @@ pub(super) async fn signin(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> PageResult {
-    let Some(keys) = shared.ui_keys.as_ref().filter(|_| shared.options.proposals) else {
+    let Some(keys) = &shared.ui_keys else {
         return Ok(refused(&shared, "this server does not take proposals"));
     };
     if !session::same_origin(&headers) {
@@ -75,7 +74,6 @@ pub(super) async fn signin(
                 now,
             ),
             failed: true,
-            _life: std::marker::PhantomData,
         };
         return Ok(html(StatusCode::UNAUTHORIZED, page.render()));
     }
@@ -121,7 +119,7 @@ fn refusal(shared: &Shared, why: &str) -> Detour {
 /// Every POST that changes something: from this server's page (Origin), by a signed-in
 /// visitor (cookie), with the session's CSRF token.
 fn check_post(shared: &Shared, headers: &HeaderMap, csrf: Option<&str>) -> Result<Session, Detour> {
-    let Some(keys) = shared.ui_keys.as_ref().filter(|_| shared.options.proposals) else {
+    let Some(keys) = &shared.ui_keys else {
         return Err(refusal(shared, "this server does not take proposals"));
     };
     if !session::same_origin(headers) {
@@ -274,7 +272,6 @@ pub(super) async fn propose_page(
         fields: form.fields(),
         is_revoke: matches!(request, Request::Revoke { .. }),
         preview,
-        _life: std::marker::PhantomData,
     };
     Ok(html(status, page.render()))
 }
@@ -336,7 +333,6 @@ pub(super) async fn propose_create(
         title,
         pushed,
         pull_request,
-        _life: std::marker::PhantomData,
     };
     Ok(html(StatusCode::CREATED, page.render()))
 }

@@ -141,13 +141,11 @@ macro_rules! page {
     ($name:ident, $path:literal { $($field:ident: $ty:ty),* $(,)? }) => {
         #[derive(Template)]
         #[template(path = $path)]
-        struct $name<'a> {
+        struct $name {
             chrome: Chrome,
             $($field: $ty,)*
-            #[allow(dead_code)]
-            _life: std::marker::PhantomData<&'a ()>,
         }
-        impl Helpers for $name<'_> {
+        impl Helpers for $name {
             fn now(&self) -> i64 {
                 self.chrome.now
             }
@@ -162,7 +160,7 @@ page!(OverviewHtml, "overview.html" {
     at_input: String,
     filter: String,
     sync_known: bool,
-    proposals: &'a [(String, String)],
+    served: Arc<Served>,
 });
 page!(AgentHtml, "agent.html" { page: AgentPage, timeline: String, controls: bool });
 page!(TokensHtml, "deployments.html" {
@@ -226,7 +224,6 @@ fn visitor(shared: &Shared, headers: &HeaderMap, now: i64) -> Visitor {
         session: shared
             .ui_keys
             .as_ref()
-            .filter(|_| shared.options.proposals)
             .and_then(|k| k.session(headers, now)),
     }
 }
@@ -248,7 +245,7 @@ fn chrome(
         branch: shared.options.branch.clone(),
         json,
         signed_in: visitor.session.is_some(),
-        proposals: shared.options.proposals && shared.ui_keys.is_some(),
+        proposals: shared.ui_keys.is_some(),
         csrf: match (&visitor.session, &shared.ui_keys) {
             (Some(s), Some(k)) => k.csrf(s),
             _ => String::new(),
@@ -273,7 +270,6 @@ fn message_page(
         heading: heading.into(),
         message: message.into(),
         hint: hint.into(),
-        _life: std::marker::PhantomData,
     };
     html(status, page.render())
 }
@@ -398,8 +394,7 @@ async fn overview_page(
         at_input: q.at.unwrap_or_default(),
         filter: q.q.unwrap_or_default(),
         sync_known,
-        proposals: &served.proposals,
-        _life: std::marker::PhantomData,
+        served,
     };
     Ok(html(StatusCode::OK, page.render()))
 }
@@ -494,7 +489,6 @@ async fn agent_page(
         page,
         timeline,
         controls,
-        _life: std::marker::PhantomData,
     };
     Ok(html(StatusCode::OK, out.render()))
 }
@@ -557,7 +551,6 @@ async fn tokens_page(
         agent,
         deployments,
         controls,
-        _life: std::marker::PhantomData,
     };
     Ok(html(StatusCode::OK, out.render()))
 }
