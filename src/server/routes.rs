@@ -117,7 +117,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Answer = Result<Response, ApiError>;
+/// A handler's answer, or the error it becomes.
+pub type Answer = Result<Response, ApiError>;
 
 /// A defect in a handler: a 500 for that request, the server goes on.
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -43,8 +43,8 @@ pub struct Served {
     pub root: Option<Oid>,
     /// Each agent's events, for the agent pages.
     pub agents: ledgit::view::AgentIndex,
-    /// The reconciler's store of this repository, if it has one.
-    pub store: Option<std::path::PathBuf>,
+    /// Where the reconciler's store of this repository is, when it has one.
+    pub store: std::path::PathBuf,
     /// Open proposals: branches under `ledgit/` not merged into the commit (name, subject).
     pub proposals: Vec<(String, String)>,
     /// Signatures verified against this state's keys. It lives and dies with the state, so a
@@ -94,7 +94,7 @@ impl Served {
             root,
             proposals: open_proposals(repo, commit),
             agents,
-            store: Some(ledgit::state::default_path(repo.git.commondir())),
+            store: ledgit::state::default_path(repo.git.commondir()),
             signatures: SignatureCache::default(),
         })
     }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use ledgit::proposal::Preview;
 use ledgit::view::{self, AgentPage, DeploymentTokens, Overview};
 
-use super::routes::{ApiError, json};
+use super::routes::{Answer, ApiError, json};
 use super::session::Session;
 use super::state::{Served, Shared};
 
@@ -335,13 +335,11 @@ fn overview_of(
         None => &served.rows,
     };
     // The reconciler's states describe the platform now, not a past snapshot.
-    let sync = match (at, served.root, &served.store) {
-        (None, Some(root), Some(store)) if store.exists() => {
-            ledgit::state::view(store, &root.to_string())
-                .ok()
-                .flatten()
-                .map(|v| v.sync_states(rows))
-        }
+    let sync = match (at, served.root) {
+        (None, Some(root)) => ledgit::state::view(&served.store, &root.to_string())
+            .ok()
+            .flatten()
+            .map(|v| v.sync_states(rows)),
         _ => None,
     };
     let filter = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
@@ -399,27 +397,22 @@ async fn overview_page(
     Ok(html(StatusCode::OK, page.render()))
 }
 
-async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
-    let served = match super::routes::served(&shared) {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
-    match overview_of(&served, query.as_deref()) {
-        Ok((overview, at, _, _)) => json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "commit": served.commit.to_string(),
-                "at": at.map(ledgit::when::rfc3339),
-                "environments": overview.environments,
-                "total_agents": overview.total_agents,
-                "matching_agents": overview.matching_agents,
-                "next_after": overview.next_after,
-                "agents": overview.agents,
-                "proposals": served.proposals.iter().map(|(b, s)| serde_json::json!({"branch": b, "subject": s})).collect::<Vec<_>>(),
-            }),
-        ),
-        Err(e) => e.into_response(),
-    }
+async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Answer {
+    let served = super::routes::served(&shared)?;
+    let (overview, at, _, _) = overview_of(&served, query.as_deref())?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "commit": served.commit.to_string(),
+            "at": at.map(ledgit::when::rfc3339),
+            "environments": overview.environments,
+            "total_agents": overview.total_agents,
+            "matching_agents": overview.matching_agents,
+            "next_after": overview.next_after,
+            "agents": overview.agents,
+            "proposals": served.proposals.iter().map(|(b, s)| serde_json::json!({"branch": b, "subject": s})).collect::<Vec<_>>(),
+        }),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -497,15 +490,12 @@ async fn agent_json(
     State(shared): State<Arc<Shared>>,
     Path(agent): Path<String>,
     RawQuery(query): RawQuery,
-) -> Response {
-    let served = match super::routes::served(&shared) {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
-    match agent_of(&served, &agent, query.as_deref()) {
-        Ok(p) => json(StatusCode::OK, &p),
-        Err(e) => e.into_response(),
-    }
+) -> Answer {
+    let served = super::routes::served(&shared)?;
+    Ok(json(
+        StatusCode::OK,
+        &agent_of(&served, &agent, query.as_deref())?,
+    ))
 }
 
 fn tokens_of(
@@ -555,38 +545,31 @@ async fn tokens_page(
     Ok(html(StatusCode::OK, out.render()))
 }
 
-async fn tokens_json(State(shared): State<Arc<Shared>>, Path(agent): Path<String>) -> Response {
-    let served = match super::routes::served(&shared) {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
-    match tokens_of(&shared, &served, &agent) {
-        Ok(d) => json(
-            StatusCode::OK,
-            &serde_json::json!({"agent": agent, "commit": served.commit.to_string(), "deployments": d}),
-        ),
-        Err(e) => e.into_response(),
-    }
+async fn tokens_json(State(shared): State<Arc<Shared>>, Path(agent): Path<String>) -> Answer {
+    let served = super::routes::served(&shared)?;
+    let deployments = tokens_of(&shared, &served, &agent)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"agent": agent, "commit": served.commit.to_string(), "deployments": deployments}),
+    ))
+}
+
+/// A file compiled into the binary, cached by browsers for a day.
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn stylesheet() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        STYLE,
-    )
-        .into_response()
+    static_file("text/css; charset=utf-8", STYLE)
 }
 
 async fn favicon() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        FAVICON,
-    )
-        .into_response()
+    static_file("image/svg+xml", FAVICON)
 }
