@@ -53,6 +53,15 @@ impl Config {
         self.environments.iter().find(|e| e.name == name)
     }
 
+    /// The error of naming an environment this config does not declare.
+    pub fn unknown_environment(&self, name: &str) -> crate::Error {
+        let names: Vec<&str> = self.environments.iter().map(|e| e.name.as_str()).collect();
+        crate::Error::invalid(
+            format!("environment `{name}` is not declared in ledgit.yaml"),
+            format!("declared environments: {}", names.join(", ")),
+        )
+    }
+
     /// The position of an environment in promotion order.
     pub fn environment_index(&self, name: &str) -> Option<usize> {
         self.environments.iter().position(|e| e.name == name)

@@ -95,7 +95,7 @@ pub fn promote_targets(
                 let known: Vec<&str> = sources.iter().map(|r| r.agent.as_str()).collect();
                 return Err(Error::invalid(
                     format!("agent `{agent}` has no record in {from}"),
-                    format!("agents in {from}: {}", known.join(", ")),
+                    crate::shape::known(&agent, &known, &format!("agents in {from}")),
                 ));
             };
             Ok(Target {
@@ -106,6 +106,50 @@ pub fn promote_targets(
             })
         })
         .collect()
+}
+
+/// The target of setting `agent`'s version in `environment`: the environment must be declared,
+/// the version well-formed, and the agent a DNS label with a record somewhere, unless `create`
+/// (a new agent).
+pub fn set_target(
+    config: &Config,
+    report: &Report,
+    agent: &str,
+    environment: &str,
+    version: &str,
+    create: bool,
+) -> Result<Target> {
+    if config.environment(environment).is_none() {
+        return Err(config.unknown_environment(environment));
+    }
+    if let Some(message) = crate::record::version_problem(version) {
+        return Err(Error::invalid(
+            message,
+            "use a non-empty version of at most 128 characters without white space or control characters",
+        ));
+    }
+    if !create && !report.parsed.iter().any(|r| r.agent == agent) {
+        let agents: Vec<&str> = report.parsed.iter().map(|r| r.agent.as_str()).collect();
+        return Err(Error::invalid(
+            format!("agent `{agent}` has no record in any environment"),
+            format!(
+                "pass --create to deploy a new agent; {}",
+                crate::shape::known(agent, &agents, "agents")
+            ),
+        ));
+    }
+    if !crate::shape::is_dns_label(agent) {
+        return Err(Error::invalid(
+            format!("`{agent}` is not a valid agent name"),
+            "use a DNS label: lower-case letters, digits and '-'",
+        ));
+    }
+    Ok(Target {
+        agent: agent.to_string(),
+        environment: environment.to_string(),
+        version: version.to_string(),
+        template: None,
+    })
 }
 
 /// Plans `targets` against the state `report` describes: `read` gives a record file's text by

@@ -10,7 +10,7 @@ use git2::{Oid, Signature};
 use crate::error::{Error, Result};
 use crate::finding::Finding;
 use crate::history::History;
-use crate::plan::{self, Planned, Target};
+use crate::plan::{self, Planned};
 use crate::policy::Change;
 use crate::repo::Repo;
 
@@ -129,7 +129,7 @@ pub fn preview(
                 Request::Promote { to, .. } => {
                     let from = config
                         .environment(to)
-                        .ok_or_else(|| unknown_environment(to))?
+                        .ok_or_else(|| config.unknown_environment(to))?
                         .promote_from
                         .clone()
                         .ok_or_else(|| {
@@ -144,29 +144,14 @@ pub fn preview(
                     environment,
                     version,
                     ..
-                } => {
-                    if config.environment(environment).is_none() {
-                        return Err(unknown_environment(environment));
-                    }
-                    if let Some(problem) = crate::record::version_problem(version) {
-                        return Err(Error::invalid(
-                            problem,
-                            "use a non-empty version of at most 128 characters without white space",
-                        ));
-                    }
-                    if !report.parsed.iter().any(|r| &r.agent == agent) {
-                        return Err(Error::invalid(
-                            format!("agent `{agent}` has no record in any environment"),
-                            "deploy a new agent with `ledgit set --create`",
-                        ));
-                    }
-                    vec![Target {
-                        agent: agent.clone(),
-                        environment: environment.clone(),
-                        version: version.clone(),
-                        template: None,
-                    }]
-                }
+                } => vec![plan::set_target(
+                    &config,
+                    &report,
+                    agent,
+                    environment,
+                    version,
+                    false,
+                )?],
                 Request::Revoke { .. } => unreachable!("handled above"),
             };
             let mut plan = match plan::plan(&config, &report, &targets, &read)? {
@@ -212,16 +197,6 @@ pub fn preview(
         findings,
         refused,
     })
-}
-
-fn unknown_environment(name: &str) -> Error {
-    Error::invalid(
-        format!(
-            "environment `{}` is not declared in ledgit.yaml",
-            name.escape_debug()
-        ),
-        "pick an environment of the page",
-    )
 }
 
 /// The unified diff of one file (git's format, three lines of context).

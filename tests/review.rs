@@ -599,3 +599,43 @@ fn check_reads_history_only_when_records_change_and_falls_back_when_base_is_brok
     repo.ledgit(&["history", "--rev", "main"]);
     assert_eq!(check(&repo, "2024-01-10T00:00:00Z").stdout, cold.stdout);
 }
+
+/// Names that do not exist get a guess and the names that do, from promote and set alike.
+#[test]
+fn promote_and_set_name_what_exists_when_a_name_does_not() {
+    let repo = pipeline();
+    let run = repo.ledgit(&[
+        "promote",
+        "suport-bot",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("agent `suport-bot` has no record in staging")
+            && run
+                .stderr
+                .contains("did you mean `support-bot`? known agents in staging:"),
+        "{}",
+        run.stderr
+    );
+    let run = repo.ledgit(&["set", "suport-bot", "production", "2.0.0"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("pass --create to deploy a new agent; did you mean `support-bot`?"),
+        "{}",
+        run.stderr
+    );
+    let run = repo.ledgit(&["set", "support-bot", "prod", "2.0.0"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("declared environments: development, staging, production"),
+        "{}",
+        run.stderr
+    );
+}

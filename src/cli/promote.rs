@@ -120,37 +120,14 @@ pub fn promote(ctx: &Context, args: PromoteArgs) -> CliResult {
 
 pub fn set(ctx: &Context, args: SetArgs) -> CliResult {
     let (root, config, report) = work_tree(ctx)?;
-    if config.environment(&args.environment).is_none() {
-        return Err(unknown_environment(&config, &args.environment));
-    }
-    if let Some(message) = ledgit::record::version_problem(&args.version) {
-        return Err(CliError::new(
-            message,
-            "use a non-empty version of at most 128 characters without white space or control characters",
-        ));
-    }
-    if !args.create && !report.parsed.iter().any(|r| r.agent == args.agent) {
-        let agents: Vec<&str> = report.parsed.iter().map(|r| r.agent.as_str()).collect();
-        return Err(CliError::new(
-            format!("agent `{}` has no record in any environment", args.agent),
-            format!(
-                "pass --create to deploy a new agent; {}",
-                render::known(&args.agent, &agents, "agents")
-            ),
-        ));
-    }
-    if !ledgit::shape::is_dns_label(&args.agent) {
-        return Err(CliError::new(
-            format!("`{}` is not a valid agent name", args.agent),
-            "use a DNS label: lower-case letters, digits and '-'",
-        ));
-    }
-    let target = Target {
-        agent: args.agent,
-        environment: args.environment,
-        version: args.version,
-        template: None,
-    };
+    let target = plan::set_target(
+        &config,
+        &report,
+        &args.agent,
+        &args.environment,
+        &args.version,
+        args.create,
+    )?;
     apply(ctx, &root, &config, &report, vec![target], &args.options)
 }
 

@@ -87,27 +87,6 @@ pub fn finding_text(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
     writeln!(out)
 }
 
-/// A hint naming what exists when `word` does not: the closest name if one is near, and the
-/// names themselves when there are few (a repository of hundreds of agents gets a count).
-/// `nouns` is the plural (`agents`).
-pub fn known(word: &str, names: &[&str], nouns: &str) -> String {
-    const LIST: usize = 12;
-    let mut names: Vec<&str> = names.to_vec();
-    names.sort_unstable();
-    names.dedup();
-    let guess = ledgit::shape::closest(word, &names)
-        .map(|c| format!("did you mean `{c}`? "))
-        .unwrap_or_default();
-    match names.len() {
-        0 => format!("{guess}there are no {nouns} yet"),
-        n if n <= LIST => format!("{guess}known {nouns}: {}", names.join(", ")),
-        n => format!(
-            "{guess}{n} {nouns} are known ({}, ...); `ledgit status` lists them",
-            names[..3].join(", ")
-        ),
-    }
-}
-
 /// "2 errors, 1 warning" (or "no findings").
 pub fn tally(findings: &[Finding]) -> String {
     let errors = findings
@@ -192,24 +171,6 @@ pub fn table(out: &mut dyn Write, rows: &[Vec<String>]) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn known_names_a_close_match_and_lists_only_a_few() {
-        assert_eq!(
-            known(
-                "suport-bot",
-                &["support-bot", "triage-bot", "support-bot"],
-                "agents"
-            ),
-            "did you mean `support-bot`? known agents: support-bot, triage-bot"
-        );
-        assert_eq!(known("x", &[], "agents"), "there are no agents yet");
-        let many: Vec<String> = (0..100).map(|i| format!("agent-{i:03}")).collect();
-        let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert_eq!(
-            known("zzz", &many, "agents"),
-            "100 agents are known (agent-000, agent-001, agent-002, ...); `ledgit status` lists them"
-        );
-    }
     use ledgit::finding::Code;
 
     #[test]

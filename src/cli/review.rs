@@ -320,15 +320,7 @@ fn env_diff(
 }
 
 pub fn unknown_environment(config: &Config, env: &str) -> CliError {
-    let names: Vec<&str> = config
-        .environments
-        .iter()
-        .map(|e| e.name.as_str())
-        .collect();
-    CliError::new(
-        format!("environment `{env}` is not declared in ledgit.yaml"),
-        format!("declared environments: {}", names.join(", ")),
-    )
+    config.unknown_environment(env).into()
 }
 
 fn change_words(c: &Change) -> String {

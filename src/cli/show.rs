@@ -55,11 +55,11 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         return Err(match &args.environment {
             Some(env) if !envs.is_empty() => CliError::new(
                 format!("agent `{}` has never been deployed to `{env}`", args.agent),
-                render::known(env, &envs, "environments of this agent"),
+                ledgit::shape::known(env, &envs, "environments of this agent"),
             ),
             _ => CliError::new(
                 format!("agent `{}` has no deployment history", args.agent),
-                render::known(&args.agent, &agents, "agents"),
+                ledgit::shape::known(&args.agent, &agents, "agents"),
             ),
         });
     }
