@@ -87,10 +87,10 @@ pub fn worktree(root: &Path, config: &Config, tracked: &[String]) -> Result<Repo
             }
         }
     }
-    if let Ok(bytes) = read_bounded(&root.join(crate::ledger::FILE_NAME)) {
-        findings.extend(ledger_findings(&bytes));
-    }
-    for path in tracked {
+    // The token ledger is checked even before it is tracked (just written by `token issue`).
+    let ledger = crate::ledger::FILE_NAME.to_string();
+    let untracked_ledger = (!tracked.contains(&ledger)).then_some(&ledger);
+    for path in tracked.iter().chain(untracked_ledger) {
         if config.in_deployments(path) {
             continue;
         }
@@ -165,11 +165,6 @@ pub fn read_tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Tree
         TreeWalkResult::Ok
     })
     .map_err(|e| Error::git("walking the tree", e))?;
-    if let Some(entry) = tree.get_name(crate::ledger::FILE_NAME)
-        && let Ok(blob) = repo.find_blob(entry.id())
-    {
-        findings.extend(ledger_findings(blob.content()));
-    }
     // Outcomes of blobs at paths already checked under the same config come from the cache.
     let cache_path = cache_path(repo, config);
     let mut cache = read_cache(&cache_path, config);
@@ -203,16 +198,6 @@ pub fn read_tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Tree
         stale: !cache.is_empty(),
         cache_path,
     })
-}
-
-/// Reads a file of at most [`MAX_FILE_SIZE`] bytes (one byte more says it is larger).
-fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// The findings of the token ledger (SPEC "The token ledger"); its statuses are not findings.
@@ -309,7 +294,7 @@ fn fingerprint(config: &Config) -> String {
 }
 
 /// Bump when the checks change what they find.
-const CACHE_FORMAT: &str = concat!("v1-", env!("CARGO_PKG_VERSION"));
+const CACHE_FORMAT: &str = concat!("v2-", env!("CARGO_PKG_VERSION"));
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CacheFile {
@@ -538,6 +523,10 @@ fn check_one(c: &Candidate, config: &Config) -> Outcome {
             )
             .hint("remove the key from the repository, rotate it (it is compromised) and keep private keys outside the work tree"),
         );
+    }
+    if c.path == crate::ledger::FILE_NAME {
+        out.findings.extend(ledger_findings(&bytes));
+        return out;
     }
     if !is_record {
         return out;

@@ -338,6 +338,15 @@ fn the_ledger_records_every_token_and_lists_its_status() {
             ("unknown-field", "tokens.yaml", 9)
         ]
     );
+    // A commit's tree says the same, read from git, and again from the check's cache.
+    s.repo.commit("Damage the ledger", T0 + 300);
+    for _ in 0..2 {
+        let run = s
+            .repo
+            .ledgit(&["validate", "--rev", "HEAD", "--format", "json"]);
+        assert_eq!(run.code, 1, "{}", run.stdout);
+        assert_eq!(run.json()["findings"], findings);
+    }
     // ...and refuses to be appended to, issuing nothing into it.
     let refused = s.issue("support-bot", "production", &[]);
     assert_eq!(refused.code, 2);
