@@ -23,6 +23,8 @@ pub const EXPIRY_WARNING: i64 = 14 * 86_400;
 pub const HISTORY_PAGE: usize = 25;
 /// Agents per page of the snapshot.
 pub const OVERVIEW_PAGE: usize = 100;
+/// An environment offers at most this many earlier versions to roll back to.
+pub const EARLIER_VERSIONS: usize = 20;
 /// The timeline shows at most this many of the newest stays of each environment.
 pub const TIMELINE_SPANS: usize = 40;
 
@@ -459,17 +461,26 @@ pub fn agent_page(
             });
         }
     }
+    // Rollback candidates: the versions each environment ran before, newest first, without the
+    // current one; then every lane keeps its newest stays (past the cap, the timeline starts
+    // later).
+    // (Lanes are in the config's order of environments, and so is this.)
+    let mut earlier_by_env: Vec<Vec<String>> = Vec::with_capacity(lanes.len());
     let mut timeline_truncated = false;
-    // Every lane keeps its newest stays; past the cap, the timeline starts later.
-    let mut earlier_by_env: HashMap<String, Vec<String>> = HashMap::new();
     for lane in &mut lanes {
-        let mut seen: Vec<String> = Vec::new();
+        let running = current
+            .get(lane.environment.as_str())
+            .map(|d| d.version.as_str());
+        let mut earlier: Vec<String> = Vec::new();
         for s in lane.spans.iter().rev() {
-            if !seen.contains(&s.version) {
-                seen.push(s.version.clone());
+            if earlier.len() == EARLIER_VERSIONS {
+                break;
+            }
+            if Some(s.version.as_str()) != running && !earlier.contains(&s.version) {
+                earlier.push(s.version.clone());
             }
         }
-        earlier_by_env.insert(lane.environment.clone(), seen);
+        earlier_by_env.push(earlier);
         if lane.spans.len() > TIMELINE_SPANS {
             lane.spans.drain(..lane.spans.len() - TIMELINE_SPANS);
             timeline_truncated = true;
@@ -484,7 +495,8 @@ pub fn agent_page(
     let environments = config
         .environments
         .iter()
-        .map(|env| {
+        .zip(earlier_by_env)
+        .map(|(env, earlier)| {
             let record = current.get(env.name.as_str()).map(|d| (*d).clone());
             let changed_by = record.as_ref().and_then(|_| {
                 last_event
@@ -492,15 +504,6 @@ pub fn agent_page(
                     .map(|e| commit_view(history, e))
             });
             let gate = gate(config, &stays, &current, agent, &env.name, now);
-            // The versions that ran here, newest first, but the current one (at most 20).
-            let earlier: Vec<String> = earlier_by_env
-                .get(&env.name)
-                .into_iter()
-                .flatten()
-                .filter(|v| record.as_ref().is_none_or(|r| &r.version != *v))
-                .take(20)
-                .cloned()
-                .collect();
             EnvironmentView {
                 environment: env.name.clone(),
                 verdict: gate.as_ref().map(|g| g.words(&env.name)),

@@ -1186,6 +1186,16 @@ async fn the_agent_history_is_paginated_newest_first() {
     assert_eq!(first["events"], 36);
     assert_eq!(first["history"].as_array().unwrap().len(), 25);
     assert_eq!(first["history"][0]["version"], "1.5.29");
+    // Rollback candidates: what ran in development before, newest first, without the current
+    // version, at most 20.
+    let earlier: Vec<&str> = first["environments"][0]["earlier_versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (9..29).rev().map(|i| format!("1.5.{i}")).collect();
+    assert_eq!(earlier, expected);
     let next = first["next_cursor"].as_u64().unwrap();
     let second = get(&shared, &format!("/v1/agents/support-bot?before={next}"))
         .await
