@@ -11,6 +11,21 @@ use crate::error::{Error, Result};
 
 /// The longest a `git fetch` may take.
 pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long a push of a proposal's branch may take.
+pub const PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Why a run of the user's git did not succeed.
+#[derive(Debug)]
+pub enum GitFailure {
+    /// git could not be started.
+    Spawn(std::io::Error),
+    /// It ended with this status, having said this on stderr.
+    Exit(std::process::ExitStatus, String),
+    /// It ran out of time and was killed.
+    TimedOut,
+    /// Waiting for it failed.
+    Wait(std::io::Error),
+}
 
 /// An opened deployments repository.
 pub struct Repo {
@@ -169,27 +184,64 @@ impl Repo {
     /// Runs `git fetch --quiet REMOTE` in this repository (with the user's git, its
     /// credentials and transports), at most `FETCH_TIMEOUT` long.
     pub fn fetch(&self, remote: &str) -> std::result::Result<(), String> {
+        self.run_git(&["fetch", "--quiet", "--", remote], FETCH_TIMEOUT)
+            .map_err(|failure| match failure {
+                GitFailure::Spawn(e) => format!("cannot run git fetch {remote}: {e}"),
+                GitFailure::Exit(status, _) => format!("git fetch {remote} failed ({status})"),
+                GitFailure::TimedOut => format!("git fetch {remote} timed out"),
+                GitFailure::Wait(e) => format!("git fetch {remote}: {e}"),
+            })
+    }
+
+    /// Pushes the branch `branch` to the same name at `remote` with the user's git (their
+    /// credentials and transports), at most `PUSH_TIMEOUT` long.
+    pub fn push(&self, remote: &str, branch: &str) -> std::result::Result<(), GitFailure> {
+        let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+        self.run_git(&["push", "--quiet", "--", remote, &refspec], PUSH_TIMEOUT)
+    }
+
+    /// Runs the user's git on this repository, never prompting, for at most `timeout` (then it
+    /// is killed). What it writes to stderr is kept (its first 4 KiB) for the error.
+    fn run_git(
+        &self,
+        args: &[&str],
+        timeout: std::time::Duration,
+    ) -> std::result::Result<(), GitFailure> {
+        use std::io::Read;
         let mut child = std::process::Command::new("git")
             .arg("-C")
             .arg(self.git.commondir())
-            .args(["fetch", "--quiet", "--", remote])
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run git fetch {remote}: {e}"))?;
-        let deadline = std::time::Instant::now() + FETCH_TIMEOUT;
+            .map_err(GitFailure::Spawn)?;
+        // Read stderr as git writes it, so that a talkative git never blocks on a full pipe.
+        let stderr = child.stderr.take().map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                let _ = pipe.by_ref().take(4096).read_to_end(&mut kept);
+                let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+                String::from_utf8_lossy(&kept).trim().to_string()
+            })
+        });
+        let deadline = std::time::Instant::now() + timeout;
         loop {
             match child.try_wait() {
                 Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(status)) => return Err(format!("git fetch {remote} failed ({status})")),
+                Ok(Some(status)) => {
+                    let said = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+                    return Err(GitFailure::Exit(status, said));
+                }
                 Ok(None) if std::time::Instant::now() >= deadline => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!("git fetch {remote} timed out"));
+                    return Err(GitFailure::TimedOut);
                 }
                 Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
-                Err(e) => return Err(format!("git fetch {remote}: {e}")),
+                Err(e) => return Err(GitFailure::Wait(e)),
             }
         }
     }

@@ -359,7 +359,7 @@ fn create(
     let pushed = options
         .push
         .as_ref()
-        .map(|remote| push(&options.repo, remote, &branch).unwrap_or_else(|e| e));
+        .map(|remote| push(&repo, remote, &branch).unwrap_or_else(|e| e));
     let remote_url = options
         .push
         .as_deref()
@@ -380,47 +380,22 @@ fn create(
     ))
 }
 
-/// `git push REMOTE refs/heads/B:refs/heads/B` with the user's git (their credentials and
-/// config), bounded to a minute, never prompting.
-fn push(repo: &std::path::Path, remote: &str, branch: &str) -> Result<String, String> {
-    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
-    let mut child = std::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["push", "--quiet", remote, &refspec])
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run git to push: {e}"))?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => {
-                return Ok(format!("Pushed to {remote}."));
-            }
-            Ok(Some(_)) => {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.by_ref().take(4096).read_to_string(&mut err);
-                }
-                return Err(format!(
-                    "the branch {branch} was created here but git could not push it to {remote}: {}",
-                    err.trim()
-                ));
-            }
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "the branch {branch} was created here but pushing it to {remote} took over a minute"
-                ));
-            }
-        }
-    }
+/// Pushes the proposal's branch (`Repo::push`: the user's git, bounded, never prompting), and
+/// what the page says of it.
+fn push(repo: &ledgit::repo::Repo, remote: &str, branch: &str) -> Result<String, String> {
+    use ledgit::repo::GitFailure;
+    repo.push(remote, branch)
+        .map(|()| format!("Pushed to {remote}."))
+        .map_err(|failure| match failure {
+            GitFailure::Spawn(e) => format!("cannot run git to push: {e}"),
+            GitFailure::Exit(_, said) => format!(
+                "the branch {branch} was created here but git could not push it to {remote}: {said}"
+            ),
+            GitFailure::TimedOut => format!(
+                "the branch {branch} was created here but pushing it to {remote} took over a minute"
+            ),
+            GitFailure::Wait(e) => format!(
+                "the branch {branch} was created here but waiting for git to push it failed: {e}"
+            ),
+        })
 }
