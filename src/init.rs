@@ -223,17 +223,8 @@ fn write_example(repo: &Repository, root: &Path, now: i64) -> Result<Vec<git2::O
             let text = record_text(agent, env, version, owner(agent), source(agent));
             write_atomic(&dir.join(format!("{env}.yaml")), text.as_bytes())?;
         }
-        let mut index = repo.index().map_err(git("opening the index"))?;
-        index
-            .add_all(["."], git2::IndexAddOption::DEFAULT, None)
-            .map_err(git("staging the example"))?;
-        index.write().map_err(git("writing the index"))?;
-        let tree_id = index.write_tree().map_err(git("writing a tree"))?;
-        let tree = repo.find_tree(tree_id).map_err(git("reading a tree"))?;
+        let tree = stage_all(repo)?;
         let when = base - step.days_ago * 86_400 + (i as i64) * 600;
-        let sig = |(name, email): (&str, &str), t: i64| {
-            Signature::new(name, email, &Time::new(t, 0)).map_err(git("making a signature"))
-        };
         let parents: Vec<git2::Commit> = parent
             .map(|p| repo.find_commit(p))
             .transpose()
@@ -278,16 +269,8 @@ fn write_example(repo: &Repository, root: &Path, now: i64) -> Result<Vec<git2::O
         parent = Some(id);
     }
     let tokens = write_example_tokens(root, &commits, base)?;
-    let mut index = repo.index().map_err(git("opening the index"))?;
-    index
-        .add_all(["."], git2::IndexAddOption::DEFAULT, None)
-        .map_err(git("staging the example"))?;
-    index.write().map_err(git("writing the index"))?;
-    let tree = repo
-        .find_tree(index.write_tree().map_err(git("writing a tree"))?)
-        .map_err(git("reading a tree"))?;
-    let s = Signature::new(ADA.0, ADA.1, &Time::new(base - 3_600, 0))
-        .map_err(git("making a signature"))?;
+    let tree = stage_all(repo)?;
+    let s = sig(ADA, base - 3_600)?;
     let last = repo
         .find_commit(parent.ok_or_else(|| Error::invalid("no example commit", "report this"))?)
         .map_err(git("reading a commit"))?;
@@ -303,6 +286,23 @@ fn write_example(repo: &Repository, root: &Path, now: i64) -> Result<Vec<git2::O
         .map_err(git("committing"))?;
     commits.push(id);
     Ok(commits)
+}
+
+/// Stages the whole work tree and writes its tree.
+fn stage_all(repo: &Repository) -> Result<git2::Tree<'_>> {
+    let git = |what: &'static str| move |e| Error::git(what, e);
+    let mut index = repo.index().map_err(git("opening the index"))?;
+    index
+        .add_all(["."], git2::IndexAddOption::DEFAULT, None)
+        .map_err(git("staging the example"))?;
+    index.write().map_err(git("writing the index"))?;
+    let tree_id = index.write_tree().map_err(git("writing a tree"))?;
+    repo.find_tree(tree_id).map_err(git("reading a tree"))
+}
+
+/// An author or committer of the example at time `t`.
+fn sig((name, email): (&str, &str), t: i64) -> Result<Signature<'static>> {
+    Signature::new(name, email, &Time::new(t, 0)).map_err(|e| Error::git("making a signature", e))
 }
 
 /// The example's key and token ledger: a public key in ledgit.yaml (its private half is thrown
