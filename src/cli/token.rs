@@ -252,19 +252,15 @@ fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
             line: 0,
         };
         let path = root.join(ledger::FILE_NAME);
-        let existing = match std::fs::read_to_string(&path) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(CliError::new(
-                    format!(
-                        "{}: {e} (the token above is valid but not in the ledger)",
-                        path.display()
-                    ),
-                    "check the file's permissions, or issue with --no-ledger",
-                ));
-            }
-        };
+        let existing = ledgit::fsutil::read_optional(&path).map_err(|e| {
+            CliError::new(
+                format!(
+                    "{}: {e} (the token above is valid but not in the ledger)",
+                    path.display()
+                ),
+                "check the file's permissions, or issue with --no-ledger",
+            )
+        })?;
         let text = ledger::append(existing.as_deref(), &entry).map_err(|e| {
             CliError::new(
                 format!("{}: {e} (the token above is valid but not in the ledger)", path.display()),
@@ -305,16 +301,15 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
     let tip = super::history::tip_of(ctx, args.rev.as_deref())?;
     let (_, verifier) = ledgit::load::verifier(&repo, tip, &mut super::history::progress_bar())?;
     let book = match (repo.workdir(), &args.rev, tip) {
-        (Some(root), None, _) => match std::fs::read_to_string(root.join(ledger::FILE_NAME)) {
-            Ok(text) => ledger::read(ledger::FILE_NAME, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ledger::Ledger::default(),
-            Err(e) => {
-                return Err(CliError::new(
+        (Some(root), None, _) => ledgit::fsutil::read_optional(&root.join(ledger::FILE_NAME))
+            .map_err(|e| {
+                CliError::new(
                     format!("{}: {e}", ledger::FILE_NAME),
                     "check the file's permissions",
-                ));
-            }
-        },
+                )
+            })?
+            .map(|text| ledger::read(ledger::FILE_NAME, &text))
+            .unwrap_or_default(),
         (_, _, Some(commit)) => ledgit::load::ledger(&repo, commit)?,
         (_, _, None) => ledger::Ledger::default(),
     };
@@ -469,16 +464,12 @@ fn revoke(ctx: &Context, args: RevokeArgs) -> CliResult {
     let repo = ctx.repo()?;
     let root = repo.require_workdir()?;
     let path = root.join(token::REVOCATIONS_FILE);
-    let existing = match std::fs::read_to_string(&path) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(CliError::new(
-                format!("{}: {e}", path.display()),
-                "check the file's permissions",
-            ));
-        }
-    };
+    let existing = ledgit::fsutil::read_optional(&path).map_err(|e| {
+        CliError::new(
+            format!("{}: {e}", path.display()),
+            "check the file's permissions",
+        )
+    })?;
     if let Some(text) = &existing {
         let list = token::parse_revocations(text).map_err(|e| {
             CliError::new(
