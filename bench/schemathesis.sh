@@ -23,7 +23,8 @@ export GIT_COMMITTER_NAME=ledgit GIT_COMMITTER_EMAIL=ledgit@example.com
 "$bin" -C "$work/repo" keys generate --out "$work/key.pem" --add >/dev/null 2>&1
 git -C "$work/repo" commit -qam "Add a signing key"
 token=$("$bin" -C "$work/repo" token issue support-bot production --key "$work/key.pem" 2>/dev/null)
-LEDGIT_HOOK_SECRET=hook LEDGIT_INTROSPECTION_SECRET=introspection LEDGIT_UI_SECRET=operator \
+LEDGIT_HOOK_SECRET=hook-secret-for-schemathesis LEDGIT_GITLAB_TOKEN=gitlab-token-for-schemathesis \
+  LEDGIT_INTROSPECTION_SECRET=introspection-for-schemathesis LEDGIT_UI_SECRET=operator-for-schemathesis \
   "$bin" -C "$work/repo" serve --quiet --proposals --listen 127.0.0.1:0 2>"$work/serve.log" &
 server=$!
 for _ in $(seq 1 100); do

@@ -56,6 +56,7 @@ fn main() {
                 &token::IssueOptions {
                     ttl: Some(3600),
                     audience: None,
+                    issuer: None,
                 },
             )
             .unwrap()

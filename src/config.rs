@@ -25,6 +25,9 @@ pub struct Config {
     /// Environments in promotion order.
     pub environments: Vec<Environment>,
     pub keys: Vec<PublicKey>,
+    /// The tokens' issuer (`iss`) and the server's RFC 8414 issuer: an https URL, where the
+    /// server is reached. Without it tokens carry `ledgit`.
+    pub issuer: Option<String>,
 }
 
 /// One environment.
@@ -148,7 +151,14 @@ pub fn parse(path: &str, text: &str) -> std::result::Result<Config, Vec<Finding>
             return Err(c.findings);
         }
     };
-    let known = ["apiVersion", "kind", "deployments", "environments", "keys"];
+    let known = [
+        "apiVersion",
+        "kind",
+        "deployments",
+        "environments",
+        "keys",
+        "issuer",
+    ];
     if c.mapping(&root, "ledgit.yaml", &known).is_none() {
         return Err(c.findings);
     }
@@ -169,15 +179,42 @@ pub fn parse(path: &str, text: &str) -> std::result::Result<Config, Vec<Finding>
     }
     let environments = environments(&mut c, &root);
     let keys = keys(&mut c, &root);
+    let issuer = root.get("issuer").and_then(|v| {
+        let s = c.string(v, "issuer")?;
+        if is_issuer(s) {
+            Some(s.to_string())
+        } else {
+            c.report(
+                Code::InvalidIssuer,
+                v,
+                format!("`issuer: {s}` is not an https URL without query or fragment"),
+                "write the address the server is reached at, such as https://ledgit.example.com",
+            );
+            None
+        }
+    });
     if c.findings.is_empty() {
         Ok(Config {
             deployments,
             environments,
             keys,
+            issuer,
         })
     } else {
         Err(c.findings)
     }
+}
+
+/// Whether `s` is an issuer identifier as RFC 8414 asks: an https URL with a host and no
+/// query, fragment or white space.
+pub fn is_issuer(s: &str) -> bool {
+    s.strip_prefix("https://").is_some_and(|rest| {
+        let host = rest.split('/').next().unwrap_or("");
+        !host.is_empty()
+            && !host.contains('@')
+            && !rest.contains(['?', '#'])
+            && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
 }
 
 fn environments(c: &mut Checker, root: &yaml::Node) -> Vec<Environment> {

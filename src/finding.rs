@@ -73,7 +73,8 @@ codes! {
     InvalidApiVersion => "invalid-api-version", Error, "apiVersion is not ledgit/v1";
     InvalidKind => "invalid-kind", Error, "kind is not AgentDeployment";
     InvalidName => "invalid-name", Error, "an agent or environment name that is not a DNS label";
-    InvalidVersion => "invalid-version", Error, "a version that is empty, too long or contains white space";
+    InvalidVersion => "invalid-version", Error, "a version that is empty, too long or contains white space, control or invisible formatting characters";
+    InvalidIssuer => "invalid-issuer", Error, "the token issuer in ledgit.yaml is not an https URL without query or fragment";
     InvalidSource => "invalid-source", Error, "a ledgit.dev/source annotation that is not <datasource>:<package>";
     UnknownEnvironment => "unknown-environment", Error, "the environment is not declared in ledgit.yaml";
     DuplicatePair => "duplicate-pair", Error, "the same (agent, environment) pair is declared in several files";
@@ -82,6 +83,7 @@ codes! {
     Unscanned => "unscanned-file", Error, "a tracked file that could not be scanned for private keys (too large or unreadable)";
     DuplicateToken => "duplicate-token", Error, "the token ledger lists the same token id twice";
     InvalidLedgerValue => "invalid-ledger-value", Error, "a token ledger entry with a malformed id, commit or time";
+    InvalidRevocation => "invalid-revocation", Error, "a revocation list entry with a malformed token id or time";
     InternalError => "internal-error", Error, "ledgit failed while checking the file (a defect in ledgit: please report it)";
     UnparsableRecord => "unparsable-record", Warning, "a record that did not parse at some commit of the history";
     PromotionMissing => "promotion-missing", Error, "a version enters an environment before it ran in the one it promotes from";

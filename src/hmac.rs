@@ -23,8 +23,10 @@ pub fn signature_ok(secret: &[u8], body: &[u8], header: &str) -> bool {
     ring::hmac::verify(&key, body, &tag).is_ok()
 }
 
+/// The 32 bytes of a MAC in its canonical form: 64 lower-case hexadecimal digits, nothing else
+/// (no upper case, no sign), so that one MAC has exactly one accepted spelling.
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() != 64 || !hex.is_ascii() {
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     (0..hex.len())
@@ -52,6 +54,29 @@ mod tests {
 
     /// HMAC-SHA256("It's a Secret to Everybody", "Hello, World!") from GitHub's documentation.
     const GITHUB: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+
+    #[test]
+    fn only_the_canonical_lower_case_hex_is_accepted() {
+        let secret = b"It's a Secret to Everybody";
+        assert!(signature_ok(secret, b"Hello, World!", GITHUB));
+        let upper = format!("sha256={}", GITHUB[7..].to_uppercase());
+        assert!(!signature_ok(secret, b"Hello, World!", &upper));
+        let mixed = GITHUB.replacen('e', "E", 1);
+        assert!(!signature_ok(secret, b"Hello, World!", &mixed));
+        // A MAC whose first byte is below 0x10: `0b` written `+b` parses as the same number,
+        // but is not the MAC's spelling.
+        let (body, right) = (0u32..)
+            .map(|i| i.to_string())
+            .map(|b| {
+                let sig = signature(secret, b.as_bytes());
+                (b, sig)
+            })
+            .find(|(_, sig)| sig.starts_with("sha256=0"))
+            .unwrap();
+        assert!(signature_ok(secret, body.as_bytes(), &right));
+        let signed = right.replacen("sha256=0", "sha256=+", 1);
+        assert!(!signature_ok(secret, body.as_bytes(), &signed));
+    }
 
     #[test]
     fn the_github_scheme_both_ways() {

@@ -193,19 +193,25 @@ fn json_opt(buf: &mut Vec<u8>, strings: &Strings, sym: Option<Sym>) {
     }
 }
 
-/// The pull request number of a merge or squash commit subject, where it names one:
-/// "Merge pull request #12 from ...", "Merge branch ... (#12)", "Bump support-bot (#12)".
+/// The pull request number of a merge or squash commit subject, where it names one, as
+/// GitHub and GitLab write them: "Merge pull request #12 from ...", "Merge branch ... (#12)",
+/// "Bump support-bot (#12)", GitLab's "See merge request group/project!12". The one reader of
+/// these numbers, for the JSON and the page.
 pub fn pull_request(subject: &str) -> Option<u32> {
+    let digits = |s: &str| -> Option<u32> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        s[..end].parse().ok()
+    };
     if let Some(rest) = subject.strip_prefix("Merge pull request #") {
-        return rest
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok();
+        return digits(rest);
     }
-    let inner = subject.trim_end().strip_suffix(')')?;
-    let start = inner.rfind("(#")?;
-    inner[start + 2..].parse().ok()
+    if let Some(inner) = subject.trim_end().strip_suffix(')')
+        && let Some(start) = inner.rfind("(#")
+    {
+        return inner[start + 2..].parse().ok();
+    }
+    let request = &subject[subject.find("See merge request ")?..];
+    digits(&request[request.rfind('!')? + 1..])
 }
 
 #[cfg(test)]
@@ -315,5 +321,12 @@ mod tests {
         assert_eq!(pull_request("Bump support-bot to 1.4.2 (#34)"), Some(34));
         assert_eq!(pull_request("Deploy 1.2 (draft)"), None);
         assert_eq!(pull_request("Deploy support-bot"), None);
+        assert_eq!(pull_request("Deploy support-bot 1.4.2 (#123)  "), Some(123));
+        assert_eq!(pull_request("Fix (#x)"), None);
+        assert_eq!(pull_request("Fix (#12 and more)"), None);
+        assert_eq!(
+            pull_request("Merge branch 'x' into 'main'\n\nSee merge request team/repo!56"),
+            Some(56)
+        );
     }
 }

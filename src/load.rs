@@ -110,22 +110,39 @@ pub fn current(
 
 /// The revoked token ids listed in `revocations.yaml` at `commit` (none without the file).
 pub fn revocations(repo: &Repo, commit: Oid) -> Result<BTreeSet<String>> {
+    Ok(revocation_list(repo, commit)?
+        .into_iter()
+        .map(|r| r.jti)
+        .collect())
+}
+
+/// The revocation list's entries at `commit` (none without the file); a list that does not
+/// read whole is an error, never half a list.
+pub fn revocation_list(repo: &Repo, commit: Oid) -> Result<Vec<token::Revocation>> {
     let tree = repo.tree_at(commit)?;
     let Some(entry) = tree.get_name(token::REVOCATIONS_FILE) else {
-        return Ok(BTreeSet::new());
+        return Ok(Vec::new());
     };
     let blob = repo
         .git
         .find_blob(entry.id())
         .map_err(|e| Error::git(format!("reading {}", token::REVOCATIONS_FILE), e))?;
-    let text = String::from_utf8_lossy(blob.content());
-    let list = token::parse_revocations(&text).map_err(|e| {
+    let text = std::str::from_utf8(blob.content()).map_err(|_| {
+        Error::invalid(
+            format!(
+                "{} at {} is not UTF-8 text",
+                token::REVOCATIONS_FILE,
+                short(commit)
+            ),
+            "save the revocation list as UTF-8 (`ledgit validate` names the file)",
+        )
+    })?;
+    token::parse_revocations(text).map_err(|e| {
         Error::invalid(
             format!("{} at {}: {e}", token::REVOCATIONS_FILE, short(commit)),
             "fix the revocation list: apiVersion: ledgit/v1, kind: Revocations, revoked: [- jti: ...]",
         )
-    })?;
-    Ok(list.into_iter().map(|r| r.jti).collect())
+    })
 }
 
 /// The token ledger at `commit` (an empty one without the file). Its problems are findings

@@ -65,6 +65,31 @@ pub struct Preview {
     pub refused: bool,
 }
 
+impl Preview {
+    /// What the preview promises, as a short digest of the commit it is planned against and the
+    /// change it shows (its title and each version change). The page's form carries it, and a
+    /// proposal is created only when the same request still plans to the same digest: never a
+    /// change the person did not see.
+    pub fn fingerprint(&self) -> String {
+        let mut text = format!("{}\n{}\n", self.base, self.title);
+        for c in &self.changes {
+            text.push_str(&format!(
+                "{}\t{}\t{:?}\t{}\t{}\n",
+                c.agent,
+                c.environment,
+                c.action,
+                c.previous_version.as_deref().unwrap_or(""),
+                c.version.as_deref().unwrap_or("")
+            ));
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        digest.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// Plans `request` against `base` (a commit of the branch whose `history` is given).
 pub fn preview(
     repo: &Repo,
@@ -95,7 +120,12 @@ pub fn preview(
                 ));
             }
             let file = crate::token::REVOCATIONS_FILE;
-            let existing = read(file).ok();
+            // A list that is there but does not read (not UTF-8) is an error: treating it as
+            // missing would write a new list without every revocation it holds.
+            let existing = match tree.get_name(file) {
+                Some(_) => Some(read(file)?),
+                None => None,
+            };
             if let Some(text) = &existing
                 && crate::token::parse_revocations(text)
                     .is_ok_and(|list| list.iter().any(|r| &r.jti == jti))

@@ -163,6 +163,8 @@ pub struct IssueOptions {
     pub ttl: Option<i64>,
     /// The `aud` claim.
     pub audience: Option<String>,
+    /// The `iss` claim: `issuer` of ledgit.yaml where it names one, else `ledgit`.
+    pub issuer: Option<String>,
 }
 
 /// Signs a token for a record, issued at `now`.
@@ -190,7 +192,7 @@ pub fn issue(
         )
     })?;
     let claims = Claims {
-        iss: ISSUER.into(),
+        iss: options.issuer.clone().unwrap_or_else(|| ISSUER.into()),
         sub: format!("{}/{}", record.agent, record.environment),
         agent: record.agent.clone(),
         environment: record.environment.clone(),
@@ -239,8 +241,9 @@ pub enum Reason {
     Expired { exp: i64 },
     /// `iat` is in the future (beyond the leeway).
     NotYetValid { iat: i64 },
-    /// The token was issued for another audience, or for none where one is required.
-    Audience { expected: String },
+    /// The token was issued for another audience, for none where one is required, or for
+    /// one where the verifier identifies with none (RFC 7519, 4.1.3).
+    Audience { expected: Option<String> },
     /// The `jti` is in the revocation list.
     Revoked { jti: String },
     /// The record no longer exists at the tip.
@@ -312,13 +315,19 @@ impl std::fmt::Display for Reason {
                 "the token is issued in the future ({})",
                 crate::when::rfc3339(*iat)
             ),
-            Reason::Audience { expected } => {
+            Reason::Audience {
+                expected: Some(expected),
+            } => {
                 write!(
                     f,
                     "the token is not issued for audience {}",
                     shown(expected)
                 )
             }
+            Reason::Audience { expected: None } => write!(
+                f,
+                "the token is issued for an audience, and this verifier identifies with none (give it --audience)"
+            ),
             Reason::Revoked { jti } => write!(f, "token {} is revoked", shown(jti)),
             Reason::RecordRemoved { agent, environment } => write!(
                 f,
@@ -467,6 +476,8 @@ pub struct Verifier {
     records: HashMap<(String, String), (String, String)>,
     revoked: BTreeSet<String>,
     audience: Option<String>,
+    /// The issuer ledgit.yaml names, accepted beside `ledgit`.
+    issuer: Option<String>,
 }
 
 impl Verifier {
@@ -494,6 +505,7 @@ impl Verifier {
                 .collect(),
             revoked,
             audience: None,
+            issuer: config.issuer.clone(),
         }
     }
 
@@ -587,10 +599,13 @@ impl Verifier {
     }
 
     fn claims_reason(&self, claims: &Claims, now: i64) -> std::result::Result<&str, Reason> {
-        if claims.iss != ISSUER {
+        // `ledgit`, or the issuer ledgit.yaml names (tokens issued before it was set keep
+        // `ledgit`; what a token may do is decided by the keys, not by this claim).
+        if claims.iss != ISSUER && self.issuer.as_deref() != Some(claims.iss.as_str()) {
             return Err(Reason::Claims(format!(
-                "issuer {} is not {ISSUER}",
-                shown(&claims.iss)
+                "issuer {} is not {}",
+                shown(&claims.iss),
+                self.issuer.as_deref().unwrap_or(ISSUER)
             )));
         }
         if claims.sub != format!("{}/{}", claims.agent, claims.environment) {
@@ -606,11 +621,15 @@ impl Verifier {
         if claims.iat > now.saturating_add(LEEWAY) {
             return Err(Reason::NotYetValid { iat: claims.iat });
         }
-        if let Some(expected) = &self.audience
-            && !claims.aud.as_ref().is_some_and(|a| a.contains(expected))
-        {
+        // A recipient that does not identify with the token's audience rejects it (RFC 7519,
+        // 4.1.3): one without an audience rejects every token that carries one.
+        let admitted = match (&self.audience, &claims.aud) {
+            (Some(expected), aud) => aud.as_ref().is_some_and(|a| a.contains(expected)),
+            (None, aud) => aud.is_none(),
+        };
+        if !admitted {
             return Err(Reason::Audience {
-                expected: expected.clone(),
+                expected: self.audience.clone(),
             });
         }
         if self.revoked.contains(&claims.jti) {
@@ -639,7 +658,7 @@ impl Verifier {
 }
 
 /// The revocation list: `revocations.yaml` at the repository root.
-pub const REVOCATIONS_FILE: &str = "revocations.yaml";
+pub const REVOCATIONS_FILE: &str = crate::revocations::FILE_NAME;
 
 /// One revoked token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -652,23 +671,13 @@ pub struct Revocation {
     pub revoked_at: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RevocationFile {
-    api_version: String,
-    kind: String,
-    #[serde(default)]
-    revoked: Vec<Revocation>,
-}
-
-/// Parses the revocation list.
+/// Parses the revocation list; an error names the first problem (file, line, what is wrong).
 pub fn parse_revocations(text: &str) -> std::result::Result<Vec<Revocation>, String> {
-    let text = crate::yaml::strip_bom(text);
-    let file: RevocationFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
-    if file.api_version != crate::config::API_VERSION || file.kind != "Revocations" {
-        return Err("expected apiVersion: ledgit/v1 and kind: Revocations".into());
+    let list = crate::revocations::read(REVOCATIONS_FILE, text);
+    match list.findings.first() {
+        Some(f) => Err(format!("line {}: {}", f.line, f.message)),
+        None => Ok(list.entries),
     }
-    Ok(file.revoked)
 }
 
 /// The text of a revocation list with one more entry appended: the file is created when
@@ -747,6 +756,7 @@ mod tests {
         IssueOptions {
             ttl: Some(seconds),
             audience: None,
+            issuer: None,
         }
     }
 
@@ -1025,10 +1035,14 @@ mod tests {
         let options = IssueOptions {
             ttl: None,
             audience: Some("gateway".into()),
+            issuer: None,
         };
         let aimed = setup_token(&key, &options);
         let open = verifier(&config);
-        assert!(open.verify(&aimed, 1_000_000).is_ok());
+        // A verifier with no audience refuses a token meant for one (RFC 7519, 4.1.3).
+        let e = open.verify(&aimed, 1_000_000).unwrap_err();
+        assert_eq!(e.reason, Reason::Audience { expected: None });
+        assert!(open.verify(&plain, 1_000_000).is_ok());
         let strict = verifier(&config).require_audience(Some("gateway".into()));
         assert!(strict.verify(&aimed, 1_000_000).is_ok());
         for other in [
@@ -1038,6 +1052,7 @@ mod tests {
                 &IssueOptions {
                     ttl: None,
                     audience: Some("elsewhere".into()),
+                    issuer: None,
                 },
             ),
         ] {
@@ -1046,7 +1061,7 @@ mod tests {
             assert!(e.claims.is_some());
         }
         // A list that contains it.
-        let mut claims = open.verify(&aimed, 1_000_000).unwrap().claims;
+        let mut claims = strict.verify(&aimed, 1_000_000).unwrap().claims;
         claims.aud = Some(Audience::Many(vec!["a".into(), "gateway".into()]));
         let listed = sign(&key, &header("EdDSA", "k1"), &claims);
         assert!(strict.verify(&listed, 1_000_000).is_ok());
@@ -1063,9 +1078,7 @@ mod tests {
             Reason::Claims(String::new()),
             Reason::Expired { exp: 0 },
             Reason::NotYetValid { iat: 0 },
-            Reason::Audience {
-                expected: String::new(),
-            },
+            Reason::Audience { expected: None },
             Reason::Revoked { jti: String::new() },
             Reason::RecordRemoved {
                 agent: String::new(),

@@ -87,10 +87,11 @@ pub fn worktree(root: &Path, config: &Config, tracked: &[String]) -> Result<Repo
             }
         }
     }
-    // The token ledger is checked even before it is tracked (just written by `token issue`).
-    let ledger = crate::ledger::FILE_NAME.to_string();
-    let untracked_ledger = (!tracked.contains(&ledger)).then_some(&ledger);
-    for path in tracked.iter().chain(untracked_ledger) {
+    // The token ledger and the revocation list are checked even before they are tracked (just
+    // written by `token issue` or `token revoke`).
+    let lists = [crate::ledger::FILE_NAME, crate::revocations::FILE_NAME].map(String::from);
+    let untracked = lists.iter().filter(|p| !tracked.contains(*p));
+    for path in tracked.iter().chain(untracked) {
         if config.in_deployments(path) {
             continue;
         }
@@ -200,9 +201,9 @@ pub fn read_tree(repo: &Repository, tree: &Tree, config: &Config) -> Result<Tree
     })
 }
 
-/// The findings of the token ledger (SPEC "The token ledger"); its statuses are not findings.
-fn ledger_findings(bytes: &[u8]) -> Vec<Finding> {
-    let path = crate::ledger::FILE_NAME;
+/// The findings of the token ledger (SPEC "The token ledger"; its statuses are not findings)
+/// or of the revocation list, whose bytes are `bytes`.
+fn list_findings(path: &str, bytes: &[u8]) -> Vec<Finding> {
     if bytes.len() as u64 > MAX_FILE_SIZE {
         return vec![
             Finding::new(
@@ -212,8 +213,11 @@ fn ledger_findings(bytes: &[u8]) -> Vec<Finding> {
                 1,
                 format!("{path} is larger than 1 MiB"),
             )
-            .hint("the ledger holds a few lines per token: remove what is not a ledger entry"),
+            .hint("the list holds a few lines per token: remove what is not an entry"),
         ];
+    }
+    if path == crate::revocations::FILE_NAME {
+        return crate::revocations::findings(bytes);
     }
     match std::str::from_utf8(bytes) {
         Ok(text) => crate::ledger::read(path, text).findings,
@@ -294,7 +298,7 @@ fn fingerprint(config: &Config) -> String {
 }
 
 /// Bump when the checks change what they find.
-const CACHE_FORMAT: &str = concat!("v2-", env!("CARGO_PKG_VERSION"));
+const CACHE_FORMAT: &str = concat!("v3-", env!("CARGO_PKG_VERSION"));
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CacheFile {
@@ -524,8 +528,8 @@ fn check_one(c: &Candidate, config: &Config) -> Outcome {
             .hint("remove the key from the repository, rotate it (it is compromised) and keep private keys outside the work tree"),
         );
     }
-    if c.path == crate::ledger::FILE_NAME {
-        out.findings.extend(ledger_findings(&bytes));
+    if c.path == crate::ledger::FILE_NAME || c.path == crate::revocations::FILE_NAME {
+        out.findings.extend(list_findings(&c.path, &bytes));
         return out;
     }
     if !is_record {

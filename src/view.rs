@@ -308,28 +308,6 @@ pub struct CommitView {
     pub pull_request: Option<u32>,
 }
 
-/// The pull request number a commit subject names, as GitHub and GitLab write merges.
-pub fn pull_request_of(subject: &str) -> Option<u32> {
-    let number = |s: &str| {
-        let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
-    };
-    if let Some(rest) = subject.strip_prefix("Merge pull request #") {
-        return number(rest);
-    }
-    if let Some(at) = subject.rfind("(#")
-        && subject.ends_with(')')
-    {
-        return number(&subject[at + 2..]);
-    }
-    if let Some(at) = subject.find("See merge request ") {
-        return subject[at..]
-            .rfind('!')
-            .and_then(|i| number(&subject[at + i + 1..]));
-    }
-    None
-}
-
 /// One environment of an agent's page.
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvironmentView {
@@ -400,7 +378,7 @@ fn commit_view(h: &History, e: &Event) -> CommitView {
         id: c.id.to_string(),
         time: when::rfc3339(c.time),
         author: h.str(c.author).to_string(),
-        pull_request: pull_request_of(&subject),
+        pull_request: crate::json::pull_request(&subject),
         subject,
     }
 }
@@ -620,20 +598,6 @@ pub fn deployment_tokens(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pull_requests_are_read_from_merge_subjects() {
-        assert_eq!(
-            pull_request_of("Merge pull request #7 from alan/x"),
-            Some(7)
-        );
-        assert_eq!(
-            pull_request_of("Deploy support-bot 1.4.2 (#123)"),
-            Some(123)
-        );
-        assert_eq!(pull_request_of("Deploy support-bot 1.4.2"), None);
-        assert_eq!(pull_request_of("Fix (#x)"), None);
-    }
 
     #[test]
     fn the_snapshot_comes_a_page_at_a_time_and_keeps_the_filter() {

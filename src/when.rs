@@ -78,9 +78,30 @@ pub fn format_duration_short(secs: i64) -> String {
 /// (`2026-03-03 12:00`, read as UTC), a plain date (`2026-03-03`, its start in UTC), or a
 /// duration before `now` (`7d`, `12h`).
 pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    parse_time_arg(text, now).map(|a| a.time)
+}
+
+/// A time argument as written: an absolute time, or a duration before now. A relative one
+/// moves with the clock: an answer to it is not the same twice, and a link to it is no
+/// permalink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeArg {
+    pub time: DateTime<Utc>,
+    /// Written as a duration ago (`7d`, `12h ago`).
+    pub relative: bool,
+}
+
+/// Parses a time argument (see [`parse_time`]) and says whether it was relative.
+pub fn parse_time_arg(text: &str, now: DateTime<Utc>) -> Result<TimeArg> {
+    let absolute = |time| {
+        Ok(TimeArg {
+            time,
+            relative: false,
+        })
+    };
     let t = text.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        return Ok(dt.with_timezone(&Utc));
+        return absolute(dt.with_timezone(&Utc));
     }
     for fmt in [
         "%Y-%m-%dT%H:%M:%S",
@@ -89,20 +110,23 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
         "%Y-%m-%d %H:%M",
     ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, fmt) {
-            return Ok(Utc.from_utc_datetime(&naive));
+            return absolute(Utc.from_utc_datetime(&naive));
         }
     }
     if let Ok(date) = NaiveDate::parse_from_str(t, "%Y-%m-%d")
         && let Some(start) = date.and_hms_opt(0, 0, 0)
     {
-        return Ok(Utc.from_utc_datetime(&start));
+        return absolute(Utc.from_utc_datetime(&start));
     }
     let ago = t.strip_suffix(" ago").unwrap_or(t);
     if let Some(secs) = parse_duration(ago)
         && let Some(delta) = chrono::TimeDelta::try_seconds(secs)
         && let Some(then) = now.checked_sub_signed(delta)
     {
-        return Ok(then);
+        return Ok(TimeArg {
+            time: then,
+            relative: true,
+        });
     }
     Err(Error::invalid(
         format!("`{text}` is not a time"),
@@ -214,6 +238,26 @@ pub fn relative(secs: i64, now: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_arguments_say_whether_they_move_with_the_clock() {
+        let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        for (text, relative) in [
+            ("7d", true),
+            ("12h ago", true),
+            ("2026-03-03", false),
+            ("2026-03-03T12:00:00Z", false),
+            ("2026-03-03 12:00", false),
+        ] {
+            let arg = parse_time_arg(text, now).unwrap();
+            assert_eq!(arg.relative, relative, "{text}");
+            assert_eq!(parse_time(text, now).unwrap(), arg.time);
+        }
+        assert_eq!(
+            parse_time_arg("7d", now).unwrap().time.timestamp(),
+            1_800_000_000 - 7 * 86_400
+        );
+    }
 
     #[test]
     fn durations() {

@@ -45,7 +45,11 @@ fn serves_follows_commits_agrees_with_token_verify_and_drains() {
     let (repo, _keys, key) = example();
     let token = issue(&repo, &key, "support-bot", "production");
     let doomed = issue(&repo, &key, "support-bot", "staging");
-    let server = Server::start(&repo, &[], &[("LEDGIT_HOOK_SECRET", "hook-secret-value")]);
+    let server = Server::start(
+        &repo,
+        &[],
+        &[("LEDGIT_HOOK_SECRET", "hook-secret-value-of-24b")],
+    );
     let (status, me) = server.get("/v1/whoami", Some(&token));
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["agent"], "support-bot");
@@ -77,7 +81,7 @@ fn serves_follows_commits_agrees_with_token_verify_and_drains() {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("ledgit serve: stopped"), "{log}");
     assert!(log.contains("GET /v1/whoami 200"), "{log}");
-    for secret in [token.as_str(), doomed.as_str(), "hook-secret-value"] {
+    for secret in [token.as_str(), doomed.as_str(), "hook-secret-value-of-24b"] {
         assert!(!log.contains(secret), "a secret is in the log:\n{log}");
         // Nor any long piece of a token (a signature, a header).
         for part in secret.split('.').filter(|p| p.len() > 20) {
@@ -98,7 +102,7 @@ fn a_verified_push_webhook_fetches_and_serves_the_push() {
     let server = Server::start(
         &served,
         &["--fetch", "origin", "--interval", "1h"],
-        &[("LEDGIT_HOOK_SECRET", "s3")],
+        &[("LEDGIT_HOOK_SECRET", "s3cret-at-least-16-bytes")],
     );
     let version =
         || server.get("/v1/deployments/support-bot/production", None).1["version"].clone();
@@ -124,7 +128,7 @@ fn a_verified_push_webhook_fetches_and_serves_the_push() {
         .post(format!("{}/v1/hooks/generic", server.base))
         .header(
             "X-Signature",
-            &ledgit::actuator::signature(b"s3", body.as_bytes()),
+            &ledgit::actuator::signature(b"s3cret-at-least-16-bytes", body.as_bytes()),
         )
         .send(body.as_bytes())
         .unwrap();
@@ -149,7 +153,7 @@ fn a_verified_push_webhook_fetches_and_serves_the_push() {
             .unwrap()
     };
     let before = refreshes();
-    let signature = ledgit::actuator::signature(b"s3", body.as_bytes());
+    let signature = ledgit::actuator::signature(b"s3cret-at-least-16-bytes", body.as_bytes());
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
@@ -220,7 +224,7 @@ fn a_proposal_is_pushed_and_linked_and_the_page_shows_sync_states() {
             "--pull-request-url",
             "https://git.example/deploys/compare/{base}...{branch}",
         ],
-        &[("LEDGIT_UI_SECRET", "operator secret")],
+        &[("LEDGIT_UI_SECRET", "operator secret, long enough")],
     );
     let (status, overview) = server.get("/v1/agents", None);
     assert_eq!(status, 200);
@@ -252,7 +256,7 @@ fn a_proposal_is_pushed_and_linked_and_the_page_shows_sync_states() {
         .post(format!("{}/signin", server.base))
         .header("Origin", &server.base)
         .header("Content-Type", "application/x-www-form-urlencoded")
-        .send("secret=operator+secret")
+        .send("secret=operator+secret%2C+long+enough")
         .unwrap();
     assert_eq!(signin.status().as_u16(), 303);
     let cookie = signin
@@ -275,12 +279,15 @@ fn a_proposal_is_pushed_and_linked_and_the_page_shows_sync_states() {
             .call()
             .unwrap(),
     );
-    let csrf = preview
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_string();
+    let hidden = |name: &str| {
+        preview
+            .split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_string()
+    };
+    let (csrf, expect) = (hidden("csrf"), hidden("expect"));
     let created = agent
         .post(format!("{}/agents/support-bot/propose", server.base))
         .header("Cookie", &cookie)
@@ -288,7 +295,7 @@ fn a_proposal_is_pushed_and_linked_and_the_page_shows_sync_states() {
         .header("Host", &host)
         .header("Content-Type", "application/x-www-form-urlencoded")
         .send(format!(
-            "csrf={csrf}&action=set&environment=production&version=1.4.0"
+            "csrf={csrf}&expect={expect}&action=set&environment=production&version=1.4.0"
         ))
         .unwrap();
     let status = created.status().as_u16();

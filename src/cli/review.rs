@@ -11,6 +11,7 @@ use ledgit::history::{self, Action, Deployment, Focus};
 use ledgit::policy::{self, Change, Stays};
 use ledgit::record::{self, Identity, Record};
 use ledgit::repo::{Repo, short};
+use ledgit::settings::SettingChange;
 use ledgit::validate::{self, Threads};
 use ledgit::{secret, when};
 
@@ -189,6 +190,8 @@ fn is_ancestor(repo: &Repo, base: Oid, head: Oid) -> bool {
 /// The changes from base to head, explained by base's history, and head's validation.
 struct Review {
     changes: Vec<Change>,
+    /// What the change does to ledgit.yaml, tokens.yaml and revocations.yaml.
+    settings: Vec<SettingChange>,
     head_report: validate::Report,
     base: Oid,
     head: Oid,
@@ -225,6 +228,7 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
     let Some(loaded) = loaded else {
         return Ok(Review {
             changes: Vec::new(),
+            settings: ledgit::settings::changes(&repo, base, head),
             head_report,
             base,
             head,
@@ -242,6 +246,7 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
     policy::explain(&mut changes, &config, &stays, &head_report.parsed, now);
     Ok(Review {
         changes,
+        settings: ledgit::settings::changes(&repo, base, head),
         head_report,
         base,
         head,
@@ -250,19 +255,27 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
 
 pub fn diff(ctx: &Context, args: DiffArgs) -> CliResult {
     let now = chrono::Utc::now().timestamp();
-    let changes = match (&args.env, &args.range) {
-        (Some(envs), _) => env_diff(ctx, envs, args.rev.as_deref(), now)?,
+    let (changes, settings) = match (&args.env, &args.range) {
+        (Some(envs), _) => (env_diff(ctx, envs, args.rev.as_deref(), now)?, Vec::new()),
         (None, Some(range)) => {
             let (base, head) = split_range(range);
-            review(ctx, &base, &head, now)?.changes
+            let r = review(ctx, &base, &head, now)?;
+            (r.changes, r.settings)
         }
         (None, None) => unreachable!("clap requires a range or --env"),
     };
     let mut out = render::stdout();
     match args.format {
+        // The array of deployment changes, as before; settings changes are in `check`'s JSON.
         DiffFormat::Json => render::json(&mut out, &changes)?,
-        DiffFormat::Markdown => changes_markdown(&mut out, &changes)?,
-        DiffFormat::Text => print_changes(&mut out, &changes)?,
+        DiffFormat::Markdown => {
+            changes_markdown(&mut out, &changes)?;
+            settings_markdown(&mut out, &settings)?;
+        }
+        DiffFormat::Text => {
+            print_changes(&mut out, &changes)?;
+            print_settings(&mut out, &settings)?;
+        }
     }
     Ok(Outcome::Clean)
 }
@@ -398,6 +411,38 @@ pub fn print_changes(out: &mut dyn Write, changes: &[Change]) -> io::Result<()> 
     Ok(())
 }
 
+/// The settings changes as aligned lines (nothing when there are none).
+pub fn print_settings(out: &mut dyn Write, settings: &[SettingChange]) -> io::Result<()> {
+    let wf = settings.iter().map(|c| c.file.len()).max().unwrap_or(0);
+    let ws = settings.iter().map(|c| c.subject.len()).max().unwrap_or(0);
+    for c in settings {
+        writeln!(
+            out,
+            "{:wf$}  {BOLD}{:ws$}{BOLD:#}  {}",
+            c.file, c.subject, c.detail
+        )?;
+    }
+    Ok(())
+}
+
+fn settings_markdown(out: &mut dyn Write, settings: &[SettingChange]) -> io::Result<()> {
+    if settings.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n| File | Subject | Change |")?;
+    writeln!(out, "| --- | --- | --- |")?;
+    for c in settings {
+        writeln!(
+            out,
+            "| `{}` | `{}` | {} |",
+            c.file,
+            c.subject,
+            c.detail.replace('|', "\\|")
+        )?;
+    }
+    Ok(())
+}
+
 fn changes_markdown(out: &mut dyn Write, changes: &[Change]) -> io::Result<()> {
     if changes.is_empty() {
         return writeln!(out, "No deployment changes.");
@@ -444,6 +489,7 @@ pub fn check(ctx: &Context, args: CheckArgs) -> CliResult {
                 base: String,
                 head: String,
                 changes: &'a [Change],
+                settings: &'a [SettingChange],
                 findings: &'a [Finding],
             }
             render::json(
@@ -452,6 +498,7 @@ pub fn check(ctx: &Context, args: CheckArgs) -> CliResult {
                     base: r.base.to_string(),
                     head: r.head.to_string(),
                     changes: &r.changes,
+                    settings: &r.settings,
                     findings: &findings,
                 },
             )?;
@@ -476,6 +523,7 @@ pub fn check(ctx: &Context, args: CheckArgs) -> CliResult {
                 render::tally(&findings)
             )?;
             changes_markdown(&mut out, &r.changes)?;
+            settings_markdown(&mut out, &r.settings)?;
             if !findings.is_empty() {
                 writeln!(out)?;
                 for f in &findings {
@@ -489,15 +537,16 @@ pub fn check(ctx: &Context, args: CheckArgs) -> CliResult {
         }
         CheckFormat::Text => {
             print_changes(&mut out, &r.changes)?;
+            print_settings(&mut out, &r.settings)?;
             writeln!(out)?;
             for f in &findings {
                 render::finding_text(&mut out, f)?;
             }
+            let n = r.changes.len() + r.settings.len();
             writeln!(
                 out,
-                "{} change{} checked: {}",
-                r.changes.len(),
-                if r.changes.len() == 1 { "" } else { "s" },
+                "{n} change{} checked: {}",
+                if n == 1 { "" } else { "s" },
                 render::tally(&findings)
             )?;
         }
@@ -534,7 +583,21 @@ fn keys_in_change(repo: &Repo, base: Oid, head: Oid) -> Result<Vec<Finding>, Cli
             let Ok((size, _)) = repo.git.odb().and_then(|o| o.read_header(blob)) else {
                 continue;
             };
-            if size as u64 > validate::MAX_FILE_SIZE {
+            // The same bound as `validate`: a larger file is a finding, never a silent pass.
+            if size as u64 > validate::MAX_SCAN_SIZE {
+                out.push(
+                    Finding::new(
+                        Code::Unscanned,
+                        &path,
+                        1,
+                        1,
+                        format!(
+                            "commit {} adds {path} ({size} bytes), too large to scan for private keys",
+                            short(commit.id())
+                        ),
+                    )
+                    .hint("keep large files out of the deployments repository"),
+                );
                 continue;
             }
             let Ok(blob) = repo.git.find_blob(blob) else {

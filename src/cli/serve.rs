@@ -26,9 +26,13 @@ use super::{CliError, CliResult, Context, Outcome};
 /// tracked branch and the work tree are never touched), pushed with --push REMOTE, with a link
 /// to open its pull request.
 ///
-/// Secrets come from the environment, never from arguments: LEDGIT_HOOK_SECRET for webhooks,
-/// LEDGIT_INTROSPECTION_SECRET for callers of /oauth2/introspect, LEDGIT_UI_SECRET for the
-/// page's sign-in. Without them those routes refuse every request.
+/// Secrets come from the environment, never from arguments, each at least 16 bytes:
+/// LEDGIT_HOOK_SECRET signs GitHub and generic webhooks, LEDGIT_GITLAB_TOKEN is GitLab's token
+/// (a different value: GitLab sends it in clear), LEDGIT_INTROSPECTION_SECRET authenticates
+/// callers of /oauth2/introspect (as a bearer token, or with HTTP Basic and the client id in
+/// LEDGIT_INTROSPECTION_CLIENT_ID), LEDGIT_UI_SECRET signs people in to the page. Without them
+/// those routes refuse every request. An address that fails a secret 10 times in a minute is
+/// answered 429 until its minute is over.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   ledgit serve
@@ -123,7 +127,11 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             .public_url
             .unwrap_or_else(|| format!("http://{}", args.listen)),
         hook_secret: secret("LEDGIT_HOOK_SECRET"),
+        gitlab_token: secret("LEDGIT_GITLAB_TOKEN"),
         introspection_secret: secret("LEDGIT_INTROSPECTION_SECRET"),
+        introspection_client_id: std::env::var("LEDGIT_INTROSPECTION_CLIENT_ID")
+            .ok()
+            .filter(|v| !v.is_empty()),
         quiet: args.quiet,
         proposals: args.proposals,
         ui_secret,

@@ -222,6 +222,7 @@ fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
     let options = token::IssueOptions {
         ttl,
         audience: args.audience,
+        issuer: config.issuer.clone(),
     };
     let (token, claims) = token::issue(&key, &kid.id, record, now, &options)?;
     let expiry = claims.exp.map_or("no expiry".to_string(), |e| {

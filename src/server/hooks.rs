@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::metrics::HookLabels;
-use super::routes::{MAX_BODY, error, json, read_body};
+use super::routes::{MAX_BODY, closing, error, json, read_body};
 use super::state::Shared;
 
 /// The git hosts a delivery can come from.
@@ -54,6 +54,7 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
 pub async fn receive(
     State(shared): State<Arc<Shared>>,
     Path(provider): Path<String>,
+    client: super::limits::Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -74,19 +75,33 @@ pub async fn receive(
             })
             .inc();
     };
-    let Some(secret) = &shared.options.hook_secret else {
+    // GitLab sends its token in clear: it is a secret of its own, never the HMAC key of the
+    // other routes (whoever reads one delivery in transit could sign the others').
+    let (secret, variable) = match provider {
+        Provider::GitLab => (&shared.options.gitlab_token, "LEDGIT_GITLAB_TOKEN"),
+        _ => (&shared.options.hook_secret, "LEDGIT_HOOK_SECRET"),
+    };
+    let Some(secret) = secret else {
         count("disabled");
-        return error(
+        return closing(error(
             StatusCode::UNAUTHORIZED,
             "webhooks_disabled",
-            "webhooks are disabled: start the server with LEDGIT_HOOK_SECRET set",
-        );
+            format!(
+                "{} webhooks are disabled: start the server with {variable} set",
+                provider.label()
+            ),
+        ));
     };
+    let now = chrono::Utc::now().timestamp();
+    if let Some(r) = shared.failures.refuse(client.0, now) {
+        count("limited");
+        return closing(r);
+    }
     let body = match read_body(body, MAX_BODY).await {
         Ok(b) => b,
         Err(r) => {
             count("too_large");
-            return r.into_response();
+            return closing(r.into_response());
         }
     };
     let verified = match provider {
@@ -96,10 +111,11 @@ pub async fn receive(
     };
     if !verified {
         count("bad_signature");
+        shared.failures.count(client.0, now);
         return error(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
-            "the delivery's signature does not verify with LEDGIT_HOOK_SECRET",
+            format!("the delivery's signature does not verify with {variable}"),
         );
     }
     let event = match provider {
@@ -129,7 +145,7 @@ pub async fn receive(
     let payload: serde_json::Value = if body.is_empty() && provider == Provider::Generic {
         serde_json::Value::Null
     } else {
-        match serde_json::from_slice(&body) {
+        match serde_json::from_slice(&json_payload(&headers, &body)) {
             Ok(v) => v,
             Err(e) => {
                 count("invalid");
@@ -154,4 +170,44 @@ pub async fn receive(
     count("refresh");
     shared.ask_refresh(true);
     json(StatusCode::ACCEPTED, &serde_json::json!({"refresh": true}))
+}
+
+/// The JSON of a delivery: the body, or for GitHub's form-encoded deliveries
+/// (`application/x-www-form-urlencoded`) its `payload` field. The signature is over the body
+/// as sent, either way.
+fn json_payload<'b>(headers: &HeaderMap, body: &'b [u8]) -> std::borrow::Cow<'b, [u8]> {
+    let form = header(headers, "content-type")
+        .split(';')
+        .next()
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return body.into();
+    }
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "payload"))
+        .map_or(body.into(), |(_, v)| v.into_bytes().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoded_deliveries_carry_their_json_in_payload() {
+        let mut h = HeaderMap::new();
+        let body = b"payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%7D";
+        assert_eq!(&*json_payload(&h, body), &body[..]);
+        h.insert(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(&*json_payload(&h, body), br#"{"ref":"refs/heads/main"}"#);
+        assert_eq!(&*json_payload(&h, b"other=1"), b"other=1");
+    }
 }

@@ -12,13 +12,13 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub route: &'static str,
+    pub route: String,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
-    pub route: &'static str,
+    pub route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,6 +30,11 @@ pub struct ResultLabel {
 pub struct HookLabels {
     pub provider: &'static str,
     pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,6 +127,17 @@ impl Default for Metrics {
             "1, labelled with the reason, while the last refresh failed",
             failing.clone(),
         );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "1, labelled with the version of ledgit that serves",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
         Metrics {
             registry,
             requests,
@@ -139,11 +155,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// The text exposition of every metric.
-    pub fn encode(&self) -> String {
+    /// Every metric in the OpenMetrics text format (`application/openmetrics-text`).
+    pub fn openmetrics(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Every metric in Prometheus' text format 0.0.4, what scrapers and `promtool check
+    /// metrics` read when they do not ask for OpenMetrics.
+    pub fn prometheus(&self) -> String {
+        prometheus_text(&self.openmetrics())
     }
 
     /// Counts one verification.
@@ -155,5 +177,64 @@ impl Metrics {
         self.verifications
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+}
+
+/// OpenMetrics text as Prometheus' text format 0.0.4: a counter family is named with its
+/// `_total` suffix in `# HELP` and `# TYPE` (OpenMetrics names the family without it), and
+/// there is no `# UNIT` line and no `# EOF`.
+fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prometheus_text_names_counters_with_their_suffix_and_has_no_eof() {
+        let m = Metrics::default();
+        m.refreshes.inc();
+        let text = m.prometheus();
+        assert!(
+            text.contains("# TYPE ledgit_refreshes_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP ledgit_refreshes_total Loads"),
+            "{text}"
+        );
+        assert!(text.contains("\nledgit_refreshes_total 1\n"), "{text}");
+        assert!(text.contains("# TYPE ledgit_ready gauge\n"), "{text}");
+        assert!(text.contains("ledgit_build_info{version=\""), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(m.openmetrics().ends_with("# EOF\n"));
     }
 }

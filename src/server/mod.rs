@@ -6,6 +6,7 @@
 //! SIGTERM. It uses only the library, never the command line's code.
 
 mod hooks;
+mod limits;
 mod metrics;
 mod openapi;
 mod pages;
@@ -18,17 +19,24 @@ mod tests;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 use state::{Served, Shared};
 
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least time between two refreshes asked for by webhook deliveries (each may fetch).
+const MIN_HOOK_GAP: Duration = Duration::from_secs(1);
 /// How long requests in flight may take to finish after SIGTERM.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
-/// The most connections served at once; more wait in the kernel's backlog.
+/// The most connections held open at once; past it, the idlest connection is closed to make
+/// room for a new one.
 const MAX_CONNECTIONS: usize = 4096;
+/// The most connections one client address holds open at once; more are closed at once.
+const MAX_PER_CLIENT: usize = 1024;
 
 /// What `ledgit serve` was asked to do.
 #[derive(Debug, Clone)]
@@ -48,8 +56,13 @@ pub struct Options {
     pub audience: Option<String>,
     /// The server's URL as clients reach it (for the RFC 8414 metadata).
     pub public_url: String,
+    /// The HMAC key of GitHub's and generic webhook deliveries.
     pub hook_secret: Option<Vec<u8>>,
+    /// The token GitLab sends in clear (`X-Gitlab-Token`): never the HMAC key too.
+    pub gitlab_token: Option<Vec<u8>>,
     pub introspection_secret: Option<Vec<u8>>,
+    /// The client id callers of `/oauth2/introspect` give with HTTP Basic (any, when unset).
+    pub introspection_client_id: Option<String>,
     /// No access log (benchmarks).
     pub quiet: bool,
     /// The web page's controls make proposals (with `ui_secret`).
@@ -62,9 +75,51 @@ pub struct Options {
     pub pull_request_url: Option<String>,
 }
 
+/// The shortest secret the server accepts, in bytes: shorter ones can be guessed.
+pub const MIN_SECRET: usize = 16;
+
+impl Options {
+    /// Refuses secrets that are too short to resist guessing, a GitLab token that is also the
+    /// HMAC key of the other webhooks (GitLab sends its token in clear), and a pull request
+    /// link that is not http(s) (`javascript:` on a page people click).
+    pub fn check(&self) -> Result<(), String> {
+        for (secret, variable) in [
+            (&self.ui_secret, "LEDGIT_UI_SECRET"),
+            (&self.introspection_secret, "LEDGIT_INTROSPECTION_SECRET"),
+            (&self.hook_secret, "LEDGIT_HOOK_SECRET"),
+            (&self.gitlab_token, "LEDGIT_GITLAB_TOKEN"),
+        ] {
+            if let Some(s) = secret
+                && s.len() < MIN_SECRET
+            {
+                return Err(format!(
+                    "{variable} is {} bytes long; a secret needs at least {MIN_SECRET} (for example `openssl rand -hex 24`)",
+                    s.len()
+                ));
+            }
+        }
+        if let Some(template) = &self.pull_request_url {
+            let lower = template.to_ascii_lowercase();
+            if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                return Err(format!(
+                    "--pull-request-url `{template}` is not an http(s) address: the page links it for people to follow"
+                ));
+            }
+        }
+        if self.gitlab_token.is_some() && self.gitlab_token == self.hook_secret {
+            return Err(
+                "LEDGIT_GITLAB_TOKEN is LEDGIT_HOOK_SECRET: GitLab sends its token in clear, so it must not also sign the other webhooks; give it a value of its own".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Serves until SIGTERM or SIGINT, then drains the requests in flight. Errors are what stops
-/// the server from starting (the address is taken, the runtime cannot start).
+/// the server from starting (a secret too short, the address is taken, the runtime cannot
+/// start).
 pub fn run(options: Options) -> Result<(), String> {
+    options.check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,6 +146,7 @@ pub async fn app(options: Options) -> App {
 }
 
 async fn serve(options: Options) -> Result<(), String> {
+    raise_descriptor_limit();
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
@@ -115,17 +171,10 @@ async fn serve(options: Options) -> Result<(), String> {
     let watcher = spawn_watcher(shared.clone(), stop.clone());
     let refresher = tokio::spawn(refresher(shared.clone()));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Connections::default());
     let mut signals = Signals::new()?;
     loop {
-        let permit = tokio::select! {
-            _ = signals.recv() => break,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = signals.recv() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -137,9 +186,15 @@ async fn serve(options: Options) -> Result<(), String> {
                 }
             },
         };
+        // A client over its share is cut at once; a full server closes its idlest connection
+        // (no request in flight) to make room, so a new client is never made to wait behind
+        // connections that only hold a socket.
+        let Some(slot) = connections.admit(peer.ip()) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let io = hyper_util::rt::TokioIo::new(stream);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let service = connection_service(app.clone(), peer, slot.busy.clone());
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
@@ -147,8 +202,12 @@ async fn serve(options: Options) -> Result<(), String> {
             .serve_connection(io, service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
+            tokio::select! {
+                _ = conn => {},
+                // Evicted while idle: dropping the connection closes its socket.
+                _ = slot.evicted.notified() => {},
+            }
+            drop(slot);
         });
     }
     drop(listener);
@@ -168,6 +227,155 @@ async fn serve(options: Options) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// The connections held open: how many per client address, and for each whether a request is
+/// in flight, so that a full server can close an idle one.
+#[derive(Default)]
+struct Connections {
+    inner: std::sync::Mutex<ConnectionTable>,
+}
+
+#[derive(Default)]
+struct ConnectionTable {
+    next: u64,
+    /// Each connection's client address, requests in flight, and how to close it.
+    open: std::collections::BTreeMap<u64, (std::net::IpAddr, Arc<AtomicUsize>, Arc<Notify>)>,
+    per_client: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+/// One admitted connection; dropping it gives its place back.
+struct Slot {
+    id: u64,
+    connections: Arc<Connections>,
+    busy: Arc<AtomicUsize>,
+    evicted: Arc<Notify>,
+}
+
+impl Connections {
+    /// A place for a new connection from `ip`, or `None` when the client holds its share.
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Slot> {
+        let mut t = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let held = t.per_client.get(&ip).copied().unwrap_or(0);
+        if held >= MAX_PER_CLIENT {
+            return None;
+        }
+        if t.open.len() >= MAX_CONNECTIONS {
+            // The oldest connection with no request in flight (keys grow with time).
+            let idle = t
+                .open
+                .iter()
+                .find(|(_, (_, busy, _))| busy.load(Ordering::SeqCst) == 0)
+                .map(|(id, (_, _, close))| (*id, close.clone()));
+            match idle {
+                Some((id, close)) => {
+                    close.notify_one();
+                    t.remove(id);
+                }
+                None => return None,
+            }
+        }
+        let id = t.next;
+        t.next += 1;
+        let busy = Arc::new(AtomicUsize::new(0));
+        let evicted = Arc::new(Notify::new());
+        t.open.insert(id, (ip, busy.clone(), evicted.clone()));
+        *t.per_client.entry(ip).or_default() += 1;
+        Some(Slot {
+            id,
+            connections: self.clone(),
+            busy,
+            evicted,
+        })
+    }
+}
+
+impl ConnectionTable {
+    fn remove(&mut self, id: u64) {
+        if let Some((ip, _, _)) = self.open.remove(&id)
+            && let Some(n) = self.per_client.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&ip);
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut t = self
+            .connections
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        t.remove(self.id);
+    }
+}
+
+/// The client address of a request, as the listener saw it (absent when the router is driven
+/// in process).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The router as one connection's service: each request carries the client's address, and
+/// counts as in flight until its answer is ready.
+fn connection_service(
+    app: axum::Router,
+    peer: SocketAddr,
+    busy: Arc<AtomicUsize>,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl std::future::Future<
+        Output = Result<axum::response::Response, std::convert::Infallible>,
+    > + Send,
+> + Clone {
+    hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ClientAddr(peer));
+        let app = app.clone();
+        let guard = InFlight::new(busy.clone());
+        async move {
+            let response = tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await;
+            drop(guard);
+            response
+        }
+    })
+}
+
+/// A request in flight on its connection, until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(busy: Arc<AtomicUsize>) -> Self {
+        busy.fetch_add(1, Ordering::SeqCst);
+        InFlight(busy)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: every connection is a descriptor, and
+/// a server that runs out of them stops accepting anyone.
+fn raise_descriptor_limit() {
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// SIGTERM and SIGINT.
@@ -225,12 +433,25 @@ fn spawn_watcher(
 /// time, and the requests that come meanwhile coalesce into the next one.
 async fn refresher(shared: Arc<Shared>) {
     let mut last_fetch = Instant::now();
+    let mut last_hook = Instant::now() - MIN_HOOK_GAP;
     loop {
         tokio::select! {
             _ = shared.refresh.notified() => {},
             _ = tokio::time::sleep(shared.options.interval) => {},
         }
         let asked = shared.fetch_asked.swap(false, Ordering::SeqCst);
+        // A delivery refreshes (and fetches) at most once a second, however many arrive: a
+        // replayed one cannot make the server load or fetch in a loop. What arrives meanwhile
+        // is served by the refresh at the end of the second. A ref that moved here (the
+        // watcher) is refreshed at once.
+        if asked {
+            let since = last_hook.elapsed();
+            if since < MIN_HOOK_GAP {
+                tokio::time::sleep(MIN_HOOK_GAP - since).await;
+            }
+            shared.fetch_asked.store(false, Ordering::SeqCst);
+            last_hook = Instant::now();
+        }
         let due = last_fetch.elapsed() >= shared.options.interval;
         let fetch = shared.options.fetch.is_some() && (asked || due);
         if fetch {
@@ -261,6 +482,9 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
         if let Ok(mut h) = worker.health.lock() {
             h.branch_tip = Some((tip, tip_time));
         }
+        worker
+            .proposals
+            .store(Arc::new(state::open_proposals(&repo, tip)));
         let current = worker.served.load();
         if current.as_ref().is_some_and(|s| s.commit == tip) {
             return Ok(None);

@@ -1,13 +1,21 @@
 //! Sign-in for the web page's controls: the operator secret (`LEDGIT_UI_SECRET`) exchanged for
-//! a session cookie (HMAC-signed, HttpOnly, SameSite=Strict, eight hours), a CSRF token bound
-//! to that session in every form, and the Origin check on every POST. Readers need none of it.
+//! a session cookie (HMAC-signed, HttpOnly, SameSite=Strict), a CSRF token bound to that
+//! session in every form, and the Origin check on every POST. A session ends after eight hours,
+//! after 30 minutes without a visit, or at sign-out: its id is then refused by this server
+//! until it would have expired. Readers need none of it.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "ledgit_session";
-/// How long a session lasts (eight hours).
+/// How long a session lasts at most (eight hours).
 pub const LIFETIME: i64 = 8 * 3600;
+/// How long a session lasts without a visit (30 minutes).
+pub const IDLE: i64 = 30 * 60;
+/// How old a session's last visit may be before a visit renews its cookie.
+const RENEW_AFTER: i64 = 60;
+/// The most ended sessions remembered (each needed a signed-in visitor's sign-out).
+const MAX_ENDED: usize = 100_000;
 
 /// A signed-in visitor's session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +23,8 @@ pub struct Session {
     /// Random, per sign-in; the CSRF token is derived from it.
     nonce: String,
     pub expires: i64,
+    /// The last visit the cookie records.
+    pub seen: i64,
 }
 
 /// The keys derived from the operator secret: one signs cookies, one derives CSRF tokens.
@@ -22,6 +32,9 @@ pub struct Keys {
     secret: Vec<u8>,
     cookie: Vec<u8>,
     csrf: Vec<u8>,
+    /// Sessions ended by sign-out, with when they would have expired.
+    ended: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    secure: bool,
 }
 
 /// HMAC-SHA256 of `data` under `key`, in hexadecimal.
@@ -31,12 +44,15 @@ fn mac(key: &[u8], data: &[u8]) -> String {
 }
 
 impl Keys {
-    pub fn new(secret: Vec<u8>) -> Keys {
+    /// Keys from the operator secret; `secure` cookies for a server reached over https.
+    pub fn new(secret: Vec<u8>, secure: bool) -> Keys {
         let derive = |label: &str| mac(&secret, label.as_bytes()).into_bytes();
         Keys {
             cookie: derive("ledgit-ui-cookie"),
             csrf: derive("ledgit-ui-csrf"),
             secret,
+            ended: Default::default(),
+            secure,
         }
     }
 
@@ -46,7 +62,7 @@ impl Keys {
     }
 
     /// A new session from `now`, and its `Set-Cookie` value.
-    pub fn sign_in(&self, now: i64, secure: bool) -> (Session, HeaderValue) {
+    pub fn sign_in(&self, now: i64) -> (Session, HeaderValue) {
         use ring::rand::SecureRandom;
         let mut bytes = [0u8; 16];
         let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
@@ -54,18 +70,37 @@ impl Keys {
         let session = Session {
             nonce,
             expires: now + LIFETIME,
+            seen: now,
         };
-        let body = format!("{}.{}", session.expires, session.nonce);
-        let value = format!(
-            "{COOKIE}={body}.{}; Path=/; Max-Age={LIFETIME}; HttpOnly; SameSite=Strict{}",
-            mac(&self.cookie, body.as_bytes()),
-            if secure { "; Secure" } else { "" }
-        );
-        let header = HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(""));
-        (session, header)
+        let cookie = self.cookie(&session);
+        (session, cookie)
     }
 
-    /// The session a request's cookie carries, if it is signed by us and not expired.
+    /// The `Set-Cookie` value that carries `session`.
+    fn cookie(&self, session: &Session) -> HeaderValue {
+        let body = format!("{}.{}.{}", session.expires, session.seen, session.nonce);
+        let value = format!(
+            "{COOKIE}={body}.{}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
+            mac(&self.cookie, body.as_bytes()),
+            (session.expires - session.seen).max(0),
+            if self.secure { "; Secure" } else { "" }
+        );
+        HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(""))
+    }
+
+    /// The cookie that records a visit at `now`, when the session's last recorded visit is
+    /// over a minute old (so that an active visitor's session does not end while idle ones do).
+    pub fn renew(&self, session: &Session, now: i64) -> Option<HeaderValue> {
+        (now - session.seen >= RENEW_AFTER).then(|| {
+            self.cookie(&Session {
+                seen: now,
+                ..session.clone()
+            })
+        })
+    }
+
+    /// The session a request's cookie carries, if it is signed by us, not expired, not idle
+    /// for too long and not signed out.
     pub fn session(&self, headers: &HeaderMap, now: i64) -> Option<Session> {
         let cookie = headers
             .get_all(header::COOKIE)
@@ -81,12 +116,31 @@ impl Keys {
         if !ledgit::hmac::signature_ok(&self.cookie, body.as_bytes(), &format!("sha256={mac}")) {
             return None;
         }
-        let (expires, nonce) = body.split_once('.')?;
-        let expires: i64 = expires.parse().ok()?;
-        (expires > now).then(|| Session {
+        let mut parts = body.splitn(3, '.');
+        let expires: i64 = parts.next()?.parse().ok()?;
+        let seen: i64 = parts.next()?.parse().ok()?;
+        let nonce = parts.next()?;
+        let live = expires > now && seen + IDLE > now;
+        let ended = self
+            .ended
+            .lock()
+            .map(|e| e.contains_key(nonce))
+            .unwrap_or(true);
+        (live && !ended).then(|| Session {
             nonce: nonce.to_string(),
             expires,
+            seen,
         })
+    }
+
+    /// Ends `session`: its cookie is refused from now on, whoever presents it.
+    pub fn end(&self, session: &Session, now: i64) {
+        if let Ok(mut ended) = self.ended.lock() {
+            ended.retain(|_, expires| *expires > now);
+            if ended.len() < MAX_ENDED {
+                ended.insert(session.nonce.clone(), session.expires);
+            }
+        }
     }
 
     /// The CSRF token of a session (what its forms carry).
@@ -104,28 +158,53 @@ impl Keys {
     }
 }
 
-/// The `Set-Cookie` value that ends a session.
+/// The `Set-Cookie` value that removes the session's cookie from the browser.
 pub fn sign_out() -> HeaderValue {
     HeaderValue::from_static("ledgit_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
 }
 
+/// The origins (`scheme://host[:port]`) this server's pages are served from: its public URL's
+/// and its listening address's (with `localhost` for a loopback one). The `Host` header is
+/// not one of them: a client chooses it (DNS rebinding).
+pub fn origins(public_url: &str, listen: std::net::SocketAddr) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(o) = origin_of(public_url) {
+        out.push(o);
+    }
+    if !listen.ip().is_unspecified() {
+        out.push(format!("http://{listen}"));
+        if listen.ip().is_loopback() {
+            out.push(format!("http://localhost:{}", listen.port()));
+        }
+    }
+    out
+}
+
+/// The origin of a URL: scheme, host and port, lower case, without a default port.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority.strip_suffix(default).unwrap_or(&authority);
+    Some(format!("{scheme}://{authority}"))
+}
+
 /// Whether a POST comes from a page of this server: its `Origin` (or, without one, its
-/// `Referer`) names the host the request was sent to.
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
+/// `Referer`) is one of `origins`, scheme included.
+pub fn same_origin(headers: &HeaderMap, origins: &[String]) -> bool {
     let from = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
         .and_then(|v| v.to_str().ok());
-    let Some(from) = from else {
-        return false;
-    };
-    let rest = from
-        .strip_prefix("http://")
-        .or_else(|| from.strip_prefix("https://"));
-    rest.is_some_and(|r| r.split('/').next() == Some(host))
+    from.and_then(origin_of)
+        .is_some_and(|o| origins.contains(&o))
 }
 
 #[cfg(test)]
@@ -140,44 +219,130 @@ mod tests {
 
     #[test]
     fn sessions_are_signed_bound_and_expire() {
-        let keys = Keys::new(b"operator".to_vec());
-        let (session, cookie) = keys.sign_in(1_000, false);
+        let keys = Keys::new(b"operator".to_vec(), false);
+        let (session, cookie) = keys.sign_in(1_000);
         let value = cookie.to_str().unwrap();
         assert!(value.contains("HttpOnly") && value.contains("SameSite=Strict"));
+        assert!(!value.contains("Secure"));
+        assert!(
+            Keys::new(b"operator".to_vec(), true)
+                .sign_in(1_000)
+                .1
+                .to_str()
+                .unwrap()
+                .ends_with("; Secure")
+        );
         let pair = value.split(';').next().unwrap();
         let h = with(header::COOKIE, &format!("other=1; {pair}"));
         assert_eq!(keys.session(&h, 1_001), Some(session.clone()));
-        assert_eq!(keys.session(&h, 1_000 + LIFETIME), None);
+        // Idle for 30 minutes: over.
+        assert_eq!(keys.session(&h, 1_000 + IDLE - 1), Some(session.clone()));
+        assert_eq!(keys.session(&h, 1_000 + IDLE), None);
         // Another secret's server, or a forged expiry, does not accept it.
-        assert_eq!(Keys::new(b"other".to_vec()).session(&h, 1_001), None);
+        assert_eq!(Keys::new(b"other".to_vec(), false).session(&h, 1_001), None);
         let forged = pair.replacen(&format!("={}", 1_000 + LIFETIME), "=9999999999", 1);
         assert_eq!(keys.session(&with(header::COOKIE, &forged), 1_001), None);
         let csrf = keys.csrf(&session);
         assert!(keys.csrf_ok(&session, &csrf));
-        let (other, _) = keys.sign_in(1_000, false);
+        let (other, _) = keys.sign_in(1_000);
         assert!(!keys.csrf_ok(&other, &csrf));
         assert!(!keys.csrf_ok(&session, ""));
         assert!(keys.is_secret("operator") && !keys.is_secret("operato"));
     }
 
     #[test]
-    fn posts_must_come_from_this_host() {
-        let mut h = with(header::HOST, "127.0.0.1:8080");
-        assert!(!same_origin(&h));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://127.0.0.1:8080"),
+    fn a_visit_renews_the_idle_time_but_not_the_lifetime() {
+        let keys = Keys::new(b"operator".to_vec(), false);
+        let (session, _) = keys.sign_in(1_000);
+        assert_eq!(keys.renew(&session, 1_030), None);
+        let mut now = 1_000;
+        let mut current = session.clone();
+        // A visit every 20 minutes keeps it alive until its eight hours are up.
+        while now + 20 * 60 < 1_000 + LIFETIME {
+            now += 20 * 60;
+            let cookie = keys.renew(&current, now).unwrap();
+            let pair = cookie
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string();
+            current = keys.session(&with(header::COOKIE, &pair), now).unwrap();
+            assert_eq!(current.expires, session.expires);
+            assert_eq!(current.seen, now);
+        }
+        let cookie = keys.renew(&current, 1_000 + LIFETIME).unwrap();
+        let pair = cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            keys.session(&with(header::COOKIE, &pair), 1_000 + LIFETIME),
+            None
         );
-        assert!(same_origin(&h));
+    }
+
+    #[test]
+    fn a_signed_out_session_is_refused_afterwards() {
+        let keys = Keys::new(b"operator".to_vec(), false);
+        let (session, cookie) = keys.sign_in(1_000);
+        let (other, other_cookie) = keys.sign_in(1_000);
+        let pair = |c: &HeaderValue| c.to_str().unwrap().split(';').next().unwrap().to_string();
+        let h = with(header::COOKIE, &pair(&cookie));
+        assert!(keys.session(&h, 1_001).is_some());
+        keys.end(&session, 1_001);
+        assert_eq!(keys.session(&h, 1_002), None);
+        // Others' sessions go on.
+        assert_eq!(
+            keys.session(&with(header::COOKIE, &pair(&other_cookie)), 1_002),
+            Some(other)
+        );
+    }
+
+    #[test]
+    fn posts_must_come_from_this_servers_origins() {
+        let origins = origins(
+            "https://ledgit.example.com/",
+            "127.0.0.1:8080".parse().unwrap(),
+        );
+        assert_eq!(
+            origins,
+            [
+                "https://ledgit.example.com",
+                "http://127.0.0.1:8080",
+                "http://localhost:8080"
+            ]
+        );
+        let from =
+            |name: header::HeaderName, value: &str| same_origin(&with(name, value), &origins);
+        assert!(!same_origin(&HeaderMap::new(), &origins));
+        assert!(from(header::ORIGIN, "https://ledgit.example.com"));
+        assert!(from(header::ORIGIN, "https://LEDGIT.example.com:443"));
+        assert!(from(header::ORIGIN, "http://127.0.0.1:8080"));
+        assert!(from(header::REFERER, "https://ledgit.example.com/agents/x"));
+        // Another scheme, host or port; a look-alike; the Host header is never consulted.
+        assert!(!from(header::ORIGIN, "http://ledgit.example.com"));
+        assert!(!from(header::ORIGIN, "https://evil.example"));
+        assert!(!from(
+            header::ORIGIN,
+            "https://ledgit.example.com.evil.example"
+        ));
+        assert!(!from(header::ORIGIN, "http://127.0.0.1:8081"));
+        assert!(!from(header::ORIGIN, "null"));
+        let mut h = with(header::HOST, "evil.example");
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("http://evil.example"),
         );
-        assert!(!same_origin(&h));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://127.0.0.1:8080.evil.example"),
+        assert!(!same_origin(&h, &origins));
+        // A server on every address is reached at its public URL only.
+        assert_eq!(
+            super::origins("http://10.0.0.1:8080", "0.0.0.0:8080".parse().unwrap()),
+            ["http://10.0.0.1:8080"]
         );
-        assert!(!same_origin(&h));
     }
 }

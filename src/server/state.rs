@@ -6,7 +6,7 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
@@ -45,8 +45,6 @@ pub struct Served {
     pub agents: ledgit::view::AgentIndex,
     /// Where the reconciler's store of this repository is, when it has one.
     pub store: std::path::PathBuf,
-    /// Open proposals: branches under `ledgit/` not merged into the commit (name, subject).
-    pub proposals: Vec<(String, String)>,
     /// Signatures verified against this state's keys. It lives and dies with the state, so a
     /// change of keys (any refresh) empties it.
     pub signatures: SignatureCache,
@@ -92,7 +90,6 @@ impl Served {
             etag: format!("\"{commit}\""),
             ledger,
             root,
-            proposals: open_proposals(repo, commit),
             agents,
             store: ledgit::state::default_path(repo.git.commondir()),
             signatures: SignatureCache::default(),
@@ -107,8 +104,13 @@ impl Served {
     }
 }
 
+/// An open proposal: its branch and its commit's subject.
+pub type Proposal = (String, String);
+
 /// The branches under `refs/heads/ledgit/` whose tip `commit` does not contain, newest first.
-fn open_proposals(repo: &Repo, commit: Oid) -> Vec<(String, String)> {
+/// Read on every refresh (a branch pushed or created moves no tracked ref) and after the page
+/// creates one.
+pub fn open_proposals(repo: &Repo, commit: Oid) -> Vec<Proposal> {
     let Ok(refs) = repo.git.references_glob("refs/heads/ledgit/*") else {
         return Vec::new();
     };
@@ -174,7 +176,27 @@ pub struct Shared {
     /// The keys of the web page's sessions: there are some exactly when the page takes
     /// proposals (`--proposals`, with LEDGIT_UI_SECRET).
     pub ui_keys: Option<super::session::Keys>,
+    /// The open proposals, as last read.
+    pub proposals: arc_swap::ArcSwap<Vec<Proposal>>,
+    /// The origins this server's pages are served from (the Origin check of every POST).
+    pub origins: Vec<String>,
+    /// Failed secrets (sign-in, introspection, webhook signatures) per client address.
+    pub failures: super::limits::Failures,
+    /// The reconciler's store as last read, and when: pages read it at most once a second,
+    /// on a blocking thread, never on the request's own.
+    observed: tokio::sync::Mutex<Option<Observed>>,
 }
+
+/// One read of the reconciler's store.
+struct Observed {
+    read_at: Instant,
+    store: std::path::PathBuf,
+    root: Oid,
+    view: Option<Arc<ledgit::state::View>>,
+}
+
+/// How long a read of the reconciler's store is shown before it is read again.
+const OBSERVED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Shared {
     pub fn new(options: Options) -> Shared {
@@ -184,11 +206,17 @@ impl Shared {
             metrics: Metrics::default(),
             refresh: tokio::sync::Notify::new(),
             fetch_asked: std::sync::atomic::AtomicBool::new(false),
-            openapi: super::openapi::json(),
+            openapi: super::openapi::json(&options.public_url),
             last_seen: LastSeen::default(),
+            observed: tokio::sync::Mutex::new(None),
+            proposals: Default::default(),
+            failures: super::limits::Failures::default(),
             ui_keys: (options.ui_secret.clone())
                 .filter(|_| options.proposals)
-                .map(super::session::Keys::new),
+                .map(|secret| {
+                    super::session::Keys::new(secret, options.public_url.starts_with("https://"))
+                }),
+            origins: super::session::origins(&options.public_url, options.listen),
             options,
         }
     }
@@ -196,6 +224,37 @@ impl Shared {
     /// The health as last recorded.
     pub fn health(&self) -> Health {
         self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// What the reconciler's store of the served repository says, read at most once a second
+    /// on a blocking thread (requests that come meanwhile share the last read); `None` when
+    /// there is no store.
+    pub async fn observed(&self, served: &Served) -> Option<Arc<ledgit::state::View>> {
+        let root = served.root?;
+        let mut cached = self.observed.lock().await;
+        if let Some(o) = cached.as_ref()
+            && o.read_at.elapsed() < OBSERVED_FOR
+            && o.root == root
+            && o.store == served.store
+        {
+            return o.view.clone();
+        }
+        let store = served.store.clone();
+        let path = store.clone();
+        let view = tokio::task::spawn_blocking(move || {
+            ledgit::state::view(&path, &root.to_string()).ok().flatten()
+        })
+        .await
+        .ok()
+        .flatten()
+        .map(Arc::new);
+        *cached = Some(Observed {
+            read_at: Instant::now(),
+            store,
+            root,
+            view: view.clone(),
+        });
+        view
     }
 
     /// Asks the refresher for a refresh (coalesced with any already asked for).
@@ -257,6 +316,21 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
             map.clear();
         }
         map.insert(key.to_owned(), value);
+    }
+
+    /// Replaces `key`'s value by what `f` makes of the current one, under the shard's lock,
+    /// and returns the new value.
+    pub fn update(&self, key: &K, f: impl FnOnce(Option<&V>) -> V) -> Option<V>
+    where
+        K: Clone,
+    {
+        let mut map = self.shard(key).lock().ok()?;
+        let value = f(map.get(key));
+        if !map.contains_key(key) && map.len() >= PER_SHARD {
+            map.clear();
+        }
+        map.insert(key.clone(), value.clone());
+        Some(value)
     }
 
     /// How many entries there are.

@@ -13,10 +13,11 @@ use ledgit::token::{IssueOptions, SigningKey};
 use super::Options;
 use super::state::{Served, Shared};
 
-const NOW: i64 = 1_800_000_000;
-const HOOK_SECRET: &[u8] = b"hook-secret";
-const INTROSPECTION_SECRET: &str = "gateway-secret";
-const UI_SECRET: &str = "operator-secret";
+const NOW: i64 = 1_700_000_000;
+const HOOK_SECRET: &[u8] = b"hook-secret-of-the-tests";
+const GITLAB_TOKEN: &[u8] = b"gitlab-token-in-clear";
+const INTROSPECTION_SECRET: &str = "gateway-secret-of-the-tests";
+const UI_SECRET: &str = "operator-secret-of-the-tests";
 
 /// A repository made by `ledgit init --example`, with a key listed and committed.
 struct Fixture {
@@ -114,6 +115,8 @@ impl Fixture {
             audience: None,
             public_url: "http://ledgit.example".into(),
             hook_secret: Some(HOOK_SECRET.to_vec()),
+            gitlab_token: Some(GITLAB_TOKEN.to_vec()),
+            introspection_client_id: None,
             introspection_secret: Some(INTROSPECTION_SECRET.as_bytes().to_vec()),
             quiet: true,
             proposals: true,
@@ -185,13 +188,16 @@ impl Answer {
 
 async fn call(shared: &Arc<Shared>, request: Request<Body>) -> Answer {
     let method = request.method().as_str().to_lowercase();
-    let path = request.uri().path().to_string();
     let response = super::routes::router(shared.clone())
         .oneshot(request)
         .await
         .unwrap();
     let status = response.status();
     let headers = response.headers().clone();
+    let route = response
+        .extensions()
+        .get::<super::routes::RouteName>()
+        .map(|r| r.0.clone());
     let mut body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap()
@@ -210,7 +216,7 @@ async fn call(shared: &Arc<Shared>, request: Request<Body>) -> Answer {
         headers,
         body,
     };
-    conforms(&method, &path, &answer);
+    conforms(&method, route.as_deref(), &answer);
     answer
 }
 
@@ -229,18 +235,14 @@ async fn with_token(shared: &Arc<Shared>, uri: &str, token: &str) -> Answer {
     .await
 }
 
-/// The OpenAPI document's template for a request path: the route the access log names.
-fn template(path: &str) -> Option<&'static str> {
-    Some(super::routes::route_of(path)).filter(|t| *t != "unmatched")
-}
-
 /// Every answer of a documented route has a documented status, and its JSON body validates
 /// against the documented schema.
-fn conforms(method: &str, path: &str, answer: &Answer) {
-    let Some(template) = template(path) else {
+fn conforms(method: &str, route: Option<&str>, answer: &Answer) {
+    let Some(template) = route else {
         return;
     };
-    let doc: serde_json::Value = serde_json::from_slice(&super::openapi::json()).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&super::openapi::json("http://ledgit.example")).unwrap();
     if answer.status == StatusCode::METHOD_NOT_ALLOWED {
         // Methods a route does not answer are not in the document; the answer is an Error.
         assert!(doc["paths"][template].get(method).is_none());
@@ -275,14 +277,14 @@ fn conforms(method: &str, path: &str, answer: &Answer) {
         .build(&root)
         .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&answer.body)
-        .unwrap_or_else(|_| panic!("{method} {path} {status}: the body is not JSON"));
+        .unwrap_or_else(|_| panic!("{method} {template} {status}: the body is not JSON"));
     let errors: Vec<String> = validator
         .iter_errors(&body)
         .map(|e| format!("{e} at {}", e.instance_path()))
         .collect();
     assert!(
         errors.is_empty(),
-        "{method} {path} {status} does not match the document: {errors:?}\n{body}"
+        "{method} {template} {status} does not match the document: {errors:?}\n{body}"
     );
 }
 
@@ -463,6 +465,7 @@ async fn a_server_with_an_audience_refuses_tokens_for_others() {
         &IssueOptions {
             ttl: Some(3600),
             audience: Some("gateway".into()),
+            issuer: None,
         },
     );
     let plain = f.production_token(&shared);
@@ -575,8 +578,19 @@ async fn deployments_now_and_at_a_past_time() {
     // Before the first commit: nothing ran.
     let early = get(&shared, "/v1/deployments?at=2020-01-01").await;
     assert_eq!(early.json(), serde_json::json!([]));
-    let past = get(&shared, "/v1/deployments?at=2030-01-01T00:00:00Z").await;
+    let now = ledgit::when::rfc3339(chrono::Utc::now().timestamp());
+    let past = get(&shared, &format!("/v1/deployments?at={now}")).await;
     assert_eq!(past.json().as_array().unwrap().len(), served.rows.len());
+    // A time to come is not answered with today's state under its name.
+    let future = get(&shared, "/v1/deployments?at=2999-01-01T00:00:00Z").await;
+    assert_eq!(future.status, StatusCode::BAD_REQUEST);
+    assert_eq!(future.json()["error"], "invalid_time");
+    assert!(
+        future.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("a time to come")
+    );
     // Compressed for clients that accept it (the same JSON once decoded), and not sent again
     // while the branch has not moved.
     let gzip = call(
@@ -708,7 +722,22 @@ async fn keys_and_metadata_for_offline_verifiers() {
         meta["jwks_uri"],
         "http://ledgit.example/.well-known/jwks.json"
     );
-    assert_eq!(meta["issuer"], "ledgit");
+    // RFC 8414: the issuer is a URL, the server's public one unless ledgit.yaml names one.
+    assert_eq!(meta["issuer"], "http://ledgit.example");
+    assert_eq!(meta["token_endpoint"], "http://ledgit.example/oauth2/token");
+    assert_eq!(
+        meta["response_types_supported"],
+        serde_json::json!(["none"])
+    );
+    let token = call(
+        &shared,
+        Request::post("/oauth2/token")
+            .body(Body::from("grant_type=client_credentials"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(token.status, StatusCode::BAD_REQUEST);
+    assert_eq!(token.json()["error"], "unsupported_grant_type");
 }
 
 fn signed(body: &[u8]) -> String {
@@ -787,7 +816,7 @@ async fn webhooks_refresh_only_when_verified_and_for_the_tracked_branch() {
         "gitlab",
         &[
             ("x-gitlab-event", "Push Hook".into()),
-            ("x-gitlab-token", "hook-secret".into()),
+            ("x-gitlab-token", "gitlab-token-in-clear".into()),
         ],
         push,
     )
@@ -1334,6 +1363,14 @@ async fn proposals_need_a_session_the_csrf_token_and_this_origin() {
         .attr("value")
         .unwrap()
         .to_string();
+    // The form carries what the person saw: the fingerprint of this preview.
+    let expect = select(&preview, "input[name=expect]")[0]
+        .value()
+        .attr("value")
+        .unwrap()
+        .to_string();
+    let form = format!("{form}&expect={expect}");
+    let form = form.as_str();
     let diff: Vec<String> = select(&preview, "pre.diff .add, pre.diff .del")
         .iter()
         .map(text)
@@ -1439,8 +1476,7 @@ async fn proposals_need_a_session_the_csrf_token_and_this_origin() {
     // The tracked branch and the work tree are untouched.
     assert_eq!(repo.refname_to_id(&f.tracked()).unwrap(), tip);
     assert!(repo.statuses(None).unwrap().is_empty());
-    // The proposal shows as open once the state reloads.
-    f.reload(&shared, None);
+    // The proposal shows as open at once, before the branch moves.
     let v = get(&shared, "/v1/agents").await.json();
     assert_eq!(v["proposals"][0]["branch"], branch.as_str());
     let open: Vec<String> = select(&page(&get(&shared, "/").await), "ul.proposals li code")
@@ -1448,6 +1484,102 @@ async fn proposals_need_a_session_the_csrf_token_and_this_origin() {
         .map(text)
         .collect();
     assert_eq!(open, std::slice::from_ref(&branch));
+    // The same change again: the page names the open one and offers no button; a POST
+    // creates nothing.
+    let again = page(
+        &with_headers(
+            &shared,
+            "GET",
+            "/agents/billing-agent/propose?action=promote&environment=staging",
+            &signed,
+            "",
+        )
+        .await,
+    );
+    assert!(text(&select(&again, "#identical")[0]).contains(&branch));
+    assert!(select(&again, "form[action='/agents/billing-agent/propose']").is_empty());
+    let twice = post(
+        vec![
+            host.clone(),
+            ("cookie", cookie.clone()),
+            ("origin", ORIGIN.into()),
+        ],
+        format!("{form}&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT);
+    assert!(String::from_utf8_lossy(&twice.body).contains(&branch));
+    assert_eq!(
+        repo.references_glob("refs/heads/ledgit/*").unwrap().count(),
+        1
+    );
+}
+
+/// The value of a form's hidden field.
+fn hidden(html: &scraper::Html, name: &str) -> String {
+    select(html, &format!("input[name={name}]"))[0]
+        .value()
+        .attr("value")
+        .unwrap()
+        .to_string()
+}
+
+/// The page commits only what the person saw: when the branch moves between the preview and
+/// the click, nothing is committed and the new preview is shown.
+#[tokio::test]
+async fn a_proposal_whose_preview_went_stale_commits_nothing() {
+    let f = Fixture::recent();
+    let shared = f.shared();
+    let cookie = sign_in(&shared).await;
+    let host = ("host", "ledgit.example".to_string());
+    let signed = [host.clone(), ("cookie", cookie.clone())];
+    let url = "/agents/billing-agent/propose?action=promote&environment=staging";
+    let preview = page(&with_headers(&shared, "GET", url, &signed, "").await);
+    let (csrf, expect) = (hidden(&preview, "csrf"), hidden(&preview, "expect"));
+    // Someone moves development on meanwhile: promoting now would deploy another version.
+    f.write(
+        "deployments/billing-agent/development.yaml",
+        "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: billing-agent\nenvironment: development\nversion: 2.1.1\n",
+    );
+    f.commit("Deploy billing-agent 2.1.1 to development", f.now + 60);
+    f.reload(&shared, None);
+    let body = format!("action=promote&environment=staging&csrf={csrf}&expect={expect}");
+    let answer = with_headers(
+        &shared,
+        "POST",
+        "/agents/billing-agent/propose",
+        &[
+            host.clone(),
+            ("cookie", cookie.clone()),
+            ("origin", ORIGIN.into()),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    let html = page(&answer);
+    assert!(text(&select(&html, "#stale")[0]).contains("Changed since your preview"));
+    let diff: Vec<String> = select(&html, "pre.diff .add").iter().map(text).collect();
+    assert_eq!(diff, ["+version: 2.1.1"]);
+    let repo = git2::Repository::open(f.path()).unwrap();
+    assert_eq!(
+        repo.references_glob("refs/heads/ledgit/*").unwrap().count(),
+        0
+    );
+    // Without the fingerprint (an old form, a hand-made POST): the same.
+    let bare = with_headers(
+        &shared,
+        "POST",
+        "/agents/billing-agent/propose",
+        &[host, ("cookie", cookie), ("origin", ORIGIN.into())],
+        &format!("action=promote&environment=staging&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(bare.status, StatusCode::CONFLICT);
+    assert_eq!(
+        repo.references_glob("refs/heads/ledgit/*").unwrap().count(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -1533,17 +1665,13 @@ async fn a_push_that_fails_keeps_the_branch_and_says_why() {
         )
         .await,
     );
-    let csrf = select(&preview, "input[name=csrf]")[0]
-        .value()
-        .attr("value")
-        .unwrap()
-        .to_string();
+    let (csrf, expect) = (hidden(&preview, "csrf"), hidden(&preview, "expect"));
     let created = with_headers(
         &shared,
         "POST",
         "/agents/billing-agent/propose",
         &[host, ("cookie", cookie), ("origin", ORIGIN.into())],
-        &format!("action=promote&environment=staging&csrf={csrf}"),
+        &format!("action=promote&environment=staging&csrf={csrf}&expect={expect}"),
     )
     .await;
     assert_eq!(created.status, StatusCode::CREATED);
@@ -1553,4 +1681,415 @@ async fn a_push_that_fails_keeps_the_branch_and_says_why() {
     let branch = text(&select(&html, "#branch")[0]);
     let repo = git2::Repository::open(f.path()).unwrap();
     assert!(repo.find_reference(&format!("refs/heads/{branch}")).is_ok());
+}
+
+/// A request from `client`, as the listener marks it.
+async fn from_client(
+    shared: &Arc<Shared>,
+    client: &str,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> Answer {
+    let mut r = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        r = r.header(*k, v);
+    }
+    if method == "POST"
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        r = r.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    let mut request = r.body(Body::from(body.to_string())).unwrap();
+    request.extensions_mut().insert(super::ClientAddr(
+        format!("{client}:40000").parse().unwrap(),
+    ));
+    call(shared, request).await
+}
+
+#[tokio::test]
+async fn guessing_a_secret_is_limited_per_client_address() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let signin = |client: &'static str, secret: &'static str| {
+        let shared = shared.clone();
+        async move {
+            from_client(
+                &shared,
+                client,
+                "POST",
+                "/signin",
+                &[("origin", ORIGIN.into())],
+                &format!("secret={secret}"),
+            )
+            .await
+        }
+    };
+    for _ in 0..super::limits::ALLOWED {
+        assert_eq!(
+            signin("192.0.2.1", "guess").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The eleventh try is refused unread, even with the right secret.
+    let limited = signin("192.0.2.1", UI_SECRET).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: i64 = limited.header("retry-after").parse().unwrap();
+    assert!((1..=super::limits::WINDOW).contains(&retry), "{retry}");
+    assert_eq!(limited.header("connection"), "close");
+    // Another address is not held back.
+    assert_eq!(
+        signin("192.0.2.2", UI_SECRET).await.status,
+        StatusCode::SEE_OTHER
+    );
+    // Introspection secrets and webhook signatures count against the same address.
+    let introspect = from_client(
+        &shared,
+        "192.0.2.1",
+        "POST",
+        "/oauth2/introspect",
+        &[("authorization", format!("Bearer {INTROSPECTION_SECRET}"))],
+        "token=x",
+    )
+    .await;
+    assert_eq!(introspect.status, StatusCode::TOO_MANY_REQUESTS);
+    for _ in 0..super::limits::ALLOWED {
+        let wrong = from_client(
+            &shared,
+            "192.0.2.3",
+            "POST",
+            "/v1/hooks/generic",
+            &[("x-signature", format!("sha256={}", "0".repeat(64)))],
+            "",
+        )
+        .await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
+    let hooked = from_client(
+        &shared,
+        "192.0.2.3",
+        "POST",
+        "/v1/hooks/generic",
+        &[("x-signature", signed(b""))],
+        "",
+    )
+    .await;
+    assert_eq!(hooked.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn introspection_takes_http_basic_client_authentication() {
+    use base64::Engine;
+    let f = Fixture::new();
+    let token = f.production_token(&f.shared());
+    let basic = |id: &str, secret: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+        )
+    };
+    for (client_id, id, secret, status) in [
+        (None, "anyone", INTROSPECTION_SECRET, StatusCode::OK),
+        (
+            Some("gateway"),
+            "gateway",
+            INTROSPECTION_SECRET,
+            StatusCode::OK,
+        ),
+        (
+            Some("gateway"),
+            "other",
+            INTROSPECTION_SECRET,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (None, "anyone", "wrong", StatusCode::UNAUTHORIZED),
+    ] {
+        let mut options = f.options();
+        options.introspection_client_id = client_id.map(str::to_string);
+        let shared = f.shared_with(options);
+        let a = with_headers(
+            &shared,
+            "POST",
+            "/oauth2/introspect",
+            &[("authorization", basic(id, secret))],
+            &format!("token={token}"),
+        )
+        .await;
+        assert_eq!(a.status, status, "{client_id:?} {id} {secret}");
+        if status == StatusCode::OK {
+            assert_eq!(a.json()["active"], true);
+        } else {
+            // Answered before the body was read: the connection closes, and says so.
+            assert_eq!(a.header("connection"), "close");
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let token = f.production_token(&shared);
+    for uri in ["/v1/whoami", "/v1/authz"] {
+        let a = call(
+            &shared,
+            Request::get(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::AUTHORIZATION, "Bearer other")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_for_an_audience_is_refused_by_a_server_without_one() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let aimed = f.issue(
+        &shared,
+        "support-bot",
+        "production",
+        &IssueOptions {
+            ttl: None,
+            audience: Some("gateway".into()),
+            issuer: None,
+        },
+    );
+    let a = with_token(&shared, "/v1/whoami", &aimed).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.json()["code"], "wrong_audience");
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session_for_good() {
+    let f = Fixture::recent();
+    let shared = f.shared();
+    let cookie = sign_in(&shared).await;
+    let signed = [("cookie", cookie.clone())];
+    let url = "/agents/billing-agent/propose?action=promote&environment=staging";
+    let preview = with_headers(&shared, "GET", url, &signed, "").await;
+    assert_eq!(preview.status, StatusCode::OK);
+    let csrf = hidden(&page(&preview), "csrf");
+    let out = with_headers(
+        &shared,
+        "POST",
+        "/signout",
+        &[("cookie", cookie.clone()), ("origin", ORIGIN.into())],
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    // The same cookie, kept by someone: refused from now on.
+    let after = with_headers(&shared, "GET", url, &signed, "").await;
+    assert_eq!(after.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_origin_check_ignores_the_host_header() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    // DNS rebinding: a page of evil.example posts to this server under its own name.
+    let a = with_headers(
+        &shared,
+        "POST",
+        "/signin",
+        &[
+            ("host", "evil.example".into()),
+            ("origin", "http://evil.example".into()),
+        ],
+        &format!("secret={UI_SECRET}"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.header("set-cookie").is_empty());
+    // The public URL's scheme counts too.
+    let https = with_headers(
+        &shared,
+        "POST",
+        "/signin",
+        &[("origin", "https://ledgit.example".into())],
+        &format!("secret={UI_SECRET}"),
+    )
+    .await;
+    assert_eq!(https.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn webhook_secrets_are_separate_and_github_forms_are_read() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let push = br#"{"ref":"refs/heads/main"}"#;
+    // The HMAC key does not open the GitLab route, whose token travels in clear.
+    let a = hook(
+        &shared,
+        "gitlab",
+        &[
+            ("x-gitlab-event", "Push Hook".into()),
+            (
+                "x-gitlab-token",
+                String::from_utf8(HOOK_SECRET.to_vec()).unwrap(),
+            ),
+        ],
+        push,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    // GitHub's form-encoded delivery: the signature covers the form, the JSON is in payload.
+    let branch = &f.branch;
+    let form = format!(
+        "payload={}",
+        serde_urlencoded::to_string([("p", format!(r#"{{"ref":"refs/heads/{branch}"}}"#))])
+            .unwrap()
+            .trim_start_matches("p=")
+    );
+    let a = hook(
+        &shared,
+        "github",
+        &[
+            ("x-github-event", "push".into()),
+            ("x-hub-signature-256", signed(form.as_bytes())),
+            ("content-type", "application/x-www-form-urlencoded".into()),
+        ],
+        form.as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    // An upper-case spelling of the right MAC is not accepted.
+    let upper = signed(form.as_bytes())
+        .to_uppercase()
+        .replace("SHA256=", "sha256=");
+    let a = hook(
+        &shared,
+        "github",
+        &[
+            ("x-github-event", "push".into()),
+            ("x-hub-signature-256", upper),
+            ("content-type", "application/x-www-form-urlencoded".into()),
+        ],
+        form.as_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn relative_times_are_never_answered_from_an_entity_tag() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let served = shared.served.load_full().unwrap();
+    let ask = |uri: &'static str| {
+        let shared = shared.clone();
+        let etag = served.etag.clone();
+        async move {
+            call(
+                &shared,
+                Request::get(uri)
+                    .header(header::IF_NONE_MATCH, etag)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    assert_eq!(ask("/v1/history").await.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        ask("/v1/history?since=2020-01-01").await.status,
+        StatusCode::NOT_MODIFIED
+    );
+    for relative in ["/v1/history?since=7d", "/v1/history?until=1h"] {
+        let a = ask(relative).await;
+        assert_eq!(a.status, StatusCode::OK, "{relative}");
+        assert!(a.header("etag").is_empty(), "{relative}");
+    }
+    // The page asked for a relative time goes to the absolute one, a permalink.
+    let a = get(&shared, "/?at=7d&q=bot").await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let location = a.header("location").to_string();
+    let (path, query) = location.split_once('?').unwrap();
+    assert_eq!(path, "/");
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+    let at = &params.iter().find(|(k, _)| k == "at").unwrap().1;
+    let t = chrono::DateTime::parse_from_rfc3339(at)
+        .unwrap()
+        .timestamp();
+    let expected = chrono::Utc::now().timestamp() - 7 * 86_400;
+    assert!((t - expected).abs() < 60, "{at}");
+    assert!(params.contains(&("q".into(), "bot".into())));
+    assert_eq!(get(&shared, &location).await.status, StatusCode::OK);
+    // A time to come is refused on the page too.
+    assert_eq!(
+        get(&shared, "/?at=2999-01-01").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[test]
+fn a_server_refuses_to_start_with_weak_or_shared_secrets() {
+    let f = Fixture::new();
+    assert!(f.options().check().is_ok());
+    let mut short = f.options();
+    short.ui_secret = Some(b"fifteen bytes!!".to_vec());
+    assert!(
+        short
+            .check()
+            .unwrap_err()
+            .contains("LEDGIT_UI_SECRET is 15 bytes")
+    );
+    let mut shared = f.options();
+    shared.gitlab_token = shared.hook_secret.clone();
+    assert!(shared.check().unwrap_err().contains("LEDGIT_GITLAB_TOKEN"));
+    let mut script = f.options();
+    script.pull_request_url = Some("javascript:alert(1)//{branch}".into());
+    assert!(
+        script
+            .check()
+            .unwrap_err()
+            .contains("not an http(s) address")
+    );
+}
+
+#[tokio::test]
+async fn the_api_document_names_the_public_url_and_metrics_suit_prometheus() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let doc = get(&shared, "/openapi.json").await.json();
+    assert_eq!(doc["servers"][0]["url"], "http://ledgit.example");
+    let text = get(&shared, "/metrics").await;
+    assert!(
+        text.header("content-type")
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let body = String::from_utf8(text.body.clone()).unwrap();
+    assert!(
+        body.contains("# TYPE ledgit_http_requests_total counter"),
+        "{body}"
+    );
+    assert!(!body.contains("# EOF"));
+    let open = call(
+        &shared,
+        Request::get("/metrics")
+            .header(
+                header::ACCEPT,
+                "application/openmetrics-text; version=1.0.0",
+            )
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        open.header("content-type")
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(String::from_utf8_lossy(&open.body).ends_with("# EOF\n"));
 }

@@ -48,21 +48,26 @@ struct SigninForm {
 
 pub(super) async fn signin(
     State(shared): State<Arc<Shared>>,
+    client: super::super::limits::Client,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> PageResult {
     let Some(keys) = &shared.ui_keys else {
         return Ok(refused(&shared, "this server does not take proposals"));
     };
-    if !session::same_origin(&headers) {
+    if !session::same_origin(&headers, &shared.origins) {
         return Ok(refused(
             &shared,
             "the form was not sent from this server's page",
         ));
     }
-    let form: SigninForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
     let now = chrono::Utc::now().timestamp();
+    if let Some(r) = shared.failures.refuse(client.0, now) {
+        return Ok(super::super::routes::closing(r));
+    }
+    let form: SigninForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
     if !keys.is_secret(&form.secret) {
+        shared.failures.count(client.0, now);
         let served = shared.served.load_full();
         let page = SigninHtml {
             chrome: chrome(
@@ -77,8 +82,7 @@ pub(super) async fn signin(
         };
         return Ok(html(StatusCode::UNAUTHORIZED, page.render()));
     }
-    let secure = shared.options.public_url.starts_with("https://");
-    let (_, cookie) = keys.sign_in(now, secure);
+    let (_, cookie) = keys.sign_in(now);
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
     r.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(r)
@@ -95,7 +99,10 @@ pub(super) async fn signout(
     body: axum::body::Body,
 ) -> PageResult {
     let form: CsrfForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
-    check_post(&shared, &headers, form.csrf.as_deref())?;
+    let session = check_post(&shared, &headers, form.csrf.as_deref())?;
+    if let Some(keys) = &shared.ui_keys {
+        keys.end(&session, chrono::Utc::now().timestamp());
+    }
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
     r.headers_mut()
         .insert(header::SET_COOKIE, session::sign_out());
@@ -122,7 +129,7 @@ fn check_post(shared: &Shared, headers: &HeaderMap, csrf: Option<&str>) -> Resul
     let Some(keys) = &shared.ui_keys else {
         return Err(refusal(shared, "this server does not take proposals"));
     };
-    if !session::same_origin(headers) {
+    if !session::same_origin(headers, &shared.origins) {
         return Err(refusal(
             shared,
             "the form was not sent from this server's page",
@@ -157,6 +164,8 @@ struct ProposeForm {
     jti: Option<String>,
     reason: Option<String>,
     csrf: Option<String>,
+    /// The fingerprint of the preview the person saw ([`Preview::fingerprint`]).
+    expect: Option<String>,
 }
 
 impl ProposeForm {
@@ -195,8 +204,8 @@ impl ProposeForm {
         }
     }
 
-    /// The hidden fields that carry the request to the POST.
-    fn fields(&self) -> Vec<(&'static str, String)> {
+    /// The hidden fields that carry the request, and the preview it was shown as, to the POST.
+    fn fields(&self, preview: &Preview) -> Vec<(&'static str, String)> {
         [
             ("action", &self.action),
             ("environment", &self.environment),
@@ -205,6 +214,7 @@ impl ProposeForm {
         ]
         .into_iter()
         .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .chain([("expect", preview.fingerprint())])
         .collect()
     }
 }
@@ -268,12 +278,31 @@ pub(super) async fn propose_page(
     };
     let page = ProposeHtml {
         chrome: chrome(&shared, Some(&served), &v, preview.title.clone(), None, now),
-        agent,
-        fields: form.fields(),
+        fields: form.fields(&preview),
         is_revoke: matches!(request, Request::Revoke { .. }),
+        open: identical(&shared, &agent, &preview),
+        agent,
+        stale: false,
         preview,
     };
     Ok(html(status, page.render()))
+}
+
+/// An open proposal that makes the same change as `preview` (the same subject), with the link
+/// to follow: its pull request where the server knows how to link one, else its branch.
+fn identical(shared: &Shared, agent: &str, preview: &Preview) -> Option<(String, String)> {
+    let proposals = shared.proposals.load();
+    let (branch, _) = proposals
+        .iter()
+        .find(|(_, subject)| *subject == preview.title)?;
+    let link = ledgit::proposal::pull_request_url(
+        shared.options.pull_request_url.as_deref(),
+        None,
+        &shared.options.branch,
+        branch,
+    )
+    .unwrap_or_else(|| format!("/agents/{agent}"));
+    Some((branch.clone(), link))
 }
 
 pub(super) async fn propose_create(
@@ -289,6 +318,33 @@ pub(super) async fn propose_create(
     let preview = plan(&shared, served.clone(), request.clone())
         .await
         .map_err(|e| detour(&shared, e))?;
+    // The branch moved since the preview, or the request plans to another change: commit
+    // nothing, and show the change as it would be now.
+    if form.expect.as_deref() != Some(preview.fingerprint().as_str()) {
+        let now = chrono::Utc::now().timestamp();
+        let v = Visitor {
+            session: Some(session),
+        };
+        let page = ProposeHtml {
+            chrome: chrome(&shared, Some(&served), &v, preview.title.clone(), None, now),
+            fields: form.fields(&preview),
+            is_revoke: matches!(request, Request::Revoke { .. }),
+            open: identical(&shared, &agent, &preview),
+            agent,
+            stale: true,
+            preview,
+        };
+        return Ok(html(StatusCode::CONFLICT, page.render()));
+    }
+    if let Some((branch, link)) = identical(&shared, &agent, &preview) {
+        return Ok(message_page(
+            &shared,
+            StatusCode::CONFLICT,
+            "Already proposed",
+            format!("{branch} proposes the same change and is still open: {link}"),
+            "review or merge that one; nothing was created",
+        ));
+    }
     if preview.refused {
         return Ok(message_page(
             &shared,
@@ -303,8 +359,8 @@ pub(super) async fn propose_create(
             "the page shows the findings before a proposal is made",
         ));
     }
-    let options = shared.options.clone();
-    let created = tokio::task::spawn_blocking(move || create(&options, &preview, &request))
+    let worker = shared.clone();
+    let created = tokio::task::spawn_blocking(move || create(&worker, &preview, &request))
         .await
         .map_err(|_| "creating the proposal failed".to_string())
         .and_then(|r| r);
@@ -340,11 +396,9 @@ pub(super) async fn propose_create(
 type Created = (String, String, String, Option<String>, Option<String>);
 
 /// Commits the proposal on its branch, pushes it where asked, and finds its pull request link.
-fn create(
-    options: &super::super::Options,
-    preview: &Preview,
-    request: &Request,
-) -> Result<Created, String> {
+/// The open proposals are read again at once, so the next page lists it.
+fn create(shared: &Shared, preview: &Preview, request: &Request) -> Result<Created, String> {
+    let options = &shared.options;
     let repo = ledgit::repo::Repo::open(&options.repo).map_err(|e| e.to_string())?;
     let now = chrono::Utc::now().timestamp();
     let branch = request.branch_name(now);
@@ -355,6 +409,11 @@ fn create(
         .map_err(|e| e.message().to_string())?;
     let commit =
         ledgit::proposal::create(&repo, preview, &branch, &author).map_err(|e| e.to_string())?;
+    if let Ok(base) = git2::Oid::from_str(&preview.base) {
+        shared
+            .proposals
+            .store(Arc::new(super::super::state::open_proposals(&repo, base)));
+    }
     // The branch exists here either way: a failed push is said on the page, not an error.
     let pushed = options
         .push

@@ -29,7 +29,7 @@ use controls::{propose_create, propose_page, signin, signin_page, signout};
 use timeline::timeline_svg;
 
 /// The page routes and their JSON twins.
-pub fn router() -> Router<Arc<Shared>> {
+pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
     Router::new()
         .route("/", get(overview_page))
         .route("/agents/{agent}", get(agent_page))
@@ -45,6 +45,28 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/v1/agents/{agent}/tokens", get(tokens_json))
         .route("/static/style.css", get(stylesheet))
         .route("/static/favicon.svg", get(favicon))
+        .route_layer(axum::middleware::from_fn_with_state(shared, keep_session))
+}
+
+/// Records a signed-in visitor's visit in the session cookie (at most once a minute), so that
+/// a session ends after a while without visits, not while it is used.
+async fn keep_session(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let now = chrono::Utc::now().timestamp();
+    let renewal = shared.ui_keys.as_ref().and_then(|keys| {
+        let session = keys.session(request.headers(), now)?;
+        keys.renew(&session, now)
+    });
+    let mut response = next.run(request).await;
+    if let Some(cookie) = renewal
+        && !response.headers().contains_key(header::SET_COOKIE)
+    {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 const STYLE: &str = include_str!("../static/style.css");
@@ -160,7 +182,7 @@ page!(OverviewHtml, "overview.html" {
     at_input: String,
     filter: String,
     sync_known: bool,
-    served: Arc<Served>,
+    proposals: Arc<Vec<super::state::Proposal>>,
 });
 page!(AgentHtml, "agent.html" { page: AgentPage, timeline: String, controls: bool });
 page!(TokensHtml, "deployments.html" {
@@ -173,6 +195,8 @@ page!(ProposeHtml, "propose.html" {
     preview: Preview,
     fields: Vec<(&'static str, String)>,
     is_revoke: bool,
+    stale: bool,
+    open: Option<(String, String)>,
 });
 page!(ProposedHtml, "proposed.html" {
     agent: String,
@@ -314,8 +338,25 @@ struct OverviewQuery {
     after: Option<String>,
 }
 
+/// Where a page asked with a relative `?at=` (`7d`) is found at the absolute time it means
+/// now, so that the address in the browser is a permalink; `None` when it is one already.
+fn permalink(path: &str, query: Option<&str>) -> Option<String> {
+    let mut params: Vec<(String, String)> = serde_urlencoded::from_str(query?).ok()?;
+    let (_, at) = params.iter_mut().find(|(k, _)| k == "at")?;
+    let parsed = ledgit::when::parse_time_arg(at, chrono::Utc::now()).ok()?;
+    if !parsed.relative {
+        return None;
+    }
+    *at = ledgit::when::rfc3339(parsed.time.timestamp());
+    Some(format!(
+        "{path}?{}",
+        serde_urlencoded::to_string(&params).ok()?
+    ))
+}
+
 /// The snapshot the overview shows, and the time it is at (`None` for now).
-fn overview_of(
+async fn overview_of(
+    shared: &Shared,
     served: &Served,
     query: Option<&str>,
 ) -> Result<(Overview, Option<i64>, OverviewQuery, bool), ApiError> {
@@ -324,8 +365,9 @@ fn overview_of(
     let at =
         q.at.as_deref()
             .filter(|s| !s.trim().is_empty())
-            .map(|t| super::routes::time_param("at", t))
-            .transpose()?;
+            .map(super::routes::at_param)
+            .transpose()?
+            .map(|t| t.time.timestamp());
     let past;
     let rows: &[ledgit::history::Deployment] = match at {
         Some(t) => {
@@ -335,12 +377,9 @@ fn overview_of(
         None => &served.rows,
     };
     // The reconciler's states describe the platform now, not a past snapshot.
-    let sync = match (at, served.root) {
-        (None, Some(root)) => ledgit::state::view(&served.store, &root.to_string())
-            .ok()
-            .flatten()
-            .map(|v| v.sync_states(rows)),
-        _ => None,
+    let sync = match at {
+        None => shared.observed(served).await.map(|v| v.sync_states(rows)),
+        Some(_) => None,
     };
     let filter = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let after = q.after.as_deref().filter(|s| !s.is_empty());
@@ -353,10 +392,14 @@ async fn overview_page(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> PageResult {
+    if let Some(location) = permalink("/", query.as_deref()) {
+        return Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response());
+    }
     let served = served_or_page(&shared)?;
     let now = chrono::Utc::now().timestamp();
-    let (overview, at, q, sync_known) =
-        overview_of(&served, query.as_deref()).map_err(|e| detour(&shared, e))?;
+    let (overview, at, q, sync_known) = overview_of(&shared, &served, query.as_deref())
+        .await
+        .map_err(|e| detour(&shared, e))?;
     let v = visitor(&shared, &headers, now);
     let json_href = match query.as_deref().filter(|q| !q.is_empty()) {
         Some(q) => format!("/v1/agents?{q}"),
@@ -392,14 +435,14 @@ async fn overview_page(
         at_input: q.at.unwrap_or_default(),
         filter: q.q.unwrap_or_default(),
         sync_known,
-        served,
+        proposals: shared.proposals.load_full(),
     };
     Ok(html(StatusCode::OK, page.render()))
 }
 
 async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Answer {
     let served = super::routes::served(&shared)?;
-    let (overview, at, _, _) = overview_of(&served, query.as_deref())?;
+    let (overview, at, _, _) = overview_of(&shared, &served, query.as_deref()).await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -410,7 +453,7 @@ async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
             "matching_agents": overview.matching_agents,
             "next_after": overview.next_after,
             "agents": overview.agents,
-            "proposals": served.proposals.iter().map(|(b, s)| serde_json::json!({"branch": b, "subject": s})).collect::<Vec<_>>(),
+            "proposals": shared.proposals.load().iter().map(|(b, s)| serde_json::json!({"branch": b, "subject": s})).collect::<Vec<_>>(),
         }),
     ))
 }
