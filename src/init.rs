@@ -57,11 +57,22 @@ pub fn init(dir: &Path, example: bool, now: i64) -> Result<Initialized> {
     }
     let (repo, created_repository) = match Repository::open(dir) {
         Ok(repo) => (repo, false),
-        Err(_) => (
-            Repository::init(dir)
-                .map_err(|e| Error::git(format!("git init {}", dir.display()), e))?,
-            true,
-        ),
+        Err(_) => {
+            // The user's `init.defaultBranch` where they set one, else `main` (what the README
+            // and hosts expect), never libgit2's fallback `master`.
+            let branch = git2::Config::open_default()
+                .and_then(|c| c.get_string("init.defaultBranch"))
+                .ok()
+                .filter(|b| !b.trim().is_empty())
+                .unwrap_or_else(|| "main".into());
+            let mut options = git2::RepositoryInitOptions::new();
+            options.initial_head(&branch);
+            (
+                Repository::init_opts(dir, &options)
+                    .map_err(|e| Error::git(format!("git init {}", dir.display()), e))?,
+                true,
+            )
+        }
     };
     let root: PathBuf = repo
         .workdir()

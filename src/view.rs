@@ -78,7 +78,19 @@ pub fn overview(
     filter: Option<&str>,
     after: Option<&str>,
 ) -> Overview {
-    let environments: Vec<String> = config.environments.iter().map(|e| e.name.clone()).collect();
+    // The declared environments in promotion order, then any a record names that ledgit.yaml
+    // does not declare (a finding of `validate`, but in the history all the same): shown, as
+    // `ledgit status` shows them, never dropped.
+    let mut environments: Vec<String> =
+        config.environments.iter().map(|e| e.name.clone()).collect();
+    let mut undeclared: Vec<&str> = rows
+        .iter()
+        .map(|d| d.environment.as_str())
+        .filter(|e| config.environment(e).is_none())
+        .collect();
+    undeclared.sort_unstable();
+    undeclared.dedup();
+    environments.extend(undeclared.into_iter().map(str::to_string));
     let mut agents: Vec<Row> = Vec::new();
     let mut total = 0;
     let mut matching = 0;
@@ -109,7 +121,7 @@ pub fn overview(
         let Some(row) = agents.last_mut().filter(|_| keep) else {
             continue;
         };
-        let Some(at) = config.environment_index(&d.environment) else {
+        let Some(at) = environments.iter().position(|e| *e == d.environment) else {
             continue;
         };
         row.cells[at] = Some(Cell {
@@ -639,6 +651,13 @@ mod tests {
                 .unwrap()
                 .differs_from_upstream
         );
+        // A record in an environment ledgit.yaml does not declare is shown in a column of its
+        // own after the declared ones, as `ledgit status` lists it.
+        let mut odd = rows.clone();
+        odd.insert(0, row("agent-000".into(), "canary", "3"));
+        let shown = overview(&config, &odd, None, None, None);
+        assert_eq!(shown.environments, ["dev", "prod", "canary"]);
+        assert_eq!(shown.agents[0].cells[2].as_ref().unwrap().version, "3");
         let third = overview(&config, &rows, None, None, Some("agent-199"));
         assert_eq!(third.agents.len(), 50);
         assert_eq!(third.agents[0].agent, "agent-200");

@@ -19,6 +19,10 @@ fn init_example_then_validate_and_status() {
     let again = ledgit_in(dir.path(), &["init", "demo"]);
     assert_eq!(again.code, 2);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    // With no init.defaultBranch set (the tests' git has no global config), the branch is
+    // `main`, as the README says, not libgit2's `master`.
+    let head = std::fs::read_to_string(demo.join(".git/HEAD")).unwrap();
+    assert_eq!(head.trim(), "ref: refs/heads/main");
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! A real gateway in front of `ledgit serve`: nginx with `auth_request`, configured as the
 //! README shows, admits only production tokens of one agent and passes the agent's identity
-//! to the upstream in headers (never the token). nginx comes from the system's packages
-//! (`.ci/run` installs it); without it the test says so and passes, unless
-//! `LEDGIT_TEST_NGINX=required`.
+//! to the upstream in headers (never the token); Caddy's `forward_auth` does the same; promtool
+//! reads `/metrics`; authlib validates the RFC 8414 metadata and introspects with HTTP Basic
+//! client authentication. Each tool comes from the system's packages or PyPI (`.ci/run`
+//! installs them); the tests are ignored by a plain `cargo test`, which lists what they need.
 
 mod common;
 
@@ -84,16 +85,9 @@ fn through(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
 }
 
 #[test]
+#[ignore = "needs nginx (apt-get install nginx); run with --include-ignored"]
 fn nginx_auth_request_admits_production_tokens_of_one_agent() {
-    let Some(nginx) = nginx() else {
-        assert_ne!(
-            std::env::var("LEDGIT_TEST_NGINX").as_deref(),
-            Ok("required"),
-            "nginx is required (apt-get install nginx)"
-        );
-        eprintln!("skipped: nginx is not installed (apt-get install nginx)");
-        return;
-    };
+    let nginx = common::needs(nginx(), "nginx (apt-get install nginx)");
     let repo = TestRepo::empty();
     assert_eq!(repo.ledgit(&["init", "--example", "."]).code, 0);
     let keys = tempfile::tempdir().unwrap();
@@ -203,4 +197,254 @@ http {{
         assert_eq!(status, expected, "{token:?}: {body}");
         assert!(!body.contains("x-agent"), "{token:?} reached the upstream");
     }
+}
+
+/// `init --example` with a key, and tokens issued; the repository and the key's folder.
+fn example_with_key() -> (TestRepo, tempfile::TempDir) {
+    let repo = TestRepo::empty();
+    assert_eq!(repo.ledgit(&["init", "--example", "."]).code, 0);
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("k.pem");
+    assert_eq!(
+        repo.ledgit(&["keys", "generate", "--out", key.to_str().unwrap(), "--add"])
+            .code,
+        0
+    );
+    repo.commit("Add a key", T0 + 30 * common::DAY);
+    (repo, keys)
+}
+
+fn issue(repo: &TestRepo, keys: &tempfile::TempDir, agent: &str, env: &str) -> String {
+    let key = keys.path().join("k.pem");
+    let run = repo.ledgit(&["token", "issue", agent, env, "--key", key.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout.trim().to_string()
+}
+
+#[test]
+#[ignore = "needs Caddy (apt-get install caddy); run with --include-ignored"]
+fn caddy_forward_auth_admits_production_tokens_of_one_agent() {
+    let caddy = common::needs(
+        common::program("caddy", &["/usr/bin/caddy"]),
+        "Caddy (apt-get install caddy)",
+    );
+    let (repo, keys) = example_with_key();
+    let production = issue(&repo, &keys, "support-bot", "production");
+    let staging = issue(&repo, &keys, "support-bot", "staging");
+    let server = common::server::Server::start(&repo, &["--quiet"], &[]);
+    let ledgit = server.base.trim_start_matches("http://").to_string();
+    let upstream = echo_upstream();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let block = include_str!("../examples/caddy-forward-auth.Caddyfile")
+        .replace("127.0.0.1:8080", &ledgit)
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream}"));
+    let config = format!(
+        "{{\n\tadmin off\n\tauto_https off\n}}\nhttp://127.0.0.1:{port} {{\n{block}\n\trespond 404\n}}\n"
+    );
+    std::fs::write(dir.path().join("Caddyfile"), config).unwrap();
+    let _caddy = Killed(
+        Command::new(caddy)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(dir.path().join("Caddyfile"))
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while through(port, "/tools/ping", None).0 == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "Caddy did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, upstream_saw) = through(port, "/tools/search?q=1", Some(&production));
+    assert_eq!(status, 200, "{upstream_saw}");
+    assert!(
+        upstream_saw.contains("x-ledgit-agent: support-bot\r\n"),
+        "{upstream_saw}"
+    );
+    assert!(
+        upstream_saw.contains("x-ledgit-environment: production\r\n"),
+        "{upstream_saw}"
+    );
+    assert!(!upstream_saw.contains("authorization"), "{upstream_saw}");
+    for (token, expected) in [(Some(staging.as_str()), 403), (None, 401)] {
+        let (status, body) = through(port, "/tools/search", token);
+        assert_eq!(status, expected, "{token:?}: {body}");
+        assert!(
+            !body.contains("x-ledgit-agent"),
+            "{token:?} reached the upstream"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs nginx (apt-get install nginx) and openssl; run with --include-ignored"]
+fn the_readmes_tls_nginx_block_passes_nginx_t() {
+    let nginx = common::needs(nginx(), "nginx (apt-get install nginx)");
+    let readme = std::fs::read_to_string(common::project_root().join("README.md")).unwrap();
+    let block = readme
+        .split("```nginx\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README has an nginx block");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=gateway.example"])
+        .args([
+            "-keyout",
+            &format!("{d}/gateway.key"),
+            "-out",
+            &format!("{d}/gateway.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(block.contains("ssl_certificate "), "{block}");
+    let block = block
+        .replace("/etc/ssl/certs/gateway.pem", &format!("{d}/gateway.pem"))
+        .replace("/etc/ssl/private/gateway.key", &format!("{d}/gateway.key"))
+        .replace(
+            "listen 443 ssl;",
+            &format!("listen 127.0.0.1:{} ssl;", free_port()),
+        );
+    let config = format!(
+        "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n{block}}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
+    let test = Command::new(nginx)
+        .args(["-t", "-c", &format!("{d}/nginx.conf"), "-p", &d])
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs promtool (apt-get install prometheus); run with --include-ignored"]
+fn promtool_accepts_the_metrics() {
+    let promtool = common::needs(
+        common::program("promtool", &["/usr/bin/promtool"]),
+        "promtool (apt-get install prometheus)",
+    );
+    let (repo, keys) = example_with_key();
+    let token = issue(&repo, &keys, "support-bot", "production");
+    let server = common::server::Server::start(&repo, &["--quiet"], &[]);
+    // Some traffic first, so that every family has a series.
+    assert_eq!(server.get("/v1/whoami", Some(&token)).0, 200);
+    assert_eq!(server.get("/v1/whoami", Some("not.a.token")).0, 401);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut body = String::new();
+    agent
+        .get(format!("{}/metrics", server.base))
+        .call()
+        .unwrap()
+        .into_body()
+        .into_reader()
+        .read_to_string(&mut body)
+        .unwrap();
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(body.contains("ledgit_build_info{version=\""), "{body}");
+}
+
+#[test]
+#[ignore = "needs authlib (pip install authlib requests into bench/.venv); run with --include-ignored"]
+fn authlib_validates_the_metadata_and_introspects_with_http_basic() {
+    let python = common::needs(
+        common::venv_python(),
+        "authlib (pip install authlib requests into bench/.venv)",
+    );
+    let (repo, keys) = example_with_key();
+    // The issuer, where the server is reached: tokens carry it, and the metadata names it.
+    let config = repo.read("ledgit.yaml");
+    repo.write(
+        "ledgit.yaml",
+        format!("{config}issuer: https://ledgit.example\n"),
+    );
+    repo.commit("Name the issuer", T0 + 31 * common::DAY);
+    let token = issue(&repo, &keys, "support-bot", "production");
+    let secret = "introspection-secret-for-authlib";
+    let server = common::server::Server::start(
+        &repo,
+        &["--quiet", "--public-url", "https://ledgit.example"],
+        &[
+            ("LEDGIT_INTROSPECTION_SECRET", secret),
+            ("LEDGIT_INTROSPECTION_CLIENT_ID", "gateway"),
+        ],
+    );
+    let script = r#"
+import json, sys, urllib.request
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from authlib.integrations.requests_client import OAuth2Session
+base, token, secret = sys.argv[1:4]
+doc = json.load(urllib.request.urlopen(base + "/.well-known/oauth-authorization-server"))
+AuthorizationServerMetadata(doc).validate()
+session = OAuth2Session(client_id="gateway", client_secret=secret)
+answer = session.introspect_token(base + "/oauth2/introspect", token=token)
+wrong = OAuth2Session(client_id="gateway", client_secret="not-the-secret").introspect_token(
+    base + "/oauth2/introspect", token=token)
+print(json.dumps({"issuer": doc["issuer"], "status": answer.status_code,
+                  "body": answer.json(), "wrong": wrong.status_code}))
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, &server.base, &token, secret])
+        .env("AUTHLIB_INSECURE_TRANSPORT", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["issuer"], "https://ledgit.example");
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["body"]["active"], true, "{v}");
+    assert_eq!(v["body"]["iss"], v["issuer"], "{v}");
+    assert_eq!(v["body"]["agent"], "support-bot");
+    assert_eq!(v["wrong"], 401);
 }

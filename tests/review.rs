@@ -639,3 +639,113 @@ fn promote_and_set_name_what_exists_when_a_name_does_not() {
         run.stderr
     );
 }
+
+/// A pull request that breaks `revocations.yaml` would make every token check fail once
+/// merged: `check` and `validate` refuse it, naming the file and the line.
+#[test]
+fn a_broken_revocation_list_fails_the_check() {
+    let repo = pipeline();
+    repo.write(
+        "revocations.yaml",
+        "apiVersion: ledgit/v1\nkind: Revocations\nrevoked:\n  - jti: a1b2\n",
+    );
+    repo.commit("Revoke a token", T0 + 2 * DAY + HOUR);
+    pull_request(
+        &repo,
+        |r| {
+            r.write(
+                "revocations.yaml",
+                "apiVersion: ledgit/v1\nkind: Revocations\nrevoked: {oops: [\n",
+            )
+        },
+        T0 + 3 * DAY,
+    );
+    let run = check(&repo, "2024-01-04T00:00:00Z");
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let v = run.json();
+    let f = &v["findings"][0];
+    assert_eq!(f["code"], "yaml-syntax");
+    assert_eq!(f["path"], "revocations.yaml");
+    assert_eq!(f["line"], 3);
+    let validate = repo.ledgit(&["validate"]);
+    assert_eq!(validate.code, 1, "{}", validate.stdout);
+    assert!(
+        validate.stdout.contains("revocations.yaml:3"),
+        "{}",
+        validate.stdout
+    );
+}
+
+/// Keys, gates, tokens issued and revoked are changes a reviewer approves: `diff` and `check`
+/// name them.
+#[test]
+fn settings_changes_are_shown_in_deployment_terms() {
+    let repo = pipeline();
+    pull_request(
+        &repo,
+        |r| {
+            r.write(
+                "ledgit.yaml",
+                common::CONFIG.replace("soak: 24h", "soak: 2h"),
+            );
+            r.write(
+                "revocations.yaml",
+                "apiVersion: ledgit/v1\nkind: Revocations\nrevoked:\n  - jti: a1b2\n    reason: leaked in a log\n",
+            );
+        },
+        T0 + 3 * DAY,
+    );
+    let run = repo.ledgit(&["diff", "main..pr"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("no deployment changes"),
+        "{}",
+        run.stdout
+    );
+    let lines: Vec<&str> = run.stdout.lines().skip(1).collect();
+    assert!(
+        lines[0].starts_with("ledgit.yaml")
+            && lines[0].contains("production")
+            && lines[0].contains("gate after staging, soak 1d -> after staging, soak 2h"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines[1].starts_with("revocations.yaml")
+            && lines[1].contains("a1b2")
+            && lines[1].contains("token revoked: leaked in a log"),
+        "{}",
+        run.stdout
+    );
+    let run = check(&repo, "2024-01-04T00:00:00Z");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let settings = run.json()["settings"].clone();
+    let kinds: Vec<&str> = settings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["environment-changed", "token-revoked"]);
+    let text = repo.ledgit(&["check", "--base", "main", "--now", "2024-01-04T00:00:00Z"]);
+    assert!(text.stdout.contains("2 changes checked"), "{}", text.stdout);
+}
+
+/// A private key added and removed again within the change, in a file between 1 and 16 MiB:
+/// still in the change's history, so still reported.
+#[test]
+fn check_scans_the_changes_commits_as_far_as_validate_does() {
+    let repo = pipeline();
+    repo.git(&["checkout", "-q", "-b", "pr"]);
+    let mut big = "x".repeat(2 << 20);
+    big.push_str(
+        "\n-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n",
+    );
+    repo.write("notes/dump.txt", &big);
+    repo.commit("Add a dump", T0 + 3 * DAY);
+    repo.remove("notes/dump.txt");
+    repo.commit("Remove the dump", T0 + 3 * DAY + HOUR);
+    let run = check(&repo, "2024-01-04T00:00:00Z");
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(codes(&run), ["private-key"]);
+}

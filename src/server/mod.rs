@@ -145,7 +145,7 @@ pub async fn app(options: Options) -> App {
     }
 }
 
-async fn serve(options: Options) -> Result<(), String> {
+async fn serve(mut options: Options) -> Result<(), String> {
     raise_descriptor_limit();
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -153,6 +153,11 @@ async fn serve(options: Options) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    // Port 0 asks for any free port: the pages' origin is the port the listener got.
+    if options.public_url == format!("http://{}", options.listen) {
+        options.public_url = format!("http://{local}");
+    }
+    options.listen = local;
     let App {
         shared,
         router: app,

@@ -203,3 +203,33 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// What a test that needs a tool from outside the project does without it: fail, naming the
+/// tool and how to get it. Such tests are `#[ignore = "needs ..."]`, so a plain `cargo test`
+/// lists them as ignored with that reason instead of passing them untried; `cargo test --
+/// --include-ignored` (what `.ci/run` runs, after installing every tool) runs them, and a
+/// missing tool is then a failure, never a pass.
+pub fn needs<T>(found: Option<T>, what: &str) -> T {
+    found.unwrap_or_else(|| panic!("this test needs {what}; `bash .ci/run` installs it"))
+}
+
+/// The Python of `bench/.venv` with the PyPI packages the tests use (`.ci/run` makes it).
+pub fn venv_python() -> Option<PathBuf> {
+    let python = project_root().join("bench/.venv/bin/python");
+    python.exists().then_some(python)
+}
+
+/// A program on the PATH, or at one of `paths`.
+pub fn program(name: &str, paths: &[&str]) -> Option<PathBuf> {
+    paths
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join(name))
+                    .find(|p| p.exists())
+            })
+        })
+}
