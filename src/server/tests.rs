@@ -2093,3 +2093,39 @@ async fn the_api_document_names_the_public_url_and_metrics_suit_prometheus() {
     );
     assert!(String::from_utf8_lossy(&open.body).ends_with("# EOF\n"));
 }
+
+/// A revocation list that is there but not UTF-8 is refused, never read as missing (which
+/// would write a new list without every revocation it holds): the server does not serve such a
+/// tip, and a revoke planned on it is an error.
+#[tokio::test]
+async fn a_revoke_over_an_unreadable_revocation_list_is_refused() {
+    let f = Fixture::recent();
+    let shared = f.shared();
+    let good = shared.served.load_full().unwrap().commit;
+    std::fs::write(
+        f.path().join("revocations.yaml"),
+        b"apiVersion: ledgit/v1\nkind: Revocations\nrevoked:\n  - jti: a1\n    reason: \xff\n",
+    )
+    .unwrap();
+    f.commit("A list in another encoding", f.now + 60);
+    let repo = ledgit::repo::Repo::open(f.path()).unwrap();
+    let tip = repo.resolve_tracked(&f.tracked()).unwrap();
+    let time = repo.git.find_commit(tip).unwrap().time().seconds();
+    let refused = Served::load(&repo, tip, time, None).err().unwrap();
+    assert!(refused.contains("is not UTF-8"), "{refused}");
+    assert_eq!(shared.served.load_full().unwrap().commit, good);
+    let history = ledgit::load::history(&repo, Some(tip), &mut |_| {})
+        .unwrap()
+        .history;
+    let request = ledgit::proposal::Request::Revoke {
+        jti: "7f144d0dfe64f92e7ac908045cb99094".into(),
+        reason: None,
+    };
+    let e = ledgit::proposal::preview(&repo, tip, &history, &request, f.now)
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("revocations.yaml is not UTF-8"),
+        "{e}"
+    );
+}
