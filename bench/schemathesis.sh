@@ -35,5 +35,5 @@ base=$(sed -n 's/.*listening on \(http[^,]*\),.*/\1/p' "$work/serve.log")
 [[ -n $base ]] || { cat "$work/serve.log" >&2; echo "the server did not start" >&2; exit 2; }
 echo "schemathesis against $base/openapi.json ($examples examples per operation)"
 # One worker: with more, the generator's own code has failed with internal errors.
-bench/.venv/bin/schemathesis run "$base/openapi.json" --checks all --max-examples "$examples" \
+bench/.venv/bin/schemathesis --config-file bench/schemathesis.toml run "$base/openapi.json" --checks all --max-examples "$examples" \
   --workers 1 --seed 20261202 -H "Authorization: Bearer $token" --no-color

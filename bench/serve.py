@@ -155,6 +155,29 @@ mover.start()
 moving = wrk("/v1/whoami", LUA, seconds=12)
 mover.join()
 
+# 5,000 connections that hold a socket and send nothing, from five other loopback addresses
+# (1,000 each): /healthz and /v1/whoami from a new client meanwhile, beside /healthz measured
+# above without them.
+import resource
+import socket
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+idle = []
+for c in range(2, 7):
+    for _ in range(1000):
+        s = socket.socket()
+        s.bind((f"127.0.0.{c}", 0))
+        try:
+            s.connect(("127.0.0.1", port))
+            idle.append(s)
+        except OSError:
+            s.close()
+time.sleep(0.5)
+health_idle = wrk("/healthz", seconds=5)
+whoami_idle = wrk("/v1/whoami", LUA, seconds=5)
+for s in idle:
+    s.close()
+
 # A commit to the tracked branch until it is served: 20 times.
 latencies = []
 for i in range(20):
@@ -198,6 +221,10 @@ for path, (result, size) in pages.items():
                      f"{result[0]:.0f} req/s   ratio to /healthz {result[0] / health[0]:.2f}   p50 {result[1]:.2f} ms   p99 {result[2]:.2f} ms   {size / 1024:.0f} KB"))
 print(row.format("serve: /v1/whoami while the branch moves 10 times:",
                  f"{moving[0]:.0f} req/s   p99 {moving[2]:.2f} ms   failed requests {moving[3]}   moves {len(moves_done)}"))
+print(row.format("serve: GET /healthz, 5,000 idle connections open:",
+                 f"{health_idle[0]:.0f} req/s   p99 {health_idle[2]:.2f} ms (without them: {health[2]:.2f} ms)   errors {health_idle[3]}   goal p99 < 100 ms"))
+print(row.format("serve: GET /v1/whoami, 5,000 idle connections open:",
+                 f"{whoami_idle[0]:.0f} req/s   p99 {whoami_idle[2]:.2f} ms (without them: {whoami[2]:.2f} ms)   errors {whoami_idle[3]}   goal p99 < 100 ms"))
 print(row.format("serve: commit -> served (20 commits):",
                  f"median {statistics.median(latencies):.0f} ms   max {max(latencies):.0f} ms"))
 print(row.format("serve: peak memory (VmHWM):", f"{peak:.0f} MiB"))

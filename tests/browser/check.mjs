@@ -152,7 +152,28 @@ try {
   await page.waitForSelector("#branch");
   summary.branch = (await page.locator("#branch").innerText()).trim();
   await page.screenshot({ path: `${out}/proposal-created.png`, fullPage: true });
+  // The same change again: the preview names the open proposal and offers no button.
+  await page.goto(base + "/agents/billing-agent");
+  await page.locator("#env-staging button", { hasText: "Promote from development" }).click();
+  await page.waitForURL(/propose/);
+  const identical = await page.locator("#identical").innerText();
+  expect(identical.includes(summary.branch), `the preview does not name the open proposal: ${identical}`);
+  expect((await page.locator("button", { hasText: "Create the proposal" }).count()) === 0,
+    "the preview of an open proposal's change offers to make it again");
+  await axe(page, "proposal already open");
+  await page.screenshot({ path: `${out}/proposal-identical.png`, fullPage: true });
   await context.close();
+
+  // At a phone's width, in each theme: what people read first.
+  for (const scheme of ["light", "dark"]) {
+    const phone = await browser.newContext({ colorScheme: scheme, viewport: { width: 390, height: 844 }, bypassCSP: true });
+    for (const [name, path] of pages) {
+      const { page: small, errors } = await open(phone, path);
+      await small.screenshot({ path: `${out}/${name}-390-${scheme}.png`, fullPage: true });
+      expect(errors.length === 0, `${path} at 390 px (${scheme}): console errors: ${errors.join(" | ")}`);
+    }
+    await phone.close();
+  }
   console.log(JSON.stringify(summary));
 } catch (e) {
   console.error(e.message || String(e));
