@@ -4,7 +4,9 @@
 //! reconciler that applies the tracked branch to the platform.
 //!
 //! This crate is the core: it returns values, findings and typed errors, and never prints.
-//! The `ledgit` binary (`src/main.rs`, `src/cli/`) renders them.
+//! Two front ends stand on it: the command line (the `ledgit` binary, `src/main.rs` and
+//! `src/cli/`), which renders what the library returns, and [`server`] (behind the `server`
+//! feature), `ledgit serve`'s HTTP server, whose log lines go to a sink its embedder chooses.
 
 pub mod actuator;
 pub mod config;
@@ -27,6 +29,8 @@ pub mod record;
 pub mod repo;
 pub mod revocations;
 pub mod secret;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod settings;
 pub mod shape;
 pub mod state;

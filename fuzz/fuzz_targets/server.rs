@@ -9,14 +9,11 @@
 //! skipped.
 #![no_main]
 
-#[path = "../../src/server/mod.rs"]
-#[allow(dead_code)]
-mod server;
-
 use std::sync::OnceLock;
 
+use ledgit::server;
+use ledgit::server::deps::{axum, tokio, tower::ServiceExt};
 use libfuzzer_sys::fuzz_target;
-use tower::ServiceExt;
 
 struct World {
     _dir: tempfile::TempDir,
@@ -66,6 +63,7 @@ fn world() -> &'static World {
             ui_secret: Some(b"operator".to_vec()),
             push: None,
             pull_request_url: None,
+            log: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -1,4 +1,4 @@
-//! `ledgit serve`: the arguments of the server; the server itself is `crate::server`.
+//! `ledgit serve`: the arguments of the server; the server itself is `ledgit::server`.
 
 use std::time::Duration;
 
@@ -115,7 +115,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         .workdir()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(|| repo.git.path().to_path_buf());
-    let options = crate::server::Options {
+    let options = ledgit::server::Options {
         repo: path,
         listen: args.listen,
         tracked,
@@ -137,8 +137,9 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         ui_secret,
         push: args.push,
         pull_request_url: args.pull_request_url,
+        log: ledgit::server::Log::new(|line| eprintln!("{line}")),
     };
-    crate::server::run(options).map_err(|e| {
+    ledgit::server::run(options).map_err(|e| {
         CliError::new(
             e,
             "pick another --listen address, or stop what holds this one",

@@ -42,7 +42,7 @@ impl Provider {
     }
 }
 
-use ledgit::hmac::{same_secret, signature_ok};
+use crate::hmac::{same_secret, signature_ok};
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
     headers

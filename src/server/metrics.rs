@@ -169,7 +169,7 @@ impl Metrics {
     }
 
     /// Counts one verification.
-    pub fn verified(&self, result: Result<(), &ledgit::token::Reason>) {
+    pub fn verified(&self, result: Result<(), &crate::token::Reason>) {
         let result = match result {
             Ok(()) => "valid",
             Err(reason) => reason.code(),

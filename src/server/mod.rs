@@ -5,6 +5,14 @@
 //! listener with its time limits, the refresher that follows the branch, and the drain on
 //! SIGTERM. It uses only the library, never the command line's code.
 
+/// The HTTP stack the router is built on, re-exported for programs that drive [`App`]'s
+/// router themselves (the fuzz target does), so that they use the very same versions.
+pub mod deps {
+    pub use axum;
+    pub use tokio;
+    pub use tower;
+}
+
 mod hooks;
 mod limits;
 mod metrics;
@@ -37,6 +45,48 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_CONNECTIONS: usize = 4096;
 /// The most connections one client address holds open at once; more are closed at once.
 const MAX_PER_CLIENT: usize = 1024;
+
+/// Writes one line to the server's log sink, formatted as `format!` does.
+macro_rules! log {
+    ($log:expr, $($arg:tt)*) => {
+        $log.line(&format!($($arg)*))
+    };
+}
+pub(crate) use log;
+
+/// Where the server's log lines go, one line at a time (never a token, a secret or a cookie):
+/// the `ledgit` binary writes them to stderr; an embedder chooses.
+#[derive(Clone)]
+pub struct Log(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Log {
+    /// A sink that hands every line to `write`.
+    pub fn new(write: impl Fn(&str) + Send + Sync + 'static) -> Log {
+        Log(Arc::new(write))
+    }
+
+    /// A sink that drops every line.
+    pub fn discard() -> Log {
+        Log::new(|_| {})
+    }
+
+    /// Writes one line.
+    pub fn line(&self, text: &str) {
+        (self.0)(text)
+    }
+}
+
+impl Default for Log {
+    fn default() -> Log {
+        Log::discard()
+    }
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Log")
+    }
+}
 
 /// What `ledgit serve` was asked to do.
 #[derive(Debug, Clone)]
@@ -73,6 +123,8 @@ pub struct Options {
     pub push: Option<String>,
     /// The pull request link's template (`{branch}`, `{base}`).
     pub pull_request_url: Option<String>,
+    /// Where log lines go.
+    pub log: Log,
 }
 
 /// The shortest secret the server accepts, in bytes: shorter ones can be guessed.
@@ -162,14 +214,15 @@ async fn serve(mut options: Options) -> Result<(), String> {
         shared,
         router: app,
     } = app(options).await;
-    eprintln!(
+    log!(
+        shared.options.log,
         "ledgit serve: listening on http://{local}, serving {} {}",
         shared.options.tracked,
         shared
             .served
             .load()
             .as_ref()
-            .map(|s| format!("at {}", ledgit::repo::short(s.commit)))
+            .map(|s| format!("at {}", crate::repo::short(s.commit)))
             .unwrap_or_else(|| "(not loaded yet)".into())
     );
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -185,7 +238,7 @@ async fn serve(mut options: Options) -> Result<(), String> {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little, keep serving.
-                    eprintln!("ledgit serve: accept failed: {e}");
+                    log!(shared.options.log, "ledgit serve: accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -216,7 +269,10 @@ async fn serve(mut options: Options) -> Result<(), String> {
         });
     }
     drop(listener);
-    eprintln!("ledgit serve: stopping; draining requests in flight");
+    log!(
+        shared.options.log,
+        "ledgit serve: stopping; draining requests in flight"
+    );
     stop.store(true, Ordering::SeqCst);
     refresher.abort();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
@@ -224,9 +280,10 @@ async fn serve(mut options: Options) -> Result<(), String> {
         .is_ok();
     let _ = watcher.join();
     if drained {
-        eprintln!("ledgit serve: stopped");
+        log!(shared.options.log, "ledgit serve: stopped");
     } else {
-        eprintln!(
+        log!(
+            shared.options.log,
             "ledgit serve: stopped after {}s with requests still in flight",
             DRAIN_TIMEOUT.as_secs()
         );
@@ -414,12 +471,13 @@ fn spawn_watcher(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let watcher = ledgit::repo::Repo::open(&shared.options.repo)
-            .and_then(|repo| ledgit::reconcile::RefWatcher::new(repo.git.commondir()));
+        let watcher = crate::repo::Repo::open(&shared.options.repo)
+            .and_then(|repo| crate::reconcile::RefWatcher::new(repo.git.commondir()));
         let watcher = match watcher {
             Ok(w) => w,
             Err(e) => {
-                eprintln!(
+                log!(
+                    shared.options.log,
                     "ledgit serve: {e}; the branch is checked every {}s instead",
                     shared.options.interval.as_secs()
                 );
@@ -472,7 +530,7 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
     let worker = shared.clone();
     let outcome = tokio::task::spawn_blocking(move || -> Result<Option<Served>, String> {
         let o = &worker.options;
-        let repo = ledgit::repo::Repo::open(&o.repo).map_err(|e| e.to_string())?;
+        let repo = crate::repo::Repo::open(&o.repo).map_err(|e| e.to_string())?;
         if fetch && let Some(remote) = &o.fetch {
             repo.fetch(remote)?;
         }
@@ -503,9 +561,10 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
     match outcome {
         Ok(loaded) => {
             if let Some(new) = loaded {
-                eprintln!(
+                log!(
+                    shared.options.log,
                     "ledgit serve: serving {} ({} deployments)",
-                    ledgit::repo::short(new.commit),
+                    crate::repo::short(new.commit),
                     new.rows.len()
                 );
                 metrics.commit_time.set(new.commit_time);
@@ -513,7 +572,10 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
             }
             if let Ok(mut h) = shared.health.lock() {
                 if h.failing.take().is_some() {
-                    eprintln!("ledgit serve: the tracked branch loads again");
+                    log!(
+                        shared.options.log,
+                        "ledgit serve: the tracked branch loads again"
+                    );
                 }
                 h.last_refresh = Some(Instant::now());
             }
@@ -521,7 +583,10 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
         }
         Err(reason) => {
             metrics.refresh_failures.inc();
-            eprintln!("ledgit serve: refresh failed, still serving the last good state: {reason}");
+            log!(
+                shared.options.log,
+                "ledgit serve: refresh failed, still serving the last good state: {reason}"
+            );
             metrics.failing.clear();
             metrics
                 .failing

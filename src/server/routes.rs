@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde::Deserialize;
 
-use ledgit::history::Deployment;
-use ledgit::token::{Invalid, Reason, Verified};
+use crate::history::Deployment;
+use crate::token::{Invalid, Reason, Verified};
 
 use super::hooks;
 use super::state::{Served, Shared};
@@ -214,9 +214,10 @@ async fn access(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
             .get::<TokenSeen>()
             .map(|t| format!(" {}", t.0))
             .unwrap_or_default();
-        eprintln!(
+        super::log!(
+            shared.options.log,
             "{} {method} {route} {status} {:.2}ms{token}",
-            ledgit::when::rfc3339(chrono::Utc::now().timestamp()),
+            crate::when::rfc3339(chrono::Utc::now().timestamp()),
             elapsed.as_secs_f64() * 1000.0
         );
     }
@@ -377,8 +378,8 @@ async fn whoami(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Answer
                     "token": {
                         "id": v.claims.jti,
                         "key": v.kid,
-                        "issued_at": ledgit::when::rfc3339(v.claims.iat),
-                        "expires_at": v.claims.exp.map(ledgit::when::rfc3339),
+                        "issued_at": crate::when::rfc3339(v.claims.iat),
+                        "expires_at": v.claims.exp.map(crate::when::rfc3339),
                         "audience": v.claims.aud,
                     },
                 }),
@@ -437,17 +438,17 @@ async fn introspect(
     }
     let value = authorization(&headers)?;
     let authenticated = match (credentials(value, "bearer"), basic_client(value)) {
-        (Some(caller), _) => ledgit::hmac::same_secret(secret, caller.as_bytes()),
+        (Some(caller), _) => crate::hmac::same_secret(secret, caller.as_bytes()),
         (None, Some((id, given))) => {
             let id_ok = shared
                 .options
                 .introspection_client_id
                 .as_deref()
                 .is_none_or(|expected| {
-                    ledgit::hmac::same_secret(expected.as_bytes(), id.as_bytes())
+                    crate::hmac::same_secret(expected.as_bytes(), id.as_bytes())
                 });
             // Both compared, whatever the first says: the time taken tells nothing.
-            ledgit::hmac::same_secret(secret, given.as_bytes()) & id_ok
+            crate::hmac::same_secret(secret, given.as_bytes()) & id_ok
         }
         (None, None) => false,
     };
@@ -576,8 +577,8 @@ struct AtQuery {
 }
 
 /// Parses a time parameter, or answers 400 naming the accepted forms.
-pub fn time_param(name: &str, value: &str) -> Result<ledgit::when::TimeArg, ApiError> {
-    ledgit::when::parse_time_arg(value, chrono::Utc::now()).map_err(|_| {
+pub fn time_param(name: &str, value: &str) -> Result<crate::when::TimeArg, ApiError> {
+    crate::when::parse_time_arg(value, chrono::Utc::now()).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_time",
@@ -588,7 +589,7 @@ pub fn time_param(name: &str, value: &str) -> Result<ledgit::when::TimeArg, ApiE
 
 /// Parses `?at=`, the time of a snapshot: a time to come is refused (what will be declared
 /// then is not known yet; answering with today's state would mislabel it).
-pub fn at_param(value: &str) -> Result<ledgit::when::TimeArg, ApiError> {
+pub fn at_param(value: &str) -> Result<crate::when::TimeArg, ApiError> {
     let at = time_param("at", value)?;
     if at.time > chrono::Utc::now() {
         return Err(ApiError::new(
@@ -596,7 +597,7 @@ pub fn at_param(value: &str) -> Result<ledgit::when::TimeArg, ApiError> {
             "invalid_time",
             format!(
                 "`at` is {}, a time to come: the snapshot is known up to now",
-                ledgit::when::rfc3339(at.time.timestamp())
+                crate::when::rfc3339(at.time.timestamp())
             ),
         ));
     }
@@ -805,9 +806,9 @@ async fn history(
         return Ok(tagged(&served, StatusCode::NOT_MODIFIED.into_response()));
     }
     let h = &served.history;
-    let wanted = |e: &&ledgit::history::Event| {
+    let wanted = |e: &&crate::history::Event| {
         let t = h.commit_of(e).time;
-        e.action != ledgit::history::Action::Moved
+        e.action != crate::history::Action::Moved
             && q.agent.as_deref().is_none_or(|a| h.str(e.agent) == a)
             && q.environment
                 .as_deref()
@@ -828,7 +829,7 @@ async fn history(
         page.push(e);
     }
     let mut body = Vec::new();
-    let _ = ledgit::json::write_json(&mut body, h, &page);
+    let _ = crate::json::write_json(&mut body, h, &page);
     let mut response = (
         StatusCode::OK,
         [(
@@ -885,7 +886,7 @@ fn decode_cursor(text: &str) -> Option<usize> {
 
 async fn jwks(State(shared): State<Arc<Shared>>) -> Answer {
     let served = served(&shared)?;
-    let mut r = json(StatusCode::OK, &ledgit::token::jwks(&served.config));
+    let mut r = json(StatusCode::OK, &crate::token::jwks(&served.config));
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=60"),

@@ -9,12 +9,12 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::config::Config;
+use crate::history::{Deployment, History};
+use crate::repo::Repo;
+use crate::token::{Signed, Verifier};
 use arc_swap::ArcSwapOption;
 use git2::Oid;
-use ledgit::config::Config;
-use ledgit::history::{Deployment, History};
-use ledgit::repo::Repo;
-use ledgit::token::{Signed, Verifier};
 
 use super::Options;
 use super::metrics::Metrics;
@@ -38,11 +38,11 @@ pub struct Served {
     /// The strong entity tag of everything derived from this commit.
     pub etag: String,
     /// The token ledger's entries at the commit.
-    pub ledger: Vec<ledgit::ledger::Entry>,
+    pub ledger: Vec<crate::ledger::Entry>,
     /// The chain's first commit: the repository's identity for the reconciler's store.
     pub root: Option<Oid>,
     /// Each agent's events, for the agent pages.
-    pub agents: ledgit::view::AgentIndex,
+    pub agents: crate::view::AgentIndex,
     /// Where the reconciler's store of this repository is, when it has one.
     pub store: std::path::PathBuf,
     /// Signatures verified against this state's keys. It lives and dies with the state, so a
@@ -60,12 +60,12 @@ impl Served {
         audience: Option<&str>,
     ) -> Result<Served, String> {
         let loaded =
-            ledgit::load::history(repo, Some(commit), &mut |_| {}).map_err(|e| e.to_string())?;
-        let revoked = ledgit::load::revocations(repo, commit).map_err(|e| e.to_string())?;
+            crate::load::history(repo, Some(commit), &mut |_| {}).map_err(|e| e.to_string())?;
+        let revoked = crate::load::revocations(repo, commit).map_err(|e| e.to_string())?;
         let rows = loaded.history.current();
         let root = loaded.history.chain.first().copied();
-        let agents = ledgit::view::AgentIndex::new(&loaded.history);
-        let ledger = ledgit::load::ledger(repo, commit)
+        let agents = crate::view::AgentIndex::new(&loaded.history);
+        let ledger = crate::load::ledger(repo, commit)
             .map_err(|e| e.to_string())?
             .entries;
         let verifier = Verifier::new(&loaded.config, &rows, revoked)
@@ -91,7 +91,7 @@ impl Served {
             ledger,
             root,
             agents,
-            store: ledgit::state::default_path(repo.git.commondir()),
+            store: crate::state::default_path(repo.git.commondir()),
             signatures: SignatureCache::default(),
         })
     }
@@ -192,7 +192,7 @@ struct Observed {
     read_at: Instant,
     store: std::path::PathBuf,
     root: Oid,
-    view: Option<Arc<ledgit::state::View>>,
+    view: Option<Arc<crate::state::View>>,
 }
 
 /// How long a read of the reconciler's store is shown before it is read again.
@@ -229,7 +229,7 @@ impl Shared {
     /// What the reconciler's store of the served repository says, read at most once a second
     /// on a blocking thread (requests that come meanwhile share the last read); `None` when
     /// there is no store.
-    pub async fn observed(&self, served: &Served) -> Option<Arc<ledgit::state::View>> {
+    pub async fn observed(&self, served: &Served) -> Option<Arc<crate::state::View>> {
         let root = served.root?;
         let mut cached = self.observed.lock().await;
         if let Some(o) = cached.as_ref()
@@ -242,7 +242,7 @@ impl Shared {
         let store = served.store.clone();
         let path = store.clone();
         let view = tokio::task::spawn_blocking(move || {
-            ledgit::state::view(&path, &root.to_string()).ok().flatten()
+            crate::state::view(&path, &root.to_string()).ok().flatten()
         })
         .await
         .ok()
@@ -361,7 +361,7 @@ impl SignatureCache {
         &self,
         verifier: &Verifier,
         token: &str,
-    ) -> Result<Signed, ledgit::token::Invalid> {
+    ) -> Result<Signed, crate::token::Invalid> {
         let key = Self::key(token);
         if let Some(hit) = self.0.get(&key) {
             return Ok(hit);

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt;
 
-use ledgit::token::{IssueOptions, SigningKey};
+use crate::token::{IssueOptions, SigningKey};
 
 use super::Options;
 use super::state::{Served, Shared};
@@ -41,7 +41,7 @@ impl Fixture {
 
     fn at(now: i64) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        ledgit::init::init(dir.path(), true, now).unwrap();
+        crate::init::init(dir.path(), true, now).unwrap();
         let (key, _) = SigningKey::generate().unwrap();
         let config = std::fs::read_to_string(dir.path().join("ledgit.yaml")).unwrap();
         // k1 first: the example's own key (whose private half is gone) stays listed.
@@ -54,7 +54,7 @@ impl Fixture {
             1,
         );
         std::fs::write(dir.path().join("ledgit.yaml"), config).unwrap();
-        let branch = ledgit::repo::Repo::open(dir.path())
+        let branch = crate::repo::Repo::open(dir.path())
             .unwrap()
             .current_branch()
             .unwrap();
@@ -90,7 +90,7 @@ impl Fixture {
     }
 
     fn write_record(&self, agent: &str, env: &str, version: &str) {
-        let text = ledgit::init::record_text(agent, env, version, "team-support", None);
+        let text = crate::init::record_text(agent, env, version, "team-support", None);
         self.write(&format!("deployments/{agent}/{env}.yaml"), &text);
     }
 
@@ -123,6 +123,7 @@ impl Fixture {
             ui_secret: Some(UI_SECRET.as_bytes().to_vec()),
             push: None,
             pull_request_url: None,
+            log: Default::default(),
         }
     }
 
@@ -139,7 +140,7 @@ impl Fixture {
     }
 
     fn reload(&self, shared: &Shared, audience: Option<&str>) {
-        let repo = ledgit::repo::Repo::open(self.path()).unwrap();
+        let repo = crate::repo::Repo::open(self.path()).unwrap();
         let tip = repo.resolve_tracked(&self.tracked()).unwrap();
         let time = repo.git.find_commit(tip).unwrap().time().seconds();
         let served = Served::load(&repo, tip, time, audience).unwrap();
@@ -160,7 +161,7 @@ impl Fixture {
         let served = shared.served.load_full().unwrap();
         let record = served.deployment(agent, env).unwrap().clone();
         let now = chrono::Utc::now().timestamp();
-        ledgit::token::issue(&self.key, "k1", &record, now, options)
+        crate::token::issue(&self.key, "k1", &record, now, options)
             .unwrap()
             .0
     }
@@ -304,14 +305,14 @@ async fn whoami_answers_with_the_version_at_the_tip() {
     // The version changes at the tip: the same token now learns the new one.
     let path = "deployments/support-bot/production.yaml";
     let text = std::fs::read_to_string(f.path().join(path)).unwrap();
-    let edited = ledgit::edit::set_version(path, &text, "9.9.9").unwrap();
+    let edited = crate::edit::set_version(path, &text, "9.9.9").unwrap();
     f.write(path, &edited);
     f.commit("production 9.9.9", NOW + 120);
     f.reload(&shared, None);
     let v = with_token(&shared, "/v1/whoami", &token).await.json();
     assert_ne!(before, "9.9.9");
     assert_eq!(v["version"], "9.9.9");
-    assert_eq!(v["since"], ledgit::when::rfc3339(NOW + 120));
+    assert_eq!(v["since"], crate::when::rfc3339(NOW + 120));
 }
 
 /// Every reason a token fails, with the same code `token verify` gives, as a 401 with an RFC
@@ -327,7 +328,7 @@ async fn every_invalid_token_is_a_401_with_its_reason() {
         .verify(&good, chrono::Utc::now().timestamp())
         .unwrap()
         .claims;
-    let header = |alg: &str, kid: &str| ledgit::token::Header {
+    let header = |alg: &str, kid: &str| crate::token::Header {
         alg: alg.into(),
         typ: Some("JWT".into()),
         kid: kid.into(),
@@ -360,23 +361,23 @@ async fn every_invalid_token_is_a_401_with_its_reason() {
             "bad_signature",
         ),
         (
-            ledgit::token::sign(&other, &header("EdDSA", "k1"), &claims),
+            crate::token::sign(&other, &header("EdDSA", "k1"), &claims),
             "bad_signature",
         ),
         (
-            ledgit::token::sign(&f.key, &header("HS256", "k1"), &claims),
+            crate::token::sign(&f.key, &header("HS256", "k1"), &claims),
             "wrong_algorithm",
         ),
         (
-            ledgit::token::sign(&f.key, &header("EdDSA", "k9"), &claims),
+            crate::token::sign(&f.key, &header("EdDSA", "k9"), &claims),
             "unknown_key",
         ),
         (
-            ledgit::token::sign(&f.key, &header("EdDSA", "k1"), &expired),
+            crate::token::sign(&f.key, &header("EdDSA", "k1"), &expired),
             "expired",
         ),
         (
-            ledgit::token::sign(&f.key, &header("EdDSA", "k1"), &future),
+            crate::token::sign(&f.key, &header("EdDSA", "k1"), &future),
             "not_yet_valid",
         ),
     ];
@@ -578,7 +579,7 @@ async fn deployments_now_and_at_a_past_time() {
     // Before the first commit: nothing ran.
     let early = get(&shared, "/v1/deployments?at=2020-01-01").await;
     assert_eq!(early.json(), serde_json::json!([]));
-    let now = ledgit::when::rfc3339(chrono::Utc::now().timestamp());
+    let now = crate::when::rfc3339(chrono::Utc::now().timestamp());
     let past = get(&shared, &format!("/v1/deployments?at={now}")).await;
     assert_eq!(past.json().as_array().unwrap().len(), served.rows.len());
     // A time to come is not answered with today's state under its name.
@@ -741,7 +742,7 @@ async fn keys_and_metadata_for_offline_verifiers() {
 }
 
 fn signed(body: &[u8]) -> String {
-    ledgit::actuator::signature(HOOK_SECRET, body)
+    crate::actuator::signature(HOOK_SECRET, body)
 }
 
 async fn hook(
@@ -1098,7 +1099,7 @@ async fn the_snapshot_page_shows_every_agent_by_environment_now_and_in_the_past(
     let filtered = page(&get(&shared, "/?q=bot").await);
     assert_eq!(select(&filtered, "table.snapshot tbody tr").len(), 2);
     let at = f.now - 5 * 86_400;
-    let past = page(&get(&shared, &format!("/?at={}", ledgit::when::rfc3339(at))).await);
+    let past = page(&get(&shared, &format!("/?at={}", crate::when::rfc3339(at))).await);
     let support = select(&past, "table.snapshot tbody tr")
         .into_iter()
         .map(|r| text(&r))
@@ -1245,14 +1246,14 @@ async fn the_deployments_tab_lists_each_deployments_tokens_with_status_and_last_
     let f = Fixture::recent();
     let shared = f.shared();
     let token = f.production_token(&shared);
-    let jti = ledgit::token::inspect(&token).unwrap().claims["jti"]
+    let jti = crate::token::inspect(&token).unwrap().claims["jti"]
         .as_str()
         .unwrap()
         .to_string();
     // The example ledger, plus this token (committed).
     let ledger = std::fs::read_to_string(f.path().join("tokens.yaml")).unwrap();
     let served = shared.served.load_full().unwrap();
-    let entry = ledgit::ledger::Entry {
+    let entry = crate::ledger::Entry {
         jti: jti.clone(),
         agent: "support-bot".into(),
         environment: "production".into(),
@@ -1270,7 +1271,7 @@ async fn the_deployments_tab_lists_each_deployments_tokens_with_status_and_last_
     };
     std::fs::write(
         f.path().join("tokens.yaml"),
-        ledgit::ledger::append(Some(&ledger), &entry).unwrap(),
+        crate::ledger::append(Some(&ledger), &entry).unwrap(),
     )
     .unwrap();
     f.commit("Record the sdk token", f.now + 120);
@@ -2108,20 +2109,20 @@ async fn a_revoke_over_an_unreadable_revocation_list_is_refused() {
     )
     .unwrap();
     f.commit("A list in another encoding", f.now + 60);
-    let repo = ledgit::repo::Repo::open(f.path()).unwrap();
+    let repo = crate::repo::Repo::open(f.path()).unwrap();
     let tip = repo.resolve_tracked(&f.tracked()).unwrap();
     let time = repo.git.find_commit(tip).unwrap().time().seconds();
     let refused = Served::load(&repo, tip, time, None).err().unwrap();
     assert!(refused.contains("is not UTF-8"), "{refused}");
     assert_eq!(shared.served.load_full().unwrap().commit, good);
-    let history = ledgit::load::history(&repo, Some(tip), &mut |_| {})
+    let history = crate::load::history(&repo, Some(tip), &mut |_| {})
         .unwrap()
         .history;
-    let request = ledgit::proposal::Request::Revoke {
+    let request = crate::proposal::Request::Revoke {
         jti: "7f144d0dfe64f92e7ac908045cb99094".into(),
         reason: None,
     };
-    let e = ledgit::proposal::preview(&repo, tip, &history, &request, f.now)
+    let e = crate::proposal::preview(&repo, tip, &history, &request, f.now)
         .err()
         .unwrap();
     assert!(

@@ -3,7 +3,7 @@
 //! controls that turn a promotion, a version, a rollback or a revocation into a proposal (a
 //! branch with one commit, never a write to the tracked branch). Pages are rendered on the
 //! server from askama templates compiled into the binary and work without JavaScript; the
-//! data comes from `ledgit::view`, shared with the JSON twins.
+//! data comes from `crate::view`, shared with the JSON twins.
 
 use std::sync::Arc;
 
@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use ledgit::proposal::Preview;
-use ledgit::view::{self, AgentPage, DeploymentTokens, Overview};
+use crate::proposal::Preview;
+use crate::view::{self, AgentPage, DeploymentTokens, Overview};
 
 use super::routes::{Answer, ApiError, json};
 use super::session::Session;
@@ -92,11 +92,11 @@ trait Helpers {
 
     /// "3 days ago", "in 2 months".
     fn ago(&self, t: impl Secs) -> String {
-        ledgit::when::relative(t.secs(), self.now())
+        crate::when::relative(t.secs(), self.now())
     }
 
     fn time(&self, t: impl Secs) -> String {
-        ledgit::when::rfc3339(t.secs())
+        crate::when::rfc3339(t.secs())
     }
 
     /// How many stays of an environment the timeline shows at most.
@@ -117,9 +117,9 @@ trait Helpers {
     fn countdown(&self, left: impl Secs) -> String {
         let s = left.secs();
         if s > 0 {
-            format!("in {}", ledgit::when::format_duration_short(s.max(60)))
+            format!("in {}", crate::when::format_duration_short(s.max(60)))
         } else {
-            format!("{} ago", ledgit::when::format_duration_short((-s).max(60)))
+            format!("{} ago", crate::when::format_duration_short((-s).max(60)))
         }
     }
 
@@ -343,11 +343,11 @@ struct OverviewQuery {
 fn permalink(path: &str, query: Option<&str>) -> Option<String> {
     let mut params: Vec<(String, String)> = serde_urlencoded::from_str(query?).ok()?;
     let (_, at) = params.iter_mut().find(|(k, _)| k == "at")?;
-    let parsed = ledgit::when::parse_time_arg(at, chrono::Utc::now()).ok()?;
+    let parsed = crate::when::parse_time_arg(at, chrono::Utc::now()).ok()?;
     if !parsed.relative {
         return None;
     }
-    *at = ledgit::when::rfc3339(parsed.time.timestamp());
+    *at = crate::when::rfc3339(parsed.time.timestamp());
     Some(format!(
         "{path}?{}",
         serde_urlencoded::to_string(&params).ok()?
@@ -369,7 +369,7 @@ async fn overview_of(
             .transpose()?
             .map(|t| t.time.timestamp());
     let past;
-    let rows: &[ledgit::history::Deployment] = match at {
+    let rows: &[crate::history::Deployment] = match at {
         Some(t) => {
             past = served.history.snapshot(served.history.position_at(t));
             &past
@@ -431,7 +431,7 @@ async fn overview_page(
         ),
         next,
         overview,
-        at: at.map(ledgit::when::rfc3339),
+        at: at.map(crate::when::rfc3339),
         at_input: q.at.unwrap_or_default(),
         filter: q.q.unwrap_or_default(),
         sync_known,
@@ -447,7 +447,7 @@ async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
         StatusCode::OK,
         &serde_json::json!({
             "commit": served.commit.to_string(),
-            "at": at.map(ledgit::when::rfc3339),
+            "at": at.map(crate::when::rfc3339),
             "environments": overview.environments,
             "total_agents": overview.total_agents,
             "matching_agents": overview.matching_agents,
