@@ -2130,3 +2130,23 @@ async fn a_revoke_over_an_unreadable_revocation_list_is_refused() {
         "{e}"
     );
 }
+
+/// The reconciler's store is read at most once a second, on a blocking thread: requests that
+/// come meanwhile share the last read instead of each opening SQLite on the request's thread.
+#[tokio::test]
+async fn the_reconcilers_store_is_read_at_most_once_a_second() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let served = shared.served.load_full().unwrap();
+    assert!(shared.observed(&served).await.is_none(), "no store yet");
+    let root = served.root.unwrap().to_string();
+    drop(crate::state::Store::open(&served.store, &root).unwrap());
+    // The read without a store is kept for its second too.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let first = shared.observed(&served).await.expect("the store is read");
+    let again = shared.observed(&served).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "read twice within a second");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let later = shared.observed(&served).await.unwrap();
+    assert!(!Arc::ptr_eq(&first, &later), "never read again");
+}
