@@ -110,9 +110,14 @@ mod tests {
         assert_eq!(f.retry_after(ip, 1_000 + WINDOW - 1), Some(1));
         assert_eq!(f.retry_after(ip, 1_000 + WINDOW), None);
         assert_eq!(f.retry_after(other, 1_000), None);
-        // A new window starts from the next failure.
+        // A new window starts from the next failure, at the old one's end: the allowance
+        // spent again within it is limited again, counted from its own start.
         f.failed(ip, 1_000 + WINDOW);
         assert_eq!(f.retry_after(ip, 1_000 + WINDOW), None);
+        for _ in 1..ALLOWED {
+            f.failed(ip, 1_000 + WINDOW);
+        }
+        assert_eq!(f.retry_after(ip, 1_000 + WINDOW + 40), Some(WINDOW - 40));
         for _ in 0..ALLOWED {
             f.failed(other, 2_000);
         }
