@@ -276,16 +276,39 @@ pub(super) async fn propose_page(
     } else {
         StatusCode::OK
     };
-    let page = ProposeHtml {
-        chrome: chrome(&shared, Some(&served), &v, preview.title.clone(), None, now),
+    let page = propose_html(&shared, &served, &v, agent, &form, &request, preview, false);
+    Ok(html(status, page.render()))
+}
+
+/// The preview page of `request`; `stale` when it replaces the preview the person saw.
+#[allow(clippy::too_many_arguments)]
+fn propose_html(
+    shared: &Shared,
+    served: &Served,
+    visitor: &Visitor,
+    agent: String,
+    form: &ProposeForm,
+    request: &Request,
+    preview: Preview,
+    stale: bool,
+) -> ProposeHtml {
+    let now = chrono::Utc::now().timestamp();
+    ProposeHtml {
+        chrome: chrome(
+            shared,
+            Some(served),
+            visitor,
+            preview.title.clone(),
+            None,
+            now,
+        ),
         fields: form.fields(&preview),
         is_revoke: matches!(request, Request::Revoke { .. }),
-        open: identical(&shared, &agent, &preview),
+        open: identical(shared, &agent, &preview),
         agent,
-        stale: false,
+        stale,
         preview,
-    };
-    Ok(html(status, page.render()))
+    }
 }
 
 /// An open proposal that makes the same change as `preview` (the same subject), with the link
@@ -321,19 +344,10 @@ pub(super) async fn propose_create(
     // The branch moved since the preview, or the request plans to another change: commit
     // nothing, and show the change as it would be now.
     if form.expect.as_deref() != Some(preview.fingerprint().as_str()) {
-        let now = chrono::Utc::now().timestamp();
         let v = Visitor {
             session: Some(session),
         };
-        let page = ProposeHtml {
-            chrome: chrome(&shared, Some(&served), &v, preview.title.clone(), None, now),
-            fields: form.fields(&preview),
-            is_revoke: matches!(request, Request::Revoke { .. }),
-            open: identical(&shared, &agent, &preview),
-            agent,
-            stale: true,
-            preview,
-        };
+        let page = propose_html(&shared, &served, &v, agent, &form, &request, preview, true);
         return Ok(html(StatusCode::CONFLICT, page.render()));
     }
     if let Some((branch, link)) = identical(&shared, &agent, &preview) {
