@@ -168,13 +168,29 @@ pub struct TokenSeen(pub String);
 /// there is no second route table to keep.
 ///
 /// [`MatchedPath`]: axum::extract::MatchedPath
-#[derive(Clone, Debug)]
-pub struct RouteName(pub String);
+#[derive(Clone, Copy, Debug)]
+pub struct RouteName(pub &'static str);
+
+/// The template's name, made once per route and kept for the process: the router's routes are
+/// a fixed set, so every request after the first of its route names it without allocating.
+fn route_name(matched: &str) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+    static NAMES: OnceLock<RwLock<HashMap<String, &'static str>>> = OnceLock::new();
+    let names = NAMES.get_or_init(Default::default);
+    if let Some(name) = names.read().ok().and_then(|n| n.get(matched).copied()) {
+        return name;
+    }
+    let mut names = names.write().unwrap_or_else(|p| p.into_inner());
+    names.entry(matched.to_string()).or_insert_with(|| {
+        // axum writes a wildcard `{*path}`; OpenAPI writes `{path}`.
+        Box::leak(matched.replace("{*", "{").into_boxed_str())
+    })
+}
 
 /// Marks an answer with the template of the route that gave it.
 async fn name_route(matched: axum::extract::MatchedPath, req: Request, next: Next) -> Response {
-    // axum writes a wildcard `{*path}`; OpenAPI writes `{path}`.
-    let name = matched.as_str().replace("{*", "{");
+    let name = route_name(matched.as_str());
     let mut response = next.run(req).await;
     response.extensions_mut().insert(RouteName(name));
     response
@@ -189,24 +205,18 @@ async fn access(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
     let route = response
         .extensions()
         .get::<RouteName>()
-        .map_or("unmatched", |r| r.0.as_str())
-        .to_string();
+        .map_or("unmatched", |r| r.0);
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
     shared
         .metrics
         .requests
-        .get_or_create(&super::metrics::RequestLabels {
-            route: route.clone(),
-            status,
-        })
+        .get_or_create(&super::metrics::RequestLabels { route, status })
         .inc();
     shared
         .metrics
         .latency
-        .get_or_create(&super::metrics::RouteLabel {
-            route: route.clone(),
-        })
+        .get_or_create(&super::metrics::RouteLabel { route })
         .observe(elapsed.as_secs_f64());
     if !shared.options.quiet {
         let token = response

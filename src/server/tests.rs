@@ -198,7 +198,7 @@ async fn call(shared: &Arc<Shared>, request: Request<Body>) -> Answer {
     let route = response
         .extensions()
         .get::<super::routes::RouteName>()
-        .map(|r| r.0.clone());
+        .map(|r| r.0);
     let mut body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap()
@@ -217,7 +217,7 @@ async fn call(shared: &Arc<Shared>, request: Request<Body>) -> Answer {
         headers,
         body,
     };
-    conforms(&method, route.as_deref(), &answer);
+    conforms(&method, route, &answer);
     answer
 }
 
