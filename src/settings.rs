@@ -192,17 +192,29 @@ fn config_changes(before: &Config, after: &Config, out: &mut Vec<SettingChange>)
     }
 }
 
+/// The items of `after` whose id `before` lacks (added), and the items of `before` whose id
+/// `after` lacks (removed).
+fn added_and_removed<'a, T>(
+    before: &'a [T],
+    after: &'a [T],
+    id: impl Fn(&T) -> &str,
+) -> (Vec<&'a T>, Vec<&'a T>) {
+    let ids = |l: &'a [T]| -> BTreeSet<&'a str> { l.iter().map(&id).collect() };
+    let (ib, ia) = (ids(before), ids(after));
+    (
+        after.iter().filter(|e| !ib.contains(id(e))).collect(),
+        before.iter().filter(|e| !ia.contains(id(e))).collect(),
+    )
+}
+
 fn ledger_changes(
     before: &[crate::ledger::Entry],
     after: &[crate::ledger::Entry],
     out: &mut Vec<SettingChange>,
 ) {
     let file = crate::ledger::FILE_NAME;
-    let ids = |l: &[crate::ledger::Entry]| -> BTreeSet<String> {
-        l.iter().map(|e| e.jti.clone()).collect()
-    };
-    let (ib, ia) = (ids(before), ids(after));
-    for e in after.iter().filter(|e| !ib.contains(&e.jti)) {
+    let (issued, unlisted) = added_and_removed(before, after, |e| &e.jti);
+    for e in issued {
         let mut detail = format!(
             "token issued for {}/{} by {}",
             e.agent, e.environment, e.issued_by
@@ -216,7 +228,7 @@ fn ledger_changes(
         });
         out.push(change(file, "token-issued", &e.jti, detail));
     }
-    for e in before.iter().filter(|e| !ia.contains(&e.jti)) {
+    for e in unlisted {
         out.push(change(
             file,
             "token-unlisted",
@@ -231,16 +243,15 @@ fn ledger_changes(
 
 fn revocation_changes(before: &[Revocation], after: &[Revocation], out: &mut Vec<SettingChange>) {
     let file = crate::revocations::FILE_NAME;
-    let ids = |l: &[Revocation]| -> BTreeSet<String> { l.iter().map(|r| r.jti.clone()).collect() };
-    let (ib, ia) = (ids(before), ids(after));
-    for r in after.iter().filter(|r| !ib.contains(&r.jti)) {
+    let (revoked, unrevoked) = added_and_removed(before, after, |r| &r.jti);
+    for r in revoked {
         let detail = match &r.reason {
             Some(reason) => format!("token revoked: {reason}"),
             None => "token revoked".into(),
         };
         out.push(change(file, "token-revoked", &r.jti, detail));
     }
-    for r in before.iter().filter(|r| !ia.contains(&r.jti)) {
+    for r in unrevoked {
         out.push(change(
             file,
             "token-unrevoked",

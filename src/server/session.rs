@@ -211,6 +211,17 @@ pub fn same_origin(headers: &HeaderMap, origins: &[String]) -> bool {
 mod tests {
     use super::*;
 
+    /// The `name=value` a browser sends back for a `Set-Cookie` value.
+    fn pair(cookie: &HeaderValue) -> String {
+        cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
     fn with(name: header::HeaderName, value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(name, HeaderValue::from_str(value).unwrap());
@@ -261,27 +272,15 @@ mod tests {
         while now + 20 * 60 < 1_000 + LIFETIME {
             now += 20 * 60;
             let cookie = keys.renew(&current, now).unwrap();
-            let pair = cookie
-                .to_str()
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_string();
-            current = keys.session(&with(header::COOKIE, &pair), now).unwrap();
+            current = keys
+                .session(&with(header::COOKIE, &pair(&cookie)), now)
+                .unwrap();
             assert_eq!(current.expires, session.expires);
             assert_eq!(current.seen, now);
         }
         let cookie = keys.renew(&current, 1_000 + LIFETIME).unwrap();
-        let pair = cookie
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
         assert_eq!(
-            keys.session(&with(header::COOKIE, &pair), 1_000 + LIFETIME),
+            keys.session(&with(header::COOKIE, &pair(&cookie)), 1_000 + LIFETIME),
             None
         );
     }
@@ -291,7 +290,6 @@ mod tests {
         let keys = Keys::new(b"operator".to_vec(), false);
         let (session, cookie) = keys.sign_in(1_000);
         let (other, other_cookie) = keys.sign_in(1_000);
-        let pair = |c: &HeaderValue| c.to_str().unwrap().split(';').next().unwrap().to_string();
         let h = with(header::COOKIE, &pair(&cookie));
         assert!(keys.session(&h, 1_001).is_some());
         keys.end(&session, 1_001);
