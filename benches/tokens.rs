@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use ledgit::history::Deployment;
+use ledgit::model::Deployment;
 use ledgit::token::{self, SigningKey, Verifier};
 use ring::signature::{self, KeyPair};
 
@@ -21,7 +21,7 @@ fn rate(label: &str, n: u32, mut f: impl FnMut(u32)) -> f64 {
 
 fn main() {
     let (key, der) = SigningKey::generate().unwrap();
-    let config = ledgit::config::parse(
+    let config = ledgit::model::config::parse(
         "ledgit.yaml",
         &format!(
             "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: production\nkeys:\n  - id: k1\n    algorithm: Ed25519\n    public_key: {}\n",

@@ -8,36 +8,16 @@
 //! `src/cli/`), which renders what the library returns, and [`server`] (behind the `server`
 //! feature), `ledgit serve`'s HTTP server, whose log lines go to a sink its embedder chooses.
 
-pub mod actuator;
-pub mod config;
-pub mod edit;
 pub mod error;
 pub mod finding;
-pub mod fsutil;
-pub mod history;
-pub mod hmac;
-pub mod index;
-pub mod init;
-pub mod json;
-pub mod ledger;
-pub mod load;
-pub mod plan;
-pub mod policy;
-pub mod proposal;
+pub mod git;
+pub mod model;
 pub mod reconcile;
-pub mod record;
-pub mod repo;
-pub mod revocations;
-pub mod secret;
+pub mod review;
 #[cfg(feature = "server")]
 pub mod server;
-pub mod settings;
-pub mod shape;
-pub mod state;
+pub mod support;
 pub mod token;
-pub mod validate;
 pub mod view;
-pub mod when;
-pub mod yaml;
 
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::{CONFIG, TestRepo, copy_tree, project_root};
-use ledgit::yaml::{self, Node, Value};
+use ledgit::support::yaml::{self, Node, Value};
 
 /// Codes of rules that a JSON Schema expresses; the others (declared environments, paths,
 /// duplicates, keys in the wrong place) need the whole repository.
@@ -110,7 +110,7 @@ fn agree(validator: &jsonschema::Validator, path: &Path, bytes: &[u8], codes: &B
 #[test]
 fn record_fixtures_produce_the_codes_they_state() {
     let validator = schema("record.schema.json");
-    let config = ledgit::config::parse("ledgit.yaml", CONFIG).unwrap();
+    let config = ledgit::model::config::parse("ledgit.yaml", CONFIG).unwrap();
     for path in files("records") {
         let bytes = std::fs::read(&path).unwrap();
         let want = expected(&bytes);
@@ -118,7 +118,7 @@ fn record_fixtures_produce_the_codes_they_state() {
         let target = repo.path().join("deployments/support-bot/production.yaml");
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(&target, &bytes).unwrap();
-        let report = ledgit::validate::worktree(repo.path(), &config, &[]).unwrap();
+        let report = ledgit::model::validate::worktree(repo.path(), &config, &[]).unwrap();
         let got: BTreeSet<String> = report.findings.iter().map(|f| f.code.to_string()).collect();
         assert_eq!(got, want, "{}: {:#?}", path.display(), report.findings);
         for f in &report.findings {
@@ -138,7 +138,7 @@ fn config_fixtures_produce_the_codes_they_state() {
         let bytes = std::fs::read(&path).unwrap();
         let want = expected(&bytes);
         let text = std::str::from_utf8(&bytes).unwrap();
-        let got: BTreeSet<String> = match ledgit::config::parse("ledgit.yaml", text) {
+        let got: BTreeSet<String> = match ledgit::model::config::parse("ledgit.yaml", text) {
             Ok(_) => BTreeSet::new(),
             Err(findings) => findings.iter().map(|f| f.code.to_string()).collect(),
         };
@@ -219,8 +219,8 @@ fn ledger_fixtures_produce_the_codes_they_state() {
         // Through `validate`, as a user meets it: the ledger at the root of a work tree.
         let repo = tempfile::tempdir().unwrap();
         std::fs::write(repo.path().join("tokens.yaml"), &bytes).unwrap();
-        let config = ledgit::config::parse("ledgit.yaml", CONFIG).unwrap();
-        let report = ledgit::validate::worktree(repo.path(), &config, &[]).unwrap();
+        let config = ledgit::model::config::parse("ledgit.yaml", CONFIG).unwrap();
+        let report = ledgit::model::validate::worktree(repo.path(), &config, &[]).unwrap();
         let got: BTreeSet<String> = report.findings.iter().map(|f| f.code.to_string()).collect();
         assert_eq!(got, want, "{}: {:#?}", path.display(), report.findings);
         for f in &report.findings {

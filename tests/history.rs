@@ -516,8 +516,8 @@ fn a_focused_walk_has_the_full_walks_events_of_its_agents() {
     }
     let git = git2::Repository::open(repo.path()).unwrap();
     let tip = git.head().unwrap().target().unwrap();
-    let full = ledgit::history::build(&git, tip, "deployments", &mut |_| {}).unwrap();
-    let of = |h: &ledgit::history::History, agent: &str| -> Vec<String> {
+    let full = ledgit::git::history::build(&git, tip, "deployments", &mut |_| {}).unwrap();
+    let of = |h: &ledgit::git::history::History, agent: &str| -> Vec<String> {
         h.events
             .iter()
             .filter(|e| h.str(e.agent) == agent)
@@ -536,11 +536,11 @@ fn a_focused_walk_has_the_full_walks_events_of_its_agents() {
     };
     for focus in [vec!["alpha"], vec!["beta", "gamma"], vec!["alpha", "gamma"]] {
         let set = focus.iter().map(|a| a.to_string()).collect();
-        let focused = ledgit::history::build_focused(
+        let focused = ledgit::git::history::build_focused(
             &git,
             tip,
             "deployments",
-            &ledgit::history::Focus::new(set),
+            &ledgit::git::history::Focus::new(set),
             &mut |_| {},
         )
         .unwrap();

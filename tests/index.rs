@@ -5,12 +5,12 @@ mod common;
 
 use common::{DAY, T0, TestRepo};
 use git2::{Oid, Repository};
-use ledgit::index::{self, Source};
+use ledgit::git::index::{self, Source};
 
 const FOLDER: &str = "deployments";
 
 /// The history of `rev` through the index, how it was obtained, and the commit.
-fn load(dir: &std::path::Path, rev: &str) -> (ledgit::history::History, Source, Oid) {
+fn load(dir: &std::path::Path, rev: &str) -> (ledgit::git::history::History, Source, Oid) {
     let git = Repository::open(dir).unwrap();
     let tip = git
         .revparse_single(rev)
@@ -27,7 +27,7 @@ fn query(dir: &std::path::Path, rev: &str) -> Source {
 }
 
 /// The events of a history as text (symbols differ between histories; their strings not).
-fn rendered(h: &ledgit::history::History) -> Vec<String> {
+fn rendered(h: &ledgit::git::history::History) -> Vec<String> {
     h.events
         .iter()
         .map(|e| {
@@ -47,7 +47,7 @@ fn rendered(h: &ledgit::history::History) -> Vec<String> {
 
 fn fresh(dir: &std::path::Path, tip: Oid) -> Vec<String> {
     let git = Repository::open(dir).unwrap();
-    rendered(&ledgit::history::build(&git, tip, FOLDER, &mut |_| {}).unwrap())
+    rendered(&ledgit::git::history::build(&git, tip, FOLDER, &mut |_| {}).unwrap())
 }
 
 #[test]

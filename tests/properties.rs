@@ -12,8 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
-fn config() -> ledgit::config::Config {
-    ledgit::config::parse(
+fn config() -> ledgit::model::config::Config {
+    ledgit::model::config::parse(
         "ledgit.yaml",
         "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: staging\n  - name: production\n",
     )
@@ -51,7 +51,7 @@ proptest! {
 
     #[test]
     fn the_record_check_points_inside_the_file(text in record_like()) {
-        let parsed = ledgit::record::parse("deployments/support-bot/production.yaml", &text, &config());
+        let parsed = ledgit::model::record::parse("deployments/support-bot/production.yaml", &text, &config());
         // YAML breaks lines at CR LF, CR and LF.
         let lines = text.replace("\r\n", "\n").replace('\r', "\n").split('\n').count();
         for f in &parsed.findings {
@@ -62,7 +62,7 @@ proptest! {
 
     #[test]
     fn the_config_check_never_panics(text in "[ -~\n]{0,200}") {
-        if let Err(findings) = ledgit::config::parse("ledgit.yaml", &text) {
+        if let Err(findings) = ledgit::model::config::parse("ledgit.yaml", &text) {
             for f in &findings {
                 prop_assert!(f.line >= 1 && f.column >= 1);
             }
@@ -71,17 +71,17 @@ proptest! {
 
     #[test]
     fn the_fast_reader_answers_as_the_parser(text in record_like()) {
-        if let Some(quick) = ledgit::record::quick_identity(&text) {
-            prop_assert_eq!(quick, ledgit::record::parsed_identity(&text));
+        if let Some(quick) = ledgit::model::record::quick_identity(&text) {
+            prop_assert_eq!(quick, ledgit::model::record::parsed_identity(&text));
         }
     }
 
     #[test]
     fn a_version_edit_changes_only_the_version(text in record_like(), version in "[!-~]{1,16}") {
-        if let Ok(out) = ledgit::edit::set_version("p.yaml", &text, &version) {
-            let root = ledgit::yaml::parse(ledgit::yaml::strip_bom(&out)).unwrap();
+        if let Ok(out) = ledgit::model::edit::set_version("p.yaml", &text, &version) {
+            let root = ledgit::support::yaml::parse(ledgit::support::yaml::strip_bom(&out)).unwrap();
             prop_assert_eq!(root.get("version").and_then(|n| n.as_str()), Some(version.as_str()));
-            let old = ledgit::yaml::parse(ledgit::yaml::strip_bom(&text)).unwrap();
+            let old = ledgit::support::yaml::parse(ledgit::support::yaml::strip_bom(&text)).unwrap();
             let (start, len) = old.get("version").and_then(|n| n.bytes).unwrap();
             prop_assert!(out.starts_with(&text[..start]));
             prop_assert!(out.ends_with(&text[start + len..]));
@@ -91,15 +91,15 @@ proptest! {
     #[test]
     fn time_arguments_never_panic(text in "[0-9a-z :TZ.+-]{0,30}") {
         let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let _ = ledgit::when::parse_time(&text, now);
-        let _ = ledgit::when::parse_duration(&text);
+        let _ = ledgit::support::when::parse_time(&text, now);
+        let _ = ledgit::support::when::parse_duration(&text);
     }
 
     #[test]
     fn a_signature_verifies_exactly_when_it_is_the_hmac(body in prop::collection::vec(any::<u8>(), 0..64), header in "[ -~]{0,72}") {
-        let right = ledgit::hmac::signature(b"secret", &body);
-        prop_assert!(ledgit::hmac::signature_ok(b"secret", &body, &right));
-        prop_assert_eq!(ledgit::hmac::signature_ok(b"secret", &body, &header), header.trim() == right);
+        let right = ledgit::support::hmac::signature(b"secret", &body);
+        prop_assert!(ledgit::support::hmac::signature_ok(b"secret", &body, &right));
+        prop_assert_eq!(ledgit::support::hmac::signature_ok(b"secret", &body, &header), header.trim() == right);
     }
 }
 
@@ -108,7 +108,7 @@ proptest! {
 /// never pass the magic number and the checksum, so they would never reach the round trip.
 #[test]
 fn the_index_decoder_never_panics_and_round_trips() {
-    let real = ledgit::index::encode(&ledgit::history::History {
+    let real = ledgit::git::index::encode(&ledgit::git::history::History {
         folder: "deployments".into(),
         ..Default::default()
     });
@@ -135,9 +135,9 @@ fn the_index_decoder_never_panics_and_round_trips() {
                 with_valid_header(&random),
                 with_valid_header(&body),
             ] {
-                if let Some(h) = ledgit::index::decode(&bytes) {
+                if let Some(h) = ledgit::git::index::decode(&bytes) {
                     decoded.set(decoded.get() + 1);
-                    let again = ledgit::index::decode(&ledgit::index::encode(&h))
+                    let again = ledgit::git::index::decode(&ledgit::git::index::encode(&h))
                         .expect("an encoded history decodes");
                     prop_assert_eq!(&again.chain, &h.chain);
                     prop_assert_eq!(again.events.len(), h.events.len());
@@ -158,7 +158,7 @@ fn the_index_decoder_never_panics_and_round_trips() {
 
 /// `payload` as the base segment of an index file, with a correct length and CRC.
 fn with_valid_header(payload: &[u8]) -> Vec<u8> {
-    let real = ledgit::index::encode(&ledgit::history::History::default());
+    let real = ledgit::git::index::encode(&ledgit::git::history::History::default());
     let mut out = real[..8].to_vec();
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
@@ -167,8 +167,8 @@ fn with_valid_header(payload: &[u8]) -> Vec<u8> {
 }
 
 /// The one record the token properties use.
-fn record() -> ledgit::history::Deployment {
-    ledgit::history::Deployment {
+fn record() -> ledgit::model::Deployment {
+    ledgit::model::Deployment {
         agent: "a".into(),
         environment: "production".into(),
         version: "1".into(),
@@ -184,7 +184,7 @@ fn record() -> ledgit::history::Deployment {
 /// A verifier with one key, and the key that signs for it.
 fn token_fixture() -> (ledgit::token::SigningKey, ledgit::token::Verifier) {
     let (key, _) = ledgit::token::SigningKey::generate().unwrap();
-    let config = ledgit::config::parse(
+    let config = ledgit::model::config::parse(
         "ledgit.yaml",
         &format!(
             "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: production\nkeys:\n  - id: k1\n    algorithm: Ed25519\n    public_key: {}\n",
@@ -249,8 +249,12 @@ fn what_the_fuzzers_found_stays_fixed() {
             let text = std::str::from_utf8(&bytes).unwrap();
             // A key over 1024 characters: the parser refuses the file, so the fast reader must
             // leave it to the parser.
-            if let Some(quick) = ledgit::record::quick_identity(text) {
-                assert_eq!(quick, ledgit::record::parsed_identity(text), "{name}");
+            if let Some(quick) = ledgit::model::record::quick_identity(text) {
+                assert_eq!(
+                    quick,
+                    ledgit::model::record::parsed_identity(text),
+                    "{name}"
+                );
             }
             seen += 1;
         }

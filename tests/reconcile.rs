@@ -451,7 +451,10 @@ fn webhook_posts_signed_json() {
         })
         .unwrap()
         .trim();
-    assert_eq!(signature, ledgit::actuator::signature(b"s3cret", body));
+    assert_eq!(
+        signature,
+        ledgit::reconcile::actuator::signature(b"s3cret", body)
+    );
 }
 
 #[test]
@@ -508,7 +511,7 @@ fn webhook_failures_500_redirect_slow_down_and_huge_bodies() {
     assert_eq!(last["result"], "applied");
     assert_eq!(
         last["output"].as_str().unwrap().len(),
-        ledgit::actuator::MAX_OUTPUT
+        ledgit::reconcile::actuator::MAX_OUTPUT
     );
 }
 

@@ -128,7 +128,7 @@ fn a_verified_push_webhook_fetches_and_serves_the_push() {
         .post(format!("{}/v1/hooks/generic", server.base))
         .header(
             "X-Signature",
-            &ledgit::actuator::signature(b"s3cret-at-least-16-bytes", body.as_bytes()),
+            &ledgit::reconcile::actuator::signature(b"s3cret-at-least-16-bytes", body.as_bytes()),
         )
         .send(body.as_bytes())
         .unwrap();
@@ -154,7 +154,8 @@ fn a_verified_push_webhook_fetches_and_serves_the_push() {
     };
     let before = refreshes();
     let flood = Instant::now();
-    let signature = ledgit::actuator::signature(b"s3cret-at-least-16-bytes", body.as_bytes());
+    let signature =
+        ledgit::reconcile::actuator::signature(b"s3cret-at-least-16-bytes", body.as_bytes());
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {

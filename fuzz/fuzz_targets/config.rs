@@ -7,7 +7,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Err(findings) = ledgit::config::parse("ledgit.yaml", text) {
+    if let Err(findings) = ledgit::model::config::parse("ledgit.yaml", text) {
         let lines = text
             .replace("\r\n", "\n")
             .replace('\r', "\n")

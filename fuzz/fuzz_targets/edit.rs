@@ -12,14 +12,14 @@ fuzz_target!(|data: &[u8]| {
     let Some((version, text)) = input.split_once('\n') else {
         return;
     };
-    let Ok(out) = ledgit::edit::set_version("p.yaml", text, version) else {
+    let Ok(out) = ledgit::model::edit::set_version("p.yaml", text, version) else {
         return;
     };
-    let body = ledgit::yaml::strip_bom(&out);
-    let root = ledgit::yaml::parse(body).expect("an edited file parses");
+    let body = ledgit::support::yaml::strip_bom(&out);
+    let root = ledgit::support::yaml::parse(body).expect("an edited file parses");
     assert_eq!(root.get("version").and_then(|n| n.as_str()), Some(version));
-    let old_body = ledgit::yaml::strip_bom(text);
-    let old = ledgit::yaml::parse(old_body).expect("the edit succeeded, so the file parsed");
+    let old_body = ledgit::support::yaml::strip_bom(text);
+    let old = ledgit::support::yaml::parse(old_body).expect("the edit succeeded, so the file parsed");
     let (start, len) = old
         .get("version")
         .and_then(|n| n.bytes)

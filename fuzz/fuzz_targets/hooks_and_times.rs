@@ -7,20 +7,20 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let (head, body) = data.split_at(data.len().min(80));
     let header = String::from_utf8_lossy(head);
-    let ok = ledgit::hmac::signature_ok(b"secret", body, &header);
+    let ok = ledgit::support::hmac::signature_ok(b"secret", body, &header);
     assert_eq!(
         ok,
-        header.trim() == ledgit::hmac::signature(b"secret", body)
+        header.trim() == ledgit::support::hmac::signature(b"secret", body)
     );
-    assert!(ledgit::hmac::signature_ok(
+    assert!(ledgit::support::hmac::signature_ok(
         b"secret",
         body,
-        &ledgit::hmac::signature(b"secret", body)
+        &ledgit::support::hmac::signature(b"secret", body)
     ));
     let _ = serde_json_ref(body);
     let text = String::from_utf8_lossy(data);
-    let _ = ledgit::when::parse_duration(&text);
-    let _ = ledgit::when::parse_time(&text, chrono_now());
+    let _ = ledgit::support::when::parse_duration(&text);
+    let _ = ledgit::support::when::parse_time(&text, chrono_now());
 });
 
 /// Reads a payload as the receivers do (the `ref` of a JSON object).

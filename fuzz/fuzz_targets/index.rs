@@ -6,8 +6,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     for bytes in [data.to_vec(), with_valid_header(data)] {
-        if let Some(h) = ledgit::index::decode(&bytes) {
-            let again = ledgit::index::decode(&ledgit::index::encode(&h))
+        if let Some(h) = ledgit::git::index::decode(&bytes) {
+            let again = ledgit::git::index::decode(&ledgit::git::index::encode(&h))
                 .expect("an encoded history decodes");
             assert_eq!(again.chain, h.chain);
             assert_eq!(again.events.len(), h.events.len());

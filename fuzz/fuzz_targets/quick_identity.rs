@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Some(quick) = ledgit::record::quick_identity(text) {
-        assert_eq!(quick, ledgit::record::parsed_identity(text), "{text:?}");
+    if let Some(quick) = ledgit::model::record::quick_identity(text) {
+        assert_eq!(quick, ledgit::model::record::parsed_identity(text), "{text:?}");
     }
 });

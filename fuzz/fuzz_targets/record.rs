@@ -8,12 +8,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let config = ledgit::config::parse(
+    let config = ledgit::model::config::parse(
         "ledgit.yaml",
         "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: staging\n  - name: production\n",
     )
     .expect("the fixed config parses");
-    let parsed = ledgit::record::parse("deployments/support-bot/production.yaml", text, &config);
+    let parsed = ledgit::model::record::parse("deployments/support-bot/production.yaml", text, &config);
     // YAML breaks lines at CR LF, CR and LF.
     let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
     let lines: Vec<&str> = normalized.split('\n').collect();

@@ -40,8 +40,8 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("deployments");
-        ledgit::init::init(&repo, true, 1_800_000_000).unwrap();
-        let branch = ledgit::repo::Repo::open(&repo)
+        ledgit::git::init::init(&repo, true, 1_800_000_000).unwrap();
+        let branch = ledgit::git::repo::Repo::open(&repo)
             .unwrap()
             .current_branch()
             .unwrap();

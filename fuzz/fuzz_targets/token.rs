@@ -21,14 +21,14 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let pair = Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).expect("a key from a seed");
         let public = B64.encode(pair.public_key().as_ref());
-        let config = ledgit::config::parse(
+        let config = ledgit::model::config::parse(
             "ledgit.yaml",
             &format!(
                 "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: production\nkeys:\n  - id: k1\n    algorithm: Ed25519\n    public_key: {public}\n"
             ),
         )
         .expect("the fixed config parses");
-        let record = ledgit::history::Deployment {
+        let record = ledgit::model::Deployment {
             agent: "a".into(),
             environment: "production".into(),
             version: "1".into(),

@@ -90,7 +90,7 @@ pub fn man(ctx: &Context, args: ManArgs) -> CliResult {
     })?;
     let pages = pages();
     for (file, cmd) in &pages {
-        ledgit::fsutil::write_atomic(&dir.join(file), &render(cmd.clone())?)?;
+        ledgit::support::fsutil::write_atomic(&dir.join(file), &render(cmd.clone())?)?;
     }
     eprintln!("wrote {} man pages to {}", pages.len(), dir.display());
     Ok(Outcome::Clean)

@@ -3,11 +3,11 @@
 
 use std::io::{self, Write};
 
-use ledgit::config::Config;
-use ledgit::history::{Action, Event, History, Progress};
-pub use ledgit::json::{EventJson, commit_strings, event_json, pull_request, write_json};
-use ledgit::repo::short;
-use ledgit::when;
+use ledgit::git::history::{Action, Event, History, Progress};
+use ledgit::git::repo::short;
+use ledgit::model::config::Config;
+use ledgit::support::when;
+pub use ledgit::view::json::{EventJson, commit_strings, event_json, pull_request, write_json};
 
 use super::render::{self, BOLD, DIM, GREEN, RED, YELLOW};
 use super::{CliError, CliResult, Context, Outcome};
@@ -70,7 +70,7 @@ enum Format {
     Csv,
 }
 
-pub use ledgit::load::{Current, Loaded};
+pub use ledgit::git::load::{Current, Loaded};
 
 /// The commit `rev` names (default HEAD), resolved once; `None` on an unborn branch.
 pub fn tip_of(ctx: &Context, rev: Option<&str>) -> Result<Option<git2::Oid>, CliError> {
@@ -118,28 +118,28 @@ pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
 }
 
 /// [`load`], following only the agents in `focus` where there is no index (see
-/// [`ledgit::load::focused`]).
+/// [`ledgit::git::load::focused`]).
 pub fn load_focused(
     ctx: &Context,
     rev: Option<&str>,
-    focus: Option<&ledgit::history::Focus>,
+    focus: Option<&ledgit::git::history::Focus>,
 ) -> Result<Loaded, CliError> {
     let tip = tip_of(ctx, rev)?;
     if tip.is_none() {
         eprintln!("ledgit: the branch has no commits yet; the history is empty");
     }
-    let loaded = ledgit::load::focused(&ctx.repo()?, tip, focus, &mut progress_bar())?;
+    let loaded = ledgit::git::load::focused(&ctx.repo()?, tip, focus, &mut progress_bar())?;
     warn(&loaded.history);
     Ok(loaded)
 }
 
 /// The deployments at the tip of `rev` (default HEAD), the config there, and the root of the
-/// chain (see [`ledgit::load::current`]).
+/// chain (see [`ledgit::git::load::current`]).
 pub fn current_full(ctx: &Context, rev: Option<&str>) -> Result<Current, CliError> {
     let tip = tip_of(ctx, rev)?;
     let repo = ctx.repo()?;
     let mut progress = progress_bar();
-    let current = ledgit::load::current(&repo, tip, &mut progress)?;
+    let current = ledgit::git::load::current(&repo, tip, &mut progress)?;
     Ok(current)
 }
 
@@ -147,7 +147,7 @@ pub fn current_full(ctx: &Context, rev: Option<&str>) -> Result<Current, CliErro
 pub fn current(
     ctx: &Context,
     rev: Option<&str>,
-) -> Result<(Config, Vec<ledgit::history::Deployment>), CliError> {
+) -> Result<(Config, Vec<ledgit::model::Deployment>), CliError> {
     let c = current_full(ctx, rev)?;
     Ok((c.config, c.rows))
 }

@@ -32,7 +32,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> CliResult {
     let dir = ctx.dir.join(&args.dir);
     let now = chrono::Utc::now().timestamp();
-    let done = ledgit::init::init(&dir, args.example, now)?;
+    let done = ledgit::git::init::init(&dir, args.example, now)?;
     let mut out = render::stdout();
     if done.created_repository {
         writeln!(

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ledgit::config::{self, Config};
+use ledgit::model::config::{self, Config};
 use ledgit::token::{self, SigningKey};
 
 use super::render::{self, BOLD, GREEN, TextOrJson};
@@ -138,7 +138,7 @@ fn generate(ctx: &Context, args: GenerateArgs) -> CliResult {
                 format!("add this entry under keys:\n{entry}"),
             ));
         }
-        ledgit::fsutil::write_atomic(&path, new.as_bytes())?;
+        ledgit::support::fsutil::write_atomic(&path, new.as_bytes())?;
         writeln!(
             out,
             "{GREEN}Added{GREEN:#} key {BOLD}{id}{BOLD:#} to ledgit.yaml; commit it so that verifiers see it"

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use ledgit::repo::Repo;
+use ledgit::git::repo::Repo;
 
 const AFTER_HELP: &str = "\
 Examples:

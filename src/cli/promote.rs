@@ -4,11 +4,12 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use ledgit::config::Config;
 use ledgit::finding::{self, Finding};
-use ledgit::plan::{self, Plan, Planned, Target};
-use ledgit::policy::Change;
-use ledgit::{fsutil, validate};
+use ledgit::model::config::Config;
+use ledgit::model::validate;
+use ledgit::review::plan::{self, Plan, Planned, Target};
+use ledgit::review::policy::Change;
+use ledgit::support::fsutil;
 
 use super::history::load;
 use super::render::{self, BOLD, GREEN, TextOrJson};
@@ -253,7 +254,7 @@ fn apply(
             writeln!(
                 out,
                 "{GREEN}Committed{GREEN:#} {} {}",
-                ledgit::repo::short(id),
+                ledgit::git::repo::short(id),
                 message.lines().next().unwrap_or("")
             )?;
         }

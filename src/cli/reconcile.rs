@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ledgit::actuator::Actuator;
+use ledgit::git::repo::{Repo, short};
+use ledgit::reconcile::actuator::Actuator;
+use ledgit::reconcile::state::{self, JournalResult, Store};
 use ledgit::reconcile::{self, Attempt, Plan, RefWatcher};
-use ledgit::repo::{Repo, short};
-use ledgit::state::{self, JournalResult, Store};
-use ledgit::when;
+use ledgit::support::when;
 
 use super::history::{Current, current_full};
 use super::render::{self, BOLD, DIM, GREEN, RED, TextOrJson, YELLOW};

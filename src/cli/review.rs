@@ -5,15 +5,16 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 
 use git2::Oid;
-use ledgit::config::Config;
 use ledgit::finding::{self, Code, Finding};
-use ledgit::history::{self, Action, Deployment, Focus};
-use ledgit::policy::{self, Change, Stays};
-use ledgit::record::{self, Identity, Record};
-use ledgit::repo::{Repo, short};
-use ledgit::settings::SettingChange;
-use ledgit::validate::{self, Threads};
-use ledgit::{secret, when};
+use ledgit::git::history::{self, Action, Focus};
+use ledgit::git::repo::{Repo, short};
+use ledgit::model::Deployment;
+use ledgit::model::config::Config;
+use ledgit::model::record::{self, Identity, Record};
+use ledgit::model::validate::{self, Threads};
+use ledgit::review::policy::{self, Change, Stays};
+use ledgit::review::settings::SettingChange;
+use ledgit::support::{secret, when};
 
 use super::history::{load, load_focused};
 use super::render::{self, BOLD, DIM, GREEN, RED, YELLOW};
@@ -166,7 +167,7 @@ fn touched_agents(
     };
     let mut agents = HashSet::new();
     for (path, before, after) in changed {
-        if !config.in_deployments(&path) || !validate::is_record_file(&path) {
+        if !config.in_deployments(&path) || !record::is_record_file(&path) {
             continue;
         }
         if let Some(blob) = before {
@@ -228,7 +229,7 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
     let Some(loaded) = loaded else {
         return Ok(Review {
             changes: Vec::new(),
-            settings: ledgit::settings::changes(&repo, base, head),
+            settings: ledgit::review::settings::changes(&repo, base, head),
             head_report,
             base,
             head,
@@ -246,7 +247,7 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
     policy::explain(&mut changes, &config, &stays, &head_report.parsed, now);
     Ok(Review {
         changes,
-        settings: ledgit::settings::changes(&repo, base, head),
+        settings: ledgit::review::settings::changes(&repo, base, head),
         head_report,
         base,
         head,
@@ -575,7 +576,7 @@ fn keys_in_change(repo: &Repo, base: Oid, head: Oid) -> Result<Vec<Finding>, Cli
             .map(|p| repo.git.find_commit(p).map(|c| c.tree_id()));
         let parent = parent.transpose().map_err(git)?;
         for (path, _, after) in
-            ledgit::history::changed_files(&repo.git, parent, Some(commit.tree_id()))?
+            ledgit::git::history::changed_files(&repo.git, parent, Some(commit.tree_id()))?
         {
             let Some(blob) = after else {
                 continue;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ledgit::when;
+use ledgit::support::when;
 
 use super::{CliError, CliResult, Context, Outcome};
 

@@ -2,9 +2,10 @@
 
 use std::io::Write;
 
-use ledgit::history::{Action, Deployment, Event};
-use ledgit::repo::short;
-use ledgit::when;
+use ledgit::git::history::{Action, Event};
+use ledgit::git::repo::short;
+use ledgit::model::Deployment;
+use ledgit::support::when;
 
 use super::history::{EventJson, commit_strings, event_json, load};
 use super::render::{self, BOLD, DIM, TextOrJson};
@@ -55,11 +56,11 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         return Err(match &args.environment {
             Some(env) if !envs.is_empty() => CliError::new(
                 format!("agent `{}` has never been deployed to `{env}`", args.agent),
-                ledgit::shape::known(env, &envs, "environments of this agent"),
+                ledgit::model::shape::known(env, &envs, "environments of this agent"),
             ),
             _ => CliError::new(
                 format!("agent `{}` has no deployment history", args.agent),
-                ledgit::shape::known(&args.agent, &agents, "agents"),
+                ledgit::model::shape::known(&args.agent, &agents, "agents"),
             ),
         });
     }

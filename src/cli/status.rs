@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ledgit::history::Deployment;
-use ledgit::repo::short;
-use ledgit::state::{Sync, SyncState};
-use ledgit::when;
+use ledgit::git::repo::short;
+use ledgit::model::Deployment;
+use ledgit::reconcile::state::{Sync, SyncState};
+use ledgit::support::when;
 
 use super::history::{current_full, load};
 use super::render::{self, BOLD, DIM, TextOrJson, YELLOW};
@@ -178,7 +178,7 @@ fn sync_states(
             "check the path, or run `ledgit reconcile --state PATH` to create one",
         ));
     }
-    Ok(ledgit::state::view(&path, repository)?.map(|view| view.sync_states(rows)))
+    Ok(ledgit::reconcile::state::view(&path, repository)?.map(|view| view.sync_states(rows)))
 }
 
 fn table(

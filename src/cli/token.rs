@@ -3,12 +3,14 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use ledgit::config::Config;
-use ledgit::history::Deployment;
-use ledgit::ledger;
-use ledgit::repo::short;
+use ledgit::git::repo::short;
+use ledgit::model::Deployment;
+use ledgit::model::config::Config;
+use ledgit::model::edit::EditError;
+use ledgit::model::ledger;
+use ledgit::model::revocations::{self, Revoked};
+use ledgit::support::when;
 use ledgit::token::{self, SigningKey, Verifier};
-use ledgit::when;
 
 use super::history::current;
 use super::render::{self, BOLD, GREEN, RED, TextOrJson, YELLOW};
@@ -253,7 +255,7 @@ fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
             line: 0,
         };
         let path = root.join(ledger::FILE_NAME);
-        let existing = ledgit::fsutil::read_optional(&path).map_err(|e| {
+        let existing = ledgit::support::fsutil::read_optional(&path).map_err(|e| {
             CliError::new(
                 format!(
                     "{}: {e} (the token above is valid but not in the ledger)",
@@ -268,7 +270,7 @@ fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
                 "fix the ledger (`ledgit validate` shows where), or issue with --no-ledger; nothing was written",
             )
         })?;
-        ledgit::fsutil::write_atomic(&path, text.as_bytes())?;
+        ledgit::support::fsutil::write_atomic(&path, text.as_bytes())?;
         eprintln!(
             "recorded in {}; commit it so that the inventory lives in git",
             ledger::FILE_NAME
@@ -294,24 +296,27 @@ fn issuer(git: &git2::Repository) -> String {
 struct Listed<'a> {
     #[serde(flatten)]
     entry: &'a ledger::Entry,
-    status: ledger::Status,
+    status: token::Status,
 }
 
 fn list(ctx: &Context, args: ListArgs) -> CliResult {
     let repo = ctx.repo()?;
     let tip = super::history::tip_of(ctx, args.rev.as_deref())?;
-    let (_, verifier) = ledgit::load::verifier(&repo, tip, &mut super::history::progress_bar())?;
+    let (_, verifier) =
+        ledgit::git::load::verifier(&repo, tip, &mut super::history::progress_bar())?;
     let book = match (repo.workdir(), &args.rev, tip) {
-        (Some(root), None, _) => ledgit::fsutil::read_optional(&root.join(ledger::FILE_NAME))
-            .map_err(|e| {
-                CliError::new(
-                    format!("{}: {e}", ledger::FILE_NAME),
-                    "check the file's permissions",
-                )
-            })?
-            .map(|text| ledger::read(ledger::FILE_NAME, &text))
-            .unwrap_or_default(),
-        (_, _, Some(commit)) => ledgit::load::ledger(&repo, commit)?,
+        (Some(root), None, _) => {
+            ledgit::support::fsutil::read_optional(&root.join(ledger::FILE_NAME))
+                .map_err(|e| {
+                    CliError::new(
+                        format!("{}: {e}", ledger::FILE_NAME),
+                        "check the file's permissions",
+                    )
+                })?
+                .map(|text| ledger::read(ledger::FILE_NAME, &text))
+                .unwrap_or_default()
+        }
+        (_, _, Some(commit)) => ledgit::git::load::ledger(&repo, commit)?,
         (_, _, None) => ledger::Ledger::default(),
     };
     let now = chrono::Utc::now().timestamp();
@@ -326,7 +331,7 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
         })
         .map(|entry| Listed {
             entry,
-            status: ledger::status(entry, &verifier, now),
+            status: token::status(entry, &verifier, now),
         })
         .collect();
     let mut out = render::stdout();
@@ -369,14 +374,14 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
     Ok(Outcome::Clean)
 }
 
-/// Everything a verification needs, read from one commit (see [`ledgit::load::verifier`]).
+/// Everything a verification needs, read from one commit (see [`ledgit::git::load::verifier`]).
 pub fn verifier(
     ctx: &Context,
     rev: Option<&str>,
 ) -> Result<(Config, Vec<Deployment>, Verifier), CliError> {
     let tip = super::history::tip_of(ctx, rev)?;
     let (current, verifier) =
-        ledgit::load::verifier(&ctx.repo()?, tip, &mut super::history::progress_bar())?;
+        ledgit::git::load::verifier(&ctx.repo()?, tip, &mut super::history::progress_bar())?;
     Ok((current.config, current.rows, verifier))
 }
 
@@ -464,44 +469,41 @@ fn revoke(ctx: &Context, args: RevokeArgs) -> CliResult {
     }
     let repo = ctx.repo()?;
     let root = repo.require_workdir()?;
-    let path = root.join(token::REVOCATIONS_FILE);
-    let existing = ledgit::fsutil::read_optional(&path).map_err(|e| {
+    let path = root.join(revocations::FILE_NAME);
+    let existing = ledgit::support::fsutil::read_optional(&path).map_err(|e| {
         CliError::new(
             format!("{}: {e}", path.display()),
             "check the file's permissions",
         )
     })?;
-    if let Some(text) = &existing {
-        let list = token::parse_revocations(text).map_err(|e| {
-            CliError::new(
-                format!("{}: {e}", path.display()),
-                "fix the revocation list first",
-            )
-        })?;
-        if list.iter().any(|r| r.jti == args.jti) {
+    let now = chrono::Utc::now().timestamp();
+    let text = match revocations::revoke(existing.as_deref(), &args.jti, args.reason, now) {
+        Ok(Revoked::Text(text)) => text,
+        Ok(Revoked::Already) => {
             let mut out = render::stdout();
             writeln!(out, "token {} is already revoked", args.jti)?;
             return Ok(Outcome::Clean);
         }
-    }
-    let entry = token::Revocation {
-        jti: args.jti.clone(),
-        reason: args.reason,
-        revoked_at: Some(when::rfc3339(chrono::Utc::now().timestamp())),
+        Err(e @ EditError::Unreadable { .. }) => {
+            return Err(CliError::new(
+                format!("{}: {e}", path.display()),
+                "fix the revocation list first",
+            ));
+        }
+        Err(e) => {
+            return Err(CliError::new(
+                format!("{}: {e}", path.display()),
+                "edit revocations.yaml by hand; nothing was written",
+            ));
+        }
     };
-    let text = token::append_revocation(existing.as_deref(), &entry).map_err(|e| {
-        CliError::new(
-            format!("{}: {e}", path.display()),
-            "edit revocations.yaml by hand; nothing was written",
-        )
-    })?;
-    ledgit::fsutil::write_atomic(&path, text.as_bytes())?;
+    ledgit::support::fsutil::write_atomic(&path, text.as_bytes())?;
     let mut out = render::stdout();
     writeln!(
         out,
         "{GREEN}revoked{GREEN:#} token {} in {}; commit it and merge it: verification reads the list at the tip of the branch",
         args.jti,
-        token::REVOCATIONS_FILE
+        revocations::FILE_NAME
     )?;
     Ok(Outcome::Clean)
 }

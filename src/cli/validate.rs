@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use ledgit::config::Config;
 use ledgit::finding;
-use ledgit::validate::{self, Report};
+use ledgit::model::config::Config;
+use ledgit::model::validate::{self, Report};
 
 use super::render::{self, GREEN};
 use super::{CliError, CliResult, Context, Outcome};

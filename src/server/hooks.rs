@@ -42,7 +42,7 @@ impl Provider {
     }
 }
 
-use crate::hmac::{same_secret, signature_ok};
+use crate::support::hmac::{same_secret, signature_ok};
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
     headers

@@ -222,7 +222,7 @@ async fn serve(mut options: Options) -> Result<(), String> {
             .served
             .load()
             .as_ref()
-            .map(|s| format!("at {}", crate::repo::short(s.commit)))
+            .map(|s| format!("at {}", crate::git::repo::short(s.commit)))
             .unwrap_or_else(|| "(not loaded yet)".into())
     );
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -471,7 +471,7 @@ fn spawn_watcher(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let watcher = crate::repo::Repo::open(&shared.options.repo)
+        let watcher = crate::git::repo::Repo::open(&shared.options.repo)
             .and_then(|repo| crate::reconcile::RefWatcher::new(repo.git.commondir()));
         let watcher = match watcher {
             Ok(w) => w,
@@ -530,7 +530,7 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
     let worker = shared.clone();
     let outcome = tokio::task::spawn_blocking(move || -> Result<Option<Served>, String> {
         let o = &worker.options;
-        let repo = crate::repo::Repo::open(&o.repo).map_err(|e| e.to_string())?;
+        let repo = crate::git::repo::Repo::open(&o.repo).map_err(|e| e.to_string())?;
         if fetch && let Some(remote) = &o.fetch {
             repo.fetch(remote)?;
         }
@@ -564,7 +564,7 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
                 log!(
                     shared.options.log,
                     "ledgit serve: serving {} ({} deployments)",
-                    crate::repo::short(new.commit),
+                    crate::git::repo::short(new.commit),
                     new.rows.len()
                 );
                 metrics.commit_time.set(new.commit_time);

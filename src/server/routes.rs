@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde::Deserialize;
 
-use crate::history::Deployment;
+use crate::model::Deployment;
 use crate::token::{Invalid, Reason, Verified};
 
 use super::hooks;
@@ -227,7 +227,7 @@ async fn access(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
         super::log!(
             shared.options.log,
             "{} {method} {route} {status} {:.2}ms{token}",
-            crate::when::rfc3339(chrono::Utc::now().timestamp()),
+            crate::support::when::rfc3339(chrono::Utc::now().timestamp()),
             elapsed.as_secs_f64() * 1000.0
         );
     }
@@ -388,8 +388,8 @@ async fn whoami(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Answer
                     "token": {
                         "id": v.claims.jti,
                         "key": v.kid,
-                        "issued_at": crate::when::rfc3339(v.claims.iat),
-                        "expires_at": v.claims.exp.map(crate::when::rfc3339),
+                        "issued_at": crate::support::when::rfc3339(v.claims.iat),
+                        "expires_at": v.claims.exp.map(crate::support::when::rfc3339),
                         "audience": v.claims.aud,
                     },
                 }),
@@ -448,17 +448,17 @@ async fn introspect(
     }
     let value = authorization(&headers)?;
     let authenticated = match (credentials(value, "bearer"), basic_client(value)) {
-        (Some(caller), _) => crate::hmac::same_secret(secret, caller.as_bytes()),
+        (Some(caller), _) => crate::support::hmac::same_secret(secret, caller.as_bytes()),
         (None, Some((id, given))) => {
             let id_ok = shared
                 .options
                 .introspection_client_id
                 .as_deref()
                 .is_none_or(|expected| {
-                    crate::hmac::same_secret(expected.as_bytes(), id.as_bytes())
+                    crate::support::hmac::same_secret(expected.as_bytes(), id.as_bytes())
                 });
             // Both compared, whatever the first says: the time taken tells nothing.
-            crate::hmac::same_secret(secret, given.as_bytes()) & id_ok
+            crate::support::hmac::same_secret(secret, given.as_bytes()) & id_ok
         }
         (None, None) => false,
     };
@@ -587,8 +587,8 @@ struct AtQuery {
 }
 
 /// Parses a time parameter, or answers 400 naming the accepted forms.
-pub fn time_param(name: &str, value: &str) -> Result<crate::when::TimeArg, ApiError> {
-    crate::when::parse_time_arg(value, chrono::Utc::now()).map_err(|_| {
+pub fn time_param(name: &str, value: &str) -> Result<crate::support::when::TimeArg, ApiError> {
+    crate::support::when::parse_time_arg(value, chrono::Utc::now()).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_time",
@@ -599,7 +599,7 @@ pub fn time_param(name: &str, value: &str) -> Result<crate::when::TimeArg, ApiEr
 
 /// Parses `?at=`, the time of a snapshot: a time to come is refused (what will be declared
 /// then is not known yet; answering with today's state would mislabel it).
-pub fn at_param(value: &str) -> Result<crate::when::TimeArg, ApiError> {
+pub fn at_param(value: &str) -> Result<crate::support::when::TimeArg, ApiError> {
     let at = time_param("at", value)?;
     if at.time > chrono::Utc::now() {
         return Err(ApiError::new(
@@ -607,7 +607,7 @@ pub fn at_param(value: &str) -> Result<crate::when::TimeArg, ApiError> {
             "invalid_time",
             format!(
                 "`at` is {}, a time to come: the snapshot is known up to now",
-                crate::when::rfc3339(at.time.timestamp())
+                crate::support::when::rfc3339(at.time.timestamp())
             ),
         ));
     }
@@ -816,9 +816,9 @@ async fn history(
         return Ok(tagged(&served, StatusCode::NOT_MODIFIED.into_response()));
     }
     let h = &served.history;
-    let wanted = |e: &&crate::history::Event| {
+    let wanted = |e: &&crate::git::history::Event| {
         let t = h.commit_of(e).time;
-        e.action != crate::history::Action::Moved
+        e.action != crate::git::history::Action::Moved
             && q.agent.as_deref().is_none_or(|a| h.str(e.agent) == a)
             && q.environment
                 .as_deref()
@@ -839,7 +839,7 @@ async fn history(
         page.push(e);
     }
     let mut body = Vec::new();
-    let _ = crate::json::write_json(&mut body, h, &page);
+    let _ = crate::view::json::write_json(&mut body, h, &page);
     let mut response = (
         StatusCode::OK,
         [(

@@ -39,7 +39,7 @@ pub struct Keys {
 
 /// HMAC-SHA256 of `data` under `key`, in hexadecimal.
 fn mac(key: &[u8], data: &[u8]) -> String {
-    let sig = crate::hmac::signature(key, data);
+    let sig = crate::support::hmac::signature(key, data);
     sig.strip_prefix("sha256=").unwrap_or(&sig).to_string()
 }
 
@@ -58,7 +58,7 @@ impl Keys {
 
     /// Whether `given` is the operator secret (constant time).
     pub fn is_secret(&self, given: &str) -> bool {
-        crate::hmac::same_secret(&self.secret, given.as_bytes())
+        crate::support::hmac::same_secret(&self.secret, given.as_bytes())
     }
 
     /// A new session from `now`, and its `Set-Cookie` value.
@@ -113,7 +113,11 @@ impl Keys {
                     .map(str::to_string)
             })?;
         let (body, mac) = cookie.rsplit_once('.')?;
-        if !crate::hmac::signature_ok(&self.cookie, body.as_bytes(), &format!("sha256={mac}")) {
+        if !crate::support::hmac::signature_ok(
+            &self.cookie,
+            body.as_bytes(),
+            &format!("sha256={mac}"),
+        ) {
             return None;
         }
         let mut parts = body.splitn(3, '.');
@@ -150,7 +154,7 @@ impl Keys {
 
     /// Whether `token` is the session's CSRF token (constant time).
     pub fn csrf_ok(&self, session: &Session, token: &str) -> bool {
-        crate::hmac::signature_ok(
+        crate::support::hmac::signature_ok(
             &self.csrf,
             session.nonce.as_bytes(),
             &format!("sha256={token}"),

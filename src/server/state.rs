@@ -9,9 +9,10 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::config::Config;
-use crate::history::{Deployment, History};
-use crate::repo::Repo;
+use crate::git::history::History;
+use crate::git::repo::Repo;
+use crate::model::Deployment;
+use crate::model::config::Config;
 use crate::token::{Signed, Verifier};
 use arc_swap::ArcSwapOption;
 use git2::Oid;
@@ -38,7 +39,7 @@ pub struct Served {
     /// The strong entity tag of everything derived from this commit.
     pub etag: String,
     /// The token ledger's entries at the commit.
-    pub ledger: Vec<crate::ledger::Entry>,
+    pub ledger: Vec<crate::model::ledger::Entry>,
     /// The chain's first commit: the repository's identity for the reconciler's store.
     pub root: Option<Oid>,
     /// Each agent's events, for the agent pages.
@@ -59,13 +60,13 @@ impl Served {
         commit_time: i64,
         audience: Option<&str>,
     ) -> Result<Served, String> {
-        let loaded =
-            crate::load::history(repo, Some(commit), &mut |_| {}).map_err(|e| e.to_string())?;
-        let revoked = crate::load::revocations(repo, commit).map_err(|e| e.to_string())?;
+        let loaded = crate::git::load::history(repo, Some(commit), &mut |_| {})
+            .map_err(|e| e.to_string())?;
+        let revoked = crate::git::load::revocations(repo, commit).map_err(|e| e.to_string())?;
         let rows = loaded.history.current();
         let root = loaded.history.chain.first().copied();
         let agents = crate::view::AgentIndex::new(&loaded.history);
-        let ledger = crate::load::ledger(repo, commit)
+        let ledger = crate::git::load::ledger(repo, commit)
             .map_err(|e| e.to_string())?
             .entries;
         let verifier = Verifier::new(&loaded.config, &rows, revoked)
@@ -91,7 +92,7 @@ impl Served {
             ledger,
             root,
             agents,
-            store: crate::state::default_path(repo.git.commondir()),
+            store: crate::reconcile::state::default_path(repo.git.commondir()),
             signatures: SignatureCache::default(),
         })
     }
@@ -192,7 +193,7 @@ struct Observed {
     read_at: Instant,
     store: std::path::PathBuf,
     root: Oid,
-    view: Option<Arc<crate::state::View>>,
+    view: Option<Arc<crate::reconcile::state::View>>,
 }
 
 /// How long a read of the reconciler's store is shown before it is read again.
@@ -229,7 +230,7 @@ impl Shared {
     /// What the reconciler's store of the served repository says, read at most once a second
     /// on a blocking thread (requests that come meanwhile share the last read); `None` when
     /// there is no store.
-    pub async fn observed(&self, served: &Served) -> Option<Arc<crate::state::View>> {
+    pub async fn observed(&self, served: &Served) -> Option<Arc<crate::reconcile::state::View>> {
         let root = served.root?;
         let mut cached = self.observed.lock().await;
         if let Some(o) = cached.as_ref()
@@ -242,7 +243,9 @@ impl Shared {
         let store = served.store.clone();
         let path = store.clone();
         let view = tokio::task::spawn_blocking(move || {
-            crate::state::view(&path, &root.to_string()).ok().flatten()
+            crate::reconcile::state::view(&path, &root.to_string())
+                .ok()
+                .flatten()
         })
         .await
         .ok()

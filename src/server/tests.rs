@@ -41,7 +41,7 @@ impl Fixture {
 
     fn at(now: i64) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        crate::init::init(dir.path(), true, now).unwrap();
+        crate::git::init::init(dir.path(), true, now).unwrap();
         let (key, _) = SigningKey::generate().unwrap();
         let config = std::fs::read_to_string(dir.path().join("ledgit.yaml")).unwrap();
         // k1 first: the example's own key (whose private half is gone) stays listed.
@@ -54,7 +54,7 @@ impl Fixture {
             1,
         );
         std::fs::write(dir.path().join("ledgit.yaml"), config).unwrap();
-        let branch = crate::repo::Repo::open(dir.path())
+        let branch = crate::git::repo::Repo::open(dir.path())
             .unwrap()
             .current_branch()
             .unwrap();
@@ -90,7 +90,7 @@ impl Fixture {
     }
 
     fn write_record(&self, agent: &str, env: &str, version: &str) {
-        let text = crate::init::record_text(agent, env, version, "team-support", None);
+        let text = crate::git::init::record_text(agent, env, version, "team-support", None);
         self.write(&format!("deployments/{agent}/{env}.yaml"), &text);
     }
 
@@ -140,7 +140,7 @@ impl Fixture {
     }
 
     fn reload(&self, shared: &Shared, audience: Option<&str>) {
-        let repo = crate::repo::Repo::open(self.path()).unwrap();
+        let repo = crate::git::repo::Repo::open(self.path()).unwrap();
         let tip = repo.resolve_tracked(&self.tracked()).unwrap();
         let time = repo.git.find_commit(tip).unwrap().time().seconds();
         let served = Served::load(&repo, tip, time, audience).unwrap();
@@ -305,14 +305,14 @@ async fn whoami_answers_with_the_version_at_the_tip() {
     // The version changes at the tip: the same token now learns the new one.
     let path = "deployments/support-bot/production.yaml";
     let text = std::fs::read_to_string(f.path().join(path)).unwrap();
-    let edited = crate::edit::set_version(path, &text, "9.9.9").unwrap();
+    let edited = crate::model::edit::set_version(path, &text, "9.9.9").unwrap();
     f.write(path, &edited);
     f.commit("production 9.9.9", NOW + 120);
     f.reload(&shared, None);
     let v = with_token(&shared, "/v1/whoami", &token).await.json();
     assert_ne!(before, "9.9.9");
     assert_eq!(v["version"], "9.9.9");
-    assert_eq!(v["since"], crate::when::rfc3339(NOW + 120));
+    assert_eq!(v["since"], crate::support::when::rfc3339(NOW + 120));
 }
 
 /// Every reason a token fails, with the same code `token verify` gives, as a 401 with an RFC
@@ -579,7 +579,7 @@ async fn deployments_now_and_at_a_past_time() {
     // Before the first commit: nothing ran.
     let early = get(&shared, "/v1/deployments?at=2020-01-01").await;
     assert_eq!(early.json(), serde_json::json!([]));
-    let now = crate::when::rfc3339(chrono::Utc::now().timestamp());
+    let now = crate::support::when::rfc3339(chrono::Utc::now().timestamp());
     let past = get(&shared, &format!("/v1/deployments?at={now}")).await;
     assert_eq!(past.json().as_array().unwrap().len(), served.rows.len());
     // A time to come is not answered with today's state under its name.
@@ -742,7 +742,7 @@ async fn keys_and_metadata_for_offline_verifiers() {
 }
 
 fn signed(body: &[u8]) -> String {
-    crate::actuator::signature(HOOK_SECRET, body)
+    crate::reconcile::actuator::signature(HOOK_SECRET, body)
 }
 
 async fn hook(
@@ -1099,7 +1099,13 @@ async fn the_snapshot_page_shows_every_agent_by_environment_now_and_in_the_past(
     let filtered = page(&get(&shared, "/?q=bot").await);
     assert_eq!(select(&filtered, "table.snapshot tbody tr").len(), 2);
     let at = f.now - 5 * 86_400;
-    let past = page(&get(&shared, &format!("/?at={}", crate::when::rfc3339(at))).await);
+    let past = page(
+        &get(
+            &shared,
+            &format!("/?at={}", crate::support::when::rfc3339(at)),
+        )
+        .await,
+    );
     let support = select(&past, "table.snapshot tbody tr")
         .into_iter()
         .map(|r| text(&r))
@@ -1253,7 +1259,7 @@ async fn the_deployments_tab_lists_each_deployments_tokens_with_status_and_last_
     // The example ledger, plus this token (committed).
     let ledger = std::fs::read_to_string(f.path().join("tokens.yaml")).unwrap();
     let served = shared.served.load_full().unwrap();
-    let entry = crate::ledger::Entry {
+    let entry = crate::model::ledger::Entry {
         jti: jti.clone(),
         agent: "support-bot".into(),
         environment: "production".into(),
@@ -1271,7 +1277,7 @@ async fn the_deployments_tab_lists_each_deployments_tokens_with_status_and_last_
     };
     std::fs::write(
         f.path().join("tokens.yaml"),
-        crate::ledger::append(Some(&ledger), &entry).unwrap(),
+        crate::model::ledger::append(Some(&ledger), &entry).unwrap(),
     )
     .unwrap();
     f.commit("Record the sdk token", f.now + 120);
@@ -2109,20 +2115,20 @@ async fn a_revoke_over_an_unreadable_revocation_list_is_refused() {
     )
     .unwrap();
     f.commit("A list in another encoding", f.now + 60);
-    let repo = crate::repo::Repo::open(f.path()).unwrap();
+    let repo = crate::git::repo::Repo::open(f.path()).unwrap();
     let tip = repo.resolve_tracked(&f.tracked()).unwrap();
     let time = repo.git.find_commit(tip).unwrap().time().seconds();
     let refused = Served::load(&repo, tip, time, None).err().unwrap();
     assert!(refused.contains("is not UTF-8"), "{refused}");
     assert_eq!(shared.served.load_full().unwrap().commit, good);
-    let history = crate::load::history(&repo, Some(tip), &mut |_| {})
+    let history = crate::git::load::history(&repo, Some(tip), &mut |_| {})
         .unwrap()
         .history;
-    let request = crate::proposal::Request::Revoke {
+    let request = crate::review::proposal::Request::Revoke {
         jti: "7f144d0dfe64f92e7ac908045cb99094".into(),
         reason: None,
     };
-    let e = crate::proposal::preview(&repo, tip, &history, &request, f.now)
+    let e = crate::review::proposal::preview(&repo, tip, &history, &request, f.now)
         .err()
         .unwrap();
     assert!(
@@ -2140,7 +2146,7 @@ async fn the_reconcilers_store_is_read_at_most_once_a_second() {
     let served = shared.served.load_full().unwrap();
     assert!(shared.observed(&served).await.is_none(), "no store yet");
     let root = served.root.unwrap().to_string();
-    drop(crate::state::Store::open(&served.store, &root).unwrap());
+    drop(crate::reconcile::state::Store::open(&served.store, &root).unwrap());
     // The read without a store is kept for its second too.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let first = shared.observed(&served).await.expect("the store is read");

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::proposal::{Preview, Request};
+use crate::review::proposal::{Preview, Request};
 
 use super::super::routes::{ApiError, read_body};
 use super::super::session::{self, Session};
@@ -227,9 +227,9 @@ async fn plan(
 ) -> Result<Preview, ApiError> {
     let repo_path = shared.options.repo.clone();
     tokio::task::spawn_blocking(move || {
-        let repo = crate::repo::Repo::open(&repo_path).map_err(unprocessable)?;
+        let repo = crate::git::repo::Repo::open(&repo_path).map_err(unprocessable)?;
         let now = chrono::Utc::now().timestamp();
-        crate::proposal::preview(&repo, served.commit, &served.history, &request, now)
+        crate::review::proposal::preview(&repo, served.commit, &served.history, &request, now)
             .map_err(unprocessable)
     })
     .await
@@ -318,7 +318,7 @@ fn identical(shared: &Shared, agent: &str, preview: &Preview) -> Option<(String,
     let (branch, _) = proposals
         .iter()
         .find(|(_, subject)| *subject == preview.title)?;
-    let link = crate::proposal::pull_request_url(
+    let link = crate::review::proposal::pull_request_url(
         shared.options.pull_request_url.as_deref(),
         None,
         &shared.options.branch,
@@ -413,7 +413,7 @@ type Created = (String, String, String, Option<String>, Option<String>);
 /// The open proposals are read again at once, so the next page lists it.
 fn create(shared: &Shared, preview: &Preview, request: &Request) -> Result<Created, String> {
     let options = &shared.options;
-    let repo = crate::repo::Repo::open(&options.repo).map_err(|e| e.to_string())?;
+    let repo = crate::git::repo::Repo::open(&options.repo).map_err(|e| e.to_string())?;
     let now = chrono::Utc::now().timestamp();
     let branch = request.branch_name(now);
     let author = repo
@@ -421,8 +421,8 @@ fn create(shared: &Shared, preview: &Preview, request: &Request) -> Result<Creat
         .signature()
         .or_else(|_| git2::Signature::now("ledgit serve", "ledgit@localhost"))
         .map_err(|e| e.message().to_string())?;
-    let commit =
-        crate::proposal::create(&repo, preview, &branch, &author).map_err(|e| e.to_string())?;
+    let commit = crate::review::proposal::create(&repo, preview, &branch, &author)
+        .map_err(|e| e.to_string())?;
     if let Ok(base) = git2::Oid::from_str(&preview.base) {
         shared
             .proposals
@@ -438,7 +438,7 @@ fn create(shared: &Shared, preview: &Preview, request: &Request) -> Result<Creat
         .as_deref()
         .and_then(|r| repo.git.find_remote(r).ok())
         .and_then(|r| r.url().ok().map(str::to_string));
-    let pull_request = crate::proposal::pull_request_url(
+    let pull_request = crate::review::proposal::pull_request_url(
         options.pull_request_url.as_deref(),
         remote_url.as_deref(),
         &options.branch,
@@ -455,8 +455,8 @@ fn create(shared: &Shared, preview: &Preview, request: &Request) -> Result<Creat
 
 /// Pushes the proposal's branch (`Repo::push`: the user's git, bounded, never prompting), and
 /// what the page says of it.
-fn push(repo: &crate::repo::Repo, remote: &str, branch: &str) -> Result<String, String> {
-    use crate::repo::GitFailure;
+fn push(repo: &crate::git::repo::Repo, remote: &str, branch: &str) -> Result<String, String> {
+    use crate::git::repo::GitFailure;
     repo.push(remote, branch)
         .map(|()| format!("Pushed to {remote}."))
         .map_err(|failure| match failure {

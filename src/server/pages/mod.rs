@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::proposal::Preview;
+use crate::review::proposal::Preview;
 use crate::view::{self, AgentPage, DeploymentTokens, Overview};
 
 use super::routes::{Answer, ApiError, json};
@@ -92,11 +92,11 @@ trait Helpers {
 
     /// "3 days ago", "in 2 months".
     fn ago(&self, t: impl Secs) -> String {
-        crate::when::relative(t.secs(), self.now())
+        crate::support::when::relative(t.secs(), self.now())
     }
 
     fn time(&self, t: impl Secs) -> String {
-        crate::when::rfc3339(t.secs())
+        crate::support::when::rfc3339(t.secs())
     }
 
     /// How many stays of an environment the timeline shows at most.
@@ -117,9 +117,15 @@ trait Helpers {
     fn countdown(&self, left: impl Secs) -> String {
         let s = left.secs();
         if s > 0 {
-            format!("in {}", crate::when::format_duration_short(s.max(60)))
+            format!(
+                "in {}",
+                crate::support::when::format_duration_short(s.max(60))
+            )
         } else {
-            format!("{} ago", crate::when::format_duration_short((-s).max(60)))
+            format!(
+                "{} ago",
+                crate::support::when::format_duration_short((-s).max(60))
+            )
         }
     }
 
@@ -343,11 +349,11 @@ struct OverviewQuery {
 fn permalink(path: &str, query: Option<&str>) -> Option<String> {
     let mut params: Vec<(String, String)> = serde_urlencoded::from_str(query?).ok()?;
     let (_, at) = params.iter_mut().find(|(k, _)| k == "at")?;
-    let parsed = crate::when::parse_time_arg(at, chrono::Utc::now()).ok()?;
+    let parsed = crate::support::when::parse_time_arg(at, chrono::Utc::now()).ok()?;
     if !parsed.relative {
         return None;
     }
-    *at = crate::when::rfc3339(parsed.time.timestamp());
+    *at = crate::support::when::rfc3339(parsed.time.timestamp());
     Some(format!(
         "{path}?{}",
         serde_urlencoded::to_string(&params).ok()?
@@ -369,7 +375,7 @@ async fn overview_of(
             .transpose()?
             .map(|t| t.time.timestamp());
     let past;
-    let rows: &[crate::history::Deployment] = match at {
+    let rows: &[crate::model::Deployment] = match at {
         Some(t) => {
             past = served.history.snapshot(served.history.position_at(t));
             &past
@@ -431,7 +437,7 @@ async fn overview_page(
         ),
         next,
         overview,
-        at: at.map(crate::when::rfc3339),
+        at: at.map(crate::support::when::rfc3339),
         at_input: q.at.unwrap_or_default(),
         filter: q.q.unwrap_or_default(),
         sync_known,
@@ -447,7 +453,7 @@ async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
         StatusCode::OK,
         &serde_json::json!({
             "commit": served.commit.to_string(),
-            "at": at.map(crate::when::rfc3339),
+            "at": at.map(crate::support::when::rfc3339),
             "environments": overview.environments,
             "total_agents": overview.total_agents,
             "matching_agents": overview.matching_agents,

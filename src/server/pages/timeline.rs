@@ -48,8 +48,8 @@ pub(super) fn timeline_svg(page: &AgentPage) -> String {
     let mut svg = format!(
         "<svg class=\"timeline\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-labelledby=\"timeline-title\" xmlns=\"http://www.w3.org/2000/svg\"><title id=\"timeline-title\">Versions of {} in each environment from {} to {}</title>",
         esc(&page.agent),
-        crate::when::rfc3339(start),
-        crate::when::rfc3339(end)
+        crate::support::when::rfc3339(start),
+        crate::support::when::rfc3339(end)
     );
     for (i, lane) in page.timeline.iter().enumerate() {
         let y = TOP + i as f64 * LANE;
@@ -62,7 +62,9 @@ pub(super) fn timeline_svg(page: &AgentPage) -> String {
         for s in &lane.spans {
             let x0 = x(s.start);
             let x1 = x(s.end.unwrap_or(end)).max(x0 + 2.0);
-            let until = s.end.map_or("now".to_string(), crate::when::rfc3339);
+            let until = s
+                .end
+                .map_or("now".to_string(), crate::support::when::rfc3339);
             svg.push_str(&format!(
                 "<g><rect class=\"span{cur}\" x=\"{x0:.1}\" y=\"{ry}\" width=\"{w:.1}\" height=\"{h}\" rx=\"3\" fill=\"{c}\"><title>{v} in {env}: {from} to {until}</title></rect>",
                 cur = if s.end.is_none() { " current" } else { "" },
@@ -72,7 +74,7 @@ pub(super) fn timeline_svg(page: &AgentPage) -> String {
                 c = colour(&s.version),
                 v = esc(&s.version),
                 env = esc(&lane.environment),
-                from = crate::when::rfc3339(s.start),
+                from = crate::support::when::rfc3339(s.start),
             ));
             if x1 - x0 > 8.0 * s.version.len() as f64 {
                 svg.push_str(&format!(
@@ -95,7 +97,7 @@ pub(super) fn timeline_svg(page: &AgentPage) -> String {
             } else {
                 WIDTH - 4.0
             },
-            &crate::when::rfc3339(t)[..10],
+            &crate::support::when::rfc3339(t)[..10],
         ));
     }
     svg.push_str("</svg>");

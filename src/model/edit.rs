@@ -3,7 +3,7 @@
 //! scalar are replaced. New records are written in the conventional layout.
 
 use crate::error::{Error, Result};
-use crate::yaml::{self, Value};
+use crate::support::yaml::{self, Value};
 
 /// Returns `text` with its `version` value replaced by `version`, keeping the quoting style
 /// where the new value allows it.
@@ -103,6 +103,20 @@ fn reads_as_string(v: &str) -> bool {
         .is_some_and(|s| s == v)
 }
 
+/// Why a list could not be appended to: the edit is refused and the file stays as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// The file does not read (as YAML, or as the file it should be).
+    #[error("line {line}: {message}")]
+    Unreadable { line: u32, message: String },
+    /// The file is written in a way this editor does not change (an inline list, say).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The edited text would not read back as the old entries and the new one.
+    #[error("the edited {what} would not read back as the old entries and the new one")]
+    NotReadBack { what: &'static str },
+}
+
 /// `text` (a YAML file whose root is a mapping) with one more item in its top-level block list
 /// `key`: after the list's last item, or replacing an empty `[]` on the key's own line, or as a
 /// new `key:` at the end when the file has none. `item(indent)` writes the item's lines. Only
@@ -112,9 +126,12 @@ pub fn append_list_item(
     text: &str,
     key: &str,
     item: &dyn Fn(&str) -> String,
-) -> std::result::Result<String, String> {
-    let body = crate::yaml::strip_bom(text);
-    let root = crate::yaml::parse(body).map_err(|p| p.message)?;
+) -> std::result::Result<String, EditError> {
+    let body = crate::support::yaml::strip_bom(text);
+    let root = crate::support::yaml::parse(body).map_err(|p| EditError::Unreadable {
+        line: p.line,
+        message: p.message,
+    })?;
     let mut lines: Vec<String> = body.split_inclusive('\n').map(str::to_string).collect();
     if let Some(l) = lines.last_mut()
         && !l.ends_with('\n')
@@ -123,7 +140,7 @@ pub fn append_list_item(
     }
     // The top-level key and the line it is on.
     let found = match &root.value {
-        crate::yaml::Value::Map(entries) => entries
+        crate::support::yaml::Value::Map(entries) => entries
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(k, v)| (k.line as usize - 1, v)),
@@ -136,24 +153,30 @@ pub fn append_list_item(
         }
         Some((line, value)) => {
             let items = match &value.value {
-                crate::yaml::Value::Seq(items) => items.len(),
+                crate::support::yaml::Value::Seq(items) => items.len(),
                 _ => 0,
             };
             let key_line = &lines[line];
             let after_colon = key_line
                 .find(key)
                 .and_then(|i| key_line[i..].find(':').map(|c| i + c + 1))
-                .ok_or("the list's key is not where the parser put it")?;
+                .ok_or_else(|| {
+                    EditError::Unsupported(format!(
+                        "the `{key}` list's key is not where the parser put it"
+                    ))
+                })?;
             let rest = key_line[after_colon..].trim_start();
             if rest.starts_with('[') {
                 if items > 0 {
-                    return Err(format!(
+                    return Err(EditError::Unsupported(format!(
                         "the `{key}` list is written inline ([...]); write it as a block list (- ...) to add to it"
-                    ));
+                    )));
                 }
-                let close = key_line[after_colon..]
-                    .find(']')
-                    .ok_or_else(|| format!("the `{key}` list's `[` is not closed on its line"))?;
+                let close = key_line[after_colon..].find(']').ok_or_else(|| {
+                    EditError::Unsupported(format!(
+                        "the `{key}` list's `[` is not closed on its line"
+                    ))
+                })?;
                 let tail = &key_line[after_colon + close + 1..];
                 lines[line] = format!("{}{}", &key_line[..after_colon], tail);
                 lines.insert(line + 1, item("  "));

@@ -5,17 +5,21 @@
 //! status). The server renders these values as HTML and serves them as the pages' JSON twins;
 //! both come from here, so the page and the API never disagree.
 
+pub mod json;
+
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::history::{Action, Deployment, Event, History};
-use crate::ledger::{self, Entry, Status};
-use crate::policy::{GateClock, Promotion, Stays};
-use crate::state::Sync;
+use crate::git::history::{Action, Event, History};
+use crate::model::Deployment;
+use crate::model::config::Config;
+use crate::model::ledger::Entry;
+use crate::reconcile::state::Sync;
+use crate::review::policy::{GateClock, Promotion, Stays};
+use crate::support::when;
+use crate::token::Status;
 use crate::token::Verifier;
-use crate::when;
 
 /// Tokens expiring sooner than this are flagged (14 days).
 pub const EXPIRY_WARNING: i64 = 14 * 86_400;
@@ -390,7 +394,7 @@ fn commit_view(h: &History, e: &Event) -> CommitView {
         id: c.id.to_string(),
         time: when::rfc3339(c.time),
         author: h.str(c.author).to_string(),
-        pull_request: crate::json::pull_request(&subject),
+        pull_request: crate::view::json::pull_request(&subject),
         subject,
     }
 }
@@ -582,7 +586,7 @@ pub fn deployment_tokens(
                 .iter()
                 .filter(|e| e.agent == agent && e.environment == env.name)
                 .map(|e| {
-                    let status = ledger::status(e, verifier, now);
+                    let status = crate::token::status(e, verifier, now);
                     let expires_in = e.expires_at.map(|x| x - now);
                     TokenView {
                         entry: e.clone(),
@@ -613,7 +617,7 @@ mod tests {
 
     #[test]
     fn the_snapshot_comes_a_page_at_a_time_and_keeps_the_filter() {
-        let config = crate::config::parse(
+        let config = crate::model::config::parse(
             "ledgit.yaml",
             "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: dev\n  - name: prod\n    promote_from: dev\n",
         )
@@ -690,9 +694,9 @@ mod tests {
     #[test]
     fn an_agents_own_events_give_the_same_stays_as_the_whole_history() {
         let dir = tempfile::tempdir().unwrap();
-        crate::init::init(dir.path(), true, 1_800_000_000).unwrap();
-        let repo = crate::repo::Repo::open(dir.path()).unwrap();
-        let history = crate::load::history(&repo, repo.head().unwrap(), &mut |_| {})
+        crate::git::init::init(dir.path(), true, 1_800_000_000).unwrap();
+        let repo = crate::git::repo::Repo::open(dir.path()).unwrap();
+        let history = crate::git::load::history(&repo, repo.head().unwrap(), &mut |_| {})
             .unwrap()
             .history;
         let index = AgentIndex::new(&history);

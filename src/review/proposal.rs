@@ -1,7 +1,7 @@
 //! Changes proposed from the web page (SPEC "The server"): promote, set a version, roll back,
 //! revoke a token. A proposal is planned against one commit of the tracked branch with the
-//! same edit and the same policy as `ledgit promote`, `set` and `token revoke` ([`crate::plan`],
-//! [`crate::token::append_revocation`]), shown as the exact diff with the policy's verdict,
+//! same edit and the same policy as `ledgit promote`, `set` and `token revoke` ([`crate::review::plan`],
+//! [`crate::model::revocations::revoke`]), shown as the exact diff with the policy's verdict,
 //! and, when accepted, committed on a new branch whose one commit is built from that commit's
 //! tree in the object database: no work tree, no index, and never the tracked branch.
 
@@ -9,10 +9,11 @@ use git2::{Oid, Signature};
 
 use crate::error::{Error, Result};
 use crate::finding::Finding;
-use crate::history::History;
-use crate::plan::{self, Planned};
-use crate::policy::Change;
-use crate::repo::Repo;
+use crate::git::history::History;
+use crate::git::repo::Repo;
+use crate::model::revocations::Revoked;
+use crate::review::plan::{self, Planned};
+use crate::review::policy::Change;
 
 /// What a visitor asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,37 +114,39 @@ pub fn preview(
     };
     let (title, writes, changes, findings, message) = match request {
         Request::Revoke { jti, reason } => {
-            if !crate::ledger::is_token_id(jti) {
+            if !crate::model::ledger::is_token_id(jti) {
                 return Err(Error::invalid(
                     format!("`{}` is not a token id", jti.escape_debug()),
                     "pick the token from the deployments tab",
                 ));
             }
-            let file = crate::token::REVOCATIONS_FILE;
+            let file = crate::model::revocations::FILE_NAME;
             // A list that is there but does not read (not UTF-8) is an error: treating it as
             // missing would write a new list without every revocation it holds.
             let existing = match tree.get_name(file) {
                 Some(_) => Some(read(file)?),
                 None => None,
             };
-            if let Some(text) = &existing
-                && crate::token::parse_revocations(text)
-                    .is_ok_and(|list| list.iter().any(|r| &r.jti == jti))
-            {
-                return Err(Error::invalid(
-                    format!("token {jti} is already revoked"),
-                    "nothing to propose",
-                ));
-            }
-            let entry = crate::token::Revocation {
-                jti: jti.clone(),
-                reason: reason.clone().filter(|r| !r.trim().is_empty()),
-                revoked_at: Some(crate::when::rfc3339(now)),
+            let text = match crate::model::revocations::revoke(
+                existing.as_deref(),
+                jti,
+                reason.clone(),
+                now,
+            ) {
+                Ok(Revoked::Text(text)) => text,
+                Ok(Revoked::Already) => {
+                    return Err(Error::invalid(
+                        format!("token {jti} is already revoked"),
+                        "nothing to propose",
+                    ));
+                }
+                Err(e) => {
+                    return Err(Error::invalid(
+                        format!("{file}: {e}"),
+                        "edit the revocation list by hand",
+                    ));
+                }
             };
-            let text =
-                crate::token::append_revocation(existing.as_deref(), &entry).map_err(|e| {
-                    Error::invalid(format!("{file}: {e}"), "edit the revocation list by hand")
-                })?;
             let title = format!("Revoke token {jti}");
             (
                 title.clone(),
@@ -154,7 +157,7 @@ pub fn preview(
             )
         }
         Request::Promote { agent, .. } | Request::Set { agent, .. } => {
-            let report = crate::validate::tree(&repo.git, &tree, &config)?;
+            let report = crate::model::validate::tree(&repo.git, &tree, &config)?;
             let targets = match request {
                 Request::Promote { to, .. } => {
                     let from = config

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::actuator::ActionInfo;
 use crate::error::{Error, Result};
+use crate::reconcile::actuator::ActionInfo;
 
 /// What the platform runs for a pair, according to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,7 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// file beside `path`, which is then renamed into place, so that a reader (`status`,
 /// `journal`) never sees a store without its tables.
 fn create(path: &Path, repository: &str) -> Result<()> {
-    let tmp = crate::fsutil::temp_beside(path)?;
+    let tmp = crate::support::fsutil::temp_beside(path)?;
     {
         let db = Connection::open(tmp.path()).map_err(db_err(tmp.path()))?;
         db.execute_batch(SCHEMA).map_err(db_err(tmp.path()))?;
@@ -436,7 +436,7 @@ pub struct Sync {
 
 impl View {
     /// The sync state of each of `rows`, in order.
-    pub fn sync_states(&self, rows: &[crate::history::Deployment]) -> Vec<Sync> {
+    pub fn sync_states(&self, rows: &[crate::model::Deployment]) -> Vec<Sync> {
         rows.iter()
             .map(|d| {
                 let applied = self
@@ -516,7 +516,7 @@ pub fn journal(path: &Path, limit: usize) -> Result<Vec<Entry>> {
         let rows = stmt.query_map([limit as i64], |r| {
             Ok(Entry {
                 id: r.get(0)?,
-                started_at: crate::when::rfc3339(r.get(1)?),
+                started_at: crate::support::when::rfc3339(r.get(1)?),
                 action: ActionInfo {
                     action: r.get(2)?,
                     agent: r.get(3)?,

@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::Config;
 use crate::finding::{Code, Finding};
-use crate::history::{Action, Event, History};
-use crate::record::Record;
+use crate::git::history::{Action, Event, History};
+use crate::model::config::Config;
+use crate::model::record::Record;
 
 /// Annotation that waives the soak time of a promotion; its value says why.
 pub const SKIP_SOAK: &str = "ledgit.dev/skip-soak";
@@ -76,7 +76,7 @@ impl Promotion {
         let ran = stays.ran(agent, from, version, now);
         Promotion {
             from: from.to_string(),
-            since: ran.map(|(start, _)| crate::when::rfc3339(start)),
+            since: ran.map(|(start, _)| crate::support::when::rfc3339(start)),
             ran_for: ran.map(|(_, longest)| longest),
             soak,
             soak_met: soak.is_none_or(|s| ran.is_some_and(|(_, longest)| longest >= s)),
@@ -345,7 +345,7 @@ pub fn explain(changes: &mut [Change], config: &Config, stays: &Stays, new: &[Re
             && let Some(end) = stays.last_ended(&c.agent, &c.environment, &v)
         {
             c.rollback = Some(Rollback {
-                last_ran: crate::when::rfc3339(end),
+                last_ran: crate::support::when::rfc3339(end),
             });
         }
     }
@@ -370,7 +370,7 @@ pub fn evaluate(changes: &[Change]) -> Vec<Finding> {
         if let Some(p) = c.promotion.as_ref().filter(|_| c.rollback.is_none()) {
             let promoted = p.since.is_some() || (p.upstream_in_this_change && p.soak.is_none());
             if !promoted && p.upstream_in_this_change {
-                let soak = crate::when::format_duration(p.soak.unwrap_or(0));
+                let soak = crate::support::when::format_duration(p.soak.unwrap_or(0));
                 let message = format!(
                     "{} {v} enters {} in this same change; {} requires it to run there for {soak} first",
                     c.agent, p.from, c.environment
@@ -398,15 +398,16 @@ pub fn evaluate(changes: &[Change]) -> Vec<Finding> {
             } else if !p.soak_met
                 && let Some(soak) = p.soak
             {
-                let ran = p
-                    .ran_for
-                    .map_or("not yet".to_string(), crate::when::format_duration_short);
+                let ran = p.ran_for.map_or(
+                    "not yet".to_string(),
+                    crate::support::when::format_duration_short,
+                );
                 let message = format!(
                     "{} {v} ran in {} for {ran}; {} requires a soak of {}",
                     c.agent,
                     p.from,
                     c.environment,
-                    crate::when::format_duration(soak)
+                    crate::support::when::format_duration(soak)
                 );
                 let waiver = soak_waiver();
                 out.push(match waiver {
@@ -414,7 +415,7 @@ pub fn evaluate(changes: &[Change]) -> Vec<Finding> {
                     None => at(Code::SoakNotMet, message).hint(format!(
                         "wait until it has run in {} for {}, or annotate the record with {SKIP_SOAK}: \"<reason>\"",
                         p.from,
-                        crate::when::format_duration(soak)
+                        crate::support::when::format_duration(soak)
                     )),
                 });
             }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use git2::{Repository, Signature, Time};
 
-use crate::config::FILE_NAME;
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::model::config::FILE_NAME;
+use crate::support::fsutil::write_atomic;
 
 /// The config `ledgit init` writes.
 pub const CONFIG_TEMPLATE: &str = "\
@@ -116,7 +116,7 @@ pub fn record_text(
         "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: {agent}\nenvironment: {environment}\nversion: {version}\nannotations:\n  owner: {owner}\n"
     );
     if let Some(source) = source {
-        text.push_str(&format!("  {}: {source}\n", crate::record::SOURCE));
+        text.push_str(&format!("  {}: {source}\n", crate::model::record::SOURCE));
     }
     text
 }
@@ -401,7 +401,7 @@ fn write_example_tokens(root: &Path, commits: &[git2::Oid], base: i64) -> Result
             .map(|b| format!("{b:02x}"))
             .collect();
         let issued_at = base - ago * day;
-        let entry = crate::ledger::Entry {
+        let entry = crate::model::ledger::Entry {
             jti: jti.clone(),
             agent: agent.to_string(),
             environment: environment.to_string(),
@@ -414,22 +414,28 @@ fn write_example_tokens(root: &Path, commits: &[git2::Oid], base: i64) -> Result
             line: 0,
         };
         text = Some(
-            crate::ledger::append(text.as_deref(), &entry)
+            crate::model::ledger::append(text.as_deref(), &entry)
                 .map_err(|e| Error::invalid(format!("the example ledger: {e}"), "report this"))?,
         );
         jtis.push(jti);
     }
     let ledger = text.unwrap_or_default();
-    write_atomic(&root.join(crate::ledger::FILE_NAME), ledger.as_bytes())?;
+    write_atomic(
+        &root.join(crate::model::ledger::FILE_NAME),
+        ledger.as_bytes(),
+    )?;
     // The CI smoke-test token was revoked.
-    let revoked = crate::token::Revocation {
+    let revoked = crate::model::revocations::Revocation {
         jti: jtis[3].clone(),
         reason: Some("printed in a CI log".into()),
-        revoked_at: Some(crate::when::rfc3339(base - 2 * day)),
+        revoked_at: Some(crate::support::when::rfc3339(base - 2 * day)),
     };
-    let list = crate::token::append_revocation(None, &revoked)
+    let list = crate::model::revocations::append(None, &revoked)
         .map_err(|e| Error::invalid(format!("the example revocations: {e}"), "report this"))?;
-    write_atomic(&root.join(crate::token::REVOCATIONS_FILE), list.as_bytes())?;
+    write_atomic(
+        &root.join(crate::model::revocations::FILE_NAME),
+        list.as_bytes(),
+    )?;
     Ok(jtis.len())
 }
 
@@ -451,7 +457,7 @@ mod tests {
 
     #[test]
     fn the_template_is_a_valid_config() {
-        crate::config::parse(FILE_NAME, CONFIG_TEMPLATE).unwrap();
+        crate::model::config::parse(FILE_NAME, CONFIG_TEMPLATE).unwrap();
     }
 
     #[test]

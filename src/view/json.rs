@@ -4,8 +4,8 @@
 
 use std::io::{self, Write};
 
-use crate::history::{Event, History, Strings, Sym};
-use crate::when;
+use crate::git::history::{Event, History, Strings, Sym};
+use crate::support::when;
 
 /// The JSON form of one event (SPEC "History"; `path` and `pull_request` are extra).
 #[derive(serde::Serialize)]
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn the_hand_written_json_is_what_serde_prints() {
-        use crate::history::{Action, CommitInfo, Event};
+        use crate::git::history::{Action, CommitInfo, Event};
         let mut table = Strings::default();
         let mut name = |s: &str| table.push(s).unwrap();
         let commits = vec![CommitInfo {
@@ -276,7 +276,7 @@ mod tests {
     /// Many blocks, formatted on two threads, come out whole and in order.
     #[test]
     fn large_outputs_are_complete_and_ordered() {
-        use crate::history::{Action, CommitInfo, Event};
+        use crate::git::history::{Action, CommitInfo, Event};
         let mut table = Strings::default();
         let mut name = |s: &str| table.push(s).unwrap();
         let n = 10_000u32;

@@ -8,11 +8,11 @@
 
 use std::collections::HashMap;
 
-use crate::config::API_VERSION;
 use crate::finding::{Code, Finding};
-use crate::shape::Checker;
-use crate::token::Verifier;
-use crate::yaml::{self, Node, Value};
+use crate::model::config::API_VERSION;
+use crate::model::edit::EditError;
+use crate::model::shape::Checker;
+use crate::support::yaml::{self, Node, Value};
 
 /// The ledger's name at the repository root.
 pub const FILE_NAME: &str = "tokens.yaml";
@@ -56,12 +56,12 @@ pub struct Entry {
 }
 
 fn as_rfc3339<S: serde::Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::when::rfc3339(*t))
+    s.serialize_str(&crate::support::when::rfc3339(*t))
 }
 
 fn as_rfc3339_opt<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
     match t {
-        Some(t) => s.serialize_str(&crate::when::rfc3339(*t)),
+        Some(t) => s.serialize_str(&crate::support::when::rfc3339(*t)),
         None => s.serialize_none(),
     }
 }
@@ -94,7 +94,7 @@ pub fn read(path: &str, text: &str) -> Ledger {
     let root = match yaml::parse(body) {
         Ok(root) => root,
         Err(p) => {
-            let code = crate::record::problem_code(p.kind);
+            let code = crate::model::shape::problem_code(p.kind);
             c.report_at(
                 code,
                 p.line,
@@ -252,7 +252,7 @@ fn time(c: &mut Checker, item: &Node, key: &str, required: bool) -> Option<Optio
 /// The text of the ledger with `entry` appended (the file is created when `existing` is
 /// `None`). Only the `tokens` list is edited; the result is read back and must hold exactly the
 /// old entries and the new one, or nothing is returned.
-pub fn append(existing: Option<&str>, entry: &Entry) -> Result<String, String> {
+pub fn append(existing: Option<&str>, entry: &Entry) -> Result<String, EditError> {
     let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let item = |indent: &str| {
         let mut lines = vec![
@@ -263,13 +263,13 @@ pub fn append(existing: Option<&str>, entry: &Entry) -> Result<String, String> {
             format!("{indent}  kid: {}\n", quoted(&entry.kid)),
             format!(
                 "{indent}  issued_at: \"{}\"\n",
-                crate::when::rfc3339(entry.issued_at)
+                crate::support::when::rfc3339(entry.issued_at)
             ),
         ];
         if let Some(e) = entry.expires_at {
             lines.push(format!(
                 "{indent}  expires_at: \"{}\"\n",
-                crate::when::rfc3339(e)
+                crate::support::when::rfc3339(e)
             ));
         }
         if let Some(n) = &entry.name {
@@ -292,11 +292,14 @@ pub fn append(existing: Option<&str>, entry: &Entry) -> Result<String, String> {
         Some(text) => {
             let before = read(FILE_NAME, text);
             if let Some(f) = before.findings.first() {
-                return Err(format!("line {}: {}", f.line, f.message));
+                return Err(EditError::Unreadable {
+                    line: f.line,
+                    message: f.message.clone(),
+                });
             }
             (
                 before.entries,
-                crate::edit::append_list_item(text, "tokens", &item)?,
+                crate::model::edit::append_list_item(text, "tokens", &item)?,
             )
         }
     };
@@ -316,60 +319,14 @@ pub fn append(existing: Option<&str>, entry: &Entry) -> Result<String, String> {
     let mut expected = before;
     expected.push(entry.clone());
     if !after.findings.is_empty() || !same(&after.entries, &expected) {
-        return Err(
-            "the edited ledger would not read back as the old entries and the new one".into(),
-        );
+        return Err(EditError::NotReadBack { what: "ledger" });
     }
     Ok(edited)
-}
-
-/// A token's status (SPEC): where several apply, the first of revoked, key-removed, stale,
-/// expired is shown, the one that an operator acts on first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    Active,
-    Expired,
-    Revoked,
-    /// Its record was deleted or re-created (another generation).
-    Stale,
-    KeyRemoved,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Active => "active",
-            Status::Expired => "expired",
-            Status::Revoked => "revoked",
-            Status::Stale => "stale",
-            Status::KeyRemoved => "key-removed",
-        }
-    }
-}
-
-/// The status of a ledger entry at `now`, against the repository state a token verification
-/// reads (the verifier's keys, records and revocation list): what verifying the token itself
-/// would say of its identity, without the token.
-pub fn status(e: &Entry, verifier: &Verifier, now: i64) -> Status {
-    if verifier.is_revoked(&e.jti) {
-        Status::Revoked
-    } else if !verifier.has_key(&e.kid) {
-        Status::KeyRemoved
-    } else if verifier.generation(&e.agent, &e.environment) != Some(e.generation.as_str()) {
-        Status::Stale
-    } else if e.expires_at.is_some_and(|x| x <= now) {
-        Status::Expired
-    } else {
-        Status::Active
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Deployment;
-    use std::collections::BTreeSet;
 
     const GEN: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -445,47 +402,5 @@ mod tests {
         );
         assert_eq!(ledger.entries.len(), 1);
         assert!(append(Some(text), &entry("z")).is_err());
-    }
-
-    #[test]
-    fn statuses_follow_the_repository_state() {
-        let config = crate::config::parse(
-            "ledgit.yaml",
-            "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: production\nkeys:\n  - id: k1\n    algorithm: Ed25519\n    public_key: 11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\n",
-        )
-        .unwrap();
-        let row = Deployment {
-            agent: "support-bot".into(),
-            environment: "production".into(),
-            version: "1".into(),
-            path: String::new(),
-            generation: GEN.into(),
-            updated_at: String::new(),
-            updated_commit: String::new(),
-            updated_time: 0,
-            generation_time: 0,
-        };
-        let mut revoked = BTreeSet::new();
-        let rows = [row.clone()];
-        let at = |rows: &[Deployment], revoked: &BTreeSet<String>| {
-            Verifier::new(&config, rows, revoked.clone())
-        };
-        let verifier = at(&rows, &revoked);
-        let e = entry("a1");
-        assert_eq!(status(&e, &verifier, 1_780_000_001), Status::Active);
-        assert_eq!(status(&e, &verifier, 1_782_592_000), Status::Expired);
-        let other = Entry {
-            kid: "k2".into(),
-            ..e.clone()
-        };
-        assert_eq!(status(&other, &verifier, 0), Status::KeyRemoved);
-        let regenerated = [Deployment {
-            generation: "f".repeat(40),
-            ..row
-        }];
-        assert_eq!(status(&e, &at(&regenerated, &revoked), 0), Status::Stale);
-        assert_eq!(status(&e, &at(&[], &revoked), 0), Status::Stale);
-        revoked.insert("a1".into());
-        assert_eq!(status(&e, &at(&rows, &revoked), 0), Status::Revoked);
     }
 }

@@ -4,11 +4,13 @@
 //! would make every token check fail once merged; the verifier and `token revoke` read it
 //! through the same function.
 
-use crate::config::API_VERSION;
+use serde::{Deserialize, Serialize};
+
 use crate::finding::{Code, Finding};
-use crate::shape::Checker;
-use crate::token::Revocation;
-use crate::yaml::{self, Node, Value};
+use crate::model::config::API_VERSION;
+use crate::model::edit::{EditError, append_list_item};
+use crate::model::shape::Checker;
+use crate::support::yaml::{self, Node, Value};
 
 /// The list's name at the repository root.
 pub const FILE_NAME: &str = "revocations.yaml";
@@ -35,7 +37,7 @@ pub fn read(path: &str, text: &str) -> List {
         Ok(root) => root,
         Err(p) => {
             c.report_at(
-                crate::record::problem_code(p.kind),
+                crate::model::shape::problem_code(p.kind),
                 p.line,
                 p.column,
                 p.message,
@@ -80,7 +82,7 @@ fn read_entry(c: &mut Checker, item: &Node) -> Option<Revocation> {
         .required(item, "jti", "the revocation")
         .and_then(|n| Some((n, c.string(n, "jti")?)));
     if let Some((node, j)) = jti
-        && !crate::ledger::is_token_id(j)
+        && !crate::model::ledger::is_token_id(j)
     {
         c.report(
             Code::InvalidRevocation,
@@ -132,6 +134,99 @@ pub fn findings(bytes: &[u8]) -> Vec<Finding> {
             .hint("save the file as UTF-8: a token check reads this file"),
         ],
     }
+}
+
+/// One revoked token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    pub jti: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// Parses the revocation list; an error names the first problem (file, line, what is wrong).
+pub fn parse(text: &str) -> Result<Vec<Revocation>, EditError> {
+    let list = read(FILE_NAME, text);
+    match list.findings.first() {
+        Some(f) => Err(EditError::Unreadable {
+            line: f.line,
+            message: f.message.clone(),
+        }),
+        None => Ok(list.entries),
+    }
+}
+
+/// The text of a revocation list with one more entry appended: the file is created when
+/// missing; otherwise only the `revoked` list itself is edited (the entry goes after its last
+/// item, or replaces an empty `[]` on the key's own line), so comments and the rest of the file
+/// stay as they are. The result is read back and must list exactly the old entries and the new
+/// one, or nothing is returned.
+pub fn append(existing: Option<&str>, r: &Revocation) -> Result<String, EditError> {
+    let item = |indent: &str| {
+        let mut entry = format!("{indent}- jti: {}\n", r.jti);
+        if let Some(reason) = &r.reason {
+            entry.push_str(&format!(
+                "{indent}  reason: {}\n",
+                serde_json::to_string(reason).unwrap_or_default()
+            ));
+        }
+        if let Some(at) = &r.revoked_at {
+            entry.push_str(&format!("{indent}  revoked_at: \"{at}\"\n"));
+        }
+        entry
+    };
+    let Some(text) = existing else {
+        return Ok(format!(
+            "# Revoked deployment tokens, by id (jti). `ledgit token verify` refuses them.\napiVersion: ledgit/v1\nkind: Revocations\nrevoked:\n{}",
+            item("  ")
+        ));
+    };
+    let before = parse(text)?;
+    let edited = append_list_item(text, "revoked", &item)?;
+    let after = parse(&edited)?;
+    let mut expected = before;
+    expected.push(r.clone());
+    if after != expected {
+        return Err(EditError::NotReadBack {
+            what: "revocation list",
+        });
+    }
+    Ok(edited)
+}
+
+/// What revoking a token does to the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    /// The token is already on the list: nothing to write.
+    Already,
+    /// The list's new text, to be written whole.
+    Text(String),
+}
+
+/// Revokes the token `jti` in the list `existing` (`None`: there is no list yet) at `now`: the
+/// one revocation edit both front ends make (`ledgit token revoke` in the work tree, the page's
+/// proposal on a branch). A list that does not read is refused, never replaced: a new list
+/// would drop every revocation it holds.
+pub fn revoke(
+    existing: Option<&str>,
+    jti: &str,
+    reason: Option<String>,
+    now: i64,
+) -> Result<Revoked, EditError> {
+    if let Some(text) = existing
+        && parse(text)?.iter().any(|r| r.jti == jti)
+    {
+        return Ok(Revoked::Already);
+    }
+    let entry = Revocation {
+        jti: jti.to_string(),
+        reason: reason.filter(|r| !r.trim().is_empty()),
+        revoked_at: Some(crate::support::when::rfc3339(now)),
+    };
+    append(existing, &entry).map(Revoked::Text)
 }
 
 #[cfg(test)]
@@ -194,5 +289,62 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["not-utf8"]
         );
+    }
+
+    /// Found in review: a comment that mentions `revoked: []` was edited instead of the list.
+    #[test]
+    fn only_the_list_itself_is_edited() {
+        let r = Revocation {
+            jti: "new1".into(),
+            reason: None,
+            revoked_at: None,
+        };
+        let cases = [
+            "# start with revoked: [] and add entries\napiVersion: ledgit/v1\nkind: Revocations\nrevoked: []   # none yet\n",
+            "apiVersion: ledgit/v1\nkind: Revocations\nrevoked:\n    - jti: old1   # leaked\n    # the next one too\n    - jti: old2\n\n# trailing comment: revoked: []\n",
+            "apiVersion: ledgit/v1\nrevoked:\n- jti: old1\nkind: Revocations\n",
+            "apiVersion: ledgit/v1\nkind: Revocations\n",
+            "apiVersion: ledgit/v1\nkind: Revocations\nrevoked: []",
+        ];
+        for text in cases {
+            let out = append(Some(text), &r).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let list = parse(&out).unwrap();
+            assert_eq!(list.last().unwrap().jti, "new1", "{out}");
+            // Every comment of the original is still there.
+            for comment in text.lines().filter_map(|l| l.split_once('#').map(|c| c.1)) {
+                assert!(out.contains(comment), "{comment:?} lost:\n{out}");
+            }
+        }
+        let inline = "apiVersion: ledgit/v1\nkind: Revocations\nrevoked: [{jti: a}]\n";
+        assert!(
+            append(Some(inline), &r)
+                .unwrap_err()
+                .to_string()
+                .contains("block list")
+        );
+    }
+
+    #[test]
+    fn revocation_lists() {
+        let r = Revocation {
+            jti: "abc".into(),
+            reason: Some("leaked: in a log".into()),
+            revoked_at: Some("2026-01-01T00:00:00Z".into()),
+        };
+        let text = append(None, &r).unwrap();
+        assert_eq!(parse(&text).unwrap(), vec![r.clone()]);
+        let two = append(
+            Some(&text),
+            &Revocation {
+                jti: "def".into(),
+                reason: None,
+                revoked_at: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(parse(&two).unwrap().len(), 2);
+        let empty = "apiVersion: ledgit/v1\nkind: Revocations\nrevoked: []\n";
+        assert_eq!(parse(&append(Some(empty), &r).unwrap()).unwrap(), vec![r]);
+        assert!(parse("apiVersion: ledgit/v1\nkind: Config\n").is_err());
     }
 }

@@ -4,7 +4,7 @@
 //! points at the offending node, so one pass reports all of them.
 
 use crate::finding::{Code, Finding};
-use crate::yaml::{Node, Value};
+use crate::support::yaml::{Node, ProblemKind, Value};
 
 /// Collects findings for one file.
 pub struct Checker<'a> {
@@ -227,6 +227,17 @@ pub fn known(word: &str, names: &[&str], nouns: &str) -> String {
             "{guess}{n} {nouns} are known ({}, ...); `ledgit status` lists them",
             names[..3].join(", ")
         ),
+    }
+}
+
+/// The finding code for a YAML problem.
+pub fn problem_code(kind: ProblemKind) -> Code {
+    match kind {
+        ProblemKind::Syntax => Code::YamlSyntax,
+        ProblemKind::DuplicateKey => Code::DuplicateKey,
+        ProblemKind::MultipleDocuments => Code::MultipleDocuments,
+        ProblemKind::TooComplex => Code::YamlTooComplex,
+        ProblemKind::Empty => Code::EmptyFile,
     }
 }
 

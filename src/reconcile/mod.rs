@@ -6,6 +6,9 @@
 //! record that does not validate at the tip is left alone and reported; the others still apply.
 //! `RefWatcher` tells `watch` as soon as the tracked ref moves.
 
+pub mod actuator;
+pub mod state;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,12 +18,12 @@ use std::time::{Duration, Instant};
 use git2::{Oid, Repository};
 use serde::Serialize;
 
-use crate::actuator::{ActionInfo, Actuator};
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::finding::{Finding, Severity};
-use crate::history::Deployment;
-use crate::state::{Applied, Store};
+use crate::model::Deployment;
+use crate::model::config::Config;
+use crate::reconcile::actuator::{ActionInfo, Actuator};
+use crate::reconcile::state::{Applied, Store};
 
 /// What an action does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -132,7 +135,7 @@ pub fn desired(
         .find_commit(tip)
         .and_then(|c| c.tree())
         .map_err(|e| Error::git("reading the tip", e))?;
-    let report = crate::validate::tree(repo, &tree, config)?;
+    let report = crate::model::validate::tree(repo, &tree, config)?;
     let bad_paths: BTreeSet<&str> = report
         .findings
         .iter()
@@ -276,7 +279,7 @@ pub struct Attempt {
     #[serde(flatten)]
     pub action: Action,
     /// `Applied` or `Failed`.
-    pub result: crate::state::JournalResult,
+    pub result: crate::reconcile::state::JournalResult,
     pub error: Option<String>,
     pub duration_ms: i64,
 }
@@ -301,7 +304,7 @@ pub fn apply(
         let id = store.begin(&info, now())?;
         let outcome = actuator.run(&info, timeout);
         let duration_ms = started.elapsed().as_millis() as i64;
-        let finished = crate::state::Finished {
+        let finished = crate::reconcile::state::Finished {
             id,
             output: &outcome.output,
             at: now(),
@@ -322,7 +325,7 @@ pub fn apply(
                 store.succeed(&finished, applied.as_ref(), removed)?;
                 Attempt {
                     action: a.clone(),
-                    result: crate::state::JournalResult::Applied,
+                    result: crate::reconcile::state::JournalResult::Applied,
                     error: None,
                     duration_ms,
                 }
@@ -331,7 +334,7 @@ pub fn apply(
                 store.fail(&finished, &a.agent, &a.environment, error)?;
                 Attempt {
                     action: a.clone(),
-                    result: crate::state::JournalResult::Failed,
+                    result: crate::reconcile::state::JournalResult::Failed,
                     error: Some(error.clone()),
                     duration_ms,
                 }

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use git2::{Oid, Repository};
 
 use crate::error::{Error, Result};
-use crate::record::{self, Identity};
-use crate::validate::is_record_file;
+use crate::model::Deployment;
+use crate::model::record::is_record_file;
+use crate::model::record::{self, Identity};
 
 /// A string of a history, named by its place in the history's [`Strings`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -278,24 +279,6 @@ pub struct History {
     pub shallow: bool,
 }
 
-/// One row of a snapshot: a pair and its current record.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Deployment {
-    pub agent: String,
-    pub environment: String,
-    pub version: String,
-    pub path: String,
-    /// The commit at which the pair last came into existence.
-    pub generation: String,
-    /// When the version last changed (committer time, RFC 3339).
-    pub updated_at: String,
-    pub updated_commit: String,
-    #[serde(skip)]
-    pub updated_time: i64,
-    #[serde(skip)]
-    pub generation_time: i64,
-}
-
 /// Progress of a long walk, for a progress bar.
 #[derive(Debug, Clone, Copy)]
 pub enum Progress {
@@ -403,7 +386,7 @@ impl History {
                     version: self.opt(e.version).unwrap_or_default().to_string(),
                     path: self.str(cell.path).to_string(),
                     generation: generation.id.to_string(),
-                    updated_at: crate::when::rfc3339(updated.time),
+                    updated_at: crate::support::when::rfc3339(updated.time),
                     updated_commit: updated.id.to_string(),
                     updated_time: updated.time,
                     generation_time: generation.time,
@@ -439,7 +422,7 @@ impl History {
                     version: version.to_string(),
                     path: path.to_string(),
                     generation: c.id.to_string(),
-                    updated_at: crate::when::rfc3339(c.time),
+                    updated_at: crate::support::when::rfc3339(c.time),
                     updated_commit: c.id.to_string(),
                     updated_time: c.time,
                     generation_time: c.time,
@@ -447,7 +430,7 @@ impl History {
                 |d, changed| {
                     if changed {
                         d.version = version.to_string();
-                        d.updated_at = crate::when::rfc3339(c.time);
+                        d.updated_at = crate::support::when::rfc3339(c.time);
                         d.updated_commit = c.id.to_string();
                         d.updated_time = c.time;
                     }
@@ -794,7 +777,7 @@ pub struct Focus {
 
 impl Focus {
     pub fn new(agents: HashSet<String>) -> Focus {
-        let labels = agents.iter().all(|a| crate::shape::is_dns_label(a));
+        let labels = agents.iter().all(|a| crate::model::shape::is_dns_label(a));
         Focus { agents, labels }
     }
 

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use git2::Oid;
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::repo::Repo;
-use crate::token::Revocation;
-use crate::when::format_duration;
+use crate::git::repo::Repo;
+use crate::model::config::Config;
+use crate::model::revocations::Revocation;
+use crate::support::when::format_duration;
 
 /// One change to the settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,18 +33,18 @@ pub struct SettingChange {
 /// finding of `validate`, and its changes are not listed).
 struct Settings {
     config: Option<Config>,
-    ledger: Option<Vec<crate::ledger::Entry>>,
+    ledger: Option<Vec<crate::model::ledger::Entry>>,
     revoked: Option<Vec<Revocation>>,
 }
 
 fn settings(repo: &Repo, commit: Oid) -> Settings {
     Settings {
         config: repo.config_at(commit).ok(),
-        ledger: crate::load::ledger(repo, commit)
+        ledger: crate::git::load::ledger(repo, commit)
             .ok()
             .filter(|l| l.findings.is_empty())
             .map(|l| l.entries),
-        revoked: crate::load::revocation_list(repo, commit).ok(),
+        revoked: crate::git::load::revocation_list(repo, commit).ok(),
     }
 }
 
@@ -78,10 +78,10 @@ fn change(
     }
 }
 
-const CONFIG: &str = crate::config::FILE_NAME;
+const CONFIG: &str = crate::model::config::FILE_NAME;
 
 /// An environment's gate in words: `after staging, soak 24h`, or `no gate`.
-fn gate(e: &crate::config::Environment) -> String {
+fn gate(e: &crate::model::config::Environment) -> String {
     match (&e.promote_from, e.soak) {
         (Some(from), Some(soak)) => format!("after {from}, soak {}", format_duration(soak)),
         (Some(from), None) => format!("after {from}"),
@@ -208,11 +208,11 @@ fn added_and_removed<'a, T>(
 }
 
 fn ledger_changes(
-    before: &[crate::ledger::Entry],
-    after: &[crate::ledger::Entry],
+    before: &[crate::model::ledger::Entry],
+    after: &[crate::model::ledger::Entry],
     out: &mut Vec<SettingChange>,
 ) {
-    let file = crate::ledger::FILE_NAME;
+    let file = crate::model::ledger::FILE_NAME;
     let (issued, unlisted) = added_and_removed(before, after, |e| &e.jti);
     for e in issued {
         let mut detail = format!(
@@ -223,7 +223,7 @@ fn ledger_changes(
             detail.push_str(&format!(", named {name}"));
         }
         detail.push_str(&match e.expires_at {
-            Some(t) => format!(", expires {}", crate::when::rfc3339(t)),
+            Some(t) => format!(", expires {}", crate::support::when::rfc3339(t)),
             None => ", no expiry".into(),
         });
         out.push(change(file, "token-issued", &e.jti, detail));
@@ -242,7 +242,7 @@ fn ledger_changes(
 }
 
 fn revocation_changes(before: &[Revocation], after: &[Revocation], out: &mut Vec<SettingChange>) {
-    let file = crate::revocations::FILE_NAME;
+    let file = crate::model::revocations::FILE_NAME;
     let (revoked, unrevoked) = added_and_removed(before, after, |r| &r.jti);
     for r in revoked {
         let detail = match &r.reason {
@@ -266,7 +266,7 @@ mod tests {
     use super::*;
 
     fn config(text: &str) -> Config {
-        crate::config::parse(CONFIG, text).unwrap()
+        crate::model::config::parse(CONFIG, text).unwrap()
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use git2::{ErrorCode, Oid, Repository};
 
-use crate::config::{self, Config};
 use crate::error::{Error, Result};
+use crate::model::config::{self, Config};
 
 /// The longest a `git fetch` may take.
 pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);

@@ -222,7 +222,7 @@ fn run_exec(argv: &[String], action: &ActionInfo, timeout: Duration) -> Outcome 
     let error = match status {
         None => Some(format!(
             "timed out after {} and was killed",
-            crate::when::format_duration(timeout.as_secs() as i64)
+            crate::support::when::format_duration(timeout.as_secs() as i64)
         )),
         Some(s) if s.success() => None,
         Some(s) => Some(match s.code() {
@@ -234,7 +234,7 @@ fn run_exec(argv: &[String], action: &ActionInfo, timeout: Duration) -> Outcome 
 }
 
 /// `sha256=<hex>` of the body with the secret, as in the `X-Ledgit-Signature` header.
-pub use crate::hmac::signature;
+pub use crate::support::hmac::signature;
 
 fn run_webhook(
     url: &str,

@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use git2::{Oid, Repository};
 
 use crate::error::Result;
-use crate::history::{
-    self, Action, CommitInfo, Deployment, Event, History, PathState, Progress, Sym, Warning,
+use crate::git::history::{
+    self, Action, CommitInfo, Event, History, PathState, Progress, Sym, Warning,
 };
-use crate::record::Identity;
+use crate::model::Deployment;
+use crate::model::record::Identity;
 
 /// Bump when the format or the meaning of the history changes.
 const MAGIC: &[u8; 8] = b"LEDGITH7";
@@ -291,7 +292,7 @@ fn save(path: &std::path::Path, h: &History) {
     if let Some(dir) = path.parent()
         && std::fs::create_dir_all(dir).is_ok()
     {
-        let _ = crate::fsutil::write_atomic_nosync(path, &encode(h));
+        let _ = crate::support::fsutil::write_atomic_nosync(path, &encode(h));
     }
 }
 
@@ -581,7 +582,7 @@ fn snapshot_of(payload: &[u8], tip: Oid) -> Option<TipSnapshot> {
             version,
             path,
             generation,
-            updated_at: crate::when::rfc3339(updated_time),
+            updated_at: crate::support::when::rfc3339(updated_time),
             updated_commit,
             updated_time,
             generation_time,

@@ -4,10 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{API_VERSION, Config};
 use crate::finding::{Code, Finding};
-use crate::shape::Checker;
-use crate::yaml::{self, ProblemKind, Value};
+use crate::model::config::{API_VERSION, Config};
+use crate::model::shape::Checker;
+use crate::support::yaml::{self, ProblemKind, Value};
+
+/// Records larger than this are not read (1 MiB).
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+/// Whether a path names a record file by its extension.
+pub fn is_record_file(path: &str) -> bool {
+    path.ends_with(".yaml") || path.ends_with(".yml")
+}
 
 /// The `kind` of a record.
 pub const KIND: &str = "AgentDeployment";
@@ -45,17 +52,6 @@ pub struct Parsed {
     pub findings: Vec<Finding>,
 }
 
-/// The finding code for a YAML problem.
-pub fn problem_code(kind: ProblemKind) -> Code {
-    match kind {
-        ProblemKind::Syntax => Code::YamlSyntax,
-        ProblemKind::DuplicateKey => Code::DuplicateKey,
-        ProblemKind::MultipleDocuments => Code::MultipleDocuments,
-        ProblemKind::TooComplex => Code::YamlTooComplex,
-        ProblemKind::Empty => Code::EmptyFile,
-    }
-}
-
 /// Parses and checks one record file's text.
 pub fn parse(path: &str, text: &str, config: &Config) -> Parsed {
     let mut c = Checker::new(path, text);
@@ -75,7 +71,13 @@ pub fn parse(path: &str, text: &str, config: &Config) -> Parsed {
                 }
                 ProblemKind::Syntax => "fix the YAML syntax at this position",
             };
-            c.report_at(problem_code(p.kind), p.line, p.column, p.message, hint);
+            c.report_at(
+                crate::model::shape::problem_code(p.kind),
+                p.line,
+                p.column,
+                p.message,
+                hint,
+            );
             return Parsed {
                 record: None,
                 findings: c.findings,
@@ -107,7 +109,7 @@ pub fn parse(path: &str, text: &str, config: &Config) -> Parsed {
                     .iter()
                     .map(|e| e.name.as_str())
                     .collect();
-                let hint = match crate::shape::closest(s, &names) {
+                let hint = match crate::model::shape::closest(s, &names) {
                     Some(close) => {
                         format!("did you mean `{close}`? Declared: {}", names.join(", "))
                     }
@@ -379,7 +381,7 @@ pub struct Identity {
 /// when it is one YAML mapping whose `agent`, `environment` and `version` are strings. Rules
 /// that `validate` enforces on top (names, declared environments, paths) do not matter here.
 pub fn identity(bytes: &[u8]) -> Option<Identity> {
-    if bytes.len() > crate::validate::MAX_FILE_SIZE as usize {
+    if bytes.len() > MAX_FILE_SIZE as usize {
         return None;
     }
     let text = std::str::from_utf8(bytes).ok()?;
@@ -603,7 +605,7 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        crate::config::parse(
+        crate::model::config::parse(
             "ledgit.yaml",
             "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: staging\n  - name: production\n",
         )

@@ -1,19 +1,19 @@
 //! Planning a change of versions: from the records of one repository state and the pairs to
-//! change, the files to write (each edited in place by [`crate::edit`], or created), the
+//! change, the files to write (each edited in place by [`crate::model::edit`], or created), the
 //! deployment changes they make and the policy's findings on them (the gates of
-//! [`crate::policy`], with the history's context). `ledgit promote` and `ledgit set` write the
+//! [`crate::review::policy`], with the history's context). `ledgit promote` and `ledgit set` write the
 //! plan to the work tree; the server's proposals commit it on a new branch. Both plan here, so
 //! a change proposed from the web page is exactly the one the command would make.
 
 use std::collections::HashMap;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::finding::{self, Finding};
-use crate::history::History;
-use crate::policy::{self, Change, Stays};
-use crate::record::Record;
-use crate::validate::Report;
+use crate::git::history::History;
+use crate::model::config::Config;
+use crate::model::record::Record;
+use crate::model::validate::Report;
+use crate::review::policy::{self, Change, Stays};
 
 /// One intended edit: the pair, the new version, the record to copy annotations from when the
 /// pair has no record yet.
@@ -95,7 +95,7 @@ pub fn promote_targets(
                 let known: Vec<&str> = sources.iter().map(|r| r.agent.as_str()).collect();
                 return Err(Error::invalid(
                     format!("agent `{agent}` has no record in {from}"),
-                    crate::shape::known(&agent, &known, &format!("agents in {from}")),
+                    crate::model::shape::known(&agent, &known, &format!("agents in {from}")),
                 ));
             };
             Ok(Target {
@@ -122,7 +122,7 @@ pub fn set_target(
     if config.environment(environment).is_none() {
         return Err(config.unknown_environment(environment));
     }
-    if let Some(message) = crate::record::version_problem(version) {
+    if let Some(message) = crate::model::record::version_problem(version) {
         return Err(Error::invalid(
             message,
             "use a non-empty version of at most 128 characters without white space or control characters",
@@ -134,11 +134,11 @@ pub fn set_target(
             format!("agent `{agent}` has no record in any environment"),
             format!(
                 "pass --create to deploy a new agent; {}",
-                crate::shape::known(agent, &agents, "agents")
+                crate::model::shape::known(agent, &agents, "agents")
             ),
         ));
     }
-    if !crate::shape::is_dns_label(agent) {
+    if !crate::model::shape::is_dns_label(agent) {
         return Err(Error::invalid(
             format!("`{agent}` is not a valid agent name"),
             "use a DNS label: lower-case letters, digits and '-'",
@@ -187,7 +187,7 @@ pub fn plan(
                 let text = read(&r.path)?;
                 writes.push((
                     r.path.clone(),
-                    crate::edit::set_version(&r.path, &text, &t.version)?,
+                    crate::model::edit::set_version(&r.path, &text, &t.version)?,
                 ));
                 r.version = t.version.clone();
             }
@@ -200,7 +200,12 @@ pub fn plan(
                     .unwrap_or_default();
                 writes.push((
                     path.clone(),
-                    crate::edit::new_record(&t.agent, &t.environment, &t.version, &annotations),
+                    crate::model::edit::new_record(
+                        &t.agent,
+                        &t.environment,
+                        &t.version,
+                        &annotations,
+                    ),
                 ));
                 at.insert(key, new.len());
                 new.push(Record {

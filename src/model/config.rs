@@ -8,9 +8,9 @@ use base64::Engine;
 
 use crate::error::{Error, Result};
 use crate::finding::{Code, Finding};
-use crate::shape::Checker;
-use crate::when;
-use crate::yaml::{self, Value};
+use crate::model::shape::Checker;
+use crate::support::when;
+use crate::support::yaml::{self, Value};
 
 /// The config file's name at the repository root.
 pub const FILE_NAME: &str = "ledgit.yaml";
@@ -142,7 +142,7 @@ pub fn parse(path: &str, text: &str) -> std::result::Result<Config, Vec<Finding>
         Ok(node) => node,
         Err(p) => {
             c.report_at(
-                crate::record::problem_code(p.kind),
+                crate::model::shape::problem_code(p.kind),
                 p.line,
                 p.column,
                 p.message,

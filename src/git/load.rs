@@ -8,11 +8,13 @@ use std::collections::BTreeSet;
 
 use git2::Oid;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::history::{self, Deployment, Focus, History, Progress};
-use crate::repo::{Repo, short};
-use crate::token::{self, Verifier};
+use crate::git::history::{self, Focus, History, Progress};
+use crate::git::repo::{Repo, short};
+use crate::model::Deployment;
+use crate::model::config::Config;
+use crate::model::revocations;
+use crate::token::Verifier;
 
 /// A history with the config of the commit it was loaded for.
 pub struct Loaded {
@@ -51,8 +53,8 @@ pub fn focused(
     let config = repo.config_at(commit)?;
     let folder = &config.deployments;
     let history = match focus {
-        None => crate::index::history(&repo.git, commit, folder, progress)?.0,
-        Some(agents) => match crate::index::indexed(&repo.git, commit, folder, progress)? {
+        None => crate::git::index::history(&repo.git, commit, folder, progress)?.0,
+        Some(agents) => match crate::git::index::indexed(&repo.git, commit, folder, progress)? {
             Some((history, _)) => history,
             None => history::build_focused(&repo.git, commit, folder, agents, progress)?,
         },
@@ -91,7 +93,7 @@ pub fn current(
         });
     };
     let config = repo.config_at(commit)?;
-    if let Some(snap) = crate::index::tip_snapshot(&repo.git, commit, &config.deployments) {
+    if let Some(snap) = crate::git::index::tip_snapshot(&repo.git, commit, &config.deployments) {
         return Ok(Current {
             config,
             rows: snap.rows,
@@ -118,28 +120,28 @@ pub fn revocations(repo: &Repo, commit: Oid) -> Result<BTreeSet<String>> {
 
 /// The revocation list's entries at `commit` (none without the file); a list that does not
 /// read whole is an error, never half a list.
-pub fn revocation_list(repo: &Repo, commit: Oid) -> Result<Vec<token::Revocation>> {
+pub fn revocation_list(repo: &Repo, commit: Oid) -> Result<Vec<revocations::Revocation>> {
     let tree = repo.tree_at(commit)?;
-    let Some(entry) = tree.get_name(token::REVOCATIONS_FILE) else {
+    let Some(entry) = tree.get_name(revocations::FILE_NAME) else {
         return Ok(Vec::new());
     };
     let blob = repo
         .git
         .find_blob(entry.id())
-        .map_err(|e| Error::git(format!("reading {}", token::REVOCATIONS_FILE), e))?;
+        .map_err(|e| Error::git(format!("reading {}", revocations::FILE_NAME), e))?;
     let text = std::str::from_utf8(blob.content()).map_err(|_| {
         Error::invalid(
             format!(
                 "{} at {} is not UTF-8 text",
-                token::REVOCATIONS_FILE,
+                revocations::FILE_NAME,
                 short(commit)
             ),
             "save the revocation list as UTF-8 (`ledgit validate` names the file)",
         )
     })?;
-    token::parse_revocations(text).map_err(|e| {
+    revocations::parse(text).map_err(|e| {
         Error::invalid(
-            format!("{} at {}: {e}", token::REVOCATIONS_FILE, short(commit)),
+            format!("{} at {}: {e}", revocations::FILE_NAME, short(commit)),
             "fix the revocation list: apiVersion: ledgit/v1, kind: Revocations, revoked: [- jti: ...]",
         )
     })
@@ -147,17 +149,20 @@ pub fn revocation_list(repo: &Repo, commit: Oid) -> Result<Vec<token::Revocation
 
 /// The token ledger at `commit` (an empty one without the file). Its problems are findings
 /// of `validate`; here only the whole entries count.
-pub fn ledger(repo: &Repo, commit: Oid) -> Result<crate::ledger::Ledger> {
+pub fn ledger(repo: &Repo, commit: Oid) -> Result<crate::model::ledger::Ledger> {
     let tree = repo.tree_at(commit)?;
-    let Some(entry) = tree.get_name(crate::ledger::FILE_NAME) else {
-        return Ok(crate::ledger::Ledger::default());
+    let Some(entry) = tree.get_name(crate::model::ledger::FILE_NAME) else {
+        return Ok(crate::model::ledger::Ledger::default());
     };
     let blob = repo
         .git
         .find_blob(entry.id())
-        .map_err(|e| Error::git(format!("reading {}", crate::ledger::FILE_NAME), e))?;
+        .map_err(|e| Error::git(format!("reading {}", crate::model::ledger::FILE_NAME), e))?;
     let text = String::from_utf8_lossy(blob.content());
-    Ok(crate::ledger::read(crate::ledger::FILE_NAME, &text))
+    Ok(crate::model::ledger::read(
+        crate::model::ledger::FILE_NAME,
+        &text,
+    ))
 }
 
 /// Everything a token verification reads, from one commit: the keys of its config, its

@@ -8,14 +8,13 @@ use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::finding::{self, Code, Finding};
-use crate::record::{self, Record};
-use crate::secret;
+use crate::model::config::Config;
+use crate::model::record::{self, Record};
+use crate::model::record::{MAX_FILE_SIZE, is_record_file};
+use crate::support::secret;
 
-/// Records larger than this are not read (1 MiB).
-pub const MAX_FILE_SIZE: u64 = 1 << 20;
 /// Other tracked files are scanned for private keys up to this size (16 MiB); a larger one is
 /// a finding, since what was not read cannot be said to hold no key.
 pub const MAX_SCAN_SIZE: u64 = 16 << 20;
@@ -29,11 +28,6 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// The records whose identity could be read, in path order.
     pub parsed: Vec<Record>,
-}
-
-/// Whether a path names a record file by its extension.
-pub fn is_record_file(path: &str) -> bool {
-    path.ends_with(".yaml") || path.ends_with(".yml")
 }
 
 /// Where a file's bytes come from.
@@ -89,7 +83,11 @@ pub fn worktree(root: &Path, config: &Config, tracked: &[String]) -> Result<Repo
     }
     // The token ledger and the revocation list are checked even before they are tracked (just
     // written by `token issue` or `token revoke`).
-    let lists = [crate::ledger::FILE_NAME, crate::revocations::FILE_NAME].map(String::from);
+    let lists = [
+        crate::model::ledger::FILE_NAME,
+        crate::model::revocations::FILE_NAME,
+    ]
+    .map(String::from);
     let untracked = lists.iter().filter(|p| !tracked.contains(*p));
     for path in tracked.iter().chain(untracked) {
         if config.in_deployments(path) {
@@ -216,11 +214,11 @@ fn list_findings(path: &str, bytes: &[u8]) -> Vec<Finding> {
             .hint("the list holds a few lines per token: remove what is not an entry"),
         ];
     }
-    if path == crate::revocations::FILE_NAME {
-        return crate::revocations::findings(bytes);
+    if path == crate::model::revocations::FILE_NAME {
+        return crate::model::revocations::findings(bytes);
     }
     match std::str::from_utf8(bytes) {
-        Ok(text) => crate::ledger::read(path, text).findings,
+        Ok(text) => crate::model::ledger::read(path, text).findings,
         Err(_) => vec![
             Finding::new(
                 Code::NotUtf8,
@@ -333,7 +331,7 @@ fn write_cache(path: &Path, config: &Config, cache: &Cache) {
     if let (Some(dir), Ok(bytes)) = (path.parent(), serde_json::to_vec(&file))
         && std::fs::create_dir_all(dir).is_ok()
     {
-        let _ = crate::fsutil::write_atomic_nosync(path, &bytes);
+        let _ = crate::support::fsutil::write_atomic_nosync(path, &bytes);
     }
 }
 
@@ -528,7 +526,7 @@ fn check_one(c: &Candidate, config: &Config) -> Outcome {
             .hint("remove the key from the repository, rotate it (it is compromised) and keep private keys outside the work tree"),
         );
     }
-    if c.path == crate::ledger::FILE_NAME || c.path == crate::revocations::FILE_NAME {
+    if c.path == crate::model::ledger::FILE_NAME || c.path == crate::model::revocations::FILE_NAME {
         out.findings.extend(list_findings(&c.path, &bytes));
         return out;
     }
@@ -626,7 +624,7 @@ mod tests {
 
     #[test]
     fn a_panic_while_checking_is_a_finding_on_that_file() {
-        let config = crate::config::parse(
+        let config = crate::model::config::parse(
             "ledgit.yaml",
             "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: staging\n",
         )

@@ -1,0 +1,179 @@
+//! The token itself: a compact JWS (a JWT) of exactly `{"alg":"EdDSA","typ":"JWT","kid":...}`
+//! and the claims of SPEC "Deployment tokens", signed over `header.claims`, each segment
+//! base64url without padding. Issuing binds the claims to one record's identity (agent,
+//! environment, generation); inspecting decodes a token without trusting it.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ring::rand::SecureRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::Deployment;
+
+use super::keys::SigningKey;
+use super::verify::{Invalid, malformed};
+use super::{ISSUER, MAX_TOKEN_LEN};
+
+/// The header of every token, in this key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
+    pub kid: String,
+}
+
+/// The claims of a deployment token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub agent: String,
+    pub environment: String,
+    pub path: String,
+    /// The record's generation commit (claim `gen`).
+    #[serde(rename = "gen")]
+    pub generation: String,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    pub jti: String,
+    /// The audience, where the token was issued for one (`token issue --audience`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+}
+
+/// The `aud` claim: one audience (what ledgit issues) or a list (RFC 7519 allows both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn contains(&self, aud: &str) -> bool {
+        match self {
+            Audience::One(a) => a == aud,
+            Audience::Many(list) => list.iter().any(|a| a == aud),
+        }
+    }
+}
+
+/// What a token is asked for at issue.
+#[derive(Debug, Clone, Default)]
+pub struct IssueOptions {
+    /// Seconds until it expires; `None` for no expiry.
+    pub ttl: Option<i64>,
+    /// The `aud` claim.
+    pub audience: Option<String>,
+    /// The `iss` claim: `issuer` of ledgit.yaml where it names one, else `ledgit`.
+    pub issuer: Option<String>,
+}
+
+/// Signs a token for a record, issued at `now`.
+pub fn issue(
+    key: &SigningKey,
+    kid: &str,
+    record: &Deployment,
+    now: i64,
+    options: &IssueOptions,
+) -> Result<(String, Claims)> {
+    let exp = match options.ttl {
+        Some(ttl) => Some(now.checked_add(ttl).filter(|_| ttl > 0).ok_or_else(|| {
+            Error::invalid(
+                format!("a lifetime of {ttl} seconds is out of range"),
+                "ask for a lifetime such as 30d, 12h or 90m",
+            )
+        })?),
+        None => None,
+    };
+    let mut id = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut id).map_err(|_| {
+        Error::invalid(
+            "could not draw a token id",
+            "the system's random source failed",
+        )
+    })?;
+    let claims = Claims {
+        iss: options.issuer.clone().unwrap_or_else(|| ISSUER.into()),
+        sub: format!("{}/{}", record.agent, record.environment),
+        agent: record.agent.clone(),
+        environment: record.environment.clone(),
+        path: record.path.clone(),
+        generation: record.generation.clone(),
+        iat: now,
+        exp,
+        jti: id.iter().map(|b| format!("{b:02x}")).collect(),
+        aud: options.audience.clone().map(Audience::One),
+    };
+    let header = Header {
+        alg: "EdDSA".into(),
+        typ: Some("JWT".into()),
+        kid: kid.into(),
+    };
+    Ok((sign(key, &header, &claims), claims))
+}
+
+/// The compact JWS of a header and claims.
+pub fn sign(key: &SigningKey, header: &Header, claims: &Claims) -> String {
+    let h = B64.encode(serde_json::to_vec(header).unwrap_or_default());
+    let c = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let input = format!("{h}.{c}");
+    let sig = key.pair.sign(input.as_bytes());
+    format!("{input}.{}", B64.encode(sig.as_ref()))
+}
+
+/// The parts of a token, decoded but not trusted.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub header: serde_json::Value,
+    pub claims: serde_json::Value,
+}
+
+/// Splits a token into its three base64url segments, refusing anything malformed.
+pub(super) fn segments(token: &str) -> std::result::Result<[&str; 3], Invalid> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(malformed(format!(
+            "the token is longer than {MAX_TOKEN_LEN} bytes"
+        )));
+    }
+    let parts: Vec<&str> = token.split('.').collect();
+    let [h, c, s] = parts[..] else {
+        return Err(malformed(format!(
+            "a token has 3 segments, this one has {}",
+            parts.len()
+        )));
+    };
+    for seg in [h, c, s] {
+        if seg.is_empty()
+            || !seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(malformed("a segment is not base64url without padding"));
+        }
+    }
+    Ok([h, c, s])
+}
+
+pub(super) fn decode_segment(seg: &str, what: &str) -> std::result::Result<Vec<u8>, Invalid> {
+    B64.decode(seg)
+        .map_err(|_| malformed(format!("the {what} is not valid base64url")))
+}
+
+/// Decodes a token without verifying anything but its shape.
+pub fn inspect(token: &str) -> std::result::Result<Decoded, Invalid> {
+    let [h, c, _] = segments(token.trim())?;
+    let parse = |seg: &str, what: &str| -> std::result::Result<serde_json::Value, Invalid> {
+        serde_json::from_slice(&decode_segment(seg, what)?)
+            .map_err(|_| malformed(format!("the {what} is not JSON")))
+    };
+    Ok(Decoded {
+        header: parse(h, "header")?,
+        claims: parse(c, "claims")?,
+    })
+}
