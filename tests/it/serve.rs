@@ -2,13 +2,12 @@
 //! following commits, agreeing with `token verify`, keeping secrets out of its log, and
 //! draining on SIGTERM.
 
-mod common;
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::server::Server;
-use common::{T0, TestRepo};
+use crate::common::server::Server;
+use crate::common::{T0, TestRepo};
 
 /// An example repository with a signing key listed and committed; returns it and the key path.
 fn example() -> (TestRepo, tempfile::TempDir, std::path::PathBuf) {
@@ -19,7 +18,7 @@ fn example() -> (TestRepo, tempfile::TempDir, std::path::PathBuf) {
     let key = keys.path().join("signing.pem");
     let generated = repo.ledgit(&["keys", "generate", "--out", key.to_str().unwrap(), "--add"]);
     assert_eq!(generated.code, 0, "{}", generated.stderr);
-    repo.commit("Add a signing key", T0 + 30 * common::DAY);
+    repo.commit("Add a signing key", T0 + 30 * crate::common::DAY);
     (repo, keys, key)
 }
 
@@ -57,7 +56,7 @@ fn serves_follows_commits_agrees_with_token_verify_and_drains() {
     assert_eq!(status, 200);
     // A commit to the tracked branch is served without anyone asking.
     repo.ledgit(&["set", "support-bot", "production", "7.7.7", "--force"]);
-    repo.commit("production 7.7.7", T0 + 31 * common::DAY);
+    repo.commit("production 7.7.7", T0 + 31 * crate::common::DAY);
     wait_for("the new version", || {
         server.get("/v1/whoami", Some(&token)).1["version"] == "7.7.7"
     });
@@ -67,7 +66,7 @@ fn serves_follows_commits_agrees_with_token_verify_and_drains() {
         .unwrap()
         .to_string();
     assert_eq!(repo.ledgit(&["token", "revoke", &jti]).code, 0);
-    repo.commit("Revoke", T0 + 32 * common::DAY);
+    repo.commit("Revoke", T0 + 32 * crate::common::DAY);
     wait_for("the revocation", || {
         server.get("/v1/whoami", Some(&doomed)).0 == 401
     });
@@ -108,7 +107,7 @@ fn a_verified_push_webhook_fetches_and_serves_the_push() {
         || server.get("/v1/deployments/support-bot/production", None).1["version"].clone();
     assert_ne!(version(), "8.8.8");
     pusher.ledgit(&["set", "support-bot", "production", "8.8.8", "--force"]);
-    pusher.commit("production 8.8.8", T0 + 40 * common::DAY);
+    pusher.commit("production 8.8.8", T0 + 40 * crate::common::DAY);
     pusher.git(&["push", "-q", "origin", "HEAD"]);
     let branch = pusher.git(&["rev-parse", "--abbrev-ref", "HEAD"]);
     let body = format!(r#"{{"ref":"refs/heads/{branch}"}}"#);
@@ -328,7 +327,7 @@ fn a_proposal_is_pushed_and_linked_and_the_page_shows_sync_states() {
         "{page}"
     );
     // The remote has the branch, one commit on the tip; the tip itself did not move.
-    let pushed = common::ledgit_in(&remote, &["history", "--rev", &branch, "--format", "json"]);
+    let pushed = crate::common::ledgit_in(&remote, &["history", "--rev", &branch, "--format", "json"]);
     assert_eq!(pushed.code, 0, "{}", pushed.stderr);
     let events = pushed.json();
     let last = events.as_array().unwrap().last().unwrap().clone();

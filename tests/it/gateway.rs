@@ -5,14 +5,13 @@
 //! client authentication. Each tool comes from the system's packages or PyPI (`.ci/run`
 //! installs them); the tests are ignored by a plain `cargo test`, which lists what they need.
 
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{T0, TestRepo};
+use crate::common::{T0, TestRepo};
 
 struct Killed(Child);
 
@@ -87,7 +86,7 @@ fn through(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
 #[test]
 #[ignore = "needs nginx (apt-get install nginx); run with --include-ignored"]
 fn nginx_auth_request_admits_production_tokens_of_one_agent() {
-    let nginx = common::needs(nginx(), "nginx (apt-get install nginx)");
+    let nginx = crate::common::needs(nginx(), "nginx (apt-get install nginx)");
     let repo = TestRepo::empty();
     assert_eq!(repo.ledgit(&["init", "--example", "."]).code, 0);
     let keys = tempfile::tempdir().unwrap();
@@ -97,7 +96,7 @@ fn nginx_auth_request_admits_production_tokens_of_one_agent() {
             .code,
         0
     );
-    repo.commit("Add a key", T0 + 30 * common::DAY);
+    repo.commit("Add a key", T0 + 30 * crate::common::DAY);
     let issue = |agent: &str, env: &str| {
         let run = repo.ledgit(&["token", "issue", agent, env, "--key", key.to_str().unwrap()]);
         assert_eq!(run.code, 0, "{}", run.stderr);
@@ -147,7 +146,7 @@ http {{
     }}
 }}
 "#,
-        block = include_str!("../examples/nginx-auth-request.conf")
+        block = include_str!("../../examples/nginx-auth-request.conf")
     );
     std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
     let _nginx = Killed(
@@ -210,7 +209,7 @@ fn example_with_key() -> (TestRepo, tempfile::TempDir) {
             .code,
         0
     );
-    repo.commit("Add a key", T0 + 30 * common::DAY);
+    repo.commit("Add a key", T0 + 30 * crate::common::DAY);
     (repo, keys)
 }
 
@@ -224,19 +223,19 @@ fn issue(repo: &TestRepo, keys: &tempfile::TempDir, agent: &str, env: &str) -> S
 #[test]
 #[ignore = "needs Caddy (apt-get install caddy); run with --include-ignored"]
 fn caddy_forward_auth_admits_production_tokens_of_one_agent() {
-    let caddy = common::needs(
-        common::program("caddy", &["/usr/bin/caddy"]),
+    let caddy = crate::common::needs(
+        crate::common::program("caddy", &["/usr/bin/caddy"]),
         "Caddy (apt-get install caddy)",
     );
     let (repo, keys) = example_with_key();
     let production = issue(&repo, &keys, "support-bot", "production");
     let staging = issue(&repo, &keys, "support-bot", "staging");
-    let server = common::server::Server::start(&repo, &["--quiet"], &[]);
+    let server = crate::common::server::Server::start(&repo, &["--quiet"], &[]);
     let ledgit = server.base.trim_start_matches("http://").to_string();
     let upstream = echo_upstream();
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let block = include_str!("../examples/caddy-forward-auth.Caddyfile")
+    let block = include_str!("../../examples/caddy-forward-auth.Caddyfile")
         .replace("127.0.0.1:8080", &ledgit)
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream}"));
     let config = format!(
@@ -287,8 +286,8 @@ fn caddy_forward_auth_admits_production_tokens_of_one_agent() {
 #[test]
 #[ignore = "needs nginx (apt-get install nginx) and openssl; run with --include-ignored"]
 fn the_readmes_tls_nginx_block_passes_nginx_t() {
-    let nginx = common::needs(nginx(), "nginx (apt-get install nginx)");
-    let readme = std::fs::read_to_string(common::project_root().join("README.md")).unwrap();
+    let nginx = crate::common::needs(nginx(), "nginx (apt-get install nginx)");
+    let readme = std::fs::read_to_string(crate::common::project_root().join("README.md")).unwrap();
     let block = readme
         .split("```nginx\n")
         .nth(1)
@@ -345,13 +344,13 @@ fn the_readmes_tls_nginx_block_passes_nginx_t() {
 #[test]
 #[ignore = "needs promtool (apt-get install prometheus); run with --include-ignored"]
 fn promtool_accepts_the_metrics() {
-    let promtool = common::needs(
-        common::program("promtool", &["/usr/bin/promtool"]),
+    let promtool = crate::common::needs(
+        crate::common::program("promtool", &["/usr/bin/promtool"]),
         "promtool (apt-get install prometheus)",
     );
     let (repo, keys) = example_with_key();
     let token = issue(&repo, &keys, "support-bot", "production");
-    let server = common::server::Server::start(&repo, &["--quiet"], &[]);
+    let server = crate::common::server::Server::start(&repo, &["--quiet"], &[]);
     // Some traffic first, so that every family has a series.
     assert_eq!(server.get("/v1/whoami", Some(&token)).0, 200);
     assert_eq!(server.get("/v1/whoami", Some("not.a.token")).0, 401);
@@ -394,8 +393,8 @@ fn promtool_accepts_the_metrics() {
 #[test]
 #[ignore = "needs authlib (pip install authlib requests into bench/.venv); run with --include-ignored"]
 fn authlib_validates_the_metadata_and_introspects_with_http_basic() {
-    let python = common::needs(
-        common::venv_python(),
+    let python = crate::common::needs(
+        crate::common::venv_python(),
         "authlib (pip install authlib requests into bench/.venv)",
     );
     let (repo, keys) = example_with_key();
@@ -405,10 +404,10 @@ fn authlib_validates_the_metadata_and_introspects_with_http_basic() {
         "ledgit.yaml",
         format!("{config}issuer: https://ledgit.example\n"),
     );
-    repo.commit("Name the issuer", T0 + 31 * common::DAY);
+    repo.commit("Name the issuer", T0 + 31 * crate::common::DAY);
     let token = issue(&repo, &keys, "support-bot", "production");
     let secret = "introspection-secret-for-authlib";
-    let server = common::server::Server::start(
+    let server = crate::common::server::Server::start(
         &repo,
         &["--quiet", "--public-url", "https://ledgit.example"],
         &[

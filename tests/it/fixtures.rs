@@ -3,12 +3,11 @@
 //! findings (`expect`). The JSON Schemas in `schema/` must agree with ledgit on every example
 //! on the rules a schema can express.
 
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{CONFIG, TestRepo, copy_tree, project_root};
+use crate::common::{CONFIG, TestRepo, copy_tree, project_root};
 use ledgit::support::yaml::{self, Node, Value};
 
 /// Codes of rules that a JSON Schema expresses; the others (declared environments, paths,
@@ -177,7 +176,7 @@ fn repository_fixtures_exit_and_report_as_stated() {
                 other => panic!("unknown directive {other}"),
             }
         }
-        repo.commit("fixture", common::T0);
+        repo.commit("fixture", crate::common::T0);
         for args in [
             &["validate", "--format", "json"][..],
             &["validate", "--rev", "HEAD", "--format", "json"],

@@ -2,7 +2,6 @@
 //! server on 127.0.0.1, kill -9 in the middle of an action, and `watch` reacting to commits,
 //! merges, fetches and packed refs.
 
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -10,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DAY, T0, TestRepo};
+use crate::common::{DAY, T0, TestRepo};
 
 fn repo() -> TestRepo {
     let repo = TestRepo::new();
@@ -414,7 +413,7 @@ fn answer(stream: &mut std::net::TcpStream, status: &str, body: &[u8]) {
     let _ = stream.write_all(body);
 }
 
-fn webhook(repo: &TestRepo, url: &str, extra: &[&str]) -> common::Run {
+fn webhook(repo: &TestRepo, url: &str, extra: &[&str]) -> crate::common::Run {
     let mut args = vec!["reconcile", "--webhook", url, "--environment", "staging"];
     args.extend_from_slice(extra);
     let out = Command::new(env!("CARGO_BIN_EXE_ledgit"))
@@ -425,7 +424,7 @@ fn webhook(repo: &TestRepo, url: &str, extra: &[&str]) -> common::Run {
         .args(&args)
         .output()
         .unwrap();
-    common::Run {
+    crate::common::Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -654,7 +653,7 @@ fn watch_follows_a_fetch_and_retries_with_backoff() {
     );
     let (code, _) = watch.stop();
     assert_eq!(code, 0);
-    let results: Vec<String> = common::ledgit_in(&clone, &["journal", "--format", "json"])
+    let results: Vec<String> = crate::common::ledgit_in(&clone, &["journal", "--format", "json"])
         .json()
         .as_array()
         .unwrap()

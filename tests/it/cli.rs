@@ -1,9 +1,8 @@
 //! The command line end to end: init, validate in every repository state, help, exit codes,
 //! and snapshots of the text people read.
 
-mod common;
 
-use common::{T0, TestRepo, ledgit_in};
+use crate::common::{T0, TestRepo, ledgit_in};
 
 #[test]
 fn init_example_then_validate_and_status() {
@@ -52,7 +51,7 @@ fn validate_github_format() {
     let repo = TestRepo::new();
     repo.write(
         "deployments/support-bot/production.yaml",
-        common::record("support-bot", "production", "1").replace("\"1\"", "1.10"),
+        crate::common::record("support-bot", "production", "1").replace("\"1\"", "1.10"),
     );
     let run = repo.ledgit(&["validate", "--format", "github"]);
     assert_eq!(run.code, 1);
@@ -176,7 +175,7 @@ fn validating_a_commit_twice_gives_the_same_findings_from_the_cache() {
         first.stdout
     );
     // Another config (production renamed prod) changes what the same files mean.
-    repo.write("ledgit.yaml", common::CONFIG.replace("production", "prod"));
+    repo.write("ledgit.yaml", crate::common::CONFIG.replace("production", "prod"));
     repo.commit("rename", T0 + 1);
     let renamed = repo
         .ledgit(&["validate", "--rev", "HEAD", "--format", "json"])
@@ -202,7 +201,7 @@ fn large_tracked_files_are_scanned_for_keys_or_reported() {
     let repo = TestRepo::new();
     repo.set("support-bot", "staging", "1.0.0");
     let key = std::fs::read_to_string(
-        common::project_root().join("fixtures/repos/private-key-elsewhere/keys/signing.pem"),
+        crate::common::project_root().join("fixtures/repos/private-key-elsewhere/keys/signing.pem"),
     )
     .unwrap();
     let mut big = "x".repeat(2 << 20);
@@ -210,7 +209,7 @@ fn large_tracked_files_are_scanned_for_keys_or_reported() {
     big.push_str(&key);
     repo.write("assets/bundle.txt", &big);
     repo.write("assets/huge.bin", vec![b'a'; 17 << 20]);
-    repo.commit("Add assets", common::T0);
+    repo.commit("Add assets", crate::common::T0);
     for args in [
         &["validate", "--format", "json"][..],
         &["validate", "--rev", "HEAD", "--format", "json"],
@@ -243,7 +242,7 @@ fn large_tracked_files_are_scanned_for_keys_or_reported() {
 #[test]
 fn bash_completes_subcommands_and_formats() {
     let dir = tempfile::tempdir().unwrap();
-    let script = common::ledgit_in(dir.path(), &["completions", "bash"]);
+    let script = crate::common::ledgit_in(dir.path(), &["completions", "bash"]);
     assert_eq!(script.code, 0, "{}", script.stderr);
     std::fs::write(dir.path().join("ledgit.bash"), &script.stdout).unwrap();
     let complete = |words: &str, cword: usize| -> Vec<String> {
@@ -284,7 +283,7 @@ fn bash_completes_subcommands_and_formats() {
     assert_eq!(formats, ["text", "json", "csv"], "{formats:?}");
     let prefixed = complete("ledgit st", 1);
     assert_eq!(prefixed, ["status"]);
-    let unknown = common::ledgit_in(dir.path(), &["completions", "nushell"]);
+    let unknown = crate::common::ledgit_in(dir.path(), &["completions", "nushell"]);
     assert_eq!(unknown.code, 2);
     assert!(
         unknown.stderr.contains("bash") && unknown.stderr.contains("zsh"),
@@ -297,7 +296,7 @@ fn bash_completes_subcommands_and_formats() {
 #[test]
 fn man_pages_render_without_warnings() {
     let dir = tempfile::tempdir().unwrap();
-    let run = common::ledgit_in(dir.path(), &["man", "pages"]);
+    let run = crate::common::ledgit_in(dir.path(), &["man", "pages"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let mut pages: Vec<String> = std::fs::read_dir(dir.path().join("pages"))
         .unwrap()
@@ -342,7 +341,7 @@ fn man_pages_render_without_warnings() {
             "{page} has warnings"
         );
     }
-    let stdout = common::ledgit_in(dir.path(), &["man"]);
+    let stdout = crate::common::ledgit_in(dir.path(), &["man"]);
     assert!(
         stdout.stdout.starts_with(".ie"),
         "{}",

@@ -1,9 +1,8 @@
 //! The history index as a long-running server and CLI commands share it: several branches
 //! queried in turn each keep an index, and processes extending it at once lose nothing.
 
-mod common;
 
-use common::{DAY, T0, TestRepo};
+use crate::common::{DAY, T0, TestRepo};
 use git2::{Oid, Repository};
 use ledgit::git::index::{self, Source};
 

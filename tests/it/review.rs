@@ -1,9 +1,8 @@
 //! Pull-request review and promotion through the real binary: `diff`, `check`, `promote`, `set`
 //! on repositories with real merge commits and committer times in the past.
 
-mod common;
 
-use common::{DAY, HOUR, T0, TestRepo};
+use crate::common::{DAY, HOUR, T0, TestRepo};
 
 /// development -> staging -> production (soak 24h); support-bot 1.0.0 everywhere at T0,
 /// then 1.1.0 deployed to development at T0+1d and staging at T0+2d.
@@ -29,7 +28,7 @@ fn pull_request(repo: &TestRepo, edit: impl FnOnce(&TestRepo), time: i64) {
     repo.commit("Pull request", time);
 }
 
-fn codes(run: &common::Run) -> Vec<String> {
+fn codes(run: &crate::common::Run) -> Vec<String> {
     run.json()["findings"]
         .as_array()
         .unwrap()
@@ -38,12 +37,12 @@ fn codes(run: &common::Run) -> Vec<String> {
         .collect()
 }
 
-fn check(repo: &TestRepo, now: &str) -> common::Run {
+fn check(repo: &TestRepo, now: &str) -> crate::common::Run {
     repo.ledgit(&["check", "--base", "main", "--now", now, "--format", "json"])
 }
 
 /// `ledgit promote support-bot --from FROM --to TO`, then `extra`.
-fn promote(repo: &TestRepo, from: &str, to: &str, extra: &[&str]) -> common::Run {
+fn promote(repo: &TestRepo, from: &str, to: &str, extra: &[&str]) -> crate::common::Run {
     let mut args = vec!["promote", "support-bot", "--from", from, "--to", to];
     args.extend_from_slice(extra);
     repo.ledgit(&args)
@@ -187,7 +186,7 @@ fn an_override_annotation_is_a_reviewable_warning() {
     pull_request(
         &repo,
         |r| {
-            let text = common::record("support-bot", "production", "1.1.0")
+            let text = crate::common::record("support-bot", "production", "1.1.0")
                 + "annotations:\n  ledgit.dev/skip-soak: \"incident 42: security fix\"\n";
             r.write("deployments/support-bot/production.yaml", text);
         },
@@ -391,7 +390,7 @@ fn promote_refuses_what_check_refuses_unless_forced() {
 #[test]
 fn promote_all_creates_missing_records_on_a_branch_and_commits() {
     let repo = pipeline();
-    let text = common::record("triage-bot", "development", "0.1.0")
+    let text = crate::common::record("triage-bot", "development", "0.1.0")
         + "annotations:\n  owner: team-platform\n";
     repo.write("deployments/triage-bot/development.yaml", text);
     repo.commit("triage-bot", T0 + 2 * DAY + 60);
@@ -532,13 +531,13 @@ fn check_without_an_index_answers_as_the_full_history_does() {
     repo.commit("Oops", T0 + 2 * DAY + 3 * HOUR);
     repo.write(
         "deployments/misc/stage.yaml",
-        common::record("support-bot", "staging", "1.1.0"),
+        crate::common::record("support-bot", "staging", "1.1.0"),
     );
     repo.commit("Fix", T0 + 2 * DAY + 4 * HOUR);
     // other-bot's file becomes a second file of quiet-bot, then goes back.
     repo.write(
         "deployments/other-bot/development.yaml",
-        common::record("quiet-bot", "development", "3.0.0"),
+        crate::common::record("quiet-bot", "development", "3.0.0"),
     );
     repo.commit("Swap", T0 + 2 * DAY + 5 * HOUR);
     repo.set("other-bot", "development", "2.0.0");
@@ -686,7 +685,7 @@ fn settings_changes_are_shown_in_deployment_terms() {
         |r| {
             r.write(
                 "ledgit.yaml",
-                common::CONFIG.replace("soak: 24h", "soak: 2h"),
+                crate::common::CONFIG.replace("soak: 24h", "soak: 2h"),
             );
             r.write(
                 "revocations.yaml",

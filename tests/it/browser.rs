@@ -10,13 +10,12 @@
 //! tests/browser`), which `.ci/run` installs; a plain `cargo test` lists it as ignored with
 //! what it needs, and `cargo test -- --include-ignored` fails without them.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::TestRepo;
-use common::server::Server;
+use crate::common::TestRepo;
+use crate::common::server::Server;
 
 const SECRET: &str = "correct horse battery staple";
 

@@ -4,13 +4,12 @@
 //! `.ci/run`, into `bench/.npm`; a plain `cargo test` lists the test as ignored with what it
 //! needs. `--dry-run=extract` needs no network.
 
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{TestRepo, project_root};
+use crate::common::{TestRepo, project_root};
 
 fn renovate_bin(bin: &str) -> Option<PathBuf> {
     let path = project_root()
@@ -23,8 +22,8 @@ fn renovate_bin(bin: &str) -> Option<PathBuf> {
 #[ignore = "needs Renovate (npm install --prefix bench/.npm renovate@39); run with --include-ignored"]
 fn renovate_finds_the_annotated_records_of_the_first_environment() {
     let what = "Renovate (npm install --prefix bench/.npm renovate@39)";
-    let renovate = common::needs(renovate_bin("renovate"), what);
-    let validator = common::needs(renovate_bin("renovate-config-validator"), what);
+    let renovate = crate::common::needs(renovate_bin("renovate"), what);
+    let validator = crate::common::needs(renovate_bin("renovate-config-validator"), what);
     let preset = project_root().join("examples/renovate.json");
     let valid = Command::new(&validator).arg(&preset).output().unwrap();
     assert!(
@@ -37,7 +36,7 @@ fn renovate_finds_the_annotated_records_of_the_first_environment() {
     let repo = TestRepo::empty();
     assert_eq!(repo.ledgit(&["init", "--example", "."]).code, 0);
     std::fs::copy(&preset, repo.path().join("renovate.json")).unwrap();
-    repo.commit("Renovate", common::T0 + 40 * common::DAY);
+    repo.commit("Renovate", crate::common::T0 + 40 * crate::common::DAY);
     let base = tempfile::tempdir().unwrap();
     let out = Command::new(&renovate)
         .args(["--platform=local", "--dry-run=extract"])

@@ -1,11 +1,10 @@
 //! Deployment tokens end to end: keys, issue, verify, revoke, and verification by an
 //! independent JOSE implementation with the key set `ledgit keys jwks` prints.
 
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{DAY, T0, TestRepo};
+use crate::common::{DAY, T0, TestRepo};
 
 struct Setup {
     repo: TestRepo,
@@ -22,7 +21,7 @@ impl Setup {
             .to_string()
     }
 
-    fn issue(&self, agent: &str, env: &str, extra: &[&str]) -> common::Run {
+    fn issue(&self, agent: &str, env: &str, extra: &[&str]) -> crate::common::Run {
         let key = self.key();
         let mut args = vec!["token", "issue", agent, env, "--key", key.as_str()];
         args.extend_from_slice(extra);
@@ -154,7 +153,7 @@ fn revocation_is_honoured_once_merged() {
 fn removing_the_key_invalidates_its_tokens() {
     let s = setup();
     let token = s.token(&[]);
-    s.repo.write("ledgit.yaml", common::CONFIG);
+    s.repo.write("ledgit.yaml", crate::common::CONFIG);
     s.repo.commit("Rotate out k1", T0 + DAY);
     let v = s.verify(&token);
     assert!(v["reason"].as_str().unwrap().contains("not listed"), "{v}");
