@@ -4,9 +4,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::CommandFactory;
-
-use super::{CliError, CliResult, Context, Outcome};
+use super::command_error::{CliError, CliResult, Outcome};
+use super::context::Context;
 
 /// Print a shell completion script.
 ///
@@ -36,8 +35,8 @@ pub struct ManArgs {
     dir: Option<PathBuf>,
 }
 
-pub fn completions(args: CompletionsArgs) -> CliResult {
-    let mut cmd = super::Cli::command();
+/// `cli` is the whole command line's definition (the root command).
+pub fn completions(mut cmd: clap::Command, args: CompletionsArgs) -> CliResult {
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "ledgit", &mut out);
     std::io::stdout().lock().write_all(&out)?;
@@ -45,7 +44,7 @@ pub fn completions(args: CompletionsArgs) -> CliResult {
 }
 
 /// Every page: (file name, the command it documents).
-fn pages() -> Vec<(String, clap::Command)> {
+fn pages(mut root: clap::Command) -> Vec<(String, clap::Command)> {
     fn walk(cmd: &clap::Command, prefix: &str, out: &mut Vec<(String, clap::Command)>) {
         for sub in cmd
             .get_subcommands()
@@ -60,7 +59,6 @@ fn pages() -> Vec<(String, clap::Command)> {
             walk(sub, &name, out);
         }
     }
-    let mut root = super::Cli::command();
     root.build();
     let mut out = vec![("ledgit.1".to_string(), root.clone())];
     walk(&root, "ledgit", &mut out);
@@ -75,9 +73,10 @@ fn render(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-pub fn man(ctx: &Context, args: ManArgs) -> CliResult {
+/// `cli` is the whole command line's definition (the root command).
+pub fn man(cli: clap::Command, ctx: &Context, args: ManArgs) -> CliResult {
     let Some(dir) = args.dir else {
-        let (_, root) = pages().swap_remove(0);
+        let (_, root) = pages(cli).swap_remove(0);
         std::io::stdout().lock().write_all(&render(root)?)?;
         return Ok(Outcome::Clean);
     };
@@ -88,7 +87,7 @@ pub fn man(ctx: &Context, args: ManArgs) -> CliResult {
             "pass a folder you can write to",
         )
     })?;
-    let pages = pages();
+    let pages = pages(cli);
     for (file, cmd) in &pages {
         ledgit::support::fsutil::write_atomic(&dir.join(file), &render(cmd.clone())?)?;
     }

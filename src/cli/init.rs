@@ -3,8 +3,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::command_error::{CliResult, Outcome};
+use super::context::Context;
 use super::render::{self, BOLD, GREEN};
-use super::{CliResult, Context, Outcome};
 
 /// Create a deployments repository.
 ///

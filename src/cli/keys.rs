@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use ledgit::model::config::{self, Config};
 use ledgit::token::{self, SigningKey};
 
+use super::command_error::{CliError, CliResult, Outcome};
+use super::context::Context;
 use super::render::{self, BOLD, GREEN, TextOrJson};
-use super::{CliError, CliResult, Context, Outcome};
 
 /// Manage the keys that sign and verify deployment tokens.
 #[derive(clap::Args)]

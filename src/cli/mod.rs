@@ -2,6 +2,8 @@
 //! from the core as text, JSON, GitHub annotations or markdown. Every command returns an
 //! [`Outcome`] (exit 0 or 1) or a [`CliError`] (exit 2) that carries a hint for the user.
 
+mod command_error;
+mod context;
 mod docs;
 mod history;
 mod init;
@@ -20,9 +22,10 @@ mod validate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use ledgit::git::repo::Repo;
+use command_error::{CliError, Outcome};
+use context::Context;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -77,79 +80,6 @@ enum Command {
     Man(docs::ManArgs),
 }
 
-/// How a command that ran ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Exit 0: done, nothing wrong.
-    Clean,
-    /// Exit 1: done, and the repository has findings.
-    Findings,
-}
-
-impl Outcome {
-    pub fn from_findings(has_errors: bool) -> Self {
-        if has_errors {
-            Outcome::Findings
-        } else {
-            Outcome::Clean
-        }
-    }
-}
-
-/// A command that could not run (exit 2), with what to do about it.
-#[derive(Debug)]
-pub struct CliError {
-    pub message: String,
-    pub hint: Option<String>,
-    /// The reader of our output went away (`ledgit history | head`): not an error.
-    pub broken_pipe: bool,
-}
-
-impl From<ledgit::Error> for CliError {
-    fn from(e: ledgit::Error) -> Self {
-        CliError {
-            hint: e.hint(),
-            message: e.to_string(),
-            broken_pipe: false,
-        }
-    }
-}
-
-impl From<std::io::Error> for CliError {
-    fn from(e: std::io::Error) -> Self {
-        CliError {
-            message: format!("writing output: {e}"),
-            hint: None,
-            broken_pipe: e.kind() == std::io::ErrorKind::BrokenPipe,
-        }
-    }
-}
-
-impl CliError {
-    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        CliError {
-            message: message.into(),
-            hint: Some(hint.into()),
-            broken_pipe: false,
-        }
-    }
-}
-
-pub type CliResult = Result<Outcome, CliError>;
-
-/// Global context handed to every command.
-pub struct Context {
-    /// The directory to start from (`-C`, else the current directory).
-    pub dir: PathBuf,
-}
-
-impl Context {
-    /// The repository around the start directory.
-    pub fn repo(&self) -> Result<Repo, CliError> {
-        Ok(Repo::discover(&self.dir)?)
-    }
-}
-
 /// Parses the arguments, runs the command and turns its result into an exit code.
 pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -189,7 +119,7 @@ pub fn run() -> ExitCode {
         let _ = git2::opts::set_mwindow_size(16 << 20);
         let _ = git2::opts::set_mwindow_mapped_limit(64 << 20);
     }
-    let ctx = Context { dir };
+    let ctx = Context::new(dir);
     let result = match cli.command {
         Command::Init(args) => init::run(&ctx, args),
         Command::Validate(args) => validate::run(&ctx, args),
@@ -206,8 +136,8 @@ pub fn run() -> ExitCode {
         Command::Watch(args) => reconcile::watch(&ctx, args),
         Command::Journal(args) => reconcile::journal(&ctx, args),
         Command::Serve(args) => serve::run(&ctx, args),
-        Command::Completions(args) => docs::completions(args),
-        Command::Man(args) => docs::man(&ctx, args),
+        Command::Completions(args) => docs::completions(Cli::command(), args),
+        Command::Man(args) => docs::man(Cli::command(), &ctx, args),
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,

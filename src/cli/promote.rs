@@ -11,10 +11,11 @@ use ledgit::review::plan::{self, Plan, Planned, Target};
 use ledgit::review::policy::Change;
 use ledgit::support::fsutil;
 
-use super::history::load;
+use super::command_error::unknown_environment;
+use super::command_error::{CliError, CliResult, Outcome};
+use super::context::Context;
+use super::context::load;
 use super::render::{self, BOLD, GREEN, TextOrJson};
-use super::review::unknown_environment;
-use super::{CliError, CliResult, Context, Outcome};
 
 /// Options shared by `promote` and `set`.
 #[derive(clap::Args)]

@@ -13,9 +13,10 @@ use ledgit::reconcile::state::{self, JournalResult, Store};
 use ledgit::reconcile::{self, Attempt, Plan, RefWatcher};
 use ledgit::support::when;
 
-use super::history::{Current, current_full};
+use super::command_error::{CliError, CliResult, Outcome};
+use super::context::Context;
+use super::context::{Current, current_full};
 use super::render::{self, BOLD, DIM, GREEN, RED, TextOrJson, YELLOW};
-use super::{CliError, CliResult, Context, Outcome};
 
 /// Options shared by `reconcile` and `watch`.
 #[derive(clap::Args)]
@@ -212,14 +213,17 @@ fn pass(
     let repo = ctx.repo()?;
     for env in &common.environments {
         if current.config.environment(env).is_none() {
-            return Err(super::review::unknown_environment(&current.config, env));
+            return Err(super::command_error::unknown_environment(
+                &current.config,
+                env,
+            ));
         }
     }
     let at_tip = reconcile::desired(&repo.git, tip, &current.config, &current.rows)?;
     let (applied, failures) = match &store {
         Some(s) => (s.applied()?, s.failures()?),
         None => match state::view(
-            &state_path(&repo, common.state.as_deref(), ctx),
+            &state_path(repo, common.state.as_deref(), ctx),
             &repository_id(current),
         )? {
             Some(v) => (v.applied, v.failures),
@@ -373,7 +377,7 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
     let mut store = if common.dry_run {
         None
     } else {
-        Some(open_store(ctx, &repo, common, &current)?)
+        Some(open_store(ctx, repo, common, &current)?)
     };
     let stop = AtomicBool::new(false);
     let mut out = render::stdout();
@@ -450,7 +454,7 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
         {
             let current = current_full(ctx, Some(&tip.to_string()));
             if let (Ok(current), None, false) = (&current, &store, common.dry_run) {
-                store = Some(open_store(ctx, &repo, common, current)?);
+                store = Some(open_store(ctx, repo, common, current)?);
             }
             let passed = current.and_then(|current| {
                 pass(
@@ -503,7 +507,7 @@ fn next_retry(store: Option<&Store>) -> Option<Instant> {
 
 pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
     let repo = ctx.repo()?;
-    let path = state_path(&repo, args.state.as_deref(), ctx);
+    let path = state_path(repo, args.state.as_deref(), ctx);
     let entries = state::journal(&path, args.limit)?;
     let mut out = render::stdout();
     if args.format == TextOrJson::Json {

@@ -16,9 +16,10 @@ use ledgit::review::policy::{self, Change, Stays};
 use ledgit::review::settings::SettingChange;
 use ledgit::support::{secret, when};
 
-use super::history::{load, load_focused};
+use super::command_error::{CliError, CliResult, Outcome, unknown_environment};
+use super::context::Context;
+use super::context::{load, load_focused};
 use super::render::{self, BOLD, DIM, GREEN, RED, YELLOW};
-use super::{CliError, CliResult, Context, Outcome};
 
 /// Show what a change of the repository means in deployments.
 ///
@@ -202,14 +203,14 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
     let repo = ctx.repo()?;
     let base = repo.resolve(base_rev)?;
     let head = repo.resolve(head_rev)?;
-    if !is_ancestor(&repo, base, head) {
+    if !is_ancestor(repo, base, head) {
         anstream::eprintln!(
             "{YELLOW}note{YELLOW:#}: {base_rev} is not an ancestor of {head_rev}; comparing the two states as they are"
         );
     }
     let config = repo.config_at(head)?;
     let head_tree = repo.tree_at(head)?;
-    let focus = touched_agents(&repo, repo.tree_at(base)?.id(), head_tree.id(), &config)?;
+    let focus = touched_agents(repo, repo.tree_at(base)?.id(), head_tree.id(), &config)?;
     // Head's files are read first; checking them is CPU work alone, done on a second thread
     // while this one reads base's history (two readers of the same pack slow each other down).
     let files = validate::read_tree(&repo.git, &head_tree, &config)?;
@@ -229,7 +230,7 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
     let Some(loaded) = loaded else {
         return Ok(Review {
             changes: Vec::new(),
-            settings: ledgit::review::settings::changes(&repo, base, head),
+            settings: ledgit::review::settings::changes(repo, base, head),
             head_report,
             base,
             head,
@@ -247,7 +248,7 @@ fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Rev
     policy::explain(&mut changes, &config, &stays, &head_report.parsed, now);
     Ok(Review {
         changes,
-        settings: ledgit::review::settings::changes(&repo, base, head),
+        settings: ledgit::review::settings::changes(repo, base, head),
         head_report,
         base,
         head,
@@ -331,10 +332,6 @@ fn env_diff(
         }
     }
     Ok(changes)
-}
-
-pub fn unknown_environment(config: &Config, env: &str) -> CliError {
-    config.unknown_environment(env).into()
 }
 
 fn change_words(c: &Change) -> String {
@@ -479,7 +476,7 @@ pub fn check(ctx: &Context, args: CheckArgs) -> CliResult {
     let repo = ctx.repo()?;
     let mut findings = r.head_report.findings.clone();
     findings.extend(policy::evaluate(&r.changes));
-    findings.extend(keys_in_change(&repo, r.base, r.head)?);
+    findings.extend(keys_in_change(repo, r.base, r.head)?);
     finding::sort(&mut findings);
     findings.dedup_by(|a, b| a.code == b.code && a.path == b.path && a.line == b.line);
     let mut out = render::stdout();

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use ledgit::support::when;
 
-use super::{CliError, CliResult, Context, Outcome};
+use super::command_error::{CliError, CliResult, Outcome};
+use super::context::Context;
 
 /// Serve the tracked branch to agents' SDKs, gateways, git hosts and dashboards over HTTP.
 ///

@@ -7,9 +7,11 @@ use ledgit::git::repo::short;
 use ledgit::model::Deployment;
 use ledgit::support::when;
 
-use super::history::{EventJson, commit_strings, event_json, load};
+use super::command_error::{CliError, CliResult, Outcome};
+use super::context::Context;
+use super::context::load;
+use super::history::{EventJson, commit_strings, event_json};
 use super::render::{self, BOLD, DIM, TextOrJson};
-use super::{CliError, CliResult, Context, Outcome};
 
 /// Show one agent: its records at the tip, their generations, and its full history.
 ///

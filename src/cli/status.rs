@@ -9,9 +9,10 @@ use ledgit::model::Deployment;
 use ledgit::reconcile::state::{Sync, SyncState};
 use ledgit::support::when;
 
-use super::history::{current_full, load};
+use super::command_error::{CliError, CliResult, Outcome};
+use super::context::Context;
+use super::context::{current_full, load};
 use super::render::{self, BOLD, DIM, TextOrJson, YELLOW};
-use super::{CliError, CliResult, Context, Outcome};
 
 /// Show which version of each agent runs in each environment.
 ///
@@ -171,7 +172,7 @@ fn sync_states(
     repository: &str,
 ) -> Result<Option<Vec<Sync>>, CliError> {
     let repo = ctx.repo()?;
-    let path = super::reconcile::state_path(&repo, state, ctx);
+    let path = super::reconcile::state_path(repo, state, ctx);
     if state.is_some() && !path.exists() {
         return Err(CliError::new(
             format!("no state store at {}", path.display()),

@@ -12,9 +12,10 @@ use ledgit::model::revocations::{self, Revoked};
 use ledgit::support::when;
 use ledgit::token::{self, SigningKey, Verifier};
 
-use super::history::current;
+use super::command_error::{CliError, CliResult, Outcome};
+use super::context::Context;
+use super::context::current;
 use super::render::{self, BOLD, GREEN, RED, TextOrJson, YELLOW};
-use super::{CliError, CliResult, Context, Outcome};
 
 /// Issue, verify, inspect and revoke deployment tokens.
 ///
@@ -301,9 +302,9 @@ struct Listed<'a> {
 
 fn list(ctx: &Context, args: ListArgs) -> CliResult {
     let repo = ctx.repo()?;
-    let tip = super::history::tip_of(ctx, args.rev.as_deref())?;
+    let tip = super::context::tip_of(ctx, args.rev.as_deref())?;
     let (_, verifier) =
-        ledgit::git::load::verifier(&repo, tip, &mut super::history::progress_bar())?;
+        ledgit::git::load::verifier(repo, tip, &mut super::context::progress_bar())?;
     let book = match (repo.workdir(), &args.rev, tip) {
         (Some(root), None, _) => {
             ledgit::support::fsutil::read_optional(&root.join(ledger::FILE_NAME))
@@ -316,7 +317,7 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
                 .map(|text| ledger::read(ledger::FILE_NAME, &text))
                 .unwrap_or_default()
         }
-        (_, _, Some(commit)) => ledgit::git::load::ledger(&repo, commit)?,
+        (_, _, Some(commit)) => ledgit::git::load::ledger(repo, commit)?,
         (_, _, None) => ledger::Ledger::default(),
     };
     let now = chrono::Utc::now().timestamp();
@@ -379,9 +380,9 @@ pub fn verifier(
     ctx: &Context,
     rev: Option<&str>,
 ) -> Result<(Config, Vec<Deployment>, Verifier), CliError> {
-    let tip = super::history::tip_of(ctx, rev)?;
+    let tip = super::context::tip_of(ctx, rev)?;
     let (current, verifier) =
-        ledgit::git::load::verifier(&ctx.repo()?, tip, &mut super::history::progress_bar())?;
+        ledgit::git::load::verifier(ctx.repo()?, tip, &mut super::context::progress_bar())?;
     Ok((current.config, current.rows, verifier))
 }
 

@@ -6,8 +6,9 @@ use ledgit::finding;
 use ledgit::model::config::Config;
 use ledgit::model::validate::{self, Report};
 
+use super::command_error::{CliError, CliResult, Outcome};
+use super::context::Context;
 use super::render::{self, GREEN};
-use super::{CliError, CliResult, Context, Outcome};
 
 /// Check the deployment records.
 ///

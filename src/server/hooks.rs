@@ -11,8 +11,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::answer::{MAX_BODY, closing, error, json, read_body};
 use super::metrics::HookLabels;
-use super::routes::{MAX_BODY, closing, error, json, read_body};
 use super::state::Shared;
 
 /// The git hosts a delivery can come from.

@@ -4,13 +4,18 @@
 //! sends. Addresses are counted in a bounded map (an IPv6 client by its /64), so no client can
 //! make it grow.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use super::routes::error;
-use super::state::Bounded;
+use super::answer::error;
+use super::bounded::Bounded;
+
+/// The client address of a request, as the listener saw it (absent when the router is driven
+/// in process).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
 
 /// Failures a client address may make in one window.
 pub const ALLOWED: u32 = 10;
@@ -85,10 +90,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
         _: &S,
     ) -> Result<Self, Self::Rejection> {
         Ok(Client(
-            parts
-                .extensions
-                .get::<super::ClientAddr>()
-                .map(|c| c.0.ip()),
+            parts.extensions.get::<ClientAddr>().map(|c| c.0.ip()),
         ))
     }
 }

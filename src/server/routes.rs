@@ -17,20 +17,18 @@ use serde::Deserialize;
 use crate::model::Deployment;
 use crate::token::{Invalid, Reason, Verified};
 
+use super::answer::{
+    Answer, ApiError, at_param, closing, error, json, read_body, shown, time_param,
+};
 use super::hooks;
+use super::state::served;
 use super::state::{Served, Shared};
 
-/// The largest request body read (webhook payloads, introspection forms).
-pub const MAX_BODY: usize = 1 << 20;
 /// How long one request may take, body included.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The most events one page of `/v1/history` holds.
 pub const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
-
-/// The accepted forms of a time parameter, for error messages.
-const TIME_FORMS: &str =
-    "RFC 3339 (2026-03-03T12:00:00Z), a date (2026-03-03, UTC), or a duration ago (7d, 12h)";
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -63,65 +61,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// A JSON answer.
-pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
-/// An error answer: `{"error": code, "message": message}`.
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    json(
-        status,
-        &serde_json::json!({"error": code, "message": message.into()}),
-    )
-}
-
-/// An error on its way to becoming an answer (see [`error`]).
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_query(e: impl std::fmt::Display) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string())
-    }
-}
-
-impl ApiError {
-    /// The status and the message.
-    pub fn parts(self) -> (StatusCode, String) {
-        (self.status, self.message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        error(self.status, self.code, self.message)
-    }
-}
-
-/// A handler's answer, or the error it becomes.
-pub type Answer = Result<Response, ApiError>;
-
 /// A defect in a handler: a 500 for that request, the server goes on.
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     error(
@@ -145,17 +84,6 @@ async fn method_not_allowed() -> Response {
         "method_not_allowed",
         "this route does not answer that method; /openapi.json lists the routes",
     )
-}
-
-/// The served state, or the answer that there is none yet.
-pub fn served(shared: &Shared) -> Result<Arc<Served>, ApiError> {
-    shared.served.load_full().ok_or_else(|| {
-        let reason = shared
-            .health()
-            .failing
-            .unwrap_or_else(|| "the tracked branch is not loaded yet".into());
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason)
-    })
 }
 
 /// What the access log says of the token a request presented (never the token).
@@ -224,7 +152,7 @@ async fn access(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
             .get::<TokenSeen>()
             .map(|t| format!(" {}", t.0))
             .unwrap_or_default();
-        super::log!(
+        super::options::log!(
             shared.options.log,
             "{} {method} {route} {status} {:.2}ms{token}",
             crate::support::when::rfc3339(chrono::Utc::now().timestamp()),
@@ -399,15 +327,6 @@ async fn whoami(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Answer
     };
     response.extensions_mut().insert(seen);
     Ok(no_store(response))
-}
-
-/// An answer given before the request's body was read: the connection closes after it (the
-/// unread body cannot be told from the next request), and the answer says so.
-pub fn closing(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
 }
 
 /// Answers that depend on a token are never cached by intermediaries.
@@ -586,34 +505,6 @@ struct AtQuery {
     at: Option<String>,
 }
 
-/// Parses a time parameter, or answers 400 naming the accepted forms.
-pub fn time_param(name: &str, value: &str) -> Result<crate::support::when::TimeArg, ApiError> {
-    crate::support::when::parse_time_arg(value, chrono::Utc::now()).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_time",
-            format!("`{name}` is not a time; use {TIME_FORMS}"),
-        )
-    })
-}
-
-/// Parses `?at=`, the time of a snapshot: a time to come is refused (what will be declared
-/// then is not known yet; answering with today's state would mislabel it).
-pub fn at_param(value: &str) -> Result<crate::support::when::TimeArg, ApiError> {
-    let at = time_param("at", value)?;
-    if at.time > chrono::Utc::now() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_time",
-            format!(
-                "`at` is {}, a time to come: the snapshot is known up to now",
-                crate::support::when::rfc3339(at.time.timestamp())
-            ),
-        ));
-    }
-    Ok(at)
-}
-
 /// The snapshot the request asks for: now, or at `?at=`.
 fn snapshot(served: &Served, query: Option<&str>) -> Result<Option<Vec<Deployment>>, ApiError> {
     let q: AtQuery =
@@ -743,11 +634,6 @@ async fn deployment(
             ),
         ),
     })
-}
-
-/// Client text in a message: escaped and cut short.
-pub fn shown(text: &str) -> String {
-    text.chars().take(64).flat_map(char::escape_debug).collect()
 }
 
 #[derive(Deserialize)]
@@ -1000,17 +886,6 @@ async fn openapi(State(shared): State<Arc<Shared>>) -> Response {
         shared.openapi.clone(),
     )
         .into_response()
-}
-
-/// Reads a body of at most `limit` bytes, or answers 413.
-pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than {limit} bytes (or was cut short)"),
-        )
-    })
 }
 
 #[cfg(test)]

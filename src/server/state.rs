@@ -3,9 +3,7 @@
 //! replaces whole. Requests load the current value without locking and keep it for their
 //! whole answer, so they never wait for a refresh and never see half of one.
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,8 +15,11 @@ use crate::token::{Signed, Verifier};
 use arc_swap::ArcSwapOption;
 use git2::Oid;
 
-use super::Options;
+use super::answer::ApiError;
+use super::bounded::Bounded;
 use super::metrics::Metrics;
+use super::options::Options;
+use axum::http::StatusCode;
 
 /// One commit of the tracked branch, ready to answer from.
 pub struct Served {
@@ -270,80 +271,15 @@ impl Shared {
     }
 }
 
-/// A map shared by every request: sharded so that requests rarely wait for one another, and
-/// bounded (a full shard is emptied before it takes a new key), so no client can make it grow.
-pub struct Bounded<K, V> {
-    shards: Vec<Mutex<HashMap<K, V>>>,
-    hasher: std::hash::RandomState,
-}
-
-const SHARDS: usize = 16;
-const PER_SHARD: usize = 1024;
-
-impl<K, V> Default for Bounded<K, V> {
-    fn default() -> Self {
-        Bounded {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: std::hash::RandomState::new(),
-        }
-    }
-}
-
-impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<HashMap<K, V>> {
-        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
-    }
-
-    pub fn get<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.shard(key).lock().ok()?.get(key).cloned()
-    }
-
-    /// Sets `key`'s value (the key is copied only when it is new).
-    pub fn put<Q>(&self, key: &Q, value: V)
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        let Ok(mut map) = self.shard(key).lock() else {
-            return;
-        };
-        if let Some(slot) = map.get_mut(key) {
-            *slot = value;
-            return;
-        }
-        if map.len() >= PER_SHARD {
-            map.clear();
-        }
-        map.insert(key.to_owned(), value);
-    }
-
-    /// Replaces `key`'s value by what `f` makes of the current one, under the shard's lock,
-    /// and returns the new value.
-    pub fn update(&self, key: &K, f: impl FnOnce(Option<&V>) -> V) -> Option<V>
-    where
-        K: Clone,
-    {
-        let mut map = self.shard(key).lock().ok()?;
-        let value = f(map.get(key));
-        if !map.contains_key(key) && map.len() >= PER_SHARD {
-            map.clear();
-        }
-        map.insert(key.clone(), value.clone());
-        Some(value)
-    }
-
-    /// How many entries there are.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
-            .sum()
-    }
+/// The served state, or the answer that there is none yet.
+pub fn served(shared: &Shared) -> Result<Arc<Served>, ApiError> {
+    shared.served.load_full().ok_or_else(|| {
+        let reason = shared
+            .health()
+            .failing
+            .unwrap_or_else(|| "the tracked branch is not loaded yet".into());
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason)
+    })
 }
 
 /// Signatures already verified, by SHA-256 of the token: a token presented again skips the

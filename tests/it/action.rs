@@ -4,7 +4,6 @@
 //! which ships the binary; `.ci/run` installs it into `bench/.venv`); a plain `cargo test`
 //! lists the lint test as ignored with what it needs.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -10,7 +10,6 @@
 //! tests/browser`), which `.ci/run` installs; a plain `cargo test` lists it as ignored with
 //! what it needs, and `cargo test -- --include-ignored` fails without them.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,7 +1,6 @@
 //! The command line end to end: init, validate in every repository state, help, exit codes,
 //! and snapshots of the text people read.
 
-
 use crate::common::{T0, TestRepo, ledgit_in};
 
 #[test]
@@ -175,7 +174,10 @@ fn validating_a_commit_twice_gives_the_same_findings_from_the_cache() {
         first.stdout
     );
     // Another config (production renamed prod) changes what the same files mean.
-    repo.write("ledgit.yaml", crate::common::CONFIG.replace("production", "prod"));
+    repo.write(
+        "ledgit.yaml",
+        crate::common::CONFIG.replace("production", "prod"),
+    );
     repo.commit("rename", T0 + 1);
     let renamed = repo
         .ledgit(&["validate", "--rev", "HEAD", "--format", "json"])

@@ -3,7 +3,6 @@
 //! findings (`expect`). The JSON Schemas in `schema/` must agree with ledgit on every example
 //! on the rules a schema can express.
 
-
 use std::collections::BTreeSet;
 use std::path::Path;
 

@@ -5,7 +5,6 @@
 //! client authentication. Each tool comes from the system's packages or PyPI (`.ci/run`
 //! installs them); the tests are ignored by a plain `cargo test`, which lists what they need.
 
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,6 @@
 //! The history engine through the real binary, on real repositories with real merge commits and
 //! committer times in the past: the edge cases of SPEC "History".
 
-
 use crate::common::{DAY, HOUR, T0, TestRepo, record};
 use serde_json::Value;
 

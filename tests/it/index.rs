@@ -1,7 +1,6 @@
 //! The history index as a long-running server and CLI commands share it: several branches
 //! queried in turn each keep an index, and processes extending it at once lose nothing.
 
-
 use crate::common::{DAY, T0, TestRepo};
 use git2::{Oid, Repository};
 use ledgit::git::index::{self, Source};

@@ -8,6 +8,7 @@
 mod common;
 
 mod action;
+mod architecture;
 mod browser;
 mod cli;
 mod fixtures;

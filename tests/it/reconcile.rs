@@ -2,7 +2,6 @@
 //! server on 127.0.0.1, kill -9 in the middle of an action, and `watch` reacting to commits,
 //! merges, fetches and packed refs.
 
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;

@@ -4,7 +4,6 @@
 //! `.ci/run`, into `bench/.npm`; a plain `cargo test` lists the test as ignored with what it
 //! needs. `--dry-run=extract` needs no network.
 
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,7 +1,6 @@
 //! Pull-request review and promotion through the real binary: `diff`, `check`, `promote`, `set`
 //! on repositories with real merge commits and committer times in the past.
 
-
 use crate::common::{DAY, HOUR, T0, TestRepo};
 
 /// development -> staging -> production (soak 24h); support-bot 1.0.0 everywhere at T0,

@@ -2,7 +2,6 @@
 //! following commits, agreeing with `token verify`, keeping secrets out of its log, and
 //! draining on SIGTERM.
 
-
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -327,7 +326,8 @@ fn a_proposal_is_pushed_and_linked_and_the_page_shows_sync_states() {
         "{page}"
     );
     // The remote has the branch, one commit on the tip; the tip itself did not move.
-    let pushed = crate::common::ledgit_in(&remote, &["history", "--rev", &branch, "--format", "json"]);
+    let pushed =
+        crate::common::ledgit_in(&remote, &["history", "--rev", &branch, "--format", "json"]);
     assert_eq!(pushed.code, 0, "{}", pushed.stderr);
     let events = pushed.json();
     let last = events.as_array().unwrap().last().unwrap().clone();

@@ -1,7 +1,6 @@
 //! Deployment tokens end to end: keys, issue, verify, revoke, and verification by an
 //! independent JOSE implementation with the key set `ledgit keys jwks` prints.
 
-
 use std::os::unix::fs::PermissionsExt;
 
 use crate::common::{DAY, T0, TestRepo};

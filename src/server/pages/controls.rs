@@ -13,10 +13,10 @@ use serde::Deserialize;
 
 use crate::review::proposal::{Preview, Request};
 
-use super::super::routes::{ApiError, read_body};
+use super::super::answer::{ApiError, read_body};
 use super::super::session::{self, Session};
 use super::super::state::{Served, Shared};
-use super::{
+use super::frame::{
     Detour, PageResult, ProposeHtml, ProposedHtml, SigninHtml, Visitor, chrome, detour, html,
     message_page, served_or_page, visitor,
 };
@@ -63,7 +63,7 @@ pub(super) async fn signin(
     }
     let now = chrono::Utc::now().timestamp();
     if let Some(r) = shared.failures.refuse(client.0, now) {
-        return Ok(super::super::routes::closing(r));
+        return Ok(super::super::answer::closing(r));
     }
     let form: SigninForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
     if !keys.is_secret(&form.secret) {

@@ -10,22 +10,22 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::review::proposal::Preview;
 use crate::view::{self, AgentPage, DeploymentTokens, Overview};
 
-use super::routes::{Answer, ApiError, json};
-use super::session::Session;
+use super::answer::{Answer, ApiError, json};
 use super::state::{Served, Shared};
 
 mod controls;
+mod frame;
 mod timeline;
 
 use controls::{propose_create, propose_page, signin, signin_page, signout};
+use frame::*;
 use timeline::timeline_svg;
 
 /// The page routes and their JSON twins.
@@ -69,274 +69,6 @@ async fn keep_session(
     response
 }
 
-const STYLE: &str = include_str!("../static/style.css");
-const FAVICON: &str = include_str!("../static/favicon.svg");
-
-/// What every page shows around its content.
-pub struct Chrome {
-    title: String,
-    version: &'static str,
-    commit: String,
-    commit_short: String,
-    branch: String,
-    json: Option<String>,
-    signed_in: bool,
-    proposals: bool,
-    csrf: String,
-    now: i64,
-}
-
-/// Formatting helpers the templates call (`self.ago(t)`, `self.short(id)`).
-trait Helpers {
-    fn now(&self) -> i64;
-
-    /// "3 days ago", "in 2 months".
-    fn ago(&self, t: impl Secs) -> String {
-        crate::support::when::relative(t.secs(), self.now())
-    }
-
-    fn time(&self, t: impl Secs) -> String {
-        crate::support::when::rfc3339(t.secs())
-    }
-
-    /// How many stays of an environment the timeline shows at most.
-    fn spans(&self) -> usize {
-        view::TIMELINE_SPANS
-    }
-
-    /// An RFC 3339 time as people read it: `2026-03-03 12:00 UTC`.
-    fn human(&self, rfc3339: impl AsRef<str>) -> String {
-        let t = rfc3339.as_ref();
-        match (t.get(..10), t.get(11..16)) {
-            (Some(d), Some(hm)) => format!("{d} {hm} UTC"),
-            _ => t.to_string(),
-        }
-    }
-
-    /// Time left, to the minute: `in 9d23h`, or how long ago it ran out.
-    fn countdown(&self, left: impl Secs) -> String {
-        let s = left.secs();
-        if s > 0 {
-            format!(
-                "in {}",
-                crate::support::when::format_duration_short(s.max(60))
-            )
-        } else {
-            format!(
-                "{} ago",
-                crate::support::when::format_duration_short((-s).max(60))
-            )
-        }
-    }
-
-    /// The first 12 characters of an id.
-    fn short(&self, id: impl AsRef<str>) -> String {
-        id.as_ref().chars().take(12).collect()
-    }
-
-    fn diff_class(&self, line: impl AsRef<str>) -> &'static str {
-        let l = line.as_ref();
-        if l.starts_with("+++") || l.starts_with("---") || l.starts_with("diff") {
-            "meta"
-        } else if l.starts_with('+') {
-            "add"
-        } else if l.starts_with('-') {
-            "del"
-        } else if l.starts_with("@@") {
-            "hunk"
-        } else {
-            "ctx"
-        }
-    }
-}
-
-/// Seconds, however a template holds them.
-trait Secs {
-    fn secs(&self) -> i64;
-}
-impl Secs for i64 {
-    fn secs(&self) -> i64 {
-        *self
-    }
-}
-impl<T: Secs> Secs for &T {
-    fn secs(&self) -> i64 {
-        (*self).secs()
-    }
-}
-
-macro_rules! page {
-    ($name:ident, $path:literal { $($field:ident: $ty:ty),* $(,)? }) => {
-        #[derive(Template)]
-        #[template(path = $path)]
-        struct $name {
-            chrome: Chrome,
-            $($field: $ty,)*
-        }
-        impl Helpers for $name {
-            fn now(&self) -> i64 {
-                self.chrome.now
-            }
-        }
-    };
-}
-
-page!(OverviewHtml, "overview.html" {
-    overview: Overview,
-    next: Option<String>,
-    at: Option<String>,
-    at_input: String,
-    filter: String,
-    sync_known: bool,
-    proposals: Arc<Vec<super::state::Proposal>>,
-});
-page!(AgentHtml, "agent.html" { page: AgentPage, timeline: String, controls: bool });
-page!(TokensHtml, "deployments.html" {
-    agent: String,
-    deployments: Vec<DeploymentTokens>,
-    controls: bool,
-});
-page!(ProposeHtml, "propose.html" {
-    agent: String,
-    preview: Preview,
-    fields: Vec<(&'static str, String)>,
-    is_revoke: bool,
-    stale: bool,
-    open: Option<(String, String)>,
-});
-page!(ProposedHtml, "proposed.html" {
-    agent: String,
-    branch: String,
-    commit: String,
-    title: String,
-    pushed: Option<String>,
-    pull_request: Option<String>,
-});
-page!(SigninHtml, "signin.html" { failed: bool });
-page!(MessageHtml, "message.html" { heading: String, message: String, hint: String });
-
-/// An HTML answer with the headers every page carries.
-fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(_) => {
-            return super::routes::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "the page could not be rendered (a defect in ledgit: please report it)",
-            );
-        }
-    };
-    let mut r = (status, body).into_response();
-    let h = r.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "same-origin"),
-        (header::CACHE_CONTROL, "no-store"),
-    ] {
-        h.insert(name, HeaderValue::from_static(value));
-    }
-    r
-}
-
-/// Who is asking: their session (when proposals are on and they signed in).
-struct Visitor {
-    session: Option<Session>,
-}
-
-fn visitor(shared: &Shared, headers: &HeaderMap, now: i64) -> Visitor {
-    Visitor {
-        session: shared
-            .ui_keys
-            .as_ref()
-            .and_then(|k| k.session(headers, now)),
-    }
-}
-
-fn chrome(
-    shared: &Shared,
-    served: Option<&Served>,
-    visitor: &Visitor,
-    title: impl Into<String>,
-    json: Option<String>,
-    now: i64,
-) -> Chrome {
-    let commit = served.map(|s| s.commit.to_string()).unwrap_or_default();
-    Chrome {
-        title: title.into(),
-        version: env!("CARGO_PKG_VERSION"),
-        commit_short: commit.chars().take(12).collect(),
-        commit,
-        branch: shared.options.branch.clone(),
-        json,
-        signed_in: visitor.session.is_some(),
-        proposals: shared.ui_keys.is_some(),
-        csrf: match (&visitor.session, &shared.ui_keys) {
-            (Some(s), Some(k)) => k.csrf(s),
-            _ => String::new(),
-        },
-        now,
-    }
-}
-
-/// An error as a page.
-fn message_page(
-    shared: &Shared,
-    status: StatusCode,
-    heading: &str,
-    message: impl Into<String>,
-    hint: impl Into<String>,
-) -> Response {
-    let now = chrono::Utc::now().timestamp();
-    let served = shared.served.load_full();
-    let v = Visitor { session: None };
-    let page = MessageHtml {
-        chrome: chrome(shared, served.as_deref(), &v, heading, None, now),
-        heading: heading.into(),
-        message: message.into(),
-        hint: hint.into(),
-    };
-    html(status, page.render())
-}
-
-fn page_error(shared: &Shared, e: ApiError) -> Response {
-    let (status, message) = e.parts();
-    let heading = status.canonical_reason().unwrap_or("Error");
-    message_page(shared, status, heading, message, "")
-}
-
-/// A page that answers instead of the one asked for: an error or a refusal, already rendered
-/// (boxed: a response is large).
-struct Detour(Box<Response>);
-
-impl IntoResponse for Detour {
-    fn into_response(self) -> Response {
-        *self.0
-    }
-}
-
-impl From<Response> for Detour {
-    fn from(r: Response) -> Self {
-        Detour(Box::new(r))
-    }
-}
-
-/// What a page handler answers: its page, or the page that says why not.
-type PageResult = Result<Response, Detour>;
-
-fn detour(shared: &Shared, e: ApiError) -> Detour {
-    page_error(shared, e).into()
-}
-
-fn served_or_page(shared: &Shared) -> Result<Arc<Served>, Detour> {
-    super::routes::served(shared).map_err(|e| detour(shared, e))
-}
-
 #[derive(Deserialize, Default)]
 struct OverviewQuery {
     at: Option<String>,
@@ -371,7 +103,7 @@ async fn overview_of(
     let at =
         q.at.as_deref()
             .filter(|s| !s.trim().is_empty())
-            .map(super::routes::at_param)
+            .map(super::answer::at_param)
             .transpose()?
             .map(|t| t.time.timestamp());
     let past;
@@ -447,7 +179,7 @@ async fn overview_page(
 }
 
 async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Answer {
-    let served = super::routes::served(&shared)?;
+    let served = super::state::served(&shared)?;
     let (overview, at, _, _) = overview_of(&shared, &served, query.as_deref()).await?;
     Ok(json(
         StatusCode::OK,
@@ -501,7 +233,7 @@ fn no_agent(agent: &str) -> ApiError {
         "not_found",
         format!(
             "agent `{}` has no record and no history",
-            super::routes::shown(agent)
+            super::answer::shown(agent)
         ),
     )
 }
@@ -540,7 +272,7 @@ async fn agent_json(
     Path(agent): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Answer {
-    let served = super::routes::served(&shared)?;
+    let served = super::state::served(&shared)?;
     Ok(json(
         StatusCode::OK,
         &agent_of(&served, &agent, query.as_deref())?,
@@ -595,7 +327,7 @@ async fn tokens_page(
 }
 
 async fn tokens_json(State(shared): State<Arc<Shared>>, Path(agent): Path<String>) -> Answer {
-    let served = super::routes::served(&shared)?;
+    let served = super::state::served(&shared)?;
     let deployments = tokens_of(&shared, &served, &agent)?;
     Ok(json(
         StatusCode::OK,

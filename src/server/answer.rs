@@ -1,0 +1,127 @@
+//! The answers every handler gives: JSON bodies, errors as `{"error": code, "message": ...}`
+//! ([`ApiError`]), request bodies read within a bound, the query's time parameters, and the
+//! escaping of text that came from a request. Routes, webhooks, pages and limits all answer
+//! through here, and it uses none of them.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// The accepted forms of a time parameter, for error messages.
+const TIME_FORMS: &str =
+    "RFC 3339 (2026-03-03T12:00:00Z), a date (2026-03-03, UTC), or a duration ago (7d, 12h)";
+
+/// The largest request body read (webhook payloads, introspection forms).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// A JSON answer.
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// An error answer: `{"error": code, "message": message}`.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    json(
+        status,
+        &serde_json::json!({"error": code, "message": message.into()}),
+    )
+}
+
+/// An error on its way to becoming an answer (see [`error`]).
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_query(e: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string())
+    }
+}
+
+impl ApiError {
+    /// The status and the message.
+    pub fn parts(self) -> (StatusCode, String) {
+        (self.status, self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, self.code, self.message)
+    }
+}
+
+/// An answer given before the request's body was read: the connection closes after it (the
+/// unread body cannot be told from the next request), and the answer says so.
+pub fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Client text in a message: escaped and cut short.
+pub fn shown(text: &str) -> String {
+    text.chars().take(64).flat_map(char::escape_debug).collect()
+}
+
+/// A handler's answer, or the error it becomes.
+pub type Answer = Result<Response, ApiError>;
+
+/// Reads a body of at most `limit` bytes, or answers 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {limit} bytes (or was cut short)"),
+        )
+    })
+}
+
+/// Parses a time parameter, or answers 400 naming the accepted forms.
+pub fn time_param(name: &str, value: &str) -> Result<crate::support::when::TimeArg, ApiError> {
+    crate::support::when::parse_time_arg(value, chrono::Utc::now()).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_time",
+            format!("`{name}` is not a time; use {TIME_FORMS}"),
+        )
+    })
+}
+
+/// Parses `?at=`, the time of a snapshot: a time to come is refused (what will be declared
+/// then is not known yet; answering with today's state would mislabel it).
+pub fn at_param(value: &str) -> Result<crate::support::when::TimeArg, ApiError> {
+    let at = time_param("at", value)?;
+    if at.time > chrono::Utc::now() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_time",
+            format!(
+                "`at` is {}, a time to come: the snapshot is known up to now",
+                crate::support::when::rfc3339(at.time.timestamp())
+            ),
+        ));
+    }
+    Ok(at)
+}

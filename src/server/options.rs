@@ -1,0 +1,128 @@
+//! What `ledgit serve` is asked to do ([`Options`]), the checks on it before the server
+//! starts, and where its log lines go ([`Log`], and the `log!` macro every module writes with).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Writes one line to the server's log sink, formatted as `format!` does.
+macro_rules! log {
+    ($log:expr, $($arg:tt)*) => {
+        $log.line(&format!($($arg)*))
+    };
+}
+pub(crate) use log;
+
+/// Where the server's log lines go, one line at a time (never a token, a secret or a cookie):
+/// the `ledgit` binary writes them to stderr; an embedder chooses.
+#[derive(Clone)]
+pub struct Log(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Log {
+    /// A sink that hands every line to `write`.
+    pub fn new(write: impl Fn(&str) + Send + Sync + 'static) -> Log {
+        Log(Arc::new(write))
+    }
+
+    /// A sink that drops every line.
+    pub fn discard() -> Log {
+        Log::new(|_| {})
+    }
+
+    /// Writes one line.
+    pub fn line(&self, text: &str) {
+        (self.0)(text)
+    }
+}
+
+impl Default for Log {
+    fn default() -> Log {
+        Log::discard()
+    }
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Log")
+    }
+}
+
+/// What `ledgit serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The repository (its work tree or git directory).
+    pub repo: PathBuf,
+    pub listen: SocketAddr,
+    /// The ref served (`refs/heads/main`, or `refs/remotes/origin/main` with `fetch`).
+    pub tracked: String,
+    /// The branch's short name, as pushes name it (`refs/heads/<branch>`).
+    pub branch: String,
+    /// The remote to fetch from on the interval and on verified pushes.
+    pub fetch: Option<String>,
+    /// How often to fetch (with `fetch`) and to check the ref in any case.
+    pub interval: Duration,
+    /// Tokens must carry this `aud`.
+    pub audience: Option<String>,
+    /// The server's URL as clients reach it (for the RFC 8414 metadata).
+    pub public_url: String,
+    /// The HMAC key of GitHub's and generic webhook deliveries.
+    pub hook_secret: Option<Vec<u8>>,
+    /// The token GitLab sends in clear (`X-Gitlab-Token`): never the HMAC key too.
+    pub gitlab_token: Option<Vec<u8>>,
+    pub introspection_secret: Option<Vec<u8>>,
+    /// The client id callers of `/oauth2/introspect` give with HTTP Basic (any, when unset).
+    pub introspection_client_id: Option<String>,
+    /// No access log (benchmarks).
+    pub quiet: bool,
+    /// The web page's controls make proposals (with `ui_secret`).
+    pub proposals: bool,
+    /// The operator secret that signs visitors in to the controls.
+    pub ui_secret: Option<Vec<u8>>,
+    /// The remote proposals are pushed to, with the user's git.
+    pub push: Option<String>,
+    /// The pull request link's template (`{branch}`, `{base}`).
+    pub pull_request_url: Option<String>,
+    /// Where log lines go.
+    pub log: Log,
+}
+
+/// The shortest secret the server accepts, in bytes: shorter ones can be guessed.
+pub const MIN_SECRET: usize = 16;
+
+impl Options {
+    /// Refuses secrets that are too short to resist guessing, a GitLab token that is also the
+    /// HMAC key of the other webhooks (GitLab sends its token in clear), and a pull request
+    /// link that is not http(s) (`javascript:` on a page people click).
+    pub fn check(&self) -> Result<(), String> {
+        for (secret, variable) in [
+            (&self.ui_secret, "LEDGIT_UI_SECRET"),
+            (&self.introspection_secret, "LEDGIT_INTROSPECTION_SECRET"),
+            (&self.hook_secret, "LEDGIT_HOOK_SECRET"),
+            (&self.gitlab_token, "LEDGIT_GITLAB_TOKEN"),
+        ] {
+            if let Some(s) = secret
+                && s.len() < MIN_SECRET
+            {
+                return Err(format!(
+                    "{variable} is {} bytes long; a secret needs at least {MIN_SECRET} (for example `openssl rand -hex 24`)",
+                    s.len()
+                ));
+            }
+        }
+        if let Some(template) = &self.pull_request_url {
+            let lower = template.to_ascii_lowercase();
+            if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                return Err(format!(
+                    "--pull-request-url `{template}` is not an http(s) address: the page links it for people to follow"
+                ));
+            }
+        }
+        if self.gitlab_token.is_some() && self.gitlab_token == self.hook_secret {
+            return Err(
+                "LEDGIT_GITLAB_TOKEN is LEDGIT_HOOK_SECRET: GitLab sends its token in clear, so it must not also sign the other webhooks; give it a value of its own".into(),
+            );
+        }
+        Ok(())
+    }
+}

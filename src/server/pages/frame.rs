@@ -1,0 +1,285 @@
+//! What every page is framed with: the chrome around its content (title, commit, the
+//! visitor's sign-in), the templates and their helpers, HTML answers with the headers every
+//! page carries, and the detour a page takes to an error page. The pages' handlers and the
+//! controls both frame their pages here.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::review::proposal::Preview;
+use crate::view::{self, AgentPage, DeploymentTokens, Overview};
+
+use super::super::answer::ApiError;
+use super::super::session::Session;
+use super::super::state::{Served, Shared};
+
+pub(super) const STYLE: &str = include_str!("../static/style.css");
+pub(super) const FAVICON: &str = include_str!("../static/favicon.svg");
+
+/// What every page shows around its content.
+pub struct Chrome {
+    title: String,
+    version: &'static str,
+    commit: String,
+    commit_short: String,
+    branch: String,
+    json: Option<String>,
+    signed_in: bool,
+    proposals: bool,
+    csrf: String,
+    now: i64,
+}
+
+/// Formatting helpers the templates call (`self.ago(t)`, `self.short(id)`).
+pub(super) trait Helpers {
+    fn now(&self) -> i64;
+
+    /// "3 days ago", "in 2 months".
+    fn ago(&self, t: impl Secs) -> String {
+        crate::support::when::relative(t.secs(), self.now())
+    }
+
+    fn time(&self, t: impl Secs) -> String {
+        crate::support::when::rfc3339(t.secs())
+    }
+
+    /// How many stays of an environment the timeline shows at most.
+    fn spans(&self) -> usize {
+        view::TIMELINE_SPANS
+    }
+
+    /// An RFC 3339 time as people read it: `2026-03-03 12:00 UTC`.
+    fn human(&self, rfc3339: impl AsRef<str>) -> String {
+        let t = rfc3339.as_ref();
+        match (t.get(..10), t.get(11..16)) {
+            (Some(d), Some(hm)) => format!("{d} {hm} UTC"),
+            _ => t.to_string(),
+        }
+    }
+
+    /// Time left, to the minute: `in 9d23h`, or how long ago it ran out.
+    fn countdown(&self, left: impl Secs) -> String {
+        let s = left.secs();
+        if s > 0 {
+            format!(
+                "in {}",
+                crate::support::when::format_duration_short(s.max(60))
+            )
+        } else {
+            format!(
+                "{} ago",
+                crate::support::when::format_duration_short((-s).max(60))
+            )
+        }
+    }
+
+    /// The first 12 characters of an id.
+    fn short(&self, id: impl AsRef<str>) -> String {
+        id.as_ref().chars().take(12).collect()
+    }
+
+    fn diff_class(&self, line: impl AsRef<str>) -> &'static str {
+        let l = line.as_ref();
+        if l.starts_with("+++") || l.starts_with("---") || l.starts_with("diff") {
+            "meta"
+        } else if l.starts_with('+') {
+            "add"
+        } else if l.starts_with('-') {
+            "del"
+        } else if l.starts_with("@@") {
+            "hunk"
+        } else {
+            "ctx"
+        }
+    }
+}
+
+/// Seconds, however a template holds them.
+pub(super) trait Secs {
+    fn secs(&self) -> i64;
+}
+impl Secs for i64 {
+    fn secs(&self) -> i64 {
+        *self
+    }
+}
+impl<T: Secs> Secs for &T {
+    fn secs(&self) -> i64 {
+        (*self).secs()
+    }
+}
+
+macro_rules! page {
+    ($name:ident, $path:literal { $($field:ident: $ty:ty),* $(,)? }) => {
+        #[derive(Template)]
+        #[template(path = $path)]
+        pub(super) struct $name {
+            pub(super) chrome: Chrome,
+            $(pub(super) $field: $ty,)*
+        }
+        impl Helpers for $name {
+            fn now(&self) -> i64 {
+                self.chrome.now
+            }
+        }
+    };
+}
+
+page!(OverviewHtml, "overview.html" {
+    overview: Overview,
+    next: Option<String>,
+    at: Option<String>,
+    at_input: String,
+    filter: String,
+    sync_known: bool,
+    proposals: Arc<Vec<super::super::state::Proposal>>,
+});
+page!(AgentHtml, "agent.html" { page: AgentPage, timeline: String, controls: bool });
+page!(TokensHtml, "deployments.html" {
+    agent: String,
+    deployments: Vec<DeploymentTokens>,
+    controls: bool,
+});
+page!(ProposeHtml, "propose.html" {
+    agent: String,
+    preview: Preview,
+    fields: Vec<(&'static str, String)>,
+    is_revoke: bool,
+    stale: bool,
+    open: Option<(String, String)>,
+});
+page!(ProposedHtml, "proposed.html" {
+    agent: String,
+    branch: String,
+    commit: String,
+    title: String,
+    pushed: Option<String>,
+    pull_request: Option<String>,
+});
+page!(SigninHtml, "signin.html" { failed: bool });
+page!(MessageHtml, "message.html" { heading: String, message: String, hint: String });
+
+/// An HTML answer with the headers every page carries.
+pub(super) fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(_) => {
+            return super::super::answer::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the page could not be rendered (a defect in ledgit: please report it)",
+            );
+        }
+    };
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    r
+}
+
+/// Who is asking: their session (when proposals are on and they signed in).
+pub(super) struct Visitor {
+    pub(super) session: Option<Session>,
+}
+
+pub(super) fn visitor(shared: &Shared, headers: &HeaderMap, now: i64) -> Visitor {
+    Visitor {
+        session: shared
+            .ui_keys
+            .as_ref()
+            .and_then(|k| k.session(headers, now)),
+    }
+}
+
+pub(super) fn chrome(
+    shared: &Shared,
+    served: Option<&Served>,
+    visitor: &Visitor,
+    title: impl Into<String>,
+    json: Option<String>,
+    now: i64,
+) -> Chrome {
+    let commit = served.map(|s| s.commit.to_string()).unwrap_or_default();
+    Chrome {
+        title: title.into(),
+        version: env!("CARGO_PKG_VERSION"),
+        commit_short: commit.chars().take(12).collect(),
+        commit,
+        branch: shared.options.branch.clone(),
+        json,
+        signed_in: visitor.session.is_some(),
+        proposals: shared.ui_keys.is_some(),
+        csrf: match (&visitor.session, &shared.ui_keys) {
+            (Some(s), Some(k)) => k.csrf(s),
+            _ => String::new(),
+        },
+        now,
+    }
+}
+
+/// An error as a page.
+pub(super) fn message_page(
+    shared: &Shared,
+    status: StatusCode,
+    heading: &str,
+    message: impl Into<String>,
+    hint: impl Into<String>,
+) -> Response {
+    let now = chrono::Utc::now().timestamp();
+    let served = shared.served.load_full();
+    let v = Visitor { session: None };
+    let page = MessageHtml {
+        chrome: chrome(shared, served.as_deref(), &v, heading, None, now),
+        heading: heading.into(),
+        message: message.into(),
+        hint: hint.into(),
+    };
+    html(status, page.render())
+}
+
+pub(super) fn page_error(shared: &Shared, e: ApiError) -> Response {
+    let (status, message) = e.parts();
+    let heading = status.canonical_reason().unwrap_or("Error");
+    message_page(shared, status, heading, message, "")
+}
+
+/// A page that answers instead of the one asked for: an error or a refusal, already rendered
+/// (boxed: a response is large).
+pub(super) struct Detour(Box<Response>);
+
+impl IntoResponse for Detour {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+impl From<Response> for Detour {
+    fn from(r: Response) -> Self {
+        Detour(Box::new(r))
+    }
+}
+
+/// What a page handler answers: its page, or the page that says why not.
+pub(super) type PageResult = Result<Response, Detour>;
+
+pub(super) fn detour(shared: &Shared, e: ApiError) -> Detour {
+    page_error(shared, e).into()
+}
+
+pub(super) fn served_or_page(shared: &Shared) -> Result<Arc<Served>, Detour> {
+    super::super::state::served(shared).map_err(|e| detour(shared, e))
+}
