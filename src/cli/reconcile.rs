@@ -137,12 +137,7 @@ fn duration(text: &str, what: &str) -> Result<Duration, CliError> {
 
 fn actuator(common: &Common) -> Result<Option<Actuator>, CliError> {
     match (&common.exec, &common.webhook) {
-        (Some(cmd), _) => Actuator::exec(cmd).map(Some).map_err(|e| {
-            CliError::new(
-                e,
-                "quote the command as one argument: --exec './deploy.sh --fast'",
-            )
-        }),
+        (Some(cmd), _) => Ok(Some(Actuator::exec(cmd)?)),
         (None, Some(url)) => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(CliError::new(

@@ -140,11 +140,6 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         pull_request_url: args.pull_request_url,
         log: ledgit::server::Log::new(|line| eprintln!("{line}")),
     };
-    ledgit::server::run(options).map_err(|e| {
-        CliError::new(
-            e,
-            "pick another --listen address, or stop what holds this one",
-        )
-    })?;
+    ledgit::server::run(options).map_err(|e| CliError::new(e.to_string(), e.hint()))?;
     Ok(Outcome::Clean)
 }

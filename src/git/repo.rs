@@ -27,6 +27,27 @@ pub enum GitFailure {
     Wait(std::io::Error),
 }
 
+/// Why `git fetch` did not bring the remote's refs.
+#[derive(Debug)]
+pub struct FetchError {
+    pub remote: String,
+    pub failure: GitFailure,
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let remote = &self.remote;
+        match &self.failure {
+            GitFailure::Spawn(e) => write!(f, "cannot run git fetch {remote}: {e}"),
+            GitFailure::Exit(status, _) => write!(f, "git fetch {remote} failed ({status})"),
+            GitFailure::TimedOut => write!(f, "git fetch {remote} timed out"),
+            GitFailure::Wait(e) => write!(f, "git fetch {remote}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
 /// An opened deployments repository.
 pub struct Repo {
     pub git: Repository,
@@ -183,13 +204,11 @@ impl Repo {
 
     /// Runs `git fetch --quiet REMOTE` in this repository (with the user's git, its
     /// credentials and transports), at most `FETCH_TIMEOUT` long.
-    pub fn fetch(&self, remote: &str) -> std::result::Result<(), String> {
+    pub fn fetch(&self, remote: &str) -> std::result::Result<(), FetchError> {
         self.run_git(&["fetch", "--quiet", "--", remote], FETCH_TIMEOUT)
-            .map_err(|failure| match failure {
-                GitFailure::Spawn(e) => format!("cannot run git fetch {remote}: {e}"),
-                GitFailure::Exit(status, _) => format!("git fetch {remote} failed ({status})"),
-                GitFailure::TimedOut => format!("git fetch {remote} timed out"),
-                GitFailure::Wait(e) => format!("git fetch {remote}: {e}"),
+            .map_err(|failure| FetchError {
+                remote: remote.to_string(),
+                failure,
             })
     }
 

@@ -80,11 +80,12 @@ impl std::fmt::Debug for Actuator {
 
 impl Actuator {
     /// `--exec CMD`: split like a shell would split words, without running one.
-    pub fn exec(command: &str) -> Result<Actuator, String> {
-        let argv =
-            shell_words::split(command).map_err(|e| format!("cannot split `{command}`: {e}"))?;
+    pub fn exec(command: &str) -> crate::Result<Actuator> {
+        let hint = "quote the command as one argument: --exec './deploy.sh --fast'";
+        let argv = shell_words::split(command)
+            .map_err(|e| crate::Error::invalid(format!("cannot split `{command}`: {e}"), hint))?;
         if argv.is_empty() {
-            return Err("--exec needs a command".into());
+            return Err(crate::Error::invalid("--exec needs a command", hint));
         }
         Ok(Actuator::Exec { argv })
     }

@@ -1,8 +1,7 @@
 //! Review and policy: what a change of the tracked branch means in deployments and settings,
 //! and whether the gates of `ledgit.yaml` allow it. The policy and its context from history
-//! ([`policy`]), planning a change of versions ([`plan`]), reviewing a range of commits as
-//! `ledgit diff` and `ledgit check` do ([`check`]), settings changes ([`settings`]) and the
-//! server's proposals ([`proposal`]) all live here, once, for both front ends.
+//! ([`policy`]), planning a change of versions ([`plan`]), settings changes ([`settings`]) and
+//! the server's proposals ([`proposal`]) live here, once, for both front ends.
 
 pub mod plan;
 pub mod policy;

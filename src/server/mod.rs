@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 
 pub use limits::ClientAddr;
 use options::log;
-pub use options::{Log, MIN_SECRET, Options};
+pub use options::{Log, MIN_SECRET, Options, StartError};
 use state::{Served, Shared};
 
 /// How long a client may take to send a request's headers.
@@ -54,12 +54,15 @@ const MAX_PER_CLIENT: usize = 1024;
 /// Serves until SIGTERM or SIGINT, then drains the requests in flight. Errors are what stops
 /// the server from starting (a secret too short, the address is taken, the runtime cannot
 /// start).
-pub fn run(options: Options) -> Result<(), String> {
+pub fn run(options: Options) -> Result<(), StartError> {
     options.check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(|source| StartError::Setup {
+            what: "start the runtime",
+            source,
+        })?;
     runtime.block_on(serve(options))
 }
 
@@ -81,14 +84,18 @@ pub async fn app(options: Options) -> App {
     }
 }
 
-async fn serve(mut options: Options) -> Result<(), String> {
+async fn serve(mut options: Options) -> Result<(), StartError> {
     raise_descriptor_limit();
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+        .map_err(|source| StartError::Listen {
+            address: options.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| StartError::Setup {
+        what: "read the listening address",
+        source,
+    })?;
     // Port 0 asks for any free port: the pages' origin is the port the listener got.
     if options.public_url == format!("http://{}", options.listen) {
         options.public_url = format!("http://{local}");
@@ -326,9 +333,12 @@ struct Signals {
 }
 
 impl Signals {
-    fn new() -> Result<Signals, String> {
+    fn new() -> Result<Signals, StartError> {
         use tokio::signal::unix::{SignalKind, signal};
-        let err = |e: std::io::Error| format!("cannot handle signals: {e}");
+        let err = |source| StartError::Setup {
+            what: "handle signals",
+            source,
+        };
         Ok(Signals {
             term: signal(SignalKind::terminate()).map_err(err)?,
             int: signal(SignalKind::interrupt()).map_err(err)?,
@@ -411,7 +421,7 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
         let o = &worker.options;
         let repo = crate::git::repo::Repo::open(&o.repo).map_err(|e| e.to_string())?;
         if fetch && let Some(remote) = &o.fetch {
-            repo.fetch(remote)?;
+            repo.fetch(remote).map_err(|e| e.to_string())?;
         }
         let tip = repo
             .resolve_tracked(&o.tracked)

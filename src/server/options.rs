@@ -94,7 +94,7 @@ impl Options {
     /// Refuses secrets that are too short to resist guessing, a GitLab token that is also the
     /// HMAC key of the other webhooks (GitLab sends its token in clear), and a pull request
     /// link that is not http(s) (`javascript:` on a page people click).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), StartError> {
         for (secret, variable) in [
             (&self.ui_secret, "LEDGIT_UI_SECRET"),
             (&self.introspection_secret, "LEDGIT_INTROSPECTION_SECRET"),
@@ -104,25 +104,73 @@ impl Options {
             if let Some(s) = secret
                 && s.len() < MIN_SECRET
             {
-                return Err(format!(
-                    "{variable} is {} bytes long; a secret needs at least {MIN_SECRET} (for example `openssl rand -hex 24`)",
-                    s.len()
-                ));
+                return Err(StartError::ShortSecret {
+                    variable,
+                    length: s.len(),
+                });
             }
         }
         if let Some(template) = &self.pull_request_url {
             let lower = template.to_ascii_lowercase();
             if !(lower.starts_with("https://") || lower.starts_with("http://")) {
-                return Err(format!(
-                    "--pull-request-url `{template}` is not an http(s) address: the page links it for people to follow"
-                ));
+                return Err(StartError::PullRequestUrl(template.clone()));
             }
         }
         if self.gitlab_token.is_some() && self.gitlab_token == self.hook_secret {
-            return Err(
-                "LEDGIT_GITLAB_TOKEN is LEDGIT_HOOK_SECRET: GitLab sends its token in clear, so it must not also sign the other webhooks; give it a value of its own".into(),
-            );
+            return Err(StartError::GitlabTokenIsHookSecret);
         }
         Ok(())
+    }
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A secret shorter than [`MIN_SECRET`] bytes.
+    #[error("{variable} is {length} bytes long; a secret needs at least {MIN_SECRET}")]
+    ShortSecret {
+        variable: &'static str,
+        length: usize,
+    },
+    /// `--pull-request-url` is not http(s) (`javascript:` on a page people click).
+    #[error(
+        "--pull-request-url `{0}` is not an http(s) address: the page links it for people to follow"
+    )]
+    PullRequestUrl(String),
+    /// GitLab's token is also the HMAC key of the other webhooks, and GitLab sends it in clear.
+    #[error(
+        "LEDGIT_GITLAB_TOKEN is LEDGIT_HOOK_SECRET: GitLab sends its token in clear, so it must not also sign the other webhooks"
+    )]
+    GitlabTokenIsHookSecret,
+    /// The listening address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process could not set up what serving needs (the runtime, signal handlers).
+    #[error("cannot {what}: {source}")]
+    Setup {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    /// What the operator can do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            StartError::ShortSecret { .. } => "make one with `openssl rand -hex 24`",
+            StartError::PullRequestUrl(_) => {
+                "give the host's address, e.g. https://github.com/org/deployments/compare/{base}...{branch}"
+            }
+            StartError::GitlabTokenIsHookSecret => "give LEDGIT_GITLAB_TOKEN a value of its own",
+            StartError::Listen { .. } => {
+                "pick another --listen address, or stop what holds this one"
+            }
+            StartError::Setup { .. } => "check the process's limits and permissions",
+        }
     }
 }

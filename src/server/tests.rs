@@ -2047,23 +2047,24 @@ fn a_server_refuses_to_start_with_weak_or_shared_secrets() {
     assert!(f.options().check().is_ok());
     let mut short = f.options();
     short.ui_secret = Some(b"fifteen bytes!!".to_vec());
-    assert!(
-        short
-            .check()
-            .unwrap_err()
-            .contains("LEDGIT_UI_SECRET is 15 bytes")
-    );
+    assert!(matches!(
+        short.check(),
+        Err(super::StartError::ShortSecret {
+            variable: "LEDGIT_UI_SECRET",
+            length: 15
+        })
+    ));
     let mut shared = f.options();
     shared.gitlab_token = shared.hook_secret.clone();
-    assert!(shared.check().unwrap_err().contains("LEDGIT_GITLAB_TOKEN"));
+    assert!(matches!(
+        shared.check(),
+        Err(super::StartError::GitlabTokenIsHookSecret)
+    ));
     let mut script = f.options();
     script.pull_request_url = Some("javascript:alert(1)//{branch}".into());
-    assert!(
-        script
-            .check()
-            .unwrap_err()
-            .contains("not an http(s) address")
-    );
+    let e = script.check().unwrap_err();
+    assert!(matches!(e, super::StartError::PullRequestUrl(_)));
+    assert!(e.to_string().contains("not an http(s) address"), "{e}");
 }
 
 #[tokio::test]

@@ -5,9 +5,9 @@
 //! and every byte of it matters. Tokens stand on the model only: verifying needs a commit's
 //! records, not the history that made them.
 
-mod jws;
-mod keys;
-mod verify;
+pub mod jws;
+pub mod keys;
+pub mod verify;
 
 pub use jws::*;
 pub use keys::*;
