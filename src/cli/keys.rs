@@ -126,19 +126,12 @@ fn generate(ctx: &Context, args: GenerateArgs) -> CliResult {
         let path = root.join(config::FILE_NAME);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| CliError::new(format!("{}: {e}", path.display()), "check the file"))?;
-        let new = add_key(&text, &id, &key.public_encoded());
-        let parsed = config::parse(config::FILE_NAME, &new).map_err(|f| {
+        let new = config::add_key(&text, &id, &key.public_encoded()).map_err(|e| {
             CliError::new(
-                format!("adding the key would break ledgit.yaml: {}", f[0].message),
-                "add the entry by hand",
+                format!("cannot add the key to ledgit.yaml: {e}"),
+                format!("add this entry under keys:\n{entry}"),
             )
         })?;
-        if parsed.key(&id).is_none() {
-            return Err(CliError::new(
-                "could not place the key in ledgit.yaml",
-                format!("add this entry under keys:\n{entry}"),
-            ));
-        }
         ledgit::support::fsutil::write_atomic(&path, new.as_bytes())?;
         writeln!(
             out,
@@ -193,65 +186,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Inserts a key entry under `keys:` keeping everything else as it is.
-pub fn add_key(text: &str, id: &str, public: &str) -> String {
-    let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let entry = |indent: &str| {
-        format!(
-            "{indent}- id: {id}{nl}{indent}  algorithm: Ed25519{nl}{indent}  public_key: {public}{nl}"
-        )
-    };
-    let is_key_line = |l: &str| l.starts_with("keys:");
-    let Some(at) = lines.iter().position(|l| is_key_line(l)) else {
-        let mut out = text.to_string();
-        if !out.ends_with('\n') && !out.is_empty() {
-            out.push_str(nl);
-        }
-        return format!("{out}keys:{nl}{}", entry("  "));
-    };
-    let value = lines[at]["keys:".len()..]
-        .split('#')
-        .next()
-        .unwrap_or("")
-        .trim();
-    let mut out: String = lines[..at].concat();
-    if value == "[]" {
-        let comment = lines[at]
-            .find('#')
-            .map(|i| format!("  {}", lines[at][i..].trim_end()))
-            .unwrap_or_default();
-        out.push_str(&format!("keys:{comment}{nl}"));
-        out.push_str(&entry("  "));
-        out.push_str(&lines[at + 1..].concat());
-        return out;
-    }
-    // A block list: find its last item line (indented, or a `-` at column 0), keep its indent.
-    let mut end = at + 1;
-    let mut indent = "  ".to_string();
-    for (i, l) in lines.iter().enumerate().skip(at + 1) {
-        let t = l.trim_start();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        if l.starts_with(' ') || l.starts_with('-') {
-            if t.starts_with("- ") {
-                indent = l[..l.len() - t.len()].to_string();
-            }
-            end = i + 1;
-        } else {
-            break;
-        }
-    }
-    out.push_str(&lines[at..end].concat());
-    if !out.ends_with('\n') {
-        out.push_str(nl);
-    }
-    out.push_str(&entry(&indent));
-    out.push_str(&lines[end..].concat());
-    out
-}
-
 fn list(ctx: &Context, format: TextOrJson) -> CliResult {
     let (_, config) = work_tree_config(ctx)?;
     let mut out = render::stdout();
@@ -284,48 +218,4 @@ fn jwks(ctx: &Context) -> CliResult {
     let (_, config) = work_tree_config(ctx)?;
     render::json(&mut render::plain_stdout(), &ledgit::token::jwks(&config))?;
     Ok(Outcome::Clean)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PK: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
-
-    #[test]
-    fn adds_to_an_empty_flow_list_keeping_the_comment() {
-        let text = "kind: Config\nkeys: []   # signing keys\nenvironments: []\n";
-        let out = add_key(text, "k1", PK);
-        assert_eq!(
-            out,
-            format!(
-                "kind: Config\nkeys:  # signing keys\n  - id: k1\n    algorithm: Ed25519\n    public_key: {PK}\nenvironments: []\n"
-            )
-        );
-    }
-
-    #[test]
-    fn appends_to_a_block_list_with_its_indent() {
-        let text = format!(
-            "keys:\n- id: k0\n  algorithm: Ed25519\n  public_key: {PK}\n# end\nenvironments:\n  - name: a\n"
-        );
-        let out = add_key(&text, "k1", PK);
-        assert!(
-            out.contains(&format!(
-                "  public_key: {PK}\n- id: k1\n  algorithm: Ed25519\n  public_key: {PK}\n# end\n"
-            )),
-            "{out}"
-        );
-    }
-
-    #[test]
-    fn adds_a_keys_field_when_missing_and_keeps_crlf() {
-        let out = add_key("kind: Config\r\n", "k1", PK);
-        assert_eq!(
-            out,
-            format!(
-                "kind: Config\r\nkeys:\r\n  - id: k1\r\n    algorithm: Ed25519\r\n    public_key: {PK}\r\n"
-            )
-        );
-    }
 }

@@ -410,6 +410,43 @@ fn normalize_folder(s: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// The text of `ledgit.yaml` with one more Ed25519 public key under `keys:` (the list is
+/// created when missing): only that list is edited, through the same editor as the token
+/// ledger and the revocation list, in the file's line endings. The result is read back and
+/// must list the old keys and the new one, or nothing is returned.
+pub fn add_key(
+    text: &str,
+    id: &str,
+    public_key: &str,
+) -> std::result::Result<String, crate::model::edit::EditError> {
+    use crate::model::edit::{EditError, append_list_item};
+    let unreadable = |f: &[Finding]| EditError::Unreadable {
+        line: f.first().map_or(0, |f| f.line),
+        message: f.first().map_or_else(String::new, |f| f.message.clone()),
+    };
+    let before = parse(FILE_NAME, text).map_err(|f| unreadable(&f))?;
+    if before.key(id).is_some() {
+        return Err(EditError::Unsupported(format!(
+            "ledgit.yaml already lists a key `{id}`"
+        )));
+    }
+    let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let item = |indent: &str| {
+        format!(
+            "{indent}- id: {id}{nl}{indent}  algorithm: Ed25519{nl}{indent}  public_key: {public_key}{nl}"
+        )
+    };
+    let edited = append_list_item(text, "keys", &item)?;
+    let after = parse(FILE_NAME, &edited).map_err(|f| unreadable(&f))?;
+    let ids = |c: &Config| c.keys.iter().map(|k| k.id.clone()).collect::<Vec<_>>();
+    let mut expected = ids(&before);
+    expected.push(id.to_string());
+    if ids(&after) != expected || after.key(id).is_none() {
+        return Err(EditError::NotReadBack { what: "config" });
+    }
+    Ok(edited)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,5 +489,53 @@ mod tests {
         assert_eq!(normalize_folder("a/b"), Some("a/b".into()));
         assert_eq!(normalize_folder("../x"), None);
         assert_eq!(normalize_folder("/etc"), None);
+    }
+
+    const PK: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    const HEAD: &str = "apiVersion: ledgit/v1\nkind: Config\n";
+
+    #[test]
+    fn a_key_goes_into_an_empty_flow_list_keeping_the_comment() {
+        let text = format!("{HEAD}keys: []   # signing keys\nenvironments:\n  - name: a\n");
+        let out = add_key(&text, "k1", PK).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "{HEAD}keys:   # signing keys\n  - id: k1\n    algorithm: Ed25519\n    public_key: {PK}\nenvironments:\n  - name: a\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_key_goes_after_the_last_in_a_block_list_with_its_indent() {
+        let text = format!(
+            "{HEAD}keys:\n- id: k0\n  algorithm: Ed25519\n  public_key: {PK}\n# end\nenvironments:\n  - name: a\n"
+        );
+        let out = add_key(&text, "k1", PK).unwrap();
+        assert!(
+            out.contains(&format!(
+                "  public_key: {PK}\n- id: k1\n  algorithm: Ed25519\n  public_key: {PK}\n# end\n"
+            )),
+            "{out}"
+        );
+        assert!(
+            add_key(&out, "k1", PK)
+                .unwrap_err()
+                .to_string()
+                .contains("already")
+        );
+    }
+
+    #[test]
+    fn a_keys_list_is_added_when_missing_in_the_files_line_endings() {
+        let text = "apiVersion: ledgit/v1\r\nkind: Config\r\nenvironments:\r\n  - name: a\r\n";
+        let out = add_key(text, "k1", PK).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "{text}keys:\r\n  - id: k1\r\n    algorithm: Ed25519\r\n    public_key: {PK}\r\n"
+            )
+        );
+        assert!(add_key("kind: [\n", "k1", PK).is_err());
     }
 }

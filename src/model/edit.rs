@@ -132,11 +132,13 @@ pub fn append_list_item(
         line: p.line,
         message: p.message,
     })?;
+    // Lines added end as the file's lines do.
+    let nl = if body.contains("\r\n") { "\r\n" } else { "\n" };
     let mut lines: Vec<String> = body.split_inclusive('\n').map(str::to_string).collect();
     if let Some(l) = lines.last_mut()
         && !l.ends_with('\n')
     {
-        l.push('\n');
+        l.push_str(nl);
     }
     // The top-level key and the line it is on.
     let found = match &root.value {
@@ -148,7 +150,7 @@ pub fn append_list_item(
     };
     match found {
         None => {
-            lines.push(format!("{key}:\n"));
+            lines.push(format!("{key}:{nl}"));
             lines.push(item("  "));
         }
         Some((line, value)) => {
