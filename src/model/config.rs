@@ -420,11 +420,15 @@ pub fn add_key(
     public_key: &str,
 ) -> std::result::Result<String, crate::model::edit::EditError> {
     use crate::model::edit::{EditError, append_list_item};
-    let unreadable = |f: &[Finding]| EditError::Unreadable {
-        line: f.first().map_or(0, |f| f.line),
-        message: f.first().map_or_else(String::new, |f| f.message.clone()),
+    // `parse` fails with at least one finding; the first names the line.
+    let unreadable = |f: Vec<Finding>| match f.first() {
+        Some(f) => EditError::from(f),
+        None => EditError::Unreadable {
+            line: 0,
+            message: "ledgit.yaml does not read".into(),
+        },
     };
-    let before = parse(FILE_NAME, text).map_err(|f| unreadable(&f))?;
+    let before = parse(FILE_NAME, text).map_err(unreadable)?;
     if before.key(id).is_some() {
         return Err(EditError::Unsupported(format!(
             "ledgit.yaml already lists a key `{id}`"
@@ -437,7 +441,7 @@ pub fn add_key(
         )
     };
     let edited = append_list_item(text, "keys", &item)?;
-    let after = parse(FILE_NAME, &edited).map_err(|f| unreadable(&f))?;
+    let after = parse(FILE_NAME, &edited).map_err(unreadable)?;
     let ids = |c: &Config| c.keys.iter().map(|k| k.id.clone()).collect::<Vec<_>>();
     let mut expected = ids(&before);
     expected.push(id.to_string());

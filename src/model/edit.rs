@@ -117,6 +117,16 @@ pub enum EditError {
     NotReadBack { what: &'static str },
 }
 
+impl From<&crate::finding::Finding> for EditError {
+    /// A file that does not read, as its first finding says.
+    fn from(f: &crate::finding::Finding) -> Self {
+        EditError::Unreadable {
+            line: f.line,
+            message: f.message.clone(),
+        }
+    }
+}
+
 /// `text` (a YAML file whose root is a mapping) with one more item in its top-level block list
 /// `key`: after the list's last item, or replacing an empty `[]` on the key's own line, or as a
 /// new `key:` at the end when the file has none. `item(indent)` writes the item's lines. Only

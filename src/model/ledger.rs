@@ -292,10 +292,7 @@ pub fn append(existing: Option<&str>, entry: &Entry) -> Result<String, EditError
         Some(text) => {
             let before = read(FILE_NAME, text);
             if let Some(f) = before.findings.first() {
-                return Err(EditError::Unreadable {
-                    line: f.line,
-                    message: f.message.clone(),
-                });
+                return Err(f.into());
             }
             (
                 before.entries,

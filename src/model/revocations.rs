@@ -151,10 +151,7 @@ pub struct Revocation {
 pub fn parse(text: &str) -> Result<Vec<Revocation>, EditError> {
     let list = read(FILE_NAME, text);
     match list.findings.first() {
-        Some(f) => Err(EditError::Unreadable {
-            line: f.line,
-            message: f.message.clone(),
-        }),
+        Some(f) => Err(f.into()),
         None => Ok(list.entries),
     }
 }
