@@ -284,14 +284,15 @@ fn caddy_forward_auth_admits_production_tokens_of_one_agent() {
 
 #[test]
 #[ignore = "needs nginx (apt-get install nginx) and openssl; run with --include-ignored"]
-fn the_readmes_tls_nginx_block_passes_nginx_t() {
+fn the_manuals_tls_nginx_block_passes_nginx_t() {
     let nginx = crate::common::needs(nginx(), "nginx (apt-get install nginx)");
-    let readme = std::fs::read_to_string(crate::common::project_root().join("README.md")).unwrap();
-    let block = readme
+    let chapter = crate::common::project_root().join("docs/src/server.md");
+    let chapter = std::fs::read_to_string(&chapter).unwrap();
+    let block = chapter
         .split("```nginx\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
-        .expect("the README has an nginx block");
+        .expect("the manual's server chapter has an nginx block");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let made = Command::new("openssl")
