@@ -47,6 +47,27 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The shared state store on PostgreSQL could not be reached, read or written. `url` is
+    /// shown without its password.
+    #[error("state store {url}: {source}")]
+    Database {
+        url: String,
+        #[source]
+        source: postgres::Error,
+    },
+    /// A state store whose schema is newer than this binary knows, or otherwise not usable.
+    #[error("state store {location}: {message}")]
+    StoreRefused {
+        location: String,
+        message: String,
+        hint: String,
+    },
+    /// A write of a reconciler whose lease on the environment has moved to another replica
+    /// (a newer epoch): refused so that a deposed leader never overwrites its successor.
+    #[error(
+        "the lease on {environment} moved on from epoch {epoch}: another replica leads it now"
+    )]
+    Fenced { environment: String, epoch: i64 },
     /// A folder could not be watched for changes.
     #[error("cannot watch {}: {source}", path.display())]
     Watch {
@@ -90,6 +111,14 @@ impl Error {
                 Some("pass --rev REV to read a commit, or run in a clone with a work tree".into())
             }
             Error::Store { .. } => Some("check the file, or pass another --state".into()),
+            Error::Database { .. } => Some(
+                "check the URL, that PostgreSQL runs and takes connections, and the credentials (PGPASSWORD or ~/.pgpass)"
+                    .into(),
+            ),
+            Error::StoreRefused { hint, .. } => Some(hint.clone()),
+            Error::Fenced { .. } => Some(
+                "nothing to do: this replica follows now; `ledgit leases` shows who leads".into(),
+            ),
             Error::Watch { .. } => Some(
                 "check inotify limits (fs.inotify.max_user_watches) and the folder's permissions"
                     .into(),

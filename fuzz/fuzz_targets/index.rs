@@ -9,9 +9,9 @@ fuzz_target!(|data: &[u8]| {
         if let Some(h) = ledgit::git::index::decode(&bytes) {
             let again = ledgit::git::index::decode(&ledgit::git::index::encode(&h))
                 .expect("an encoded history decodes");
-            assert_eq!(again.chain, h.chain);
-            assert_eq!(again.events.len(), h.events.len());
-            assert_eq!(again.commits.len(), h.commits.len());
+            assert_eq!(again.chain(), h.chain());
+            assert_eq!(again.events().len(), h.events().len());
+            assert_eq!(again.commits().len(), h.commits().len());
         }
     }
 });

@@ -63,6 +63,7 @@ fn world() -> &'static World {
             ui_secret: Some(b"operator".to_vec()),
             push: None,
             pull_request_url: None,
+            state: None,
             log: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -125,8 +125,8 @@ pub fn current(
 /// Prints the history's caveats to stderr: a shallow boundary and records that did not parse.
 fn warn(h: &History) {
     let mut err = anstream::stderr().lock();
-    if h.shallow
-        && let (Some(first), Some(t)) = (h.chain.first(), h.times.first())
+    if h.shallow()
+        && let (Some(first), Some(t)) = (h.chain().first(), h.times().first())
     {
         let _ = writeln!(
             err,
@@ -135,8 +135,8 @@ fn warn(h: &History) {
             when::rfc3339(*t)
         );
     }
-    for w in &h.warnings {
-        let c = &h.commits[w.commit as usize];
+    for w in h.warnings() {
+        let c = &h.commits()[w.commit as usize];
         let _ = writeln!(
             err,
             "{YELLOW}warning{YELLOW:#}: {} did not parse at commit {} ({}); it keeps its last parsable version",

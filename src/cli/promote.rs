@@ -183,7 +183,7 @@ fn apply(
             ledgit::Error::invalid(format!("{path}: {e}"), "check the file's permissions")
         })
     };
-    let mut plan = match plan::plan(config, report, &targets, &read)? {
+    let draft = match plan::plan(config, report, &targets, &read)? {
         Planned::Unreadable(findings) => {
             nothing_written(
                 &mut out,
@@ -202,16 +202,14 @@ fn apply(
             )?;
             return Ok(Outcome::Clean);
         }
-        Planned::Ready(plan) => plan,
+        Planned::Ready(draft) => draft,
     };
     // The history is read only when there is something to change.
-    plan.judge(config, &load(ctx, None)?.history, now);
     let Plan {
         writes,
         changes,
         findings,
-        ..
-    } = plan;
+    } = draft.judge(config, &load(ctx, None)?.history, now);
     if finding::has_errors(&findings) && !options.force {
         nothing_written(
             &mut out,
@@ -223,7 +221,7 @@ fn apply(
     }
     let repo = ctx.repo()?;
     if let Some(branch) = &options.branch {
-        create_branch(&repo.git, branch)?;
+        repo.switch_to_new_branch(branch)?;
         if !json {
             writeln!(out, "Switched to a new branch {BOLD}{branch}{BOLD:#}")?;
         }
@@ -250,7 +248,7 @@ fn apply(
             .message
             .clone()
             .unwrap_or_else(|| plan::commit_message(&changes));
-        let id = commit(&repo.git, writes.iter().map(|(p, _)| p.as_str()), &message)?;
+        let id = repo.commit_paths(writes.iter().map(|(p, _)| p.as_str()), &message)?;
         if !json {
             writeln!(
                 out,
@@ -274,53 +272,4 @@ fn apply(
         )?;
     }
     Ok(Outcome::Clean)
-}
-
-fn create_branch(git: &git2::Repository, name: &str) -> Result<(), CliError> {
-    let fail = |e: git2::Error| {
-        CliError::new(
-            format!("creating branch {name}: {}", e.message()),
-            "pick a branch name that does not exist yet",
-        )
-    };
-    let head = git.head().and_then(|h| h.peel_to_commit()).map_err(|e| {
-        CliError::new(
-            format!("reading HEAD: {}", e.message()),
-            "--branch needs a commit to branch from",
-        )
-    })?;
-    git.branch(name, &head, false).map_err(fail)?;
-    git.set_head(&format!("refs/heads/{name}")).map_err(fail)?;
-    Ok(())
-}
-
-fn commit<'a>(
-    git: &git2::Repository,
-    paths: impl Iterator<Item = &'a str>,
-    message: &str,
-) -> Result<git2::Oid, CliError> {
-    let fail = |e: git2::Error| {
-        CliError::new(
-            format!("committing: {}", e.message()),
-            "commit by hand with git",
-        )
-    };
-    let sig = git.signature().map_err(|e| {
-        CliError::new(
-            format!("no git identity to commit with: {}", e.message()),
-            "set one with `git config user.name \"Your Name\"` and `git config user.email you@example.com`",
-        )
-    })?;
-    let mut index = git.index().map_err(fail)?;
-    for p in paths {
-        index.add_path(Path::new(p)).map_err(fail)?;
-    }
-    index.write().map_err(fail)?;
-    let tree = git
-        .find_tree(index.write_tree().map_err(fail)?)
-        .map_err(fail)?;
-    let parent = git.head().ok().and_then(|h| h.peel_to_commit().ok());
-    let parents: Vec<&git2::Commit> = parent.iter().collect();
-    git.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
-        .map_err(fail)
 }

@@ -2,15 +2,16 @@
 //! platform through an actuator, once or continuously, and show the apply journal.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ledgit::git::repo::{Repo, short};
 use ledgit::reconcile::actuator::Actuator;
-use ledgit::reconcile::state::{self, JournalResult, Store};
-use ledgit::reconcile::{self, Attempt, Plan, RefWatcher};
+use ledgit::reconcile::lease::{self, Leases};
+use ledgit::reconcile::pass::{self, Pass, repository_id};
+use ledgit::reconcile::state::{self, JournalResult, Location, Replica, Store};
+use ledgit::reconcile::{Attempt, Plan, RefWatcher};
 use ledgit::support::when;
 
 use super::command_error::{CliError, CliResult, Outcome};
@@ -41,9 +42,16 @@ pub struct Common {
     #[arg(long, value_name = "REV")]
     rev: Option<String>,
 
-    /// The state store (default: under the repository's git directory).
-    #[arg(long, value_name = "PATH")]
-    state: Option<PathBuf>,
+    /// The state store: a path to an SQLite file (default: under the repository's git
+    /// directory), or postgres://USER@HOST/DB for replicas that share it (libpq's PG*
+    /// variables and ~/.pgpass fill in what the URL leaves out).
+    #[arg(long, value_name = "PATH|URL", env = "LEDGIT_STATE")]
+    state: Option<String>,
+
+    /// With a shared store: how long an environment's lease lives without renewal (renewed
+    /// every third of it). A follower takes over this long after its leader stops.
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    lease_ttl: String,
 
     /// Also run removals (otherwise removed records are reported out of sync).
     #[arg(long)]
@@ -110,9 +118,9 @@ pub struct WatchArgs {
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  ledgit journal\n  ledgit journal --limit 500 --format json")]
 pub struct JournalArgs {
-    /// The state store (default: under the repository's git directory).
-    #[arg(long, value_name = "PATH")]
-    state: Option<PathBuf>,
+    /// The state store: a path, or a postgres:// URL (see `reconcile --help`).
+    #[arg(long, value_name = "PATH|URL", env = "LEDGIT_STATE")]
+    state: Option<String>,
 
     /// How many of the newest attempts.
     #[arg(long, value_name = "N", default_value_t = 50)]
@@ -166,96 +174,137 @@ fn actuator(common: &Common) -> Result<Option<Actuator>, CliError> {
     }
 }
 
-/// What identifies the repository to its state store: the first commit of the chain.
-pub(super) fn repository_id(current: &Current) -> String {
-    current
-        .root
-        .or(current.tip)
-        .map(|c| c.to_string())
-        .unwrap_or_default()
-}
-
-/// The state store: `--state` (relative to `-C`), or the default under the git directory.
-pub(super) fn state_path(repo: &Repo, state: Option<&Path>, ctx: &Context) -> PathBuf {
+/// The state store: `--state` (a path relative to `-C`, or a URL), or the default file under
+/// the git directory.
+pub(super) fn location(repo: &Repo, state: Option<&str>, ctx: &Context) -> Location {
     match state {
-        Some(p) => ctx.dir.join(p),
-        None => state::default_path(repo.git.commondir()),
+        Some(s) => Location::parse(s, &ctx.dir),
+        None => Location::Sqlite(state::default_path(repo.git.commondir())),
     }
 }
 
-/// One pass's outcome.
-struct Pass {
-    plan: Plan,
-    attempts: Vec<Attempt>,
+/// The pass's options from the command line.
+fn options(common: &Common, respect_backoff: bool) -> Result<pass::Options, CliError> {
+    Ok(pass::Options {
+        environments: common.environments.clone(),
+        prune: common.prune,
+        timeout: duration(&common.timeout, "--timeout")?,
+        respect_backoff,
+    })
+}
+
+/// The environments a replica asks to lead: `--environment`, else every one of the config.
+fn wanted(common: &Common, current: &Current) -> Vec<String> {
+    if common.environments.is_empty() {
+        current
+            .config
+            .environments
+            .iter()
+            .map(|e| e.name.clone())
+            .collect()
+    } else {
+        common.environments.clone()
+    }
+}
+
+/// Starts the lease keeper when the store is shared.
+fn leases(
+    location: &Location,
+    common: &Common,
+    current: &Current,
+    replica: &Replica,
+) -> Result<Option<Leases>, CliError> {
+    let Location::Postgres(url) = location else {
+        return Ok(None);
+    };
+    let ttl = duration(&common.lease_ttl, "--lease-ttl")?;
+    if ttl < Duration::from_secs(3) {
+        return Err(CliError::new(
+            format!("--lease-ttl {} is too short", common.lease_ttl),
+            "give leases at least 3s (renewals run every third of it)",
+        ));
+    }
+    Ok(Some(Leases::start(
+        url,
+        &repository_id(current),
+        replica,
+        ttl,
+        wanted(common, current),
+    )?))
+}
+
+/// Says the changes of leadership since the last time.
+fn print_lease_events(leases: Option<&Leases>) {
+    if let Some(leases) = leases {
+        print_events(&leases.events());
+    }
+}
+
+fn print_events(events: &[lease::Event]) {
+    let mut err = anstream::stderr().lock();
+    for event in events {
+        let _ = match event {
+            lease::Event::Leading { environment, epoch } => writeln!(
+                err,
+                "{GREEN}leading{GREEN:#} {environment} (epoch {epoch})"
+            ),
+            lease::Event::Following { environment } => writeln!(
+                err,
+                "{YELLOW}following{YELLOW:#} {environment}: another replica leads it"
+            ),
+            lease::Event::Trouble { message } => {
+                writeln!(err, "{YELLOW}warning{YELLOW:#}: cannot renew leases: {message}")
+            }
+        };
+    }
 }
 
 /// Plans (and unless dry-run, applies) one pass at the tip `current` was read at.
-fn pass(
+#[allow(clippy::too_many_arguments)]
+fn run_pass(
     ctx: &Context,
     current: &Current,
     common: &Common,
     store: Option<&mut Store>,
     actuator: Option<&Actuator>,
+    leases: Option<&Leases>,
     stop: &AtomicBool,
     respect_backoff: bool,
 ) -> Result<Pass, CliError> {
-    let Some(tip) = current.tip else {
-        return Err(CliError::new(
-            "the branch has no commits",
-            "commit the records first",
-        ));
-    };
     let repo = ctx.repo()?;
-    for env in &common.environments {
-        if current.config.environment(env).is_none() {
-            return Err(super::command_error::unknown_environment(
-                &current.config,
-                env,
-            ));
-        }
-    }
-    let at_tip = reconcile::desired(&repo.git, tip, &current.config, &current.rows)?;
-    let (applied, failures) = match &store {
-        Some(s) => (s.applied()?, s.failures()?),
-        None => match state::view(
-            &state_path(repo, common.state.as_deref(), ctx),
-            &repository_id(current),
-        )? {
-            Some(v) => (v.applied, v.failures),
-            None => (Vec::new(), Vec::new()),
-        },
-    };
-    let mut plan = reconcile::plan(
-        tip,
-        &at_tip.desired,
-        &applied,
-        &at_tip.skip,
-        &common.environments,
-        common.prune,
-    );
-    plan.findings = at_tip.findings;
-    if respect_backoff {
-        let now = chrono::Utc::now().timestamp();
-        plan.actions.retain(|a| {
-            !failures.iter().any(|f| {
-                f.agent == a.agent && f.environment == a.environment && f.next_attempt > now
-            })
-        });
-    }
-    if common.format == TextOrJson::Text {
+    let location = location(repo, common.state.as_deref(), ctx);
+    let options = options(common, respect_backoff)?;
+    let text = common.format == TextOrJson::Text;
+    let mut store = store;
+    let plan = pass::plan(
+        repo,
+        current,
+        &location,
+        &options,
+        store.as_deref_mut(),
+        leases,
+    )?;
+    // A follower's empty passes are not news.
+    if text && (leases.is_none() || !plan.actions.is_empty() || !plan.findings.is_empty()) {
         print_plan(&mut render::stdout(), &plan)?;
     }
-    let mut attempts = Vec::new();
-    if let (Some(store), Some(actuator), false) = (store, actuator, common.dry_run) {
-        let timeout = duration(&common.timeout, "--timeout")?;
-        let text = common.format == TextOrJson::Text;
-        attempts = reconcile::apply(store, actuator, &plan, timeout, stop, |a| {
-            if text {
-                let _ = print_attempt(&mut render::stdout(), a);
-            }
-        })?;
+    let (Some(store), Some(actuator), false) = (store, actuator, common.dry_run) else {
+        return Ok(Pass {
+            plan,
+            ..Pass::default()
+        });
+    };
+    let p = pass::apply(store, actuator, plan, options.timeout, leases, stop, |a| {
+        if text {
+            let _ = print_attempt(&mut render::stdout(), a);
+        }
+    })?;
+    for env in &p.deposed {
+        anstream::eprintln!(
+            "{YELLOW}deposed{YELLOW:#}: another replica leads {env} now; its remaining actions are left to it"
+        );
     }
-    Ok(Pass { plan, attempts })
+    Ok(p)
 }
 
 fn print_plan(out: &mut dyn Write, plan: &Plan) -> std::io::Result<()> {
@@ -319,41 +368,16 @@ fn print_attempt(out: &mut dyn Write, a: &Attempt) -> std::io::Result<()> {
 }
 
 fn json_pass(out: &mut dyn Write, p: &Pass, pretty: bool) -> std::io::Result<()> {
-    #[derive(serde::Serialize)]
-    struct Json<'a> {
-        #[serde(flatten)]
-        plan: &'a Plan,
-        attempts: &'a [Attempt],
-    }
-    let value = Json {
-        plan: &p.plan,
-        attempts: &p.attempts,
-    };
     if pretty {
-        render::json(out, &value)
+        render::json(out, p)
     } else {
-        serde_json::to_writer(&mut *out, &value)?;
+        serde_json::to_writer(&mut *out, p)?;
         writeln!(out)
     }
 }
 
-/// Opens (and locks) the state store. The repository's identity in it is the root of the
-/// tracked branch's first-parent chain.
-fn open_store(
-    ctx: &Context,
-    repo: &Repo,
-    common: &Common,
-    current: &Current,
-) -> Result<Store, CliError> {
-    Ok(Store::open(
-        &state_path(repo, common.state.as_deref(), ctx),
-        &repository_id(current),
-    )?)
-}
-
 fn outcome(p: &Pass) -> Outcome {
-    let failed = p.attempts.iter().any(|a| a.error.is_some());
-    Outcome::from_findings(failed || !p.plan.findings.is_empty())
+    Outcome::from_findings(p.failed())
 }
 
 pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
@@ -369,22 +393,41 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
         ));
     };
     let current = current_full(ctx, Some(&tip.to_string()))?;
+    let location = location(repo, common.state.as_deref(), ctx);
+    let replica = Replica::this_process();
     let mut store = if common.dry_run {
         None
     } else {
-        Some(open_store(ctx, repo, common, &current)?)
+        Some(Store::open(&location, &repository_id(&current), &replica)?)
     };
+    let leases = if common.dry_run {
+        None
+    } else {
+        leases(&location, common, &current, &replica)?
+    };
+    print_lease_events(leases.as_ref());
     let stop = AtomicBool::new(false);
     let mut out = render::stdout();
-    let p = pass(
+    let p = run_pass(
         ctx,
         &current,
         common,
         store.as_mut(),
         actuator.as_ref(),
+        leases.as_ref(),
         &stop,
         false,
     )?;
+    if let Some(leases) = leases {
+        let wanted = wanted(common, &current);
+        let led: Vec<String> = leases.led().into_iter().map(|(e, _)| e).collect();
+        for env in wanted.iter().filter(|e| !led.contains(e)) {
+            anstream::eprintln!(
+                "{YELLOW}note{YELLOW:#}: {env} is led by another replica; `ledgit leases` shows which"
+            );
+        }
+        leases.stop();
+    }
     if common.format == TextOrJson::Json {
         json_pass(&mut out, &p, true)?;
     } else if !common.dry_run {
@@ -425,6 +468,9 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
     // that moved locally, a pass that failed), the remote is asked again.
     let mut last_fetch: Option<Instant> = None;
     let mut store: Option<Store> = None;
+    let mut leases: Option<Leases> = None;
+    let replica = Replica::this_process();
+    let location = location(repo, common.state.as_deref(), ctx);
     let mut last_tip: Option<git2::Oid> = None;
     let mut last_sync = Instant::now();
     let mut retry_at: Option<Instant> = None;
@@ -443,21 +489,58 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
         }
         let repo = ctx.repo()?;
         let tip = repo.resolve_tracked(&name);
-        let due = last_sync.elapsed() >= interval || retry_at.is_some_and(|t| Instant::now() >= t);
+        // A lease just taken is work to do now: the leader before may have left some.
+        let events = leases.as_ref().map(|l| l.events()).unwrap_or_default();
+        let took_over = events
+            .iter()
+            .any(|e| matches!(e, lease::Event::Leading { .. }));
+        print_events(&events);
+        let due = took_over
+            || last_sync.elapsed() >= interval
+            || retry_at.is_some_and(|t| Instant::now() >= t);
         if let Some(tip) = tip
             && (Some(tip) != last_tip || due)
         {
             let current = current_full(ctx, Some(&tip.to_string()));
             if let (Ok(current), None, false) = (&current, &store, common.dry_run) {
-                store = Some(open_store(ctx, repo, common, current)?);
+                match Store::open(&location, &repository_id(current), &replica) {
+                    Ok(s) => store = Some(s),
+                    // One machine's store is this process's or another's: that is final. A
+                    // shared one may be restarting: try again.
+                    Err(e) if !location.is_shared() => return Err(e.into()),
+                    Err(e) => {
+                        anstream::eprintln!("{RED}error{RED:#}: {e}; trying again in 5s");
+                        retry_at = Some(Instant::now() + Duration::from_secs(5));
+                        watcher.wait(Duration::from_millis(250));
+                        continue;
+                    }
+                }
+            }
+            if let (Ok(current), Some(_), None) = (&current, &store, &leases) {
+                match self::leases(&location, common, current, &replica) {
+                    Ok(l) => {
+                        leases = l;
+                        print_lease_events(leases.as_ref());
+                    }
+                    Err(e) => {
+                        anstream::eprintln!("{RED}error{RED:#}: {}; trying again in 5s", e.message);
+                        retry_at = Some(Instant::now() + Duration::from_secs(5));
+                        watcher.wait(Duration::from_millis(250));
+                        continue;
+                    }
+                }
+            }
+            if let (Ok(current), Some(l)) = (&current, &leases) {
+                l.want(wanted(common, current));
             }
             let passed = current.and_then(|current| {
-                pass(
+                run_pass(
                     ctx,
                     &current,
                     common,
                     store.as_mut(),
                     actuator.as_ref(),
+                    leases.as_ref(),
                     &stop,
                     true,
                 )
@@ -469,7 +552,7 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
                     }
                     last_tip = Some(tip);
                     last_sync = Instant::now();
-                    retry_at = next_retry(store.as_ref());
+                    retry_at = next_retry(store.as_mut());
                 }
                 Err(e) => {
                     anstream::eprintln!("{RED}error{RED:#}: {}", e.message);
@@ -488,12 +571,16 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
         }
         watcher.wait(wait.min(Duration::from_millis(250)));
     }
+    // The action in flight has finished: followers may take over at once.
+    if let Some(l) = leases {
+        l.stop();
+    }
     writeln!(out, "stopped")?;
     Ok(Outcome::Clean)
 }
 
 /// When the earliest failed action may be retried.
-fn next_retry(store: Option<&Store>) -> Option<Instant> {
+fn next_retry(store: Option<&mut Store>) -> Option<Instant> {
     let failures = store?.failures().ok()?;
     let next = failures.iter().map(|f| f.next_attempt).min()?;
     let wait = (next - chrono::Utc::now().timestamp()).max(0) as u64;
@@ -502,8 +589,12 @@ fn next_retry(store: Option<&Store>) -> Option<Instant> {
 
 pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
     let repo = ctx.repo()?;
-    let path = state_path(repo, args.state.as_deref(), ctx);
-    let entries = state::journal(&path, args.limit)?;
+    let location = location(repo, args.state.as_deref(), ctx);
+    let repository = match repo.head()? {
+        Some(_) => repository_id(&current_full(ctx, None)?),
+        None => String::new(),
+    };
+    let entries = state::journal(&location, &repository, args.limit)?;
     let mut out = render::stdout();
     if args.format == TextOrJson::Json {
         render::json(&mut out, &entries)?;
@@ -513,7 +604,7 @@ pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
         writeln!(
             out,
             "the journal is empty (no reconciler has run with {})",
-            path.display()
+            location.display()
         )?;
     }
     for entry in &entries {

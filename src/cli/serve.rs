@@ -66,6 +66,12 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
 
+    /// The reconciler's state store to show sync states, applied versions and leases from: a
+    /// path (default: under the repository's git directory) or a postgres:// URL shared by the
+    /// replicas (`reconcile --help` says how it is completed from PG* variables).
+    #[arg(long, value_name = "PATH|URL", env = "LEDGIT_STATE")]
+    state: Option<String>,
+
     /// No access log on stderr.
     #[arg(long)]
     quiet: bool,
@@ -138,6 +144,10 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         ui_secret,
         push: args.push,
         pull_request_url: args.pull_request_url,
+        state: args
+            .state
+            .as_deref()
+            .map(|s| ledgit::reconcile::state::Location::parse(s, &ctx.dir)),
         log: ledgit::server::Log::new(|line| eprintln!("{line}")),
     };
     ledgit::server::run(options).map_err(|e| CliError::new(e.to_string(), e.hint()))?;

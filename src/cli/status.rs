@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use ledgit::git::repo::short;
 use ledgit::model::Deployment;
@@ -40,10 +39,10 @@ pub struct Args {
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
 
-    /// The reconciler's state store to read sync states from (default: under the repository's
-    /// git directory, where `ledgit reconcile` keeps it).
-    #[arg(long, value_name = "PATH")]
-    state: Option<PathBuf>,
+    /// The reconciler's state store to read sync states from: a path (default: under the
+    /// repository's git directory, where `ledgit reconcile` keeps it) or a postgres:// URL.
+    #[arg(long, value_name = "PATH|URL", env = "LEDGIT_STATE")]
+    state: Option<String>,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
@@ -62,7 +61,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     let (config, rows, snapshot_at, sync) = match at {
         None => {
             let c = current_full(ctx, args.rev.as_deref())?;
-            let repository = super::reconcile::repository_id(&c);
+            let repository = ledgit::reconcile::pass::repository_id(&c);
             let sync = sync_states(ctx, &c.rows, args.state.as_deref(), &repository)?;
             (c.config, c.rows, None, sync)
         }
@@ -75,7 +74,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             let loaded = load(ctx, args.rev.as_deref())?;
             let h = &loaded.history;
             let pos = h.position_at(t.timestamp());
-            let as_of = pos.map(|p| (h.chain[p as usize], h.times[p as usize]));
+            let as_of = pos.map(|p| (h.chain()[p as usize], h.times()[p as usize]));
             (
                 loaded.config.clone(),
                 h.snapshot(pos),
@@ -168,18 +167,21 @@ struct StatusRow<'a> {
 fn sync_states(
     ctx: &Context,
     rows: &[Deployment],
-    state: Option<&Path>,
+    state: Option<&str>,
     repository: &str,
 ) -> Result<Option<Vec<Sync>>, CliError> {
     let repo = ctx.repo()?;
-    let path = super::reconcile::state_path(repo, state, ctx);
-    if state.is_some() && !path.exists() {
+    let location = super::reconcile::location(repo, state, ctx);
+    if let ledgit::reconcile::state::Location::Sqlite(path) = &location
+        && state.is_some()
+        && !path.exists()
+    {
         return Err(CliError::new(
             format!("no state store at {}", path.display()),
             "check the path, or run `ledgit reconcile --state PATH` to create one",
         ));
     }
-    Ok(ledgit::reconcile::state::view(&path, repository)?.map(|view| view.sync_states(rows)))
+    Ok(ledgit::reconcile::state::view(&location, repository)?.map(|view| view.sync_states(rows)))
 }
 
 fn table(

@@ -260,23 +260,82 @@ pub struct PathState {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
     /// The records folder the history is about.
-    pub folder: String,
+    pub(in crate::git) folder: String,
     /// First-parent chain, oldest first: commit ids and committer times.
-    pub chain: Vec<Oid>,
-    pub times: Vec<i64>,
+    pub(in crate::git) chain: Vec<Oid>,
+    pub(in crate::git) times: Vec<i64>,
     /// The records folder's tree at the tip, to continue the walk.
-    pub tip_tree: Option<Oid>,
+    pub(in crate::git) tip_tree: Option<Oid>,
     /// Commits that carry events or warnings, in chain order.
-    pub commits: Vec<CommitInfo>,
+    pub(in crate::git) commits: Vec<CommitInfo>,
     /// Events in chain order; within a commit by agent, then environment.
-    pub events: Vec<Event>,
-    pub warnings: Vec<Warning>,
+    pub(in crate::git) events: Vec<Event>,
+    pub(in crate::git) warnings: Vec<Warning>,
     /// The text of the symbols of commits, events and warnings.
-    pub strings: Strings,
+    pub(in crate::git) strings: Strings,
     /// Record files at the tip, for continuing the walk.
-    pub paths: BTreeMap<String, PathState>,
+    pub(in crate::git) paths: BTreeMap<String, PathState>,
     /// The oldest commit is a shallow-clone boundary: the history before it is missing.
-    pub shallow: bool,
+    pub(in crate::git) shallow: bool,
+}
+
+/// What a walk found, read-only: the history engine and its index alone build and continue it,
+/// so the chain, the events and the symbols they point into always agree.
+impl History {
+    /// The records folder the history is about.
+    pub fn folder(&self) -> &str {
+        &self.folder
+    }
+    /// The first-parent chain, oldest first.
+    pub fn chain(&self) -> &[Oid] {
+        &self.chain
+    }
+    /// The committer time of each commit of the chain.
+    pub fn times(&self) -> &[i64] {
+        &self.times
+    }
+    /// The chain's first commit: the repository's identity.
+    pub fn root(&self) -> Option<Oid> {
+        self.chain.first().copied()
+    }
+    /// The commits that carry events or warnings, in chain order.
+    pub fn commits(&self) -> &[CommitInfo] {
+        &self.commits
+    }
+    /// The events in chain order; within a commit by agent, then environment.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+    /// What the walk noticed without stopping.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+    /// The text of the symbols of commits, events and warnings.
+    pub fn strings(&self) -> &Strings {
+        &self.strings
+    }
+    /// Whether the oldest commit is a shallow-clone boundary (the history before it is missing).
+    pub fn shallow(&self) -> bool {
+        self.shallow
+    }
+
+    /// The history of a records folder before its first commit.
+    pub fn empty(folder: &str) -> History {
+        History {
+            folder: folder.to_string(),
+            ..History::default()
+        }
+    }
+
+    /// A history of only these commits and symbols, for the renderers' tests.
+    #[cfg(test)]
+    pub(crate) fn of_commits(commits: Vec<CommitInfo>, strings: Strings) -> History {
+        History {
+            commits,
+            strings,
+            ..History::default()
+        }
+    }
 }
 
 /// Progress of a long walk, for a progress bar.

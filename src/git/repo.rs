@@ -54,6 +54,62 @@ pub struct Repo {
 }
 
 impl Repo {
+    /// Creates branch `name` at HEAD's commit and makes it HEAD (as `git switch -c`), for a
+    /// change that goes to review rather than onto the current branch.
+    pub fn switch_to_new_branch(&self, name: &str) -> Result<()> {
+        let fail = |e: git2::Error| {
+            Error::invalid(
+                format!("creating branch {name}: {}", e.message()),
+                "pick a branch name that does not exist yet",
+            )
+        };
+        let head = self.git.head().and_then(|h| h.peel_to_commit()).map_err(|e| {
+            Error::invalid(
+                format!("reading HEAD: {}", e.message()),
+                "a new branch needs a commit to branch from",
+            )
+        })?;
+        self.git.branch(name, &head, false).map_err(fail)?;
+        self.git
+            .set_head(&format!("refs/heads/{name}"))
+            .map_err(fail)
+    }
+
+    /// Stages `paths` (from the work tree's root) and commits them on HEAD with the user's git
+    /// identity, as `git add` and `git commit` would: the index is written, so `git status` is
+    /// clean afterwards.
+    pub fn commit_paths<'a>(
+        &self,
+        paths: impl Iterator<Item = &'a str>,
+        message: &str,
+    ) -> Result<Oid> {
+        let git = &self.git;
+        let fail = |e: git2::Error| {
+            Error::invalid(
+                format!("committing: {}", e.message()),
+                "commit by hand with git",
+            )
+        };
+        let sig = git.signature().map_err(|e| {
+            Error::invalid(
+                format!("no git identity to commit with: {}", e.message()),
+                "set one with `git config user.name \"Your Name\"` and `git config user.email you@example.com`",
+            )
+        })?;
+        let mut index = git.index().map_err(fail)?;
+        for p in paths {
+            index.add_path(Path::new(p)).map_err(fail)?;
+        }
+        index.write().map_err(fail)?;
+        let tree = git
+            .find_tree(index.write_tree().map_err(fail)?)
+            .map_err(fail)?;
+        let parent = git.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        git.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .map_err(fail)
+    }
+
     /// Finds the repository containing `start`, searching upward like git.
     pub fn discover(start: &Path) -> Result<Repo> {
         match Repository::discover(start) {

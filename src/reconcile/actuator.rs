@@ -90,12 +90,15 @@ impl Actuator {
         Ok(Actuator::Exec { argv })
     }
 
-    /// Applies one action.
-    pub fn run(&self, action: &ActionInfo, timeout: Duration) -> Outcome {
+    /// Applies one action. `fencing` is the lease epoch it runs under (shared stores): exec
+    /// gets it in `LEDGIT_FENCING_TOKEN`, the webhook in `X-Ledgit-Fencing-Token`, so that a
+    /// platform can refuse an action from a deposed leader (a token lower than one it has seen
+    /// for the environment).
+    pub fn run(&self, action: &ActionInfo, fencing: Option<i64>, timeout: Duration) -> Outcome {
         match self {
-            Actuator::Exec { argv } => run_exec(argv, action, timeout),
+            Actuator::Exec { argv } => run_exec(argv, action, fencing, timeout),
             Actuator::Webhook { url, secret } => {
-                run_webhook(url, secret.as_deref(), action, timeout)
+                run_webhook(url, secret.as_deref(), action, fencing, timeout)
             }
         }
     }
@@ -172,12 +175,21 @@ fn collect(pipes: &[&Kept], grace: Duration) -> Vec<u8> {
     out
 }
 
-fn run_exec(argv: &[String], action: &ActionInfo, timeout: Duration) -> Outcome {
+fn run_exec(
+    argv: &[String],
+    action: &ActionInfo,
+    fencing: Option<i64>,
+    timeout: Duration,
+) -> Outcome {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(&argv[0]);
     for name in SECRET_ENV {
         cmd.env_remove(name);
     }
+    match fencing {
+        Some(token) => cmd.env("LEDGIT_FENCING_TOKEN", token.to_string()),
+        None => cmd.env_remove("LEDGIT_FENCING_TOKEN"),
+    };
     cmd.args(&argv[1..])
         .envs(env_vars(action))
         .stdin(Stdio::null())
@@ -241,6 +253,7 @@ fn run_webhook(
     url: &str,
     secret: Option<&[u8]>,
     action: &ActionInfo,
+    fencing: Option<i64>,
     timeout: Duration,
 ) -> Outcome {
     let body = serde_json::to_vec(action).unwrap_or_default();
@@ -255,6 +268,9 @@ fn run_webhook(
         .post(url)
         .header("Content-Type", "application/json")
         .header("X-Ledgit-Idempotency-Key", &action.idempotency_key);
+    if let Some(token) = fencing {
+        request = request.header("X-Ledgit-Fencing-Token", &token.to_string());
+    }
     if let Some(secret) = secret {
         request = request.header("X-Ledgit-Signature", &signature(secret, &body));
     }
@@ -299,7 +315,7 @@ mod tests {
             "sh -c 'echo $LEDGIT_ACTION $LEDGIT_AGENT $LEDGIT_VERSION; head -c 200000 /dev/zero'",
         )
         .unwrap();
-        let out = a.run(&action(), Duration::from_secs(10));
+        let out = a.run(&action(), None, Duration::from_secs(10));
         assert_eq!(out.error, None);
         assert!(out.output.starts_with("deploy a 1\n"));
         assert_eq!(out.output.len(), MAX_OUTPUT);
@@ -309,18 +325,18 @@ mod tests {
     fn exec_failures_and_timeouts() {
         let fail = Actuator::exec("sh -c 'echo nope >&2; exit 3'")
             .unwrap()
-            .run(&action(), Duration::from_secs(10));
+            .run(&action(), None, Duration::from_secs(10));
         assert_eq!(fail.error.as_deref(), Some("`sh` exited with 3"));
         assert_eq!(fail.output, "nope\n");
         let start = Instant::now();
         let hang = Actuator::exec("sh -c 'sleep 30; echo late'")
             .unwrap()
-            .run(&action(), Duration::from_millis(300));
+            .run(&action(), None, Duration::from_millis(300));
         assert!(hang.error.unwrap().contains("timed out"));
         assert!(start.elapsed() < Duration::from_secs(5));
         let missing = Actuator::exec("/no/such/program")
             .unwrap()
-            .run(&action(), Duration::from_secs(1));
+            .run(&action(), None, Duration::from_secs(1));
         assert!(missing.error.unwrap().contains("cannot run"));
     }
 
@@ -334,7 +350,7 @@ mod tests {
             late.display()
         ))
         .unwrap()
-        .run(&action(), Duration::from_secs(10));
+        .run(&action(), None, Duration::from_secs(10));
         assert_eq!(out.error, None);
         assert_eq!(out.output, "started\n");
         assert!(
@@ -353,7 +369,7 @@ mod tests {
         let start = Instant::now();
         let out = Actuator::exec("sh -c 'echo hi; setsid sleep 5 & exit 0'")
             .unwrap()
-            .run(&action(), Duration::from_secs(10));
+            .run(&action(), None, Duration::from_secs(10));
         assert_eq!(out.error, None);
         assert_eq!(out.output, "hi\n");
         assert!(start.elapsed() < Duration::from_secs(3));
@@ -365,7 +381,7 @@ mod tests {
         unsafe { std::env::set_var("LEDGIT_WEBHOOK_SECRET", "hunter2") };
         let out = Actuator::exec("sh -c 'echo \"[$LEDGIT_WEBHOOK_SECRET]\"'")
             .unwrap()
-            .run(&action(), Duration::from_secs(10));
+            .run(&action(), None, Duration::from_secs(10));
         assert_eq!(out.output, "[]\n");
         let hook = Actuator::Webhook {
             url: "https://example.com/hook".into(),

@@ -4,16 +4,20 @@
 //! actions, and runs them through an actuator, journaling every attempt. Removals run only
 //! when pruning is asked for (otherwise they are reported out of sync, as Argo CD does). A
 //! record that does not validate at the tip is left alone and reported; the others still apply.
+//! [`pass`] runs one pass (under leases when replicas share a PostgreSQL store, see [`lease`]);
 //! `RefWatcher` tells `watch` as soon as the tracked ref moves.
 
 pub mod actuator;
+pub mod lease;
+pub mod pass;
 pub mod state;
+
+pub use pass::{Attempt, Pass};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use git2::{Oid, Repository};
 use serde::Serialize;
@@ -22,8 +26,8 @@ use crate::error::{Error, Result};
 use crate::finding::{Finding, Severity};
 use crate::model::Deployment;
 use crate::model::config::Config;
-use crate::reconcile::actuator::{ActionInfo, Actuator};
-use crate::reconcile::state::{Applied, Store};
+use crate::reconcile::actuator::ActionInfo;
+use crate::reconcile::state::Applied;
 
 /// What an action does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -271,83 +275,6 @@ pub fn plan(
         }
     }
     plan
-}
-
-/// The result of one attempt.
-#[derive(Debug, Clone, Serialize)]
-pub struct Attempt {
-    #[serde(flatten)]
-    pub action: Action,
-    /// `Applied` or `Failed`.
-    pub result: crate::reconcile::state::JournalResult,
-    pub error: Option<String>,
-    pub duration_ms: i64,
-}
-
-/// Runs the plan's actions in order, journaling each. Stops before the next action once `stop`
-/// is set (the action in flight always finishes). `skip` holds pairs not to try now (backoff).
-pub fn apply(
-    store: &mut Store,
-    actuator: &Actuator,
-    plan: &Plan,
-    timeout: Duration,
-    stop: &AtomicBool,
-    mut report: impl FnMut(&Attempt),
-) -> Result<Vec<Attempt>> {
-    let mut attempts = Vec::new();
-    for a in &plan.actions {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let started = Instant::now();
-        let info = a.info();
-        let id = store.begin(&info, now())?;
-        let outcome = actuator.run(&info, timeout);
-        let duration_ms = started.elapsed().as_millis() as i64;
-        let finished = crate::reconcile::state::Finished {
-            id,
-            output: &outcome.output,
-            at: now(),
-            duration_ms,
-        };
-        let attempt = match &outcome.error {
-            None => {
-                let applied = (a.action != Kind::Remove).then(|| Applied {
-                    agent: a.agent.clone(),
-                    environment: a.environment.clone(),
-                    version: a.version.clone().unwrap_or_default(),
-                    generation: a.generation.clone(),
-                    commit: a.commit.clone(),
-                    applied_at: now(),
-                });
-                let removed = (a.action == Kind::Remove)
-                    .then_some((a.agent.as_str(), a.environment.as_str()));
-                store.succeed(&finished, applied.as_ref(), removed)?;
-                Attempt {
-                    action: a.clone(),
-                    result: crate::reconcile::state::JournalResult::Applied,
-                    error: None,
-                    duration_ms,
-                }
-            }
-            Some(error) => {
-                store.fail(&finished, &a.agent, &a.environment, error)?;
-                Attempt {
-                    action: a.clone(),
-                    result: crate::reconcile::state::JournalResult::Failed,
-                    error: Some(error.clone()),
-                    duration_ms,
-                }
-            }
-        };
-        report(&attempt);
-        attempts.push(attempt);
-    }
-    Ok(attempts)
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 /// Tells when refs of a repository may have moved. Watches the git directory (for `HEAD` and

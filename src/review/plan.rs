@@ -32,34 +32,55 @@ pub enum Planned {
     Unreadable(Vec<Finding>),
     /// The versions are already set.
     Unchanged,
-    /// The files to write, the changes they make and the policy's findings (errors refuse the
-    /// plan unless overridden).
-    Ready(Plan),
+    /// The files to write and the changes they make, for the policy to judge: only a judged
+    /// [`Plan`] can be written, so no caller can ask whether a plan is refused before the
+    /// policy has seen it.
+    Ready(Draft),
 }
 
-/// Files to write and what they change.
+/// Files to write and what they change, before the policy has judged them.
+#[derive(Debug)]
+pub struct Draft {
+    writes: Vec<(String, String)>,
+    changes: Vec<Change>,
+    /// Every record after the change.
+    new: Vec<Record>,
+}
+
+impl Draft {
+    /// Adds the history's context to the changes (since when upstream, rollbacks) and the
+    /// policy's findings on them. `history` is the branch's; `now` the gates' clock.
+    pub fn judge(self, config: &Config, history: &History, now: i64) -> Plan {
+        let Draft {
+            writes,
+            mut changes,
+            new,
+        } = self;
+        let wanted: std::collections::HashSet<String> =
+            changes.iter().map(|c| c.agent.clone()).collect();
+        let stays = Stays::of_agents(history, |a| wanted.contains(a));
+        policy::explain(&mut changes, config, &stays, &new, now);
+        let findings = policy::evaluate(&changes);
+        Plan {
+            writes,
+            changes,
+            findings,
+        }
+    }
+}
+
+/// Files to write, what they change, and the policy's findings on them (errors refuse the
+/// plan unless overridden).
 #[derive(Debug)]
 pub struct Plan {
     /// (path from the repository root, new text), in target order.
     pub writes: Vec<(String, String)>,
     pub changes: Vec<Change>,
-    /// The policy's findings, once [`Plan::judge`] has run.
+    /// The policy's findings.
     pub findings: Vec<Finding>,
-    /// Every record after the change.
-    new: Vec<Record>,
 }
 
 impl Plan {
-    /// Adds the history's context to the changes (since when upstream, rollbacks) and the
-    /// policy's findings on them. `history` is the branch's; `now` the gates' clock.
-    pub fn judge(&mut self, config: &Config, history: &History, now: i64) {
-        let wanted: std::collections::HashSet<&str> =
-            self.changes.iter().map(|c| c.agent.as_str()).collect();
-        let stays = Stays::of_agents(history, |a| wanted.contains(a));
-        policy::explain(&mut self.changes, config, &stays, &self.new, now);
-        self.findings = policy::evaluate(&self.changes);
-    }
-
     /// Whether the policy refuses the plan.
     pub fn refused(&self) -> bool {
         finding::has_errors(&self.findings)
@@ -153,7 +174,7 @@ pub fn set_target(
 }
 
 /// Plans `targets` against the state `report` describes: `read` gives a record file's text by
-/// its path. The plan is not judged yet ([`Plan::judge`] needs the history).
+/// its path. The plan is not judged yet ([`Draft::judge`] needs the history).
 pub fn plan(
     config: &Config,
     report: &Report,
@@ -224,10 +245,9 @@ pub fn plan(
     if changes.is_empty() {
         return Ok(Planned::Unchanged);
     }
-    Ok(Planned::Ready(Plan {
+    Ok(Planned::Ready(Draft {
         writes,
         changes,
-        findings: Vec::new(),
         new,
     }))
 }

@@ -105,7 +105,7 @@ struct MonotonicClock<'h> {
 impl<'h> MonotonicClock<'h> {
     fn new(history: &'h History) -> Self {
         MonotonicClock {
-            times: &history.times,
+            times: history.times(),
             next: 0,
             latest: i64::MIN,
         }
@@ -133,7 +133,7 @@ impl GateClock {
         let mut latest = i64::MIN;
         GateClock {
             times: history
-                .times
+                .times()
                 .iter()
                 .map(|&t| {
                     latest = latest.max(t);

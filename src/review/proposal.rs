@@ -187,7 +187,7 @@ pub fn preview(
                 )?],
                 Request::Revoke { .. } => unreachable!("handled above"),
             };
-            let mut plan = match plan::plan(&config, &report, &targets, &read)? {
+            let plan = match plan::plan(&config, &report, &targets, &read)? {
                 Planned::Unreadable(findings) => {
                     return Ok(Preview {
                         title: "The record does not parse".into(),
@@ -206,9 +206,8 @@ pub fn preview(
                         "pick another version",
                     ));
                 }
-                Planned::Ready(plan) => plan,
+                Planned::Ready(draft) => draft.judge(&config, history, now),
             };
-            plan.judge(&config, history, now);
             let message = plan::commit_message(&plan.changes);
             let title = message.lines().next().unwrap_or("").to_string();
             (title, plan.writes, plan.changes, plan.findings, message)

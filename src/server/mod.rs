@@ -413,19 +413,36 @@ async fn refresher(shared: Arc<Shared>) {
     }
 }
 
+/// Why a refresh left the last good state in place.
+#[derive(Debug, thiserror::Error)]
+enum RefreshError {
+    /// The repository could not be opened, or the tracked commit not loaded.
+    #[error(transparent)]
+    Load(#[from] crate::Error),
+    /// The remote could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] crate::git::repo::FetchError),
+    /// The tracked ref does not resolve.
+    #[error("{0} does not name a commit (yet)")]
+    NoCommit(String),
+    /// The blocking task ended without an answer.
+    #[error("the refresh failed: {0}")]
+    Stopped(tokio::task::JoinError),
+}
+
 /// One refresh: fetch when asked, then load the tracked ref's commit unless it is served
 /// already. A failed load keeps the last good state and says why (log, `/readyz`, metrics).
 async fn refresh(shared: &Arc<Shared>, fetch: bool) {
     let worker = shared.clone();
-    let outcome = tokio::task::spawn_blocking(move || -> Result<Option<Served>, String> {
+    let outcome = tokio::task::spawn_blocking(move || -> Result<Option<Served>, RefreshError> {
         let o = &worker.options;
-        let repo = crate::git::repo::Repo::open(&o.repo).map_err(|e| e.to_string())?;
+        let repo = crate::git::repo::Repo::open(&o.repo)?;
         if fetch && let Some(remote) = &o.fetch {
-            repo.fetch(remote).map_err(|e| e.to_string())?;
+            repo.fetch(remote)?;
         }
         let tip = repo
             .resolve_tracked(&o.tracked)
-            .ok_or_else(|| format!("{} does not name a commit (yet)", o.tracked))?;
+            .ok_or_else(|| RefreshError::NoCommit(o.tracked.clone()))?;
         let tip_time = repo
             .git
             .find_commit(tip)
@@ -441,10 +458,10 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
         if current.as_ref().is_some_and(|s| s.commit == tip) {
             return Ok(None);
         }
-        Served::load(&repo, tip, tip_time, o.audience.as_deref()).map(Some)
+        Ok(Some(Served::load(&repo, tip, tip_time, o.audience.as_deref())?))
     })
     .await
-    .unwrap_or_else(|e| Err(format!("the refresh failed: {e}")));
+    .unwrap_or_else(|e| Err(RefreshError::Stopped(e)));
     let metrics = &shared.metrics;
     metrics.refreshes.inc();
     match outcome {
@@ -470,7 +487,8 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
             }
             metrics.failing.clear();
         }
-        Err(reason) => {
+        Err(failure) => {
+            let reason = failure.to_string();
             metrics.refresh_failures.inc();
             log!(
                 shared.options.log,

@@ -83,6 +83,10 @@ pub struct Options {
     pub push: Option<String>,
     /// The pull request link's template (`{branch}`, `{base}`).
     pub pull_request_url: Option<String>,
+    /// The reconciler's state store to show sync states from (default: the SQLite file under
+    /// the repository's git directory). A shared (PostgreSQL) store shows what every replica
+    /// applied, and its leases.
+    pub state: Option<crate::reconcile::state::Location>,
     /// Where log lines go.
     pub log: Log,
 }

@@ -712,9 +712,9 @@ async fn history(
             && since.is_none_or(|s| t >= s)
             && until.is_none_or(|u| t <= u)
     };
-    let mut page = Vec::with_capacity(limit.min(h.events.len()));
+    let mut page = Vec::with_capacity(limit.min(h.events().len()));
     let mut next = None;
-    for (i, e) in h.events.iter().enumerate().skip(start) {
+    for (i, e) in h.events().iter().enumerate().skip(start) {
         if !wanted(&e) {
             continue;
         }

@@ -60,16 +60,13 @@ impl Served {
         commit: Oid,
         commit_time: i64,
         audience: Option<&str>,
-    ) -> Result<Served, String> {
-        let loaded = crate::git::load::history(repo, Some(commit), &mut |_| {})
-            .map_err(|e| e.to_string())?;
-        let revoked = crate::git::load::revocations(repo, commit).map_err(|e| e.to_string())?;
+    ) -> crate::Result<Served> {
+        let loaded = crate::git::load::history(repo, Some(commit), &mut |_| {})?;
+        let revoked = crate::git::load::revocations(repo, commit)?;
         let rows = loaded.history.current();
-        let root = loaded.history.chain.first().copied();
+        let root = loaded.history.root();
         let agents = crate::view::AgentIndex::new(&loaded.history);
-        let ledger = crate::git::load::ledger(repo, commit)
-            .map_err(|e| e.to_string())?
-            .entries;
+        let ledger = crate::git::load::ledger(repo, commit)?.entries;
         let verifier = Verifier::new(&loaded.config, &rows, revoked)
             .require_audience(audience.map(str::to_string));
         let by_pair = rows
@@ -77,8 +74,9 @@ impl Served {
             .enumerate()
             .map(|(i, d)| ((d.agent.clone(), d.environment.clone()), i))
             .collect();
-        let deployments_json = serde_json::to_vec(&rows).map_err(|e| e.to_string())?;
-        let deployments_gzip = gzip(&deployments_json).map_err(|e| e.to_string())?;
+        // Serialising plain strings and numbers cannot fail; compressing into memory neither.
+        let deployments_json = serde_json::to_vec(&rows).unwrap_or_default();
+        let deployments_gzip = gzip(&deployments_json).unwrap_or_default();
         Ok(Served {
             commit,
             commit_time,
@@ -192,7 +190,7 @@ pub struct Shared {
 /// One read of the reconciler's store.
 struct Observed {
     read_at: Instant,
-    store: std::path::PathBuf,
+    store: crate::reconcile::state::Location,
     root: Oid,
     view: Option<Arc<crate::reconcile::state::View>>,
 }
@@ -228,23 +226,31 @@ impl Shared {
         self.health.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
+    /// The reconciler's store to read: `--state`, else the served repository's default file.
+    pub fn store_of(&self, served: &Served) -> crate::reconcile::state::Location {
+        self.options
+            .state
+            .clone()
+            .unwrap_or_else(|| crate::reconcile::state::Location::Sqlite(served.store.clone()))
+    }
+
     /// What the reconciler's store of the served repository says, read at most once a second
     /// on a blocking thread (requests that come meanwhile share the last read); `None` when
     /// there is no store.
     pub async fn observed(&self, served: &Served) -> Option<Arc<crate::reconcile::state::View>> {
         let root = served.root?;
+        let store = self.store_of(served);
         let mut cached = self.observed.lock().await;
         if let Some(o) = cached.as_ref()
             && o.read_at.elapsed() < OBSERVED_FOR
             && o.root == root
-            && o.store == served.store
+            && o.store == store
         {
             return o.view.clone();
         }
-        let store = served.store.clone();
-        let path = store.clone();
+        let location = store.clone();
         let view = tokio::task::spawn_blocking(move || {
-            crate::reconcile::state::view(&path, &root.to_string())
+            crate::reconcile::state::view(&location, &root.to_string())
                 .ok()
                 .flatten()
         })

@@ -123,6 +123,7 @@ impl Fixture {
             ui_secret: Some(UI_SECRET.as_bytes().to_vec()),
             push: None,
             pull_request_url: None,
+            state: None,
             log: Default::default(),
         }
     }
@@ -2119,7 +2120,7 @@ async fn a_revoke_over_an_unreadable_revocation_list_is_refused() {
     let repo = crate::git::repo::Repo::open(f.path()).unwrap();
     let tip = repo.resolve_tracked(&f.tracked()).unwrap();
     let time = repo.git.find_commit(tip).unwrap().time().seconds();
-    let refused = Served::load(&repo, tip, time, None).err().unwrap();
+    let refused = Served::load(&repo, tip, time, None).err().unwrap().to_string();
     assert!(refused.contains("is not UTF-8"), "{refused}");
     assert_eq!(shared.served.load_full().unwrap().commit, good);
     let history = crate::git::load::history(&repo, Some(tip), &mut |_| {})
@@ -2147,7 +2148,14 @@ async fn the_reconcilers_store_is_read_at_most_once_a_second() {
     let served = shared.served.load_full().unwrap();
     assert!(shared.observed(&served).await.is_none(), "no store yet");
     let root = served.root.unwrap().to_string();
-    drop(crate::reconcile::state::Store::open(&served.store, &root).unwrap());
+    drop(
+        crate::reconcile::state::Store::open(
+            &crate::reconcile::state::Location::Sqlite(served.store.clone()),
+            &root,
+            &crate::reconcile::state::Replica::this_process(),
+        )
+        .unwrap(),
+    );
     // The read without a store is kept for its second too.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let first = shared.observed(&served).await.expect("the store is read");

@@ -35,7 +35,7 @@ pub struct CommitStrings {
 /// The strings of every commit the events belong to, indexed like `History::commits`.
 pub fn commit_strings(h: &History, events: &[&Event]) -> Vec<Option<CommitStrings>> {
     let mut v: Vec<Option<CommitStrings>> = Vec::new();
-    v.resize_with(h.commits.len(), || None);
+    v.resize_with(h.commits().len(), || None);
     for e in events {
         v[e.commit as usize].get_or_insert_with(|| {
             let c = h.commit_of(e);
@@ -128,7 +128,7 @@ pub fn write_json(out: &mut dyn Write, h: &History, events: &[&Event]) -> io::Re
 /// The JSON lines of a block of events; `first` is the index of its first event.
 fn json_block(buf: &mut Vec<u8>, h: &History, events: &[&Event], first: usize) {
     let (mut time, mut author_time) = (when::TimeWriter::default(), when::TimeWriter::default());
-    let s = &h.strings;
+    let s = h.strings();
     for (i, e) in events.iter().enumerate() {
         let c = h.commit_of(e);
         buf.extend_from_slice(if first + i == 0 { b"\n" } else { b",\n" });
@@ -264,11 +264,7 @@ mod tests {
                 path: name("x"),
             },
         ];
-        let h = History {
-            commits,
-            strings: table,
-            ..History::default()
-        };
+        let h = History::of_commits(commits, table);
         let (fast, expected) = both_ways(&h, &events);
         assert_eq!(fast, format!("[\n{}\n]\n", expected.join(",\n")));
     }
@@ -301,11 +297,7 @@ mod tests {
                 path: name("deployments/a/staging.yaml"),
             })
             .collect();
-        let h = History {
-            commits,
-            strings: table,
-            ..History::default()
-        };
+        let h = History::of_commits(commits, table);
         let (fast, expected) = both_ways(&h, &events);
         let parsed: Vec<serde_json::Value> = serde_json::from_str(&fast).unwrap();
         assert_eq!(parsed.len(), n as usize);

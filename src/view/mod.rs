@@ -298,7 +298,7 @@ pub struct AgentIndex {
 impl AgentIndex {
     pub fn new(history: &History) -> Self {
         let mut events: HashMap<String, Vec<u32>> = HashMap::new();
-        for (i, e) in history.events.iter().enumerate() {
+        for (i, e) in history.events().iter().enumerate() {
             if e.action != Action::Moved {
                 events
                     .entry(history.str(e.agent).to_string())
@@ -416,7 +416,7 @@ pub fn agent_page(
         .get(agent)
         .into_iter()
         .flatten()
-        .filter_map(|&i| Some((i as usize, history.events.get(i as usize)?)))
+        .filter_map(|&i| Some((i as usize, history.events().get(i as usize)?)))
         .collect();
     let current: HashMap<&str, &Deployment> = rows
         .iter()
@@ -706,10 +706,10 @@ mod tests {
         for (agent, events) in &index.events {
             let own = Stays::of_events(
                 &history,
-                events.iter().map(|&i| &history.events[i as usize]),
+                events.iter().map(|&i| &history.events()[i as usize]),
                 &index.clock,
             );
-            for e in events.iter().map(|&i| &history.events[i as usize]) {
+            for e in events.iter().map(|&i| &history.events()[i as usize]) {
                 let (env, v) = (history.str(e.environment), history.opt(e.version));
                 if let Some(v) = v {
                     assert_eq!(

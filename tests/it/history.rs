@@ -516,7 +516,7 @@ fn a_focused_walk_has_the_full_walks_events_of_its_agents() {
     let tip = git.head().unwrap().target().unwrap();
     let full = ledgit::git::history::build(&git, tip, "deployments", &mut |_| {}).unwrap();
     let of = |h: &ledgit::git::history::History, agent: &str| -> Vec<String> {
-        h.events
+        h.events()
             .iter()
             .filter(|e| h.str(e.agent) == agent)
             .map(|e| {
@@ -554,9 +554,9 @@ fn a_focused_walk_has_the_full_walks_events_of_its_agents() {
                 "{agent} with focus {focus:?}"
             );
         }
-        assert_eq!(focused.chain, full.chain);
+        assert_eq!(focused.chain(), full.chain());
     }
     // The random history is not trivial.
-    assert!(full.events.len() > 40, "{}", full.events.len());
-    assert!(!full.warnings.is_empty());
+    assert!(full.events().len() > 40, "{}", full.events().len());
+    assert!(!full.warnings().is_empty());
 }

@@ -26,7 +26,7 @@ fn query(dir: &std::path::Path, rev: &str) -> Source {
 
 /// The events of a history as text (symbols differ between histories; their strings not).
 fn rendered(h: &ledgit::git::history::History) -> Vec<String> {
-    h.events
+    h.events()
         .iter()
         .map(|e| {
             format!(

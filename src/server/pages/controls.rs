@@ -377,15 +377,15 @@ pub(super) async fn propose_create(
     let created = tokio::task::spawn_blocking(move || create(&worker, &preview, &request))
         .await
         .map_err(|_| "creating the proposal failed".to_string())
-        .and_then(|r| r);
+        .and_then(|r| r.map_err(|e| e.to_string()));
     let (branch, commit, title, pushed, pull_request) = match created {
         Ok(x) => x,
-        Err(e) => {
+        Err(said) => {
             return Ok(message_page(
                 &shared,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Not created",
-                e,
+                said,
                 "nothing was written to the tracked branch",
             ));
         }
@@ -411,18 +411,17 @@ type Created = (String, String, String, Option<String>, Option<String>);
 
 /// Commits the proposal on its branch, pushes it where asked, and finds its pull request link.
 /// The open proposals are read again at once, so the next page lists it.
-fn create(shared: &Shared, preview: &Preview, request: &Request) -> Result<Created, String> {
+fn create(shared: &Shared, preview: &Preview, request: &Request) -> crate::Result<Created> {
     let options = &shared.options;
-    let repo = crate::git::repo::Repo::open(&options.repo).map_err(|e| e.to_string())?;
+    let repo = crate::git::repo::Repo::open(&options.repo)?;
     let now = chrono::Utc::now().timestamp();
     let branch = request.branch_name(now);
     let author = repo
         .git
         .signature()
         .or_else(|_| git2::Signature::now("ledgit serve", "ledgit@localhost"))
-        .map_err(|e| e.message().to_string())?;
-    let commit = crate::review::proposal::create(&repo, preview, &branch, &author)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::Error::git("making the proposal's author", e))?;
+    let commit = crate::review::proposal::create(&repo, preview, &branch, &author)?;
     if let Ok(base) = git2::Oid::from_str(&preview.base) {
         shared
             .proposals
@@ -432,7 +431,7 @@ fn create(shared: &Shared, preview: &Preview, request: &Request) -> Result<Creat
     let pushed = options
         .push
         .as_ref()
-        .map(|remote| push(&repo, remote, &branch).unwrap_or_else(|e| e));
+        .map(|remote| push(&repo, remote, &branch));
     let remote_url = options
         .push
         .as_deref()
@@ -454,12 +453,13 @@ fn create(shared: &Shared, preview: &Preview, request: &Request) -> Result<Creat
 }
 
 /// Pushes the proposal's branch (`Repo::push`: the user's git, bounded, never prompting), and
-/// what the page says of it.
-fn push(repo: &crate::git::repo::Repo, remote: &str, branch: &str) -> Result<String, String> {
+/// says on the page how it went: a failed push is news for the reader, not an error, since the
+/// branch exists here either way.
+fn push(repo: &crate::git::repo::Repo, remote: &str, branch: &str) -> String {
     use crate::git::repo::GitFailure;
-    repo.push(remote, branch)
-        .map(|()| format!("Pushed to {remote}."))
-        .map_err(|failure| match failure {
+    match repo.push(remote, branch) {
+        Ok(()) => format!("Pushed to {remote}."),
+        Err(failure) => match failure {
             GitFailure::Spawn(e) => format!("cannot run git to push: {e}"),
             GitFailure::Exit(_, said) => format!(
                 "the branch {branch} was created here but git could not push it to {remote}: {said}"
@@ -470,5 +470,6 @@ fn push(repo: &crate::git::repo::Repo, remote: &str, branch: &str) -> Result<Str
             GitFailure::Wait(e) => format!(
                 "the branch {branch} was created here but waiting for git to push it failed: {e}"
             ),
-        })
+        },
+    }
 }

@@ -1,10 +1,7 @@
-//! The reconciler's state store: an SQLite database (by default under the repository's git
-//! directory) that records what has been applied to the platform and a journal of every
-//! attempt. An action is recorded as applied only after its actuator succeeded, in one
-//! transaction with its journal entry; an attempt is journaled as `running` before the actuator
-//! starts, so a crash in between leaves a trace (`interrupted`) and the action is planned again
-//! (at-least-once delivery, hence the idempotency key). One reconciler at a time holds the
-//! store's lock file; a store made for another repository is refused.
+//! The SQLite backend of the state store: one file for one machine, under the repository's git
+//! directory by default. One reconciler at a time holds the file's lock; a store made for
+//! another repository is refused. The schema is versioned in `PRAGMA user_version`; a file
+//! written by a newer ledgit is refused rather than misread.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -14,60 +11,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::reconcile::actuator::ActionInfo;
-
-/// What the platform runs for a pair, according to the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub agent: String,
-    pub environment: String,
-    pub version: String,
-    pub generation: String,
-    pub commit: String,
-    pub applied_at: i64,
-}
-
-/// The last outcome for a pair that is not (yet) applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub agent: String,
-    pub environment: String,
-    pub error: String,
-    pub attempts: u32,
-    pub next_attempt: i64,
-}
-
-/// How an attempt ended, for the journal.
-pub struct Finished<'a> {
-    /// The journal entry of the attempt (from [`Store::begin`]).
-    pub id: i64,
-    pub output: &'a str,
-    pub at: i64,
-    pub duration_ms: i64,
-}
-
-/// One journal entry: one attempt of one action.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Entry {
-    pub id: i64,
-    pub started_at: String,
-    /// The action as the actuator got it.
-    #[serde(flatten)]
-    pub action: ActionInfo,
-    pub result: JournalResult,
-    pub duration_ms: Option<i64>,
-    pub output: String,
-}
+use crate::reconcile::state::{Applied, Dump, Entry, Failure, Finished, JournalResult, View, backoff};
 
 /// An open, locked state store.
 pub struct Store {
     db: Connection,
     _lock: File,
     pub path: PathBuf,
-}
-
-/// The default location of the store for a repository.
-pub fn default_path(git_common_dir: &Path) -> PathBuf {
-    git_common_dir.join("ledgit").join("reconcile.sqlite")
+    /// How the journal names this process.
+    replica: String,
 }
 
 const SCHEMA: &str = "
@@ -87,6 +39,43 @@ CREATE TABLE IF NOT EXISTS journal (
   idempotency_key TEXT NOT NULL, result TEXT NOT NULL, duration_ms INTEGER,
   output TEXT NOT NULL DEFAULT '', pid INTEGER NOT NULL);
 ";
+
+/// The schema version this binary writes. 1: the tables above; 2: the journal names the
+/// replica (`host (pid N)`) and the lease epoch of each attempt.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Brings a store's tables to [`SCHEMA_VERSION`], refusing a newer one.
+fn migrate(db: &Connection, path: &Path) -> Result<()> {
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err(path))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::StoreRefused {
+            location: path.display().to_string(),
+            message: format!(
+                "its schema is version {version}, newer than this ledgit knows ({SCHEMA_VERSION})"
+            ),
+            hint: "upgrade ledgit, or pass another --state".into(),
+        });
+    }
+    // Creating is idempotent: a store made by an older ledgit may lack a table.
+    db.execute_batch(SCHEMA).map_err(db_err(path))?;
+    if version < 2 {
+        let has_replica: bool = db
+            .prepare("SELECT 1 FROM pragma_table_info('journal') WHERE name = 'replica'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_err(path))?;
+        if !has_replica {
+            db.execute_batch(
+                "ALTER TABLE journal ADD COLUMN replica TEXT NOT NULL DEFAULT '';
+                 ALTER TABLE journal ADD COLUMN epoch INTEGER;",
+            )
+            .map_err(db_err(path))?;
+        }
+    }
+    db.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+        .map_err(db_err(path))
+}
 
 /// Whether the store names `repository` (its root commit) as its own: `false` when it names
 /// none yet, an error when it names another.
@@ -129,7 +118,7 @@ fn create(path: &Path, repository: &str) -> Result<()> {
     let tmp = crate::support::fsutil::temp_beside(path)?;
     {
         let db = Connection::open(tmp.path()).map_err(db_err(tmp.path()))?;
-        db.execute_batch(SCHEMA).map_err(db_err(tmp.path()))?;
+        migrate(&db, tmp.path())?;
         claim(&db, tmp.path(), repository)?;
     }
     tmp.as_file()
@@ -161,8 +150,7 @@ impl Store {
         db.busy_timeout(BUSY_TIMEOUT).map_err(db_err(path))?;
         db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             .map_err(db_err(path))?;
-        // A store made by an older ledgit may lack a table; creating is idempotent.
-        db.execute_batch(SCHEMA).map_err(db_err(path))?;
+        migrate(&db, path)?;
         if !owned_by(&db, path, repository)? {
             claim(&db, path, repository)?;
         }
@@ -170,6 +158,7 @@ impl Store {
             db,
             _lock: lock,
             path: path.to_path_buf(),
+            replica: crate::reconcile::state::Replica::this_process().label(),
         };
         store.mark_interrupted()?;
         Ok(store)
@@ -209,8 +198,8 @@ impl Store {
     pub fn begin(&self, a: &ActionInfo, now: i64) -> Result<i64> {
         self.db
             .execute(
-                "INSERT INTO journal (started_at, action, agent, environment, version, previous_version, commit_id, generation, idempotency_key, result, pid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'running', ?10)",
+                "INSERT INTO journal (started_at, action, agent, environment, version, previous_version, commit_id, generation, idempotency_key, result, pid, replica)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'running', ?10, ?11)",
                 params![
                     now,
                     a.action,
@@ -221,7 +210,8 @@ impl Store {
                     a.commit,
                     a.generation,
                     a.idempotency_key,
-                    std::process::id()
+                    std::process::id(),
+                    self.replica,
                 ],
             )
             .map_err(db_err(&self.path))?;
@@ -315,13 +305,6 @@ impl Store {
     }
 }
 
-/// Seconds to wait before attempt `n + 1` after `n` failures: 1, 2, 4, ... capped at 5 minutes.
-pub fn backoff(failures: u32) -> i64 {
-    1i64.checked_shl(failures.saturating_sub(1).min(20))
-        .unwrap_or(i64::MAX)
-        .min(300)
-}
-
 fn read_applied(db: &Connection) -> rusqlite::Result<Vec<Applied>> {
     let mut stmt = db.prepare(
         "SELECT agent, environment, version, generation, commit_id, applied_at FROM applied ORDER BY agent, environment",
@@ -354,132 +337,6 @@ fn read_failures(db: &Connection) -> rusqlite::Result<Vec<Failure>> {
     rows.collect()
 }
 
-/// How a journaled attempt ended (or that it has not).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JournalResult {
-    /// Started and not finished (a reconciler is applying it now).
-    Running,
-    Applied,
-    Failed,
-    /// The reconciler died while it ran (found at the next start).
-    Interrupted,
-}
-
-impl JournalResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JournalResult::Running => "running",
-            JournalResult::Applied => "applied",
-            JournalResult::Failed => "failed",
-            JournalResult::Interrupted => "interrupted",
-        }
-    }
-
-    fn from_db(text: &str) -> Option<JournalResult> {
-        [
-            JournalResult::Running,
-            JournalResult::Applied,
-            JournalResult::Failed,
-            JournalResult::Interrupted,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == text)
-    }
-}
-
-impl std::fmt::Display for JournalResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Whether the platform runs what a record declares, as far as the reconciler's store knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum SyncState {
-    /// The record's version and generation were applied.
-    Synced,
-    /// Not applied (yet), and no attempt failed or runs.
-    OutOfSync,
-    /// The last attempt failed.
-    Failed,
-    /// An attempt is running.
-    Pending,
-}
-
-impl SyncState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncState::Synced => "Synced",
-            SyncState::OutOfSync => "OutOfSync",
-            SyncState::Failed => "Failed",
-            SyncState::Pending => "Pending",
-        }
-    }
-}
-
-impl std::fmt::Display for SyncState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The sync state of one record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sync {
-    /// The version the reconciler applied, if any.
-    pub applied: Option<String>,
-    pub state: SyncState,
-    /// The last failure's message while the record is not synced.
-    pub error: Option<String>,
-}
-
-impl View {
-    /// The sync state of each of `rows`, in order.
-    pub fn sync_states(&self, rows: &[crate::model::Deployment]) -> Vec<Sync> {
-        rows.iter()
-            .map(|d| {
-                let applied = self
-                    .applied
-                    .iter()
-                    .find(|a| a.agent == d.agent && a.environment == d.environment);
-                let failure = self
-                    .failures
-                    .iter()
-                    .find(|f| f.agent == d.agent && f.environment == d.environment);
-                let running = self
-                    .running
-                    .iter()
-                    .any(|(a, e)| *a == d.agent && *e == d.environment);
-                let synced =
-                    applied.is_some_and(|a| a.version == d.version && a.generation == d.generation);
-                let state = if synced {
-                    SyncState::Synced
-                } else if running {
-                    SyncState::Pending
-                } else if failure.is_some() {
-                    SyncState::Failed
-                } else {
-                    SyncState::OutOfSync
-                };
-                Sync {
-                    applied: applied.map(|a| a.version.clone()),
-                    state,
-                    error: failure.filter(|_| !synced).map(|f| f.error.clone()),
-                }
-            })
-            .collect()
-    }
-}
-
-/// What `status` shows from a store: applied versions, failures, attempts in flight.
-pub struct View {
-    pub applied: Vec<Applied>,
-    pub failures: Vec<Failure>,
-    /// Pairs with an attempt journaled as running.
-    pub running: Vec<(String, String)>,
-}
-
 /// Reads a store without locking it; `None` when there is none. A store of another
 /// repository than `repository` (its root commit) is refused.
 pub fn view(path: &Path, repository: &str) -> Result<Option<View>> {
@@ -497,6 +354,7 @@ pub fn view(path: &Path, repository: &str) -> Result<Option<View>> {
             applied: read_applied(&db)?,
             failures: read_failures(&db)?,
             running,
+            leases: Vec::new(),
         })
     };
     read().map(Some).map_err(db_err(path))
@@ -510,10 +368,19 @@ pub fn journal(path: &Path, limit: usize) -> Result<Vec<Entry>> {
     let read = || -> rusqlite::Result<Vec<Entry>> {
         let mut stmt = db.prepare(
             "SELECT id, started_at, action, agent, environment, version, previous_version, commit_id, generation,
-                    idempotency_key, result, duration_ms, output
+                    idempotency_key, result, duration_ms, output, replica, epoch, pid
              FROM journal ORDER BY id DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| {
+        let rows = stmt.query_map([limit as i64], entry)?;
+        let mut v = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        v.reverse();
+        Ok(v)
+    };
+    read().map_err(db_err(path))
+}
+
+/// A journal row (the columns of [`journal`]'s query, in order) as an entry.
+fn entry(r: &rusqlite::Row) -> rusqlite::Result<Entry> {
             Ok(Entry {
                 id: r.get(0)?,
                 started_at: crate::support::when::rfc3339(r.get(1)?),
@@ -539,11 +406,48 @@ pub fn journal(path: &Path, limit: usize) -> Result<Vec<Entry>> {
                 },
                 duration_ms: r.get(11)?,
                 output: r.get(12)?,
+                replica: {
+                    let replica: String = r.get(13)?;
+                    if replica.is_empty() {
+                        // Written before the journal named replicas: the process id is known.
+                        format!("pid {}", r.get::<_, i64>(15)?)
+                    } else {
+                        replica
+                    }
+                },
+                epoch: r.get(14)?,
             })
-        })?;
-        let mut v = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-        v.reverse();
-        Ok(v)
+}
+
+/// Everything the store at `path` holds, oldest journal entry first, with each entry's finish
+/// time: what `ledgit state migrate` copies.
+pub fn dump(path: &Path) -> Result<Dump> {
+    let Some(db) = Store::open_read_only(path)? else {
+        return Err(Error::invalid(
+            format!("there is no state store at {}", path.display()),
+            "pass the path of an existing SQLite store with --from",
+        ));
+    };
+    let read = || -> rusqlite::Result<Dump> {
+        let repository: Option<String> = db
+            .query_row("SELECT value FROM meta WHERE key = 'repository'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let mut stmt = db.prepare(
+            "SELECT id, started_at, action, agent, environment, version, previous_version, commit_id, generation,
+                    idempotency_key, result, duration_ms, output, replica, epoch, pid, finished_at
+             FROM journal ORDER BY id",
+        )?;
+        let journal = stmt
+            .query_map([], |r| Ok((entry(r)?, r.get(1)?, r.get(16)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Dump {
+            repository,
+            applied: read_applied(&db)?,
+            failures: read_failures(&db)?,
+            journal,
+        })
     };
     read().map_err(db_err(path))
 }
@@ -585,12 +489,6 @@ fn lock(path: &Path) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        assert_eq!((1..=4).map(backoff).collect::<Vec<_>>(), [1, 2, 4, 8]);
-        assert_eq!(backoff(30), 300);
-    }
 
     #[test]
     fn refuses_another_repository_and_a_second_holder() {

@@ -1,0 +1,262 @@
+//! One reconciler pass: read what the tip declares, plan against what the store says was
+//! applied, and run the plan's actions through the actuator, journaling each attempt. With a
+//! shared store the pass covers only the environments this replica leads, and each action runs
+//! under its environment's lease epoch: it starts only while the lease is valid, the actuator
+//! gets the epoch as its fencing token, and a write refused by a newer epoch ends the pass's
+//! work in that environment (another replica leads it now).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::git::load::Current;
+use crate::git::repo::Repo;
+use crate::reconcile::actuator::Actuator;
+use crate::reconcile::lease::Leases;
+use crate::reconcile::state::{self, Applied, Failure, Location, Store};
+use crate::reconcile::{Action, Kind, Plan};
+
+/// What a pass may do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Only these environments (empty: all).
+    pub environments: Vec<String>,
+    /// Run removals too.
+    pub prune: bool,
+    /// How long one action may take.
+    pub timeout: Duration,
+    /// Leave out pairs whose last failure's backoff has not ended (`watch`).
+    pub respect_backoff: bool,
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    #[serde(flatten)]
+    pub action: Action,
+    /// `Applied` or `Failed`.
+    pub result: state::JournalResult,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    /// The lease epoch it ran under (shared stores).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
+}
+
+/// One pass's outcome.
+#[derive(Debug, Default, Serialize)]
+pub struct Pass {
+    #[serde(flatten)]
+    pub plan: Plan,
+    pub attempts: Vec<Attempt>,
+    /// Environments whose lease moved to another replica during the pass: the rest of their
+    /// actions were left to it (an action whose result could not be recorded runs again there,
+    /// with the same idempotency key).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deposed: Vec<String>,
+}
+
+impl Pass {
+    /// Whether something failed or does not validate.
+    pub fn failed(&self) -> bool {
+        !self.plan.findings.is_empty() || self.attempts.iter().any(|a| a.error.is_some())
+    }
+}
+
+/// What identifies the repository to its state store: the first commit of the chain.
+pub fn repository_id(current: &Current) -> String {
+    current
+        .root
+        .or(current.tip)
+        .map(|c| c.to_string())
+        .unwrap_or_default()
+}
+
+/// Plans the pass at the tip `current` was read at: against `store` when one is open, else
+/// against what `location` holds (a dry run reads without taking the store). With `leases`, only
+/// the environments this replica leads are planned.
+pub fn plan(
+    repo: &Repo,
+    current: &Current,
+    location: &Location,
+    options: &Options,
+    store: Option<&mut Store>,
+    leases: Option<&Leases>,
+) -> Result<Plan> {
+    let Some(tip) = current.tip else {
+        return Err(Error::invalid(
+            "the branch has no commits",
+            "commit the records first",
+        ));
+    };
+    for env in &options.environments {
+        if current.config.environment(env).is_none() {
+            return Err(current.config.unknown_environment(env));
+        }
+    }
+    let mut environments = options.environments.clone();
+    if let Some(leases) = leases {
+        let led: Vec<String> = leases.led().into_iter().map(|(e, _)| e).collect();
+        environments = if environments.is_empty() {
+            led
+        } else {
+            environments.retain(|e| led.contains(e));
+            environments
+        };
+        if environments.is_empty() {
+            // Followers plan nothing.
+            return Ok(Plan {
+                commit: tip.to_string(),
+                ..Plan::default()
+            });
+        }
+    }
+    let at_tip = crate::reconcile::desired(&repo.git, tip, &current.config, &current.rows)?;
+    let (applied, failures): (Vec<Applied>, Vec<Failure>) = match store {
+        Some(s) => (s.applied()?, s.failures()?),
+        None => match state::view(location, &repository_id(current))? {
+            Some(v) => (v.applied, v.failures),
+            None => (Vec::new(), Vec::new()),
+        },
+    };
+    let mut plan = crate::reconcile::plan(
+        tip,
+        &at_tip.desired,
+        &applied,
+        &at_tip.skip,
+        &environments,
+        options.prune,
+    );
+    plan.findings = at_tip.findings;
+    if options.respect_backoff {
+        let now = now();
+        plan.actions.retain(|a| {
+            !failures.iter().any(|f| {
+                f.agent == a.agent && f.environment == a.environment && f.next_attempt > now
+            })
+        });
+    }
+    Ok(plan)
+}
+
+/// Runs the plan's actions in order, journaling each, and reports each attempt as it ends.
+/// Stops before the next action once `stop` is set (the action in flight always finishes).
+/// With `leases`, each action runs under its environment's epoch; an environment whose lease
+/// lapsed or moved is left alone for the rest of the pass.
+pub fn apply(
+    store: &mut Store,
+    actuator: &Actuator,
+    plan: Plan,
+    timeout: Duration,
+    leases: Option<&Leases>,
+    stop: &AtomicBool,
+    mut report: impl FnMut(&Attempt),
+) -> Result<Pass> {
+    let mut pass = Pass {
+        plan,
+        ..Pass::default()
+    };
+    let mut settled: BTreeSet<String> = BTreeSet::new();
+    let mut gone: BTreeSet<String> = BTreeSet::new();
+    let actions = pass.plan.actions.clone();
+    for a in &actions {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if gone.contains(&a.environment) {
+            continue;
+        }
+        let epoch = match leases {
+            None => None,
+            Some(l) => match l.epoch(&a.environment) {
+                Some(e) => Some(e),
+                None => {
+                    gone.insert(a.environment.clone());
+                    continue;
+                }
+            },
+        };
+        let fenced = |e: &Error| matches!(e, Error::Fenced { .. });
+        let mut step = || -> Result<Attempt> {
+            if settled.insert(a.environment.clone()) {
+                store.settle(&a.environment, epoch)?;
+            }
+            run_one(store, actuator, a, epoch, timeout)
+        };
+        match step() {
+            Ok(attempt) => {
+                report(&attempt);
+                pass.attempts.push(attempt);
+            }
+            Err(e) if fenced(&e) => {
+                if let Some(l) = leases {
+                    l.lost(&a.environment);
+                }
+                gone.insert(a.environment.clone());
+                pass.deposed.push(a.environment.clone());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(pass)
+}
+
+/// Journals, runs and records one action.
+fn run_one(
+    store: &mut Store,
+    actuator: &Actuator,
+    a: &Action,
+    epoch: Option<i64>,
+    timeout: Duration,
+) -> Result<Attempt> {
+    let started = Instant::now();
+    let info = a.info();
+    let id = store.begin(&info, epoch, now())?;
+    let outcome = actuator.run(&info, epoch, timeout);
+    let duration_ms = started.elapsed().as_millis() as i64;
+    let finished = state::Finished {
+        id,
+        output: &outcome.output,
+        at: now(),
+        duration_ms,
+    };
+    match &outcome.error {
+        None => {
+            let applied = (a.action != Kind::Remove).then(|| Applied {
+                agent: a.agent.clone(),
+                environment: a.environment.clone(),
+                version: a.version.clone().unwrap_or_default(),
+                generation: a.generation.clone(),
+                commit: a.commit.clone(),
+                applied_at: now(),
+            });
+            let removed =
+                (a.action == Kind::Remove).then_some((a.agent.as_str(), a.environment.as_str()));
+            store.succeed(&finished, &a.environment, epoch, applied.as_ref(), removed)?;
+            Ok(Attempt {
+                action: a.clone(),
+                result: state::JournalResult::Applied,
+                error: None,
+                duration_ms,
+                epoch,
+            })
+        }
+        Some(error) => {
+            store.fail(&finished, epoch, &a.agent, &a.environment, error)?;
+            Ok(Attempt {
+                action: a.clone(),
+                result: state::JournalResult::Failed,
+                error: Some(error.clone()),
+                duration_ms,
+                epoch,
+            })
+        }
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
