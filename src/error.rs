@@ -64,9 +64,7 @@ pub enum Error {
     },
     /// A write of a reconciler whose lease on the environment has moved to another replica
     /// (a newer epoch): refused so that a deposed leader never overwrites its successor.
-    #[error(
-        "the lease on {environment} moved on from epoch {epoch}: another replica leads it now"
-    )]
+    #[error("the lease on {environment} moved on from epoch {epoch}: another replica leads it now")]
     Fenced { environment: String, epoch: i64 },
     /// A folder could not be watched for changes.
     #[error("cannot watch {}: {source}", path.display())]

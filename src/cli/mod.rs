@@ -8,12 +8,14 @@ mod docs;
 mod history;
 mod init;
 mod keys;
+mod leases;
 mod promote;
 mod reconcile;
 mod render;
 mod review;
 mod serve;
 mod show;
+mod state;
 mod status;
 mod token;
 
@@ -75,6 +77,8 @@ enum Command {
     Reconcile(reconcile::ReconcileArgs),
     Watch(reconcile::WatchArgs),
     Journal(reconcile::JournalArgs),
+    Leases(leases::Args),
+    State(state::Args),
     Serve(serve::Args),
     Completions(docs::CompletionsArgs),
     Man(docs::ManArgs),
@@ -135,6 +139,8 @@ pub fn run() -> ExitCode {
         Command::Reconcile(args) => reconcile::reconcile(&ctx, args),
         Command::Watch(args) => reconcile::watch(&ctx, args),
         Command::Journal(args) => reconcile::journal(&ctx, args),
+        Command::Leases(args) => leases::run(&ctx, args),
+        Command::State(args) => state::run(&ctx, args),
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Completions(args) => docs::completions(Cli::command(), args),
         Command::Man(args) => docs::man(Cli::command(), &ctx, args),

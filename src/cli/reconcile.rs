@@ -244,16 +244,18 @@ fn print_events(events: &[lease::Event]) {
     let mut err = anstream::stderr().lock();
     for event in events {
         let _ = match event {
-            lease::Event::Leading { environment, epoch } => writeln!(
-                err,
-                "{GREEN}leading{GREEN:#} {environment} (epoch {epoch})"
-            ),
+            lease::Event::Leading { environment, epoch } => {
+                writeln!(err, "{GREEN}leading{GREEN:#} {environment} (epoch {epoch})")
+            }
             lease::Event::Following { environment } => writeln!(
                 err,
                 "{YELLOW}following{YELLOW:#} {environment}: another replica leads it"
             ),
             lease::Event::Trouble { message } => {
-                writeln!(err, "{YELLOW}warning{YELLOW:#}: cannot renew leases: {message}")
+                writeln!(
+                    err,
+                    "{YELLOW}warning{YELLOW:#}: cannot renew leases: {message}"
+                )
             }
         };
     }
@@ -621,7 +623,7 @@ pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
             .unwrap_or_else(|_| a.commit.clone());
         writeln!(
             out,
-            "{}  {style}{:11}{style:#} {:7} {}/{} {}  {DIM}{commit}{DIM:#}  {}",
+            "{}  {style}{:11}{style:#} {:7} {}/{} {}  {DIM}{commit}{DIM:#}  {}  {DIM}{}{}{DIM:#}",
             entry.started_at,
             entry.result.as_str(),
             a.action,
@@ -631,7 +633,12 @@ pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {
             entry
                 .duration_ms
                 .map(|d| format!("{d} ms"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            entry.replica,
+            entry
+                .epoch
+                .map(|e| format!(" epoch {e}"))
+                .unwrap_or_default(),
         )?;
         if entry.result == JournalResult::Failed && !entry.output.is_empty() {
             for line in entry.output.lines().take(5) {

@@ -63,12 +63,16 @@ impl Repo {
                 "pick a branch name that does not exist yet",
             )
         };
-        let head = self.git.head().and_then(|h| h.peel_to_commit()).map_err(|e| {
-            Error::invalid(
-                format!("reading HEAD: {}", e.message()),
-                "a new branch needs a commit to branch from",
-            )
-        })?;
+        let head = self
+            .git
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .map_err(|e| {
+                Error::invalid(
+                    format!("reading HEAD: {}", e.message()),
+                    "a new branch needs a commit to branch from",
+                )
+            })?;
         self.git.branch(name, &head, false).map_err(fail)?;
         self.git
             .set_head(&format!("refs/heads/{name}"))

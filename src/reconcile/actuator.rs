@@ -329,14 +329,18 @@ mod tests {
         assert_eq!(fail.error.as_deref(), Some("`sh` exited with 3"));
         assert_eq!(fail.output, "nope\n");
         let start = Instant::now();
-        let hang = Actuator::exec("sh -c 'sleep 30; echo late'")
-            .unwrap()
-            .run(&action(), None, Duration::from_millis(300));
+        let hang = Actuator::exec("sh -c 'sleep 30; echo late'").unwrap().run(
+            &action(),
+            None,
+            Duration::from_millis(300),
+        );
         assert!(hang.error.unwrap().contains("timed out"));
         assert!(start.elapsed() < Duration::from_secs(5));
-        let missing = Actuator::exec("/no/such/program")
-            .unwrap()
-            .run(&action(), None, Duration::from_secs(1));
+        let missing = Actuator::exec("/no/such/program").unwrap().run(
+            &action(),
+            None,
+            Duration::from_secs(1),
+        );
         assert!(missing.error.unwrap().contains("cannot run"));
     }
 

@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::reconcile::state::postgres::{Acquired, Store};
 use crate::reconcile::state::Replica;
+use crate::reconcile::state::postgres::{Acquired, Store};
 
 /// The default time to live of a lease.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
@@ -74,7 +74,11 @@ impl Leases {
             wake: Condvar::new(),
             sleeping: Mutex::default(),
         });
-        let first_wait = round(&inner, &mut store);
+        // A database that cannot be asked at all is said at once, not as lapsing leases.
+        let (first_wait, trouble) = round(&inner, &mut store);
+        if let Some(e) = trouble {
+            return Err(e);
+        }
         let keeper = {
             let inner = inner.clone();
             std::thread::Builder::new()
@@ -190,13 +194,23 @@ fn keep(inner: &Inner, store: &mut Store, first_wait: Duration) {
         if inner.stop.load(Ordering::SeqCst) {
             break;
         }
-        wait = round(inner, store);
+        let (next, trouble) = round(inner, store);
+        if let Some(e) = trouble {
+            push(
+                inner,
+                Event::Trouble {
+                    message: e.to_string(),
+                },
+            );
+        }
+        wait = next;
     }
     let _ = store.release();
 }
 
-/// Asks for every wanted lease once; returns how long to sleep before the next round.
-fn round(inner: &Inner, store: &mut Store) -> Duration {
+/// Asks for every wanted lease once; returns how long to sleep before the next round, and the
+/// last error if some lease could not be asked for.
+fn round(inner: &Inner, store: &mut Store) -> (Duration, Option<crate::Error>) {
     let renew_every = inner.ttl / 3;
     let margin = inner.ttl / 5;
     let wanted = inner.wanted.lock().map(|w| w.clone()).unwrap_or_default();
@@ -242,17 +256,15 @@ fn round(inner: &Inner, store: &mut Store) -> Duration {
                 next = next.min(expires_in + Duration::from_millis(50));
             }
             // What is held stays until its local validity ends: then no action starts.
-            Err(e) => trouble = Some(e.to_string()),
+            Err(e) => trouble = Some(e),
         }
     }
     if let Ok(mut h) = inner.held.lock() {
         h.retain(|e, _| wanted.contains(e));
     }
-    if let Some(message) = trouble {
-        push(inner, Event::Trouble { message });
+    if trouble.is_some() {
         // Try again soon: the lease may still be saved before it lapses.
         next = next.min(Duration::from_secs(1));
     }
-    next
+    (next, trouble)
 }
-

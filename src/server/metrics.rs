@@ -38,6 +38,11 @@ pub struct BuildLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvironmentLabel {
+    pub environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
 }
@@ -60,6 +65,8 @@ pub struct Metrics {
     pub ready: Gauge,
     /// One series, labelled with why the last refresh failed, while it fails.
     pub failing: Family<ReasonLabel, Gauge>,
+    /// 1 for each environment a reconciler replica holds a live lease on.
+    pub lease_held: Family<EnvironmentLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -121,6 +128,12 @@ impl Default for Metrics {
             "1 when a state is loaded and the last refresh succeeded",
             ready.clone(),
         );
+        let lease_held = Family::<EnvironmentLabel, Gauge>::default();
+        registry.register(
+            "lease_held",
+            "1 when a reconciler replica holds a live lease on the environment (shared stores)",
+            lease_held.clone(),
+        );
         let failing = Family::<ReasonLabel, Gauge>::default();
         registry.register(
             "refresh_failing",
@@ -150,6 +163,7 @@ impl Default for Metrics {
             hooks,
             ready,
             failing,
+            lease_held,
         }
     }
 }

@@ -119,6 +119,7 @@ async fn serve(mut options: Options) -> Result<(), StartError> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = spawn_watcher(shared.clone(), stop.clone());
     let refresher = tokio::spawn(refresher(shared.clone()));
+    let sharer = tokio::spawn(sharer(shared.clone()));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let connections = Arc::new(Connections::default());
     let mut signals = Signals::new()?;
@@ -166,6 +167,9 @@ async fn serve(mut options: Options) -> Result<(), StartError> {
     );
     stop.store(true, Ordering::SeqCst);
     refresher.abort();
+    sharer.abort();
+    // What this replica saw last is not lost with it.
+    share(&shared).await;
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_ok();
@@ -383,6 +387,74 @@ fn spawn_watcher(
 
 /// Refreshes when asked (the ref moved, a verified push) and every interval; one refresh at a
 /// time, and the requests that come meanwhile coalesce into the next one.
+/// How often replicas of `serve` on a shared store tell each other what they saw.
+const SHARE_EVERY: Duration = Duration::from_secs(1);
+
+/// With a shared store: once a second, tells the other replicas when tokens were seen and which
+/// sessions signed out here, and learns theirs. Never on a request's path.
+async fn sharer(shared: Arc<Shared>) {
+    if shared.shared_store.is_none() {
+        return;
+    }
+    let mut tick = tokio::time::interval(SHARE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        share(&shared).await;
+    }
+}
+
+/// One exchange with the shared store (see [`sharer`]). What cannot be told now is told next
+/// time.
+pub(crate) async fn share(shared: &Arc<Shared>) {
+    let (Some(reader), Some(served)) = (shared.shared_store.clone(), shared.served.load_full())
+    else {
+        return;
+    };
+    let Some(root) = served.root else { return };
+    let seen: Vec<(String, i64)> = shared
+        .seen_unshared
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s).into_iter().collect())
+        .unwrap_or_default();
+    let ended = shared
+        .ui_keys
+        .as_ref()
+        .map(|k| k.take_unshared())
+        .unwrap_or_default();
+    let worker = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(mut reader) = reader.lock() else {
+            return;
+        };
+        let now = chrono::Utc::now().timestamp();
+        let repository = root.to_string();
+        match reader.share_seen(&repository, &seen, now - 2 * SHARE_EVERY.as_secs() as i64) {
+            Ok(theirs) => {
+                for (jti, t) in theirs {
+                    worker
+                        .last_seen
+                        .update(&jti, |mine| mine.map_or(t, |m| (*m).max(t)));
+                }
+            }
+            Err(_) => {
+                if let Ok(mut s) = worker.seen_unshared.lock() {
+                    for (jti, t) in seen {
+                        s.entry(jti).or_insert(t);
+                    }
+                }
+            }
+        }
+        if let Some(keys) = &worker.ui_keys {
+            match reader.share_ended(&ended, now) {
+                Ok(all) => keys.merge_ended(all, now),
+                Err(_) => keys.requeue(ended),
+            }
+        }
+    })
+    .await;
+}
+
 async fn refresher(shared: Arc<Shared>) {
     let mut last_fetch = Instant::now();
     let mut last_hook = Instant::now() - MIN_HOOK_GAP;
@@ -458,7 +530,12 @@ async fn refresh(shared: &Arc<Shared>, fetch: bool) {
         if current.as_ref().is_some_and(|s| s.commit == tip) {
             return Ok(None);
         }
-        Ok(Some(Served::load(&repo, tip, tip_time, o.audience.as_deref())?))
+        Ok(Some(Served::load(
+            &repo,
+            tip,
+            tip_time,
+            o.audience.as_deref(),
+        )?))
     })
     .await
     .unwrap_or_else(|e| Err(RefreshError::Stopped(e)));

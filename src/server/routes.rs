@@ -41,6 +41,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/deployments/{agent}", get(deployments_of_agent))
         .route("/v1/deployments/{agent}/{environment}", get(deployment))
         .route("/v1/history", get(history))
+        .route("/v1/leases", get(leases))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/v1/hooks/{provider}", post(hooks::receive))
@@ -218,7 +219,7 @@ fn verify(shared: &Shared, served: &Served, token: &str) -> Result<Verified, Inv
         .metrics
         .verified(result.as_ref().map(|_| ()).map_err(|e| &e.reason));
     if let Ok(v) = &result {
-        shared.last_seen.put(v.claims.jti.as_str(), now);
+        shared.seen(v.claims.jti.as_str(), now);
     }
     result
 }
@@ -826,6 +827,17 @@ async fn token_endpoint() -> Response {
     ))
 }
 
+/// Who leads each environment, from the reconciler's store (cached for a second).
+async fn leases(State(shared): State<Arc<Shared>>) -> Answer {
+    let served = served(&shared)?;
+    let view = shared.observed(&served).await;
+    let leases = view.as_ref().map(|v| v.leases.as_slice()).unwrap_or(&[]);
+    Ok(no_store(json(
+        StatusCode::OK,
+        &serde_json::json!({ "leases": leases }),
+    )))
+}
+
 async fn healthz() -> Response {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
@@ -852,6 +864,22 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 /// The metrics: OpenMetrics to a scraper that asks for it (`Accept:
 /// application/openmetrics-text`), Prometheus' text format 0.0.4 to everyone else.
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    // Leadership, per environment of the served config (a small, known set of labels).
+    if let Some(served) = shared.served.load_full() {
+        let view = shared.observed(&served).await;
+        for env in &served.config.environments {
+            let held = view
+                .as_ref()
+                .is_some_and(|v| v.leases.iter().any(|l| l.environment == env.name && l.live));
+            shared
+                .metrics
+                .lease_held
+                .get_or_create(&super::metrics::EnvironmentLabel {
+                    environment: env.name.clone(),
+                })
+                .set(i64::from(held));
+        }
+    }
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()

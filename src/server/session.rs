@@ -14,6 +14,13 @@ pub const LIFETIME: i64 = 8 * 3600;
 pub const IDLE: i64 = 30 * 60;
 /// How old a session's last visit may be before a visit renews its cookie.
 const RENEW_AFTER: i64 = 60;
+/// How an ended session is named where others can read it (the shared store): the hash of its
+/// nonce, which the cookie carries but does not let anyone make a cookie from.
+fn ended_id(nonce: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, nonce.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The most ended sessions remembered (each needed a signed-in visitor's sign-out).
 const MAX_ENDED: usize = 100_000;
 
@@ -32,8 +39,11 @@ pub struct Keys {
     secret: Vec<u8>,
     cookie: Vec<u8>,
     csrf: Vec<u8>,
-    /// Sessions ended by sign-out, with when they would have expired.
+    /// Sessions ended by sign-out (by the hash of their nonce), with when they would have
+    /// expired: here and, with a shared store, on every replica.
     ended: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Sign-outs not yet told to the other replicas.
+    unshared: std::sync::Mutex<Vec<(String, i64)>>,
     secure: bool,
 }
 
@@ -52,6 +62,7 @@ impl Keys {
             csrf: derive("ledgit-ui-csrf"),
             secret,
             ended: Default::default(),
+            unshared: Default::default(),
             secure,
         }
     }
@@ -128,7 +139,7 @@ impl Keys {
         let ended = self
             .ended
             .lock()
-            .map(|e| e.contains_key(nonce))
+            .map(|e| e.contains_key(&ended_id(nonce)))
             .unwrap_or(true);
         (live && !ended).then(|| Session {
             nonce: nonce.to_string(),
@@ -139,10 +150,44 @@ impl Keys {
 
     /// Ends `session`: its cookie is refused from now on, whoever presents it.
     pub fn end(&self, session: &Session, now: i64) {
+        let id = ended_id(&session.nonce);
         if let Ok(mut ended) = self.ended.lock() {
             ended.retain(|_, expires| *expires > now);
             if ended.len() < MAX_ENDED {
-                ended.insert(session.nonce.clone(), session.expires);
+                ended.insert(id.clone(), session.expires);
+            }
+        }
+        if let Ok(mut unshared) = self.unshared.lock()
+            && unshared.len() < MAX_ENDED
+        {
+            unshared.push((id, session.expires));
+        }
+    }
+
+    /// The sign-outs to tell the other replicas (taken: each is told once).
+    pub fn take_unshared(&self) -> Vec<(String, i64)> {
+        self.unshared
+            .lock()
+            .map(|mut u| std::mem::take(&mut *u))
+            .unwrap_or_default()
+    }
+
+    /// Sign-outs that could not be told: told next time.
+    pub fn requeue(&self, ended: Vec<(String, i64)>) {
+        if let Ok(mut unshared) = self.unshared.lock() {
+            unshared.extend(ended);
+        }
+    }
+
+    /// Sign-outs made on other replicas: their sessions are refused here too.
+    pub fn merge_ended(&self, ended: Vec<(String, i64)>, now: i64) {
+        if let Ok(mut mine) = self.ended.lock() {
+            mine.retain(|_, expires| *expires > now);
+            for (id, expires) in ended {
+                if mine.len() >= MAX_ENDED {
+                    break;
+                }
+                mine.insert(id, expires);
             }
         }
     }

@@ -185,6 +185,10 @@ pub struct Shared {
     /// The reconciler's store as last read, and when: pages read it at most once a second,
     /// on a blocking thread, never on the request's own.
     observed: tokio::sync::Mutex<Option<Observed>>,
+    /// The connection to a shared (PostgreSQL) store, used on blocking threads only.
+    pub shared_store: Option<Arc<Mutex<crate::reconcile::state::postgres::Reader>>>,
+    /// Tokens seen since the last time they were told to the other replicas.
+    pub seen_unshared: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// One read of the reconciler's store.
@@ -209,6 +213,15 @@ impl Shared {
             openapi: super::openapi::json(&options.public_url),
             last_seen: LastSeen::default(),
             observed: tokio::sync::Mutex::new(None),
+            shared_store: match &options.state {
+                Some(crate::reconcile::state::Location::Postgres(url)) => {
+                    crate::reconcile::state::postgres::Reader::new(url)
+                        .ok()
+                        .map(|r| Arc::new(Mutex::new(r)))
+                }
+                _ => None,
+            },
+            seen_unshared: Mutex::default(),
             proposals: Default::default(),
             failures: super::limits::Failures::default(),
             ui_keys: (options.ui_secret.clone())
@@ -224,6 +237,18 @@ impl Shared {
     /// The health as last recorded.
     pub fn health(&self) -> Health {
         self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// A token was seen now: remembered here, and told to the other replicas by the next
+    /// [`share`](super::share) (never on the request's path).
+    pub fn seen(&self, jti: &str, now: i64) {
+        self.last_seen.put(jti, now);
+        if self.shared_store.is_some()
+            && let Ok(mut unshared) = self.seen_unshared.lock()
+            && unshared.len() < 100_000
+        {
+            unshared.insert(jti.to_string(), now);
+        }
     }
 
     /// The reconciler's store to read: `--state`, else the served repository's default file.
@@ -249,10 +274,16 @@ impl Shared {
             return o.view.clone();
         }
         let location = store.clone();
-        let view = tokio::task::spawn_blocking(move || {
-            crate::reconcile::state::view(&location, &root.to_string())
+        let reader = self.shared_store.clone();
+        let view = tokio::task::spawn_blocking(move || match reader {
+            // One connection, kept: not a new one every second.
+            Some(reader) => reader
+                .lock()
                 .ok()
-                .flatten()
+                .and_then(|mut r| r.view(&root.to_string()).ok()),
+            None => crate::reconcile::state::view(&location, &root.to_string())
+                .ok()
+                .flatten(),
         })
         .await
         .ok()

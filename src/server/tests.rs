@@ -2120,7 +2120,10 @@ async fn a_revoke_over_an_unreadable_revocation_list_is_refused() {
     let repo = crate::git::repo::Repo::open(f.path()).unwrap();
     let tip = repo.resolve_tracked(&f.tracked()).unwrap();
     let time = repo.git.find_commit(tip).unwrap().time().seconds();
-    let refused = Served::load(&repo, tip, time, None).err().unwrap().to_string();
+    let refused = Served::load(&repo, tip, time, None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(refused.contains("is not UTF-8"), "{refused}");
     assert_eq!(shared.served.load_full().unwrap().commit, good);
     let history = crate::git::load::history(&repo, Some(tip), &mut |_| {})

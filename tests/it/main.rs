@@ -12,6 +12,7 @@ mod architecture;
 mod browser;
 mod cli;
 mod fixtures;
+mod fleet;
 mod gateway;
 mod history;
 mod index;

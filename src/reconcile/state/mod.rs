@@ -186,13 +186,11 @@ impl Store {
     pub fn open(location: &Location, repository: &str, replica: &Replica) -> Result<Store> {
         Ok(match location {
             Location::Sqlite(path) => Store::Sqlite(sqlite::Store::open(path, repository)?),
-            Location::Postgres(url) => {
-                Store::Postgres(Box::new(postgres::Store::open(
-                    url,
-                    repository,
-                    replica.clone(),
-                )?))
-            }
+            Location::Postgres(url) => Store::Postgres(Box::new(postgres::Store::open(
+                url,
+                repository,
+                replica.clone(),
+            )?)),
         })
     }
 

@@ -207,7 +207,12 @@ fn password_from_file(config: &postgres::Config, env: &dyn Env) -> Option<String
         Host::Tcp(h) => h.clone(),
         Host::Unix(_) => "localhost".to_string(),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let user = config.get_user()?.to_string();
     let db = config.get_dbname().unwrap_or(&user).to_string();
     pgpass_lookup(&text, [&host, &port, &db, &user])
@@ -248,7 +253,9 @@ fn pgpass_fields(line: &str) -> Vec<String> {
 }
 
 /// rustls with webpki's roots and, when given, the CA file's certificates.
-fn tls(root: Option<&Path>) -> std::result::Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+fn tls(
+    root: Option<&Path>,
+) -> std::result::Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -350,10 +357,7 @@ mod tests {
         let env = |mode: u32| {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
-            Map(HashMap::from([(
-                "PGPASSFILE",
-                file.display().to_string(),
-            )]))
+            Map(HashMap::from([("PGPASSFILE", file.display().to_string())]))
         };
         let url = "postgres://ledgit@db:5432/platform";
         let c = connector(url, &env(0o600)).unwrap();

@@ -16,8 +16,8 @@
 
 use std::time::{Duration, Instant};
 
-use postgres::{Client, GenericClient};
 use postgres::error::SqlState;
+use postgres::{Client, GenericClient};
 
 use crate::error::{Error, Result};
 use crate::reconcile::actuator::ActionInfo;
@@ -132,11 +132,7 @@ impl Conn {
         loop {
             let outcome = match self.client.as_mut().filter(|c| !c.is_closed()) {
                 Some(client) => f(client),
-                None => match self
-                    .connector
-                    .config
-                    .connect(self.connector.tls.clone())
-                {
+                None => match self.connector.config.connect(self.connector.tls.clone()) {
                     Ok(client) => f(self.client.insert(client)),
                     Err(e) => Err(Op::Db(e)),
                 },
@@ -226,7 +222,12 @@ fn fence(
 fn attempt_key() -> String {
     let mut bytes = [0u8; 16];
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
-        bytes[..8].copy_from_slice(&chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0).to_le_bytes());
+        bytes[..8].copy_from_slice(
+            &chrono::Utc::now()
+                .timestamp_nanos_opt()
+                .unwrap_or(0)
+                .to_le_bytes(),
+        );
         bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -291,7 +292,7 @@ impl Store {
             let row = tx.query_opt(
                 "INSERT INTO ledgit_leases AS l
                    (repository, environment, holder, holder_label, epoch, acquired_at, expires_at)
-                 VALUES ($1, $2, $3, $4, 1, now(), now() + make_interval(secs => $5 / 1000.0))
+                 VALUES ($1, $2, $3, $4, 1, now(), now() + make_interval(secs => $5::float8 / 1000.0))
                  ON CONFLICT (repository, environment) DO UPDATE SET
                    epoch = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()
                                 THEN l.epoch ELSE l.epoch + 1 END,
@@ -503,7 +504,10 @@ impl Store {
     }
 }
 
-fn read_applied(c: &mut impl GenericClient, repo: &str) -> std::result::Result<Vec<Applied>, postgres::Error> {
+fn read_applied(
+    c: &mut impl GenericClient,
+    repo: &str,
+) -> std::result::Result<Vec<Applied>, postgres::Error> {
     Ok(c.query(
         "SELECT agent, environment, version, generation, commit_id, applied_at FROM ledgit_applied
          WHERE repository = $1 ORDER BY agent, environment",
@@ -521,7 +525,10 @@ fn read_applied(c: &mut impl GenericClient, repo: &str) -> std::result::Result<V
     .collect())
 }
 
-fn read_failures(c: &mut impl GenericClient, repo: &str) -> std::result::Result<Vec<Failure>, postgres::Error> {
+fn read_failures(
+    c: &mut impl GenericClient,
+    repo: &str,
+) -> std::result::Result<Vec<Failure>, postgres::Error> {
     Ok(c.query(
         "SELECT agent, environment, error, attempts, next_attempt FROM ledgit_failures
          WHERE repository = $1",
@@ -538,7 +545,10 @@ fn read_failures(c: &mut impl GenericClient, repo: &str) -> std::result::Result<
     .collect())
 }
 
-fn read_leases(c: &mut impl GenericClient, repo: &str) -> std::result::Result<Vec<Lease>, postgres::Error> {
+fn read_leases(
+    c: &mut impl GenericClient,
+    repo: &str,
+) -> std::result::Result<Vec<Lease>, postgres::Error> {
     Ok(c.query(
         "SELECT environment, holder_label, epoch,
                 extract(epoch FROM acquired_at)::bigint, extract(epoch FROM expires_at)::bigint,
@@ -560,33 +570,7 @@ fn read_leases(c: &mut impl GenericClient, repo: &str) -> std::result::Result<Ve
 
 /// What `status` and the pages show: one transaction, so the parts agree.
 pub fn view(url: &str, repository: &str) -> Result<View> {
-    let mut conn = reader(url)?;
-    conn.run(Duration::ZERO, |c| {
-        let mut tx = c
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .start()?;
-        let applied = read_applied(&mut tx, repository)?;
-        let failures = read_failures(&mut tx, repository)?;
-        let running = tx
-            .query(
-                "SELECT agent, environment FROM ledgit_journal
-                 WHERE repository = $1 AND result = 'running'",
-                &[&repository],
-            )?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let leases = read_leases(&mut tx, repository)?;
-        tx.commit()?;
-        Ok(View {
-            applied,
-            failures,
-            running,
-            leases,
-        })
-    })
+    Reader::new(url)?.view(repository)
 }
 
 /// The newest `limit` journal entries of `repository`, newest last.
@@ -701,5 +685,124 @@ pub fn load(url: &str, repository: &str, dump: &Dump) -> Result<()> {
         }
         tx.commit()?;
         Ok(())
+    })
+}
+
+/// A long-lived reader for `serve`: one connection (re-made when it breaks) for the views it
+/// refreshes every second, and the state replicas of `serve` share: when tokens were last
+/// seen and which sessions were ended.
+pub struct Reader {
+    conn: Conn,
+    migrated: bool,
+}
+
+impl Reader {
+    /// Prepares the connection; nothing is sent until the first read.
+    pub fn new(url: &str) -> Result<Reader> {
+        Ok(Reader {
+            conn: Conn::new(url)?,
+            migrated: false,
+        })
+    }
+
+    fn ready(&mut self) -> Result<()> {
+        if !self.migrated {
+            self.conn.run(Duration::ZERO, migrate)?;
+            self.migrated = true;
+        }
+        Ok(())
+    }
+
+    /// What `status` and the pages show, in one read-only transaction.
+    pub fn view(&mut self, repository: &str) -> Result<View> {
+        self.ready()?;
+        self.conn
+            .run(Duration::ZERO, |c| Ok(read_view(c, repository)?))
+    }
+
+    /// Records when tokens were seen (the newest time wins) and returns the times other
+    /// replicas recorded after `since`, in one round trip each way.
+    pub fn share_seen(
+        &mut self,
+        repository: &str,
+        seen: &[(String, i64)],
+        since: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        self.ready()?;
+        let (jtis, times): (Vec<&str>, Vec<i64>) =
+            seen.iter().map(|(j, t)| (j.as_str(), *t)).unzip();
+        self.conn.run(Duration::ZERO, |c| {
+            if !jtis.is_empty() {
+                c.execute(
+                    "INSERT INTO ledgit_token_seen (repository, jti, last_seen)
+                     SELECT $1, j, t FROM unnest($2::text[], $3::bigint[]) AS u(j, t)
+                     ON CONFLICT (repository, jti) DO UPDATE
+                       SET last_seen = greatest(ledgit_token_seen.last_seen, EXCLUDED.last_seen)",
+                    &[&repository, &jtis, &times],
+                )?;
+            }
+            Ok(c.query(
+                "SELECT jti, last_seen FROM ledgit_token_seen WHERE repository = $1 AND last_seen >= $2",
+                &[&repository, &since],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
+    /// Records ended sessions (by the hash of their nonce, with when they would have expired),
+    /// forgets the expired ones, and returns every ended session still live.
+    pub fn share_ended(&mut self, ended: &[(String, i64)], now: i64) -> Result<Vec<(String, i64)>> {
+        self.ready()?;
+        let (ids, expires): (Vec<&str>, Vec<i64>) =
+            ended.iter().map(|(s, e)| (s.as_str(), *e)).unzip();
+        self.conn.run(Duration::ZERO, |c| {
+            if !ids.is_empty() {
+                c.execute(
+                    "INSERT INTO ledgit_ended_sessions (session, expires)
+                     SELECT s, e FROM unnest($1::text[], $2::bigint[]) AS u(s, e)
+                     ON CONFLICT (session) DO NOTHING",
+                    &[&ids, &expires],
+                )?;
+            }
+            c.execute(
+                "DELETE FROM ledgit_ended_sessions WHERE expires <= $1",
+                &[&now],
+            )?;
+            Ok(
+                c.query("SELECT session, expires FROM ledgit_ended_sessions", &[])?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect(),
+            )
+        })
+    }
+}
+
+fn read_view(c: &mut Client, repository: &str) -> std::result::Result<View, postgres::Error> {
+    let mut tx = c
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()?;
+    let applied = read_applied(&mut tx, repository)?;
+    let failures = read_failures(&mut tx, repository)?;
+    let running = tx
+        .query(
+            "SELECT agent, environment FROM ledgit_journal
+             WHERE repository = $1 AND result = 'running'",
+            &[&repository],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let leases = read_leases(&mut tx, repository)?;
+    tx.commit()?;
+    Ok(View {
+        applied,
+        failures,
+        running,
+        leases,
     })
 }

@@ -11,7 +11,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::reconcile::actuator::ActionInfo;
-use crate::reconcile::state::{Applied, Dump, Entry, Failure, Finished, JournalResult, View, backoff};
+use crate::reconcile::state::{
+    Applied, Dump, Entry, Failure, Finished, JournalResult, View, backoff,
+};
 
 /// An open, locked state store.
 pub struct Store {
@@ -381,42 +383,42 @@ pub fn journal(path: &Path, limit: usize) -> Result<Vec<Entry>> {
 
 /// A journal row (the columns of [`journal`]'s query, in order) as an entry.
 fn entry(r: &rusqlite::Row) -> rusqlite::Result<Entry> {
-            Ok(Entry {
-                id: r.get(0)?,
-                started_at: crate::support::when::rfc3339(r.get(1)?),
-                action: ActionInfo {
-                    action: r.get(2)?,
-                    agent: r.get(3)?,
-                    environment: r.get(4)?,
-                    version: r.get(5)?,
-                    previous_version: r.get(6)?,
-                    commit: r.get(7)?,
-                    generation: r.get(8)?,
-                    idempotency_key: r.get(9)?,
-                },
-                result: {
-                    let text: String = r.get(10)?;
-                    JournalResult::from_db(&text).ok_or_else(|| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            10,
-                            rusqlite::types::Type::Text,
-                            format!("unknown journal result `{text}`").into(),
-                        )
-                    })?
-                },
-                duration_ms: r.get(11)?,
-                output: r.get(12)?,
-                replica: {
-                    let replica: String = r.get(13)?;
-                    if replica.is_empty() {
-                        // Written before the journal named replicas: the process id is known.
-                        format!("pid {}", r.get::<_, i64>(15)?)
-                    } else {
-                        replica
-                    }
-                },
-                epoch: r.get(14)?,
-            })
+    Ok(Entry {
+        id: r.get(0)?,
+        started_at: crate::support::when::rfc3339(r.get(1)?),
+        action: ActionInfo {
+            action: r.get(2)?,
+            agent: r.get(3)?,
+            environment: r.get(4)?,
+            version: r.get(5)?,
+            previous_version: r.get(6)?,
+            commit: r.get(7)?,
+            generation: r.get(8)?,
+            idempotency_key: r.get(9)?,
+        },
+        result: {
+            let text: String = r.get(10)?;
+            JournalResult::from_db(&text).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    10,
+                    rusqlite::types::Type::Text,
+                    format!("unknown journal result `{text}`").into(),
+                )
+            })?
+        },
+        duration_ms: r.get(11)?,
+        output: r.get(12)?,
+        replica: {
+            let replica: String = r.get(13)?;
+            if replica.is_empty() {
+                // Written before the journal named replicas: the process id is known.
+                format!("pid {}", r.get::<_, i64>(15)?)
+            } else {
+                replica
+            }
+        },
+        epoch: r.get(14)?,
+    })
 }
 
 /// Everything the store at `path` holds, oldest journal entry first, with each entry's finish

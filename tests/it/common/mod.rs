@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +58,7 @@ fn hermetic(cmd: &mut Command) -> &mut Command {
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE")
         .env_remove("LEDGIT_SIGNING_KEY")
+        .env_remove("LEDGIT_STATE")
 }
 
 pub const CONFIG: &str = "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: development\n  - name: staging\n    promote_from: development\n  - name: production\n    promote_from: staging\n    soak: 24h\n";

@@ -1,0 +1,723 @@
+//! Replicas on a shared PostgreSQL store, against a real PostgreSQL (a throw-away cluster per
+//! test): leases and takeovers when a leader is killed or paused, fencing of a deposed leader's
+//! writes, a database restart in the middle of a pass, a Jepsen-style run of three replicas
+//! killed at random while 200 commits arrive, two `serve` replicas agreeing, and the copy of an
+//! SQLite store. The actuator's log is the ground truth: each line is an action the platform
+//! received, with its idempotency key, fencing token and the replica's process id.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::postgres::Cluster;
+use crate::common::{T0, TestRepo};
+
+const NEEDS: &str = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored";
+
+/// One line of the actuator's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Applied {
+    phase: String,
+    action: String,
+    agent: String,
+    environment: String,
+    version: String,
+    key: String,
+    epoch: i64,
+    pid: u32,
+}
+
+/// An actuator that logs `start` and `done` lines; an action of `slow_version` first touches
+/// `<dir>/started` and sleeps `slow_secs`.
+fn actuator(dir: &Path, slow_version: &str, slow_secs: f32) -> String {
+    let script = dir.join("actuator.sh");
+    let log = dir.join("actions.log");
+    let started = dir.join("started");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             line=\"$LEDGIT_ACTION $LEDGIT_AGENT $LEDGIT_ENVIRONMENT $LEDGIT_VERSION $LEDGIT_IDEMPOTENCY_KEY ${{LEDGIT_FENCING_TOKEN:-0}} $PPID\"\n\
+             echo \"start $line\" >> {log}\n\
+             if [ \"$LEDGIT_VERSION\" = '{slow_version}' ]; then touch {started}; sleep {slow_secs}; fi\n\
+             echo \"done $line\" >> {log}\n",
+            log = log.display(),
+            started = started.display(),
+        ),
+    )
+    .unwrap();
+    format!("sh {}", script.display())
+}
+
+fn actions(dir: &Path) -> Vec<Applied> {
+    std::fs::read_to_string(dir.join("actions.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() == 8).then(|| Applied {
+                phase: f[0].into(),
+                action: f[1].into(),
+                agent: f[2].into(),
+                environment: f[3].into(),
+                version: f[4].into(),
+                key: f[5].into(),
+                epoch: f[6].parse().unwrap_or(-1),
+                pid: f[7].parse().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+fn done(dir: &Path) -> Vec<Applied> {
+    actions(dir)
+        .into_iter()
+        .filter(|a| a.phase == "done")
+        .collect()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `watch` replica; its stderr is kept in a file.
+struct Replica {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Replica {
+    fn start(dir: &Path, url: &str, cmd: &str, logs: &Path, name: &str, extra: &[&str]) -> Replica {
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("NO_COLOR", "1")
+            .args(["watch", "--state", url, "--exec", cmd])
+            .args(["--interval", "1s", "--lease-ttl", "3s"])
+            .args(extra)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Replica { child, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal} failed");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn said(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn leases(repo: &Path, url: &str) -> Vec<serde_json::Value> {
+    let run = crate::common::ledgit_in(repo, &["leases", "--state", url, "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.json().as_array().unwrap().clone()
+}
+
+fn held_by(repo: &Path, url: &str, pid: u32) -> usize {
+    leases(repo, url)
+        .iter()
+        .filter(|l| {
+            l["live"] == true
+                && l["holder"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("(pid {pid})"))
+        })
+        .count()
+}
+
+fn journal(repo: &Path, url: &str) -> Vec<serde_json::Value> {
+    let run = crate::common::ledgit_in(
+        repo,
+        &[
+            "journal", "--state", url, "--format", "json", "--limit", "100000",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.json().as_array().unwrap().clone()
+}
+
+/// A repository with `alpha` 1.0.0 in every environment.
+fn three_environments() -> TestRepo {
+    let repo = TestRepo::new();
+    for env in ["development", "staging", "production"] {
+        repo.set("alpha", env, "1.0.0");
+    }
+    repo.commit("Initial", T0);
+    repo
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored"]
+fn a_follower_takes_over_from_a_killed_leader_and_reruns_what_it_interrupted() {
+    let _ = NEEDS;
+    let pg = Cluster::start();
+    let url = pg.url();
+    let repo = three_environments();
+    let tools = tempfile::tempdir().unwrap();
+    let cmd = actuator(tools.path(), "2.0.0", 3.0);
+    let mut a = Replica::start(repo.path(), &url, &cmd, tools.path(), "a", &[]);
+    wait_for(
+        "A to lead every environment",
+        Duration::from_secs(20),
+        || held_by(repo.path(), &url, a.pid()) == 3,
+    );
+    wait_for("the first deploys", Duration::from_secs(20), || {
+        done(tools.path()).len() == 3
+    });
+    let b = Replica::start(repo.path(), &url, &cmd, tools.path(), "b", &[]);
+    repo.set("alpha", "staging", "2.0.0");
+    repo.commit("Update alpha in staging", T0 + 60);
+    wait_for(
+        "A to start the slow action",
+        Duration::from_secs(20),
+        || tools.path().join("started").exists(),
+    );
+    let interrupted = actions(tools.path())
+        .into_iter()
+        .find(|x| x.version == "2.0.0")
+        .unwrap();
+    assert_eq!((interrupted.pid, interrupted.epoch), (a.pid(), 1));
+    a.kill(); // SIGKILL, in the middle of the action
+    wait_for(
+        "B to take over and run the interrupted action again",
+        Duration::from_secs(20),
+        || {
+            done(tools.path())
+                .iter()
+                .any(|x| x.version == "2.0.0" && x.pid == b.pid())
+        },
+    );
+    let again = done(tools.path())
+        .into_iter()
+        .find(|x| x.version == "2.0.0" && x.pid == b.pid())
+        .unwrap();
+    assert_eq!(again.key, interrupted.key, "a repeat has the same key");
+    assert_eq!(again.epoch, 2, "the takeover is a new epoch");
+    assert_eq!(held_by(repo.path(), &url, b.pid()), 3);
+    // Nothing but the interrupted action started twice.
+    let mut starts: BTreeMap<String, usize> = BTreeMap::new();
+    for x in actions(tools.path()).iter().filter(|x| x.phase == "start") {
+        *starts.entry(x.key.clone()).or_default() += 1;
+    }
+    for (key, n) in &starts {
+        let expected = if *key == interrupted.key { 2 } else { 1 };
+        assert_eq!(*n, expected, "key {key} started {n} times");
+    }
+    let j = journal(repo.path(), &url);
+    let slow: Vec<(&str, i64)> = j
+        .iter()
+        .filter(|e| e["version"] == "2.0.0")
+        .map(|e| (e["result"].as_str().unwrap(), e["epoch"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(slow, [("interrupted", 1), ("applied", 2)]);
+    let replica = j.last().unwrap()["replica"].as_str().unwrap().to_string();
+    assert!(
+        replica.ends_with(&format!("(pid {})", b.pid())),
+        "{replica}"
+    );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored"]
+fn a_paused_leader_is_fenced_and_rejoins_as_a_follower() {
+    let pg = Cluster::start();
+    let url = pg.url();
+    let repo = three_environments();
+    let tools = tempfile::tempdir().unwrap();
+    let cmd = actuator(tools.path(), "2.0.0", 2.0);
+    let a = Replica::start(repo.path(), &url, &cmd, tools.path(), "a", &[]);
+    wait_for("A to lead", Duration::from_secs(20), || {
+        held_by(repo.path(), &url, a.pid()) == 3 && done(tools.path()).len() == 3
+    });
+    let b = Replica::start(repo.path(), &url, &cmd, tools.path(), "b", &[]);
+    repo.set("alpha", "staging", "2.0.0");
+    repo.commit("Update alpha in staging", T0 + 60);
+    wait_for(
+        "A to start the slow action",
+        Duration::from_secs(20),
+        || tools.path().join("started").exists(),
+    );
+    a.signal("-STOP");
+    wait_for("B to take over", Duration::from_secs(20), || {
+        held_by(repo.path(), &url, b.pid()) == 3
+    });
+    wait_for("B to run the action again", Duration::from_secs(20), || {
+        done(tools.path())
+            .iter()
+            .any(|x| x.version == "2.0.0" && x.pid == b.pid())
+    });
+    let before = actions(tools.path()).len();
+    a.signal("-CONT");
+    wait_for("A to say it was deposed", Duration::from_secs(20), || {
+        a.said().contains("deposed")
+    });
+    // A rejoins as a follower: a new change is B's to apply.
+    repo.set("alpha", "production", "1.1.0");
+    repo.commit("Update alpha in production", T0 + 120);
+    wait_for("the next change", Duration::from_secs(20), || {
+        done(tools.path()).iter().any(|x| x.version == "1.1.0")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<Applied> = actions(tools.path())[before..].to_vec();
+    assert!(
+        after
+            .iter()
+            .all(|x| x.pid != a.pid() || x.phase == "done" && x.version == "2.0.0"),
+        "the deposed leader started something: {after:?}\n{}",
+        a.said()
+    );
+    assert!(
+        after
+            .iter()
+            .any(|x| x.version == "1.1.0" && x.pid == b.pid() && x.epoch == 2)
+    );
+    // Its late write was refused: the attempt it started stays interrupted, B's is applied.
+    let j = journal(repo.path(), &url);
+    let slow: Vec<(&str, i64)> = j
+        .iter()
+        .filter(|e| e["version"] == "2.0.0")
+        .map(|e| (e["result"].as_str().unwrap(), e["epoch"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(slow, [("interrupted", 1), ("applied", 2)]);
+    assert_eq!(held_by(repo.path(), &url, b.pid()), 3);
+    assert_eq!(held_by(repo.path(), &url, a.pid()), 0);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored"]
+fn a_database_restart_in_the_middle_of_a_pass_loses_and_duplicates_nothing() {
+    let pg = Cluster::start();
+    let url = pg.url();
+    let repo = TestRepo::new();
+    let agents: Vec<String> = (0..8).map(|i| format!("agent-{i}")).collect();
+    for a in &agents {
+        repo.set(a, "staging", "1.0.0");
+    }
+    repo.commit("Initial", T0);
+    let tools = tempfile::tempdir().unwrap();
+    // Every action takes a while, so the restart lands inside the pass.
+    let cmd = actuator(tools.path(), "2.0.0", 0.4);
+    let a = Replica::start(repo.path(), &url, &cmd, tools.path(), "a", &[]);
+    let b = Replica::start(repo.path(), &url, &cmd, tools.path(), "b", &[]);
+    wait_for("the first deploys", Duration::from_secs(30), || {
+        done(tools.path()).len() == agents.len()
+    });
+    for a in &agents {
+        repo.set(a, "staging", "2.0.0");
+    }
+    repo.commit("Update every agent", T0 + 60);
+    wait_for("the pass to start", Duration::from_secs(20), || {
+        tools.path().join("started").exists()
+    });
+    pg.restart();
+    let before_restart_ended = done(tools.path()).len() - agents.len();
+    assert!(
+        before_restart_ended < agents.len(),
+        "the restart came after the pass"
+    );
+    wait_for("every update", Duration::from_secs(60), || {
+        done(tools.path()).len() == 2 * agents.len()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let j = journal(repo.path(), &url);
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in &j {
+        by_key
+            .entry(e["idempotency_key"].as_str().unwrap().to_string())
+            .or_default()
+            .push(e["result"].as_str().unwrap().to_string());
+    }
+    assert_eq!(by_key.len(), 2 * agents.len(), "{j:#?}");
+    assert!(
+        by_key.values().all(|r| r == &["applied"]),
+        "an entry was lost or duplicated: {by_key:?}\nA: {}\nB: {}",
+        a.said(),
+        b.said()
+    );
+    // Both replicas are still there: one leads, the other follows.
+    let l = leases(repo.path(), &url);
+    assert!(l.iter().all(|l| l["live"] == true), "{l:?}");
+    for r in [&a, &b] {
+        assert!(
+            Command::new("kill")
+                .args(["-0", &r.pid().to_string()])
+                .status()
+                .unwrap()
+                .success(),
+            "a replica exited: {}",
+            r.said()
+        );
+    }
+    let status = repo.ledgit(&["status", "--state", &url, "--format", "json"]);
+    let rows = status.json();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["sync"] == "Synced" && r["applied_version"] == "2.0.0"),
+        "{rows}"
+    );
+}
+
+/// A small deterministic generator (the seed makes a failing run repeatable).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored"]
+fn three_replicas_killed_at_random_converge_without_two_writers_per_epoch() {
+    let seed: u64 = std::env::var("LEDGIT_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x1ed9_17);
+    let mut rng = Rng(seed | 1);
+    let pg = Cluster::start();
+    let url = pg.url();
+    let envs = ["development", "staging", "production"];
+    let agents = ["a0", "a1", "a2", "a3"];
+    let seed_repo = TestRepo::new();
+    for a in agents {
+        for e in envs {
+            seed_repo.set(a, e, "1.0.0");
+        }
+    }
+    seed_repo.commit("Initial", T0);
+    let remote = seed_repo.bare_clone();
+    let origin = remote.path().join("remote.git");
+    let pusher = TestRepo::clone_of(&origin);
+    let tools = tempfile::tempdir().unwrap();
+    let cmd = actuator(tools.path(), "never", 0.0);
+    let clones: Vec<TestRepo> = (0..3).map(|_| TestRepo::clone_of(&origin)).collect();
+    let start = |i: usize| {
+        Replica::start(
+            clones[i].path(),
+            &url,
+            &cmd,
+            tools.path(),
+            &format!("r{i}"),
+            &["--fetch", "origin"],
+        )
+    };
+    let mut replicas: Vec<Replica> = (0..3).map(start).collect();
+    // The commit at which each (agent, environment) got each version.
+    let mut order: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut last_kill = Instant::now();
+    for i in 1..=200u32 {
+        let agent = agents[rng.below(agents.len() as u64) as usize];
+        let env = envs[rng.below(envs.len() as u64) as usize];
+        let version = format!("1.0.{i}");
+        pusher.set(agent, env, &version);
+        pusher.commit(&format!("{agent} {env} {version}"), T0 + i64::from(i) * 60);
+        pusher.git(&["push", "-q", "origin", "HEAD"]);
+        order
+            .entry((agent.to_string(), env.to_string()))
+            .or_default()
+            .push(version);
+        if last_kill.elapsed() > Duration::from_millis(400 + rng.below(800)) {
+            let victim = rng.below(3) as usize;
+            replicas[victim].kill();
+            if rng.below(2) == 0 {
+                std::thread::sleep(Duration::from_millis(rng.below(500)));
+            }
+            replicas[victim] = start(victim);
+            last_kill = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(60)));
+    }
+    // Everything declared is applied in the end, at its final version.
+    let finals: BTreeMap<(String, String), String> = order
+        .iter()
+        .map(|(k, v)| (k.clone(), v.last().unwrap().clone()))
+        .collect();
+    wait_for("convergence", Duration::from_secs(120), || {
+        let status = pusher.ledgit(&["status", "--state", &url, "--format", "json"]);
+        status.code == 0
+            && status.json().as_array().unwrap().iter().all(|r| {
+                let key = (
+                    r["agent"].as_str().unwrap().to_string(),
+                    r["environment"].as_str().unwrap().to_string(),
+                );
+                r["sync"] == "Synced"
+                    && finals
+                        .get(&key)
+                        .is_none_or(|v| r["applied_version"].as_str() == Some(v.as_str()))
+            })
+    });
+    let log = done(tools.path());
+    // No epoch ever had two writers: by the actuator's log (process ids) and by the journal.
+    let mut writers: BTreeMap<(String, i64), BTreeSet<u32>> = BTreeMap::new();
+    for x in &log {
+        writers
+            .entry((x.environment.clone(), x.epoch))
+            .or_default()
+            .insert(x.pid);
+    }
+    for ((env, epoch), pids) in &writers {
+        assert_eq!(pids.len(), 1, "{env} epoch {epoch} had writers {pids:?}");
+    }
+    let mut journaled: BTreeMap<(String, i64), BTreeSet<String>> = BTreeMap::new();
+    for e in journal(pusher.path(), &url) {
+        journaled
+            .entry((
+                e["environment"].as_str().unwrap().to_string(),
+                e["epoch"].as_i64().unwrap(),
+            ))
+            .or_default()
+            .insert(e["replica"].as_str().unwrap().to_string());
+    }
+    for ((env, epoch), who) in &journaled {
+        assert_eq!(who.len(), 1, "{env} epoch {epoch} was journaled by {who:?}");
+    }
+    // What a platform that honours fencing tokens accepts (each environment's highest token so
+    // far) applies each pair's versions in the order of the commits, ending at the last.
+    let mut highest: BTreeMap<String, i64> = BTreeMap::new();
+    let mut accepted: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for x in &log {
+        let top = highest.entry(x.environment.clone()).or_insert(0);
+        if x.epoch < *top {
+            continue;
+        }
+        *top = x.epoch;
+        accepted
+            .entry((x.agent.clone(), x.environment.clone()))
+            .or_default()
+            .push(x.version.clone());
+    }
+    for (pair, versions) in &accepted {
+        let Some(declared) = order.get(pair) else {
+            assert!(
+                versions.iter().all(|v| v == "1.0.0"),
+                "{pair:?}: {versions:?}"
+            );
+            continue;
+        };
+        let position = |v: &String| {
+            if v == "1.0.0" {
+                Some(0)
+            } else {
+                declared.iter().position(|d| d == v).map(|p| p + 1)
+            }
+        };
+        let positions: Vec<usize> = versions
+            .iter()
+            .map(|v| position(v).unwrap_or_else(|| panic!("{pair:?}: {v} was never declared")))
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] <= w[1]),
+            "{pair:?} applied out of order: {versions:?} (declared {declared:?}, seed {seed})"
+        );
+        assert_eq!(versions.last(), declared.last(), "{pair:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored"]
+fn two_serve_replicas_show_the_same_states_and_honour_each_others_sign_outs() {
+    use std::io::Read;
+    let pg = Cluster::start();
+    let url = pg.url();
+    let repo = three_environments();
+    let run = repo.ledgit(&["reconcile", "--state", &url, "--exec", "true"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let secret = "operator secret, long enough";
+    let env = [("LEDGIT_UI_SECRET", secret)];
+    let args = ["--state", url.as_str(), "--proposals"];
+    let one = crate::common::server::Server::start(&repo, &args, &env);
+    let two = crate::common::server::Server::start(&repo, &args, &env);
+    let cells = |s: &crate::common::server::Server| {
+        let (status, body) = s.get("/v1/agents", None);
+        assert_eq!(status, 200);
+        body["agents"][0]["cells"].clone()
+    };
+    assert_eq!(cells(&one), cells(&two));
+    assert!(
+        cells(&one)
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["sync"] == "Synced"),
+        "{}",
+        cells(&one)
+    );
+    let (_, leases) = one.get("/v1/leases", None);
+    assert_eq!(leases["leases"].as_array().unwrap().len(), 3, "{leases}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let page = |base: &str, cookie: &str| {
+        let mut text = String::new();
+        agent
+            .get(format!("{base}/"))
+            .header("Cookie", cookie)
+            .call()
+            .unwrap()
+            .into_body()
+            .into_reader()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let signin = agent
+        .post(format!("{}/signin", one.base))
+        .header("Origin", &one.base)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send("secret=operator+secret%2C+long+enough")
+        .unwrap();
+    assert_eq!(signin.status().as_u16(), 303);
+    let cookie = signin.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        page(&two.base, &cookie).contains("Sign out"),
+        "one secret, one session"
+    );
+    let home = page(&one.base, &cookie);
+    let csrf = home
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let out = agent
+        .post(format!("{}/signout", one.base))
+        .header("Cookie", &cookie)
+        .header("Origin", &one.base)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(format!("csrf={csrf}"))
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 303);
+    assert!(!page(&one.base, &cookie).contains("Sign out"));
+    wait_for(
+        "the other replica to refuse the cookie",
+        Duration::from_secs(10),
+        || !page(&two.base, &cookie).contains("Sign out"),
+    );
+    one.stop();
+    two.stop();
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored"]
+fn an_sqlite_store_is_copied_whole_and_a_newer_schema_is_refused() {
+    let pg = Cluster::start();
+    let url = pg.url();
+    let repo = three_environments();
+    let tools = tempfile::tempdir().unwrap();
+    let cmd = actuator(tools.path(), "never", 0.0);
+    let run = repo.ledgit(&["reconcile", "--exec", &cmd]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    repo.set("alpha", "staging", "1.1.0");
+    repo.commit("Update", T0 + 60);
+    let failing = repo.ledgit(&["reconcile", "--exec", "false"]);
+    assert_eq!(failing.code, 1);
+    let sqlite = repo.ledgit(&["journal", "--format", "json"]).json();
+    let migrate = |args: &[&str]| {
+        let mut all = vec!["state", "migrate", "--from", ".git/ledgit/reconcile.sqlite"];
+        all.extend_from_slice(args);
+        repo.ledgit(&all)
+    };
+    let copied = migrate(&["--to", &url, "--format", "json"]);
+    assert_eq!(copied.code, 0, "{}", copied.stderr);
+    assert_eq!(copied.json()["journal"], 4);
+    let shared = repo
+        .ledgit(&["journal", "--state", &url, "--format", "json"])
+        .json();
+    let strip = |v: &serde_json::Value| -> Vec<(String, String, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["idempotency_key"].as_str().unwrap().to_string(),
+                    e["result"].as_str().unwrap().to_string(),
+                    e["started_at"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(&shared), strip(&sqlite));
+    let status = repo
+        .ledgit(&["status", "--state", &url, "--format", "json"])
+        .json();
+    let staging = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["environment"] == "staging")
+        .unwrap()
+        .clone();
+    assert_eq!(staging["sync"], "Failed", "{staging}");
+    // A second copy would mix with what is there: refused.
+    let again = migrate(&["--to", &url]);
+    assert_eq!(again.code, 2);
+    assert!(
+        again.stderr.contains("already holds state"),
+        "{}",
+        again.stderr
+    );
+    // A database migrated by a newer ledgit is refused, not misread.
+    pg.psql("INSERT INTO ledgit_schema (version) VALUES (999)");
+    let newer = repo.ledgit(&["status", "--state", &url]);
+    assert_eq!(newer.code, 2);
+    assert!(
+        newer.stderr.contains("newer than this ledgit"),
+        "{}",
+        newer.stderr
+    );
+}
