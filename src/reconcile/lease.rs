@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::reconcile::state::Replica;
+use crate::reconcile::state::model::Replica;
 use crate::reconcile::state::postgres::{Acquired, Store};
 
 /// The default time to live of a lease.

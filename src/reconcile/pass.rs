@@ -16,8 +16,9 @@ use crate::git::load::Current;
 use crate::git::repo::Repo;
 use crate::reconcile::actuator::Actuator;
 use crate::reconcile::lease::Leases;
-use crate::reconcile::state::{self, Applied, Failure, Location, Store};
-use crate::reconcile::{Action, Kind, Plan};
+use crate::reconcile::plan::{Action, Kind, Plan};
+use crate::reconcile::state::model::{Applied, Failure};
+use crate::reconcile::state::{self, Location, Store};
 
 /// What a pass may do.
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ pub struct Attempt {
     #[serde(flatten)]
     pub action: Action,
     /// `Applied` or `Failed`.
-    pub result: state::JournalResult,
+    pub result: state::model::JournalResult,
     pub error: Option<String>,
     pub duration_ms: i64,
     /// The lease epoch it ran under (shared stores).
@@ -114,7 +115,7 @@ pub fn plan(
             });
         }
     }
-    let at_tip = crate::reconcile::desired(&repo.git, tip, &current.config, &current.rows)?;
+    let at_tip = crate::reconcile::plan::desired(&repo.git, tip, &current.config, &current.rows)?;
     let (applied, failures): (Vec<Applied>, Vec<Failure>) = match store {
         Some(s) => (s.applied()?, s.failures()?),
         None => match state::view(location, &repository_id(current))? {
@@ -122,7 +123,7 @@ pub fn plan(
             None => (Vec::new(), Vec::new()),
         },
     };
-    let mut plan = crate::reconcile::plan(
+    let mut plan = crate::reconcile::plan::plan(
         tip,
         &at_tip.desired,
         &applied,
@@ -217,7 +218,7 @@ fn run_one(
     let id = store.begin(&info, epoch, now())?;
     let outcome = actuator.run(&info, epoch, timeout);
     let duration_ms = started.elapsed().as_millis() as i64;
-    let finished = state::Finished {
+    let finished = state::model::Finished {
         id,
         output: &outcome.output,
         at: now(),
@@ -238,7 +239,7 @@ fn run_one(
             store.succeed(&finished, &a.environment, epoch, applied.as_ref(), removed)?;
             Ok(Attempt {
                 action: a.clone(),
-                result: state::JournalResult::Applied,
+                result: state::model::JournalResult::Applied,
                 error: None,
                 duration_ms,
                 epoch,
@@ -248,7 +249,7 @@ fn run_one(
             store.fail(&finished, epoch, &a.agent, &a.environment, error)?;
             Ok(Attempt {
                 action: a.clone(),
-                result: state::JournalResult::Failed,
+                result: state::model::JournalResult::Failed,
                 error: Some(error.clone()),
                 duration_ms,
                 epoch,

@@ -134,6 +134,7 @@ fn a_missing_revision_is_exit_2_with_a_hint() {
 fn help_explains_each_command_with_an_example() {
     for cmd in [
         "init", "validate", "history", "status", "show", "diff", "check", "promote", "set",
+        "leases",
     ] {
         let run = ledgit_in(std::path::Path::new("."), &[cmd, "--help"]);
         assert_eq!(run.code, 0);
@@ -283,8 +284,8 @@ fn bash_completes_subcommands_and_formats() {
     }
     let formats = complete("ledgit history --format ''", 3);
     assert_eq!(formats, ["text", "json", "csv"], "{formats:?}");
-    let prefixed = complete("ledgit st", 1);
-    assert_eq!(prefixed, ["status"]);
+    let prefixed = complete("ledgit sta", 1);
+    assert_eq!(prefixed, ["state", "status"]);
     let unknown = crate::common::ledgit_in(dir.path(), &["completions", "nushell"]);
     assert_eq!(unknown.code, 2);
     assert!(

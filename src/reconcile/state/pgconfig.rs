@@ -333,7 +333,7 @@ mod tests {
         assert_eq!(c.config.get_ssl_mode(), SslMode::Disable);
         assert!(connector("postgres://x?sslmode=sometimes", &env).is_err());
         let bad_port = Map(HashMap::from([("PGPORT", "five".to_string())]));
-        assert!(connector("postgres://h", &bad_port).is_err());
+        assert!(connector("postgres://", &bad_port).is_err());
     }
 
     #[test]

@@ -21,10 +21,10 @@ use postgres::{Client, GenericClient};
 
 use crate::error::{Error, Result};
 use crate::reconcile::actuator::ActionInfo;
-use crate::reconcile::state::pgconfig::{self, Connector};
-use crate::reconcile::state::{
+use crate::reconcile::state::model::{
     Applied, Dump, Entry, Failure, Finished, JournalResult, Lease, Replica, View, backoff,
 };
+use crate::reconcile::state::pgconfig::{self, Connector};
 
 /// The schema's migrations, in order; the schema's version is how many have run.
 const MIGRATIONS: &[&str] = &["

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::reconcile::actuator::ActionInfo;
-use crate::reconcile::state::{
+use crate::reconcile::state::model::{
     Applied, Dump, Entry, Failure, Finished, JournalResult, View, backoff,
 };
 
@@ -160,7 +160,7 @@ impl Store {
             db,
             _lock: lock,
             path: path.to_path_buf(),
-            replica: crate::reconcile::state::Replica::this_process().label(),
+            replica: crate::reconcile::state::model::Replica::this_process().label(),
         };
         store.mark_interrupted()?;
         Ok(store)
