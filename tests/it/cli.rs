@@ -285,7 +285,7 @@ fn bash_completes_subcommands_and_formats() {
     let formats = complete("ledgit history --format ''", 3);
     assert_eq!(formats, ["text", "json", "csv"], "{formats:?}");
     let prefixed = complete("ledgit sta", 1);
-    assert_eq!(prefixed, ["state", "status"]);
+    assert_eq!(prefixed, ["status", "state"]);
     let unknown = crate::common::ledgit_in(dir.path(), &["completions", "nushell"]);
     assert_eq!(unknown.code, 2);
     assert!(
