@@ -4,6 +4,7 @@
   generate.py validate DIR   20,000 records (10,000 agents in two environments), one commit
   generate.py history DIR    ~2,000 records and 100,000 first-parent commits, two thirds of
                              them merges of one-commit pull request branches
+  generate.py fleet DIR N    N agents in three environments, one commit (the replicas' bench)
 
 Both are built with `git fast-import`, so generation takes seconds, not hours.
 """
@@ -75,6 +76,23 @@ class Stream:
         return self.mark
 
 
+def fleet_repo(d, agents):
+    env = git_init(d)
+    with open(os.path.join(d, "ledgit.yaml"), "wb") as f:
+        f.write(CONFIG)
+    for i in range(agents):
+        agent = f"agent-{i:05d}"
+        folder = os.path.join(d, "deployments", agent)
+        os.makedirs(folder, exist_ok=True)
+        for e in ("development", "staging", "production"):
+            with open(os.path.join(folder, e + ".yaml"), "wb") as f:
+                f.write(record(agent, e, "1.0.0"))
+    env.update(GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@example.com",
+               GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@example.com")
+    subprocess.run(["git", "-C", d, "add", "-A"], check=True, env=env)
+    subprocess.run(["git", "-C", d, "commit", "-q", "-m", "Fleet"], check=True, env=env)
+
+
 def history_repo(d, commits=100_000, agents=700):
     env = git_init(d)
     envs = ("development", "staging", "production")
@@ -119,6 +137,8 @@ if __name__ == "__main__":
     kind, d = sys.argv[1], sys.argv[2]
     if kind == "validate":
         validate_repo(d)
+    elif kind == "fleet":
+        fleet_repo(d, int(sys.argv[3]))
     elif kind == "history":
         history_repo(d, int(sys.argv[3]) if len(sys.argv) > 3 else 100_000)
     else:

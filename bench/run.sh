@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ledgit benchmarks: prints each figure and its ratio against the reference measured in the
-# same run. Usage: bench/run.sh [validate|history|tokens|reconcile|serve|all] (default all). Needs
+# same run. Usage: bench/run.sh [validate|history|tokens|reconcile|fleet|serve|all] (default all). Needs
 # python3 and git, and wrk for serve (apt-get install wrk);
 # installs check-jsonschema into bench/.venv for the validate comparison.
 set -euo pipefail
@@ -146,6 +146,10 @@ if [[ $what == reconcile || $what == all ]]; then
   repo=$work/history
   [[ -d $repo/.git ]] || python3 bench/generate.py history "$repo"
   python3 bench/reconcile.py "$bin" "$repo" "$work"
+fi
+
+if [[ $what == fleet || $what == all ]]; then
+  python3 bench/fleet.py "$bin" "$work"
 fi
 
 if [[ $what == serve || $what == all ]]; then

@@ -185,10 +185,20 @@ pub struct Shared {
     /// The reconciler's store as last read, and when: pages read it at most once a second,
     /// on a blocking thread, never on the request's own.
     observed: tokio::sync::Mutex<Option<Observed>>,
+    /// The sync states of the served rows from the last read of the store: computed once per
+    /// read and commit, not once per request.
+    states: Mutex<Option<SyncStates>>,
     /// The connection to a shared (PostgreSQL) store, used on blocking threads only.
     pub shared_store: Option<Arc<Mutex<crate::reconcile::state::postgres::Reader>>>,
     /// Tokens seen since the last time they were told to the other replicas.
     pub seen_unshared: Mutex<std::collections::HashMap<String, i64>>,
+}
+
+/// The sync states of a commit's rows, from one read of the store.
+struct SyncStates {
+    commit: Oid,
+    view: Arc<crate::reconcile::state::View>,
+    states: Arc<Vec<crate::reconcile::state::Sync>>,
 }
 
 /// One read of the reconciler's store.
@@ -213,6 +223,7 @@ impl Shared {
             openapi: super::openapi::json(&options.public_url),
             last_seen: LastSeen::default(),
             observed: tokio::sync::Mutex::new(None),
+            states: Mutex::default(),
             shared_store: match &options.state {
                 Some(crate::reconcile::state::Location::Postgres(url)) => {
                     crate::reconcile::state::postgres::Reader::new(url)
@@ -257,6 +268,29 @@ impl Shared {
             .state
             .clone()
             .unwrap_or_else(|| crate::reconcile::state::Location::Sqlite(served.store.clone()))
+    }
+
+    /// The sync states of the served commit's rows (see [`Shared::observed`]), computed once
+    /// per read of the store.
+    pub async fn sync_states(
+        &self,
+        served: &Served,
+    ) -> Option<Arc<Vec<crate::reconcile::state::Sync>>> {
+        let view = self.observed(served).await?;
+        let mut cache = self.states.lock().ok()?;
+        if let Some(c) = cache.as_ref()
+            && c.commit == served.commit
+            && Arc::ptr_eq(&c.view, &view)
+        {
+            return Some(c.states.clone());
+        }
+        let states = Arc::new(view.sync_states(&served.rows));
+        *cache = Some(SyncStates {
+            commit: served.commit,
+            view,
+            states: states.clone(),
+        });
+        Some(states)
     }
 
     /// What the reconciler's store of the served repository says, read at most once a second

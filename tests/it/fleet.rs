@@ -708,6 +708,33 @@ fn an_sqlite_store_is_copied_whole_and_a_newer_schema_is_refused() {
         "{}",
         again.stderr
     );
+    // A removal through the shared store: journaled and the applied row gone.
+    std::fs::remove_file(repo.path().join("deployments/alpha/development.yaml")).unwrap();
+    repo.commit("Remove alpha from development", T0 + 120);
+    let pruned = repo.ledgit(&["reconcile", "--state", &url, "--prune", "--exec", "true"]);
+    assert_eq!(pruned.code, 0, "{}{}", pruned.stdout, pruned.stderr);
+    let last = repo
+        .ledgit(&["journal", "--state", &url, "--format", "json"])
+        .json();
+    let removal: Vec<_> = last
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "remove")
+        .collect();
+    assert_eq!(removal.len(), 1, "{last}");
+    assert_eq!(removal[0]["result"], "applied");
+    let status = repo
+        .ledgit(&["status", "--state", &url, "--format", "json"])
+        .json();
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["environment"] != "development"),
+        "{status}"
+    );
     // A database migrated by a newer ledgit is refused, not misread.
     pg.psql("INSERT INTO ledgit_schema (version) VALUES (999)");
     let newer = repo.ledgit(&["status", "--state", &url]);

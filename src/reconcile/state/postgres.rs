@@ -58,6 +58,80 @@ CREATE TABLE ledgit_token_seen (
 CREATE TABLE ledgit_ended_sessions (session TEXT PRIMARY KEY, expires BIGINT NOT NULL);
 "];
 
+/// The lease of environment `$2` of repository `$1` as long as it names holder `$3` at epoch
+/// `$4`, locked `FOR SHARE` until the statement's transaction ends: a takeover waits for it.
+macro_rules! fenced {
+    ($($rest:tt)*) => {
+        concat!(
+            "WITH lease AS (SELECT 1 FROM ledgit_leases
+               WHERE repository = $1 AND environment = $2 AND holder = $3 AND epoch = $4
+               FOR SHARE), ",
+            $($rest)*
+        )
+    };
+}
+
+/// Journals an attempt as running, if the lease still holds (parameters in the order of
+/// [`Store::begin`]).
+const BEGIN: &str = "WITH lease AS (SELECT 1 FROM ledgit_leases
+    WHERE repository = $2::text AND environment = $6::text AND holder = $13::text
+      AND epoch = $14::bigint FOR SHARE)
+  INSERT INTO ledgit_journal (attempt, repository, started_at, action, agent, environment,
+    version, previous_version, commit_id, generation, idempotency_key, result, replica, holder,
+    epoch)
+  SELECT $1::text, $2::text, $3::bigint, $4::text, $5::text, $6::text, $7::text, $8::text,
+    $9::text, $10::text, $11::text, 'running', $12::text, $13::text, $14::bigint FROM lease
+  ON CONFLICT (attempt) DO NOTHING
+  RETURNING id";
+
+/// The journal's part of a success: `$5` is the entry, `$6..$8` its finish.
+macro_rules! finish_journal {
+    () => {
+        "journal AS (UPDATE ledgit_journal
+           SET result = 'applied', finished_at = $6::bigint, duration_ms = $7::bigint,
+               output = $8::text
+           WHERE id = $5::bigint AND result = 'running' AND EXISTS (SELECT 1 FROM lease)
+           RETURNING 1), "
+    };
+}
+
+/// A success that applied version `$10` (generation `$11`, commit `$12`, at `$13`) of agent `$9`.
+const SUCCEED_APPLIED: &str = fenced!(
+    finish_journal!(),
+    "applied AS (INSERT INTO ledgit_applied
+       (repository, agent, environment, version, generation, commit_id, applied_at)
+       SELECT $1::text, $9::text, $2::text, $10::text, $11::text, $12::text, $13::bigint FROM lease
+       ON CONFLICT (repository, agent, environment) DO UPDATE SET
+         version = EXCLUDED.version, generation = EXCLUDED.generation,
+         commit_id = EXCLUDED.commit_id, applied_at = EXCLUDED.applied_at
+       RETURNING 1),
+     failures AS (DELETE FROM ledgit_failures
+       WHERE repository = $1 AND agent = $9::text AND environment = $2
+         AND EXISTS (SELECT 1 FROM lease)
+       RETURNING 1)
+     SELECT EXISTS (SELECT 1 FROM lease)"
+);
+
+/// A success that removed agent `$9`.
+const SUCCEED_REMOVED: &str = fenced!(
+    finish_journal!(),
+    "applied AS (DELETE FROM ledgit_applied
+       WHERE repository = $1 AND agent = $9::text AND environment = $2
+         AND EXISTS (SELECT 1 FROM lease)
+       RETURNING 1),
+     failures AS (DELETE FROM ledgit_failures
+       WHERE repository = $1 AND agent = $9::text AND environment = $2
+         AND EXISTS (SELECT 1 FROM lease)
+       RETURNING 1)
+     SELECT EXISTS (SELECT 1 FROM lease)"
+);
+
+/// A success that changes nothing but the journal.
+const SUCCEED_JOURNAL: &str = fenced!(
+    finish_journal!(),
+    "finished AS (SELECT 1) SELECT EXISTS (SELECT 1 FROM lease)"
+);
+
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -67,7 +141,41 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// A connection that reconnects: `None` until first used and after it broke.
 struct Conn {
     connector: Connector,
-    client: Option<Client>,
+    client: Option<Live>,
+}
+
+/// An open connection and the statements prepared on it (the hot path's statements are
+/// prepared once per connection: one round trip each time they run, not two).
+struct Live {
+    client: Client,
+    prepared: std::collections::HashMap<&'static str, postgres::Statement>,
+}
+
+impl Live {
+    fn prepared(
+        &mut self,
+        sql: &'static str,
+    ) -> std::result::Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.prepared.insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
+impl std::ops::Deref for Live {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Live {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
 }
 
 /// What a step inside a transaction can end with besides success.
@@ -125,7 +233,7 @@ impl Conn {
     fn run<T>(
         &mut self,
         deadline: Duration,
-        mut f: impl FnMut(&mut Client) -> std::result::Result<T, Op>,
+        mut f: impl FnMut(&mut Live) -> std::result::Result<T, Op>,
     ) -> Result<T> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(100);
@@ -133,7 +241,10 @@ impl Conn {
             let outcome = match self.client.as_mut().filter(|c| !c.is_closed()) {
                 Some(client) => f(client),
                 None => match self.connector.config.connect(self.connector.tls.clone()) {
-                    Ok(client) => f(self.client.insert(client)),
+                    Ok(client) => f(self.client.insert(Live {
+                        client,
+                        prepared: Default::default(),
+                    })),
                     Err(e) => Err(Op::Db(e)),
                 },
             };
@@ -192,7 +303,7 @@ fn migrate(client: &mut Client) -> std::result::Result<(), Op> {
 /// Opens a connection for reading and makes sure the schema is there.
 fn reader(url: &str) -> Result<Conn> {
     let mut conn = Conn::new(url)?;
-    conn.run(Duration::ZERO, migrate)?;
+    conn.run(Duration::ZERO, |c| migrate(c))?;
     Ok(conn)
 }
 
@@ -253,7 +364,7 @@ impl Store {
     /// Connects, migrates, and returns the store of `repository` as `replica`.
     pub fn open(url: &str, repository: &str, replica: Replica) -> Result<Store> {
         let mut conn = Conn::new(url)?;
-        conn.run(Duration::from_secs(10), migrate)?;
+        conn.run(Duration::from_secs(10), |c| migrate(c))?;
         Ok(Store {
             conn,
             repository: repository.to_string(),
@@ -269,13 +380,13 @@ impl Store {
     pub fn applied(&mut self) -> Result<Vec<Applied>> {
         let repo = self.repository.clone();
         self.conn
-            .run(WRITE_DEADLINE, |c| Ok(read_applied(c, &repo)?))
+            .run(WRITE_DEADLINE, |c| Ok(read_applied(&mut c.client, &repo)?))
     }
 
     pub fn failures(&mut self) -> Result<Vec<Failure>> {
         let repo = self.repository.clone();
         self.conn
-            .run(WRITE_DEADLINE, |c| Ok(read_failures(c, &repo)?))
+            .run(WRITE_DEADLINE, |c| Ok(read_failures(&mut c.client, &repo)?))
     }
 
     /// Takes or renews the lease on `environment` for `ttl`. A takeover (a new epoch) marks the
@@ -364,7 +475,8 @@ impl Store {
         })
     }
 
-    /// Journals the start of an attempt under `epoch`; returns its id.
+    /// Journals the start of an attempt under `epoch`; returns its id. One statement (one
+    /// round trip): the lease is read `FOR SHARE` in it.
     pub fn begin(&mut self, a: &ActionInfo, epoch: i64, now: i64) -> Result<i64> {
         let key = attempt_key();
         let (repo, holder, label) = (
@@ -372,15 +484,14 @@ impl Store {
             self.replica.id.clone(),
             self.replica.label(),
         );
+        let fenced = || Op::Fenced {
+            environment: a.environment.clone(),
+            epoch,
+        };
         self.conn.run(WRITE_DEADLINE, |c| {
-            let mut tx = c.transaction()?;
-            fence(&mut tx, &repo, &a.environment, &holder, epoch)?;
-            tx.execute(
-                "INSERT INTO ledgit_journal (attempt, repository, started_at, action, agent, environment,
-                   version, previous_version, commit_id, generation, idempotency_key, result,
-                   replica, holder, epoch)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'running', $12, $13, $14)
-                 ON CONFLICT (attempt) DO NOTHING",
+            let insert = c.prepared(BEGIN)?;
+            let row = c.query_opt(
+                &insert,
                 &[
                     &key,
                     &repo,
@@ -398,16 +509,18 @@ impl Store {
                     &epoch,
                 ],
             )?;
-            let id: i64 = tx
-                .query_one("SELECT id FROM ledgit_journal WHERE attempt = $1", &[&key])?
-                .get(0);
-            tx.commit()?;
-            Ok(id)
+            if let Some(r) = row {
+                return Ok(r.get(0));
+            }
+            // Nothing inserted: a retry whose first try committed, or a lease moved on.
+            c.query_opt("SELECT id FROM ledgit_journal WHERE attempt = $1", &[&key])?
+                .map(|r| r.get(0))
+                .ok_or_else(fenced)
         })
     }
 
-    /// Records a success under `epoch`: the journal entry and the applied state, in one
-    /// transaction.
+    /// Records a success under `epoch`: the journal entry and the applied state (or the
+    /// removal), in one statement and so one transaction and one round trip.
     pub fn succeed(
         &mut self,
         f: &Finished,
@@ -418,36 +531,70 @@ impl Store {
     ) -> Result<()> {
         let (repo, holder) = (self.repository.clone(), self.replica.id.clone());
         self.conn.run(WRITE_DEADLINE, |c| {
-            let mut tx = c.transaction()?;
-            fence(&mut tx, &repo, environment, &holder, epoch)?;
-            tx.execute(
-                "UPDATE ledgit_journal SET result = 'applied', finished_at = $2, duration_ms = $3, output = $4
-                 WHERE id = $1 AND result = 'running'",
-                &[&f.id, &f.at, &f.duration_ms, &f.output],
-            )?;
-            if let Some(a) = applied {
-                tx.execute(
-                    "INSERT INTO ledgit_applied (repository, agent, environment, version, generation, commit_id, applied_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (repository, agent, environment) DO UPDATE SET
-                       version = $4, generation = $5, commit_id = $6, applied_at = $7",
-                    &[&repo, &a.agent, &a.environment, &a.version, &a.generation, &a.commit, &a.applied_at],
-                )?;
-                tx.execute(
-                    "DELETE FROM ledgit_failures WHERE repository = $1 AND agent = $2 AND environment = $3",
-                    &[&repo, &a.agent, &a.environment],
-                )?;
-            }
-            if let Some((agent, env)) = remove {
-                for table in ["ledgit_applied", "ledgit_failures"] {
-                    tx.execute(
-                        &format!("DELETE FROM {table} WHERE repository = $1 AND agent = $2 AND environment = $3"),
-                        &[&repo, &agent, &env],
-                    )?;
+            let current = match (applied, remove) {
+                (Some(a), _) => {
+                    let statement = c.prepared(SUCCEED_APPLIED)?;
+                    c.query_one(
+                        &statement,
+                        &[
+                            &repo,
+                            &environment,
+                            &holder,
+                            &epoch,
+                            &f.id,
+                            &f.at,
+                            &f.duration_ms,
+                            &f.output,
+                            &a.agent,
+                            &a.version,
+                            &a.generation,
+                            &a.commit,
+                            &a.applied_at,
+                        ],
+                    )?
                 }
+                (None, Some((agent, _))) => {
+                    let statement = c.prepared(SUCCEED_REMOVED)?;
+                    c.query_one(
+                        &statement,
+                        &[
+                            &repo,
+                            &environment,
+                            &holder,
+                            &epoch,
+                            &f.id,
+                            &f.at,
+                            &f.duration_ms,
+                            &f.output,
+                            &agent,
+                        ],
+                    )?
+                }
+                (None, None) => {
+                    let statement = c.prepared(SUCCEED_JOURNAL)?;
+                    c.query_one(
+                        &statement,
+                        &[
+                            &repo,
+                            &environment,
+                            &holder,
+                            &epoch,
+                            &f.id,
+                            &f.at,
+                            &f.duration_ms,
+                            &f.output,
+                        ],
+                    )?
+                }
+            };
+            if current.get::<_, bool>(0) {
+                Ok(())
+            } else {
+                Err(Op::Fenced {
+                    environment: environment.to_string(),
+                    epoch,
+                })
             }
-            tx.commit()?;
-            Ok(())
         })
     }
 
@@ -614,7 +761,9 @@ pub fn journal(url: &str, repository: &str, limit: usize) -> Result<Vec<Entry>> 
 /// The leases of `repository`'s environments.
 pub fn leases(url: &str, repository: &str) -> Result<Vec<Lease>> {
     let mut conn = reader(url)?;
-    conn.run(Duration::ZERO, |c| Ok(read_leases(c, repository)?))
+    conn.run(Duration::ZERO, |c| {
+        Ok(read_leases(&mut c.client, repository)?)
+    })
 }
 
 /// Writes an SQLite store's content for `repository`, in one transaction; refuses a database
@@ -707,7 +856,7 @@ impl Reader {
 
     fn ready(&mut self) -> Result<()> {
         if !self.migrated {
-            self.conn.run(Duration::ZERO, migrate)?;
+            self.conn.run(Duration::ZERO, |c| migrate(c))?;
             self.migrated = true;
         }
         Ok(())
@@ -716,8 +865,9 @@ impl Reader {
     /// What `status` and the pages show, in one read-only transaction.
     pub fn view(&mut self, repository: &str) -> Result<View> {
         self.ready()?;
-        self.conn
-            .run(Duration::ZERO, |c| Ok(read_view(c, repository)?))
+        self.conn.run(Duration::ZERO, |c| {
+            Ok(read_view(&mut c.client, repository)?)
+        })
     }
 
     /// Records when tokens were seen (the newest time wins) and returns the times other

@@ -116,12 +116,18 @@ async fn overview_of(
     };
     // The reconciler's states describe the platform now, not a past snapshot.
     let sync = match at {
-        None => shared.observed(served).await.map(|v| v.sync_states(rows)),
+        None => shared.sync_states(served).await,
         Some(_) => None,
     };
     let filter = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let after = q.after.as_deref().filter(|s| !s.is_empty());
-    let overview = view::overview(&served.config, rows, sync.as_deref(), filter, after);
+    let overview = view::overview(
+        &served.config,
+        rows,
+        sync.as_deref().map(Vec::as_slice),
+        filter,
+        after,
+    );
     Ok((overview, at, q, sync.is_some()))
 }
 
