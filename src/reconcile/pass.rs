@@ -233,6 +233,7 @@ fn run_one(
                 generation: a.generation.clone(),
                 commit: a.commit.clone(),
                 applied_at: now(),
+                replica: String::new(),
             });
             let removed =
                 (a.action == Kind::Remove).then_some((a.agent.as_str(), a.environment.as_str()));

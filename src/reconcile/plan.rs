@@ -285,6 +285,7 @@ mod tests {
             generation: generation.into(),
             commit: "c".into(),
             applied_at: 0,
+            replica: String::new(),
         }
     }
 

@@ -96,6 +96,13 @@ impl Served {
         })
     }
 
+    /// Where the record of a pair is in [`Served::rows`].
+    pub fn position(&self, agent: &str, environment: &str) -> Option<usize> {
+        self.by_pair
+            .get(&(agent.to_string(), environment.to_string()))
+            .copied()
+    }
+
     /// The record of a pair at this commit.
     pub fn deployment(&self, agent: &str, environment: &str) -> Option<&Deployment> {
         self.by_pair

@@ -44,6 +44,14 @@ pub struct Cell {
     pub path: String,
     /// The reconciler's state, where its store is present.
     pub sync: Option<String>,
+    /// What runs: the version the reconciler applied, which replica applied it, and the last
+    /// error while it is not in sync (where the store is present).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
     /// The upstream environment runs another version (this one has yet to be promoted, or
     /// deliberately differs).
     pub differs_from_upstream: bool,
@@ -128,13 +136,17 @@ pub fn overview(
         let Some(at) = environments.iter().position(|e| *e == d.environment) else {
             continue;
         };
+        let observed = sync.and_then(|s| s.get(i));
         row.cells[at] = Some(Cell {
             version: d.version.clone(),
             since: d.updated_at.clone(),
             since_time: d.updated_time,
             commit: d.updated_commit.clone(),
             path: d.path.clone(),
-            sync: sync.and_then(|s| s.get(i)).map(|s| s.state.to_string()),
+            sync: observed.map(|s| s.state.to_string()),
+            applied_version: observed.and_then(|s| s.applied.clone()),
+            applied_by: observed.and_then(|s| s.applied_by.clone()),
+            last_error: observed.and_then(|s| s.error.clone()),
             differs_from_upstream: false,
         });
     }
@@ -338,6 +350,10 @@ pub struct EnvironmentView {
     pub promote_from: Option<String>,
     /// Versions that ran here before (newest first): candidates for a rollback.
     pub earlier_versions: Vec<String>,
+    /// What runs here according to the reconciler's store (applied version, sync state, last
+    /// error, which replica applied it), where the store is present; the front end fills it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Sync>,
 }
 
 /// A stretch of time one version ran in one environment.
@@ -506,6 +522,7 @@ pub fn agent_page(
                 changed_by,
                 promote_from: env.promote_from.clone(),
                 earlier_versions: earlier,
+                observed: None,
             }
         })
         .collect();

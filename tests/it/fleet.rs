@@ -586,6 +586,17 @@ fn two_serve_replicas_show_the_same_states_and_honour_each_others_sign_outs() {
         "{}",
         cells(&one)
     );
+    // What runs beside what is declared, and who applied it.
+    let cell = &cells(&one)[1];
+    assert_eq!(cell["applied_version"], "1.0.0", "{cell}");
+    assert!(
+        cell["applied_by"].as_str().unwrap().contains("(pid "),
+        "{cell}"
+    );
+    let (_, page) = two.get("/v1/agents/alpha", None);
+    let observed = &page["environments"][0]["observed"];
+    assert_eq!(observed["sync"], "Synced", "{page}");
+    assert_eq!(observed["applied_version"], "1.0.0");
     let (_, leases) = one.get("/v1/leases", None);
     assert_eq!(leases["leases"].as_array().unwrap().len(), 3, "{leases}");
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -606,6 +617,20 @@ fn two_serve_replicas_show_the_same_states_and_honour_each_others_sign_outs() {
             .unwrap();
         text
     };
+    let mut metrics = String::new();
+    agent
+        .get(format!("{}/metrics", one.base))
+        .call()
+        .unwrap()
+        .into_body()
+        .into_reader()
+        .read_to_string(&mut metrics)
+        .unwrap();
+    // The one-shot reconcile released its leases when it ended: none is held now.
+    assert!(
+        metrics.contains("ledgit_lease_held{environment=\"staging\"} 0"),
+        "{metrics}"
+    );
     let signin = agent
         .post(format!("{}/signin", one.base))
         .header("Origin", &one.base)

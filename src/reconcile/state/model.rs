@@ -57,6 +57,8 @@ pub struct Applied {
     pub generation: String,
     pub commit: String,
     pub applied_at: i64,
+    /// The replica that applied it (`host (pid N)`); the store fills it in when it records.
+    pub replica: String,
 }
 
 /// The last outcome for a pair that is not (yet) applied.
@@ -186,14 +188,20 @@ impl std::fmt::Display for SyncState {
     }
 }
 
-/// The sync state of one record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The sync state of one record: what runs beside what is declared.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Sync {
     /// The version the reconciler applied, if any.
+    #[serde(rename = "applied_version")]
     pub applied: Option<String>,
+    #[serde(rename = "sync")]
     pub state: SyncState,
     /// The last failure's message while the record is not synced.
+    #[serde(rename = "last_error")]
     pub error: Option<String>,
+    /// Which replica applied the version (`host (pid N)`), and when (RFC 3339).
+    pub applied_by: Option<String>,
+    pub applied_at: Option<String>,
 }
 
 /// What `status` and the pages show from a store: applied versions, failures, attempts in
@@ -246,6 +254,8 @@ impl View {
                     applied: applied.map(|a| a.version.clone()),
                     state,
                     error: failure.filter(|_| !synced).map(|f| f.error.clone()),
+                    applied_by: applied.map(|a| a.replica.clone()).filter(|r| !r.is_empty()),
+                    applied_at: applied.map(|a| crate::support::when::rfc3339(a.applied_at)),
                 }
             })
             .collect()

@@ -31,7 +31,7 @@ const MIGRATIONS: &[&str] = &["
 CREATE TABLE ledgit_applied (
   repository TEXT NOT NULL, agent TEXT NOT NULL, environment TEXT NOT NULL,
   version TEXT NOT NULL, generation TEXT NOT NULL, commit_id TEXT NOT NULL,
-  applied_at BIGINT NOT NULL,
+  applied_at BIGINT NOT NULL, replica TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (repository, agent, environment));
 CREATE TABLE ledgit_failures (
   repository TEXT NOT NULL, agent TEXT NOT NULL, environment TEXT NOT NULL,
@@ -95,15 +95,18 @@ macro_rules! finish_journal {
     };
 }
 
-/// A success that applied version `$10` (generation `$11`, commit `$12`, at `$13`) of agent `$9`.
+/// A success that applied version `$10` (generation `$11`, commit `$12`, at `$13`) of agent `$9`,
+/// by replica `$14`.
 const SUCCEED_APPLIED: &str = fenced!(
     finish_journal!(),
     "applied AS (INSERT INTO ledgit_applied
-       (repository, agent, environment, version, generation, commit_id, applied_at)
-       SELECT $1::text, $9::text, $2::text, $10::text, $11::text, $12::text, $13::bigint FROM lease
+       (repository, agent, environment, version, generation, commit_id, applied_at, replica)
+       SELECT $1::text, $9::text, $2::text, $10::text, $11::text, $12::text, $13::bigint,
+         $14::text FROM lease
        ON CONFLICT (repository, agent, environment) DO UPDATE SET
          version = EXCLUDED.version, generation = EXCLUDED.generation,
-         commit_id = EXCLUDED.commit_id, applied_at = EXCLUDED.applied_at
+         commit_id = EXCLUDED.commit_id, applied_at = EXCLUDED.applied_at,
+         replica = EXCLUDED.replica
        RETURNING 1),
      failures AS (DELETE FROM ledgit_failures
        WHERE repository = $1 AND agent = $9::text AND environment = $2
@@ -529,7 +532,11 @@ impl Store {
         applied: Option<&Applied>,
         remove: Option<(&str, &str)>,
     ) -> Result<()> {
-        let (repo, holder) = (self.repository.clone(), self.replica.id.clone());
+        let (repo, holder, label) = (
+            self.repository.clone(),
+            self.replica.id.clone(),
+            self.replica.label(),
+        );
         self.conn.run(WRITE_DEADLINE, |c| {
             let current = match (applied, remove) {
                 (Some(a), _) => {
@@ -550,6 +557,7 @@ impl Store {
                             &a.generation,
                             &a.commit,
                             &a.applied_at,
+                            &label,
                         ],
                     )?
                 }
@@ -656,8 +664,8 @@ fn read_applied(
     repo: &str,
 ) -> std::result::Result<Vec<Applied>, postgres::Error> {
     Ok(c.query(
-        "SELECT agent, environment, version, generation, commit_id, applied_at FROM ledgit_applied
-         WHERE repository = $1 ORDER BY agent, environment",
+        "SELECT agent, environment, version, generation, commit_id, applied_at, replica
+         FROM ledgit_applied WHERE repository = $1 ORDER BY agent, environment",
         &[&repo],
     )?
     .iter()
@@ -668,6 +676,7 @@ fn read_applied(
         generation: r.get(3),
         commit: r.get(4),
         applied_at: r.get(5),
+        replica: r.get(6),
     })
     .collect())
 }
@@ -786,9 +795,9 @@ pub fn load(url: &str, repository: &str, dump: &Dump) -> Result<()> {
         }
         for a in &dump.applied {
             tx.execute(
-                "INSERT INTO ledgit_applied (repository, agent, environment, version, generation, commit_id, applied_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[&repository, &a.agent, &a.environment, &a.version, &a.generation, &a.commit, &a.applied_at],
+                "INSERT INTO ledgit_applied (repository, agent, environment, version, generation, commit_id, applied_at, replica)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&repository, &a.agent, &a.environment, &a.version, &a.generation, &a.commit, &a.applied_at, &a.replica],
             )?;
         }
         for f in &dump.failures {

@@ -70,7 +70,8 @@ fn migrate(db: &Connection, path: &Path) -> Result<()> {
         if !has_replica {
             db.execute_batch(
                 "ALTER TABLE journal ADD COLUMN replica TEXT NOT NULL DEFAULT '';
-                 ALTER TABLE journal ADD COLUMN epoch INTEGER;",
+                 ALTER TABLE journal ADD COLUMN epoch INTEGER;
+                 ALTER TABLE applied ADD COLUMN replica TEXT NOT NULL DEFAULT '';",
             )
             .map_err(db_err(path))?;
         }
@@ -237,9 +238,9 @@ impl Store {
         .map_err(db_err(&path))?;
         if let Some(a) = applied {
             tx.execute(
-                "INSERT INTO applied (agent, environment, version, generation, commit_id, applied_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (agent, environment) DO UPDATE SET version = ?3, generation = ?4, commit_id = ?5, applied_at = ?6",
-                params![a.agent, a.environment, a.version, a.generation, a.commit, a.applied_at],
+                "INSERT INTO applied (agent, environment, version, generation, commit_id, applied_at, replica) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (agent, environment) DO UPDATE SET version = ?3, generation = ?4, commit_id = ?5, applied_at = ?6, replica = ?7",
+                params![a.agent, a.environment, a.version, a.generation, a.commit, a.applied_at, self.replica],
             )
             .map_err(db_err(&path))?;
             tx.execute(
@@ -309,7 +310,7 @@ impl Store {
 
 fn read_applied(db: &Connection) -> rusqlite::Result<Vec<Applied>> {
     let mut stmt = db.prepare(
-        "SELECT agent, environment, version, generation, commit_id, applied_at FROM applied ORDER BY agent, environment",
+        "SELECT agent, environment, version, generation, commit_id, applied_at, replica FROM applied ORDER BY agent, environment",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(Applied {
@@ -319,6 +320,7 @@ fn read_applied(db: &Connection) -> rusqlite::Result<Vec<Applied>> {
             generation: r.get(3)?,
             commit: r.get(4)?,
             applied_at: r.get(5)?,
+            replica: r.get(6)?,
         })
     })?;
     rows.collect()

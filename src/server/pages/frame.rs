@@ -135,6 +135,7 @@ page!(OverviewHtml, "overview.html" {
     at_input: String,
     filter: String,
     sync_known: bool,
+    leases: Vec<crate::reconcile::state::Lease>,
     proposals: Arc<Vec<super::super::state::Proposal>>,
 });
 page!(AgentHtml, "agent.html" { page: AgentPage, timeline: String, controls: bool });

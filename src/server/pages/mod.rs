@@ -179,6 +179,14 @@ async fn overview_page(
         at_input: q.at.unwrap_or_default(),
         filter: q.q.unwrap_or_default(),
         sync_known,
+        leases: match at {
+            None => shared
+                .observed(&served)
+                .await
+                .map(|v| v.leases.clone())
+                .unwrap_or_default(),
+            Some(_) => Vec::new(),
+        },
         proposals: shared.proposals.load_full(),
     };
     Ok(html(StatusCode::OK, page.render()))
@@ -252,7 +260,8 @@ async fn agent_page(
 ) -> PageResult {
     let served = served_or_page(&shared)?;
     let now = chrono::Utc::now().timestamp();
-    let page = agent_of(&served, &agent, query.as_deref()).map_err(|e| detour(&shared, e))?;
+    let mut page = agent_of(&served, &agent, query.as_deref()).map_err(|e| detour(&shared, e))?;
+    observe(&shared, &served, &mut page).await;
     let v = visitor(&shared, &headers, now);
     let controls = v.session.is_some();
     let json_href = format!("/v1/agents/{agent}");
@@ -279,10 +288,22 @@ async fn agent_json(
     RawQuery(query): RawQuery,
 ) -> Answer {
     let served = super::state::served(&shared)?;
-    Ok(json(
-        StatusCode::OK,
-        &agent_of(&served, &agent, query.as_deref())?,
-    ))
+    let mut page = agent_of(&served, &agent, query.as_deref())?;
+    observe(&shared, &served, &mut page).await;
+    Ok(json(StatusCode::OK, &page))
+}
+
+/// Puts what the reconciler's store says runs beside each environment's record.
+async fn observe(shared: &Shared, served: &Served, page: &mut view::AgentPage) {
+    let Some(states) = shared.sync_states(served).await else {
+        return;
+    };
+    for env in &mut page.environments {
+        env.observed = served
+            .position(&page.agent, &env.environment)
+            .and_then(|i| states.get(i))
+            .cloned();
+    }
 }
 
 fn tokens_of(
