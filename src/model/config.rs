@@ -419,36 +419,31 @@ pub fn add_key(
     id: &str,
     public_key: &str,
 ) -> std::result::Result<String, crate::model::edit::EditError> {
-    use crate::model::edit::{EditError, append_list_item};
+    use crate::model::edit::{EditError, append_read_back};
     // `parse` fails with at least one finding; the first names the line.
-    let unreadable = |f: Vec<Finding>| match f.first() {
-        Some(f) => EditError::from(f),
-        None => EditError::Unreadable {
-            line: 0,
-            message: "ledgit.yaml does not read".into(),
-        },
+    let ids = |text: &str| -> std::result::Result<Vec<String>, EditError> {
+        match parse(FILE_NAME, text) {
+            Ok(c) => Ok(c.keys.iter().map(|k| k.id.clone()).collect()),
+            Err(f) => Err(f
+                .first()
+                .map(EditError::from)
+                .unwrap_or(EditError::Unreadable {
+                    line: 0,
+                    message: "ledgit.yaml does not read".into(),
+                })),
+        }
     };
-    let before = parse(FILE_NAME, text).map_err(unreadable)?;
-    if before.key(id).is_some() {
+    if ids(text)?.iter().any(|k| k == id) {
         return Err(EditError::Unsupported(format!(
             "ledgit.yaml already lists a key `{id}`"
         )));
     }
-    let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
-    let item = |indent: &str| {
+    let item = |indent: &str, nl: &str| {
         format!(
             "{indent}- id: {id}{nl}{indent}  algorithm: Ed25519{nl}{indent}  public_key: {public_key}{nl}"
         )
     };
-    let edited = append_list_item(text, "keys", &item)?;
-    let after = parse(FILE_NAME, &edited).map_err(unreadable)?;
-    let ids = |c: &Config| c.keys.iter().map(|k| k.id.clone()).collect::<Vec<_>>();
-    let mut expected = ids(&before);
-    expected.push(id.to_string());
-    if ids(&after) != expected || after.key(id).is_none() {
-        return Err(EditError::NotReadBack { what: "config" });
-    }
-    Ok(edited)
+    append_read_back(text, "keys", &item, &ids, id.to_string(), "config")
 }
 
 #[cfg(test)]

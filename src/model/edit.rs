@@ -127,15 +127,36 @@ impl From<&crate::finding::Finding> for EditError {
     }
 }
 
+/// `text` with one more item in its top-level list `key` (see [`append_list_item`]), read back:
+/// `read` gives the list's items before and after, and the result is returned only when it
+/// lists exactly the old items and `added`, in order. What a file's own list format says is
+/// equal decides (lines, say, may differ). Nothing half-edited is ever returned.
+pub fn append_read_back<T: PartialEq>(
+    text: &str,
+    key: &str,
+    item: &dyn Fn(&str, &str) -> String,
+    read: &dyn Fn(&str) -> std::result::Result<Vec<T>, EditError>,
+    added: T,
+    what: &'static str,
+) -> std::result::Result<String, EditError> {
+    let mut expected = read(text)?;
+    let edited = append_list_item(text, key, item)?;
+    expected.push(added);
+    if read(&edited)? != expected {
+        return Err(EditError::NotReadBack { what });
+    }
+    Ok(edited)
+}
+
 /// `text` (a YAML file whose root is a mapping) with one more item in its top-level block list
 /// `key`: after the list's last item, or replacing an empty `[]` on the key's own line, or as a
-/// new `key:` at the end when the file has none. `item(indent)` writes the item's lines. Only
-/// that list is edited: comments and the rest of the file stay as they are. Callers read the
-/// result back.
+/// new `key:` at the end when the file has none. `item(indent, newline)` writes the item's
+/// lines, each ended as the file's lines end. Only that list is edited: comments and the rest of
+/// the file stay as they are. [`append_read_back`] is what callers use.
 pub fn append_list_item(
     text: &str,
     key: &str,
-    item: &dyn Fn(&str) -> String,
+    item: &dyn Fn(&str, &str) -> String,
 ) -> std::result::Result<String, EditError> {
     let body = crate::support::yaml::strip_bom(text);
     let root = crate::support::yaml::parse(body).map_err(|p| EditError::Unreadable {
@@ -161,7 +182,7 @@ pub fn append_list_item(
     match found {
         None => {
             lines.push(format!("{key}:{nl}"));
-            lines.push(item("  "));
+            lines.push(item("  ", nl));
         }
         Some((line, value)) => {
             let items = match &value.value {
@@ -191,7 +212,7 @@ pub fn append_list_item(
                 })?;
                 let tail = &key_line[after_colon + close + 1..];
                 lines[line] = format!("{}{}", &key_line[..after_colon], tail);
-                lines.insert(line + 1, item("  "));
+                lines.insert(line + 1, item("  ", nl));
             } else {
                 // A block list (or nothing yet): after its last line that is not blank or a
                 // comment, before the next top-level key.
@@ -210,7 +231,7 @@ pub fn append_list_item(
                     }
                     last = i;
                 }
-                lines.insert(last + 1, item(&indent));
+                lines.insert(last + 1, item(&indent, nl));
             }
         }
     }

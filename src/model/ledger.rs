@@ -254,71 +254,64 @@ fn time(c: &mut Checker, item: &Node, key: &str, required: bool) -> Option<Optio
 /// old entries and the new one, or nothing is returned.
 pub fn append(existing: Option<&str>, entry: &Entry) -> Result<String, EditError> {
     let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let item = |indent: &str| {
+    let item = |indent: &str, nl: &str| {
         let mut lines = vec![
-            format!("{indent}- jti: {}\n", entry.jti),
-            format!("{indent}  agent: {}\n", entry.agent),
-            format!("{indent}  environment: {}\n", entry.environment),
-            format!("{indent}  generation: \"{}\"\n", entry.generation),
-            format!("{indent}  kid: {}\n", quoted(&entry.kid)),
+            format!("{indent}- jti: {}{nl}", entry.jti),
+            format!("{indent}  agent: {}{nl}", entry.agent),
+            format!("{indent}  environment: {}{nl}", entry.environment),
+            format!("{indent}  generation: \"{}\"{nl}", entry.generation),
+            format!("{indent}  kid: {}{nl}", quoted(&entry.kid)),
             format!(
-                "{indent}  issued_at: \"{}\"\n",
+                "{indent}  issued_at: \"{}\"{nl}",
                 crate::support::when::rfc3339(entry.issued_at)
             ),
         ];
         if let Some(e) = entry.expires_at {
             lines.push(format!(
-                "{indent}  expires_at: \"{}\"\n",
+                "{indent}  expires_at: \"{}\"{nl}",
                 crate::support::when::rfc3339(e)
             ));
         }
         if let Some(n) = &entry.name {
-            lines.push(format!("{indent}  name: {}\n", quoted(n)));
+            lines.push(format!("{indent}  name: {}{nl}", quoted(n)));
         }
         lines.push(format!(
-            "{indent}  issued_by: {}\n",
+            "{indent}  issued_by: {}{nl}",
             quoted(&entry.issued_by)
         ));
         lines.concat()
     };
-    let (before, edited) = match existing {
-        None => (
-            Vec::new(),
-            format!(
-                "# Deployment tokens issued, one entry each (never the token). `ledgit token list` shows their status.\napiVersion: {API_VERSION}\nkind: {KIND}\ntokens:\n{}",
-                item("  ")
-            ),
-        ),
-        Some(text) => {
-            let before = read(FILE_NAME, text);
-            if let Some(f) = before.findings.first() {
-                return Err(f.into());
-            }
-            (
-                before.entries,
-                crate::model::edit::append_list_item(text, "tokens", &item)?,
-            )
+    // Entries are compared without the line they are on.
+    let entries = |text: &str| -> Result<Vec<Entry>, EditError> {
+        let ledger = read(FILE_NAME, text);
+        match ledger.findings.first() {
+            Some(f) => Err(f.into()),
+            None => Ok(ledger
+                .entries
+                .into_iter()
+                .map(|e| Entry { line: 0, ..e })
+                .collect()),
         }
     };
-    let after = read(FILE_NAME, &edited);
-    let same = |a: &[Entry], b: &[Entry]| {
-        a.len() == b.len()
-            && a.iter().zip(b).all(|(x, y)| {
-                Entry {
-                    line: 0,
-                    ..x.clone()
-                } == Entry {
-                    line: 0,
-                    ..y.clone()
-                }
-            })
+    let added = Entry {
+        line: 0,
+        ..entry.clone()
     };
-    let mut expected = before;
-    expected.push(entry.clone());
-    if !after.findings.is_empty() || !same(&after.entries, &expected) {
-        return Err(EditError::NotReadBack { what: "ledger" });
+    match existing {
+        None => {
+            let text = format!(
+                "# Deployment tokens issued, one entry each (never the token). `ledgit token list` shows their status.\napiVersion: {API_VERSION}\nkind: {KIND}\ntokens:\n{}",
+                item("  ", "\n")
+            );
+            if entries(&text)? != [added] {
+                return Err(EditError::NotReadBack { what: "ledger" });
+            }
+            Ok(text)
+        }
+        Some(text) => {
+            crate::model::edit::append_read_back(text, "tokens", &item, &entries, added, "ledger")
+        }
     }
-    Ok(edited)
 }
 
 #[cfg(test)]
@@ -369,6 +362,18 @@ mod tests {
         assert_eq!(ids, ["a1", "b2"]);
         assert_eq!(ledger.entries[0].name.as_deref(), Some("ci \"deploy\""));
         assert_eq!(ledger.entries[1].line, 14);
+    }
+
+    #[test]
+    fn an_entry_added_to_a_crlf_file_ends_its_lines_the_same_way() {
+        let crlf = append(None, &entry("a1")).unwrap().replace('\n', "\r\n");
+        let out = append(Some(&crlf), &entry("b2")).unwrap();
+        assert_eq!(
+            out.matches('\n').count(),
+            out.matches("\r\n").count(),
+            "{out:?}"
+        );
+        assert_eq!(read(FILE_NAME, &out).entries.len(), 2);
     }
 
     #[test]

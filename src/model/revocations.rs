@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::finding::{Code, Finding};
 use crate::model::config::API_VERSION;
-use crate::model::edit::{EditError, append_list_item};
+use crate::model::edit::{EditError, append_read_back};
 use crate::model::shape::Checker;
 use crate::support::yaml::{self, Node, Value};
 
@@ -162,36 +162,26 @@ pub fn parse(text: &str) -> Result<Vec<Revocation>, EditError> {
 /// stay as they are. The result is read back and must list exactly the old entries and the new
 /// one, or nothing is returned.
 pub fn append(existing: Option<&str>, r: &Revocation) -> Result<String, EditError> {
-    let item = |indent: &str| {
-        let mut entry = format!("{indent}- jti: {}\n", r.jti);
+    let item = |indent: &str, nl: &str| {
+        let mut entry = format!("{indent}- jti: {}{nl}", r.jti);
         if let Some(reason) = &r.reason {
             entry.push_str(&format!(
-                "{indent}  reason: {}\n",
+                "{indent}  reason: {}{nl}",
                 serde_json::to_string(reason).unwrap_or_default()
             ));
         }
         if let Some(at) = &r.revoked_at {
-            entry.push_str(&format!("{indent}  revoked_at: \"{at}\"\n"));
+            entry.push_str(&format!("{indent}  revoked_at: \"{at}\"{nl}"));
         }
         entry
     };
     let Some(text) = existing else {
         return Ok(format!(
             "# Revoked deployment tokens, by id (jti). `ledgit token verify` refuses them.\napiVersion: ledgit/v1\nkind: Revocations\nrevoked:\n{}",
-            item("  ")
+            item("  ", "\n")
         ));
     };
-    let before = parse(text)?;
-    let edited = append_list_item(text, "revoked", &item)?;
-    let after = parse(&edited)?;
-    let mut expected = before;
-    expected.push(r.clone());
-    if after != expected {
-        return Err(EditError::NotReadBack {
-            what: "revocation list",
-        });
-    }
-    Ok(edited)
+    append_read_back(text, "revoked", &item, &parse, r.clone(), "revocation list")
 }
 
 /// What revoking a token does to the list.
