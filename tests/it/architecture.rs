@@ -40,10 +40,18 @@ fn module_of(rel: &Path) -> String {
     parts.join("::")
 }
 
-/// The text of a file without its unit tests (an inline `#[cfg(test)] mod tests` to the end
-/// of the file, as every module here writes them) and without comments.
+/// The text of a file without its unit tests (an inline `#[cfg(test)] mod tests`, possibly
+/// `pub(super)` for a sibling's tests, to the end of the file, as every module here writes
+/// them) and without comments.
 fn code(text: &str) -> String {
-    let cut = text.find("#[cfg(test)]\nmod tests {").unwrap_or(text.len());
+    let cut = [
+        "#[cfg(test)]\nmod tests {",
+        "#[cfg(test)]\npub(super) mod tests {",
+    ]
+    .iter()
+    .filter_map(|m| text.find(m))
+    .min()
+    .unwrap_or(text.len());
     text[..cut]
         .lines()
         .filter(|l| !l.trim_start().starts_with("//"))
