@@ -89,7 +89,7 @@ pub fn load(ctx: &Context, rev: Option<&str>) -> Result<Loaded, CliError> {
 
 /// [`load`], following only the agents in `focus` where there is no index (see
 /// [`ledgit::git::load::focused`]).
-pub fn load_focused(
+fn load_focused(
     ctx: &Context,
     rev: Option<&str>,
     focus: Option<&ledgit::git::history::Focus>,
@@ -123,7 +123,7 @@ pub fn current(
 }
 
 /// Prints the history's caveats to stderr: a shallow boundary and records that did not parse.
-fn warn(h: &History) {
+pub fn warn(h: &History) {
     let mut err = anstream::stderr().lock();
     if h.shallow()
         && let (Some(first), Some(t)) = (h.chain().first(), h.times().first())

@@ -1,24 +1,20 @@
 //! `ledgit diff` and `ledgit check`: what a pull request changes in terms of deployments, with
 //! history's context, and the CI gate that applies the promotion policy to it.
 
-use std::collections::HashSet;
 use std::io::{self, Write};
 
-use git2::Oid;
-use ledgit::finding::{self, Code, Finding};
-use ledgit::git::history::{self, Action, Focus};
-use ledgit::git::repo::{Repo, short};
-use ledgit::model::Deployment;
-use ledgit::model::config::Config;
-use ledgit::model::record::{self, Identity, Record};
-use ledgit::model::validate::{self, Threads};
+use ledgit::finding::{self, Finding};
+use ledgit::git::history::Action;
+use ledgit::git::repo::short;
+use ledgit::model::record::Record;
+use ledgit::review::change::{self, Review};
 use ledgit::review::policy::{self, Change, Stays};
 use ledgit::review::settings::SettingChange;
-use ledgit::support::{secret, when};
+use ledgit::support::when;
 
 use super::command_error::{CliError, CliResult, Outcome, unknown_environment};
 use super::context::Context;
-use super::context::{load, load_focused};
+use super::context::{load, progress_bar, warn};
 use super::render::{self, BOLD, DIM, GREEN, RED, YELLOW};
 
 /// Show what a change of the repository means in deployments.
@@ -115,20 +111,6 @@ enum CheckFormat {
 }
 
 /// The records a history knows at its tip, as records (for diffing against a tree).
-pub fn records_of(rows: &[Deployment]) -> Vec<Record> {
-    rows.iter()
-        .map(|d| Record {
-            agent: d.agent.clone(),
-            environment: d.environment.clone(),
-            version: d.version.clone(),
-            annotations: Default::default(),
-            path: d.path.clone(),
-            version_line: 1,
-            version_column: 1,
-        })
-        .collect()
-}
-
 /// Parses `A..B`, `A..` and `A` (meaning `A..HEAD`).
 fn split_range(range: &str) -> (String, String) {
     match range.split_once("..") {
@@ -147,112 +129,22 @@ fn split_range(range: &str) -> (String, String) {
     }
 }
 
-/// The agents whose record files differ between the trees of base and head, by those files'
-/// content on either side; `None` when a record of base does not parse (its pair is then in
-/// older content, which only the whole history knows).
-fn touched_agents(
-    repo: &Repo,
-    base_tree: Oid,
-    head_tree: Oid,
-    config: &Config,
-) -> Result<Option<Focus>, CliError> {
-    let changed = history::changed_files(&repo.git, Some(base_tree), Some(head_tree))?;
-    let read = |blob| -> Result<Option<Identity>, CliError> {
-        let blob = repo.git.find_blob(blob).map_err(|e| {
-            CliError::new(
-                format!("reading a record: {}", e.message()),
-                "run `git fsck`",
-            )
-        })?;
-        Ok(record::identity(blob.content()))
-    };
-    let mut agents = HashSet::new();
-    for (path, before, after) in changed {
-        if !config.in_deployments(&path) || !record::is_record_file(&path) {
-            continue;
-        }
-        if let Some(blob) = before {
-            match read(blob)? {
-                Some(id) => agents.insert(id.agent),
-                None => return Ok(None),
-            };
-        }
-        if let Some(id) = after.map(read).transpose()?.flatten() {
-            agents.insert(id.agent);
-        }
-    }
-    Ok(Some(Focus::new(agents)))
-}
-
-/// Whether `base` is an ancestor of `head`.
-fn is_ancestor(repo: &Repo, base: Oid, head: Oid) -> bool {
-    base == head || repo.git.graph_descendant_of(head, base).unwrap_or(false)
-}
-
-/// The changes from base to head, explained by base's history, and head's validation.
-struct Review {
-    changes: Vec<Change>,
-    /// What the change does to ledgit.yaml, tokens.yaml and revocations.yaml.
-    settings: Vec<SettingChange>,
-    head_report: validate::Report,
-    base: Oid,
-    head: Oid,
-}
-
+/// Reviews BASE..HEAD through the library, saying on stderr what a reader should know: that
+/// base is not an ancestor, and the caveats of base's history.
 fn review(ctx: &Context, base_rev: &str, head_rev: &str, now: i64) -> Result<Review, CliError> {
     let repo = ctx.repo()?;
     let base = repo.resolve(base_rev)?;
     let head = repo.resolve(head_rev)?;
-    if !is_ancestor(repo, base, head) {
+    let r = change::review(repo, base, head, now, &mut progress_bar())?;
+    if !r.base_is_ancestor {
         anstream::eprintln!(
             "{YELLOW}note{YELLOW:#}: {base_rev} is not an ancestor of {head_rev}; comparing the two states as they are"
         );
     }
-    let config = repo.config_at(head)?;
-    let head_tree = repo.tree_at(head)?;
-    let focus = touched_agents(repo, repo.tree_at(base)?.id(), head_tree.id(), &config)?;
-    // Head's files are read first; checking them is CPU work alone, done on a second thread
-    // while this one reads base's history (two readers of the same pack slow each other down).
-    let files = validate::read_tree(&repo.git, &head_tree, &config)?;
-    let (loaded, head_report) = std::thread::scope(|s| {
-        let checking = s.spawn(|| files.check(&config, Threads::One));
-        let loaded = match &focus {
-            // No record changes: nothing to explain, no history to read.
-            Some(focus) if focus.is_empty() => None,
-            _ => Some(load_focused(ctx, Some(base_rev), focus.as_ref())),
-        };
-        let report = checking.join().map_err(|_| {
-            CliError::new("validating head failed", "run `ledgit validate --rev HEAD`")
-        });
-        (loaded.transpose(), report)
-    });
-    let (loaded, head_report) = (loaded?, head_report?);
-    let Some(loaded) = loaded else {
-        return Ok(Review {
-            changes: Vec::new(),
-            settings: ledgit::review::settings::changes(repo, base, head),
-            head_report,
-            base,
-            head,
-        });
-    };
-    let base_records = records_of(&loaded.history.current());
-    let mut changes = policy::changes(&base_records, &head_report.parsed);
-    if let Some(focus) = &focus {
-        // Pairs whose files the change leaves alone are not its changes (a focused history
-        // knows only the touched agents anyway).
-        changes.retain(|c| focus.contains(&c.agent));
+    if let Some(h) = &r.base_history {
+        warn(h);
     }
-    let agents: HashSet<&str> = changes.iter().map(|c| c.agent.as_str()).collect();
-    let stays = Stays::of_agents(&loaded.history, |a| agents.contains(a));
-    policy::explain(&mut changes, &config, &stays, &head_report.parsed, now);
-    Ok(Review {
-        changes,
-        settings: ledgit::review::settings::changes(repo, base, head),
-        head_report,
-        base,
-        head,
-    })
+    Ok(r)
 }
 
 pub fn diff(ctx: &Context, args: DiffArgs) -> CliResult {
@@ -301,7 +193,7 @@ fn env_diff(
             return Err(unknown_environment(&loaded.config, env));
         }
     }
-    let current = records_of(&loaded.history.current());
+    let current = change::records_of(&loaded.history.current());
     let mut target = current.clone();
     for r in current.iter().filter(|r| r.environment == src) {
         let path = loaded.config.record_path(&r.agent, dst);
@@ -473,12 +365,7 @@ pub fn check(ctx: &Context, args: CheckArgs) -> CliResult {
         None => chrono::Utc::now().timestamp(),
     };
     let r = review(ctx, &args.base, &args.head, now)?;
-    let repo = ctx.repo()?;
-    let mut findings = r.head_report.findings.clone();
-    findings.extend(policy::evaluate(&r.changes));
-    findings.extend(keys_in_change(repo, r.base, r.head)?);
-    finding::sort(&mut findings);
-    findings.dedup_by(|a, b| a.code == b.code && a.path == b.path && a.line == b.line);
+    let findings = change::check(ctx.repo()?, &r)?;
     let mut out = render::stdout();
     match args.format {
         CheckFormat::Json => {
@@ -550,70 +437,4 @@ pub fn check(ctx: &Context, args: CheckArgs) -> CliResult {
         }
     }
     Ok(Outcome::from_findings(finding::has_errors(&findings)))
-}
-
-/// Private keys added by any commit between base and head (a key added and removed again in
-/// the same pull request is still in its history).
-fn keys_in_change(repo: &Repo, base: Oid, head: Oid) -> Result<Vec<Finding>, CliError> {
-    let git = |e: git2::Error| {
-        CliError::new(
-            format!("walking the change: {}", e.message()),
-            "run `git fsck`",
-        )
-    };
-    let mut walk = repo.git.revwalk().map_err(git)?;
-    walk.push(head).map_err(git)?;
-    walk.hide(base).map_err(git)?;
-    let mut out = Vec::new();
-    for id in walk {
-        let commit = repo.git.find_commit(id.map_err(git)?).map_err(git)?;
-        let parent = commit
-            .parent_ids()
-            .next()
-            .map(|p| repo.git.find_commit(p).map(|c| c.tree_id()));
-        let parent = parent.transpose().map_err(git)?;
-        for (path, _, after) in
-            ledgit::git::history::changed_files(&repo.git, parent, Some(commit.tree_id()))?
-        {
-            let Some(blob) = after else {
-                continue;
-            };
-            let Ok((size, _)) = repo.git.odb().and_then(|o| o.read_header(blob)) else {
-                continue;
-            };
-            // The same bound as `validate`: a larger file is a finding, never a silent pass.
-            if size as u64 > validate::MAX_SCAN_SIZE {
-                out.push(
-                    Finding::new(
-                        Code::Unscanned,
-                        &path,
-                        1,
-                        1,
-                        format!(
-                            "commit {} adds {path} ({size} bytes), too large to scan for private keys",
-                            short(commit.id())
-                        ),
-                    )
-                    .hint("keep large files out of the deployments repository"),
-                );
-                continue;
-            }
-            let Ok(blob) = repo.git.find_blob(blob) else {
-                continue;
-            };
-            if let Some(line) = secret::private_key_line(blob.content()) {
-                out.push(
-                    Finding::new(
-                        Code::PrivateKey,
-                        &path,
-                        line,
-                        1,
-                        format!("commit {} adds private key material to {path}", short(commit.id())),
-                    )
-                    .hint("remove the commit from the branch (rewrite it), rotate the key (it is compromised) and keep keys outside the repository"),
-                );
-            }
-        }
-    }
-    Ok(out)
 }
