@@ -74,11 +74,15 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
     }
 
     /// How many entries there are.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
             .sum()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

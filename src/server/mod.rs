@@ -24,8 +24,6 @@ mod pages;
 mod routes;
 mod session;
 mod state;
-#[cfg(test)]
-mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,10 +32,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-pub use limits::ClientAddr;
+pub use limits::{ALLOWED, ClientAddr, WINDOW};
 use options::log;
 pub use options::{Log, MIN_SECRET, Options, StartError};
-use state::{Served, Shared};
+pub use routes::{RouteName, router};
+pub use state::{Served, Shared};
+
+/// The OpenAPI document served at `/openapi.json`, with `public_url` as its server.
+pub fn openapi_json(public_url: &str) -> Vec<u8> {
+    openapi::json(public_url)
+}
 
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -504,7 +508,7 @@ enum RefreshError {
 
 /// One refresh: fetch when asked, then load the tracked ref's commit unless it is served
 /// already. A failed load keeps the last good state and says why (log, `/readyz`, metrics).
-async fn refresh(shared: &Arc<Shared>, fetch: bool) {
+pub async fn refresh(shared: &Arc<Shared>, fetch: bool) {
     let worker = shared.clone();
     let outcome = tokio::task::spawn_blocking(move || -> Result<Option<Served>, RefreshError> {
         let o = &worker.options;

@@ -389,8 +389,12 @@ impl SignatureCache {
     }
 
     /// How many signatures are cached.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

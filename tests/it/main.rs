@@ -21,4 +21,5 @@ mod reconcile;
 mod renovate;
 mod review;
 mod serve;
+mod server;
 mod tokens;

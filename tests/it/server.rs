@@ -1,5 +1,6 @@
-//! In-process tests of every route and every error, on a real repository (the example history
-//! plus a key), with each JSON answer checked against the OpenAPI document.
+//! In-process tests of every route and every error of `ledgit::server` (its router, driven
+//! without sockets), on a real repository (the example history plus a key), with each JSON
+//! answer checked against the OpenAPI document.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,10 +9,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt;
 
-use crate::token::{IssueOptions, SigningKey};
-
-use super::Options;
-use super::state::{Served, Shared};
+use ledgit::server::{Options, Served, Shared};
+use ledgit::token::{IssueOptions, SigningKey};
 
 const NOW: i64 = 1_700_000_000;
 const HOOK_SECRET: &[u8] = b"hook-secret-of-the-tests";
@@ -41,7 +40,7 @@ impl Fixture {
 
     fn at(now: i64) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        crate::git::init::init(dir.path(), true, now).unwrap();
+        ledgit::git::init::init(dir.path(), true, now).unwrap();
         let (key, _) = SigningKey::generate().unwrap();
         let config = std::fs::read_to_string(dir.path().join("ledgit.yaml")).unwrap();
         // k1 first: the example's own key (whose private half is gone) stays listed.
@@ -54,7 +53,7 @@ impl Fixture {
             1,
         );
         std::fs::write(dir.path().join("ledgit.yaml"), config).unwrap();
-        let branch = crate::git::repo::Repo::open(dir.path())
+        let branch = ledgit::git::repo::Repo::open(dir.path())
             .unwrap()
             .current_branch()
             .unwrap();
@@ -90,7 +89,7 @@ impl Fixture {
     }
 
     fn write_record(&self, agent: &str, env: &str, version: &str) {
-        let text = crate::git::init::record_text(agent, env, version, "team-support", None);
+        let text = ledgit::git::init::record_text(agent, env, version, "team-support", None);
         self.write(&format!("deployments/{agent}/{env}.yaml"), &text);
     }
 
@@ -141,7 +140,7 @@ impl Fixture {
     }
 
     fn reload(&self, shared: &Shared, audience: Option<&str>) {
-        let repo = crate::git::repo::Repo::open(self.path()).unwrap();
+        let repo = ledgit::git::repo::Repo::open(self.path()).unwrap();
         let tip = repo.resolve_tracked(&self.tracked()).unwrap();
         let time = repo.git.find_commit(tip).unwrap().time().seconds();
         let served = Served::load(&repo, tip, time, audience).unwrap();
@@ -162,7 +161,7 @@ impl Fixture {
         let served = shared.served.load_full().unwrap();
         let record = served.deployment(agent, env).unwrap().clone();
         let now = chrono::Utc::now().timestamp();
-        crate::token::issue(&self.key, "k1", &record, now, options)
+        ledgit::token::issue(&self.key, "k1", &record, now, options)
             .unwrap()
             .0
     }
@@ -190,7 +189,7 @@ impl Answer {
 
 async fn call(shared: &Arc<Shared>, request: Request<Body>) -> Answer {
     let method = request.method().as_str().to_lowercase();
-    let response = super::routes::router(shared.clone())
+    let response = ledgit::server::router(shared.clone())
         .oneshot(request)
         .await
         .unwrap();
@@ -198,7 +197,7 @@ async fn call(shared: &Arc<Shared>, request: Request<Body>) -> Answer {
     let headers = response.headers().clone();
     let route = response
         .extensions()
-        .get::<super::routes::RouteName>()
+        .get::<ledgit::server::RouteName>()
         .map(|r| r.0);
     let mut body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
@@ -244,7 +243,7 @@ fn conforms(method: &str, route: Option<&str>, answer: &Answer) {
         return;
     };
     let doc: serde_json::Value =
-        serde_json::from_slice(&super::openapi::json("http://ledgit.example")).unwrap();
+        serde_json::from_slice(&ledgit::server::openapi_json("http://ledgit.example")).unwrap();
     if answer.status == StatusCode::METHOD_NOT_ALLOWED {
         // Methods a route does not answer are not in the document; the answer is an Error.
         assert!(doc["paths"][template].get(method).is_none());
@@ -306,14 +305,14 @@ async fn whoami_answers_with_the_version_at_the_tip() {
     // The version changes at the tip: the same token now learns the new one.
     let path = "deployments/support-bot/production.yaml";
     let text = std::fs::read_to_string(f.path().join(path)).unwrap();
-    let edited = crate::model::edit::set_version(path, &text, "9.9.9").unwrap();
+    let edited = ledgit::model::edit::set_version(path, &text, "9.9.9").unwrap();
     f.write(path, &edited);
     f.commit("production 9.9.9", NOW + 120);
     f.reload(&shared, None);
     let v = with_token(&shared, "/v1/whoami", &token).await.json();
     assert_ne!(before, "9.9.9");
     assert_eq!(v["version"], "9.9.9");
-    assert_eq!(v["since"], crate::support::when::rfc3339(NOW + 120));
+    assert_eq!(v["since"], ledgit::support::when::rfc3339(NOW + 120));
 }
 
 /// Every reason a token fails, with the same code `token verify` gives, as a 401 with an RFC
@@ -329,7 +328,7 @@ async fn every_invalid_token_is_a_401_with_its_reason() {
         .verify(&good, chrono::Utc::now().timestamp())
         .unwrap()
         .claims;
-    let header = |alg: &str, kid: &str| crate::token::Header {
+    let header = |alg: &str, kid: &str| ledgit::token::Header {
         alg: alg.into(),
         typ: Some("JWT".into()),
         kid: kid.into(),
@@ -362,23 +361,23 @@ async fn every_invalid_token_is_a_401_with_its_reason() {
             "bad_signature",
         ),
         (
-            crate::token::sign(&other, &header("EdDSA", "k1"), &claims),
+            ledgit::token::sign(&other, &header("EdDSA", "k1"), &claims),
             "bad_signature",
         ),
         (
-            crate::token::sign(&f.key, &header("HS256", "k1"), &claims),
+            ledgit::token::sign(&f.key, &header("HS256", "k1"), &claims),
             "wrong_algorithm",
         ),
         (
-            crate::token::sign(&f.key, &header("EdDSA", "k9"), &claims),
+            ledgit::token::sign(&f.key, &header("EdDSA", "k9"), &claims),
             "unknown_key",
         ),
         (
-            crate::token::sign(&f.key, &header("EdDSA", "k1"), &expired),
+            ledgit::token::sign(&f.key, &header("EdDSA", "k1"), &expired),
             "expired",
         ),
         (
-            crate::token::sign(&f.key, &header("EdDSA", "k1"), &future),
+            ledgit::token::sign(&f.key, &header("EdDSA", "k1"), &future),
             "not_yet_valid",
         ),
     ];
@@ -580,7 +579,7 @@ async fn deployments_now_and_at_a_past_time() {
     // Before the first commit: nothing ran.
     let early = get(&shared, "/v1/deployments?at=2020-01-01").await;
     assert_eq!(early.json(), serde_json::json!([]));
-    let now = crate::support::when::rfc3339(chrono::Utc::now().timestamp());
+    let now = ledgit::support::when::rfc3339(chrono::Utc::now().timestamp());
     let past = get(&shared, &format!("/v1/deployments?at={now}")).await;
     assert_eq!(past.json().as_array().unwrap().len(), served.rows.len());
     // A time to come is not answered with today's state under its name.
@@ -743,7 +742,7 @@ async fn keys_and_metadata_for_offline_verifiers() {
 }
 
 fn signed(body: &[u8]) -> String {
-    crate::reconcile::actuator::signature(HOOK_SECRET, body)
+    ledgit::reconcile::actuator::signature(HOOK_SECRET, body)
 }
 
 async fn hook(
@@ -951,7 +950,7 @@ async fn an_invalid_config_at_the_tip_keeps_the_last_good_state() {
         "apiVersion: ledgit/v1\nkind: Config\nenvironments: [\n",
     );
     f.commit("break the config", NOW + 120);
-    super::refresh(&shared, false).await;
+    ledgit::server::refresh(&shared, false).await;
     assert_eq!(shared.served.load_full().unwrap().commit, good);
     let ready = get(&shared, "/readyz").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -1103,7 +1102,7 @@ async fn the_snapshot_page_shows_every_agent_by_environment_now_and_in_the_past(
     let past = page(
         &get(
             &shared,
-            &format!("/?at={}", crate::support::when::rfc3339(at)),
+            &format!("/?at={}", ledgit::support::when::rfc3339(at)),
         )
         .await,
     );
@@ -1253,14 +1252,14 @@ async fn the_deployments_tab_lists_each_deployments_tokens_with_status_and_last_
     let f = Fixture::recent();
     let shared = f.shared();
     let token = f.production_token(&shared);
-    let jti = crate::token::inspect(&token).unwrap().claims["jti"]
+    let jti = ledgit::token::inspect(&token).unwrap().claims["jti"]
         .as_str()
         .unwrap()
         .to_string();
     // The example ledger, plus this token (committed).
     let ledger = std::fs::read_to_string(f.path().join("tokens.yaml")).unwrap();
     let served = shared.served.load_full().unwrap();
-    let entry = crate::model::ledger::Entry {
+    let entry = ledgit::model::ledger::Entry {
         jti: jti.clone(),
         agent: "support-bot".into(),
         environment: "production".into(),
@@ -1278,7 +1277,7 @@ async fn the_deployments_tab_lists_each_deployments_tokens_with_status_and_last_
     };
     std::fs::write(
         f.path().join("tokens.yaml"),
-        crate::model::ledger::append(Some(&ledger), &entry).unwrap(),
+        ledgit::model::ledger::append(Some(&ledger), &entry).unwrap(),
     )
     .unwrap();
     f.commit("Record the sdk token", f.now + 120);
@@ -1712,7 +1711,7 @@ async fn from_client(
         r = r.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     }
     let mut request = r.body(Body::from(body.to_string())).unwrap();
-    request.extensions_mut().insert(super::ClientAddr(
+    request.extensions_mut().insert(ledgit::server::ClientAddr(
         format!("{client}:40000").parse().unwrap(),
     ));
     call(shared, request).await
@@ -1736,7 +1735,7 @@ async fn guessing_a_secret_is_limited_per_client_address() {
             .await
         }
     };
-    for _ in 0..super::limits::ALLOWED {
+    for _ in 0..ledgit::server::ALLOWED {
         assert_eq!(
             signin("192.0.2.1", "guess").await.status,
             StatusCode::UNAUTHORIZED
@@ -1746,7 +1745,7 @@ async fn guessing_a_secret_is_limited_per_client_address() {
     let limited = signin("192.0.2.1", UI_SECRET).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     let retry: i64 = limited.header("retry-after").parse().unwrap();
-    assert!((1..=super::limits::WINDOW).contains(&retry), "{retry}");
+    assert!((1..=ledgit::server::WINDOW).contains(&retry), "{retry}");
     assert_eq!(limited.header("connection"), "close");
     // Another address is not held back.
     assert_eq!(
@@ -1764,7 +1763,7 @@ async fn guessing_a_secret_is_limited_per_client_address() {
     )
     .await;
     assert_eq!(introspect.status, StatusCode::TOO_MANY_REQUESTS);
-    for _ in 0..super::limits::ALLOWED {
+    for _ in 0..ledgit::server::ALLOWED {
         let wrong = from_client(
             &shared,
             "192.0.2.3",
@@ -2050,7 +2049,7 @@ fn a_server_refuses_to_start_with_weak_or_shared_secrets() {
     short.ui_secret = Some(b"fifteen bytes!!".to_vec());
     assert!(matches!(
         short.check(),
-        Err(super::StartError::ShortSecret {
+        Err(ledgit::server::StartError::ShortSecret {
             variable: "LEDGIT_UI_SECRET",
             length: 15
         })
@@ -2059,12 +2058,12 @@ fn a_server_refuses_to_start_with_weak_or_shared_secrets() {
     shared.gitlab_token = shared.hook_secret.clone();
     assert!(matches!(
         shared.check(),
-        Err(super::StartError::GitlabTokenIsHookSecret)
+        Err(ledgit::server::StartError::GitlabTokenIsHookSecret)
     ));
     let mut script = f.options();
     script.pull_request_url = Some("javascript:alert(1)//{branch}".into());
     let e = script.check().unwrap_err();
-    assert!(matches!(e, super::StartError::PullRequestUrl(_)));
+    assert!(matches!(e, ledgit::server::StartError::PullRequestUrl(_)));
     assert!(e.to_string().contains("not an http(s) address"), "{e}");
 }
 
@@ -2117,7 +2116,7 @@ async fn a_revoke_over_an_unreadable_revocation_list_is_refused() {
     )
     .unwrap();
     f.commit("A list in another encoding", f.now + 60);
-    let repo = crate::git::repo::Repo::open(f.path()).unwrap();
+    let repo = ledgit::git::repo::Repo::open(f.path()).unwrap();
     let tip = repo.resolve_tracked(&f.tracked()).unwrap();
     let time = repo.git.find_commit(tip).unwrap().time().seconds();
     let refused = Served::load(&repo, tip, time, None)
@@ -2126,14 +2125,14 @@ async fn a_revoke_over_an_unreadable_revocation_list_is_refused() {
         .to_string();
     assert!(refused.contains("is not UTF-8"), "{refused}");
     assert_eq!(shared.served.load_full().unwrap().commit, good);
-    let history = crate::git::load::history(&repo, Some(tip), &mut |_| {})
+    let history = ledgit::git::load::history(&repo, Some(tip), &mut |_| {})
         .unwrap()
         .history;
-    let request = crate::review::proposal::Request::Revoke {
+    let request = ledgit::review::proposal::Request::Revoke {
         jti: "7f144d0dfe64f92e7ac908045cb99094".into(),
         reason: None,
     };
-    let e = crate::review::proposal::preview(&repo, tip, &history, &request, f.now)
+    let e = ledgit::review::proposal::preview(&repo, tip, &history, &request, f.now)
         .err()
         .unwrap();
     assert!(
@@ -2152,10 +2151,10 @@ async fn the_reconcilers_store_is_read_at_most_once_a_second() {
     assert!(shared.observed(&served).await.is_none(), "no store yet");
     let root = served.root.unwrap().to_string();
     drop(
-        crate::reconcile::state::Store::open(
-            &crate::reconcile::state::Location::Sqlite(served.store.clone()),
+        ledgit::reconcile::state::Store::open(
+            &ledgit::reconcile::state::Location::Sqlite(served.store.clone()),
             &root,
-            &crate::reconcile::state::Replica::this_process(),
+            &ledgit::reconcile::state::Replica::this_process(),
         )
         .unwrap(),
     );
