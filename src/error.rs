@@ -49,7 +49,7 @@ pub enum Error {
     },
     /// The shared state store on PostgreSQL could not be reached, read or written. `url` is
     /// shown without its password.
-    #[error("state store {url}: {source}")]
+    #[error("state store {url}: {}", chain(source))]
     Database {
         url: String,
         #[source]
@@ -82,6 +82,22 @@ pub enum Error {
     },
 }
 
+/// An error and its causes, `: `-separated (the client's "error performing TLS handshake"
+/// says why only in its cause).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 fn location(line: Option<u32>, column: Option<u32>) -> String {
     match (line, column) {
         (Some(l), Some(c)) => format!(":{l}:{c}"),
@@ -109,6 +125,10 @@ impl Error {
                 Some("pass --rev REV to read a commit, or run in a clone with a work tree".into())
             }
             Error::Store { .. } => Some("check the file, or pass another --state".into()),
+            Error::Database { source, .. } if chain(source).contains("certificate") => Some(
+                "name the server's CA with sslrootcert=PATH in the URL or PGSSLROOTCERT (the public roots do not vouch for it)"
+                    .into(),
+            ),
             Error::Database { .. } => Some(
                 "check the URL, that PostgreSQL runs and takes connections, and the credentials (PGPASSWORD or ~/.pgpass)"
                     .into(),

@@ -770,3 +770,51 @@ fn an_sqlite_store_is_copied_whole_and_a_newer_schema_is_refused() {
         newer.stderr
     );
 }
+
+#[test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql) and openssl; run with --include-ignored"]
+fn tls_verifies_the_servers_certificate_against_the_ca_given() {
+    let (pg, ca) = Cluster::start_tls();
+    let repo = three_environments();
+    let url = format!(
+        "postgres://ledgit@127.0.0.1:{}/postgres?sslmode=require&sslrootcert={}",
+        pg.port,
+        ca.display()
+    );
+    let run = repo.ledgit(&["reconcile", "--state", &url, "--exec", "true"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    // The server takes nothing but TLS: the run above was encrypted.
+    let plain = format!(
+        "postgres://ledgit@127.0.0.1:{}/postgres?sslmode=disable",
+        pg.port
+    );
+    let refused = repo.ledgit(&["status", "--state", &plain]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    // Without the CA, the public roots do not vouch for this server: refused, and said.
+    let untrusted = format!(
+        "postgres://ledgit@127.0.0.1:{}/postgres?sslmode=require",
+        pg.port
+    );
+    let refused = repo.ledgit(&["status", "--state", &untrusted]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        refused.stderr
+    );
+    // PGSSLROOTCERT names the CA as the URL's sslrootcert does.
+    let run = crate::common::ledgit_in(repo.path(), &["status", "--state", &untrusted]);
+    assert_eq!(run.code, 2);
+    let with_env = std::process::Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        .current_dir(repo.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("PGSSLROOTCERT", &ca)
+        .args(["status", "--state", &untrusted, "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        with_env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_env.stderr)
+    );
+}

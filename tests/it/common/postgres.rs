@@ -28,6 +28,8 @@ pub struct Cluster {
     pub port: u16,
     /// The user the server runs as, when the tests run as root.
     user: Option<String>,
+    /// Extra server settings (`-c name=value`).
+    settings: Vec<String>,
 }
 
 fn is_root() -> bool {
@@ -40,6 +42,105 @@ fn is_root() -> bool {
 impl Cluster {
     /// Starts a new cluster; fails the test (naming what to install) without PostgreSQL.
     pub fn start() -> Cluster {
+        Cluster::start_with(|_| Vec::new())
+    }
+
+    /// Starts a cluster that takes only TLS connections on the loopback, with a certificate for
+    /// 127.0.0.1 signed by a CA of its own; returns it and the CA's PEM file.
+    pub fn start_tls() -> (Cluster, std::path::PathBuf) {
+        let mut ca = None;
+        let cluster = Cluster::start_with(|dir| {
+            let d = dir.display().to_string();
+            let openssl = |args: &[&str]| {
+                let out = Command::new("openssl").args(args).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=ledgit test CA",
+                "-keyout",
+                &format!("{d}/ca.key"),
+                "-out",
+                &format!("{d}/ca.pem"),
+            ]);
+            openssl(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                &format!("{d}/server.key"),
+                "-out",
+                &format!("{d}/server.csr"),
+            ]);
+            std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{d}/server.csr"),
+                "-CA",
+                &format!("{d}/ca.pem"),
+                "-CAkey",
+                &format!("{d}/ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                &format!("{d}/san.ext"),
+                "-out",
+                &format!("{d}/server.crt"),
+            ]);
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let key = dir.join("server.key");
+                std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if is_root() {
+                    let ok = Command::new("chown")
+                        .args(["postgres", &key.display().to_string()])
+                        .status()
+                        .unwrap()
+                        .success();
+                    assert!(ok, "chown of the server's key");
+                }
+            }
+            ca = Some(dir.join("ca.pem"));
+            // Only TLS connections on the loopback.
+            std::fs::write(
+                dir.join("hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            vec![
+                "ssl=on".to_string(),
+                format!("hba_file={d}/hba.conf"),
+                format!("ssl_cert_file={d}/server.crt"),
+                format!("ssl_key_file={d}/server.key"),
+            ]
+        });
+        (cluster, ca.unwrap())
+    }
+
+    /// Starts a cluster; `settings` gets its folder (before the server starts) and returns
+    /// extra server settings.
+    fn start_with(settings: impl FnOnce(&Path) -> Vec<String>) -> Cluster {
         let bin = super::needs(bin_dir(), "PostgreSQL (apt-get install postgresql)");
         let user = is_root().then(|| "postgres".to_string());
         let dir = tempfile::tempdir().unwrap();
@@ -52,11 +153,13 @@ impl Cluster {
             .local_addr()
             .unwrap()
             .port();
+        let settings = settings(dir.path());
         let cluster = Cluster {
             dir,
             bin,
             port,
             user,
+            settings,
         };
         let data = cluster.data();
         cluster.run(
@@ -107,11 +210,14 @@ impl Cluster {
     }
 
     fn start_server(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             self.port,
             self.dir.path().display()
         );
+        for s in &self.settings {
+            options.push_str(&format!(" -c {s}"));
+        }
         let log = self.dir.path().join("log").display().to_string();
         self.run(
             "pg_ctl",
