@@ -564,6 +564,16 @@ fn two_serve_replicas_show_the_same_states_and_honour_each_others_sign_outs() {
     let pg = Cluster::start();
     let url = pg.url();
     let repo = three_environments();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("signing.pem");
+    let key = key.to_str().unwrap();
+    let generated = repo.ledgit(&["keys", "generate", "--out", key, "--add"]);
+    assert_eq!(generated.code, 0, "{}", generated.stderr);
+    repo.commit("Add a key", T0 + 30);
+    let issued = repo.ledgit(&["token", "issue", "alpha", "staging", "--key", key]);
+    assert_eq!(issued.code, 0, "{}", issued.stderr);
+    let token = issued.stdout.trim().to_string();
+    repo.commit("Record the token", T0 + 60);
     let run = repo.ledgit(&["reconcile", "--state", &url, "--exec", "true"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let secret = "operator secret, long enough";
@@ -597,6 +607,26 @@ fn two_serve_replicas_show_the_same_states_and_honour_each_others_sign_outs() {
     let observed = &page["environments"][0]["observed"];
     assert_eq!(observed["sync"], "Synced", "{page}");
     assert_eq!(observed["applied_version"], "1.0.0");
+    // A token seen by one replica is seen, a moment later, on the other's page too.
+    let last_seen = |s: &crate::common::server::Server| {
+        let (_, tokens) = s.get("/v1/agents/alpha/tokens", None);
+        tokens["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|d| d["tokens"].as_array().unwrap().clone())
+            .map(|t| t["last_seen"].clone())
+            .next()
+            .unwrap_or_default()
+    };
+    assert!(last_seen(&two).is_null());
+    let (status, me) = one.get("/v1/whoami", Some(&token));
+    assert_eq!(status, 200, "{me}");
+    wait_for(
+        "the other replica to know the token was seen",
+        Duration::from_secs(10),
+        || last_seen(&two).is_string(),
+    );
     let (_, leases) = one.get("/v1/leases", None);
     assert_eq!(leases["leases"].as_array().unwrap().len(), 3, "{leases}");
     let agent: ureq::Agent = ureq::Agent::config_builder()
