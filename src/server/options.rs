@@ -123,6 +123,16 @@ impl Options {
         if self.gitlab_token.is_some() && self.gitlab_token == self.hook_secret {
             return Err(StartError::GitlabTokenIsHookSecret);
         }
+        // A shared store's URL that cannot even be read is said now, not as pages without sync
+        // states later.
+        if let Some(crate::reconcile::state::Location::Postgres(url)) = &self.state
+            && let Err(e) = crate::reconcile::state::pgconfig::connector(
+                url,
+                &crate::reconcile::state::pgconfig::ProcessEnv,
+            )
+        {
+            return Err(StartError::State(e.to_string()));
+        }
         Ok(())
     }
 }
@@ -146,6 +156,9 @@ pub enum StartError {
         "LEDGIT_GITLAB_TOKEN is LEDGIT_HOOK_SECRET: GitLab sends its token in clear, so it must not also sign the other webhooks"
     )]
     GitlabTokenIsHookSecret,
+    /// `--state` names a PostgreSQL store whose URL does not read.
+    #[error("--state: {0}")]
+    State(String),
     /// The listening address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -167,6 +180,9 @@ impl StartError {
     pub fn hint(&self) -> &'static str {
         match self {
             StartError::ShortSecret { .. } => "make one with `openssl rand -hex 24`",
+            StartError::State(_) => {
+                "write it as postgres://USER@HOST:PORT/DATABASE?sslmode=require (PG* variables fill in the rest)"
+            }
             StartError::PullRequestUrl(_) => {
                 "give the host's address, e.g. https://github.com/org/deployments/compare/{base}...{branch}"
             }

@@ -2065,6 +2065,13 @@ fn a_server_refuses_to_start_with_weak_or_shared_secrets() {
     let e = script.check().unwrap_err();
     assert!(matches!(e, ledgit::server::StartError::PullRequestUrl(_)));
     assert!(e.to_string().contains("not an http(s) address"), "{e}");
+    let mut store = f.options();
+    store.state = Some(ledgit::reconcile::state::Location::Postgres(
+        "postgres://db/ledgit?sslmode=sometimes".into(),
+    ));
+    let e = store.check().unwrap_err();
+    assert!(matches!(e, ledgit::server::StartError::State(_)), "{e}");
+    assert!(e.to_string().contains("sslmode `sometimes`"), "{e}");
 }
 
 #[tokio::test]
