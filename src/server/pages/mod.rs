@@ -180,11 +180,21 @@ async fn overview_page(
         filter: q.q.unwrap_or_default(),
         sync_known,
         leases: match at {
-            None => shared
-                .observed(&served)
-                .await
-                .map(|v| v.leases.clone())
-                .unwrap_or_default(),
+            None => {
+                let mut leases = shared
+                    .observed(&served)
+                    .await
+                    .map(|v| v.leases.clone())
+                    .unwrap_or_default();
+                // In promotion order, as the columns.
+                leases.sort_by_key(|l| {
+                    served
+                        .config
+                        .environment_index(&l.environment)
+                        .unwrap_or(usize::MAX)
+                });
+                leases
+            }
             Some(_) => Vec::new(),
         },
         proposals: shared.proposals.load_full(),
