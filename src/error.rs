@@ -30,9 +30,26 @@ pub enum Error {
     /// The operation needs a work tree and the repository is bare.
     #[error("the repository is bare (it has no work tree)")]
     BareRepository,
-    /// An argument that is well-formed for the parser but meaningless (a bad time, an unknown agent).
+    /// An argument that is well-formed for the parser but meaningless (a bad time, an unknown
+    /// agent): what the user asked for, with what to ask instead. Failures that are not about
+    /// the arguments have variants of their own.
     #[error("{message}")]
     Invalid { message: String, hint: String },
+    /// A file of the repository that must be text is not UTF-8.
+    #[error("{what} is not UTF-8 text")]
+    NotText { what: String },
+    /// An object of the repository does not read as git writes it.
+    #[error("{what} is corrupt")]
+    Corrupt { what: String },
+    /// The history is beyond what ledgit's tables hold.
+    #[error("{what}")]
+    TooLarge { what: &'static str },
+    /// The system's random source failed.
+    #[error("could not draw {what}: the system's random source failed")]
+    Randomness { what: &'static str },
+    /// A defect in ledgit: a worker thread that panicked, an example that does not build.
+    #[error("{what} (a defect in ledgit)")]
+    Internal { what: String },
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -125,6 +142,19 @@ impl Error {
                 Some("pass --rev REV to read a commit, or run in a clone with a work tree".into())
             }
             Error::Store { .. } => Some("check the file, or pass another --state".into()),
+            Error::NotText { .. } => {
+                Some("save it as UTF-8 (`ledgit validate` names the file and line)".into())
+            }
+            Error::Corrupt { .. } => Some("run `git fsck`".into()),
+            Error::TooLarge { .. } => Some(
+                "query a shorter range with --rev, or report this repository's size".into(),
+            ),
+            Error::Randomness { .. } => {
+                Some("check the system's entropy source (getrandom), then try again".into())
+            }
+            Error::Internal { .. } => {
+                Some("please report it, with the command and what it printed".into())
+            }
             Error::Database { source, .. } if chain(source).contains("certificate") => Some(
                 "name the server's CA with sslrootcert=PATH in the URL or PGSSLROOTCERT (the public roots do not vouch for it)"
                     .into(),

@@ -780,8 +780,11 @@ fn collect_changes(
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::invalid("a history worker failed", "")))
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Internal {
+                            what: "a history worker failed".into(),
+                        })
+                    })
                 })
                 .collect()
         })

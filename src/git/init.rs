@@ -283,7 +283,9 @@ fn write_example(repo: &Repository, root: &Path, now: i64) -> Result<Vec<git2::O
     let tree = stage_all(repo)?;
     let s = sig(ADA, base - 3_600)?;
     let last = repo
-        .find_commit(parent.ok_or_else(|| Error::invalid("no example commit", "report this"))?)
+        .find_commit(parent.ok_or_else(|| Error::Internal {
+            what: "the example history has no commit".into(),
+        })?)
         .map_err(git("reading a commit"))?;
     let id = repo
         .commit(
@@ -414,8 +416,9 @@ fn write_example_tokens(root: &Path, commits: &[git2::Oid], base: i64) -> Result
             line: 0,
         };
         text = Some(
-            crate::model::ledger::append(text.as_deref(), &entry)
-                .map_err(|e| Error::invalid(format!("the example ledger: {e}"), "report this"))?,
+            crate::model::ledger::append(text.as_deref(), &entry).map_err(|e| Error::Internal {
+                what: format!("the example ledger: {e}"),
+            })?,
         );
         jtis.push(jti);
     }
@@ -430,8 +433,9 @@ fn write_example_tokens(root: &Path, commits: &[git2::Oid], base: i64) -> Result
         reason: Some("printed in a CI log".into()),
         revoked_at: Some(crate::support::when::rfc3339(base - 2 * day)),
     };
-    let list = crate::model::revocations::append(None, &revoked)
-        .map_err(|e| Error::invalid(format!("the example revocations: {e}"), "report this"))?;
+    let list = crate::model::revocations::append(None, &revoked).map_err(|e| Error::Internal {
+        what: format!("the example revocations: {e}"),
+    })?;
     write_atomic(
         &root.join(crate::model::revocations::FILE_NAME),
         list.as_bytes(),

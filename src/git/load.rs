@@ -129,15 +129,8 @@ pub fn revocation_list(repo: &Repo, commit: Oid) -> Result<Vec<revocations::Revo
         .git
         .find_blob(entry.id())
         .map_err(|e| Error::git(format!("reading {}", revocations::FILE_NAME), e))?;
-    let text = std::str::from_utf8(blob.content()).map_err(|_| {
-        Error::invalid(
-            format!(
-                "{} at {} is not UTF-8 text",
-                revocations::FILE_NAME,
-                short(commit)
-            ),
-            "save the revocation list as UTF-8 (`ledgit validate` names the file)",
-        )
+    let text = std::str::from_utf8(blob.content()).map_err(|_| Error::NotText {
+        what: format!("{} at {}", revocations::FILE_NAME, short(commit)),
     })?;
     revocations::parse(text).map_err(|e| {
         Error::invalid(

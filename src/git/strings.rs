@@ -81,11 +81,8 @@ impl Strings {
     /// Adds a string. The table holds up to 2 GiB of text and 2^31 strings.
     pub fn push(&mut self, s: &str) -> Result<Sym> {
         let end = self.text.len() + s.len();
-        let too_large = || {
-            Error::invalid(
-                "the history has more than 2 GiB of names, versions, paths and subjects",
-                "query a shorter range with --rev, or report this repository's size",
-            )
+        let too_large = || Error::TooLarge {
+            what: "the history has more than 2 GiB of names, versions, paths and subjects",
         };
         if end >= ESCAPE as usize || self.ends.len() >= ESCAPE as usize - 1 {
             return Err(too_large());

@@ -136,11 +136,8 @@ pub(crate) fn diff_trees(
     out: &mut Vec<Change>,
 ) -> Result<()> {
     use std::cmp::Ordering;
-    let corrupt = || {
-        Error::invalid(
-            format!("a tree under {prefix} is corrupt"),
-            "run `git fsck`",
-        )
+    let corrupt = || Error::Corrupt {
+        what: format!("a tree under {prefix}"),
     };
     let (a, b) = (old.bytes(), new.bytes());
     // Entries before the first differing byte are identical on both sides: skip them whole.

@@ -46,12 +46,10 @@ fn touched_agents(
 ) -> Result<Option<Focus>> {
     let changed = history::changed_files(&repo.git, Some(base_tree), Some(head_tree))?;
     let read = |blob| -> Result<Option<Identity>> {
-        let blob = repo.git.find_blob(blob).map_err(|e| {
-            Error::invalid(
-                format!("reading a record: {}", e.message()),
-                "run `git fsck`",
-            )
-        })?;
+        let blob = repo
+            .git
+            .find_blob(blob)
+            .map_err(|e| Error::git("reading a record", e))?;
         Ok(record::identity(blob.content()))
     };
     let mut agents = HashSet::new();
@@ -115,8 +113,8 @@ pub fn review(
                 progress,
             )),
         };
-        let report = checking.join().map_err(|_| {
-            Error::invalid("validating head failed", "run `ledgit validate --rev HEAD`")
+        let report = checking.join().map_err(|_| Error::Internal {
+            what: "validating head failed".into(),
         });
         (loaded.transpose(), report)
     });

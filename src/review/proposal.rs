@@ -109,8 +109,9 @@ pub fn preview(
             .git
             .find_blob(entry.id())
             .map_err(|e| Error::git(format!("reading {path}"), e))?;
-        String::from_utf8(blob.content().to_vec())
-            .map_err(|_| Error::invalid(format!("{path} is not UTF-8"), "fix the file first"))
+        String::from_utf8(blob.content().to_vec()).map_err(|_| Error::NotText {
+            what: path.to_string(),
+        })
     };
     let (title, writes, changes, findings, message) = match request {
         Request::Revoke { jti, reason } => {

@@ -44,9 +44,11 @@ pub fn write_many_nosync(files: &[(std::path::PathBuf, &[u8])]) -> Result<()> {
     std::thread::scope(|s| {
         let helper = s.spawn(|| first.iter().try_for_each(write));
         let mine = second.iter().try_for_each(write);
-        let theirs = helper
-            .join()
-            .unwrap_or_else(|_| Err(Error::invalid("a writer thread failed", "try again")));
+        let theirs = helper.join().unwrap_or_else(|_| {
+            Err(Error::Internal {
+                what: "a writer thread failed".into(),
+            })
+        });
         theirs.and(mine)
     })
 }

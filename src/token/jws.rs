@@ -96,12 +96,9 @@ pub fn issue(
         None => None,
     };
     let mut id = [0u8; 16];
-    ring::rand::SystemRandom::new().fill(&mut id).map_err(|_| {
-        Error::invalid(
-            "could not draw a token id",
-            "the system's random source failed",
-        )
-    })?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| Error::Randomness { what: "a token id" })?;
     let claims = Claims {
         iss: options.issuer.clone().unwrap_or_else(|| ISSUER.into()),
         sub: format!("{}/{}", record.agent, record.environment),

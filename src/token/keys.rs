@@ -18,12 +18,8 @@ impl SigningKey {
     /// A new random key pair; returns it and its PKCS#8 document (DER).
     pub fn generate() -> Result<(SigningKey, Vec<u8>)> {
         let rng = ring::rand::SystemRandom::new();
-        let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| {
-            Error::invalid(
-                "could not generate a key",
-                "the system's random source failed",
-            )
-        })?;
+        let doc = Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| Error::Randomness { what: "a key" })?;
         let key = SigningKey::from_der(doc.as_ref())?;
         Ok((key, doc.as_ref().to_vec()))
     }
