@@ -6,13 +6,12 @@ use std::io::{self, Write};
 use ledgit::finding::{self, Finding};
 use ledgit::git::history::Action;
 use ledgit::git::repo::short;
-use ledgit::model::record::Record;
 use ledgit::review::change::{self, Review};
-use ledgit::review::policy::{self, Change, Stays};
+use ledgit::review::policy::Change;
 use ledgit::review::settings::SettingChange;
 use ledgit::support::when;
 
-use super::command_error::{CliError, CliResult, Outcome, unknown_environment};
+use super::command_error::{CliError, CliResult, Outcome};
 use super::context::Context;
 use super::context::{load, progress_bar, warn};
 use super::render::{self, BOLD, DIM, GREEN, RED, YELLOW};
@@ -188,42 +187,13 @@ fn env_diff(
         )
     })?;
     let loaded = load(ctx, rev)?;
-    for env in [src, dst] {
-        if loaded.config.environment(env).is_none() {
-            return Err(unknown_environment(&loaded.config, env));
-        }
-    }
-    let current = change::records_of(&loaded.history.current());
-    let mut target = current.clone();
-    for r in current.iter().filter(|r| r.environment == src) {
-        let path = loaded.config.record_path(&r.agent, dst);
-        match target
-            .iter_mut()
-            .find(|t| t.agent == r.agent && t.environment == dst)
-        {
-            Some(t) => t.version = r.version.clone(),
-            None => target.push(Record {
-                environment: dst.to_string(),
-                path,
-                ..r.clone()
-            }),
-        }
-    }
-    let mut changes = policy::changes(&current, &target);
-    let stays = Stays::new(&loaded.history);
-    policy::explain(&mut changes, &loaded.config, &stays, &current, now);
-    // Promotion context is always about SRC here, whatever DST's promote_from says.
-    for c in &mut changes {
-        if c.promotion.as_ref().is_none_or(|p| p.from != src)
-            && let Some(v) = &c.version
-        {
-            let soak = loaded.config.environment(dst).and_then(|e| e.soak);
-            c.promotion = Some(policy::Promotion::measure(
-                &stays, &c.agent, src, v, soak, now, false,
-            ));
-        }
-    }
-    Ok(changes)
+    Ok(change::between_environments(
+        &loaded.config,
+        &loaded.history,
+        src,
+        dst,
+        now,
+    )?)
 }
 
 fn change_words(c: &Change) -> String {

@@ -221,3 +221,51 @@ pub fn keys_in_change(repo: &Repo, base: Oid, head: Oid) -> Result<Vec<Finding>>
     }
     Ok(out)
 }
+
+/// Where environment `dst` differs from `src` in `history`'s current records: the changes
+/// `promote --all --from SRC --to DST` would make, each with how long its SRC version has run
+/// in SRC (whatever DST's `promote_from` says) and the policy's context.
+pub fn between_environments(
+    config: &Config,
+    history: &History,
+    src: &str,
+    dst: &str,
+    now: i64,
+) -> Result<Vec<Change>> {
+    for env in [src, dst] {
+        if config.environment(env).is_none() {
+            return Err(config.unknown_environment(env));
+        }
+    }
+    let current = records_of(&history.current());
+    let mut target = current.clone();
+    for r in current.iter().filter(|r| r.environment == src) {
+        let path = config.record_path(&r.agent, dst);
+        match target
+            .iter_mut()
+            .find(|t| t.agent == r.agent && t.environment == dst)
+        {
+            Some(t) => t.version = r.version.clone(),
+            None => target.push(Record {
+                environment: dst.to_string(),
+                path,
+                ..r.clone()
+            }),
+        }
+    }
+    let mut changes = policy::changes(&current, &target);
+    let stays = Stays::new(history);
+    policy::explain(&mut changes, config, &stays, &current, now);
+    // Promotion context is always about SRC here, whatever DST's promote_from says.
+    for c in &mut changes {
+        if c.promotion.as_ref().is_none_or(|p| p.from != src)
+            && let Some(v) = &c.version
+        {
+            let soak = config.environment(dst).and_then(|e| e.soak);
+            c.promotion = Some(policy::Promotion::measure(
+                &stays, &c.agent, src, v, soak, now, false,
+            ));
+        }
+    }
+    Ok(changes)
+}
