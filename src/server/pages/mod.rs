@@ -203,20 +203,41 @@ async fn overview_page(
 }
 
 async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Answer {
+    /// The snapshot as JSON, serialized straight from the view (not through a `Value` tree).
+    #[derive(serde::Serialize)]
+    struct Json<'a> {
+        commit: String,
+        at: Option<String>,
+        environments: &'a [String],
+        total_agents: usize,
+        matching_agents: usize,
+        next_after: &'a Option<String>,
+        agents: &'a [view::Row],
+        proposals: Vec<Proposal<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Proposal<'a> {
+        branch: &'a str,
+        subject: &'a str,
+    }
     let served = super::state::served(&shared)?;
     let (overview, at, _, _) = overview_of(&shared, &served, query.as_deref()).await?;
+    let proposals = shared.proposals.load();
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({
-            "commit": served.commit.to_string(),
-            "at": at.map(crate::support::when::rfc3339),
-            "environments": overview.environments,
-            "total_agents": overview.total_agents,
-            "matching_agents": overview.matching_agents,
-            "next_after": overview.next_after,
-            "agents": overview.agents,
-            "proposals": shared.proposals.load().iter().map(|(b, s)| serde_json::json!({"branch": b, "subject": s})).collect::<Vec<_>>(),
-        }),
+        &Json {
+            commit: served.commit.to_string(),
+            at: at.map(crate::support::when::rfc3339),
+            environments: &overview.environments,
+            total_agents: overview.total_agents,
+            matching_agents: overview.matching_agents,
+            next_after: &overview.next_after,
+            agents: &overview.agents,
+            proposals: proposals
+                .iter()
+                .map(|(branch, subject)| Proposal { branch, subject })
+                .collect(),
+        },
     ))
 }
 
