@@ -790,6 +790,17 @@ fn an_sqlite_store_is_copied_whole_and_a_newer_schema_is_refused() {
             .all(|r| r["environment"] != "development"),
         "{status}"
     );
+    // Another repository on the same database sees nothing of this one's (rows are keyed by
+    // the root commit).
+    let other = TestRepo::new();
+    other.set("beta", "staging", "1.0.0");
+    other.commit("Another repository", T0 + 7);
+    assert!(journal(other.path(), &url).is_empty());
+    assert!(leases(other.path(), &url).is_empty());
+    let theirs = other
+        .ledgit(&["status", "--state", &url, "--format", "json"])
+        .json();
+    assert_eq!(theirs[0]["sync"], "OutOfSync", "{theirs}");
     // A database migrated by a newer ledgit is refused, not misread.
     pg.psql("INSERT INTO ledgit_schema (version) VALUES (999)");
     let newer = repo.ledgit(&["status", "--state", &url]);
