@@ -305,6 +305,42 @@ fn run_webhook(
 mod tests {
     use super::*;
 
+    /// The fencing token reaches both actuators, and only when there is one.
+    #[test]
+    fn the_fencing_token_reaches_exec_and_the_webhook() {
+        let exec = Actuator::exec("sh -c 'echo token=${LEDGIT_FENCING_TOKEN-unset}'").unwrap();
+        let out = exec.run(&action(), Some(7), Duration::from_secs(10));
+        assert_eq!(out.output, "token=7\n");
+        let out = exec.run(&action(), None, Duration::from_secs(10));
+        assert_eq!(out.output, "token=unset\n");
+        let heard = |fencing: Option<i64>| {
+            use std::io::{Read, Write};
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}/hook", listener.local_addr().unwrap());
+            let server = std::thread::spawn(move || {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).unwrap();
+                    request.extend_from_slice(&buf[..n]);
+                }
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .unwrap();
+                String::from_utf8_lossy(&request).to_lowercase()
+            });
+            let hook = Actuator::Webhook { url, secret: None };
+            assert_eq!(
+                hook.run(&action(), fencing, Duration::from_secs(10)).error,
+                None
+            );
+            server.join().unwrap()
+        };
+        assert!(heard(Some(3)).contains("x-ledgit-fencing-token: 3\r\n"));
+        assert!(!heard(None).contains("x-ledgit-fencing-token"));
+    }
+
     fn action() -> ActionInfo {
         ActionInfo::sample()
     }
