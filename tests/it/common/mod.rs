@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod example;
 pub mod postgres;
 pub mod server;
 
