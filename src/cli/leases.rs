@@ -22,7 +22,7 @@ use super::render::{self, BOLD, DIM, GREEN, TextOrJson, YELLOW};
   LEDGIT_STATE=postgres://ledgit@db.internal/ledgit ledgit leases --format json")]
 pub struct Args {
     /// The shared state store (a postgres:// URL).
-    #[arg(long, value_name = "URL", env = "LEDGIT_STATE")]
+    #[arg(long, value_name = "URL", env = "LEDGIT_STATE", hide_env_values = true)]
     state: Option<String>,
 
     /// Output format.

@@ -45,7 +45,12 @@ pub struct Common {
     /// The state store: a path to an SQLite file (default: under the repository's git
     /// directory), or postgres://USER@HOST/DB for replicas that share it (libpq's PG*
     /// variables and ~/.pgpass fill in what the URL leaves out).
-    #[arg(long, value_name = "PATH|URL", env = "LEDGIT_STATE")]
+    #[arg(
+        long,
+        value_name = "PATH|URL",
+        env = "LEDGIT_STATE",
+        hide_env_values = true
+    )]
     state: Option<String>,
 
     /// With a shared store: how long an environment's lease lives without renewal (renewed
@@ -119,7 +124,12 @@ pub struct WatchArgs {
 #[command(after_help = "Examples:\n  ledgit journal\n  ledgit journal --limit 500 --format json")]
 pub struct JournalArgs {
     /// The state store: a path, or a postgres:// URL (see `reconcile --help`).
-    #[arg(long, value_name = "PATH|URL", env = "LEDGIT_STATE")]
+    #[arg(
+        long,
+        value_name = "PATH|URL",
+        env = "LEDGIT_STATE",
+        hide_env_values = true
+    )]
     state: Option<String>,
 
     /// How many of the newest attempts.

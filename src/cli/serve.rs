@@ -69,7 +69,12 @@ pub struct Args {
     /// The reconciler's state store to show sync states, applied versions and leases from: a
     /// path (default: under the repository's git directory) or a postgres:// URL shared by the
     /// replicas (`reconcile --help` says how it is completed from PG* variables).
-    #[arg(long, value_name = "PATH|URL", env = "LEDGIT_STATE")]
+    #[arg(
+        long,
+        value_name = "PATH|URL",
+        env = "LEDGIT_STATE",
+        hide_env_values = true
+    )]
     state: Option<String>,
 
     /// No access log on stderr.

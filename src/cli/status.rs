@@ -41,7 +41,12 @@ pub struct Args {
 
     /// The reconciler's state store to read sync states from: a path (default: under the
     /// repository's git directory, where `ledgit reconcile` keeps it) or a postgres:// URL.
-    #[arg(long, value_name = "PATH|URL", env = "LEDGIT_STATE")]
+    #[arg(
+        long,
+        value_name = "PATH|URL",
+        env = "LEDGIT_STATE",
+        hide_env_values = true
+    )]
     state: Option<String>,
 
     /// Output format.

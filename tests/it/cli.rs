@@ -351,3 +351,29 @@ fn man_pages_render_without_warnings() {
         &stdout.stdout[..40.min(stdout.stdout.len())]
     );
 }
+
+/// A state URL may carry a password: `--help` names the variable, never its value.
+#[test]
+fn help_never_prints_the_state_url_from_the_environment() {
+    for cmd in [
+        &["watch", "--help"][..],
+        &["reconcile", "--help"],
+        &["status", "--help"],
+        &["journal", "--help"],
+        &["leases", "--help"],
+        &["serve", "--help"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgit"))
+            .env("LEDGIT_STATE", "postgres://u:hunter2-secret@db/ledgit")
+            .args(cmd)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cmd:?}");
+        assert!(text.contains("LEDGIT_STATE"), "{cmd:?}: {text}");
+        assert!(
+            !text.contains("hunter2"),
+            "{cmd:?} printed the password: {text}"
+        );
+    }
+}
