@@ -368,6 +368,40 @@ mod tests {
     }
 
     #[test]
+    fn the_password_file_keeps_comments_and_colons_as_libpq_does() {
+        // A commented-out line is no entry, however well it would match.
+        let text = "# *:*:*:*:commented-out\n*:*:*:*:real\n";
+        assert_eq!(
+            pgpass_lookup(text, ["h", "1", "d", "u"]),
+            Some("real".into())
+        );
+        // After the fourth field, the rest of the line is the password, colons and all.
+        assert_eq!(
+            pgpass_lookup(
+                "db:5432:platform:ledgit:pa:ss\n",
+                ["db", "5432", "platform", "ledgit"]
+            ),
+            Some("pa:ss".into())
+        );
+    }
+
+    #[test]
+    fn the_process_environment_is_read_and_empty_is_unset() {
+        assert!(ProcessEnv.var("PATH").is_some_and(|p| !p.is_empty()));
+        assert_eq!(ProcessEnv.var("LEDGIT_NEVER_SET_IN_ANY_ENVIRONMENT"), None);
+    }
+
+    #[test]
+    fn without_a_host_libpq_s_socket_or_the_loopback_is_used() {
+        let c = connector("postgres:///db", &Map(HashMap::new())).unwrap();
+        match c.config.get_hosts() {
+            [Host::Unix(dir)] => assert!(dir.join(".s.PGSQL.5432").exists(), "{dir:?}"),
+            [Host::Tcp(host)] => assert_eq!(host, "localhost"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_missing_root_certificate_is_said() {
         let e = connector(
             "postgres://h/db?sslmode=require&sslrootcert=/nonexistent/ca.pem",
