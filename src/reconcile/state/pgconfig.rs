@@ -222,7 +222,8 @@ fn password_from_file(config: &postgres::Config, env: &dyn Env) -> Option<String
 /// user).
 fn pgpass_lookup(text: &str, wanted: [&str; 4]) -> Option<String> {
     text.lines()
-        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        // Comments are skipped; a blank line has one field and matches nothing.
+        .filter(|l| !l.trim_start().starts_with('#'))
         .find_map(|line| {
             let fields = pgpass_fields(line);
             if fields.len() != 5 {
