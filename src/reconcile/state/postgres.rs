@@ -95,6 +95,18 @@ macro_rules! finish_journal {
     };
 }
 
+/// The end of a success for agent `$9`: its failures are forgotten, and the statement answers
+/// whether the lease held (false: nothing was written).
+macro_rules! clear_failures {
+    () => {
+        "failures AS (DELETE FROM ledgit_failures
+           WHERE repository = $1 AND agent = $9::text AND environment = $2
+             AND EXISTS (SELECT 1 FROM lease)
+           RETURNING 1)
+         SELECT EXISTS (SELECT 1 FROM lease)"
+    };
+}
+
 /// A success that applied version `$10` (generation `$11`, commit `$12`, at `$13`) of agent `$9`,
 /// by replica `$14`.
 const SUCCEED_APPLIED: &str = fenced!(
@@ -107,12 +119,8 @@ const SUCCEED_APPLIED: &str = fenced!(
          version = EXCLUDED.version, generation = EXCLUDED.generation,
          commit_id = EXCLUDED.commit_id, applied_at = EXCLUDED.applied_at,
          replica = EXCLUDED.replica
-       RETURNING 1),
-     failures AS (DELETE FROM ledgit_failures
-       WHERE repository = $1 AND agent = $9::text AND environment = $2
-         AND EXISTS (SELECT 1 FROM lease)
-       RETURNING 1)
-     SELECT EXISTS (SELECT 1 FROM lease)"
+       RETURNING 1), ",
+    clear_failures!()
 );
 
 /// A success that removed agent `$9`.
@@ -121,12 +129,8 @@ const SUCCEED_REMOVED: &str = fenced!(
     "applied AS (DELETE FROM ledgit_applied
        WHERE repository = $1 AND agent = $9::text AND environment = $2
          AND EXISTS (SELECT 1 FROM lease)
-       RETURNING 1),
-     failures AS (DELETE FROM ledgit_failures
-       WHERE repository = $1 AND agent = $9::text AND environment = $2
-         AND EXISTS (SELECT 1 FROM lease)
-       RETURNING 1)
-     SELECT EXISTS (SELECT 1 FROM lease)"
+       RETURNING 1), ",
+    clear_failures!()
 );
 
 /// A success that changes nothing but the journal.
