@@ -398,10 +398,7 @@ fn write_example_tokens(root: &Path, commits: &[git2::Oid], base: i64) -> Result
             &ring::digest::SHA256,
             format!("ledgit example token {i}").as_bytes(),
         );
-        let jti: String = digest.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let jti: String = crate::support::hex::encode(&digest.as_ref()[..16]);
         let issued_at = base - ago * day;
         let entry = crate::model::ledger::Entry {
             jti: jti.clone(),

@@ -98,10 +98,7 @@ pub fn idempotency_key(
         version.unwrap_or("")
     );
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::support::hex::encode(&digest.as_ref()[..16])
 }
 
 /// What the tip of the tracked branch declares.

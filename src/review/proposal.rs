@@ -84,10 +84,7 @@ impl Preview {
             ));
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-        digest.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::support::hex::encode(&digest.as_ref()[..16])
     }
 }
 

@@ -18,7 +18,7 @@ const RENEW_AFTER: i64 = 60;
 /// nonce, which the cookie carries but does not let anyone make a cookie from.
 fn ended_id(nonce: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, nonce.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::support::hex::encode(digest.as_ref())
 }
 
 /// The most ended sessions remembered (each needed a signed-in visitor's sign-out).
@@ -77,7 +77,7 @@ impl Keys {
         use ring::rand::SecureRandom;
         let mut bytes = [0u8; 16];
         let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-        let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let nonce = crate::support::hex::encode(&bytes);
         let session = Session {
             nonce,
             expires: now + LIFETIME,

@@ -1,9 +1,10 @@
 //! Small building blocks the rest of the library stands on, none of which knows what an agent
 //! deployment is: writing files whole (temporary file, then rename), reading and printing
-//! times, YAML with line and column spans, HMAC-SHA256 for signed webhooks, and the scan for
-//! secrets pasted into records. Nothing here imports another group.
+//! times, YAML with line and column spans, HMAC-SHA256 for signed webhooks, hex, and the scan
+//! for secrets pasted into records. Nothing here imports another group.
 
 pub mod fsutil;
+pub mod hex;
 pub mod hmac;
 pub mod secret;
 pub mod when;

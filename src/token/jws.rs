@@ -108,7 +108,7 @@ pub fn issue(
         generation: record.generation.clone(),
         iat: now,
         exp,
-        jti: id.iter().map(|b| format!("{b:02x}")).collect(),
+        jti: crate::support::hex::encode(&id),
         aud: options.audience.clone().map(Audience::One),
     };
     let header = Header {

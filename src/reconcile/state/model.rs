@@ -18,12 +18,7 @@ impl Replica {
     pub fn this_process() -> Replica {
         let host = hostname();
         let pid = std::process::id();
-        let mut nonce = [0u8; 6];
-        // A replica without randomness still has a distinct start time.
-        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).is_err() {
-            nonce.copy_from_slice(&chrono::Utc::now().timestamp_micros().to_le_bytes()[..6]);
-        }
-        let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let nonce = crate::support::hex::random_id::<6>();
         Replica {
             id: format!("{host}/{pid}/{nonce}"),
             host,

@@ -336,21 +336,6 @@ fn fence(
     }
 }
 
-/// A new random key for a journal entry (its inserts are idempotent by it).
-fn attempt_key() -> String {
-    let mut bytes = [0u8; 16];
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
-        bytes[..8].copy_from_slice(
-            &chrono::Utc::now()
-                .timestamp_nanos_opt()
-                .unwrap_or(0)
-                .to_le_bytes(),
-        );
-        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The outcome of asking for a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acquired {
@@ -485,7 +470,8 @@ impl Store {
     /// Journals the start of an attempt under `epoch`; returns its id. One statement (one
     /// round trip): the lease is read `FOR SHARE` in it.
     pub fn begin(&mut self, a: &ActionInfo, epoch: i64, now: i64) -> Result<i64> {
-        let key = attempt_key();
+        // A new random key for the entry: its insert is idempotent by it.
+        let key = crate::support::hex::random_id::<16>();
         let (repo, holder, label) = (
             self.repository.clone(),
             self.replica.id.clone(),
