@@ -17,9 +17,6 @@ use crate::error::Result;
 use crate::reconcile::state::model::Replica;
 use crate::reconcile::state::postgres::{Acquired, Store};
 
-/// The default time to live of a lease.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
-
 /// A change of leadership, for the front end to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -130,20 +127,7 @@ impl Leases {
 
     /// A write was fenced: another replica leads `environment`. Stop acting there at once.
     pub fn lost(&self, environment: &str) {
-        let removed = self
-            .inner
-            .held
-            .lock()
-            .map(|mut h| h.remove(environment).is_some())
-            .unwrap_or(false);
-        if removed {
-            push(
-                &self.inner,
-                Event::Following {
-                    environment: environment.to_string(),
-                },
-            );
-        }
+        forget(&self.inner, environment);
         self.inner.wake.notify_all();
     }
 
@@ -173,6 +157,23 @@ impl Leases {
 impl Drop for Leases {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Drops the lease on `environment`, saying so if this replica held it.
+fn forget(inner: &Inner, environment: &str) {
+    let held = inner
+        .held
+        .lock()
+        .map(|mut h| h.remove(environment).is_some())
+        .unwrap_or(false);
+    if held {
+        push(
+            inner,
+            Event::Following {
+                environment: environment.to_string(),
+            },
+        );
     }
 }
 
@@ -240,19 +241,7 @@ fn round(inner: &Inner, store: &mut Store) -> (Duration, Option<crate::Error>) {
                 }
             }
             Ok(Acquired::Other { expires_in }) => {
-                let was = inner
-                    .held
-                    .lock()
-                    .map(|mut h| h.remove(environment).is_some())
-                    .unwrap_or(false);
-                if was {
-                    push(
-                        inner,
-                        Event::Following {
-                            environment: environment.clone(),
-                        },
-                    );
-                }
+                forget(inner, environment);
                 next = next.min(expires_in + Duration::from_millis(50));
             }
             // What is held stays until its local validity ends: then no action starts.

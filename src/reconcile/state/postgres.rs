@@ -528,63 +528,38 @@ impl Store {
             self.replica.label(),
         );
         self.conn.run(WRITE_DEADLINE, |c| {
-            let current = match (applied, remove) {
+            // Every success names the lease, the journal entry and its finish ($1..$8); an
+            // applied version or a removal adds its own.
+            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
+                &repo,
+                &environment,
+                &holder,
+                &epoch,
+                &f.id,
+                &f.at,
+                &f.duration_ms,
+                &f.output,
+            ];
+            let sql = match (applied, &remove) {
                 (Some(a), _) => {
-                    let statement = c.prepared(SUCCEED_APPLIED)?;
-                    c.query_one(
-                        &statement,
-                        &[
-                            &repo,
-                            &environment,
-                            &holder,
-                            &epoch,
-                            &f.id,
-                            &f.at,
-                            &f.duration_ms,
-                            &f.output,
-                            &a.agent,
-                            &a.version,
-                            &a.generation,
-                            &a.commit,
-                            &a.applied_at,
-                            &label,
-                        ],
-                    )?
+                    params.extend_from_slice(&[
+                        &a.agent,
+                        &a.version,
+                        &a.generation,
+                        &a.commit,
+                        &a.applied_at,
+                        &label,
+                    ]);
+                    SUCCEED_APPLIED
                 }
                 (None, Some((agent, _))) => {
-                    let statement = c.prepared(SUCCEED_REMOVED)?;
-                    c.query_one(
-                        &statement,
-                        &[
-                            &repo,
-                            &environment,
-                            &holder,
-                            &epoch,
-                            &f.id,
-                            &f.at,
-                            &f.duration_ms,
-                            &f.output,
-                            &agent,
-                        ],
-                    )?
+                    params.push(agent);
+                    SUCCEED_REMOVED
                 }
-                (None, None) => {
-                    let statement = c.prepared(SUCCEED_JOURNAL)?;
-                    c.query_one(
-                        &statement,
-                        &[
-                            &repo,
-                            &environment,
-                            &holder,
-                            &epoch,
-                            &f.id,
-                            &f.at,
-                            &f.duration_ms,
-                            &f.output,
-                        ],
-                    )?
-                }
+                (None, None) => SUCCEED_JOURNAL,
             };
+            let statement = c.prepared(sql)?;
+            let current = c.query_one(&statement, &params)?;
             if current.get::<_, bool>(0) {
                 Ok(())
             } else {
