@@ -307,11 +307,11 @@ fn migrate(client: &mut Client) -> std::result::Result<(), Op> {
     Ok(())
 }
 
-/// Opens a connection for reading and makes sure the schema is there.
+/// Opens a connection for reading and makes sure the schema is there (a [`Reader`] at once).
 fn reader(url: &str) -> Result<Conn> {
-    let mut conn = Conn::new(url)?;
-    conn.run(Duration::ZERO, |c| migrate(c))?;
-    Ok(conn)
+    let mut reader = Reader::new(url)?;
+    reader.ready()?;
+    Ok(reader.conn)
 }
 
 /// Refuses the write unless `environment`'s lease names `holder` at `epoch`, holding the lease
