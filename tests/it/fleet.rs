@@ -661,20 +661,7 @@ fn two_serve_replicas_show_the_same_states_and_honour_each_others_sign_outs() {
         metrics.contains("ledgit_lease_held{environment=\"staging\"} 0"),
         "{metrics}"
     );
-    let signin = agent
-        .post(format!("{}/signin", one.base))
-        .header("Origin", &one.base)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .send("secret=operator+secret%2C+long+enough")
-        .unwrap();
-    assert_eq!(signin.status().as_u16(), 303);
-    let cookie = signin.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = one.sign_in(secret);
     assert!(
         page(&two.base, &cookie).contains("Sign out"),
         "one secret, one session"

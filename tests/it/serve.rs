@@ -258,23 +258,7 @@ fn a_proposal_is_pushed_and_linked_and_the_page_shows_sync_states() {
             .unwrap();
         text
     };
-    let signin = agent
-        .post(format!("{}/signin", server.base))
-        .header("Origin", &server.base)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .send("secret=operator+secret%2C+long+enough")
-        .unwrap();
-    assert_eq!(signin.status().as_u16(), 303);
-    let cookie = signin
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = server.sign_in("operator secret, long enough");
     let preview = read(
         agent
             .get(format!(

@@ -52,6 +52,31 @@ impl Server {
         Server { child, base, log }
     }
 
+    /// Signs in to the page with the operator `secret` (as the sign-in form sends it, from this
+    /// server's origin); the session's cookie, as a `Cookie` header value.
+    pub fn sign_in(&self, secret: &str) -> String {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        let form = serde_urlencoded::to_string([("secret", secret)]).unwrap();
+        let signin = agent
+            .post(format!("{}/signin", self.base))
+            .header("Origin", &self.base)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(form)
+            .unwrap();
+        assert_eq!(signin.status().as_u16(), 303, "sign-in refused");
+        signin.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
     /// GET a path, with a bearer token; the status and the JSON body.
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
