@@ -181,47 +181,87 @@ fn three_environments() -> TestRepo {
     repo
 }
 
+/// Replica A leading every environment and in the middle of a slow action (alpha 2.0.0 in
+/// staging, `slow_secs` long), with replica B following: where the takeover tests start.
+struct Takeover {
+    _pg: Cluster,
+    url: String,
+    repo: TestRepo,
+    tools: tempfile::TempDir,
+    a: Replica,
+    b: Replica,
+}
+
+impl Takeover {
+    fn start(slow_secs: f32) -> Takeover {
+        let pg = Cluster::start();
+        let url = pg.url();
+        let repo = three_environments();
+        let tools = tempfile::tempdir().unwrap();
+        let cmd = actuator(tools.path(), "2.0.0", slow_secs);
+        let a = Replica::start(repo.path(), &url, &cmd, tools.path(), "a", &[]);
+        wait_for("A to lead and deploy", Duration::from_secs(20), || {
+            held_by(repo.path(), &url, a.pid()) == 3 && done(tools.path()).len() == 3
+        });
+        let b = Replica::start(repo.path(), &url, &cmd, tools.path(), "b", &[]);
+        repo.set("alpha", "staging", "2.0.0");
+        repo.commit("Update alpha in staging", T0 + 60);
+        wait_for(
+            "A to start the slow action",
+            Duration::from_secs(20),
+            || tools.path().join("started").exists(),
+        );
+        Takeover {
+            _pg: pg,
+            url,
+            repo,
+            tools,
+            a,
+            b,
+        }
+    }
+
+    /// The journal's attempts of the slow action: result and epoch, oldest first.
+    fn slow_attempts(&self) -> Vec<(String, i64)> {
+        journal(self.repo.path(), &self.url)
+            .iter()
+            .filter(|e| e["version"] == "2.0.0")
+            .map(|e| {
+                (
+                    e["result"].as_str().unwrap().to_string(),
+                    e["epoch"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether B has run the slow action again.
+    fn b_ran_it(&self) -> bool {
+        done(self.tools.path())
+            .iter()
+            .any(|x| x.version == "2.0.0" && x.pid == self.b.pid())
+    }
+}
+
 #[test]
 #[ignore = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored"]
 fn a_follower_takes_over_from_a_killed_leader_and_reruns_what_it_interrupted() {
-    let pg = Cluster::start();
-    let url = pg.url();
-    let repo = three_environments();
-    let tools = tempfile::tempdir().unwrap();
-    let cmd = actuator(tools.path(), "2.0.0", 3.0);
-    let mut a = Replica::start(repo.path(), &url, &cmd, tools.path(), "a", &[]);
-    wait_for(
-        "A to lead every environment",
-        Duration::from_secs(20),
-        || held_by(repo.path(), &url, a.pid()) == 3,
-    );
-    wait_for("the first deploys", Duration::from_secs(20), || {
-        done(tools.path()).len() == 3
-    });
-    let b = Replica::start(repo.path(), &url, &cmd, tools.path(), "b", &[]);
-    repo.set("alpha", "staging", "2.0.0");
-    repo.commit("Update alpha in staging", T0 + 60);
-    wait_for(
-        "A to start the slow action",
-        Duration::from_secs(20),
-        || tools.path().join("started").exists(),
-    );
-    let interrupted = actions(tools.path())
+    let mut t = Takeover::start(3.0);
+    let (url, repo, tools) = (t.url.clone(), &t.repo, t.tools.path().to_path_buf());
+    let tools = tools.as_path();
+    let interrupted = actions(tools)
         .into_iter()
         .find(|x| x.version == "2.0.0")
         .unwrap();
-    assert_eq!((interrupted.pid, interrupted.epoch), (a.pid(), 1));
-    a.kill(); // SIGKILL, in the middle of the action
+    assert_eq!((interrupted.pid, interrupted.epoch), (t.a.pid(), 1));
+    t.a.kill(); // SIGKILL, in the middle of the action
     wait_for(
         "B to take over and run the interrupted action again",
         Duration::from_secs(20),
-        || {
-            done(tools.path())
-                .iter()
-                .any(|x| x.version == "2.0.0" && x.pid == b.pid())
-        },
+        || t.b_ran_it(),
     );
-    let again = done(tools.path())
+    let b = &t.b;
+    let again = done(tools)
         .into_iter()
         .find(|x| x.version == "2.0.0" && x.pid == b.pid())
         .unwrap();
@@ -230,20 +270,18 @@ fn a_follower_takes_over_from_a_killed_leader_and_reruns_what_it_interrupted() {
     assert_eq!(held_by(repo.path(), &url, b.pid()), 3);
     // Nothing but the interrupted action started twice.
     let mut starts: BTreeMap<String, usize> = BTreeMap::new();
-    for x in actions(tools.path()).iter().filter(|x| x.phase == "start") {
+    for x in actions(tools).iter().filter(|x| x.phase == "start") {
         *starts.entry(x.key.clone()).or_default() += 1;
     }
     for (key, n) in &starts {
         let expected = if *key == interrupted.key { 2 } else { 1 };
         assert_eq!(*n, expected, "key {key} started {n} times");
     }
+    assert_eq!(
+        t.slow_attempts(),
+        [("interrupted".to_string(), 1), ("applied".to_string(), 2)]
+    );
     let j = journal(repo.path(), &url);
-    let slow: Vec<(&str, i64)> = j
-        .iter()
-        .filter(|e| e["version"] == "2.0.0")
-        .map(|e| (e["result"].as_str().unwrap(), e["epoch"].as_i64().unwrap()))
-        .collect();
-    assert_eq!(slow, [("interrupted", 1), ("applied", 2)]);
     let replica = j.last().unwrap()["replica"].as_str().unwrap().to_string();
     assert!(
         replica.ends_with(&format!("(pid {})", b.pid())),
@@ -254,33 +292,16 @@ fn a_follower_takes_over_from_a_killed_leader_and_reruns_what_it_interrupted() {
 #[test]
 #[ignore = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored"]
 fn a_paused_leader_is_fenced_and_rejoins_as_a_follower() {
-    let pg = Cluster::start();
-    let url = pg.url();
-    let repo = three_environments();
-    let tools = tempfile::tempdir().unwrap();
-    let cmd = actuator(tools.path(), "2.0.0", 2.0);
-    let a = Replica::start(repo.path(), &url, &cmd, tools.path(), "a", &[]);
-    wait_for("A to lead", Duration::from_secs(20), || {
-        held_by(repo.path(), &url, a.pid()) == 3 && done(tools.path()).len() == 3
-    });
-    let b = Replica::start(repo.path(), &url, &cmd, tools.path(), "b", &[]);
-    repo.set("alpha", "staging", "2.0.0");
-    repo.commit("Update alpha in staging", T0 + 60);
-    wait_for(
-        "A to start the slow action",
-        Duration::from_secs(20),
-        || tools.path().join("started").exists(),
-    );
+    let t = Takeover::start(2.0);
+    let (url, repo, tools, a, b) = (t.url.as_str(), &t.repo, t.tools.path(), &t.a, &t.b);
     a.signal("-STOP");
     wait_for("B to take over", Duration::from_secs(20), || {
-        held_by(repo.path(), &url, b.pid()) == 3
+        held_by(repo.path(), url, b.pid()) == 3
     });
     wait_for("B to run the action again", Duration::from_secs(20), || {
-        done(tools.path())
-            .iter()
-            .any(|x| x.version == "2.0.0" && x.pid == b.pid())
+        t.b_ran_it()
     });
-    let before = actions(tools.path()).len();
+    let before = actions(tools).len();
     a.signal("-CONT");
     wait_for("A to say it was deposed", Duration::from_secs(20), || {
         a.said().contains("deposed")
@@ -289,10 +310,10 @@ fn a_paused_leader_is_fenced_and_rejoins_as_a_follower() {
     repo.set("alpha", "production", "1.1.0");
     repo.commit("Update alpha in production", T0 + 120);
     wait_for("the next change", Duration::from_secs(20), || {
-        done(tools.path()).iter().any(|x| x.version == "1.1.0")
+        done(tools).iter().any(|x| x.version == "1.1.0")
     });
     std::thread::sleep(Duration::from_secs(2));
-    let after: Vec<Applied> = actions(tools.path())[before..].to_vec();
+    let after: Vec<Applied> = actions(tools)[before..].to_vec();
     assert!(
         after
             .iter()
@@ -306,15 +327,12 @@ fn a_paused_leader_is_fenced_and_rejoins_as_a_follower() {
             .any(|x| x.version == "1.1.0" && x.pid == b.pid() && x.epoch == 2)
     );
     // Its late write was refused: the attempt it started stays interrupted, B's is applied.
-    let j = journal(repo.path(), &url);
-    let slow: Vec<(&str, i64)> = j
-        .iter()
-        .filter(|e| e["version"] == "2.0.0")
-        .map(|e| (e["result"].as_str().unwrap(), e["epoch"].as_i64().unwrap()))
-        .collect();
-    assert_eq!(slow, [("interrupted", 1), ("applied", 2)]);
-    assert_eq!(held_by(repo.path(), &url, b.pid()), 3);
-    assert_eq!(held_by(repo.path(), &url, a.pid()), 0);
+    assert_eq!(
+        t.slow_attempts(),
+        [("interrupted".to_string(), 1), ("applied".to_string(), 2)]
+    );
+    assert_eq!(held_by(repo.path(), url, b.pid()), 3);
+    assert_eq!(held_by(repo.path(), url, a.pid()), 0);
 }
 
 #[test]
