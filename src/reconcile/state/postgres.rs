@@ -62,27 +62,35 @@ CREATE TABLE ledgit_ended_sessions (session TEXT PRIMARY KEY, expires BIGINT NOT
 /// `$4`, locked `FOR SHARE` until the statement's transaction ends: a takeover waits for it.
 macro_rules! fenced {
     ($($rest:tt)*) => {
-        concat!(
-            "WITH lease AS (SELECT 1 FROM ledgit_leases
-               WHERE repository = $1 AND environment = $2 AND holder = $3 AND epoch = $4
-               FOR SHARE), ",
-            $($rest)*
-        )
+        concat!("WITH lease AS (", lease_held!(), "), ", $($rest)*)
     };
 }
 
-/// Journals an attempt as running, if the lease still holds (parameters in the order of
+/// The one rule every write of a reconciler obeys: the lease of environment `$2` of repository
+/// `$1` names holder `$3` at epoch `$4`. Read `FOR SHARE`, so a takeover waits for the write.
+macro_rules! lease_held {
+    () => {
+        "SELECT 1 FROM ledgit_leases
+           WHERE repository = $1::text AND environment = $2::text AND holder = $3::text
+             AND epoch = $4::bigint
+           FOR SHARE"
+    };
+}
+
+/// Journals attempt `$5` as running, if the lease still holds (parameters in the order of
 /// [`Store::begin`]).
-const BEGIN: &str = "WITH lease AS (SELECT 1 FROM ledgit_leases
-    WHERE repository = $2::text AND environment = $6::text AND holder = $13::text
-      AND epoch = $14::bigint FOR SHARE)
-  INSERT INTO ledgit_journal (attempt, repository, started_at, action, agent, environment,
-    version, previous_version, commit_id, generation, idempotency_key, result, replica, holder,
-    epoch)
-  SELECT $1::text, $2::text, $3::bigint, $4::text, $5::text, $6::text, $7::text, $8::text,
-    $9::text, $10::text, $11::text, 'running', $12::text, $13::text, $14::bigint FROM lease
-  ON CONFLICT (attempt) DO NOTHING
-  RETURNING id";
+const BEGIN: &str = concat!(
+    "WITH lease AS (",
+    lease_held!(),
+    ") ",
+    "INSERT INTO ledgit_journal (attempt, repository, started_at, action, agent, environment,
+       version, previous_version, commit_id, generation, idempotency_key, result, replica,
+       holder, epoch)
+     SELECT $5::text, $1, $6::bigint, $7::text, $8::text, $2, $9::text, $10::text,
+       $11::text, $12::text, $13::text, 'running', $14::text, $3, $4 FROM lease
+     ON CONFLICT (attempt) DO NOTHING
+     RETURNING id"
+);
 
 /// The journal's part of a success: `$5` is the entry, `$6..$8` its finish.
 macro_rules! finish_journal {
@@ -323,13 +331,10 @@ fn fence(
     holder: &str,
     epoch: i64,
 ) -> std::result::Result<(), Op> {
-    let row = tx.query_opt(
-        "SELECT epoch, holder FROM ledgit_leases WHERE repository = $1 AND environment = $2 FOR SHARE",
-        &[&repository, &environment],
-    )?;
-    match row {
-        Some(r) if r.get::<_, i64>(0) == epoch && r.get::<_, &str>(1) == holder => Ok(()),
-        _ => Err(Op::Fenced {
+    let held = tx.query_opt(lease_held!(), &[&repository, &environment, &holder, &epoch])?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(Op::Fenced {
             environment: environment.to_string(),
             epoch,
         }),
@@ -486,20 +491,20 @@ impl Store {
             let row = c.query_opt(
                 &insert,
                 &[
-                    &key,
                     &repo,
+                    &a.environment,
+                    &holder,
+                    &epoch,
+                    &key,
                     &now,
                     &a.action,
                     &a.agent,
-                    &a.environment,
                     &a.version,
                     &a.previous_version,
                     &a.commit,
                     &a.generation,
                     &a.idempotency_key,
                     &label,
-                    &holder,
-                    &epoch,
                 ],
             )?;
             if let Some(r) = row {
