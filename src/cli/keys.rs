@@ -1,5 +1,5 @@
-//! `ledgit keys`: generate signing keys, list the public keys of `ledgit.yaml`, print them as a
-//! JSON Web Key Set.
+//! `ledgit keys`: generate signing keys (for tokens, or a reconciler's for its receipts), list
+//! the public keys of `ledgit.yaml`, print them as a JSON Web Key Set.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,10 +30,15 @@ enum Command {
 /// Writes the private key (PKCS#8, PEM) to --out with mode 0600; refuses to overwrite a file
 /// and refuses a path inside the repository's work tree. Prints the public entry for
 /// ledgit.yaml; with --add, writes it into ledgit.yaml, keeping the file's comments and layout.
+///
+/// With --reconciler ID the key is a reconciler's: it signs the apply receipts of `reconcile`
+/// and `watch --signing-key`, and its public half is added under `reconcilers:` with the
+/// environments it may apply (--environment, default all).
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   ledgit keys generate --out ~/.config/ledgit/signing.pem --add
-  ledgit keys generate --out /run/secrets/ledgit.pem --id k2026-12")]
+  ledgit keys generate --out /run/secrets/ledgit.pem --id k2026-12
+  ledgit keys generate --out /etc/ledgit/r1.pem --reconciler r1 --environment production")]
 pub struct GenerateArgs {
     /// Where to write the private key (outside the repository).
     #[arg(long, value_name = "PATH")]
@@ -46,6 +51,14 @@ pub struct GenerateArgs {
     /// Also add the public key to ledgit.yaml.
     #[arg(long)]
     add: bool,
+
+    /// A reconciler's receipt-signing key with this id, added under `reconcilers:`.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["id", "add"])]
+    reconciler: Option<String>,
+
+    /// An environment the reconciler may apply (repeat; default: every declared one).
+    #[arg(long = "environment", value_name = "ENV", requires = "reconciler")]
+    environments: Vec<String>,
 }
 
 /// List the public keys of ledgit.yaml (the work tree's).
@@ -73,6 +86,9 @@ fn work_tree_config(ctx: &Context) -> Result<(PathBuf, Config), CliError> {
 }
 
 fn generate(ctx: &Context, args: GenerateArgs) -> CliResult {
+    if args.reconciler.is_some() {
+        return generate_reconciler(ctx, args);
+    }
     let out_path = ctx.dir.join(&args.out);
     let repo = ctx.repo().ok();
     let root = repo
@@ -143,6 +159,60 @@ fn generate(ctx: &Context, args: GenerateArgs) -> CliResult {
     Ok(Outcome::Clean)
 }
 
+/// `keys generate --reconciler ID`: the key, and its entry under `reconcilers:`.
+fn generate_reconciler(ctx: &Context, args: GenerateArgs) -> CliResult {
+    let id = args.reconciler.unwrap_or_default();
+    let out_path = ctx.dir.join(&args.out);
+    let (root, config) = work_tree_config(ctx)?;
+    if inside(&out_path, &root) {
+        return Err(CliError::new(
+            format!("{} is inside the repository's work tree", out_path.display()),
+            "write private keys outside the repository, for example under /etc/ledgit/",
+        ));
+    }
+    let environments: Vec<String> = if args.environments.is_empty() {
+        config.environments.iter().map(|e| e.name.clone()).collect()
+    } else {
+        for e in &args.environments {
+            if config.environment(e).is_none() {
+                return Err(config.unknown_environment(e).into());
+            }
+        }
+        args.environments.clone()
+    };
+    if config.reconciler(&id).is_some() {
+        return Err(CliError::new(
+            format!("ledgit.yaml already lists a reconciler `{id}`"),
+            "pass another id, or remove the old entry first (its receipts then stop verifying)",
+        ));
+    }
+    let path = root.join(config::FILE_NAME);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display()), "check the file"))?;
+    let (key, der) = SigningKey::generate()?;
+    let new = config::add_reconciler(&text, &id, &key.public_encoded(), &environments).map_err(
+        |e| {
+            CliError::new(
+                format!("cannot add the reconciler to ledgit.yaml: {e}"),
+                "fix ledgit.yaml so that it reads, then run the command again",
+            )
+        },
+    )?;
+    write_private(&out_path, token::pem(&der).as_bytes())?;
+    ledgit::support::fsutil::write_atomic(&path, new.as_bytes())?;
+    eprintln!(
+        "wrote the private key to {} (mode 0600); keep it secret and outside the repository",
+        out_path.display()
+    );
+    writeln!(
+        render::stdout(),
+        "{GREEN}Added{GREEN:#} reconciler {BOLD}{id}{BOLD:#} to ledgit.yaml (may apply: {}); commit it, then run `ledgit reconcile --signing-key {}`",
+        environments.join(", "),
+        args.out.display()
+    )?;
+    Ok(Outcome::Clean)
+}
+
 /// Whether `path` (which may not exist yet) lies inside `root`.
 fn inside(path: &Path, root: &Path) -> bool {
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
@@ -209,6 +279,19 @@ fn list(ctx: &Context, format: TextOrJson) -> CliResult {
             out,
             "{BOLD}{}{BOLD:#}  {}  {}",
             k.id, k.algorithm, k.encoded
+        )?;
+    }
+    if !config.reconcilers.is_empty() {
+        writeln!(out, "\nreconcilers (sign apply receipts):")?;
+    }
+    for r in &config.reconcilers {
+        writeln!(
+            out,
+            "{BOLD}{}{BOLD:#}  {}  {}  may apply: {}",
+            r.key.id,
+            r.key.algorithm,
+            r.key.encoded,
+            r.environments.join(", ")
         )?;
     }
     Ok(Outcome::Clean)

@@ -1,5 +1,6 @@
 //! The repository config, `ledgit.yaml`: where the records live, the environments in promotion
-//! order with their gates (`promote_from`, `soak`), and the public keys that verify tokens.
+//! order with their gates (`promote_from`, `soak`), the public keys that verify tokens, and the
+//! reconcilers' public keys that verify apply receipts (each with the environments it may apply).
 //! Loading reports every problem at once, each with its line, as one [`Error::Config`].
 
 use std::path::Path;
@@ -25,6 +26,8 @@ pub struct Config {
     /// Environments in promotion order.
     pub environments: Vec<Environment>,
     pub keys: Vec<PublicKey>,
+    /// The reconcilers whose signed receipts count, each with the environments it may apply.
+    pub reconcilers: Vec<Reconciler>,
     /// The tokens' issuer (`iss`) and the server's RFC 8414 issuer: an https URL, where the
     /// server is reached. Without it tokens carry `ledgit`.
     pub issuer: Option<String>,
@@ -50,7 +53,32 @@ pub struct PublicKey {
     pub bytes: [u8; 32],
 }
 
+/// A reconciler that signs apply receipts: its id and public key (as a token key is written)
+/// and the environments it may apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconciler {
+    pub key: PublicKey,
+    pub environments: Vec<String>,
+}
+
+impl Reconciler {
+    /// The reconciler's id.
+    pub fn id(&self) -> &str {
+        &self.key.id
+    }
+
+    /// Whether it may apply `environment`.
+    pub fn may_apply(&self, environment: &str) -> bool {
+        self.environments.iter().any(|e| e == environment)
+    }
+}
+
 impl Config {
+    /// The reconciler with this id.
+    pub fn reconciler(&self, id: &str) -> Option<&Reconciler> {
+        self.reconcilers.iter().find(|r| r.key.id == id)
+    }
+
     /// The environment with this name.
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.iter().find(|e| e.name == name)
@@ -157,6 +185,7 @@ pub fn parse(path: &str, text: &str) -> std::result::Result<Config, Vec<Finding>
         "deployments",
         "environments",
         "keys",
+        "reconcilers",
         "issuer",
     ];
     if c.mapping(&root, "ledgit.yaml", &known).is_none() {
@@ -179,6 +208,7 @@ pub fn parse(path: &str, text: &str) -> std::result::Result<Config, Vec<Finding>
     }
     let environments = environments(&mut c, &root);
     let keys = keys(&mut c, &root);
+    let reconcilers = reconcilers(&mut c, &root, &environments);
     let issuer = root.get("issuer").and_then(|v| {
         let s = c.string(v, "issuer")?;
         if is_issuer(s) {
@@ -198,6 +228,7 @@ pub fn parse(path: &str, text: &str) -> std::result::Result<Config, Vec<Finding>
             deployments,
             environments,
             keys,
+            reconcilers,
             issuer,
         })
     } else {
@@ -308,83 +339,146 @@ fn environments(c: &mut Checker, root: &yaml::Node) -> Vec<Environment> {
     out
 }
 
-fn keys(c: &mut Checker, root: &yaml::Node) -> Vec<PublicKey> {
-    let mut out: Vec<PublicKey> = Vec::new();
-    let Some(list) = root.get("keys") else {
-        return out;
+/// The items of the optional top-level list `name` (none when it is absent or null).
+fn list<'n>(c: &mut Checker, root: &'n yaml::Node, name: &str) -> &'n [yaml::Node] {
+    let Some(list) = root.get(name) else {
+        return &[];
     };
-    let items = match &list.value {
+    match &list.value {
         Value::Seq(items) => items.as_slice(),
         Value::Null => &[],
         other => {
             c.report(
                 Code::WrongType,
                 list,
-                format!("`keys` must be a list, found a {}", other.type_name()),
-                "list keys as `- id: ...`",
+                format!("`{name}` must be a list, found a {}", other.type_name()),
+                "list its entries as `- id: ...`",
             );
-            return out;
+            &[]
         }
-    };
-    for item in items {
+    }
+}
+
+fn keys(c: &mut Checker, root: &yaml::Node) -> Vec<PublicKey> {
+    let mut out: Vec<PublicKey> = Vec::new();
+    for item in list(c, root, "keys") {
         if c.mapping(item, "a key", &["id", "algorithm", "public_key"])
+            .is_some()
+            && let Some(key) = public_key(c, item, "a key", &out)
+        {
+            out.push(key);
+        }
+    }
+    out
+}
+
+fn reconcilers(c: &mut Checker, root: &yaml::Node, declared: &[Environment]) -> Vec<Reconciler> {
+    let mut out: Vec<Reconciler> = Vec::new();
+    for item in list(c, root, "reconcilers") {
+        let what = "a reconciler";
+        if c.mapping(item, what, &["id", "algorithm", "public_key", "environments"])
             .is_none()
         {
             continue;
         }
-        let id = c
-            .required(item, "id", "a key")
-            .and_then(|n| c.string(n, "id").map(|s| (n, s)));
-        let alg = c
-            .required(item, "algorithm", "a key")
-            .and_then(|n| c.string(n, "algorithm").map(|s| (n, s)));
-        let public = c
-            .required(item, "public_key", "a key")
-            .and_then(|n| c.string(n, "public_key").map(|s| (n, s)));
-        let (Some((id_node, id)), Some((alg_node, alg)), Some((pk_node, pk))) = (id, alg, public)
-        else {
-            continue;
-        };
-        if id.is_empty() || id.len() > 128 || id.chars().any(char::is_whitespace) {
-            c.report(
-                Code::InvalidName,
-                id_node,
-                format!("key id `{id}` must be 1 to 128 characters without white space"),
-                "use an id such as k2026-11",
-            );
+        let taken: Vec<PublicKey> = out.iter().map(|r| r.key.clone()).collect();
+        let key = public_key(c, item, what, &taken);
+        let mut environments = Vec::new();
+        if let Some(node) = c.required(item, "environments", what) {
+            match &node.value {
+                Value::Seq(names) => {
+                    for n in names {
+                        let Some(name) = c.string(n, "environments") else {
+                            continue;
+                        };
+                        if declared.iter().any(|e| e.name == name) {
+                            environments.push(name.to_string());
+                        } else {
+                            c.report(
+                                Code::UnknownEnvironment,
+                                n,
+                                format!("reconciler environment `{name}` is not declared in ledgit.yaml"),
+                                "list environments declared under `environments:`",
+                            );
+                        }
+                    }
+                }
+                other => c.report(
+                    Code::WrongType,
+                    node,
+                    format!("`environments` must be a list, found a {}", other.type_name()),
+                    "list the environments it may apply, such as [development, staging]",
+                ),
+            }
         }
-        if out.iter().any(|k| k.id == id) {
-            c.report(
-                Code::DuplicatePair,
-                id_node,
-                format!("key id `{id}` is listed twice"),
-                "give each key its own id",
-            );
+        if let Some(key) = key {
+            out.push(Reconciler { key, environments });
         }
-        if alg != "Ed25519" {
+    }
+    out
+}
+
+/// One `id` / `algorithm` / `public_key` entry; `taken` are the entries of its list so far.
+fn public_key(
+    c: &mut Checker,
+    item: &yaml::Node,
+    what: &str,
+    taken: &[PublicKey],
+) -> Option<PublicKey> {
+    let id = c
+        .required(item, "id", what)
+        .and_then(|n| c.string(n, "id").map(|s| (n, s)));
+    let alg = c
+        .required(item, "algorithm", what)
+        .and_then(|n| c.string(n, "algorithm").map(|s| (n, s)));
+    let public = c
+        .required(item, "public_key", what)
+        .and_then(|n| c.string(n, "public_key").map(|s| (n, s)));
+    let (Some((id_node, id)), Some((alg_node, alg)), Some((pk_node, pk))) = (id, alg, public)
+    else {
+        return None;
+    };
+    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_whitespace) {
+        c.report(
+            Code::InvalidName,
+            id_node,
+            format!("key id `{id}` must be 1 to 128 characters without white space"),
+            "use an id such as k2026-11",
+        );
+    }
+    if taken.iter().any(|k| k.id == id) {
+        c.report(
+            Code::DuplicatePair,
+            id_node,
+            format!("key id `{id}` is listed twice"),
+            "give each key its own id",
+        );
+    }
+    if alg != "Ed25519" {
+        c.report(
+            Code::WrongType,
+            alg_node,
+            format!("algorithm `{alg}` is not supported"),
+            "use `algorithm: Ed25519`",
+        );
+    }
+    match decode_key(pk) {
+        Some(bytes) => Some(PublicKey {
+            id: id.to_string(),
+            algorithm: alg.to_string(),
+            encoded: pk.to_string(),
+            bytes,
+        }),
+        None => {
             c.report(
-                Code::WrongType,
-                alg_node,
-                format!("algorithm `{alg}` is not supported"),
-                "use `algorithm: Ed25519`",
-            );
-        }
-        match decode_key(pk) {
-            Some(bytes) => out.push(PublicKey {
-                id: id.to_string(),
-                algorithm: alg.to_string(),
-                encoded: pk.to_string(),
-                bytes,
-            }),
-            None => c.report(
                 Code::WrongType,
                 pk_node,
                 "`public_key` is not 32 bytes in base64url without padding".into(),
                 "paste the public entry printed by `ledgit keys generate`",
-            ),
+            );
+            None
         }
     }
-    out
 }
 
 /// Decodes a base64url (no padding) Ed25519 public key.
@@ -419,11 +513,33 @@ pub fn add_key(
     id: &str,
     public_key: &str,
 ) -> std::result::Result<String, crate::model::edit::EditError> {
+    add_entry(text, "keys", id, public_key, None)
+}
+
+/// The text of `ledgit.yaml` with one more reconciler under `reconcilers:` (its public key and
+/// the environments it may apply), edited as [`add_key`] edits `keys:`.
+pub fn add_reconciler(
+    text: &str,
+    id: &str,
+    public_key: &str,
+    environments: &[String],
+) -> std::result::Result<String, crate::model::edit::EditError> {
+    add_entry(text, "reconcilers", id, public_key, Some(environments))
+}
+
+fn add_entry(
+    text: &str,
+    list: &'static str,
+    id: &str,
+    public_key: &str,
+    environments: Option<&[String]>,
+) -> std::result::Result<String, crate::model::edit::EditError> {
     use crate::model::edit::{EditError, append_read_back};
     // `parse` fails with at least one finding; the first names the line.
     let ids = |text: &str| -> std::result::Result<Vec<String>, EditError> {
         match parse(FILE_NAME, text) {
-            Ok(c) => Ok(c.keys.iter().map(|k| k.id.clone()).collect()),
+            Ok(c) if list == "keys" => Ok(c.keys.iter().map(|k| k.id.clone()).collect()),
+            Ok(c) => Ok(c.reconcilers.iter().map(|r| r.key.id.clone()).collect()),
             Err(f) => Err(f
                 .first()
                 .map(EditError::from)
@@ -435,15 +551,22 @@ pub fn add_key(
     };
     if ids(text)?.iter().any(|k| k == id) {
         return Err(EditError::Unsupported(format!(
-            "ledgit.yaml already lists a key `{id}`"
+            "ledgit.yaml already lists `{id}` under {list}:"
         )));
     }
     let item = |indent: &str, nl: &str| {
-        format!(
+        let mut out = format!(
             "{indent}- id: {id}{nl}{indent}  algorithm: Ed25519{nl}{indent}  public_key: {public_key}{nl}"
-        )
+        );
+        if let Some(envs) = environments {
+            out.push_str(&format!(
+                "{indent}  environments: [{}]{nl}",
+                envs.join(", ")
+            ));
+        }
+        out
     };
-    append_read_back(text, "keys", &item, &ids, id.to_string(), "config")
+    append_read_back(text, list, &item, &ids, id.to_string(), "config")
 }
 
 #[cfg(test)]
@@ -536,5 +659,26 @@ mod tests {
             )
         );
         assert!(add_key("kind: [\n", "k1", PK).is_err());
+    }
+
+    #[test]
+    fn reconcilers_name_declared_environments_and_are_added_like_keys() {
+        let text = format!("{HEAD}environments:\n  - name: dev\n  - name: prod\n");
+        let out = add_reconciler(&text, "r1", PK, &["dev".into(), "prod".into()]).unwrap();
+        let cfg = parse(FILE_NAME, &out).unwrap();
+        let r = cfg.reconciler("r1").unwrap();
+        assert_eq!(r.environments, ["dev", "prod"]);
+        assert!(r.may_apply("prod") && !r.may_apply("staging"));
+        assert!(cfg.keys.is_empty());
+        assert!(add_reconciler(&out, "r1", PK, &[]).is_err());
+        let bad = format!(
+            "{HEAD}environments:\n  - name: dev\nreconcilers:\n  - id: r1\n    algorithm: Ed25519\n    public_key: {PK}\n    environments: [dev, qa]\n  - id: r2\n    algorithm: Ed25519\n    public_key: {PK}\n"
+        );
+        let got: Vec<(Code, u32)> = parse(FILE_NAME, &bad)
+            .unwrap_err()
+            .iter()
+            .map(|f| (f.code, f.line))
+            .collect();
+        assert_eq!(got, [(Code::UnknownEnvironment, 8), (Code::MissingField, 9)]);
     }
 }
