@@ -90,6 +90,9 @@ pub enum Error {
         #[source]
         source: notify::Error,
     },
+    /// The receipts could not be pushed to the remote (after fetching and merging its own).
+    #[error("pushing receipts to {remote}: {said}")]
+    Push { remote: String, said: String },
     /// libgit2 failed.
     #[error("{context}: {}", source.message())]
     Git {
@@ -166,6 +169,10 @@ impl Error {
             Error::StoreRefused { hint, .. } => Some(hint.clone()),
             Error::Fenced { .. } => Some(
                 "nothing to do: this replica follows now; `ledgit leases` shows who leads".into(),
+            ),
+            Error::Push { .. } => Some(
+                "check the remote's address and credentials; the receipts stay in the local notes and are pushed at the next pass"
+                    .into(),
             ),
             Error::Watch { .. } => Some(
                 "check inotify limits (fs.inotify.max_user_watches) and the folder's permissions"

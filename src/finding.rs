@@ -90,6 +90,13 @@ codes! {
     SoakNotMet => "soak-not-met", Error, "a version enters an environment before it ran upstream for the soak time";
     Downgrade => "downgrade", Error, "a version goes down to one that never ran in that environment";
     PolicyOverride => "policy-override", Warning, "a policy rule waived by an annotation on the record";
+    ReceiptMalformed => "receipt-malformed", Error, "a line of a receipts note that is not a DSSE envelope over a ledgit apply statement (altered)";
+    ReceiptSignature => "receipt-signature", Error, "a receipt whose signature does not verify with its reconciler's key (altered after signing, or forged)";
+    ReceiptUnknownKey => "receipt-unknown-key", Error, "a receipt signed by a key ledgit.yaml does not list under reconcilers: at its commit (unknown or removed)";
+    ReceiptEnvironment => "receipt-environment", Error, "a receipt for an environment its reconciler may not apply";
+    ReceiptMoved => "receipt-moved", Error, "a receipt attached to another commit than the one it names";
+    ReceiptUndeclared => "receipt-undeclared", Error, "a receipt for a version or content the record did not declare at that commit";
+    DeclaredNotApplied => "declared-not-applied", Error, "a version declared for longer than the grace period with no receipt of its apply";
 }
 
 impl fmt::Display for Code {

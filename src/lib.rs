@@ -12,6 +12,7 @@
 //!   list), the agent deployment, the parser-based editor, and validation.
 //! - [`token`]: Ed25519 keys, deployment tokens (JWS), their verification.
 //! - [`git`]: the repository, the history engine and its index, loading a commit, `init`.
+//! - [`receipt`]: signed apply receipts in git notes, their verification and the audit.
 //! - [`review`]: the policy and its gates, plans, settings changes, the page's proposals.
 //! - [`reconcile`]: the reconciler's passes, its actuators and its state store.
 //! - [`view`]: what the pages show, as data, and the JSON of events.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod finding;
 pub mod git;
 pub mod model;
+pub mod receipt;
 pub mod reconcile;
 pub mod review;
 #[cfg(feature = "server")]

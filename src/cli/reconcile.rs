@@ -11,7 +11,9 @@ use ledgit::reconcile::actuator::Actuator;
 use ledgit::reconcile::lease::{self, Leases};
 use ledgit::reconcile::pass::{self, Pass, repository_id};
 use ledgit::reconcile::state::{self, JournalResult, Location, Replica, Store};
+use ledgit::receipt::Writer;
 use ledgit::reconcile::{Attempt, Plan, RefWatcher};
+use ledgit::token::SigningKey;
 use ledgit::support::when;
 
 use super::command_error::{CliError, CliResult, Outcome};
@@ -57,6 +59,22 @@ pub struct Common {
     /// every third of it). A follower takes over this long after its leader stops.
     #[arg(long, value_name = "DURATION", default_value = "15s")]
     lease_ttl: String,
+
+    /// Sign a receipt for every applied action with this reconciler key (PKCS#8, from `ledgit
+    /// keys generate --reconciler ID`) and attach it to the applied commit as a git note under
+    /// refs/notes/ledgit/applied. Without it, no receipts are written.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "LEDGIT_RECONCILER_KEY",
+        hide_env_values = true
+    )]
+    signing_key: Option<std::path::PathBuf>,
+
+    /// Push the receipts' notes to REMOTE after each pass (a rejected push fetches the
+    /// remote's receipts, merges them and pushes again).
+    #[arg(long, value_name = "REMOTE", requires = "signing_key")]
+    push_receipts: Option<String>,
 
     /// Also run removals (otherwise removed records are reported out of sync).
     #[arg(long)]
@@ -217,6 +235,33 @@ fn wanted(common: &Common, current: &Current) -> Vec<String> {
     }
 }
 
+/// The receipt writer of `--signing-key`, or a note that no receipts are written.
+fn writer(ctx: &Context, common: &Common) -> Result<Option<Writer>, CliError> {
+    if common.dry_run {
+        return Ok(None);
+    }
+    let Some(path) = &common.signing_key else {
+        anstream::eprintln!(
+            "{DIM}note: no --signing-key: applied actions get no signed receipts{DIM:#}"
+        );
+        return Ok(None);
+    };
+    let path = ctx.dir.join(path);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        CliError::new(
+            format!("cannot read the signing key {}: {e}", path.display()),
+            "pass the file written by `ledgit keys generate --reconciler ID`",
+        )
+    })?;
+    let key = SigningKey::from_bytes(&bytes)?;
+    let repo = ctx.repo()?;
+    Ok(Some(Writer::new(
+        repo.git.path(),
+        key,
+        common.push_receipts.clone(),
+    )?))
+}
+
 /// Starts the lease keeper when the store is shared.
 fn leases(
     location: &Location,
@@ -282,6 +327,7 @@ fn run_pass(
     leases: Option<&Leases>,
     stop: &AtomicBool,
     respect_backoff: bool,
+    receipts: Option<&mut Writer>,
 ) -> Result<Pass, CliError> {
     let repo = ctx.repo()?;
     let location = location(repo, common.state.as_deref(), ctx);
@@ -306,11 +352,35 @@ fn run_pass(
             ..Pass::default()
         });
     };
-    let p = pass::apply(store, actuator, plan, options.timeout, leases, stop, |a| {
-        if text {
-            let _ = print_attempt(&mut render::stdout(), a);
-        }
-    })?;
+    let mut receipts = receipts;
+    if let Some(w) = receipts.as_deref_mut()
+        && w.identify(&current.config).is_none()
+        && !plan.actions.is_empty()
+    {
+        anstream::eprintln!(
+            "{YELLOW}warning{YELLOW:#}: the signing key ({}) is not listed under `reconcilers:` in ledgit.yaml: its receipts will not verify",
+            w.public_key()
+        );
+    }
+    let p = pass::apply(
+        store,
+        actuator,
+        plan,
+        options.timeout,
+        leases,
+        stop,
+        receipts,
+        |a| {
+            if text {
+                let _ = print_attempt(&mut render::stdout(), a);
+            }
+        },
+    )?;
+    if let Some(e) = &p.receipt_error {
+        anstream::eprintln!(
+            "{YELLOW}warning{YELLOW:#}: receipts: {e}; they stay in the journal and are written at the next pass"
+        );
+    }
     for env in &p.deposed {
         anstream::eprintln!(
             "{YELLOW}deposed{YELLOW:#}: another replica leads {env} now; its remaining actions are left to it"
@@ -418,6 +488,7 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
         leases(&location, common, &current, &replica)?
     };
     print_lease_events(leases.as_ref());
+    let mut receipts = writer(ctx, common)?;
     let stop = AtomicBool::new(false);
     let mut out = render::stdout();
     let p = run_pass(
@@ -429,6 +500,7 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
         leases.as_ref(),
         &stop,
         false,
+        receipts.as_mut(),
     )?;
     if let Some(leases) = leases {
         let wanted = wanted(common, &current);
@@ -444,11 +516,16 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
         json_pass(&mut out, &p, true)?;
     } else if !common.dry_run {
         let failed = p.attempts.iter().filter(|a| a.error.is_some()).count();
-        writeln!(
-            out,
-            "{} applied, {failed} failed",
-            p.attempts.len() - failed
-        )?;
+        write!(out, "{} applied, {failed} failed", p.attempts.len() - failed)?;
+        match p.receipts {
+            Some(n) => writeln!(
+                out,
+                "; {n} receipt{} signed into {}",
+                if n == 1 { "" } else { "s" },
+                ledgit::receipt::NOTES_REF
+            )?,
+            None => writeln!(out)?,
+        }
     }
     Ok(outcome(&p))
 }
@@ -471,6 +548,7 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
         })?;
     }
     let watcher = RefWatcher::new(repo.git.commondir())?;
+    let mut receipts = writer(ctx, common)?;
     let fetch = |remote: &str| {
         if let Err(e) = repo.fetch(remote) {
             anstream::eprintln!("{YELLOW}warning{YELLOW:#}: {e}; using what is here");
@@ -555,6 +633,7 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
                     leases.as_ref(),
                     &stop,
                     true,
+                    receipts.as_mut(),
                 )
             });
             match passed {

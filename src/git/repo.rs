@@ -272,11 +272,24 @@ impl Repo {
             })
     }
 
+    /// Runs `git fetch --quiet REMOTE REFSPEC` (as [`Repo::fetch`]).
+    pub fn fetch_refspec(&self, remote: &str, refspec: &str) -> std::result::Result<(), FetchError> {
+        self.run_git(&["fetch", "--quiet", "--", remote, refspec], FETCH_TIMEOUT)
+            .map_err(|failure| FetchError {
+                remote: remote.to_string(),
+                failure,
+            })
+    }
+
+    /// Runs `git push --quiet REMOTE REFSPEC` with the user's git, at most `PUSH_TIMEOUT` long.
+    pub fn push_refspec(&self, remote: &str, refspec: &str) -> std::result::Result<(), GitFailure> {
+        self.run_git(&["push", "--quiet", "--", remote, refspec], PUSH_TIMEOUT)
+    }
+
     /// Pushes the branch `branch` to the same name at `remote` with the user's git (their
     /// credentials and transports), at most `PUSH_TIMEOUT` long.
     pub fn push(&self, remote: &str, branch: &str) -> std::result::Result<(), GitFailure> {
-        let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
-        self.run_git(&["push", "--quiet", "--", remote, &refspec], PUSH_TIMEOUT)
+        self.push_refspec(remote, &format!("refs/heads/{branch}:refs/heads/{branch}"))
     }
 
     /// Runs the user's git on this repository, never prompting, for at most `timeout` (then it

@@ -90,6 +90,22 @@ impl Actuator {
         Ok(Actuator::Exec { argv })
     }
 
+    /// What a receipt says applied the action: `exec: <program>` (its arguments may carry
+    /// secrets, so only the program), or `webhook: <scheme://host/path>` (no user, query or
+    /// fragment).
+    pub fn describe(&self) -> String {
+        match self {
+            Actuator::Exec { argv } => format!("exec: {}", argv.first().map(String::as_str).unwrap_or("")),
+            Actuator::Webhook { url, .. } => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+                let rest = rest.split(['?', '#']).next().unwrap_or("");
+                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+                let host = authority.rsplit('@').next().unwrap_or(authority);
+                format!("webhook: {scheme}://{host}/{path}")
+            }
+        }
+    }
+
     /// Applies one action. `fencing` is the lease epoch it runs under (shared stores): exec
     /// gets it in `LEDGIT_FENCING_TOKEN`, the webhook in `X-Ledgit-Fencing-Token`, so that a
     /// platform can refuse an action from a deposed leader (a token lower than one it has seen
@@ -129,6 +145,7 @@ pub const SECRET_ENV: &[&str] = &[
     "LEDGIT_INTROSPECTION_SECRET",
     "LEDGIT_UI_SECRET",
     "LEDGIT_SIGNING_KEY",
+    "LEDGIT_RECONCILER_KEY",
 ];
 
 /// How long the output pipes may stay open after the actuator's process group has ended (a
@@ -304,6 +321,17 @@ fn run_webhook(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_actuator_is_described_without_what_may_be_secret() {
+        let exec = Actuator::exec("./deploy.sh --token s3cret").unwrap();
+        assert_eq!(exec.describe(), "exec: ./deploy.sh");
+        let hook = Actuator::Webhook {
+            url: "https://user:pw@deploy.example.com/hook?key=s3cret#x".into(),
+            secret: Some(b"k".to_vec()),
+        };
+        assert_eq!(hook.describe(), "webhook: https://deploy.example.com/hook");
+    }
 
     /// The fencing token reaches both actuators, and only when there is one.
     #[test]

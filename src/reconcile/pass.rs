@@ -3,7 +3,9 @@
 //! shared store the pass covers only the environments this replica leads, and each action runs
 //! under its environment's lease epoch: it starts only while the lease is valid, the actuator
 //! gets the epoch as its fencing token, and a write refused by a newer epoch ends the pass's
-//! work in that environment (another replica leads it now).
+//! work in that environment (another replica leads it now). With a receipt [`Writer`], each
+//! success is signed, journaled with its receipt, and written to the applied commit's note;
+//! receipts a crash left in the journal are written first.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,7 @@ use crate::reconcile::lease::Leases;
 use crate::reconcile::plan::{Action, Kind, Plan};
 use crate::reconcile::state::model::{Applied, Failure};
 use crate::reconcile::state::{self, Location, Store};
+use crate::receipt::{Apply, Writer};
 
 /// What a pass may do.
 #[derive(Debug, Clone)]
@@ -58,6 +61,13 @@ pub struct Pass {
     /// with the same idempotency key).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deposed: Vec<String>,
+    /// Receipts added to the notes by this pass (with a signing key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<usize>,
+    /// Why receipts could not be written or pushed: they stay in the journal and are written
+    /// at the next pass.
+    #[serde(skip)]
+    pub receipt_error: Option<Error>,
 }
 
 impl Pass {
@@ -131,6 +141,11 @@ pub fn plan(
         &environments,
         options.prune,
     );
+    for a in plan.actions.iter_mut().chain(plan.out_of_sync.iter_mut()) {
+        if a.path.is_empty() {
+            a.path = current.config.record_path(&a.agent, &a.environment);
+        }
+    }
     plan.findings = at_tip.findings;
     if options.respect_backoff {
         let now = now();
@@ -146,7 +161,9 @@ pub fn plan(
 /// Runs the plan's actions in order, journaling each, and reports each attempt as it ends.
 /// Stops before the next action once `stop` is set (the action in flight always finishes).
 /// With `leases`, each action runs under its environment's epoch; an environment whose lease
-/// lapsed or moved is left alone for the rest of the pass.
+/// lapsed or moved is left alone for the rest of the pass. With `receipts`, every success is
+/// signed and its receipt written to the notes (first, those a crash left unwritten).
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     store: &mut Store,
     actuator: &Actuator,
@@ -154,12 +171,22 @@ pub fn apply(
     timeout: Duration,
     leases: Option<&Leases>,
     stop: &AtomicBool,
+    mut receipts: Option<&mut Writer>,
     mut report: impl FnMut(&Attempt),
 ) -> Result<Pass> {
     let mut pass = Pass {
         plan,
         ..Pass::default()
     };
+    if let Some(w) = receipts.as_deref_mut() {
+        let unwritten = store
+            .unwritten_receipts()?
+            .into_iter()
+            .map(|u| (u.id, u.commit, u.receipt))
+            .collect();
+        w.recover(unwritten);
+    }
+    let host = store.replica_label();
     let mut settled: BTreeSet<String> = BTreeSet::new();
     let mut gone: BTreeSet<String> = BTreeSet::new();
     let actions = pass.plan.actions.clone();
@@ -181,16 +208,19 @@ pub fn apply(
             },
         };
         let fenced = |e: &Error| matches!(e, Error::Fenced { .. });
-        let mut step = || -> Result<Attempt> {
+        let mut step = || -> Result<(Attempt, Option<Error>)> {
             if settled.insert(a.environment.clone()) {
                 store.settle(&a.environment, epoch)?;
             }
-            run_one(store, actuator, a, epoch, timeout)
+            run_one(store, actuator, a, epoch, timeout, receipts.as_deref_mut(), &host)
         };
         match step() {
-            Ok(attempt) => {
+            Ok((attempt, unsigned)) => {
                 report(&attempt);
                 pass.attempts.push(attempt);
+                if unsigned.is_some() {
+                    pass.receipt_error = unsigned;
+                }
             }
             Err(e) if fenced(&e) => {
                 if let Some(l) = leases {
@@ -202,27 +232,73 @@ pub fn apply(
             Err(e) => return Err(e),
         }
     }
+    if let Some(w) = receipts {
+        match w.finish() {
+            Ok(done) => {
+                store.receipts_written(&done.ids)?;
+                pass.receipts = Some(done.added);
+            }
+            Err(e) => {
+                pass.receipts = Some(0);
+                pass.receipt_error.get_or_insert(e);
+            }
+        }
+    }
     Ok(pass)
 }
 
-/// Journals, runs and records one action.
+/// Journals, runs and records one action (and signs and writes its receipt).
 fn run_one(
     store: &mut Store,
     actuator: &Actuator,
     a: &Action,
     epoch: Option<i64>,
     timeout: Duration,
-) -> Result<Attempt> {
+    receipts: Option<&mut Writer>,
+    host: &str,
+) -> Result<(Attempt, Option<Error>)> {
     let started = Instant::now();
     let info = a.info();
     let id = store.begin(&info, epoch, now())?;
     let outcome = actuator.run(&info, epoch, timeout);
     let duration_ms = started.elapsed().as_millis() as i64;
+    let at = now();
+    let mut unsigned = None;
+    let receipt = match (&receipts, &outcome.error) {
+        (Some(w), None) => match w.sign(
+            Apply {
+                agent: a.agent.clone(),
+                environment: a.environment.clone(),
+                action: a.action.as_str().into(),
+                version: a.version.clone(),
+                previous_version: a.previous_version.clone(),
+                generation: a.generation.clone(),
+                commit: a.commit.clone(),
+                applied_at: crate::support::when::rfc3339(at),
+                duration_ms,
+                actuator: actuator.describe(),
+                reconciler: String::new(),
+                host: host.to_string(),
+                idempotency_key: a.idempotency_key.clone(),
+                epoch,
+            },
+            &a.path,
+        ) {
+            Ok(line) => Some(line),
+            // The action ran: record it, and say why it has no receipt.
+            Err(e) => {
+                unsigned = Some(e);
+                None
+            }
+        },
+        _ => None,
+    };
     let finished = state::model::Finished {
         id,
         output: &outcome.output,
-        at: now(),
+        at,
         duration_ms,
+        receipt: receipt.as_deref(),
     };
     match &outcome.error {
         None => {
@@ -232,29 +308,40 @@ fn run_one(
                 version: a.version.clone().unwrap_or_default(),
                 generation: a.generation.clone(),
                 commit: a.commit.clone(),
-                applied_at: now(),
+                applied_at: at,
                 replica: String::new(),
             });
             let removed =
                 (a.action == Kind::Remove).then_some((a.agent.as_str(), a.environment.as_str()));
             store.succeed(&finished, &a.environment, epoch, applied.as_ref(), removed)?;
-            Ok(Attempt {
-                action: a.clone(),
-                result: state::model::JournalResult::Applied,
-                error: None,
-                duration_ms,
-                epoch,
-            })
+            if let (Some(w), Some(line)) = (receipts, receipt) {
+                w.stage(id, &a.commit, line);
+                // A failed write stays staged and in the journal: the pass's end tries again.
+                let _ = w.flush_due();
+            }
+            Ok((
+                Attempt {
+                    action: a.clone(),
+                    result: state::model::JournalResult::Applied,
+                    error: None,
+                    duration_ms,
+                    epoch,
+                },
+                unsigned,
+            ))
         }
         Some(error) => {
             store.fail(&finished, epoch, &a.agent, &a.environment, error)?;
-            Ok(Attempt {
-                action: a.clone(),
-                result: state::model::JournalResult::Failed,
-                error: Some(error.clone()),
-                duration_ms,
-                epoch,
-            })
+            Ok((
+                Attempt {
+                    action: a.clone(),
+                    result: state::model::JournalResult::Failed,
+                    error: Some(error.clone()),
+                    duration_ms,
+                    epoch,
+                },
+                None,
+            ))
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct Action {
     pub generation: String,
     pub commit: String,
     pub idempotency_key: String,
+    /// The record's file at the commit (for a removal, where it was): a receipt's subject.
+    #[serde(skip)]
+    pub path: String,
 }
 
 impl Action {
@@ -70,6 +73,8 @@ pub struct Desired {
     pub environment: String,
     pub version: String,
     pub generation: String,
+    /// The record's file.
+    pub path: String,
 }
 
 /// What a pass will do.
@@ -166,6 +171,7 @@ pub fn desired(
             environment: r.environment.clone(),
             version: r.version.clone(),
             generation: generation.to_string(),
+            path: r.path.clone(),
         });
     }
     let findings = report
@@ -204,7 +210,8 @@ pub fn plan(
                   env: &str,
                   version: Option<&str>,
                   previous: Option<&str>,
-                  generation: &str| Action {
+                  generation: &str,
+                  path: &str| Action {
         action: kind,
         agent: agent.into(),
         environment: env.into(),
@@ -213,6 +220,7 @@ pub fn plan(
         generation: generation.into(),
         commit: commit.clone(),
         idempotency_key: idempotency_key(kind, agent, env, version, generation),
+        path: path.into(),
     };
     let mut desired_keys = BTreeSet::new();
     for d in desired.iter().filter(|d| wanted(&d.environment)) {
@@ -225,6 +233,7 @@ pub fn plan(
                 Some(&d.version),
                 None,
                 &d.generation,
+                &d.path,
             )),
             Some(a) if a.version != d.version || a.generation != d.generation => {
                 plan.actions.push(action(
@@ -234,6 +243,7 @@ pub fn plan(
                     Some(&d.version),
                     Some(&a.version),
                     &d.generation,
+                    &d.path,
                 ))
             }
             Some(_) => {}
@@ -251,6 +261,7 @@ pub fn plan(
             None,
             Some(&a.version),
             &a.generation,
+            "",
         );
         if prune {
             plan.actions.push(removal);
@@ -271,6 +282,7 @@ mod tests {
             environment: env.into(),
             version: version.into(),
             generation: generation.into(),
+            path: format!("deployments/{agent}/{env}.yaml"),
         }
     }
 

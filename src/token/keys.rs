@@ -55,6 +55,13 @@ impl SigningKey {
         out
     }
 
+    /// The Ed25519 signature of `message` (64 bytes).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(self.pair.sign(message).as_ref());
+        out
+    }
+
     /// The public key as written in `ledgit.yaml`.
     pub fn public_encoded(&self) -> String {
         B64.encode(self.public())

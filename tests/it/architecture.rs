@@ -18,12 +18,13 @@ const LAYERS: &[(&str, u32)] = &[
     ("model", 2),
     ("token", 3),
     ("git", 4),
-    ("review", 5),
-    ("reconcile", 5),
-    ("view", 6),
-    ("server", 7),
-    ("cli", 8),
-    ("main", 9),
+    ("receipt", 5),
+    ("review", 6),
+    ("reconcile", 6),
+    ("view", 7),
+    ("server", 8),
+    ("cli", 9),
+    ("main", 10),
 ];
 
 /// A module's path (`model::record`), from its file under `src/`.

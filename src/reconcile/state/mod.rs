@@ -18,7 +18,7 @@ pub mod sqlite;
 
 pub use model::{
     Applied, Dump, Entry, Failure, Finished, JournalResult, Lease, Migrated, Replica, Sync,
-    SyncState, View, backoff,
+    SyncState, Unwritten, View, backoff,
 };
 
 use std::path::{Path, PathBuf};
@@ -96,6 +96,14 @@ impl Store {
         }
     }
 
+    /// How the journal names the replica writing: `host (pid N)`.
+    pub fn replica_label(&self) -> String {
+        match self {
+            Store::Sqlite(s) => s.replica_label().to_string(),
+            Store::Postgres(s) => s.replica_label(),
+        }
+    }
+
     pub fn applied(&mut self) -> Result<Vec<Applied>> {
         match self {
             Store::Sqlite(s) => s.applied(),
@@ -140,6 +148,22 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.succeed(f, applied, remove),
             Store::Postgres(s) => s.succeed(f, environment, epoch.unwrap_or(0), applied, remove),
+        }
+    }
+
+    /// The signed receipts of successes not yet known to be in the notes, oldest first.
+    pub fn unwritten_receipts(&mut self) -> Result<Vec<Unwritten>> {
+        match self {
+            Store::Sqlite(s) => s.unwritten_receipts(),
+            Store::Postgres(s) => s.unwritten_receipts(),
+        }
+    }
+
+    /// Notes that these journal entries' receipts are in the notes.
+    pub fn receipts_written(&mut self, ids: &[i64]) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.receipts_written(ids),
+            Store::Postgres(s) => s.receipts_written(ids),
         }
     }
 

@@ -73,6 +73,18 @@ pub struct Finished<'a> {
     pub output: &'a str,
     pub at: i64,
     pub duration_ms: i64,
+    /// A success's signed receipt (one line of a note), kept with it until it is in the notes.
+    pub receipt: Option<&'a str>,
+}
+
+/// A success whose receipt is not yet known to be in the notes: the journal entry, the commit
+/// it applied, its environment, and the receipt's line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unwritten {
+    pub id: i64,
+    pub commit: String,
+    pub environment: String,
+    pub receipt: String,
 }
 
 /// One journal entry: one attempt of one action.

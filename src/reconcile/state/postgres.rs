@@ -22,7 +22,7 @@ use postgres::{Client, GenericClient};
 use crate::error::{Error, Result};
 use crate::reconcile::actuator::ActionInfo;
 use crate::reconcile::state::model::{
-    Applied, Dump, Entry, Failure, Finished, JournalResult, Lease, Replica, View, backoff,
+    Unwritten, Applied, Dump, Entry, Failure, Finished, JournalResult, Lease, Replica, View, backoff,
 };
 use crate::reconcile::state::pgconfig::{self, Connector};
 
@@ -56,6 +56,11 @@ CREATE TABLE ledgit_token_seen (
   repository TEXT NOT NULL, jti TEXT NOT NULL, last_seen BIGINT NOT NULL,
   PRIMARY KEY (repository, jti));
 CREATE TABLE ledgit_ended_sessions (session TEXT PRIMARY KEY, expires BIGINT NOT NULL);
+", "
+ALTER TABLE ledgit_journal ADD COLUMN receipt TEXT;
+ALTER TABLE ledgit_journal ADD COLUMN receipt_written BOOLEAN NOT NULL DEFAULT false;
+CREATE INDEX ledgit_journal_receipts_unwritten ON ledgit_journal (repository, id)
+  WHERE receipt IS NOT NULL AND NOT receipt_written;
 "];
 
 /// The lease of environment `$2` of repository `$1` as long as it names holder `$3` at epoch
@@ -92,37 +97,38 @@ const BEGIN: &str = concat!(
      RETURNING id"
 );
 
-/// The journal's part of a success: `$5` is the entry, `$6..$8` its finish.
+/// The journal's part of a success: `$5` is the entry, `$6..$8` its finish, `$9` its signed
+/// receipt (null without a signing key).
 macro_rules! finish_journal {
     () => {
         "journal AS (UPDATE ledgit_journal
            SET result = 'applied', finished_at = $6::bigint, duration_ms = $7::bigint,
-               output = $8::text
+               output = $8::text, receipt = $9::text
            WHERE id = $5::bigint AND result = 'running' AND EXISTS (SELECT 1 FROM lease)
            RETURNING 1), "
     };
 }
 
-/// The end of a success for agent `$9`: its failures are forgotten, and the statement answers
+/// The end of a success for agent `$10`: its failures are forgotten, and the statement answers
 /// whether the lease held (false: nothing was written).
 macro_rules! clear_failures {
     () => {
         "failures AS (DELETE FROM ledgit_failures
-           WHERE repository = $1 AND agent = $9::text AND environment = $2
+           WHERE repository = $1 AND agent = $10::text AND environment = $2
              AND EXISTS (SELECT 1 FROM lease)
            RETURNING 1)
          SELECT EXISTS (SELECT 1 FROM lease)"
     };
 }
 
-/// A success that applied version `$10` (generation `$11`, commit `$12`, at `$13`) of agent `$9`,
-/// by replica `$14`.
+/// A success that applied version `$11` (generation `$12`, commit `$13`, at `$14`) of agent `$10`,
+/// by replica `$15`.
 const SUCCEED_APPLIED: &str = fenced!(
     finish_journal!(),
     "applied AS (INSERT INTO ledgit_applied
        (repository, agent, environment, version, generation, commit_id, applied_at, replica)
-       SELECT $1::text, $9::text, $2::text, $10::text, $11::text, $12::text, $13::bigint,
-         $14::text FROM lease
+       SELECT $1::text, $10::text, $2::text, $11::text, $12::text, $13::text, $14::bigint,
+         $15::text FROM lease
        ON CONFLICT (repository, agent, environment) DO UPDATE SET
          version = EXCLUDED.version, generation = EXCLUDED.generation,
          commit_id = EXCLUDED.commit_id, applied_at = EXCLUDED.applied_at,
@@ -131,11 +137,11 @@ const SUCCEED_APPLIED: &str = fenced!(
     clear_failures!()
 );
 
-/// A success that removed agent `$9`.
+/// A success that removed agent `$10`.
 const SUCCEED_REMOVED: &str = fenced!(
     finish_journal!(),
     "applied AS (DELETE FROM ledgit_applied
-       WHERE repository = $1 AND agent = $9::text AND environment = $2
+       WHERE repository = $1 AND agent = $10::text AND environment = $2
          AND EXISTS (SELECT 1 FROM lease)
        RETURNING 1), ",
     clear_failures!()
@@ -374,6 +380,11 @@ impl Store {
         self.conn.connector.shown.clone()
     }
 
+    /// How the journal names this replica.
+    pub fn replica_label(&self) -> String {
+        self.replica.label()
+    }
+
     pub fn applied(&mut self) -> Result<Vec<Applied>> {
         let repo = self.repository.clone();
         self.conn
@@ -533,8 +544,8 @@ impl Store {
             self.replica.label(),
         );
         self.conn.run(WRITE_DEADLINE, |c| {
-            // Every success names the lease, the journal entry and its finish ($1..$8); an
-            // applied version or a removal adds its own.
+            // Every success names the lease, the journal entry, its finish and its receipt
+            // ($1..$9); an applied version or a removal adds its own.
             let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
                 &repo,
                 &environment,
@@ -544,6 +555,7 @@ impl Store {
                 &f.at,
                 &f.duration_ms,
                 &f.output,
+                &f.receipt,
             ];
             let sql = match (applied, &remove) {
                 (Some(a), _) => {
@@ -573,6 +585,44 @@ impl Store {
                     epoch,
                 })
             }
+        })
+    }
+
+    /// The signed receipts of successes (any replica's) not yet known to be in the notes,
+    /// oldest first.
+    pub fn unwritten_receipts(&mut self) -> Result<Vec<Unwritten>> {
+        let repo = self.repository.clone();
+        self.conn.run(WRITE_DEADLINE, |c| {
+            let rows = c.query(
+                "SELECT id, commit_id, environment, receipt FROM ledgit_journal
+                 WHERE repository = $1 AND receipt IS NOT NULL AND NOT receipt_written
+                 ORDER BY id",
+                &[&repo],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| Unwritten {
+                    id: r.get(0),
+                    commit: r.get(1),
+                    environment: r.get(2),
+                    receipt: r.get(3),
+                })
+                .collect())
+        })
+    }
+
+    /// Notes that these entries' receipts are in the notes (and pushed, when they are pushed).
+    /// Not fenced: any replica may finish writing any receipt, and writing one twice adds
+    /// nothing to a note.
+    pub fn receipts_written(&mut self, ids: &[i64]) -> Result<()> {
+        let repo = self.repository.clone();
+        self.conn.run(WRITE_DEADLINE, |c| {
+            c.execute(
+                "UPDATE ledgit_journal SET receipt_written = true
+                 WHERE repository = $1 AND id = ANY($2)",
+                &[&repo, &ids],
+            )?;
+            Ok(())
         })
     }
 

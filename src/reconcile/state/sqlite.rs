@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::reconcile::actuator::ActionInfo;
-use crate::reconcile::state::model::{
+use crate::reconcile::state::model::{Unwritten, 
     Applied, Dump, Entry, Failure, Finished, JournalResult, View, backoff,
 };
 
@@ -43,8 +43,9 @@ CREATE TABLE IF NOT EXISTS journal (
 ";
 
 /// The schema version this binary writes. 1: the tables above; 2: the journal names the
-/// replica (`host (pid N)`) and the lease epoch of each attempt.
-pub const SCHEMA_VERSION: i64 = 2;
+/// replica (`host (pid N)`) and the lease epoch of each attempt; 3: the journal keeps each
+/// success's signed receipt until it is in the notes (`receipt`, `receipt_written`).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Brings a store's tables to [`SCHEMA_VERSION`], refusing a newer one.
 fn migrate(db: &Connection, path: &Path) -> Result<()> {
@@ -72,6 +73,21 @@ fn migrate(db: &Connection, path: &Path) -> Result<()> {
                 "ALTER TABLE journal ADD COLUMN replica TEXT NOT NULL DEFAULT '';
                  ALTER TABLE journal ADD COLUMN epoch INTEGER;
                  ALTER TABLE applied ADD COLUMN replica TEXT NOT NULL DEFAULT '';",
+            )
+            .map_err(db_err(path))?;
+        }
+    }
+    if version < 3 {
+        let has_receipt: bool = db
+            .prepare("SELECT 1 FROM pragma_table_info('journal') WHERE name = 'receipt'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_err(path))?;
+        if !has_receipt {
+            db.execute_batch(
+                "ALTER TABLE journal ADD COLUMN receipt TEXT;
+                 ALTER TABLE journal ADD COLUMN receipt_written INTEGER NOT NULL DEFAULT 0;
+                 CREATE INDEX IF NOT EXISTS journal_receipts_unwritten ON journal (id)
+                   WHERE receipt IS NOT NULL AND receipt_written = 0;",
             )
             .map_err(db_err(path))?;
         }
@@ -189,6 +205,11 @@ impl Store {
         Ok(())
     }
 
+    /// How the journal names this process.
+    pub fn replica_label(&self) -> &str {
+        &self.replica
+    }
+
     pub fn applied(&self) -> Result<Vec<Applied>> {
         read_applied(&self.db).map_err(db_err(&self.path))
     }
@@ -232,8 +253,8 @@ impl Store {
         let path = self.path.clone();
         let tx = self.db.transaction().map_err(db_err(&path))?;
         tx.execute(
-            "UPDATE journal SET result = 'applied', finished_at = ?2, duration_ms = ?3, output = ?4 WHERE id = ?1",
-            params![id, now, duration_ms, output],
+            "UPDATE journal SET result = 'applied', finished_at = ?2, duration_ms = ?3, output = ?4, receipt = ?5 WHERE id = ?1",
+            params![id, now, duration_ms, output, f.receipt],
         )
         .map_err(db_err(&path))?;
         if let Some(a) = applied {
@@ -260,6 +281,44 @@ impl Store {
                 params![agent, env],
             )
             .map_err(db_err(&path))?;
+        }
+        tx.commit().map_err(db_err(&path))
+    }
+
+    /// The signed receipts of successes not yet known to be in the notes, oldest first.
+    pub fn unwritten_receipts(&self) -> Result<Vec<Unwritten>> {
+        let mut stmt = self
+            .db
+            .prepare(
+                "SELECT id, commit_id, environment, receipt FROM journal
+                 WHERE receipt IS NOT NULL AND receipt_written = 0 ORDER BY id",
+            )
+            .map_err(db_err(&self.path))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Unwritten {
+                    id: r.get(0)?,
+                    commit: r.get(1)?,
+                    environment: r.get(2)?,
+                    receipt: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(db_err(&self.path))?;
+        Ok(rows)
+    }
+
+    /// Notes that these entries' receipts are in the notes (and pushed, when they are pushed).
+    pub fn receipts_written(&mut self, ids: &[i64]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.db.transaction().map_err(db_err(&path))?;
+        {
+            let mut stmt = tx
+                .prepare("UPDATE journal SET receipt_written = 1 WHERE id = ?1")
+                .map_err(db_err(&path))?;
+            for id in ids {
+                stmt.execute([id]).map_err(db_err(&path))?;
+            }
         }
         tx.commit().map_err(db_err(&path))
     }

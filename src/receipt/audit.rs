@@ -1,0 +1,290 @@
+//! What the receipts say beside what git declared: for a time T, what ran where (the newest
+//! valid receipt of each pair applied at or before T) next to what the branch declared then, with
+//! findings for invalid receipts and for versions declared longer than a grace period that no
+//! receipt shows applied; and for each deployment event of the history, when a receipt shows it
+//! applied and how long after the merge.
+
+use std::collections::{BTreeMap, HashMap};
+
+use git2::Oid;
+use serde::Serialize;
+
+use crate::finding::{Code, Finding};
+use crate::git::history::{Action, History};
+use crate::model::config::Config;
+use crate::receipt::check::Receipt;
+use crate::support::when;
+
+/// How a declared record stands against the receipts at T.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// A valid receipt shows the declared version applied.
+    Applied,
+    /// Declared within the grace period; no receipt yet.
+    Pending,
+    /// Declared for longer than the grace period, and no receipt shows it applied.
+    NotApplied,
+    /// No reconciler listed in ledgit.yaml may apply this environment: receipts are not expected.
+    Unsigned,
+    /// Receipts show a version running whose record is gone at T.
+    Undeclared,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Applied => "applied",
+            Status::Pending => "pending",
+            Status::NotApplied => "not-applied",
+            Status::Unsigned => "unsigned",
+            Status::Undeclared => "undeclared",
+        }
+    }
+}
+
+/// One pair at T.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub agent: String,
+    pub environment: String,
+    /// The version the branch declared at T, and since when.
+    pub declared: Option<String>,
+    pub declared_at: Option<String>,
+    /// The version running at T according to the receipts, when it was applied, on which
+    /// commit, by which reconciler.
+    pub running: Option<String>,
+    pub applied_at: Option<String>,
+    pub applied_commit: Option<String>,
+    pub reconciler: Option<String>,
+    pub status: Status,
+}
+
+/// The audit at one time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Audit {
+    pub at: String,
+    /// The newest commit of the branch at or before T.
+    pub commit: Option<String>,
+    pub rows: Vec<Row>,
+    /// Receipts applied at or before T, and how many of them are valid.
+    pub receipts: usize,
+    pub valid: usize,
+    pub findings: Vec<Finding>,
+}
+
+/// What ran at `at` per the valid receipts: per pair, the newest applied at or before `at`
+/// (a removal ends what ran).
+fn running_at(receipts: &[Receipt], at: i64) -> BTreeMap<(String, String), &Receipt> {
+    let mut out: BTreeMap<(String, String), &Receipt> = BTreeMap::new();
+    for r in receipts.iter().filter(|r| r.is_valid() && r.applied_time <= at) {
+        let Some(s) = &r.statement else { continue };
+        let key = (s.predicate.agent.clone(), s.predicate.environment.clone());
+        // `receipts` is in applied order: a later one replaces an earlier.
+        out.insert(key, r);
+    }
+    out
+}
+
+/// The audit at `at`: `history` says what was declared, `receipts` (checked, in applied order)
+/// what ran; `config` (at the tip) says which environments reconcilers sign for. Declarations
+/// younger than `grace` seconds at `at` are pending, not findings. `environment` limits it.
+pub fn audit(
+    history: &History,
+    receipts: &[Receipt],
+    config: &Config,
+    at: i64,
+    environment: Option<&str>,
+    grace: i64,
+) -> Audit {
+    let pos = history.position_at(at);
+    let declared = history.snapshot(pos);
+    let wanted = |env: &str| environment.is_none_or(|e| e == env);
+    let signed = |env: &str| config.reconcilers.iter().any(|r| r.may_apply(env));
+    let running = running_at(receipts, at);
+    let mut rows = Vec::new();
+    let mut findings = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for d in declared.iter().filter(|d| wanted(&d.environment)) {
+        let key = (d.agent.clone(), d.environment.clone());
+        seen.insert(key.clone());
+        let ran = running
+            .get(&key)
+            .and_then(|r| r.statement.as_ref().map(|s| (*r, s)))
+            .filter(|(_, s)| s.predicate.action != "remove");
+        let running_version = ran.and_then(|(_, s)| s.predicate.version.clone());
+        let status = if running_version.as_deref() == Some(d.version.as_str()) {
+            Status::Applied
+        } else if !signed(&d.environment) {
+            Status::Unsigned
+        } else if at - d.updated_time < grace {
+            Status::Pending
+        } else {
+            Status::NotApplied
+        };
+        if status == Status::NotApplied {
+            findings.push(
+                Finding::new(
+                    Code::DeclaredNotApplied,
+                    &d.path,
+                    1,
+                    1,
+                    format!(
+                        "{} {} was declared in {} at {} and no receipt shows it applied by {}{}",
+                        d.agent,
+                        d.version,
+                        d.environment,
+                        d.updated_at,
+                        when::rfc3339(at),
+                        match &running_version {
+                            Some(v) => format!(" (receipts show {v} running)"),
+                            None => String::new(),
+                        }
+                    ),
+                )
+                .hint("check the reconciler (`ledgit journal`, `ledgit status`) and that it signs receipts (--signing-key)"),
+            );
+        }
+        rows.push(row(Some(d), ran, status));
+    }
+    for (key, r) in &running {
+        if seen.contains(key) || !wanted(&key.1) {
+            continue;
+        }
+        if let Some(s) = &r.statement
+            && s.predicate.action != "remove"
+        {
+            rows.push(row(None, Some((*r, s)), Status::Undeclared));
+        }
+    }
+    rows.sort_by(|a, b| (&a.agent, &a.environment).cmp(&(&b.agent, &b.environment)));
+    let considered: Vec<&Receipt> = receipts
+        .iter()
+        .filter(|r| r.applied_time <= at)
+        .filter(|r| {
+            r.statement
+                .as_ref()
+                .is_none_or(|s| wanted(&s.predicate.environment))
+        })
+        .collect();
+    findings.extend(considered.iter().filter_map(|r| r.finding()));
+    Audit {
+        at: when::rfc3339(at),
+        commit: pos.map(|p| history.chain()[p as usize].to_string()),
+        rows,
+        receipts: considered.len(),
+        valid: considered.iter().filter(|r| r.is_valid()).count(),
+        findings,
+    }
+}
+
+fn row(
+    d: Option<&crate::model::Deployment>,
+    ran: Option<(&Receipt, &crate::receipt::statement::Statement)>,
+    status: Status,
+) -> Row {
+    let (agent, environment) = match (d, ran) {
+        (Some(d), _) => (d.agent.clone(), d.environment.clone()),
+        (None, Some((_, s))) => (s.predicate.agent.clone(), s.predicate.environment.clone()),
+        (None, None) => (String::new(), String::new()),
+    };
+    Row {
+        agent,
+        environment,
+        declared: d.map(|d| d.version.clone()),
+        declared_at: d.map(|d| d.updated_at.clone()),
+        running: ran.and_then(|(_, s)| s.predicate.version.clone()),
+        applied_at: ran.map(|(r, _)| when::rfc3339(r.applied_time)),
+        applied_commit: ran.map(|(r, _)| r.commit.to_string()),
+        reconciler: ran.map(|(_, s)| s.predicate.reconciler.clone()),
+        status,
+    }
+}
+
+/// When a deployment event was applied, according to a valid receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    /// RFC 3339, and seconds.
+    pub applied_at: String,
+    #[serde(skip)]
+    pub applied_time: i64,
+    /// Seconds from the commit that declared it to the apply.
+    pub lag_seconds: i64,
+    pub reconciler: String,
+    /// The commit the receipt is attached to (the tip the reconciler applied).
+    pub commit: String,
+}
+
+/// For each event of `history.events()` (same indices), the first valid receipt that applied
+/// it: for the same pair and version (a removal for `removed`), on a commit of the chain at or
+/// after the event's and before the pair's next event.
+pub fn applied_events(history: &History, receipts: &[Receipt]) -> Vec<Option<Applied>> {
+    let positions: HashMap<Oid, u32> = history
+        .chain()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, i as u32))
+        .collect();
+    // Per pair: (chain position, receipt), in chain order then applied order.
+    let mut by_pair: HashMap<(&str, &str), Vec<(u32, &Receipt)>> = HashMap::new();
+    for r in receipts.iter().filter(|r| r.is_valid()) {
+        let (Some(s), Some(&pos)) = (&r.statement, positions.get(&r.commit)) else {
+            continue;
+        };
+        by_pair
+            .entry((s.predicate.agent.as_str(), s.predicate.environment.as_str()))
+            .or_default()
+            .push((pos, r));
+    }
+    for list in by_pair.values_mut() {
+        list.sort_by_key(|(pos, r)| (*pos, r.applied_time));
+    }
+    let events = history.events();
+    // The chain position of each pair's next event after event i.
+    let mut next_pos: Vec<u32> = vec![u32::MAX; events.len()];
+    let mut last: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, e) in events.iter().enumerate().rev() {
+        let key = (history.str(e.agent), history.str(e.environment));
+        if e.action == Action::Moved {
+            continue;
+        }
+        if let Some(&j) = last.get(&key) {
+            next_pos[i] = history.commit_of(&events[j]).pos;
+        }
+        last.insert(key, i);
+    }
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if e.action == Action::Moved {
+                return None;
+            }
+            let key = (history.str(e.agent), history.str(e.environment));
+            let list = by_pair.get(&key)?;
+            let commit = history.commit_of(e);
+            let from = list.partition_point(|(pos, _)| *pos < commit.pos);
+            let version = history.opt(e.version);
+            list[from..]
+                .iter()
+                .take_while(|(pos, _)| *pos < next_pos[i])
+                .find(|(_, r)| {
+                    let p = &r.statement.as_ref().map(|s| &s.predicate);
+                    p.is_some_and(|p| match e.action {
+                        Action::Removed => p.action == "remove",
+                        _ => p.action != "remove" && p.version.as_deref() == version,
+                    })
+                })
+                .map(|(_, r)| {
+                    let s = r.statement.as_ref().map(|s| &s.predicate);
+                    Applied {
+                        applied_at: when::rfc3339(r.applied_time),
+                        applied_time: r.applied_time,
+                        lag_seconds: r.applied_time - commit.time,
+                        reconciler: s.map(|p| p.reconciler.clone()).unwrap_or_default(),
+                        commit: r.commit.to_string(),
+                    }
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,333 @@
+//! Reading every receipt in the notes and deciding whether it holds. A receipt is valid when it
+//! is a DSSE envelope over an in-toto statement with ledgit's apply predicate, its signature
+//! verifies with the key `ledgit.yaml` lists under `reconcilers:` for its keyid **at the commit
+//! the receipt is attached to**, that reconciler may apply the environment, the statement names
+//! that same commit, and the record it names is there with the digest and version it claims (a
+//! removal's record is gone). Anything else is a coded finding pointing at the note's line.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use git2::{Oid, Repository};
+
+use crate::error::{Error, Result};
+use crate::finding::{Code, Finding};
+use crate::model::config::Config;
+use crate::receipt::envelope::Envelope;
+use crate::receipt::notes;
+use crate::receipt::statement::Statement;
+
+/// One receipt as found in a note, with the verdict on it.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    /// The commit the note is attached to.
+    pub commit: Oid,
+    /// Its line in the note (1-based).
+    pub line: u32,
+    /// The key id its signature names (empty when it does not read).
+    pub keyid: String,
+    /// The statement, when the envelope reads.
+    pub statement: Option<Statement>,
+    /// The applied time in seconds (0 when the statement does not read).
+    pub applied_time: i64,
+    /// Why it does not hold; none when it is valid.
+    pub problem: Option<Problem>,
+}
+
+/// Why a receipt does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Receipt {
+    pub fn is_valid(&self) -> bool {
+        self.problem.is_none()
+    }
+
+    /// The finding of an invalid receipt: at `refs/notes/ledgit/applied:<commit>`, its line.
+    pub fn finding(&self) -> Option<Finding> {
+        let p = self.problem.as_ref()?;
+        Some(
+            Finding::new(
+                p.code,
+                &format!("{}:{}", notes::NOTES_REF, self.commit),
+                self.line,
+                1,
+                p.message.clone(),
+            )
+            .hint(hint(p.code)),
+        )
+    }
+}
+
+fn hint(code: Code) -> &'static str {
+    match code {
+        Code::ReceiptMalformed | Code::ReceiptSignature => {
+            "the note was altered after it was signed: compare it with the reconciler's journal (`ledgit journal`) and restore it from another clone"
+        }
+        Code::ReceiptUnknownKey => {
+            "only reconcilers listed under `reconcilers:` in ledgit.yaml at that commit sign valid receipts; was the key removed, or is this a forgery?"
+        }
+        Code::ReceiptEnvironment => {
+            "add the environment to the reconciler's `environments:` if it may apply it, or find out why it applied it"
+        }
+        Code::ReceiptMoved => {
+            "a receipt is valid only on the commit it names: it was copied from another commit"
+        }
+        Code::ReceiptUndeclared => {
+            "the receipt claims a version or content the record did not declare at that commit"
+        }
+        _ => "",
+    }
+}
+
+fn problem(code: Code, message: String) -> Option<Problem> {
+    Some(Problem { code, message })
+}
+
+/// What a worker keeps between receipts: configs by blob, record identities by blob.
+struct Checker<'r> {
+    repo: &'r Repository,
+    configs: HashMap<Oid, Option<Config>>,
+    records: HashMap<Oid, Option<crate::model::record::Identity>>,
+}
+
+impl<'r> Checker<'r> {
+    fn new(repo: &'r Repository) -> Self {
+        Checker {
+            repo,
+            configs: HashMap::new(),
+            records: HashMap::new(),
+        }
+    }
+
+    /// The config at `commit` (none when it has none that reads).
+    fn config(&mut self, tree: &git2::Tree<'_>) -> Option<&Config> {
+        let id = tree.get_name(crate::model::config::FILE_NAME)?.id();
+        let repo = self.repo;
+        self.configs
+            .entry(id)
+            .or_insert_with(|| {
+                let blob = repo.find_blob(id).ok()?;
+                Config::from_bytes(Path::new(crate::model::config::FILE_NAME), blob.content()).ok()
+            })
+            .as_ref()
+    }
+
+    fn check(&mut self, commit: Oid, line: u32, text: &str) -> Receipt {
+        let mut r = Receipt {
+            commit,
+            line,
+            keyid: String::new(),
+            statement: None,
+            applied_time: 0,
+            problem: None,
+        };
+        let envelope = match Envelope::parse(text) {
+            Ok(e) => e,
+            Err(m) => {
+                r.problem = problem(Code::ReceiptMalformed, m.to_string());
+                return r;
+            }
+        };
+        r.keyid = envelope.keyids().next().unwrap_or_default().to_string();
+        let statement = match envelope.statement() {
+            Ok(s) => s,
+            Err(m) => {
+                r.problem = problem(Code::ReceiptMalformed, m.to_string());
+                return r;
+            }
+        };
+        r.applied_time = chrono::DateTime::parse_from_rfc3339(&statement.predicate.applied_at)
+            .map(|t| t.timestamp())
+            .unwrap_or(0);
+        r.problem = self.judge(commit, &envelope, &statement);
+        r.statement = Some(statement);
+        r
+    }
+
+    fn judge(&mut self, commit: Oid, envelope: &Envelope, s: &Statement) -> Option<Problem> {
+        let p = &s.predicate;
+        let short = crate::git::repo::short(commit);
+        let Ok(tree) = self.repo.find_commit(commit).and_then(|c| c.tree()) else {
+            return problem(
+                Code::ReceiptMoved,
+                format!("the note is attached to {commit}, which is not a commit of this repository"),
+            );
+        };
+        let keyids: Vec<String> = envelope.keyids().map(str::to_string).collect();
+        let Some(config) = self.config(&tree) else {
+            return problem(
+                Code::ReceiptUnknownKey,
+                format!("commit {short} has no ledgit.yaml that reads, so no reconciler key"),
+            );
+        };
+        let Some(reconciler) = keyids.iter().find_map(|k| config.reconciler(k)) else {
+            return problem(
+                Code::ReceiptUnknownKey,
+                format!(
+                    "signed by `{}`, which ledgit.yaml does not list under `reconcilers:` at {short}",
+                    keyids.join("`, `")
+                ),
+            );
+        };
+        if !envelope.verified_by(reconciler.id(), &reconciler.key.bytes) {
+            return problem(
+                Code::ReceiptSignature,
+                format!(
+                    "the signature does not verify with reconciler `{}`'s key: the receipt was altered after signing, or signed by another key",
+                    reconciler.id()
+                ),
+            );
+        }
+        if !reconciler.may_apply(&p.environment) {
+            return problem(
+                Code::ReceiptEnvironment,
+                format!(
+                    "reconciler `{}` may apply {}, not {}",
+                    reconciler.id(),
+                    reconciler.environments.join(", "),
+                    p.environment
+                ),
+            );
+        }
+        if p.commit != commit.to_string() {
+            return problem(
+                Code::ReceiptMoved,
+                format!(
+                    "the receipt is for commit {}, but it is attached to {short}",
+                    p.commit.get(..12).unwrap_or(&p.commit)
+                ),
+            );
+        }
+        if p.reconciler != reconciler.id() {
+            return problem(
+                Code::ReceiptUnknownKey,
+                format!(
+                    "the receipt names reconciler `{}` but is signed by `{}`",
+                    p.reconciler,
+                    reconciler.id()
+                ),
+            );
+        }
+        let subject = s.record()?;
+        let entry = tree.get_path(Path::new(&subject.name)).ok();
+        let what = format!("{} {} in {}", p.agent, p.version.as_deref().unwrap_or("(removed)"), p.environment);
+        if p.action == "remove" {
+            return entry.is_some().then(|| Problem {
+                code: Code::ReceiptUndeclared,
+                message: format!(
+                    "the receipt says {} was removed, but {short} still has {}",
+                    p.agent, subject.name
+                ),
+            });
+        }
+        let Some(entry) = entry else {
+            return problem(
+                Code::ReceiptUndeclared,
+                format!("receipt for {what}, but {short} has no record at {}", subject.name),
+            );
+        };
+        if subject.digest.get("gitBlob").map(String::as_str) != Some(&entry.id().to_string()) {
+            return problem(
+                Code::ReceiptUndeclared,
+                format!(
+                    "receipt for {what}: the record at {short} is not the content it names ({})",
+                    subject.name
+                ),
+            );
+        }
+        let repo = self.repo;
+        let identity = self
+            .records
+            .entry(entry.id())
+            .or_insert_with(|| {
+                let blob = repo.find_blob(entry.id()).ok()?;
+                crate::model::record::identity(blob.content())
+            })
+            .clone();
+        match identity {
+            Some(i)
+                if i.agent == p.agent
+                    && i.environment == p.environment
+                    && Some(&i.version) == p.version.as_ref() =>
+            {
+                None
+            }
+            Some(i) => problem(
+                Code::ReceiptUndeclared,
+                format!(
+                    "receipt for {what}, but at {short} the record declares {} {} in {}",
+                    i.agent, i.version, i.environment
+                ),
+            ),
+            None => problem(
+                Code::ReceiptUndeclared,
+                format!("receipt for {what}, but the record at {short} does not read"),
+            ),
+        }
+    }
+}
+
+/// Every receipt under the notes commit `notes`, checked, oldest applied first. The notes are
+/// shared among the machine's cores, each reading with its own handle on the repository.
+pub fn all(repo: &Repository, notes_tip: Oid) -> Result<Vec<Receipt>> {
+    let notes = notes::all_at(repo, notes_tip)?;
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(notes.len().max(1));
+    let path = repo.path().to_path_buf();
+    let chunk = notes.len().div_ceil(workers).max(1);
+    let results: Vec<Result<Vec<Receipt>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = notes
+            .chunks(chunk)
+            .map(|part| {
+                let path = path.clone();
+                s.spawn(move || -> Result<Vec<Receipt>> {
+                    let repo = Repository::open(&path)
+                        .map_err(|e| Error::git("opening the repository", e))?;
+                    let mut checker = Checker::new(&repo);
+                    let mut out = Vec::new();
+                    for &(commit, blob) in part {
+                        for (i, line) in notes::text_lines(&repo, blob)?.iter().enumerate() {
+                            out.push(checker.check(commit, i as u32 + 1, line));
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Internal {
+                        what: "a receipt-checking thread panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for r in results {
+        out.extend(r?);
+    }
+    out.sort_by(|a, b| {
+        (a.applied_time, a.commit, a.line).cmp(&(b.applied_time, b.commit, b.line))
+    });
+    Ok(out)
+}
+
+/// The receipts of `commit` only, checked.
+pub fn on_commit(repo: &Repository, commit: Oid) -> Result<Vec<Receipt>> {
+    let mut checker = Checker::new(repo);
+    Ok(notes::lines(repo, commit)?
+        .iter()
+        .enumerate()
+        .map(|(i, l)| checker.check(commit, i as u32 + 1, l))
+        .collect())
+}
