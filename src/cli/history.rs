@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use ledgit::git::history::{Action, Event, History};
 use ledgit::git::repo::short;
+use ledgit::receipt::audit::Applied;
 use ledgit::support::when;
 pub use ledgit::view::json::{EventJson, commit_strings, event_json, pull_request, write_json};
 
@@ -58,6 +59,11 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
 
+    /// Beside each event, when a signed receipt shows it applied, by which reconciler, and the
+    /// lag from the merge (receipts: git notes under refs/notes/ledgit/applied).
+    #[arg(long)]
+    applied: bool,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -84,15 +90,18 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         .transpose()?;
     let loaded = load(ctx, args.rev.as_deref())?;
     let h = &loaded.history;
-    let mut events: Vec<&Event> = h
-        .deployment_events()
-        .filter(|e| args.agent.as_deref().is_none_or(|a| h.str(e.agent) == a))
-        .filter(|e| {
+    let mut events: Vec<(usize, &Event)> = h
+        .events()
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.action != Action::Moved)
+        .filter(|(_, e)| args.agent.as_deref().is_none_or(|a| h.str(e.agent) == a))
+        .filter(|(_, e)| {
             args.environment
                 .as_deref()
                 .is_none_or(|env| h.str(e.environment) == env)
         })
-        .filter(|e| {
+        .filter(|(_, e)| {
             let t = h.commit_of(e).time;
             since.is_none_or(|s| t >= s.timestamp()) && until.is_none_or(|u| t <= u.timestamp())
         })
@@ -104,6 +113,16 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     if args.reverse {
         events.reverse();
     }
+    if args.applied {
+        let receipts = super::audit::receipts(ctx)?;
+        let applied = ledgit::receipt::audit::applied_events(h, &receipts);
+        let rows: Vec<(&Event, Option<&Applied>)> = events
+            .iter()
+            .map(|(i, e)| (*e, applied[*i].as_ref()))
+            .collect();
+        return write_applied(args.format, h, &rows);
+    }
+    let events: Vec<&Event> = events.into_iter().map(|(_, e)| e).collect();
     match args.format {
         Format::Json => write_json(&mut render::plain_stdout(), h, &events)?,
         Format::Csv => {
@@ -118,6 +137,114 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         }
     }
     Ok(Outcome::Clean)
+}
+
+/// An event with when it was applied (`history --applied --format json`).
+#[derive(serde::Serialize)]
+struct AppliedJson<'a> {
+    #[serde(flatten)]
+    event: EventJson<'a>,
+    applied: Option<&'a Applied>,
+}
+
+fn write_applied(format: Format, h: &History, rows: &[(&Event, Option<&Applied>)]) -> CliResult {
+    let events: Vec<&Event> = rows.iter().map(|(e, _)| *e).collect();
+    let strings = commit_strings(h, &events);
+    match format {
+        Format::Json => {
+            let list: Vec<AppliedJson> = rows
+                .iter()
+                .map(|(e, a)| AppliedJson {
+                    event: event_json(h, &strings, e),
+                    applied: *a,
+                })
+                .collect();
+            render::json(&mut render::plain_stdout(), &list)?;
+        }
+        Format::Csv => {
+            let mut out = io::BufWriter::new(render::plain_stdout());
+            writeln!(
+                out,
+                "time,agent,environment,action,version,previous_version,commit,applied_at,lag_seconds,reconciler"
+            )?;
+            for (e, a) in rows {
+                let j = event_json(h, &strings, e);
+                let lag = a.map(|a| a.lag_seconds.to_string()).unwrap_or_default();
+                let fields = [
+                    j.time,
+                    j.agent,
+                    j.environment,
+                    j.action,
+                    j.version.unwrap_or(""),
+                    j.previous_version.unwrap_or(""),
+                    j.commit,
+                    a.map(|a| a.applied_at.as_str()).unwrap_or(""),
+                    &lag,
+                    a.map(|a| a.reconciler.as_str()).unwrap_or(""),
+                ];
+                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                writeln!(out, "{}", line.join(","))?;
+            }
+            out.flush()?;
+        }
+        Format::Text => {
+            let mut out = io::BufWriter::new(render::stdout());
+            if rows.is_empty() {
+                writeln!(out, "no deployment events")?;
+            }
+            let mut table = vec![vec![
+                "DECLARED".to_string(),
+                "AGENT".into(),
+                "ENVIRONMENT".into(),
+                "CHANGE".into(),
+                "APPLIED".into(),
+                "LAG".into(),
+                "BY".into(),
+            ]];
+            for (e, a) in rows {
+                let c = h.commit_of(e);
+                let v = h.opt(e.version).unwrap_or("");
+                let p = h.opt(e.previous_version).unwrap_or("");
+                let change = match e.action {
+                    Action::Deployed => format!("+ {v}"),
+                    Action::Removed => format!("- {p}"),
+                    _ => format!("{p} -> {v}"),
+                };
+                let (applied, lag, by) = match a {
+                    Some(a) => (
+                        minute(a.applied_time),
+                        when::format_duration_short(a.lag_seconds.max(0)),
+                        a.reconciler.clone(),
+                    ),
+                    None => (
+                        format!("{DIM}not applied{DIM:#}"),
+                        String::new(),
+                        String::new(),
+                    ),
+                };
+                table.push(vec![
+                    minute(c.time),
+                    h.str(e.agent).to_string(),
+                    h.str(e.environment).to_string(),
+                    change,
+                    applied,
+                    lag,
+                    by,
+                ]);
+            }
+            if !rows.is_empty() {
+                render::table(&mut out, &table)?;
+            }
+            out.flush()?;
+        }
+    }
+    Ok(Outcome::Clean)
+}
+
+fn minute(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 fn write_csv(out: &mut dyn Write, h: &History, events: &[&Event]) -> io::Result<()> {

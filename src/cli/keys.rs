@@ -166,7 +166,10 @@ fn generate_reconciler(ctx: &Context, args: GenerateArgs) -> CliResult {
     let (root, config) = work_tree_config(ctx)?;
     if inside(&out_path, &root) {
         return Err(CliError::new(
-            format!("{} is inside the repository's work tree", out_path.display()),
+            format!(
+                "{} is inside the repository's work tree",
+                out_path.display()
+            ),
             "write private keys outside the repository, for example under /etc/ledgit/",
         ));
     }
@@ -190,14 +193,13 @@ fn generate_reconciler(ctx: &Context, args: GenerateArgs) -> CliResult {
     let text = std::fs::read_to_string(&path)
         .map_err(|e| CliError::new(format!("{}: {e}", path.display()), "check the file"))?;
     let (key, der) = SigningKey::generate()?;
-    let new = config::add_reconciler(&text, &id, &key.public_encoded(), &environments).map_err(
-        |e| {
+    let new =
+        config::add_reconciler(&text, &id, &key.public_encoded(), &environments).map_err(|e| {
             CliError::new(
                 format!("cannot add the reconciler to ledgit.yaml: {e}"),
                 "fix ledgit.yaml so that it reads, then run the command again",
             )
-        },
-    )?;
+        })?;
     write_private(&out_path, token::pem(&der).as_bytes())?;
     ledgit::support::fsutil::write_atomic(&path, new.as_bytes())?;
     eprintln!(

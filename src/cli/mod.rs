@@ -2,6 +2,7 @@
 //! from the core as text, JSON, GitHub annotations or markdown. Every command returns an
 //! [`Outcome`] (exit 0 or 1) or a [`CliError`] (exit 2) that carries a hint for the user.
 
+mod audit;
 mod command_error;
 mod context;
 mod docs;
@@ -10,6 +11,7 @@ mod init;
 mod keys;
 mod leases;
 mod promote;
+mod receipts;
 mod reconcile;
 mod render;
 mod review;
@@ -39,6 +41,7 @@ Examples:
   ledgit promote support-bot --from staging --to production
   ledgit token issue support-bot production --key ~/.config/ledgit/signing.pem
   ledgit watch --exec ./deploy.sh             apply the branch to the platform as it moves
+  ledgit audit --at 2026-03-03T12:00:00Z     what ran where then, by the signed receipts
   ledgit serve --listen 127.0.0.1:8080       answer agents, gateways and git hosts over HTTP
 
 Exit codes: 0 done and nothing wrong, 1 done and the repository has findings,
@@ -78,6 +81,8 @@ enum Command {
     Watch(reconcile::WatchArgs),
     Journal(reconcile::JournalArgs),
     Leases(leases::Args),
+    Receipts(receipts::Args),
+    Audit(audit::Args),
     State(state::Args),
     Serve(serve::Args),
     Completions(docs::CompletionsArgs),
@@ -140,6 +145,8 @@ pub fn run() -> ExitCode {
         Command::Watch(args) => reconcile::watch(&ctx, args),
         Command::Journal(args) => reconcile::journal(&ctx, args),
         Command::Leases(args) => leases::run(&ctx, args),
+        Command::Receipts(args) => receipts::run(&ctx, args),
+        Command::Audit(args) => audit::run(&ctx, args),
         Command::State(args) => state::run(&ctx, args),
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Completions(args) => docs::completions(Cli::command(), args),

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ledgit::git::repo::{Repo, short};
+use ledgit::receipt::Writer;
 use ledgit::reconcile::actuator::Actuator;
 use ledgit::reconcile::lease::{self, Leases};
 use ledgit::reconcile::pass::{self, Pass, repository_id};
 use ledgit::reconcile::state::{self, JournalResult, Location, Replica, Store};
-use ledgit::receipt::Writer;
 use ledgit::reconcile::{Attempt, Plan, RefWatcher};
-use ledgit::token::SigningKey;
 use ledgit::support::when;
+use ledgit::token::SigningKey;
 
 use super::command_error::{CliError, CliResult, Outcome};
 use super::context::Context;
@@ -516,7 +516,11 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
         json_pass(&mut out, &p, true)?;
     } else if !common.dry_run {
         let failed = p.attempts.iter().filter(|a| a.error.is_some()).count();
-        write!(out, "{} applied, {failed} failed", p.attempts.len() - failed)?;
+        write!(
+            out,
+            "{} applied, {failed} failed",
+            p.attempts.len() - failed
+        )?;
         match p.receipts {
             Some(n) => writeln!(
                 out,

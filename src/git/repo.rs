@@ -273,7 +273,11 @@ impl Repo {
     }
 
     /// Runs `git fetch --quiet REMOTE REFSPEC` (as [`Repo::fetch`]).
-    pub fn fetch_refspec(&self, remote: &str, refspec: &str) -> std::result::Result<(), FetchError> {
+    pub fn fetch_refspec(
+        &self,
+        remote: &str,
+        refspec: &str,
+    ) -> std::result::Result<(), FetchError> {
         self.run_git(&["fetch", "--quiet", "--", remote, refspec], FETCH_TIMEOUT)
             .map_err(|failure| FetchError {
                 remote: remote.to_string(),

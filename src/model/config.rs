@@ -376,8 +376,12 @@ fn reconcilers(c: &mut Checker, root: &yaml::Node, declared: &[Environment]) -> 
     let mut out: Vec<Reconciler> = Vec::new();
     for item in list(c, root, "reconcilers") {
         let what = "a reconciler";
-        if c.mapping(item, what, &["id", "algorithm", "public_key", "environments"])
-            .is_none()
+        if c.mapping(
+            item,
+            what,
+            &["id", "algorithm", "public_key", "environments"],
+        )
+        .is_none()
         {
             continue;
         }
@@ -397,7 +401,9 @@ fn reconcilers(c: &mut Checker, root: &yaml::Node, declared: &[Environment]) -> 
                             c.report(
                                 Code::UnknownEnvironment,
                                 n,
-                                format!("reconciler environment `{name}` is not declared in ledgit.yaml"),
+                                format!(
+                                    "reconciler environment `{name}` is not declared in ledgit.yaml"
+                                ),
                                 "list environments declared under `environments:`",
                             );
                         }
@@ -406,7 +412,10 @@ fn reconcilers(c: &mut Checker, root: &yaml::Node, declared: &[Environment]) -> 
                 other => c.report(
                     Code::WrongType,
                     node,
-                    format!("`environments` must be a list, found a {}", other.type_name()),
+                    format!(
+                        "`environments` must be a list, found a {}",
+                        other.type_name()
+                    ),
                     "list the environments it may apply, such as [development, staging]",
                 ),
             }
@@ -679,6 +688,9 @@ mod tests {
             .iter()
             .map(|f| (f.code, f.line))
             .collect();
-        assert_eq!(got, [(Code::UnknownEnvironment, 8), (Code::MissingField, 9)]);
+        assert_eq!(
+            got,
+            [(Code::UnknownEnvironment, 8), (Code::MissingField, 9)]
+        );
     }
 }

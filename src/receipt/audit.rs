@@ -77,7 +77,10 @@ pub struct Audit {
 /// (a removal ends what ran).
 fn running_at(receipts: &[Receipt], at: i64) -> BTreeMap<(String, String), &Receipt> {
     let mut out: BTreeMap<(String, String), &Receipt> = BTreeMap::new();
-    for r in receipts.iter().filter(|r| r.is_valid() && r.applied_time <= at) {
+    for r in receipts
+        .iter()
+        .filter(|r| r.is_valid() && r.applied_time <= at)
+    {
         let Some(s) = &r.statement else { continue };
         let key = (s.predicate.agent.clone(), s.predicate.environment.clone());
         // `receipts` is in applied order: a later one replaces an earlier.

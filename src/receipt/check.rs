@@ -154,7 +154,9 @@ impl<'r> Checker<'r> {
         let Ok(tree) = self.repo.find_commit(commit).and_then(|c| c.tree()) else {
             return problem(
                 Code::ReceiptMoved,
-                format!("the note is attached to {commit}, which is not a commit of this repository"),
+                format!(
+                    "the note is attached to {commit}, which is not a commit of this repository"
+                ),
             );
         };
         let keyids: Vec<String> = envelope.keyids().map(str::to_string).collect();
@@ -214,7 +216,12 @@ impl<'r> Checker<'r> {
         }
         let subject = s.record()?;
         let entry = tree.get_path(Path::new(&subject.name)).ok();
-        let what = format!("{} {} in {}", p.agent, p.version.as_deref().unwrap_or("(removed)"), p.environment);
+        let what = format!(
+            "{} {} in {}",
+            p.agent,
+            p.version.as_deref().unwrap_or("(removed)"),
+            p.environment
+        );
         if p.action == "remove" {
             return entry.is_some().then(|| Problem {
                 code: Code::ReceiptUndeclared,
@@ -227,7 +234,10 @@ impl<'r> Checker<'r> {
         let Some(entry) = entry else {
             return problem(
                 Code::ReceiptUndeclared,
-                format!("receipt for {what}, but {short} has no record at {}", subject.name),
+                format!(
+                    "receipt for {what}, but {short} has no record at {}",
+                    subject.name
+                ),
             );
         };
         if subject.digest.get("gitBlob").map(String::as_str) != Some(&entry.id().to_string()) {
@@ -316,9 +326,7 @@ pub fn all(repo: &Repository, notes_tip: Oid) -> Result<Vec<Receipt>> {
     for r in results {
         out.extend(r?);
     }
-    out.sort_by(|a, b| {
-        (a.applied_time, a.commit, a.line).cmp(&(b.applied_time, b.commit, b.line))
-    });
+    out.sort_by(|a, b| (a.applied_time, a.commit, a.line).cmp(&(b.applied_time, b.commit, b.line)));
     Ok(out)
 }
 

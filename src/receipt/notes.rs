@@ -125,7 +125,11 @@ fn put(repo: &Repository, tree: Option<&Tree<'_>>, path: &[String], blob: Oid) -
             let id = put(repo, sub.as_ref(), rest, blob)?;
             b.insert(dir, id, 0o040000).map_err(&err)?;
         }
-        [] => return Err(Error::Internal { what: "an empty note path".into() }),
+        [] => {
+            return Err(Error::Internal {
+                what: "an empty note path".into(),
+            });
+        }
     }
     b.write().map_err(&err)
 }
@@ -169,11 +173,7 @@ pub fn add(repo: &Repository, commit: Oid, new: &[String]) -> Result<usize> {
     for attempt in 0..ATTEMPTS {
         let from = tip(repo)?;
         let tree = match from {
-            Some(t) => Some(
-                repo.find_commit(t)
-                    .and_then(|c| c.tree())
-                    .map_err(&err)?,
-            ),
+            Some(t) => Some(repo.find_commit(t).and_then(|c| c.tree()).map_err(&err)?),
             None => None,
         };
         let found = tree.as_ref().and_then(|t| find(repo, t, commit));
@@ -310,7 +310,13 @@ pub fn merge(repo: &Repository, theirs: Oid) -> Result<Oid> {
 fn fetched_ref(remote: &str) -> String {
     let safe: String = remote
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("refs/ledgit/receipts/{safe}")
 }
@@ -420,7 +426,10 @@ mod tests {
             .unwrap();
         add(&repo, c, &["new".into()]).unwrap();
         assert_eq!(lines(&repo, c).unwrap(), ["old", "new"]);
-        assert_eq!(all_at(&repo, tip(&repo).unwrap().unwrap()).unwrap().len(), 1);
+        assert_eq!(
+            all_at(&repo, tip(&repo).unwrap().unwrap()).unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -436,7 +445,10 @@ mod tests {
         let theirs = tip(&repo).unwrap().unwrap();
         repo.reference(NOTES_REF, ours, true, "t").unwrap();
         let merged = merge(&repo, theirs).unwrap();
-        assert_eq!(lines_at(&repo, merged, c).unwrap(), ["base", "ours", "theirs"]);
+        assert_eq!(
+            lines_at(&repo, merged, c).unwrap(),
+            ["base", "ours", "theirs"]
+        );
         // Merging again changes nothing.
         assert_eq!(merge(&repo, theirs).unwrap(), merged);
     }

@@ -118,7 +118,11 @@ pub(crate) mod tests {
     #[test]
     fn the_subject_carries_both_digests_or_the_commit() {
         let blob = git2::Oid::hash_object(git2::ObjectType::Blob, b"x").unwrap();
-        let s = Statement::new(apply(), "deployments/billing/production.yaml", Some((b"x", blob)));
+        let s = Statement::new(
+            apply(),
+            "deployments/billing/production.yaml",
+            Some((b"x", blob)),
+        );
         let d = &s.record().unwrap().digest;
         assert_eq!(
             d["sha256"],

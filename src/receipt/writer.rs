@@ -88,7 +88,8 @@ impl Writer {
     pub fn sign(&self, mut apply: Apply, path: &str) -> Result<String> {
         let id = self.reconciler.clone().unwrap_or_default();
         apply.reconciler = id.clone();
-        let commit = Oid::from_str(&apply.commit).map_err(|e| Error::git("reading the applied commit", e))?;
+        let commit = Oid::from_str(&apply.commit)
+            .map_err(|e| Error::git("reading the applied commit", e))?;
         let statement = if apply.action == "remove" {
             Statement::new(apply, path, None)
         } else {

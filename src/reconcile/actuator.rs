@@ -95,7 +95,9 @@ impl Actuator {
     /// fragment).
     pub fn describe(&self) -> String {
         match self {
-            Actuator::Exec { argv } => format!("exec: {}", argv.first().map(String::as_str).unwrap_or("")),
+            Actuator::Exec { argv } => {
+                format!("exec: {}", argv.first().map(String::as_str).unwrap_or(""))
+            }
             Actuator::Webhook { url, .. } => {
                 let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
                 let rest = rest.split(['?', '#']).next().unwrap_or("");

@@ -16,12 +16,12 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::git::load::Current;
 use crate::git::repo::Repo;
+use crate::receipt::{Apply, Writer};
 use crate::reconcile::actuator::Actuator;
 use crate::reconcile::lease::Leases;
 use crate::reconcile::plan::{Action, Kind, Plan};
 use crate::reconcile::state::model::{Applied, Failure};
 use crate::reconcile::state::{self, Location, Store};
-use crate::receipt::{Apply, Writer};
 
 /// What a pass may do.
 #[derive(Debug, Clone)]
@@ -212,7 +212,15 @@ pub fn apply(
             if settled.insert(a.environment.clone()) {
                 store.settle(&a.environment, epoch)?;
             }
-            run_one(store, actuator, a, epoch, timeout, receipts.as_deref_mut(), &host)
+            run_one(
+                store,
+                actuator,
+                a,
+                epoch,
+                timeout,
+                receipts.as_deref_mut(),
+                &host,
+            )
         };
         match step() {
             Ok((attempt, unsigned)) => {

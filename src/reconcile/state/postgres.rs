@@ -22,12 +22,14 @@ use postgres::{Client, GenericClient};
 use crate::error::{Error, Result};
 use crate::reconcile::actuator::ActionInfo;
 use crate::reconcile::state::model::{
-    Unwritten, Applied, Dump, Entry, Failure, Finished, JournalResult, Lease, Replica, View, backoff,
+    Applied, Dump, Entry, Failure, Finished, JournalResult, Lease, Replica, Unwritten, View,
+    backoff,
 };
 use crate::reconcile::state::pgconfig::{self, Connector};
 
 /// The schema's migrations, in order; the schema's version is how many have run.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE ledgit_applied (
   repository TEXT NOT NULL, agent TEXT NOT NULL, environment TEXT NOT NULL,
   version TEXT NOT NULL, generation TEXT NOT NULL, commit_id TEXT NOT NULL,
@@ -56,12 +58,14 @@ CREATE TABLE ledgit_token_seen (
   repository TEXT NOT NULL, jti TEXT NOT NULL, last_seen BIGINT NOT NULL,
   PRIMARY KEY (repository, jti));
 CREATE TABLE ledgit_ended_sessions (session TEXT PRIMARY KEY, expires BIGINT NOT NULL);
-", "
+",
+    "
 ALTER TABLE ledgit_journal ADD COLUMN receipt TEXT;
 ALTER TABLE ledgit_journal ADD COLUMN receipt_written BOOLEAN NOT NULL DEFAULT false;
 CREATE INDEX ledgit_journal_receipts_unwritten ON ledgit_journal (repository, id)
   WHERE receipt IS NOT NULL AND NOT receipt_written;
-"];
+",
+];
 
 /// The lease of environment `$2` of repository `$1` as long as it names holder `$3` at epoch
 /// `$4`, locked `FOR SHARE` until the statement's transaction ends: a takeover waits for it.

@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::reconcile::actuator::ActionInfo;
-use crate::reconcile::state::model::{Unwritten, 
-    Applied, Dump, Entry, Failure, Finished, JournalResult, View, backoff,
+use crate::reconcile::state::model::{
+    Applied, Dump, Entry, Failure, Finished, JournalResult, Unwritten, View, backoff,
 };
 
 /// An open, locked state store.
