@@ -218,39 +218,102 @@ pub struct Applied {
     pub commit: String,
 }
 
+/// The valid receipts of each pair in chain order, to find when a declaration was applied.
+pub struct Index {
+    positions: HashMap<Oid, u32>,
+    /// Per (agent, environment): (chain position of the receipt's commit, receipt's index).
+    by_pair: HashMap<(String, String), Vec<(u32, usize)>>,
+}
+
+impl Index {
+    /// Indexes the valid receipts of `receipts` on `history`'s chain (others are left out).
+    pub fn new(history: &History, receipts: &[Receipt]) -> Index {
+        let positions: HashMap<Oid, u32> = history
+            .chain()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (*c, i as u32))
+            .collect();
+        let mut by_pair: HashMap<(String, String), Vec<(u32, usize)>> = HashMap::new();
+        for (i, r) in receipts.iter().enumerate().filter(|(_, r)| r.is_valid()) {
+            let (Some(s), Some(&pos)) = (&r.statement, positions.get(&r.commit)) else {
+                continue;
+            };
+            by_pair
+                .entry((s.predicate.agent.clone(), s.predicate.environment.clone()))
+                .or_default()
+                .push((pos, i));
+        }
+        for list in by_pair.values_mut() {
+            list.sort_by_key(|&(pos, i)| (pos, receipts[i].applied_time));
+        }
+        Index { positions, by_pair }
+    }
+
+    /// The chain position of a commit.
+    pub fn position(&self, commit: Oid) -> Option<u32> {
+        self.positions.get(&commit).copied()
+    }
+
+    /// The first valid receipt that applied `version` (none: a removal) of the pair, on a commit
+    /// at chain position `from` or later and before `until`; `declared` is when the commit at
+    /// `from` was made, for the lag.
+    #[allow(clippy::too_many_arguments)]
+    pub fn applied(
+        &self,
+        receipts: &[Receipt],
+        agent: &str,
+        environment: &str,
+        version: Option<&str>,
+        from: u32,
+        until: u32,
+        declared: i64,
+    ) -> Option<Applied> {
+        let list = self
+            .by_pair
+            .get(&(agent.to_string(), environment.to_string()))?;
+        let start = list.partition_point(|(pos, _)| *pos < from);
+        list[start..]
+            .iter()
+            .take_while(|(pos, _)| *pos < until)
+            .map(|&(_, i)| &receipts[i])
+            .find(|r| {
+                r.statement.as_ref().is_some_and(|s| {
+                    let p = &s.predicate;
+                    match version {
+                        None => p.action == "remove",
+                        Some(v) => p.action != "remove" && p.version.as_deref() == Some(v),
+                    }
+                })
+            })
+            .map(|r| Applied {
+                applied_at: when::rfc3339(r.applied_time),
+                applied_time: r.applied_time,
+                lag_seconds: r.applied_time - declared,
+                reconciler: r
+                    .statement
+                    .as_ref()
+                    .map(|s| s.predicate.reconciler.clone())
+                    .unwrap_or_default(),
+                commit: r.commit.to_string(),
+            })
+    }
+}
+
 /// For each event of `history.events()` (same indices), the first valid receipt that applied
 /// it: for the same pair and version (a removal for `removed`), on a commit of the chain at or
 /// after the event's and before the pair's next event.
 pub fn applied_events(history: &History, receipts: &[Receipt]) -> Vec<Option<Applied>> {
-    let positions: HashMap<Oid, u32> = history
-        .chain()
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (*c, i as u32))
-        .collect();
-    // Per pair: (chain position, receipt), in chain order then applied order.
-    let mut by_pair: HashMap<(&str, &str), Vec<(u32, &Receipt)>> = HashMap::new();
-    for r in receipts.iter().filter(|r| r.is_valid()) {
-        let (Some(s), Some(&pos)) = (&r.statement, positions.get(&r.commit)) else {
-            continue;
-        };
-        by_pair
-            .entry((s.predicate.agent.as_str(), s.predicate.environment.as_str()))
-            .or_default()
-            .push((pos, r));
-    }
-    for list in by_pair.values_mut() {
-        list.sort_by_key(|(pos, r)| (*pos, r.applied_time));
-    }
+    let index = Index::new(history, receipts);
     let events = history.events();
     // The chain position of each pair's next event after event i.
     let mut next_pos: Vec<u32> = vec![u32::MAX; events.len()];
     let mut last: HashMap<(&str, &str), usize> = HashMap::new();
     for (i, e) in events.iter().enumerate().rev() {
-        let key = (history.str(e.agent), history.str(e.environment));
         if e.action == Action::Moved {
             continue;
         }
+        let key = (history.str(e.agent), history.str(e.environment));
         if let Some(&j) = last.get(&key) {
             next_pos[i] = history.commit_of(&events[j]).pos;
         }
@@ -263,31 +326,20 @@ pub fn applied_events(history: &History, receipts: &[Receipt]) -> Vec<Option<App
             if e.action == Action::Moved {
                 return None;
             }
-            let key = (history.str(e.agent), history.str(e.environment));
-            let list = by_pair.get(&key)?;
             let commit = history.commit_of(e);
-            let from = list.partition_point(|(pos, _)| *pos < commit.pos);
-            let version = history.opt(e.version);
-            list[from..]
-                .iter()
-                .take_while(|(pos, _)| *pos < next_pos[i])
-                .find(|(_, r)| {
-                    let p = &r.statement.as_ref().map(|s| &s.predicate);
-                    p.is_some_and(|p| match e.action {
-                        Action::Removed => p.action == "remove",
-                        _ => p.action != "remove" && p.version.as_deref() == version,
-                    })
-                })
-                .map(|(_, r)| {
-                    let s = r.statement.as_ref().map(|s| &s.predicate);
-                    Applied {
-                        applied_at: when::rfc3339(r.applied_time),
-                        applied_time: r.applied_time,
-                        lag_seconds: r.applied_time - commit.time,
-                        reconciler: s.map(|p| p.reconciler.clone()).unwrap_or_default(),
-                        commit: r.commit.to_string(),
-                    }
-                })
+            let version = match e.action {
+                Action::Removed => None,
+                _ => Some(history.opt(e.version).unwrap_or("")),
+            };
+            index.applied(
+                receipts,
+                history.str(e.agent),
+                history.str(e.environment),
+                version,
+                commit.pos,
+                next_pos[i],
+                commit.time,
+            )
         })
         .collect()
 }

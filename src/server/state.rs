@@ -195,6 +195,9 @@ pub struct Shared {
     /// The sync states of the served rows from the last read of the store: computed once per
     /// read and commit, not once per request.
     states: Mutex<Option<SyncStates>>,
+    /// The receipts as last read: read again when the notes ref or the served commit moved,
+    /// looked at at most once a second.
+    receipts: tokio::sync::Mutex<Option<(Instant, Arc<Receipts>)>>,
     /// The connection to a shared (PostgreSQL) store, used on blocking threads only.
     pub shared_store: Option<Arc<Mutex<crate::reconcile::state::postgres::Reader>>>,
     /// Tokens seen since the last time they were told to the other replicas.
@@ -206,6 +209,14 @@ struct SyncStates {
     commit: Oid,
     view: Arc<crate::reconcile::state::View>,
     states: Arc<Vec<crate::reconcile::state::Sync>>,
+}
+
+/// The checked receipts of the repository, indexed on a served commit's chain.
+pub struct Receipts {
+    pub notes: Option<Oid>,
+    pub commit: Oid,
+    pub list: Vec<crate::receipt::Receipt>,
+    pub index: crate::receipt::audit::Index,
 }
 
 /// One read of the reconciler's store.
@@ -230,6 +241,7 @@ impl Shared {
             openapi: super::openapi::json(&options.public_url),
             last_seen: LastSeen::default(),
             observed: tokio::sync::Mutex::new(None),
+            receipts: tokio::sync::Mutex::new(None),
             states: Mutex::default(),
             shared_store: match &options.state {
                 Some(crate::reconcile::state::Location::Postgres(url)) => {
@@ -337,6 +349,50 @@ impl Shared {
             view: view.clone(),
         });
         view
+    }
+
+    /// The repository's receipts, checked and indexed on `served`'s chain: read on a blocking
+    /// thread when the notes ref or the served commit moved (the ref is looked at at most once
+    /// a second); `None` when they cannot be read.
+    pub async fn receipts(&self, served: &Arc<Served>) -> Option<Arc<Receipts>> {
+        let mut cached = self.receipts.lock().await;
+        if let Some((looked_at, r)) = cached.as_ref()
+            && r.commit == served.commit
+            && looked_at.elapsed() < OBSERVED_FOR
+        {
+            return Some(r.clone());
+        }
+        let path = self.options.repo.clone();
+        let served = served.clone();
+        let previous = cached.as_ref().map(|(_, r)| r.clone());
+        let fresh = tokio::task::spawn_blocking(move || -> Option<Arc<Receipts>> {
+            let repo = git2::Repository::open(&path).ok()?;
+            let notes = crate::receipt::notes::tip(&repo).ok()?;
+            if let Some(p) = previous
+                && p.notes == notes
+                && p.commit == served.commit
+            {
+                return Some(p);
+            }
+            let list = match notes {
+                Some(tip) => crate::receipt::check::all(&repo, tip).ok()?,
+                None => Vec::new(),
+            };
+            let index = crate::receipt::audit::Index::new(&served.history, &list);
+            Some(Arc::new(Receipts {
+                notes,
+                commit: served.commit,
+                list,
+                index,
+            }))
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(r) = &fresh {
+            *cached = Some((Instant::now(), r.clone()));
+        }
+        fresh
     }
 
     /// Asks the refresher for a refresh (coalesced with any already asked for).

@@ -323,6 +323,11 @@ impl AgentIndex {
             clock: GateClock::new(history),
         }
     }
+
+    /// Whether the history has events of `agent`.
+    pub fn contains(&self, agent: &str) -> bool {
+        self.events.contains_key(agent)
+    }
 }
 
 /// A commit as the page shows it.
@@ -354,6 +359,29 @@ pub struct EnvironmentView {
     /// error, which replica applied it), where the store is present; the front end fills it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed: Option<Sync>,
+    /// What the signed receipts say of the declared version: when and by which reconciler it
+    /// was applied, or that it is not yet (the front end fills it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<ReceiptView>,
+}
+
+/// The receipt of an environment's declared version.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiptView {
+    /// When a valid receipt shows it applied, how long after the merge, by whom; none yet.
+    pub applied: Option<crate::receipt::audit::Applied>,
+    /// Whether a reconciler listed in ledgit.yaml may apply (and so signs for) this environment.
+    pub expected: bool,
+}
+
+impl ReceiptView {
+    /// The lag in words (`3s`, `2m10s`).
+    pub fn lag(&self) -> String {
+        self.applied
+            .as_ref()
+            .map(|a| crate::support::when::format_duration_short(a.lag_seconds.max(0)))
+            .unwrap_or_default()
+    }
 }
 
 /// A stretch of time one version ran in one environment.
@@ -523,6 +551,7 @@ pub fn agent_page(
                 promote_from: env.promote_from.clone(),
                 earlier_versions: earlier,
                 observed: None,
+                receipt: None,
             }
         })
         .collect();

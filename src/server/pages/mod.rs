@@ -43,6 +43,7 @@ pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/v1/agents", get(overview_json))
         .route("/v1/agents/{agent}", get(agent_json))
         .route("/v1/agents/{agent}/tokens", get(tokens_json))
+        .route("/v1/agents/{agent}/receipts", get(receipts_json))
         .route("/static/style.css", get(stylesheet))
         .route("/static/favicon.svg", get(favicon))
         .route_layer(axum::middleware::from_fn_with_state(shared, keep_session))
@@ -324,8 +325,81 @@ async fn agent_json(
     Ok(json(StatusCode::OK, &page))
 }
 
+/// Puts what the reconciler's store says runs, and what the signed receipts say was applied,
+/// beside each environment's record.
+async fn observe(shared: &Shared, served: &Arc<Served>, page: &mut view::AgentPage) {
+    if let Some(receipts) = shared.receipts(served).await {
+        for env in &mut page.environments {
+            let expected = served
+                .config
+                .reconcilers
+                .iter()
+                .any(|r| r.may_apply(&env.environment));
+            let Some(record) = &env.record else { continue };
+            let applied = git2::Oid::from_str(&record.updated_commit)
+                .ok()
+                .and_then(|c| receipts.index.position(c))
+                .and_then(|from| {
+                    receipts.index.applied(
+                        &receipts.list,
+                        &page.agent,
+                        &env.environment,
+                        Some(&record.version),
+                        from,
+                        u32::MAX,
+                        record.updated_time,
+                    )
+                });
+            if applied.is_some() || expected {
+                env.receipt = Some(view::ReceiptView { applied, expected });
+            }
+        }
+    }
+    observe_store(shared, served, page).await;
+}
+
+/// The receipts of one agent (`/v1/agents/{agent}/receipts`): every receipt whose statement
+/// names it, in applied order, each with its verdict.
+async fn receipts_json(State(shared): State<Arc<Shared>>, Path(agent): Path<String>) -> Answer {
+    let served = super::state::served(&shared)?;
+    let known = served.rows.iter().any(|d| d.agent == agent) || served.agents.contains(&agent);
+    let receipts = shared.receipts(&served).await;
+    let list: Vec<serde_json::Value> = receipts
+        .iter()
+        .flat_map(|r| r.list.iter())
+        .filter(|r| {
+            r.statement
+                .as_ref()
+                .is_some_and(|s| s.predicate.agent == agent)
+        })
+        .map(|r| {
+            serde_json::json!({
+                "commit": r.commit.to_string(),
+                "line": r.line,
+                "valid": r.is_valid(),
+                "problem": r.problem.as_ref().map(|p| serde_json::json!({"code": p.code, "message": p.message})),
+                "keyid": r.keyid,
+                "statement": r.statement,
+            })
+        })
+        .collect();
+    if !known && list.is_empty() {
+        return Err(no_agent(&agent));
+    }
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "agent": agent,
+            "commit": served.commit.to_string(),
+            "notes_ref": crate::receipt::NOTES_REF,
+            "notes": receipts.as_ref().and_then(|r| r.notes).map(|n| n.to_string()),
+            "receipts": list,
+        }),
+    ))
+}
+
 /// Puts what the reconciler's store says runs beside each environment's record.
-async fn observe(shared: &Shared, served: &Served, page: &mut view::AgentPage) {
+async fn observe_store(shared: &Shared, served: &Served, page: &mut view::AgentPage) {
     let Some(states) = shared.sync_states(served).await else {
         return;
     };
