@@ -303,8 +303,8 @@ pub fn all(repo: &Repository, notes_tip: Oid) -> Result<Vec<Receipt>> {
                     let mut checker = Checker::new(&repo);
                     let mut out = Vec::new();
                     for &(commit, blob) in part {
-                        for (i, line) in notes::text_lines(&repo, blob)?.iter().enumerate() {
-                            out.push(checker.check(commit, i as u32 + 1, line));
+                        for (n, line) in notes::numbered_lines(&repo, blob)? {
+                            out.push(checker.check(commit, n, &line));
                         }
                     }
                     Ok(out)
@@ -326,16 +326,25 @@ pub fn all(repo: &Repository, notes_tip: Oid) -> Result<Vec<Receipt>> {
     for r in results {
         out.extend(r?);
     }
-    out.sort_by(|a, b| (a.applied_time, a.commit, a.line).cmp(&(b.applied_time, b.commit, b.line)));
+    out.sort_by_key(|r| (r.applied_time, r.commit, r.line));
     Ok(out)
 }
 
 /// The receipts of `commit` only, checked.
 pub fn on_commit(repo: &Repository, commit: Oid) -> Result<Vec<Receipt>> {
     let mut checker = Checker::new(repo);
-    Ok(notes::lines(repo, commit)?
-        .iter()
-        .enumerate()
-        .map(|(i, l)| checker.check(commit, i as u32 + 1, l))
+    let Some(tip) = notes::tip(repo)? else {
+        return Ok(Vec::new());
+    };
+    let Some(blob) = notes::all_at(repo, tip)?
+        .into_iter()
+        .find(|(c, _)| *c == commit)
+        .map(|(_, b)| b)
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(notes::numbered_lines(repo, blob)?
+        .into_iter()
+        .map(|(n, l)| checker.check(commit, n, &l))
         .collect())
 }

@@ -76,6 +76,19 @@ pub fn lines(repo: &Repository, commit: Oid) -> Result<Vec<String>> {
     }
 }
 
+/// The non-empty lines of a note's blob, each with its line number (1-based) in the note.
+pub fn numbered_lines(repo: &Repository, blob: Oid) -> Result<Vec<(u32, String)>> {
+    let blob = repo
+        .find_blob(blob)
+        .map_err(git_err("reading a receipts note"))?;
+    Ok(String::from_utf8_lossy(blob.content())
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i as u32 + 1, l.to_string()))
+        .collect())
+}
+
 /// The non-empty lines of a note's blob.
 pub fn text_lines(repo: &Repository, blob: Oid) -> Result<Vec<String>> {
     let blob = repo
@@ -148,10 +161,11 @@ fn signature() -> Result<git2::Signature<'static>> {
 /// Moves the notes ref from `from` to `to`, only if it is still at `from`. Returns false when
 /// another writer moved it first.
 fn swap(repo: &Repository, from: Option<Oid>, to: Oid, message: &str) -> Result<bool> {
-    let result = match from {
-        Some(old) => repo.reference_matching(NOTES_REF, to, true, old, message),
-        None => repo.reference(NOTES_REF, to, false, message),
-    };
+    // libgit2 compares the ref with `from` under the ref's lock; the zero id means "must not
+    // exist yet" (its plain create checks existence before locking, and two first writers
+    // would both win).
+    let old = from.unwrap_or_else(Oid::zero);
+    let result = repo.reference_matching(NOTES_REF, to, true, old, message);
     match result {
         Ok(_) => Ok(true),
         Err(e)
@@ -410,7 +424,7 @@ mod tests {
         assert_eq!(lines(&repo, c).unwrap(), ["a", "b"]);
         // git reads them as notes.
         let note = repo.find_note(Some(NOTES_REF), c).unwrap();
-        assert_eq!(note.message(), Some("a\nb\n"));
+        assert_eq!(note.message().ok(), Some("a\nb\n"));
         let all = all_at(&repo, tip(&repo).unwrap().unwrap()).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].0, c);

@@ -17,6 +17,7 @@ mod gateway;
 mod history;
 mod index;
 mod properties;
+mod receipts;
 mod reconcile;
 mod renovate;
 mod review;

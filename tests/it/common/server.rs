@@ -79,6 +79,12 @@ impl Server {
 
     /// GET a path, with a bearer token; the status and the JSON body.
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let (status, body) = self.get_text(path, token);
+        (status, serde_json::from_str(&body).unwrap_or_default())
+    }
+
+    /// GET a path, with a bearer token; the status and the body as text.
+    pub fn get_text(&self, path: &str, token: Option<&str>) -> (u16, String) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
@@ -96,7 +102,7 @@ impl Server {
             .into_reader()
             .read_to_string(&mut body)
             .unwrap();
-        (status, serde_json::from_str(&body).unwrap_or_default())
+        (status, body)
     }
 
     /// SIGTERM; the exit code and the whole log.
