@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ledgit benchmarks: prints each figure and its ratio against the reference measured in the
-# same run. Usage: bench/run.sh [validate|history|tokens|reconcile|fleet|serve|all] (default all). Needs
+# same run. Usage: bench/run.sh [validate|history|tokens|reconcile|fleet|receipts|serve|all] (default all). Needs
 # python3 and git, and wrk for serve (apt-get install wrk);
 # installs check-jsonschema into bench/.venv for the validate comparison.
 set -euo pipefail
@@ -150,6 +150,16 @@ fi
 
 if [[ $what == fleet || $what == all ]]; then
   python3 bench/fleet.py "$bin" "$work"
+fi
+
+if [[ $what == receipts || $what == all ]]; then
+  # The receipts' repository is signed with Python's cryptography (from bench/.venv).
+  [[ -x bench/.venv/bin/python ]] || python3 -m venv bench/.venv
+  bench/.venv/bin/python -c 'import cryptography' 2>/dev/null ||
+    bench/.venv/bin/pip install -q --disable-pip-version-check cryptography
+  repo=$work/receipts
+  [[ -d $repo/.git ]] || bench/.venv/bin/python bench/generate.py receipts "$repo"
+  python3 bench/receipts.py "$bin" "$repo" "$work"
 fi
 
 if [[ $what == serve || $what == all ]]; then

@@ -5,8 +5,9 @@
 
 use std::io::Write;
 
+use ledgit::git::history::History;
 use ledgit::receipt::audit::{self, Status};
-use ledgit::receipt::{Receipt, check, notes};
+use ledgit::receipt::{Receipt, cache, notes};
 use ledgit::support::when;
 
 use super::command_error::{CliError, CliResult, Outcome};
@@ -52,11 +53,12 @@ pub struct Args {
     format: TextOrJson,
 }
 
-/// Every receipt of the repository, checked, in applied order (none without notes).
-pub fn receipts(ctx: &Context) -> Result<Vec<Receipt>, CliError> {
+/// Every receipt of the repository, checked (the version check against `history`), in
+/// applied order (none without notes).
+pub fn receipts(ctx: &Context, history: &History) -> Result<Vec<Receipt>, CliError> {
     let repo = ctx.repo()?;
     Ok(match notes::tip(&repo.git)? {
-        Some(tip) => check::all(&repo.git, tip)?,
+        Some(tip) => cache::receipts(&repo.git, tip, Some(history))?,
         None => Vec::new(),
     })
 }
@@ -84,7 +86,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     {
         return Err(loaded.config.unknown_environment(env).into());
     }
-    let receipts = receipts(ctx)?;
+    let receipts = receipts(ctx, &loaded.history)?;
     let mut report = audit::audit(
         &loaded.history,
         &receipts,

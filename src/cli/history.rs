@@ -69,6 +69,13 @@ pub struct Args {
     format: Format,
 }
 
+impl Args {
+    /// Whether it reads the receipts (`--applied`).
+    pub fn reads_receipts(&self) -> bool {
+        self.applied
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Format {
     Text,
@@ -114,7 +121,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         events.reverse();
     }
     if args.applied {
-        let receipts = super::audit::receipts(ctx)?;
+        let receipts = super::audit::receipts(ctx, h)?;
         let applied = ledgit::receipt::audit::applied_events(h, &receipts);
         let rows: Vec<(&Event, Option<&Applied>)> = events
             .iter()
@@ -152,14 +159,19 @@ fn write_applied(format: Format, h: &History, rows: &[(&Event, Option<&Applied>)
     let strings = commit_strings(h, &events);
     match format {
         Format::Json => {
-            let list: Vec<AppliedJson> = rows
-                .iter()
-                .map(|(e, a)| AppliedJson {
+            // One array, one event per line, as plain `history --format json` writes it.
+            let mut out = io::BufWriter::with_capacity(1 << 16, render::plain_stdout());
+            out.write_all(b"[")?;
+            for (i, (e, a)) in rows.iter().enumerate() {
+                out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+                let item = AppliedJson {
                     event: event_json(h, &strings, e),
                     applied: *a,
-                })
-                .collect();
-            render::json(&mut render::plain_stdout(), &list)?;
+                };
+                serde_json::to_writer(&mut out, &item).map_err(std::io::Error::from)?;
+            }
+            out.write_all(if rows.is_empty() { b"]\n" } else { b"\n]\n" })?;
+            out.flush()?;
         }
         Format::Csv => {
             let mut out = io::BufWriter::new(render::plain_stdout());

@@ -122,11 +122,19 @@ pub fn run() -> ExitCode {
     // third of the time of a history walk. `git fsck` is the tool that verifies objects.
     git2::opts::strict_hash_verification(false);
     // Map packs in 16 MiB windows, at most 64 MiB at a time: a long history walk touches the
-    // whole pack, and unbounded mappings would count towards the process's memory.
+    // whole pack, and unbounded mappings would count towards the process's memory. Checking
+    // receipts reads notes and commits all over the pack from two threads: within 64 MiB the
+    // windows were unmapped and mapped again all the time (a third of the time went to it), so
+    // the commands that check them map up to 1 GiB (file pages, given back under pressure).
+    let mapped: usize = if reads_receipts(&cli.command) {
+        1 << 30
+    } else {
+        64 << 20
+    };
     // SAFETY: set once, before any repository is opened or any thread started.
     unsafe {
         let _ = git2::opts::set_mwindow_size(16 << 20);
-        let _ = git2::opts::set_mwindow_mapped_limit(64 << 20);
+        let _ = git2::opts::set_mwindow_mapped_limit(mapped);
     }
     let ctx = Context::new(dir);
     let result = match cli.command {
@@ -157,6 +165,15 @@ pub fn run() -> ExitCode {
         Ok(Outcome::Findings) => ExitCode::from(1),
         Err(e) if e.broken_pipe => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+/// Whether the command reads and checks every receipt.
+fn reads_receipts(command: &Command) -> bool {
+    match command {
+        Command::Audit(_) | Command::Receipts(_) => true,
+        Command::History(args) => args.reads_receipts(),
+        _ => false,
     }
 }
 

@@ -75,7 +75,7 @@ struct Verified {
 fn verify(ctx: &Context, args: VerifyArgs) -> CliResult {
     let grace = super::audit::grace(&args.grace)?;
     let loaded = load(ctx, None)?;
-    let receipts = super::audit::receipts(ctx)?;
+    let receipts = super::audit::receipts(ctx, &loaded.history)?;
     let now = chrono::Utc::now().timestamp();
     // Every receipt, whenever applied; and the declarations of now.
     let mut findings: Vec<_> = receipts.iter().filter_map(|r| r.finding()).collect();
@@ -131,7 +131,7 @@ fn show(ctx: &Context, args: ShowArgs) -> CliResult {
     let receipts = ledgit::receipt::check::on_commit(&repo.git, commit)?;
     let shown: Vec<Shown> = receipts
         .iter()
-        .map(|r| Shown {
+        .map(|(r, statement)| Shown {
             line: r.line,
             valid: r.is_valid(),
             problem: r
@@ -139,7 +139,7 @@ fn show(ctx: &Context, args: ShowArgs) -> CliResult {
                 .as_ref()
                 .map(|p| format!("{}: {}", p.code, p.message)),
             keyid: &r.keyid,
-            statement: r.statement.as_ref(),
+            statement: statement.as_ref(),
         })
         .collect();
     let mut out = render::stdout();

@@ -690,7 +690,7 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [(Code::UnknownEnvironment, 8), (Code::MissingField, 9)]
+            [(Code::UnknownEnvironment, 9), (Code::MissingField, 10)]
         );
     }
 }

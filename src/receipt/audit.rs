@@ -81,8 +81,8 @@ fn running_at(receipts: &[Receipt], at: i64) -> BTreeMap<(String, String), &Rece
         .iter()
         .filter(|r| r.is_valid() && r.applied_time <= at)
     {
-        let Some(s) = &r.statement else { continue };
-        let key = (s.predicate.agent.clone(), s.predicate.environment.clone());
+        let Some(c) = &r.claim else { continue };
+        let key = (c.agent.clone(), c.environment.clone());
         // `receipts` is in applied order: a later one replaces an earlier.
         out.insert(key, r);
     }
@@ -113,9 +113,9 @@ pub fn audit(
         seen.insert(key.clone());
         let ran = running
             .get(&key)
-            .and_then(|r| r.statement.as_ref().map(|s| (*r, s)))
-            .filter(|(_, s)| s.predicate.action != "remove");
-        let running_version = ran.and_then(|(_, s)| s.predicate.version.clone());
+            .and_then(|r| r.claim.as_ref().map(|c| (*r, c)))
+            .filter(|(_, c)| !c.is_removal());
+        let running_version = ran.and_then(|(_, c)| c.version.clone());
         let status = if running_version.as_deref() == Some(d.version.as_str()) {
             Status::Applied
         } else if !signed(&d.environment) {
@@ -154,21 +154,17 @@ pub fn audit(
         if seen.contains(key) || !wanted(&key.1) {
             continue;
         }
-        if let Some(s) = &r.statement
-            && s.predicate.action != "remove"
+        if let Some(c) = &r.claim
+            && !c.is_removal()
         {
-            rows.push(row(None, Some((*r, s)), Status::Undeclared));
+            rows.push(row(None, Some((*r, c)), Status::Undeclared));
         }
     }
     rows.sort_by(|a, b| (&a.agent, &a.environment).cmp(&(&b.agent, &b.environment)));
     let considered: Vec<&Receipt> = receipts
         .iter()
         .filter(|r| r.applied_time <= at)
-        .filter(|r| {
-            r.statement
-                .as_ref()
-                .is_none_or(|s| wanted(&s.predicate.environment))
-        })
+        .filter(|r| r.claim.as_ref().is_none_or(|c| wanted(&c.environment)))
         .collect();
     findings.extend(considered.iter().filter_map(|r| r.finding()));
     Audit {
@@ -183,12 +179,12 @@ pub fn audit(
 
 fn row(
     d: Option<&crate::model::Deployment>,
-    ran: Option<(&Receipt, &crate::receipt::statement::Statement)>,
+    ran: Option<(&Receipt, &crate::receipt::check::Claim)>,
     status: Status,
 ) -> Row {
     let (agent, environment) = match (d, ran) {
         (Some(d), _) => (d.agent.clone(), d.environment.clone()),
-        (None, Some((_, s))) => (s.predicate.agent.clone(), s.predicate.environment.clone()),
+        (None, Some((_, c))) => (c.agent.clone(), c.environment.clone()),
         (None, None) => (String::new(), String::new()),
     };
     Row {
@@ -196,10 +192,10 @@ fn row(
         environment,
         declared: d.map(|d| d.version.clone()),
         declared_at: d.map(|d| d.updated_at.clone()),
-        running: ran.and_then(|(_, s)| s.predicate.version.clone()),
+        running: ran.and_then(|(_, c)| c.version.clone()),
         applied_at: ran.map(|(r, _)| when::rfc3339(r.applied_time)),
         applied_commit: ran.map(|(r, _)| r.commit.to_string()),
-        reconciler: ran.map(|(_, s)| s.predicate.reconciler.clone()),
+        reconciler: ran.map(|(_, c)| c.reconciler.clone()),
         status,
     }
 }
@@ -236,11 +232,11 @@ impl Index {
             .collect();
         let mut by_pair: HashMap<(String, String), Vec<(u32, usize)>> = HashMap::new();
         for (i, r) in receipts.iter().enumerate().filter(|(_, r)| r.is_valid()) {
-            let (Some(s), Some(&pos)) = (&r.statement, positions.get(&r.commit)) else {
+            let (Some(c), Some(&pos)) = (&r.claim, positions.get(&r.commit)) else {
                 continue;
             };
             by_pair
-                .entry((s.predicate.agent.clone(), s.predicate.environment.clone()))
+                .entry((c.agent.clone(), c.environment.clone()))
                 .or_default()
                 .push((pos, i));
         }
@@ -278,12 +274,9 @@ impl Index {
             .take_while(|(pos, _)| *pos < until)
             .map(|&(_, i)| &receipts[i])
             .find(|r| {
-                r.statement.as_ref().is_some_and(|s| {
-                    let p = &s.predicate;
-                    match version {
-                        None => p.action == "remove",
-                        Some(v) => p.action != "remove" && p.version.as_deref() == Some(v),
-                    }
+                r.claim.as_ref().is_some_and(|c| match version {
+                    None => c.is_removal(),
+                    Some(v) => !c.is_removal() && c.version.as_deref() == Some(v),
                 })
             })
             .map(|r| Applied {
@@ -291,9 +284,9 @@ impl Index {
                 applied_time: r.applied_time,
                 lag_seconds: r.applied_time - declared,
                 reconciler: r
-                    .statement
+                    .claim
                     .as_ref()
-                    .map(|s| s.predicate.reconciler.clone())
+                    .map(|c| c.reconciler.clone())
                     .unwrap_or_default(),
                 commit: r.commit.to_string(),
             })

@@ -26,12 +26,42 @@ pub struct Receipt {
     pub line: u32,
     /// The key id its signature names (empty when it does not read).
     pub keyid: String,
-    /// The statement, when the envelope reads.
-    pub statement: Option<Statement>,
+    /// What it claims, when the envelope reads.
+    pub claim: Option<Claim>,
     /// The applied time in seconds (0 when the statement does not read).
     pub applied_time: i64,
     /// Why it does not hold; none when it is valid.
     pub problem: Option<Problem>,
+}
+
+/// What a receipt claims was applied, as its readers need it (the whole statement is in the
+/// note).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Claim {
+    pub agent: String,
+    pub environment: String,
+    /// `deploy`, `update` or `remove`.
+    pub action: String,
+    pub version: Option<String>,
+    pub reconciler: String,
+}
+
+impl Claim {
+    pub fn of(s: &Statement) -> Claim {
+        let p = &s.predicate;
+        Claim {
+            agent: p.agent.clone(),
+            environment: p.environment.clone(),
+            action: p.action.clone(),
+            version: p.version.clone(),
+            reconciler: p.reconciler.clone(),
+        }
+    }
+
+    /// Whether it claims a removal.
+    pub fn is_removal(&self) -> bool {
+        self.action == "remove"
+    }
 }
 
 /// Why a receipt does not hold.
@@ -87,17 +117,73 @@ fn problem(code: Code, message: String) -> Option<Problem> {
     Some(Problem { code, message })
 }
 
+/// A pair's declarations: (chain position, version from there on; none once removed).
+type Declarations = Vec<(u32, Option<String>)>;
+
+/// What the history says each pair declared along the chain: the version check of a receipt
+/// on a commit of the chain is a lookup here, not a walk down the commit's trees.
+pub struct Declared {
+    positions: HashMap<Oid, u32>,
+    /// Per (agent, environment): (chain position, version declared from there on; none once
+    /// removed), in chain order.
+    pairs: HashMap<(String, String), Declarations>,
+}
+
+impl Declared {
+    pub fn new(history: &crate::git::history::History) -> Declared {
+        use crate::git::history::Action;
+        let positions = history
+            .chain()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (*c, i as u32))
+            .collect();
+        let mut pairs: HashMap<(String, String), Declarations> = HashMap::new();
+        for e in history.events() {
+            let version = match e.action {
+                Action::Moved => continue,
+                Action::Removed => None,
+                _ => history.opt(e.version).map(str::to_string),
+            };
+            pairs
+                .entry((
+                    history.str(e.agent).to_string(),
+                    history.str(e.environment).to_string(),
+                ))
+                .or_default()
+                .push((history.commit_of(e).pos, version));
+        }
+        Declared { positions, pairs }
+    }
+
+    /// The version the pair declared at `commit` (`Some(None)`: no record there); `None` when
+    /// the commit is not on the chain.
+    fn at(&self, commit: Oid, agent: &str, environment: &str) -> Option<Option<&str>> {
+        let pos = *self.positions.get(&commit)?;
+        let Some(list) = self
+            .pairs
+            .get(&(agent.to_string(), environment.to_string()))
+        else {
+            return Some(None);
+        };
+        let n = list.partition_point(|(p, _)| *p <= pos);
+        Some(n.checked_sub(1).and_then(|i| list[i].1.as_deref()))
+    }
+}
+
 /// What a worker keeps between receipts: configs by blob, record identities by blob.
 struct Checker<'r> {
     repo: &'r Repository,
+    declared: Option<&'r Declared>,
     configs: HashMap<Oid, Option<Config>>,
     records: HashMap<Oid, Option<crate::model::record::Identity>>,
 }
 
 impl<'r> Checker<'r> {
-    fn new(repo: &'r Repository) -> Self {
+    fn new(repo: &'r Repository, declared: Option<&'r Declared>) -> Self {
         Checker {
             repo,
+            declared,
             configs: HashMap::new(),
             records: HashMap::new(),
         }
@@ -116,12 +202,12 @@ impl<'r> Checker<'r> {
             .as_ref()
     }
 
-    fn check(&mut self, commit: Oid, line: u32, text: &str) -> Receipt {
+    fn check(&mut self, commit: Oid, line: u32, text: &str) -> (Receipt, Option<Statement>) {
         let mut r = Receipt {
             commit,
             line,
             keyid: String::new(),
-            statement: None,
+            claim: None,
             applied_time: 0,
             problem: None,
         };
@@ -129,7 +215,7 @@ impl<'r> Checker<'r> {
             Ok(e) => e,
             Err(m) => {
                 r.problem = problem(Code::ReceiptMalformed, m.to_string());
-                return r;
+                return (r, None);
             }
         };
         r.keyid = envelope.keyids().next().unwrap_or_default().to_string();
@@ -137,15 +223,15 @@ impl<'r> Checker<'r> {
             Ok(s) => s,
             Err(m) => {
                 r.problem = problem(Code::ReceiptMalformed, m.to_string());
-                return r;
+                return (r, None);
             }
         };
         r.applied_time = chrono::DateTime::parse_from_rfc3339(&statement.predicate.applied_at)
             .map(|t| t.timestamp())
             .unwrap_or(0);
         r.problem = self.judge(commit, &envelope, &statement);
-        r.statement = Some(statement);
-        r
+        r.claim = Some(Claim::of(&statement));
+        (r, Some(statement))
     }
 
     fn judge(&mut self, commit: Oid, envelope: &Envelope, s: &Statement) -> Option<Problem> {
@@ -215,6 +301,30 @@ impl<'r> Checker<'r> {
             );
         }
         let subject = s.record()?;
+        if let Some(declared) = self
+            .declared
+            .and_then(|d| d.at(commit, &p.agent, &p.environment))
+        {
+            // On the chain, the history says what the record declared there.
+            let claimed = if p.action == "remove" {
+                None
+            } else {
+                p.version.as_deref()
+            };
+            return (declared != claimed).then(|| Problem {
+                code: Code::ReceiptUndeclared,
+                message: format!(
+                    "receipt for {} {} in {}, but at {short} the record {}",
+                    p.agent,
+                    claimed.unwrap_or("(removed)"),
+                    p.environment,
+                    match declared {
+                        Some(v) => format!("declares {v}"),
+                        None => "is absent".to_string(),
+                    }
+                ),
+            });
+        }
         let entry = tree.get_path(Path::new(&subject.name)).ok();
         let what = format!(
             "{} {} in {}",
@@ -281,10 +391,27 @@ impl<'r> Checker<'r> {
     }
 }
 
-/// Every receipt under the notes commit `notes`, checked, oldest applied first. The notes are
-/// shared among the machine's cores, each reading with its own handle on the repository.
-pub fn all(repo: &Repository, notes_tip: Oid) -> Result<Vec<Receipt>> {
+/// Every receipt under the notes commit `notes`, checked, oldest applied first; `declared`
+/// (from the branch's history) answers the version check of receipts on its chain. The notes
+/// are shared among the machine's cores, each reading with its own handle on the repository.
+pub fn all(repo: &Repository, notes_tip: Oid, declared: Option<&Declared>) -> Result<Vec<Receipt>> {
     let notes = notes::all_at(repo, notes_tip)?;
+    let mut out = notes_checked(repo, &notes, declared)?;
+    sort(&mut out);
+    Ok(out)
+}
+
+/// Receipts in applied order (then by commit and line).
+pub fn sort(receipts: &mut [Receipt]) {
+    receipts.sort_by_key(|r| (r.applied_time, r.commit, r.line));
+}
+
+/// The receipts of these notes ((annotated commit, note blob) pairs), checked, in no order.
+pub fn notes_checked(
+    repo: &Repository,
+    notes: &[(Oid, Oid)],
+    declared: Option<&Declared>,
+) -> Result<Vec<Receipt>> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -300,11 +427,11 @@ pub fn all(repo: &Repository, notes_tip: Oid) -> Result<Vec<Receipt>> {
                 s.spawn(move || -> Result<Vec<Receipt>> {
                     let repo = Repository::open(&path)
                         .map_err(|e| Error::git("opening the repository", e))?;
-                    let mut checker = Checker::new(&repo);
+                    let mut checker = Checker::new(&repo, declared);
                     let mut out = Vec::new();
                     for &(commit, blob) in part {
                         for (n, line) in notes::numbered_lines(&repo, blob)? {
-                            out.push(checker.check(commit, n, &line));
+                            out.push(checker.check(commit, n, &line).0);
                         }
                     }
                     Ok(out)
@@ -326,13 +453,12 @@ pub fn all(repo: &Repository, notes_tip: Oid) -> Result<Vec<Receipt>> {
     for r in results {
         out.extend(r?);
     }
-    out.sort_by_key(|r| (r.applied_time, r.commit, r.line));
     Ok(out)
 }
 
-/// The receipts of `commit` only, checked.
-pub fn on_commit(repo: &Repository, commit: Oid) -> Result<Vec<Receipt>> {
-    let mut checker = Checker::new(repo);
+/// The receipts of `commit` only, checked, each with the statement it carries.
+pub fn on_commit(repo: &Repository, commit: Oid) -> Result<Vec<(Receipt, Option<Statement>)>> {
+    let mut checker = Checker::new(repo, None);
     let Some(tip) = notes::tip(repo)? else {
         return Ok(Vec::new());
     };

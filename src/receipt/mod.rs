@@ -4,9 +4,11 @@
 //! with the reconciler's Ed25519 key ([`envelope`]), one line of a git note under
 //! `refs/notes/ledgit/applied` ([`notes`]). The reconciler signs and writes them ([`writer`]);
 //! [`check`] verifies every one against `ledgit.yaml`'s `reconcilers:` at its commit, and
-//! [`audit`] sets what they say ran beside what the branch declared.
+//! [`audit`] sets what they say ran beside what the branch declared; [`cache`] keeps the
+//! checked notes so that each is read and verified once.
 
 pub mod audit;
+pub mod cache;
 pub mod check;
 pub mod envelope;
 pub mod notes;

@@ -68,6 +68,18 @@ pub fn lines_at(repo: &Repository, notes: Oid, commit: Oid) -> Result<Vec<String
     })
 }
 
+/// The numbered lines of `commit`'s note in the notes commit `notes` (none without a note).
+pub fn numbered_lines_at(repo: &Repository, notes: Oid, commit: Oid) -> Result<Vec<(u32, String)>> {
+    let tree = repo
+        .find_commit(notes)
+        .and_then(|c| c.tree())
+        .map_err(git_err("reading the receipts' notes"))?;
+    match find(repo, &tree, commit) {
+        Some((_, blob)) => numbered_lines(repo, blob),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The receipts' lines on `commit` at the notes ref's tip.
 pub fn lines(repo: &Repository, commit: Oid) -> Result<Vec<String>> {
     match tip(repo)? {
@@ -164,7 +176,7 @@ fn swap(repo: &Repository, from: Option<Oid>, to: Oid, message: &str) -> Result<
     // libgit2 compares the ref with `from` under the ref's lock; the zero id means "must not
     // exist yet" (its plain create checks existence before locking, and two first writers
     // would both win).
-    let old = from.unwrap_or_else(Oid::zero);
+    let old = from.unwrap_or(Oid::ZERO_SHA1);
     let result = repo.reference_matching(NOTES_REF, to, true, old, message);
     match result {
         Ok(_) => Ok(true),

@@ -93,10 +93,10 @@ impl Statement {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+pub(super) mod tests {
     use super::*;
 
-    pub(crate) fn apply() -> Apply {
+    pub(in crate::receipt) fn apply() -> Apply {
         Apply {
             agent: "billing".into(),
             environment: "production".into(),

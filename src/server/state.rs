@@ -375,7 +375,9 @@ impl Shared {
                 return Some(p);
             }
             let list = match notes {
-                Some(tip) => crate::receipt::check::all(&repo, tip).ok()?,
+                Some(tip) => {
+                    crate::receipt::cache::receipts(&repo, tip, Some(&served.history)).ok()?
+                }
                 None => Vec::new(),
             };
             let index = crate::receipt::audit::Index::new(&served.history, &list);

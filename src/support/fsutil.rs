@@ -6,8 +6,6 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` atomically and durably (synced before the rename), keeping the
-/// target's permissions when it exists.
 /// The text of a file that may not exist yet: `None` when it does not.
 pub fn read_optional(path: &Path) -> std::io::Result<Option<String>> {
     match std::fs::read_to_string(path) {
@@ -17,6 +15,8 @@ pub fn read_optional(path: &Path) -> std::io::Result<Option<String>> {
     }
 }
 
+/// Writes `bytes` to `path` atomically and durably (synced before the rename), keeping the
+/// target's permissions when it exists.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write(path, bytes, true)
 }

@@ -358,41 +358,66 @@ async fn observe(shared: &Shared, served: &Arc<Served>, page: &mut view::AgentPa
     observe_store(shared, served, page).await;
 }
 
-/// The receipts of one agent (`/v1/agents/{agent}/receipts`): every receipt whose statement
-/// names it, in applied order, each with its verdict.
+/// The receipts of one agent (`/v1/agents/{agent}/receipts`): every receipt that names it, in
+/// applied order, each with its verdict, its DSSE envelope as the note holds it (to verify
+/// without ledgit) and the statement the envelope carries.
 async fn receipts_json(State(shared): State<Arc<Shared>>, Path(agent): Path<String>) -> Answer {
     let served = super::state::served(&shared)?;
     let known = served.rows.iter().any(|d| d.agent == agent) || served.agents.contains(&agent);
     let receipts = shared.receipts(&served).await;
-    let list: Vec<serde_json::Value> = receipts
+    let notes_tip = receipts.as_ref().and_then(|r| r.notes);
+    let mine: Vec<crate::receipt::Receipt> = receipts
         .iter()
         .flat_map(|r| r.list.iter())
-        .filter(|r| {
-            r.statement
-                .as_ref()
-                .is_some_and(|s| s.predicate.agent == agent)
-        })
-        .map(|r| {
-            serde_json::json!({
-                "commit": r.commit.to_string(),
-                "line": r.line,
-                "valid": r.is_valid(),
-                "problem": r.problem.as_ref().map(|p| serde_json::json!({"code": p.code, "message": p.message})),
-                "keyid": r.keyid,
-                "statement": r.statement,
-            })
-        })
+        .filter(|r| r.claim.as_ref().is_some_and(|c| c.agent == agent))
+        .cloned()
         .collect();
-    if !known && list.is_empty() {
+    if !known && mine.is_empty() {
         return Err(no_agent(&agent));
     }
+    let path = shared.options.repo.clone();
+    let list = tokio::task::spawn_blocking(move || {
+        let repo = git2::Repository::open(&path).ok();
+        let mut notes: std::collections::HashMap<git2::Oid, Vec<(u32, String)>> =
+            std::collections::HashMap::new();
+        mine.iter()
+            .map(|r| {
+                let line = repo.as_ref().zip(notes_tip).and_then(|(repo, tip)| {
+                    let lines = notes.entry(r.commit).or_insert_with(|| {
+                        crate::receipt::notes::numbered_lines_at(repo, tip, r.commit)
+                            .unwrap_or_default()
+                    });
+                    lines.iter().find(|(n, _)| *n == r.line).map(|(_, l)| l.clone())
+                });
+                let envelope = line
+                    .as_deref()
+                    .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+                let statement = line
+                    .as_deref()
+                    .and_then(|l| crate::receipt::Envelope::parse(l).ok())
+                    .and_then(|e| e.statement().ok());
+                serde_json::json!({
+                    "commit": r.commit.to_string(),
+                    "line": r.line,
+                    "valid": r.is_valid(),
+                    "problem": r.problem.as_ref().map(|p| serde_json::json!({"code": p.code, "message": p.message})),
+                    "keyid": r.keyid,
+                    "applied_at": crate::support::when::rfc3339(r.applied_time),
+                    "envelope": envelope,
+                    "statement": statement,
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
             "agent": agent,
             "commit": served.commit.to_string(),
             "notes_ref": crate::receipt::NOTES_REF,
-            "notes": receipts.as_ref().and_then(|r| r.notes).map(|n| n.to_string()),
+            "notes": notes_tip.map(|n| n.to_string()),
             "receipts": list,
         }),
     ))
