@@ -717,8 +717,23 @@ fn an_sqlite_store_is_copied_whole_and_a_newer_schema_is_refused() {
     let repo = three_environments();
     let tools = tempfile::tempdir().unwrap();
     let cmd = actuator(tools.path(), "never", 0.0);
-    let run = repo.ledgit(&["reconcile", "--exec", &cmd]);
+    // Signed receipts that cannot reach the notes yet (a lock left on the ref): they wait in
+    // the journal, and must move with it.
+    let key = tools.path().join("r1.pem");
+    repo.ledgit(&["keys", "generate", "--out", key.to_str().unwrap()]);
+    let lock = repo.path().join(".git/refs/notes/ledgit/applied.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    let run = repo.ledgit(&[
+        "reconcile",
+        "--exec",
+        &cmd,
+        "--signing-key",
+        key.to_str().unwrap(),
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("receipts:"), "{}", run.stderr);
+    std::fs::remove_file(&lock).unwrap();
     repo.set("alpha", "staging", "1.1.0");
     repo.commit("Update", T0 + 60);
     let failing = repo.ledgit(&["reconcile", "--exec", "false"]);
@@ -767,6 +782,24 @@ fn an_sqlite_store_is_copied_whole_and_a_newer_schema_is_refused() {
         again.stderr.contains("already holds state"),
         "{}",
         again.stderr
+    );
+    // The receipts that waited in the SQLite journal are written from the shared one.
+    let first = repo.git(&["rev-list", "--max-parents=0", "HEAD"]);
+    let written = repo.ledgit(&[
+        "reconcile",
+        "--state",
+        &url,
+        "--exec",
+        "true",
+        "--signing-key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(written.code, 0, "{}", written.stderr);
+    let notes = repo.git(&["notes", "--ref=ledgit/applied", "show", &first]);
+    assert_eq!(
+        notes.lines().filter(|l| !l.is_empty()).count(),
+        3,
+        "{notes}"
     );
     // A removal through the shared store: journaled and the applied row gone.
     std::fs::remove_file(repo.path().join("deployments/alpha/development.yaml")).unwrap();

@@ -285,6 +285,8 @@ pub struct Dump {
     pub failures: Vec<Failure>,
     /// Oldest first, each with its start and finish times in seconds.
     pub journal: Vec<(Entry, i64, Option<i64>)>,
+    /// Signed receipts not yet in the notes, by journal entry id: they move with the journal.
+    pub unwritten: Vec<Unwritten>,
 }
 
 #[cfg(test)]

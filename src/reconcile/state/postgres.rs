@@ -865,6 +865,13 @@ pub fn load(url: &str, repository: &str, dump: &Dump) -> Result<()> {
                 ],
             )?;
         }
+        // Receipts signed and journaled but not yet in the notes: the next pass writes them.
+        for u in &dump.unwritten {
+            tx.execute(
+                "UPDATE ledgit_journal SET receipt = $2 WHERE attempt = $1",
+                &[&format!("sqlite-{repository}-{}", u.id), &u.receipt],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     })

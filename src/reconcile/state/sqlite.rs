@@ -505,11 +505,33 @@ pub fn dump(path: &Path) -> Result<Dump> {
         let journal = stmt
             .query_map([], |r| Ok((entry(r)?, r.get(1)?, r.get(16)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        // A store older than schema 3 has no receipts.
+        let has_receipts = db
+            .prepare("SELECT 1 FROM pragma_table_info('journal') WHERE name = 'receipt'")?
+            .exists([])?;
+        let query = if has_receipts {
+            "SELECT id, commit_id, environment, receipt FROM journal
+             WHERE receipt IS NOT NULL AND receipt_written = 0 ORDER BY id"
+        } else {
+            "SELECT id, commit_id, environment, '' FROM journal WHERE 0"
+        };
+        let mut stmt = db.prepare(query)?;
+        let unwritten = stmt
+            .query_map([], |r| {
+                Ok(Unwritten {
+                    id: r.get(0)?,
+                    commit: r.get(1)?,
+                    environment: r.get(2)?,
+                    receipt: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Dump {
             repository,
             applied: read_applied(&db)?,
             failures: read_failures(&db)?,
             journal,
+            unwritten,
         })
     };
     read().map_err(db_err(path))
