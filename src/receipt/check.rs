@@ -474,3 +474,48 @@ pub fn on_commit(repo: &Repository, commit: Oid) -> Result<Vec<(Receipt, Option<
         .map(|(n, l)| checker.check(commit, n, &l))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_receipt_code_says_what_to_do() {
+        let codes = [
+            Code::ReceiptMalformed,
+            Code::ReceiptSignature,
+            Code::ReceiptUnknownKey,
+            Code::ReceiptEnvironment,
+            Code::ReceiptMoved,
+            Code::ReceiptUndeclared,
+        ];
+        let hints: std::collections::HashSet<&str> = codes.iter().map(|c| hint(*c)).collect();
+        assert!(hints.iter().all(|h| !h.is_empty()));
+        // Malformed and altered share one; the others each have their own.
+        assert_eq!(hints.len(), codes.len() - 1);
+    }
+
+    #[test]
+    fn receipts_sort_in_applied_order_then_by_commit_and_line() {
+        let commit = |b: &[u8]| Oid::hash_object(git2::ObjectType::Blob, b).unwrap();
+        let r = |t: i64, c: Oid, line: u32| Receipt {
+            commit: c,
+            line,
+            keyid: String::new(),
+            claim: None,
+            applied_time: t,
+            problem: None,
+        };
+        let (a, b) = {
+            let (x, y) = (commit(b"x"), commit(b"y"));
+            if x < y { (x, y) } else { (y, x) }
+        };
+        let mut list = vec![r(2, a, 1), r(1, b, 2), r(1, b, 1), r(1, a, 9)];
+        sort(&mut list);
+        let got: Vec<(i64, Oid, u32)> = list
+            .iter()
+            .map(|r| (r.applied_time, r.commit, r.line))
+            .collect();
+        assert_eq!(got, [(1, a, 9), (1, b, 1), (1, b, 2), (2, a, 1)]);
+    }
+}
