@@ -74,17 +74,27 @@ pub struct Audit {
 }
 
 /// What ran at `at` per the valid receipts: per pair, the newest applied at or before `at`
-/// (a removal ends what ran).
-fn running_at(receipts: &[Receipt], at: i64) -> BTreeMap<(String, String), &Receipt> {
+/// (a removal ends what ran). Receipts applied in the same second are ordered by their
+/// commit's place on the chain (`positions`), the order they were applied in.
+fn running_at<'r>(
+    receipts: &'r [Receipt],
+    at: i64,
+    positions: &HashMap<Oid, u32>,
+) -> BTreeMap<(String, String), &'r Receipt> {
     let mut out: BTreeMap<(String, String), &Receipt> = BTreeMap::new();
+    let order = |r: &Receipt| (r.applied_time, positions.get(&r.commit).copied(), r.line);
     for r in receipts
         .iter()
         .filter(|r| r.is_valid() && r.applied_time <= at)
     {
         let Some(c) = &r.claim else { continue };
         let key = (c.agent.clone(), c.environment.clone());
-        // `receipts` is in applied order: a later one replaces an earlier.
-        out.insert(key, r);
+        match out.get(&key) {
+            Some(seen) if order(seen) > order(r) => {}
+            _ => {
+                out.insert(key, r);
+            }
+        }
     }
     out
 }
@@ -104,7 +114,13 @@ pub fn audit(
     let declared = history.snapshot(pos);
     let wanted = |env: &str| environment.is_none_or(|e| e == env);
     let signed = |env: &str| config.reconcilers.iter().any(|r| r.may_apply(env));
-    let running = running_at(receipts, at);
+    let positions: HashMap<Oid, u32> = history
+        .chain()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, i as u32))
+        .collect();
+    let running = running_at(receipts, at, &positions);
     let mut rows = Vec::new();
     let mut findings = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -335,4 +351,48 @@ pub fn applied_events(history: &History, receipts: &[Receipt]) -> Vec<Option<App
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipt::check::Claim;
+
+    /// Two applies of one pair in the same second: the one on the later commit of the chain
+    /// runs, whatever the commits' ids (a test once failed on the hash order).
+    #[test]
+    fn within_one_second_the_later_commit_on_the_chain_is_what_runs() {
+        let id = |b: &[u8]| Oid::hash_object(git2::ObjectType::Blob, b).unwrap();
+        let (first, second) = (id(b"first"), id(b"second"));
+        let receipt = |commit, version: &str| Receipt {
+            commit,
+            line: 1,
+            keyid: "r1".into(),
+            claim: Some(Claim {
+                agent: "a".into(),
+                environment: "e".into(),
+                action: "update".into(),
+                version: Some(version.into()),
+                reconciler: "r1".into(),
+            }),
+            applied_time: 100,
+            problem: None,
+        };
+        for (p1, p2) in [(0, 1), (1, 0)] {
+            let positions: HashMap<Oid, u32> = [(first, p1), (second, p2)].into();
+            let later = if p2 > p1 { "2" } else { "1" };
+            for list in [
+                vec![receipt(first, "1"), receipt(second, "2")],
+                vec![receipt(second, "2"), receipt(first, "1")],
+            ] {
+                let ran = running_at(&list, 100, &positions);
+                let c = ran[&("a".to_string(), "e".to_string())]
+                    .claim
+                    .as_ref()
+                    .unwrap();
+                assert_eq!(c.version.as_deref(), Some(later));
+            }
+            assert!(running_at(&[receipt(first, "1")], 99, &positions).is_empty());
+        }
+    }
 }

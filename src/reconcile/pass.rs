@@ -282,7 +282,8 @@ fn run_one(
                 previous_version: a.previous_version.clone(),
                 generation: a.generation.clone(),
                 commit: a.commit.clone(),
-                applied_at: crate::support::when::rfc3339(at),
+                // Milliseconds: two applies of one pair within a second stay in order.
+                applied_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 duration_ms,
                 actuator: actuator.describe(),
                 reconciler: String::new(),
