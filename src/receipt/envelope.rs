@@ -156,6 +156,7 @@ mod tests {
         assert!(!line.contains('\n'));
         let back = Envelope::parse(&line).unwrap();
         assert_eq!(back.statement().unwrap(), s);
+        assert_eq!(back.keyids().collect::<Vec<_>>(), ["r1"]);
         assert!(back.verified_by("r1", &key.public()));
         assert!(!back.verified_by("r2", &key.public()));
         assert!(!back.verified_by("r1", &other.public()));
