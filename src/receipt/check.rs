@@ -391,16 +391,6 @@ impl<'r> Checker<'r> {
     }
 }
 
-/// Every receipt under the notes commit `notes`, checked, oldest applied first; `declared`
-/// (from the branch's history) answers the version check of receipts on its chain. The notes
-/// are shared among the machine's cores, each reading with its own handle on the repository.
-pub fn all(repo: &Repository, notes_tip: Oid, declared: Option<&Declared>) -> Result<Vec<Receipt>> {
-    let notes = notes::all_at(repo, notes_tip)?;
-    let mut out = notes_checked(repo, &notes, declared)?;
-    sort(&mut out);
-    Ok(out)
-}
-
 /// Receipts in applied order (then by commit and line).
 pub fn sort(receipts: &mut [Receipt]) {
     receipts.sort_by_key(|r| (r.applied_time, r.commit, r.line));
@@ -517,5 +507,126 @@ mod tests {
             .map(|r| (r.applied_time, r.commit, r.line))
             .collect();
         assert_eq!(got, [(1, a, 9), (1, b, 1), (1, b, 2), (2, a, 1)]);
+    }
+
+    /// The version a pair declared at each commit of the chain, as the history says it.
+    #[test]
+    fn declared_versions_follow_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let sig = git2::Signature::new("t", "t@t", &git2::Time::new(1_700_000_000, 0)).unwrap();
+        let mut parent: Option<Oid> = None;
+        let mut commits = Vec::new();
+        for content in [Some("1.0.0"), Some("2.0.0"), None] {
+            let mut root = repo.treebuilder(None).unwrap();
+            let config = repo
+                .blob(b"apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: e\n")
+                .unwrap();
+            root.insert("ledgit.yaml", config, 0o100644).unwrap();
+            if let Some(v) = content {
+                let record = format!(
+                    "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: a\nenvironment: e\nversion: {v}\n"
+                );
+                let blob = repo.blob(record.as_bytes()).unwrap();
+                let mut agent = repo.treebuilder(None).unwrap();
+                agent.insert("e.yaml", blob, 0o100644).unwrap();
+                let agent = agent.write().unwrap();
+                let mut folder = repo.treebuilder(None).unwrap();
+                folder.insert("a", agent, 0o040000).unwrap();
+                root.insert("deployments", folder.write().unwrap(), 0o040000)
+                    .unwrap();
+            }
+            let tree = repo.find_tree(root.write().unwrap()).unwrap();
+            let parents: Vec<git2::Commit> = parent
+                .iter()
+                .map(|p| repo.find_commit(*p).unwrap())
+                .collect();
+            let parents: Vec<&git2::Commit> = parents.iter().collect();
+            let c = repo
+                .commit(Some("HEAD"), &sig, &sig, "c", &tree, &parents)
+                .unwrap();
+            commits.push(c);
+            parent = Some(c);
+        }
+        let history =
+            crate::git::history::build(&repo, commits[2], "deployments", &mut |_| {}).unwrap();
+        let d = Declared::new(&history);
+        assert_eq!(d.at(commits[0], "a", "e"), Some(Some("1.0.0")));
+        assert_eq!(d.at(commits[1], "a", "e"), Some(Some("2.0.0")));
+        assert_eq!(d.at(commits[2], "a", "e"), Some(None));
+        assert_eq!(d.at(commits[1], "b", "e"), Some(None));
+        let elsewhere = Oid::hash_object(git2::ObjectType::Blob, b"not a commit").unwrap();
+        assert_eq!(d.at(elsewhere, "a", "e"), None);
+    }
+
+    /// A receipt signed by a listed key is judged by what the commit's record declares, off
+    /// the chain (its tree) and on it (the history) alike.
+    #[test]
+    fn a_receipt_holds_only_for_what_the_record_declares() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let (key, _) = crate::token::SigningKey::generate().unwrap();
+        let config = format!(
+            "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: e\n  - name: f\nreconcilers:\n  - id: r1\n    algorithm: Ed25519\n    public_key: {}\n    environments: [e, f]\n",
+            key.public_encoded()
+        );
+        let record = "apiVersion: ledgit/v1\nkind: AgentDeployment\nagent: a\nenvironment: e\nversion: 1.0.0\n";
+        let sig = git2::Signature::new("t", "t@t", &git2::Time::new(1_700_000_000, 0)).unwrap();
+        let blob = repo.blob(record.as_bytes()).unwrap();
+        let mut agent = repo.treebuilder(None).unwrap();
+        agent.insert("e.yaml", blob, 0o100644).unwrap();
+        let agent = agent.write().unwrap();
+        let mut folder = repo.treebuilder(None).unwrap();
+        folder.insert("a", agent, 0o040000).unwrap();
+        let mut root = repo.treebuilder(None).unwrap();
+        root.insert("deployments", folder.write().unwrap(), 0o040000)
+            .unwrap();
+        root.insert(
+            "ledgit.yaml",
+            repo.blob(config.as_bytes()).unwrap(),
+            0o100644,
+        )
+        .unwrap();
+        let tree = repo.find_tree(root.write().unwrap()).unwrap();
+        let commit = repo
+            .commit(Some("HEAD"), &sig, &sig, "c", &tree, &[])
+            .unwrap();
+        let history =
+            crate::git::history::build(&repo, commit, "deployments", &mut |_| {}).unwrap();
+        let declared = Declared::new(&history);
+        let line = |agent: &str, env: &str, version: &str| {
+            let mut apply = crate::receipt::statement::tests::apply();
+            apply.agent = agent.into();
+            apply.environment = env.into();
+            apply.version = Some(version.into());
+            apply.commit = commit.to_string();
+            let s = Statement::new(
+                apply,
+                "deployments/a/e.yaml",
+                Some((record.as_bytes(), blob)),
+            );
+            crate::receipt::Envelope::sign(&s, &key, "r1").to_line()
+        };
+        let cases = [
+            (("a", "e", "1.0.0"), None),
+            (("a", "e", "2.0.0"), Some(Code::ReceiptUndeclared)),
+            (("b", "e", "1.0.0"), Some(Code::ReceiptUndeclared)),
+            (("a", "f", "1.0.0"), Some(Code::ReceiptUndeclared)),
+        ];
+        for chain in [None, Some(&declared)] {
+            let mut checker = Checker::new(&repo, chain);
+            for ((agent, env, version), want) in cases {
+                let (r, statement) = checker.check(commit, 1, &line(agent, env, version));
+                assert_eq!(
+                    r.problem.map(|p| p.code),
+                    want,
+                    "{agent} {env} {version} {}",
+                    chain.is_some()
+                );
+                assert!(statement.is_some());
+                let c = r.claim.unwrap();
+                assert_eq!((c.agent.as_str(), c.is_removal()), (agent, false));
+            }
+        }
     }
 }

@@ -189,6 +189,34 @@ fn each_applied_action_gets_one_signed_receipt_on_the_applied_commit() {
     assert!(text.contains("LAG") && text.contains("r1"), "{text}");
     let shown = repo.ledgit(&["receipts", "show", &second]);
     assert!(shown.stdout.contains("signed, valid"), "{}", shown.stdout);
+    // A removal (with --prune) gets its receipt too, naming the commit instead of a content.
+    repo.remove("deployments/beta/development.yaml");
+    let third = repo.commit("Remove beta", T0 + 120);
+    reconcile(&repo, &key, &["--prune"]);
+    let removal = statement(&note(&repo, &third)[0]);
+    assert_eq!(removal.predicate.action, "remove");
+    assert_eq!(removal.subject[0].digest["gitCommit"], third);
+    assert_eq!(verify_codes(&repo), (0, vec![]));
+    let audit = repo.ledgit(&["audit", "--format", "json"]).json();
+    assert!(
+        audit["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["agent"] != "beta"),
+        "beta neither declared nor running: {audit}"
+    );
+    let history = repo
+        .ledgit(&["history", "--applied", "--format", "json"])
+        .json();
+    let removed = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "removed")
+        .unwrap()
+        .clone();
+    assert_eq!(removed["applied"]["commit"], third, "{removed}");
 }
 
 #[test]
