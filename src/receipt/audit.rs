@@ -114,12 +114,7 @@ pub fn audit(
     let declared = history.snapshot(pos);
     let wanted = |env: &str| environment.is_none_or(|e| e == env);
     let signed = |env: &str| config.reconcilers.iter().any(|r| r.may_apply(env));
-    let positions: HashMap<Oid, u32> = history
-        .chain()
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (*c, i as u32))
-        .collect();
+    let positions = crate::receipt::check::chain_positions(history);
     let running = running_at(receipts, at, &positions);
     let mut rows = Vec::new();
     let mut findings = Vec::new();
@@ -240,12 +235,7 @@ pub struct Index {
 impl Index {
     /// Indexes the valid receipts of `receipts` on `history`'s chain (others are left out).
     pub fn new(history: &History, receipts: &[Receipt]) -> Index {
-        let positions: HashMap<Oid, u32> = history
-            .chain()
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (*c, i as u32))
-            .collect();
+        let positions = crate::receipt::check::chain_positions(history);
         let mut by_pair: HashMap<(String, String), Vec<(u32, usize)>> = HashMap::new();
         for (i, r) in receipts.iter().enumerate().filter(|(_, r)| r.is_valid()) {
             let (Some(c), Some(&pos)) = (&r.claim, positions.get(&r.commit)) else {

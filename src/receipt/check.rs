@@ -117,6 +117,16 @@ fn problem(code: Code, message: String) -> Option<Problem> {
     Some(Problem { code, message })
 }
 
+/// Each commit of `history`'s chain, with its position on it.
+pub fn chain_positions(history: &crate::git::history::History) -> HashMap<Oid, u32> {
+    history
+        .chain()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, i as u32))
+        .collect()
+}
+
 /// A pair's declarations: (chain position, version from there on; none once removed).
 type Declarations = Vec<(u32, Option<String>)>;
 
@@ -132,12 +142,7 @@ pub struct Declared {
 impl Declared {
     pub fn new(history: &crate::git::history::History) -> Declared {
         use crate::git::history::Action;
-        let positions = history
-            .chain()
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (*c, i as u32))
-            .collect();
+        let positions = chain_positions(history);
         let mut pairs: HashMap<(String, String), Declarations> = HashMap::new();
         for e in history.events() {
             let version = match e.action {

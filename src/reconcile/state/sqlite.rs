@@ -47,6 +47,12 @@ CREATE TABLE IF NOT EXISTS journal (
 /// success's signed receipt until it is in the notes (`receipt`, `receipt_written`).
 pub const SCHEMA_VERSION: i64 = 3;
 
+/// Whether `table` has `column` (a store made by an older ledgit may lack it).
+fn has_column(db: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    db.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists([table, column])
+}
+
 /// Brings a store's tables to [`SCHEMA_VERSION`], refusing a newer one.
 fn migrate(db: &Connection, path: &Path) -> Result<()> {
     let version: i64 = db
@@ -63,34 +69,22 @@ fn migrate(db: &Connection, path: &Path) -> Result<()> {
     }
     // Creating is idempotent: a store made by an older ledgit may lack a table.
     db.execute_batch(SCHEMA).map_err(db_err(path))?;
-    if version < 2 {
-        let has_replica: bool = db
-            .prepare("SELECT 1 FROM pragma_table_info('journal') WHERE name = 'replica'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(db_err(path))?;
-        if !has_replica {
-            db.execute_batch(
-                "ALTER TABLE journal ADD COLUMN replica TEXT NOT NULL DEFAULT '';
+    if version < 2 && !has_column(db, "journal", "replica").map_err(db_err(path))? {
+        db.execute_batch(
+            "ALTER TABLE journal ADD COLUMN replica TEXT NOT NULL DEFAULT '';
                  ALTER TABLE journal ADD COLUMN epoch INTEGER;
                  ALTER TABLE applied ADD COLUMN replica TEXT NOT NULL DEFAULT '';",
-            )
-            .map_err(db_err(path))?;
-        }
+        )
+        .map_err(db_err(path))?;
     }
-    if version < 3 {
-        let has_receipt: bool = db
-            .prepare("SELECT 1 FROM pragma_table_info('journal') WHERE name = 'receipt'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(db_err(path))?;
-        if !has_receipt {
-            db.execute_batch(
-                "ALTER TABLE journal ADD COLUMN receipt TEXT;
+    if version < 3 && !has_column(db, "journal", "receipt").map_err(db_err(path))? {
+        db.execute_batch(
+            "ALTER TABLE journal ADD COLUMN receipt TEXT;
                  ALTER TABLE journal ADD COLUMN receipt_written INTEGER NOT NULL DEFAULT 0;
                  CREATE INDEX IF NOT EXISTS journal_receipts_unwritten ON journal (id)
                    WHERE receipt IS NOT NULL AND receipt_written = 0;",
-            )
-            .map_err(db_err(path))?;
-        }
+        )
+        .map_err(db_err(path))?;
     }
     db.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err(path))
@@ -506,10 +500,7 @@ pub fn dump(path: &Path) -> Result<Dump> {
             .query_map([], |r| Ok((entry(r)?, r.get(1)?, r.get(16)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         // A store older than schema 3 has no receipts.
-        let has_receipts = db
-            .prepare("SELECT 1 FROM pragma_table_info('journal') WHERE name = 'receipt'")?
-            .exists([])?;
-        let query = if has_receipts {
+        let query = if has_column(&db, "journal", "receipt")? {
             "SELECT id, commit_id, environment, receipt FROM journal
              WHERE receipt IS NOT NULL AND receipt_written = 0 ORDER BY id"
         } else {
