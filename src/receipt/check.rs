@@ -454,17 +454,7 @@ pub fn notes_checked(
 /// The receipts of `commit` only, checked, each with the statement it carries.
 pub fn on_commit(repo: &Repository, commit: Oid) -> Result<Vec<(Receipt, Option<Statement>)>> {
     let mut checker = Checker::new(repo, None);
-    let Some(tip) = notes::tip(repo)? else {
-        return Ok(Vec::new());
-    };
-    let Some(blob) = notes::all_at(repo, tip)?
-        .into_iter()
-        .find(|(c, _)| *c == commit)
-        .map(|(_, b)| b)
-    else {
-        return Ok(Vec::new());
-    };
-    Ok(notes::numbered_lines(repo, blob)?
+    Ok(notes::numbered_lines_on(repo, commit)?
         .into_iter()
         .map(|(n, l)| checker.check(commit, n, &l))
         .collect())

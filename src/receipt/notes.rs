@@ -56,18 +56,6 @@ fn find(repo: &Repository, tree: &Tree<'_>, commit: Oid) -> Option<(Vec<String>,
     }
 }
 
-/// The lines of `commit`'s note in the notes commit `notes` (none without a note).
-pub fn lines_at(repo: &Repository, notes: Oid, commit: Oid) -> Result<Vec<String>> {
-    let tree = repo
-        .find_commit(notes)
-        .and_then(|c| c.tree())
-        .map_err(git_err("reading the receipts' notes"))?;
-    Ok(match find(repo, &tree, commit) {
-        Some((_, blob)) => text_lines(repo, blob)?,
-        None => Vec::new(),
-    })
-}
-
 /// The numbered lines of `commit`'s note in the notes commit `notes` (none without a note).
 pub fn numbered_lines_at(repo: &Repository, notes: Oid, commit: Oid) -> Result<Vec<(u32, String)>> {
     let tree = repo
@@ -80,12 +68,26 @@ pub fn numbered_lines_at(repo: &Repository, notes: Oid, commit: Oid) -> Result<V
     }
 }
 
-/// The receipts' lines on `commit` at the notes ref's tip.
-pub fn lines(repo: &Repository, commit: Oid) -> Result<Vec<String>> {
+/// The lines of `commit`'s note in the notes commit `notes` (none without a note).
+pub fn lines_at(repo: &Repository, notes: Oid, commit: Oid) -> Result<Vec<String>> {
+    Ok(unnumbered(numbered_lines_at(repo, notes, commit)?))
+}
+
+/// The receipts' lines on `commit` at the notes ref's tip, numbered as in the note.
+pub fn numbered_lines_on(repo: &Repository, commit: Oid) -> Result<Vec<(u32, String)>> {
     match tip(repo)? {
-        Some(t) => lines_at(repo, t, commit),
+        Some(t) => numbered_lines_at(repo, t, commit),
         None => Ok(Vec::new()),
     }
+}
+
+/// The receipts' lines on `commit` at the notes ref's tip.
+pub fn lines(repo: &Repository, commit: Oid) -> Result<Vec<String>> {
+    Ok(unnumbered(numbered_lines_on(repo, commit)?))
+}
+
+fn unnumbered(lines: Vec<(u32, String)>) -> Vec<String> {
+    lines.into_iter().map(|(_, l)| l).collect()
 }
 
 /// The non-empty lines of a note's blob, each with its line number (1-based) in the note.
@@ -103,14 +105,7 @@ pub fn numbered_lines(repo: &Repository, blob: Oid) -> Result<Vec<(u32, String)>
 
 /// The non-empty lines of a note's blob.
 pub fn text_lines(repo: &Repository, blob: Oid) -> Result<Vec<String>> {
-    let blob = repo
-        .find_blob(blob)
-        .map_err(git_err("reading a receipts note"))?;
-    Ok(String::from_utf8_lossy(blob.content())
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect())
+    Ok(unnumbered(numbered_lines(repo, blob)?))
 }
 
 /// Every note under the notes commit `notes`: (annotated commit, note blob).

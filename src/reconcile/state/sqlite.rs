@@ -289,14 +289,7 @@ impl Store {
             )
             .map_err(db_err(&self.path))?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok(Unwritten {
-                    id: r.get(0)?,
-                    commit: r.get(1)?,
-                    environment: r.get(2)?,
-                    receipt: r.get(3)?,
-                })
-            })
+            .query_map([], unwritten_row)
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(db_err(&self.path))?;
         Ok(rows)
@@ -359,6 +352,16 @@ impl Store {
             next_attempt,
         })
     }
+}
+
+/// A row of `SELECT id, commit_id, environment, receipt FROM journal`.
+fn unwritten_row(r: &rusqlite::Row) -> rusqlite::Result<Unwritten> {
+    Ok(Unwritten {
+        id: r.get(0)?,
+        commit: r.get(1)?,
+        environment: r.get(2)?,
+        receipt: r.get(3)?,
+    })
 }
 
 fn read_applied(db: &Connection) -> rusqlite::Result<Vec<Applied>> {
@@ -508,14 +511,7 @@ pub fn dump(path: &Path) -> Result<Dump> {
         };
         let mut stmt = db.prepare(query)?;
         let unwritten = stmt
-            .query_map([], |r| {
-                Ok(Unwritten {
-                    id: r.get(0)?,
-                    commit: r.get(1)?,
-                    environment: r.get(2)?,
-                    receipt: r.get(3)?,
-                })
-            })?
+            .query_map([], unwritten_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Dump {
             repository,
