@@ -61,6 +61,8 @@ fn world() -> &'static World {
             quiet: true,
             proposals: true,
             ui_secret: Some(b"operator".to_vec()),
+            oidc: None,
+            auth_proxy: None,
             push: None,
             pull_request_url: None,
             state: None,

@@ -21,11 +21,15 @@ use super::context::Context;
 /// describes them all; and the web page for people: / (the snapshot), /agents/AGENT (its page,
 /// timeline and history), /agents/AGENT/deployments (its tokens).
 ///
-/// With --proposals, a visitor who signs in with the operator secret (LEDGIT_UI_SECRET) gets
-/// controls on the page: promote, set a version, roll back, revoke a token. Each shows the exact
-/// diff and the policy's verdict first, then becomes a branch `ledgit/...` with one commit (the
-/// tracked branch and the work tree are never touched), pushed with --push REMOTE, with a link
-/// to open its pull request.
+/// With --proposals, a signed-in visitor gets controls on the page: promote, set a version,
+/// roll back, revoke a token. Each shows the exact diff and the policy's verdict first, then
+/// becomes a branch `ledgit/...` with one commit authored by that person (the tracked branch
+/// and the work tree are never touched), pushed with --push REMOTE, with a link to open its
+/// pull request. Visitors sign in one of three ways: the operator secret (LEDGIT_UI_SECRET;
+/// the commit is then authored by the server's git identity); OpenID Connect (--oidc-issuer,
+/// with LEDGIT_OIDC_CLIENT_ID and LEDGIT_OIDC_CLIENT_SECRET, and who may sign in by
+/// --oidc-allowed-domain or --oidc-allowed-group); or a proxy in front that signs people in and
+/// names them in a header (--auth-proxy-header, believed only from --trusted-proxy).
 ///
 /// Secrets come from the environment, never from arguments, each at least 16 bytes:
 /// LEDGIT_HOOK_SECRET signs GitHub and generic webhooks, LEDGIT_GITLAB_TOKEN is GitLab's token
@@ -39,7 +43,11 @@ use super::context::Context;
   ledgit serve
   ledgit serve --listen 0.0.0.0:8080 --fetch origin --interval 1m --audience gateway
   curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/v1/whoami
-  LEDGIT_UI_SECRET=... ledgit serve --proposals --push origin")]
+  LEDGIT_UI_SECRET=... ledgit serve --proposals --push origin
+  LEDGIT_OIDC_CLIENT_ID=ledgit LEDGIT_OIDC_CLIENT_SECRET=... ledgit serve --proposals \\
+    --public-url https://ledgit.example.com --oidc-issuer https://id.example.com \\
+    --oidc-allowed-domain example.com
+  ledgit serve --proposals --auth-proxy-header X-Forwarded-Email --trusted-proxy 127.0.0.1")]
 pub struct Args {
     /// The address to listen on (loopback unless you say otherwise).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -81,9 +89,42 @@ pub struct Args {
     #[arg(long)]
     quiet: bool,
 
-    /// Let signed-in visitors of the web page propose changes (needs LEDGIT_UI_SECRET).
+    /// Let signed-in visitors of the web page propose changes (needs a way to sign in:
+    /// LEDGIT_UI_SECRET, --oidc-issuer or --auth-proxy-header).
     #[arg(long)]
     proposals: bool,
+
+    /// Sign visitors in with this OpenID Provider (authorization code with PKCE); the client
+    /// comes from LEDGIT_OIDC_CLIENT_ID and LEDGIT_OIDC_CLIENT_SECRET, and its redirect URI is
+    /// PUBLIC_URL/signin/oidc/callback.
+    #[arg(long, value_name = "URL", requires = "proposals")]
+    oidc_issuer: Option<String>,
+
+    /// With --oidc-issuer: people whose verified address is in DOMAIN may sign in (repeat it).
+    #[arg(long, value_name = "DOMAIN", requires = "oidc_issuer")]
+    oidc_allowed_domain: Vec<String>,
+
+    /// With --oidc-issuer: members of GROUP (in the groups claim) may sign in (repeat it).
+    #[arg(long, value_name = "GROUP", requires = "oidc_issuer")]
+    oidc_allowed_group: Vec<String>,
+
+    /// The claim that lists a person's groups.
+    #[arg(
+        long,
+        value_name = "CLAIM",
+        default_value = "groups",
+        requires = "oidc_issuer"
+    )]
+    oidc_groups_claim: String,
+
+    /// A proxy in front signs people in and names them (an email address) in this header, as
+    /// oauth2-proxy's X-Forwarded-Email; believed only from --trusted-proxy addresses.
+    #[arg(long, value_name = "HEADER", requires_all = ["proposals", "trusted_proxy"])]
+    auth_proxy_header: Option<String>,
+
+    /// The addresses (or CIDR blocks) of the proxy that sets --auth-proxy-header (repeat it).
+    #[arg(long, value_name = "CIDR", requires = "auth_proxy_header")]
+    trusted_proxy: Vec<ledgit::server::Cidr>,
 
     /// Push each proposal's branch to REMOTE with your git (its credentials and config).
     #[arg(long, value_name = "REMOTE", requires = "proposals")]
@@ -103,12 +144,51 @@ fn secret(name: &str) -> Option<Vec<u8>> {
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
     let ui_secret = secret("LEDGIT_UI_SECRET");
-    if args.proposals && ui_secret.is_none() {
+    if args.proposals
+        && ui_secret.is_none()
+        && args.oidc_issuer.is_none()
+        && args.auth_proxy_header.is_none()
+    {
         return Err(CliError::new(
-            "--proposals needs the operator secret in LEDGIT_UI_SECRET",
+            "--proposals needs a way to sign in: the operator secret in LEDGIT_UI_SECRET, --oidc-issuer, or --auth-proxy-header",
             "set LEDGIT_UI_SECRET to a long random string (visitors sign in with it)",
         ));
     }
+    let oidc = match args.oidc_issuer {
+        None => None,
+        Some(issuer) => {
+            let client_id = std::env::var("LEDGIT_OIDC_CLIENT_ID")
+                .ok()
+                .filter(|v| !v.is_empty());
+            let client_secret = secret("LEDGIT_OIDC_CLIENT_SECRET");
+            let (Some(client_id), Some(client_secret)) = (client_id, client_secret) else {
+                return Err(CliError::new(
+                    "--oidc-issuer needs the client's id and secret in LEDGIT_OIDC_CLIENT_ID and LEDGIT_OIDC_CLIENT_SECRET",
+                    "register ledgit with the provider as a confidential client whose redirect URI is PUBLIC_URL/signin/oidc/callback",
+                ));
+            };
+            Some(ledgit::server::OidcOptions {
+                issuer,
+                client_id,
+                client_secret,
+                allowed_domains: args.oidc_allowed_domain,
+                allowed_groups: args.oidc_allowed_group,
+                groups_claim: args.oidc_groups_claim,
+            })
+        }
+    };
+    let auth_proxy = match args.auth_proxy_header {
+        None => None,
+        Some(h) => Some((
+            ledgit::server::deps::axum::http::HeaderName::try_from(h.as_str()).map_err(|_| {
+                CliError::new(
+                    format!("--auth-proxy-header `{h}` is not a header name"),
+                    "write it as the proxy sends it, e.g. X-Forwarded-Email",
+                )
+            })?,
+            args.trusted_proxy,
+        )),
+    };
     let interval = when::parse_duration(&args.interval)
         .filter(|s| *s > 0)
         .ok_or_else(|| {
@@ -147,6 +227,8 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         quiet: args.quiet,
         proposals: args.proposals,
         ui_secret,
+        oidc,
+        auth_proxy,
         push: args.push,
         pull_request_url: args.pull_request_url,
         state: args

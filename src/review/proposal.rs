@@ -248,7 +248,14 @@ fn unified_diff(path: &str, old: Option<&str>, new: &str) -> Result<String> {
 
 /// Commits a preview's writes on a new branch `branch` whose one commit's parent is the
 /// preview's base, its tree the base's tree with the writes. Refuses a branch that exists.
-pub fn create(repo: &Repo, preview: &Preview, branch: &str, author: &Signature) -> Result<Oid> {
+/// `author` is who asked for it (the signed-in person), `committer` the server that made it.
+pub fn create(
+    repo: &Repo,
+    preview: &Preview,
+    branch: &str,
+    author: &Signature,
+    committer: &Signature,
+) -> Result<Oid> {
     let git = &repo.git;
     let fail = |what: &str| {
         let what = what.to_string();
@@ -277,7 +284,7 @@ pub fn create(repo: &Repo, preview: &Preview, branch: &str, author: &Signature) 
         .commit(
             None,
             author,
-            author,
+            committer,
             &preview.commit_message,
             &tree,
             &[&parent],

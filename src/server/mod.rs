@@ -18,6 +18,7 @@ mod bounded;
 mod hooks;
 mod limits;
 mod metrics;
+mod oidc;
 mod openapi;
 mod options;
 mod pages;
@@ -34,8 +35,9 @@ use tokio::sync::Notify;
 
 pub use limits::{ALLOWED, ClientAddr, WINDOW};
 use options::log;
-pub use options::{Log, MIN_SECRET, Options, StartError};
+pub use options::{Log, MIN_SECRET, OidcOptions, Options, StartError};
 pub use routes::{RouteName, router};
+pub use session::Cidr;
 pub use state::{Served, Shared};
 
 /// The OpenAPI document served at `/openapi.json`, with `public_url` as its server.

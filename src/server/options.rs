@@ -77,8 +77,14 @@ pub struct Options {
     pub quiet: bool,
     /// The web page's controls make proposals (with `ui_secret`).
     pub proposals: bool,
-    /// The operator secret that signs visitors in to the controls.
+    /// The operator secret that signs visitors in to the controls (with another sign-in, it
+    /// only keys the cookies and CSRF tokens, the same on every replica).
     pub ui_secret: Option<Vec<u8>>,
+    /// Visitors sign in with an OpenID Provider.
+    pub oidc: Option<OidcOptions>,
+    /// Visitors are signed in by a proxy in front: its header, and the addresses it is believed
+    /// from.
+    pub auth_proxy: Option<(axum::http::HeaderName, Vec<super::session::Cidr>)>,
     /// The remote proposals are pushed to, with the user's git.
     pub push: Option<String>,
     /// The pull request link's template (`{branch}`, `{base}`).
@@ -89,6 +95,22 @@ pub struct Options {
     pub state: Option<crate::reconcile::state::Location>,
     /// Where log lines go.
     pub log: Log,
+}
+
+/// OpenID Connect sign-in (authorization code with PKCE).
+#[derive(Debug, Clone)]
+pub struct OidcOptions {
+    /// The provider's issuer URL (its discovery document is at
+    /// `{issuer}/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Vec<u8>,
+    /// Who may sign in: an address in one of these domains, or a member of one of these
+    /// groups (at least one of the two lists is given).
+    pub allowed_domains: Vec<String>,
+    pub allowed_groups: Vec<String>,
+    /// The claim that lists a person's groups (`groups`).
+    pub groups_claim: String,
 }
 
 /// The shortest secret the server accepts, in bytes: shorter ones can be guessed.
@@ -119,6 +141,25 @@ impl Options {
             if !(lower.starts_with("https://") || lower.starts_with("http://")) {
                 return Err(StartError::PullRequestUrl(template.clone()));
             }
+        }
+        if let Some(o) = &self.oidc {
+            let lower = o.issuer.to_ascii_lowercase();
+            let loopback = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
+                .iter()
+                .any(|p| {
+                    lower
+                        .strip_prefix(p)
+                        .is_some_and(|r| r.is_empty() || r.starts_with([':', '/']))
+                });
+            if !(lower.starts_with("https://") || loopback) {
+                return Err(StartError::OidcIssuer(o.issuer.clone()));
+            }
+            if o.allowed_domains.is_empty() && o.allowed_groups.is_empty() {
+                return Err(StartError::OidcAnyone);
+            }
+        }
+        if self.oidc.is_some() && self.auth_proxy.is_some() {
+            return Err(StartError::TwoSignIns);
         }
         if self.gitlab_token.is_some() && self.gitlab_token == self.hook_secret {
             return Err(StartError::GitlabTokenIsHookSecret);
@@ -156,6 +197,15 @@ pub enum StartError {
         "LEDGIT_GITLAB_TOKEN is LEDGIT_HOOK_SECRET: GitLab sends its token in clear, so it must not also sign the other webhooks"
     )]
     GitlabTokenIsHookSecret,
+    /// The OpenID issuer is not https (nor http on this machine).
+    #[error("--oidc-issuer `{0}` is not an https address")]
+    OidcIssuer(String),
+    /// OpenID sign-in with no rule of who may sign in.
+    #[error("--oidc-issuer needs --oidc-allowed-domain or --oidc-allowed-group: who may sign in")]
+    OidcAnyone,
+    /// Both OpenID Connect and a proxy's header.
+    #[error("--oidc-issuer and --auth-proxy-header are two ways to sign in: choose one")]
+    TwoSignIns,
     /// `--state` names a PostgreSQL store whose URL does not read.
     #[error("--state: {0}")]
     State(String),
@@ -187,6 +237,13 @@ impl StartError {
                 "give the host's address, e.g. https://github.com/org/deployments/compare/{base}...{branch}"
             }
             StartError::GitlabTokenIsHookSecret => "give LEDGIT_GITLAB_TOKEN a value of its own",
+            StartError::OidcIssuer(_) => {
+                "the provider's address must be https (http only for a provider on this machine)"
+            }
+            StartError::OidcAnyone => {
+                "a provider signs in anyone it knows; say which domains (--oidc-allowed-domain example.com) or groups may propose"
+            }
+            StartError::TwoSignIns => "keep the one your team uses",
             StartError::Listen { .. } => {
                 "pick another --listen address, or stop what holds this one"
             }

@@ -127,8 +127,15 @@ async fn name_route(matched: axum::extract::MatchedPath, req: Request, next: Nex
 
 /// The access log and the request metrics: route, status, duration and, for token routes,
 /// the token's id and deployment. Nothing from the headers or the query is written.
-async fn access(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+async fn access(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
+    if let Some(keys) = &shared.ui_keys {
+        let peer = req
+            .extensions()
+            .get::<super::ClientAddr>()
+            .map(|c| c.0.ip());
+        super::session::strip_untrusted(&keys.auth, req.headers_mut(), peer);
+    }
     let method = req.method().clone();
     let response = next.run(req).await;
     let route = response

@@ -1,8 +1,12 @@
-//! Sign-in for the web page's controls: the operator secret (`LEDGIT_UI_SECRET`) exchanged for
-//! a session cookie (HMAC-signed, HttpOnly, SameSite=Strict), a CSRF token bound to that
-//! session in every form, and the Origin check on every POST. A session ends after eight hours,
-//! after 30 minutes without a visit, or at sign-out: its id is then refused by this server
-//! until it would have expired. Readers need none of it.
+//! Sign-in for the web page's controls, one of three ways ([`Auth`]): the operator secret
+//! (`LEDGIT_UI_SECRET`), OpenID Connect (`super::oidc`), or a trusted proxy's identity header.
+//! The first two end in a session cookie (HMAC-signed, HttpOnly, SameSite=Strict) that carries
+//! the signed-in [`Person`]; behind a proxy every request carries the person in a header, which
+//! [`strip_untrusted`] removes from any request that does not come from a trusted proxy before
+//! a handler sees it. A CSRF token bound to the session is in every form, and the Origin check
+//! is on every POST. A cookie session ends after eight hours, after 30 minutes without a visit,
+//! or at sign-out: its id is then refused by this server until it would have expired. Readers
+//! need none of it.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
@@ -24,6 +28,136 @@ fn ended_id(nonce: &str) -> String {
 /// The most ended sessions remembered (each needed a signed-in visitor's sign-out).
 const MAX_ENDED: usize = 100_000;
 
+/// Who signed in: the author of the proposals they make.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Person {
+    pub name: String,
+    pub email: String,
+}
+
+impl Person {
+    /// A person from what a provider or a proxy says, when it is fit for a commit's author line:
+    /// an address with one `@`, no spaces, angle brackets or control characters; a name without
+    /// angle brackets or control characters (the address's local part when there is none).
+    pub fn new(name: Option<&str>, email: &str) -> Option<Person> {
+        let email = email.trim();
+        let bad = |c: char| c.is_control() || c == '<' || c == '>';
+        let (local, domain) = email.split_once('@')?;
+        if email.len() > 254
+            || local.is_empty()
+            || domain.is_empty()
+            || domain.contains('@')
+            || email.chars().any(|c| bad(c) || c.is_whitespace())
+        {
+            return None;
+        }
+        let name = name
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && n.len() <= 200 && !n.chars().any(bad))
+            .unwrap_or(local);
+        Some(Person {
+            name: name.to_string(),
+            email: email.to_string(),
+        })
+    }
+
+    /// The address's domain, lower case.
+    pub fn domain(&self) -> String {
+        self.email
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+}
+
+/// How visitors sign in.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// With the operator secret.
+    Secret,
+    /// With an OpenID Provider.
+    Oidc,
+    /// A proxy in front says who it is, in this header, from these addresses only.
+    Proxy {
+        header: axum::http::HeaderName,
+        trusted: Vec<Cidr>,
+    },
+}
+
+/// An address block (`10.0.0.0/8`, `::1/128`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    ip: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let ip: std::net::IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an address or an address block"))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: the prefix length is not 0 to {max}"))?,
+        };
+        Ok(Cidr { ip, prefix })
+    }
+}
+
+impl Cidr {
+    /// Whether `ip` is in the block (an IPv4-mapped IPv6 address as its IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let keep = |bits: u32, prefix: u8| -> u128 {
+            if prefix == 0 {
+                0
+            } else {
+                (!0u128) << (bits - u32::from(prefix))
+            }
+        };
+        match (self.ip, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let m = keep(32, self.prefix) as u32;
+                u32::from(net) & m == u32::from(ip) & m
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let m = keep(128, self.prefix);
+                u128::from(net) & m == u128::from(ip) & m
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Removes the proxy's identity header from a request that does not come from a trusted proxy
+/// (or that carries it more than once), so that nothing downstream can believe it.
+pub fn strip_untrusted(auth: &Auth, headers: &mut HeaderMap, peer: Option<std::net::IpAddr>) {
+    let Auth::Proxy { header, trusted } = auth else {
+        return;
+    };
+    let believed = peer.is_some_and(|ip| trusted.iter().any(|c| c.contains(ip)))
+        && headers.get_all(header).iter().count() == 1;
+    if !believed {
+        headers.remove(header);
+    }
+}
+
 /// A signed-in visitor's session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -32,10 +166,16 @@ pub struct Session {
     pub expires: i64,
     /// The last visit the cookie records.
     pub seen: i64,
+    /// Who signed in (none with the operator secret: then the server's git identity authors).
+    pub who: Option<Person>,
+    /// The session comes with each request from a trusted proxy (no cookie, no sign-out here).
+    pub by_proxy: bool,
 }
 
-/// The keys derived from the operator secret: one signs cookies, one derives CSRF tokens.
+/// The keys derived from the server's secret (the operator secret, else the OpenID client
+/// secret, else random): one signs cookies, one derives CSRF tokens. And how visitors sign in.
 pub struct Keys {
+    pub auth: Auth,
     secret: Vec<u8>,
     cookie: Vec<u8>,
     csrf: Vec<u8>,
@@ -56,8 +196,14 @@ fn mac(key: &[u8], data: &[u8]) -> String {
 impl Keys {
     /// Keys from the operator secret; `secure` cookies for a server reached over https.
     pub fn new(secret: Vec<u8>, secure: bool) -> Keys {
+        Keys::with_auth(secret, secure, Auth::Secret)
+    }
+
+    /// Keys from `secret` for visitors who sign in by `auth`.
+    pub fn with_auth(secret: Vec<u8>, secure: bool, auth: Auth) -> Keys {
         let derive = |label: &str| mac(&secret, label.as_bytes()).into_bytes();
         Keys {
+            auth,
             cookie: derive("ledgit-ui-cookie"),
             csrf: derive("ledgit-ui-csrf"),
             secret,
@@ -67,13 +213,26 @@ impl Keys {
         }
     }
 
-    /// Whether `given` is the operator secret (constant time).
+    /// Whether `given` is the operator secret (constant time); never when visitors sign in
+    /// another way.
     pub fn is_secret(&self, given: &str) -> bool {
-        crate::support::hmac::same_secret(&self.secret, given.as_bytes())
+        matches!(self.auth, Auth::Secret)
+            && crate::support::hmac::same_secret(&self.secret, given.as_bytes())
+    }
+
+    /// HMAC-SHA256 of `data` under a key of its own derived for `label` (the OpenID sign-in's
+    /// short-lived cookie).
+    pub fn mac(&self, label: &str, data: &[u8]) -> String {
+        mac(mac(&self.secret, label.as_bytes()).as_bytes(), data)
     }
 
     /// A new session from `now`, and its `Set-Cookie` value.
     pub fn sign_in(&self, now: i64) -> (Session, HeaderValue) {
+        self.sign_in_as(None, now)
+    }
+
+    /// A new session of `who` from `now`, and its `Set-Cookie` value.
+    pub fn sign_in_as(&self, who: Option<Person>, now: i64) -> (Session, HeaderValue) {
         use ring::rand::SecureRandom;
         let mut bytes = [0u8; 16];
         let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
@@ -82,6 +241,8 @@ impl Keys {
             nonce,
             expires: now + LIFETIME,
             seen: now,
+            who,
+            by_proxy: false,
         };
         let cookie = self.cookie(&session);
         (session, cookie)
@@ -89,7 +250,17 @@ impl Keys {
 
     /// The `Set-Cookie` value that carries `session`.
     fn cookie(&self, session: &Session) -> HeaderValue {
-        let body = format!("{}.{}.{}", session.expires, session.seen, session.nonce);
+        use base64::Engine;
+        let who = session
+            .who
+            .as_ref()
+            .and_then(|p| serde_json::to_vec(p).ok())
+            .map(|j| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(j))
+            .unwrap_or_default();
+        let body = format!(
+            "{}.{}.{}.{who}",
+            session.expires, session.seen, session.nonce
+        );
         let value = format!(
             "{COOKIE}={body}.{}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
             mac(&self.cookie, body.as_bytes()),
@@ -102,7 +273,7 @@ impl Keys {
     /// The cookie that records a visit at `now`, when the session's last recorded visit is
     /// over a minute old (so that an active visitor's session does not end while idle ones do).
     pub fn renew(&self, session: &Session, now: i64) -> Option<HeaderValue> {
-        (now - session.seen >= RENEW_AFTER).then(|| {
+        (!session.by_proxy && now - session.seen >= RENEW_AFTER).then(|| {
             self.cookie(&Session {
                 seen: now,
                 ..session.clone()
@@ -112,7 +283,19 @@ impl Keys {
 
     /// The session a request's cookie carries, if it is signed by us, not expired, not idle
     /// for too long and not signed out.
+    /// Behind a trusted proxy, the person its header names (see [`strip_untrusted`]).
     pub fn session(&self, headers: &HeaderMap, now: i64) -> Option<Session> {
+        if let Auth::Proxy { header, .. } = &self.auth {
+            let email = headers.get(header)?.to_str().ok()?;
+            let who = Person::new(None, email)?;
+            return Some(Session {
+                nonce: ended_id(&format!("proxy\n{}", who.email)),
+                expires: now + LIFETIME,
+                seen: now,
+                who: Some(who),
+                by_proxy: true,
+            });
+        }
         let cookie = headers
             .get_all(header::COOKIE)
             .iter()
@@ -131,10 +314,20 @@ impl Keys {
         ) {
             return None;
         }
-        let mut parts = body.splitn(3, '.');
+        let mut parts = body.splitn(4, '.');
         let expires: i64 = parts.next()?.parse().ok()?;
         let seen: i64 = parts.next()?.parse().ok()?;
         let nonce = parts.next()?;
+        let who = match parts.next().filter(|w| !w.is_empty()) {
+            None => None,
+            Some(w) => {
+                use base64::Engine;
+                let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(w)
+                    .ok()?;
+                Some(serde_json::from_slice::<Person>(&json).ok()?)
+            }
+        };
         let live = expires > now && seen + IDLE > now;
         let ended = self
             .ended
@@ -145,6 +338,8 @@ impl Keys {
             nonce: nonce.to_string(),
             expires,
             seen,
+            who,
+            by_proxy: false,
         })
     }
 

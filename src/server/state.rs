@@ -114,6 +114,44 @@ impl Served {
 /// An open proposal: its branch and its commit's subject.
 pub type Proposal = (String, String);
 
+/// The keys of the page's sessions, when it takes proposals: from the operator secret (which
+/// all replicas share), else the OpenID client secret, else (a proxy signs people in, one
+/// replica) a random key.
+fn ui_keys(options: &super::Options) -> Option<super::session::Keys> {
+    use super::session::{Auth, Keys};
+    if !options.proposals {
+        return None;
+    }
+    let auth = match (&options.oidc, &options.auth_proxy) {
+        (Some(_), _) => Auth::Oidc,
+        (None, Some((header, trusted))) => Auth::Proxy {
+            header: header.clone(),
+            trusted: trusted.clone(),
+        },
+        (None, None) => Auth::Secret,
+    };
+    let secret = match (&options.ui_secret, &options.oidc, &auth) {
+        (Some(s), _, _) => s.clone(),
+        (None, Some(o), _) => {
+            let mut s = b"ledgit-oidc\n".to_vec();
+            s.extend_from_slice(&o.client_secret);
+            s
+        }
+        (None, None, Auth::Proxy { .. }) => {
+            use ring::rand::SecureRandom;
+            let mut s = vec![0u8; 32];
+            ring::rand::SystemRandom::new().fill(&mut s).ok()?;
+            s
+        }
+        (None, None, _) => return None,
+    };
+    Some(Keys::with_auth(
+        secret,
+        options.public_url.starts_with("https://"),
+        auth,
+    ))
+}
+
 /// The branches under `refs/heads/ledgit/` whose tip `commit` does not contain, newest first.
 /// Read on every refresh (a branch pushed or created moves no tracked ref) and after the page
 /// creates one.
@@ -180,9 +218,11 @@ pub struct Shared {
     /// The OpenAPI document, as JSON.
     pub openapi: Vec<u8>,
     pub last_seen: LastSeen,
-    /// The keys of the web page's sessions: there are some exactly when the page takes
-    /// proposals (`--proposals`, with LEDGIT_UI_SECRET).
+    /// The keys of the web page's sessions and how visitors sign in: there are some exactly
+    /// when the page takes proposals (`--proposals`).
     pub ui_keys: Option<super::session::Keys>,
+    /// The OpenID Provider visitors sign in with (`--oidc-issuer`).
+    pub oidc: Option<super::oidc::Client>,
     /// The open proposals, as last read.
     pub proposals: arc_swap::ArcSwap<Vec<Proposal>>,
     /// The origins this server's pages are served from (the Origin check of every POST).
@@ -254,14 +294,20 @@ impl Shared {
             seen_unshared: Mutex::default(),
             proposals: Default::default(),
             failures: super::limits::Failures::default(),
-            ui_keys: (options.ui_secret.clone())
+            ui_keys: ui_keys(&options),
+            oidc: options
+                .oidc
+                .clone()
                 .filter(|_| options.proposals)
-                .map(|secret| {
-                    super::session::Keys::new(secret, options.public_url.starts_with("https://"))
-                }),
+                .map(|o| super::oidc::Client::new(o, &options.public_url)),
             origins: super::session::origins(&options.public_url, options.listen),
             options,
         }
+    }
+
+    /// Whether the server's cookies are for https only.
+    pub fn secure(&self) -> bool {
+        self.options.public_url.starts_with("https://")
     }
 
     /// The health as last recorded.

@@ -52,6 +52,11 @@ pub struct Cell {
     pub applied_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// When the last attempt failed and how many failed in a row (with `last_error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
     /// The upstream environment runs another version (this one has yet to be promoted, or
     /// deliberately differs).
     pub differs_from_upstream: bool,
@@ -147,6 +152,8 @@ pub fn overview(
             applied_version: observed.and_then(|s| s.applied.clone()),
             applied_by: observed.and_then(|s| s.applied_by.clone()),
             last_error: observed.and_then(|s| s.error.clone()),
+            error_at: observed.and_then(|s| s.error_at.clone()),
+            attempts: observed.and_then(|s| s.attempts),
             differs_from_upstream: false,
         });
     }
@@ -359,6 +366,11 @@ pub struct EnvironmentView {
     /// error, which replica applied it), where the store is present; the front end fills it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed: Option<Sync>,
+    /// The upstream environment's declared version is not what runs there (by the reconciler's
+    /// store): the gate counts what is declared, and this says what runs (`None` when it runs,
+    /// or nothing is known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_not_applied: Option<String>,
     /// What the signed receipts say of the declared version: when and by which reconciler it
     /// was applied, or that it is not yet (the front end fills it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -381,6 +393,57 @@ impl ReceiptView {
             .as_ref()
             .map(|a| crate::support::when::format_duration_short(a.lag_seconds.max(0)))
             .unwrap_or_default()
+    }
+}
+
+impl AgentPage {
+    /// Puts what the reconciler's store says runs (`observed(environment)`) beside each
+    /// environment's record, and says on each gate whose upstream version is declared but not
+    /// applied what runs there instead: the policy counts declarations, people need both.
+    pub fn observe(&mut self, observed: impl Fn(&str) -> Option<Sync>) {
+        for env in &mut self.environments {
+            env.observed = observed(&env.environment);
+        }
+        let lagging: HashMap<String, String> = self
+            .environments
+            .iter()
+            .filter_map(|e| {
+                let (record, o) = (e.record.as_ref()?, e.observed.as_ref()?);
+                if o.applied.as_deref() == Some(record.version.as_str()) {
+                    return None;
+                }
+                let runs = match &o.applied {
+                    Some(a) => format!("{a} still runs"),
+                    None => "nothing runs yet".to_string(),
+                };
+                let why = match (&o.error, o.attempts) {
+                    (Some(_), Some(n)) => {
+                        format!(
+                            ", the last of {n} attempt{} failed",
+                            if n == 1 { "" } else { "s" }
+                        )
+                    }
+                    _ => format!(" ({})", o.state),
+                };
+                Some((
+                    e.environment.clone(),
+                    format!(
+                        "{} is declared in {} but not applied: {runs}{why}",
+                        record.version, e.environment
+                    ),
+                ))
+            })
+            .collect();
+        for env in &mut self.environments {
+            let upstream = env.promote_from.as_deref().and_then(|u| lagging.get(u));
+            let gated = matches!(env.gate, Some(Gate::Eligible { .. } | Gate::Waiting { .. }));
+            if let (Some(words), true) = (upstream, gated) {
+                env.upstream_not_applied = Some(words.clone());
+                if let Some(v) = &mut env.verdict {
+                    v.push_str(&format!("; {words}"));
+                }
+            }
+        }
     }
 }
 
@@ -551,6 +614,7 @@ pub fn agent_page(
                 promote_from: env.promote_from.clone(),
                 earlier_versions: earlier,
                 observed: None,
+                upstream_not_applied: None,
                 receipt: None,
             }
         })

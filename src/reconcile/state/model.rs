@@ -66,6 +66,14 @@ pub struct Failure {
     pub next_attempt: i64,
 }
 
+impl Failure {
+    /// When the last attempt failed: the store keeps the next attempt's time, which is that
+    /// time plus the backoff after `attempts` failures.
+    pub fn failed_at(&self) -> i64 {
+        self.next_attempt - backoff(self.attempts)
+    }
+}
+
 /// How an attempt ended, for the journal.
 pub struct Finished<'a> {
     /// The journal entry of the attempt (from [`Store::begin`]).
@@ -209,6 +217,14 @@ pub struct Sync {
     /// Which replica applied the version (`host (pid N)`), and when (RFC 3339).
     pub applied_by: Option<String>,
     pub applied_at: Option<String>,
+    /// While it is not synced and an attempt failed: when the last one failed (RFC 3339), how
+    /// many failed in a row, and when the next is due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<String>,
 }
 
 /// What `status` and the pages show from a store: applied versions, failures, attempts in
@@ -257,10 +273,14 @@ impl View {
                 } else {
                     SyncState::OutOfSync
                 };
+                let failure = failure.filter(|_| !synced);
                 Sync {
                     applied: applied.map(|a| a.version.clone()),
                     state,
-                    error: failure.filter(|_| !synced).map(|f| f.error.clone()),
+                    error: failure.map(|f| f.error.clone()),
+                    error_at: failure.map(|f| crate::support::when::rfc3339(f.failed_at())),
+                    attempts: failure.map(|f| f.attempts),
+                    next_attempt: failure.map(|f| crate::support::when::rfc3339(f.next_attempt)),
                     applied_by: applied.map(|a| a.replica.clone()).filter(|r| !r.is_empty()),
                     applied_at: applied.map(|a| crate::support::when::rfc3339(a.applied_at)),
                 }

@@ -1,4 +1,5 @@
-//! The page's controls: sign-in with the operator secret, and proposals (promote, set, roll
+//! The page's controls: sign-in (the operator secret, OpenID Connect, or a proxy's word), and
+//! proposals (promote, set, roll
 //! back, revoke) previewed as a diff with the policy's verdict, then committed on a new branch
 //! and pushed where asked. Every POST passes [`check_post`]: this server's origin, a signed-in
 //! session, the session's CSRF token.
@@ -36,9 +37,109 @@ pub(super) async fn signin_page(State(shared): State<Arc<Shared>>, headers: Head
     let v = visitor(&shared, &headers, now);
     let page = SigninHtml {
         chrome: chrome(&shared, served.as_deref(), &v, "Sign in", None, now),
-        failed: false,
+        failed: None,
+        mode: sign_in_mode(&shared),
     };
     html(StatusCode::OK, page.render())
+}
+
+/// How the sign-in page asks: `secret`, `oidc:<issuer>` or `proxy`.
+fn sign_in_mode(shared: &Shared) -> String {
+    match (&shared.oidc, shared.ui_keys.as_ref().map(|k| &k.auth)) {
+        (Some(c), _) => format!("oidc:{}", c.issuer()),
+        (None, Some(session::Auth::Proxy { .. })) => "proxy".into(),
+        _ => "secret".into(),
+    }
+}
+
+/// `/signin/oidc`: off to the provider, with the flow's cookie.
+pub(super) async fn oidc_start(State(shared): State<Arc<Shared>>) -> Response {
+    let (Some(keys), true) = (&shared.ui_keys, shared.oidc.is_some()) else {
+        return refused(&shared, "this server does not sign in with OpenID Connect");
+    };
+    let _ = keys;
+    let worker = shared.clone();
+    let started = tokio::task::spawn_blocking(move || {
+        let now = chrono::Utc::now().timestamp();
+        match (&worker.oidc, &worker.ui_keys) {
+            (Some(c), Some(k)) => c.start(k, worker.secure(), now).map_err(|e| e.to_string()),
+            _ => Err("no provider".to_string()),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err("the sign-in failed".into()));
+    match started {
+        Ok((location, cookie)) => {
+            let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+            r.headers_mut().insert(header::SET_COOKIE, cookie);
+            r
+        }
+        Err(said) => signin_failed(&shared, StatusCode::BAD_GATEWAY, said),
+    }
+}
+
+/// `/signin/oidc/callback`: back from the provider; a session for the person it names.
+pub(super) async fn oidc_callback(
+    State(shared): State<Arc<Shared>>,
+    client: super::super::limits::Client,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let now = chrono::Utc::now().timestamp();
+    if let Some(r) = shared.failures.refuse(client.0, now) {
+        return super::super::answer::closing(r);
+    }
+    let Ok(q) = serde_urlencoded::from_str::<super::super::oidc::CallbackQuery>(
+        query.as_deref().unwrap_or(""),
+    ) else {
+        return signin_failed(
+            &shared,
+            StatusCode::BAD_REQUEST,
+            "the provider's answer does not read".into(),
+        );
+    };
+    let worker = shared.clone();
+    let finished = tokio::task::spawn_blocking(move || match (&worker.oidc, &worker.ui_keys) {
+        (Some(c), Some(k)) => c.finish(k, &headers, &q, now).map_err(|e| e.to_string()),
+        _ => Err("this server does not sign in with OpenID Connect".to_string()),
+    })
+    .await
+    .unwrap_or_else(|_| Err("the sign-in failed".into()));
+    let (person, keys) = match (finished, &shared.ui_keys) {
+        (Ok(p), Some(k)) => (p, k),
+        (Err(said), _) => {
+            shared.failures.count(client.0, now);
+            return signin_failed(&shared, StatusCode::FORBIDDEN, said);
+        }
+        (Ok(_), None) => return refused(&shared, "this server does not take proposals"),
+    };
+    shared.options.log.line(&format!(
+        "signed in: {} <{}> (OpenID Connect)",
+        person.name, person.email
+    ));
+    let (_, cookie) = keys.sign_in_as(Some(person.clone()), now);
+    // The session cookie is SameSite=Strict, and this page is the end of a navigation from
+    // the provider's site: the browser would not send it on a redirect, so the page moves on
+    // by itself, from this origin.
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url=/\"><title>Signed in · ledgit</title></head><body><p>Signed in as {}. <a href=\"/\">Continue</a></p></body></html>",
+        super::super::answer::shown(&person.email)
+    );
+    let mut r = html(StatusCode::OK, Ok(page));
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    r.headers_mut()
+        .append(header::SET_COOKIE, super::super::oidc::end_flow());
+    r
+}
+
+fn signin_failed(shared: &Shared, status: StatusCode, said: String) -> Response {
+    message_page(
+        shared,
+        status,
+        "Not signed in",
+        said,
+        "try again from the sign-in page; if it goes on, ask whoever runs the identity provider",
+    )
 }
 
 #[derive(Deserialize)]
@@ -78,7 +179,8 @@ pub(super) async fn signin(
                 None,
                 now,
             ),
-            failed: true,
+            failed: Some("That is not the secret."),
+            mode: sign_in_mode(&shared),
         };
         return Ok(html(StatusCode::UNAUTHORIZED, page.render()));
     }
@@ -100,7 +202,9 @@ pub(super) async fn signout(
 ) -> PageResult {
     let form: CsrfForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
     let session = check_post(&shared, &headers, form.csrf.as_deref())?;
-    if let Some(keys) = &shared.ui_keys {
+    if let Some(keys) = &shared.ui_keys
+        && !session.by_proxy
+    {
         keys.end(&session, chrono::Utc::now().timestamp());
     }
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
@@ -374,7 +478,8 @@ pub(super) async fn propose_create(
         ));
     }
     let worker = shared.clone();
-    let created = tokio::task::spawn_blocking(move || create(&worker, &preview, &request))
+    let who = session.who.clone();
+    let created = tokio::task::spawn_blocking(move || create(&worker, &preview, &request, who))
         .await
         .map_err(|_| "creating the proposal failed".to_string())
         .and_then(|r| r.map_err(|e| e.to_string()));
@@ -411,17 +516,29 @@ type Created = (String, String, String, Option<String>, Option<String>);
 
 /// Commits the proposal on its branch, pushes it where asked, and finds its pull request link.
 /// The open proposals are read again at once, so the next page lists it.
-fn create(shared: &Shared, preview: &Preview, request: &Request) -> crate::Result<Created> {
+/// The signed-in person authors the commit; the server's git identity commits it (and authors
+/// it too when the person is not known: the operator secret names no one).
+fn create(
+    shared: &Shared,
+    preview: &Preview,
+    request: &Request,
+    who: Option<session::Person>,
+) -> crate::Result<Created> {
     let options = &shared.options;
     let repo = crate::git::repo::Repo::open(&options.repo)?;
     let now = chrono::Utc::now().timestamp();
     let branch = request.branch_name(now);
-    let author = repo
+    let committer = repo
         .git
         .signature()
         .or_else(|_| git2::Signature::now("ledgit serve", "ledgit@localhost"))
-        .map_err(|e| crate::Error::git("making the proposal's author", e))?;
-    let commit = crate::review::proposal::create(&repo, preview, &branch, &author)?;
+        .map_err(|e| crate::Error::git("making the proposal's committer", e))?;
+    let author = match &who {
+        Some(p) => git2::Signature::now(&p.name, &p.email)
+            .map_err(|e| crate::Error::git("making the proposal's author", e))?,
+        None => committer.clone(),
+    };
+    let commit = crate::review::proposal::create(&repo, preview, &branch, &author, &committer)?;
     if let Ok(base) = git2::Oid::from_str(&preview.base) {
         shared
             .proposals

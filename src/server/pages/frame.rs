@@ -28,6 +28,10 @@ pub struct Chrome {
     branch: String,
     json: Option<String>,
     signed_in: bool,
+    /// Who signed in, as the header names them; whether they can sign out here (not when a
+    /// proxy signs them in).
+    who: Option<String>,
+    can_sign_out: bool,
     proposals: bool,
     csrf: String,
     now: i64,
@@ -160,7 +164,7 @@ page!(ProposedHtml, "proposed.html" {
     pushed: Option<String>,
     pull_request: Option<String>,
 });
-page!(SigninHtml, "signin.html" { failed: bool });
+page!(SigninHtml, "signin.html" { failed: Option<&'static str>, mode: String });
 page!(MessageHtml, "message.html" { heading: String, message: String, hint: String });
 
 /// An HTML answer with the headers every page carries.
@@ -223,6 +227,12 @@ pub(super) fn chrome(
         branch: shared.options.branch.clone(),
         json,
         signed_in: visitor.session.is_some(),
+        who: visitor
+            .session
+            .as_ref()
+            .and_then(|s| s.who.as_ref())
+            .map(|p| p.email.clone()),
+        can_sign_out: visitor.session.as_ref().is_some_and(|s| !s.by_proxy),
         proposals: shared.ui_keys.is_some(),
         csrf: match (&visitor.session, &shared.ui_keys) {
             (Some(s), Some(k)) => k.csrf(s),

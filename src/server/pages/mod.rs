@@ -24,7 +24,9 @@ mod controls;
 mod frame;
 mod timeline;
 
-use controls::{propose_create, propose_page, signin, signin_page, signout};
+use controls::{
+    oidc_callback, oidc_start, propose_create, propose_page, signin, signin_page, signout,
+};
 use frame::*;
 use timeline::timeline_svg;
 
@@ -39,6 +41,8 @@ pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
             get(propose_page).post(propose_create),
         )
         .route("/signin", get(signin_page).post(signin))
+        .route("/signin/oidc", get(oidc_start))
+        .route(super::oidc::CALLBACK, get(oidc_callback))
         .route("/signout", axum::routing::post(signout))
         .route("/v1/agents", get(overview_json))
         .route("/v1/agents/{agent}", get(agent_json))
@@ -428,12 +432,13 @@ async fn observe_store(shared: &Shared, served: &Served, page: &mut view::AgentP
     let Some(states) = shared.sync_states(served).await else {
         return;
     };
-    for env in &mut page.environments {
-        env.observed = served
-            .position(&page.agent, &env.environment)
+    let agent = page.agent.clone();
+    page.observe(|env| {
+        served
+            .position(&agent, env)
             .and_then(|i| states.get(i))
-            .cloned();
-    }
+            .cloned()
+    });
 }
 
 fn tokens_of(

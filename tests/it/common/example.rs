@@ -117,6 +117,8 @@ impl Fixture {
             quiet: true,
             proposals: true,
             ui_secret: Some(UI_SECRET.as_bytes().to_vec()),
+            oidc: None,
+            auth_proxy: None,
             push: None,
             pull_request_url: None,
             state: None,

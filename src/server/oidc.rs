@@ -1,0 +1,572 @@
+//! OpenID Connect sign-in (authorization code flow with PKCE, OpenID Connect Core 1.0 §3.1 and
+//! RFC 7636): `/signin/oidc` sends the visitor to the provider with a fresh `state`, `nonce` and
+//! S256 code challenge, kept in a short-lived signed cookie; `/signin/oidc/callback` checks the
+//! state, redeems the code with the client secret and the verifier, verifies the ID token
+//! (signature against the provider's JWKS, issuer, audience, expiry, nonce), reads the address
+//! (from the ID token, else from the userinfo endpoint for the same subject), checks who may
+//! sign in (an allowed email domain or group) and starts a session that names the person.
+//!
+//! The provider's discovery document and keys are fetched when first needed and kept for an
+//! hour (keys again at once for an unknown key id, at most once a minute). Every request to the
+//! provider is bounded in time and size and follows no redirect.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use base64::Engine;
+use serde::Deserialize;
+
+use super::options::OidcOptions;
+use super::session::{Keys, Person};
+
+/// The flow's cookie: what the callback must match, for ten minutes.
+pub const FLOW_COOKIE: &str = "ledgit_oidc";
+const FLOW_LIFETIME: i64 = 600;
+/// Where the provider sends the visitor back (under the server's public URL).
+pub const CALLBACK: &str = "/signin/oidc/callback";
+/// How long a request to the provider may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer read from the provider.
+const MAX_ANSWER: u64 = 256 * 1024;
+/// How long the discovery document and keys are kept.
+const KEEP: i64 = 3_600;
+
+/// Why a sign-in did not happen, in words for the page (never a secret or a token).
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("the identity provider said: {0}")]
+    Provider(String),
+    #[error("the sign-in expired or was started in another browser")]
+    Flow,
+    #[error("the identity provider cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("the identity provider's answer is not valid: {0}")]
+    Invalid(String),
+    #[error("{0} may not sign in here")]
+    NotAllowed(String),
+}
+
+/// The provider's endpoints, from its discovery document.
+#[derive(Debug, Clone, Deserialize)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    jwks_uri: String,
+    #[serde(default)]
+    userinfo_endpoint: Option<String>,
+}
+
+struct Known {
+    discovery: Discovery,
+    keys: jsonwebtoken::jwk::JwkSet,
+    fetched: i64,
+    keys_fetched: i64,
+}
+
+/// A client of one provider.
+pub struct Client {
+    options: OidcOptions,
+    redirect_uri: String,
+    known: Mutex<Option<Known>>,
+    http: ureq::Agent,
+}
+
+/// What the flow's cookie holds.
+struct Flow {
+    state: String,
+    nonce: String,
+    verifier: String,
+}
+
+fn random(bytes: usize) -> String {
+    use ring::rand::SecureRandom;
+    let mut buf = vec![0u8; bytes];
+    let _ = ring::rand::SystemRandom::new().fill(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// The S256 code challenge of a verifier (RFC 7636 §4.2).
+pub fn challenge(verifier: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    id_token: Option<String>,
+    access_token: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    nonce: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Client {
+    /// A client whose callback is under `public_url`.
+    pub fn new(options: OidcOptions, public_url: &str) -> Client {
+        Client {
+            redirect_uri: format!("{}{CALLBACK}", public_url.trim_end_matches('/')),
+            options,
+            known: Mutex::new(None),
+            http: ureq::Agent::config_builder()
+                .timeout_global(Some(TIMEOUT))
+                .max_redirects(0)
+                .http_status_as_error(false)
+                .user_agent(concat!("ledgit/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into(),
+        }
+    }
+
+    /// The issuer, as the sign-in page names it.
+    pub fn issuer(&self) -> &str {
+        &self.options.issuer
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<T, SignInError> {
+        let mut request = self.http.get(url).header("Accept", "application/json");
+        if let Some(token) = bearer {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let response = request
+            .call()
+            .map_err(|e| SignInError::Unreachable(format!("GET {url}: {e}")))?;
+        read_json(url, response)
+    }
+
+    /// The discovery document and keys, fetched when missing, old, or (`refresh_keys`) when a
+    /// token names a key not among them.
+    fn known(
+        &self,
+        now: i64,
+        refresh_keys: bool,
+    ) -> Result<(Discovery, jsonwebtoken::jwk::JwkSet), SignInError> {
+        let cached = self.known.lock().ok().and_then(|k| {
+            k.as_ref().and_then(|k| {
+                let fresh = now - k.fetched < KEEP;
+                let keys_ok = !refresh_keys || now - k.keys_fetched < 60;
+                (fresh && keys_ok).then(|| (k.discovery.clone(), k.keys.clone()))
+            })
+        });
+        if let Some(k) = cached {
+            return Ok(k);
+        }
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.options.issuer.trim_end_matches('/')
+        );
+        let discovery: Discovery = self.get_json(&url, None)?;
+        // OpenID Connect Discovery §4.3: the document's issuer is the one configured, exactly.
+        if discovery.issuer != self.options.issuer {
+            return Err(SignInError::Invalid(format!(
+                "its discovery document names the issuer `{}`, not `{}`",
+                discovery.issuer, self.options.issuer
+            )));
+        }
+        let keys: jsonwebtoken::jwk::JwkSet = self.get_json(&discovery.jwks_uri, None)?;
+        if let Ok(mut k) = self.known.lock() {
+            *k = Some(Known {
+                discovery: discovery.clone(),
+                keys: keys.clone(),
+                fetched: now,
+                keys_fetched: now,
+            });
+        }
+        Ok((discovery, keys))
+    }
+
+    /// Where to send the visitor, and the flow cookie to set.
+    pub fn start(
+        &self,
+        keys: &Keys,
+        secure: bool,
+        now: i64,
+    ) -> Result<(String, HeaderValue), SignInError> {
+        let (discovery, _) = self.known(now, false)?;
+        let flow = Flow {
+            state: random(16),
+            nonce: random(16),
+            verifier: random(32),
+        };
+        let query = serde_urlencoded::to_string([
+            ("response_type", "code"),
+            ("client_id", self.options.client_id.as_str()),
+            ("redirect_uri", self.redirect_uri.as_str()),
+            ("scope", "openid email profile"),
+            ("state", flow.state.as_str()),
+            ("nonce", flow.nonce.as_str()),
+            ("code_challenge", challenge(&flow.verifier).as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .unwrap_or_default();
+        let sep = if discovery.authorization_endpoint.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let location = format!("{}{sep}{query}", discovery.authorization_endpoint);
+        let body = format!(
+            "{}.{}.{}.{}",
+            now + FLOW_LIFETIME,
+            flow.state,
+            flow.nonce,
+            flow.verifier
+        );
+        // Lax, not Strict: the provider's redirect back is a navigation from another site.
+        let cookie = format!(
+            "{FLOW_COOKIE}={body}.{}; Path=/signin/oidc; Max-Age={FLOW_LIFETIME}; HttpOnly; SameSite=Lax{}",
+            keys.mac("ledgit-oidc-flow", body.as_bytes()),
+            if secure { "; Secure" } else { "" }
+        );
+        let cookie = HeaderValue::from_str(&cookie)
+            .map_err(|_| SignInError::Invalid("unusable flow cookie".into()))?;
+        Ok((location, cookie))
+    }
+
+    /// The flow the request's cookie carries, if this server signed it and it has not expired.
+    fn flow(keys: &Keys, headers: &HeaderMap, now: i64) -> Option<Flow> {
+        let value = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix(&format!("{FLOW_COOKIE}=")))?;
+        let (body, mac) = value.rsplit_once('.')?;
+        if !crate::support::hmac::same_secret(
+            keys.mac("ledgit-oidc-flow", body.as_bytes()).as_bytes(),
+            mac.as_bytes(),
+        ) {
+            return None;
+        }
+        let mut parts = body.split('.');
+        let expires: i64 = parts.next()?.parse().ok()?;
+        let flow = Flow {
+            state: parts.next()?.to_string(),
+            nonce: parts.next()?.to_string(),
+            verifier: parts.next()?.to_string(),
+        };
+        (expires > now && parts.next().is_none()).then_some(flow)
+    }
+
+    /// The callback: the person the provider signed in, if they may sign in here.
+    pub fn finish(
+        &self,
+        keys: &Keys,
+        headers: &HeaderMap,
+        query: &CallbackQuery,
+        now: i64,
+    ) -> Result<Person, SignInError> {
+        if let Some(error) = &query.error {
+            let said = query.error_description.as_deref().unwrap_or(error);
+            return Err(SignInError::Provider(said.chars().take(200).collect()));
+        }
+        let flow = Client::flow(keys, headers, now).ok_or(SignInError::Flow)?;
+        let state_ok = query.state.as_deref().is_some_and(|s| {
+            crate::support::hmac::same_secret(s.as_bytes(), flow.state.as_bytes())
+        });
+        let code = query
+            .code
+            .as_deref()
+            .filter(|_| state_ok)
+            .ok_or(SignInError::Flow)?;
+        let (discovery, _) = self.known(now, false)?;
+        let answer = self.redeem(&discovery, code, &flow.verifier)?;
+        let id_token = answer
+            .id_token
+            .ok_or_else(|| SignInError::Invalid("the token answer has no id_token".into()))?;
+        let claims = self.verify(&id_token, &flow.nonce, now)?;
+        // The address: in the ID token, else from userinfo for the same subject.
+        let mut all = claims.rest.clone();
+        if !all.contains_key("email")
+            && let (Some(url), Some(access)) =
+                (&discovery.userinfo_endpoint, answer.access_token.as_deref())
+        {
+            let info: serde_json::Map<String, serde_json::Value> =
+                self.get_json(url, Some(access))?;
+            if info.get("sub").and_then(|s| s.as_str()) != Some(claims.sub.as_str()) {
+                return Err(SignInError::Invalid(
+                    "userinfo names another subject than the ID token".into(),
+                ));
+            }
+            for (k, v) in info {
+                all.entry(k).or_insert(v);
+            }
+        }
+        self.person(&all)
+    }
+
+    /// The code for tokens, with the client's secret (HTTP Basic) and the PKCE verifier.
+    fn redeem(
+        &self,
+        discovery: &Discovery,
+        code: &str,
+        verifier: &str,
+    ) -> Result<TokenAnswer, SignInError> {
+        let form = serde_urlencoded::to_string([
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", self.redirect_uri.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .unwrap_or_default();
+        // RFC 6749 §2.3.1: the id and secret are form-encoded before they are joined.
+        let encode = |s: &[u8]| {
+            serde_urlencoded::to_string([("", String::from_utf8_lossy(s).as_ref())])
+                .unwrap_or_default()
+                .trim_start_matches('=')
+                .to_string()
+        };
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            encode(self.options.client_id.as_bytes()),
+            encode(&self.options.client_secret)
+        ));
+        let url = &discovery.token_endpoint;
+        let response = self
+            .http
+            .post(url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json")
+            .header("Authorization", &format!("Basic {basic}"))
+            .send(form.as_bytes())
+            .map_err(|e| SignInError::Unreachable(format!("POST {url}: {e}")))?;
+        let answer: TokenAnswer = read_json(url, response)?;
+        if let Some(e) = &answer.error {
+            let said = answer.error_description.as_deref().unwrap_or(e);
+            return Err(SignInError::Provider(said.chars().take(200).collect()));
+        }
+        Ok(answer)
+    }
+
+    /// The ID token's claims, when its signature verifies with one of the provider's keys and
+    /// it was issued by the provider, to this client, for this sign-in, and has not expired.
+    fn verify(&self, token: &str, nonce: &str, now: i64) -> Result<Claims, SignInError> {
+        use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+        let invalid = |why: String| SignInError::Invalid(format!("ID token: {why}"));
+        let head = jsonwebtoken::decode_header(token).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(
+            head.alg,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::ES256
+                | Algorithm::ES384
+                | Algorithm::EdDSA
+        ) {
+            return Err(invalid(format!(
+                "{:?} signatures are not accepted",
+                head.alg
+            )));
+        }
+        let find = |set: &jsonwebtoken::jwk::JwkSet| match &head.kid {
+            Some(kid) => set.find(kid).cloned(),
+            None if set.keys.len() == 1 => set.keys.first().cloned(),
+            None => None,
+        };
+        let (_, keys) = self.known(now, false)?;
+        let jwk = match find(&keys) {
+            Some(k) => k,
+            None => find(&self.known(now, true)?.1)
+                .ok_or_else(|| invalid("signed with a key the provider does not list".into()))?,
+        };
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| invalid(e.to_string()))?;
+        let mut validation = Validation::new(head.alg);
+        validation.set_issuer(&[&self.options.issuer]);
+        validation.set_audience(&[&self.options.client_id]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 60;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map_err(|e| invalid(e.to_string()))?;
+        let claims = data.claims;
+        if claims.nonce.as_deref() != Some(nonce) {
+            return Err(invalid("its nonce is not this sign-in's".into()));
+        }
+        if claims
+            .azp
+            .as_deref()
+            .is_some_and(|a| a != self.options.client_id)
+        {
+            return Err(invalid("it was issued to another client (azp)".into()));
+        }
+        Ok(claims)
+    }
+
+    /// The person the claims name, if they may sign in.
+    fn person(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Person, SignInError> {
+        let email = claims
+            .get("email")
+            .and_then(|e| e.as_str())
+            .ok_or_else(|| {
+                SignInError::Invalid("no email address (ask for the email scope)".into())
+            })?;
+        if claims.get("email_verified").and_then(|v| v.as_bool()) == Some(false) {
+            return Err(SignInError::NotAllowed(format!(
+                "{email} (the provider has not verified the address)"
+            )));
+        }
+        let name = claims.get("name").and_then(|n| n.as_str());
+        let person = Person::new(name, email)
+            .ok_or_else(|| SignInError::Invalid(format!("`{email}` is not an address")))?;
+        let groups: Vec<&str> = claims
+            .get(&self.options.groups_claim)
+            .and_then(|g| g.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        if allowed(&self.options, &person, &groups) {
+            Ok(person)
+        } else {
+            Err(SignInError::NotAllowed(person.email))
+        }
+    }
+}
+
+/// Whether `person` (in `groups`) may sign in: their address is in an allowed domain, or they
+/// are in an allowed group.
+pub fn allowed(options: &OidcOptions, person: &Person, groups: &[&str]) -> bool {
+    let domain = person.domain();
+    options
+        .allowed_domains
+        .iter()
+        .any(|d| d.trim_start_matches('@').eq_ignore_ascii_case(&domain))
+        || options
+            .allowed_groups
+            .iter()
+            .any(|g| groups.contains(&g.as_str()))
+}
+
+/// The query the provider sends the visitor back with.
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackQuery {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    url: &str,
+    response: ureq::http::Response<ureq::Body>,
+) -> Result<T, SignInError> {
+    use std::io::Read;
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    response
+        .into_body()
+        .into_reader()
+        .take(MAX_ANSWER)
+        .read_to_end(&mut body)
+        .map_err(|e| SignInError::Unreachable(format!("{url}: {e}")))?;
+    let parsed = serde_json::from_slice::<T>(&body);
+    match (status, parsed) {
+        (200..=299, Ok(v)) => Ok(v),
+        // The token endpoint answers its errors as JSON with 400.
+        (400..=401, Ok(v)) => Ok(v),
+        (200..=299, Err(e)) => Err(SignInError::Invalid(format!("{url}: {e}"))),
+        (s, _) => Err(SignInError::Unreachable(format!("{url} answered {s}"))),
+    }
+}
+
+/// The cookie that ends the flow.
+pub fn end_flow() -> HeaderValue {
+    HeaderValue::from_static("ledgit_oidc=; Path=/signin/oidc; Max-Age=0; HttpOnly; SameSite=Lax")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> OidcOptions {
+        OidcOptions {
+            issuer: "https://id.example.com".into(),
+            client_id: "ledgit".into(),
+            client_secret: b"s3cret-s3cret-s3cret".to_vec(),
+            allowed_domains: vec!["example.com".into()],
+            allowed_groups: vec!["platform".into()],
+            groups_claim: "groups".into(),
+        }
+    }
+
+    #[test]
+    fn the_code_challenge_is_rfc_7636s() {
+        // RFC 7636 Appendix B.
+        assert_eq!(
+            challenge("dBjftJeZ4CVP-mJ92IZc7BHzKhn2mWgHzE1UJ7_tk8"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn who_may_sign_in_is_a_domain_or_a_group() {
+        let o = options();
+        let ada = Person::new(Some("Ada"), "ada@Example.com").unwrap();
+        let eve = Person::new(None, "eve@example.com.evil.test").unwrap();
+        assert!(allowed(&o, &ada, &[]));
+        assert!(!allowed(&o, &eve, &[]));
+        assert!(!allowed(&o, &eve, &["platforms", "Platform"]));
+        assert!(allowed(&o, &eve, &["platform"]));
+        let claims = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let client = Client::new(o, "http://127.0.0.1:1");
+        let unverified =
+            claims(serde_json::json!({"email": "ada@example.com", "email_verified": false}));
+        assert!(matches!(
+            client.person(&unverified),
+            Err(SignInError::NotAllowed(_))
+        ));
+        let ok = claims(serde_json::json!({"email": "ada@example.com", "name": "Ada Lovelace"}));
+        assert_eq!(client.person(&ok).unwrap().name, "Ada Lovelace");
+        let grouped =
+            claims(serde_json::json!({"email": "eve@other.test", "groups": ["platform"]}));
+        assert_eq!(client.person(&grouped).unwrap().name, "eve");
+        let none = claims(serde_json::json!({"sub": "x"}));
+        assert!(matches!(client.person(&none), Err(SignInError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_flow_cookie_is_this_servers_and_expires() {
+        let keys = Keys::new(b"0123456789abcdef0123".to_vec(), false);
+        let client = Client::new(options(), "http://127.0.0.1:1");
+        // No provider: start fails without sending anyone anywhere.
+        assert!(client.start(&keys, false, 1_000).is_err());
+        let body = format!("{}.st.no.ve", 1_000 + FLOW_LIFETIME);
+        let cookie = format!(
+            "{FLOW_COOKIE}={body}.{}",
+            keys.mac("ledgit-oidc-flow", body.as_bytes())
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
+        let flow = Client::flow(&keys, &h, 1_001).unwrap();
+        assert_eq!(
+            (
+                flow.state.as_str(),
+                flow.nonce.as_str(),
+                flow.verifier.as_str()
+            ),
+            ("st", "no", "ve")
+        );
+        assert!(Client::flow(&keys, &h, 1_000 + FLOW_LIFETIME).is_none());
+        let other = Keys::new(b"another-secret-entirely".to_vec(), false);
+        assert!(Client::flow(&other, &h, 1_001).is_none());
+        let forged = cookie.replace(".st.", ".sT.");
+        h.insert(header::COOKIE, HeaderValue::from_str(&forged).unwrap());
+        assert!(Client::flow(&keys, &h, 1_001).is_none());
+    }
+}
