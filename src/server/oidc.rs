@@ -276,6 +276,16 @@ impl Client {
             return Err(SignInError::Provider(said.chars().take(200).collect()));
         }
         let flow = Client::flow(keys, headers, now).ok_or(SignInError::Flow)?;
+        // RFC 9207: an answer that names another issuer is another provider's (mix-up).
+        if query
+            .iss
+            .as_deref()
+            .is_some_and(|i| i != self.options.issuer)
+        {
+            return Err(SignInError::Invalid(
+                "the answer names another issuer (iss)".into(),
+            ));
+        }
         let state_ok = query.state.as_deref().is_some_and(|s| {
             crate::support::hmac::same_secret(s.as_bytes(), flow.state.as_bytes())
         });
@@ -460,6 +470,8 @@ pub struct CallbackQuery {
     pub state: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
+    /// The issuer of the answer (RFC 9207), where the provider says it.
+    pub iss: Option<String>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(

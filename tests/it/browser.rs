@@ -95,3 +95,121 @@ fn a_person_reads_the_page_and_proposes_a_promotion_in_chromium() {
         "the log holds a session cookie"
     );
 }
+
+/// A free port on the loopback address (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process ended when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs Chromium, Playwright and oidc-provider (apt-get install chromium; npm ci --prefix tests/browser); run with --include-ignored"]
+fn a_person_signs_in_with_openid_connect_and_authors_the_proposal() {
+    let dir = browser_ready()
+        .unwrap_or_else(|why| panic!("this test needs {why}; `bash .ci/run` installs it"));
+    let repo = TestRepo::empty();
+    let init = repo.ledgit(&["init", "--example", "."]);
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let tip = repo.git(&["rev-parse", "HEAD"]);
+    let (idp_port, port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let client_secret = "a client secret of the provider's";
+    let mut idp = Command::new("node")
+        .arg(dir.join("provider.mjs"))
+        .arg(idp_port.to_string())
+        .arg("ledgit-test")
+        .arg(client_secret)
+        .arg(format!("{base}/signin/oidc/callback"))
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("node runs");
+    let mut ready = String::new();
+    let mut out = std::io::BufReader::new(idp.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut ready).unwrap();
+    // Its notices go on coming to stdout: read on, or it dies writing them.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let _idp = Killed(idp);
+    let issuer = format!("http://127.0.0.1:{idp_port}");
+    assert_eq!(ready.trim(), issuer, "the provider did not start");
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start(
+        &repo,
+        &[
+            "--listen",
+            &listen,
+            "--proposals",
+            "--oidc-issuer",
+            &issuer,
+            "--oidc-allowed-group",
+            "platform",
+        ],
+        &[
+            ("LEDGIT_OIDC_CLIENT_ID", "ledgit-test"),
+            ("LEDGIT_OIDC_CLIENT_SECRET", client_secret),
+        ],
+    );
+    assert_eq!(server.base, base);
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    let run = Command::new("node")
+        .arg(dir.join("signin.mjs"))
+        .arg(&server.base)
+        .arg(&shots)
+        .current_dir(&dir)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "the sign-in failed: {}\n{stdout}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["who"], "ada@example.com", "{summary}");
+    assert!(
+        summary["refused"]
+            .as_str()
+            .unwrap()
+            .contains("mallory@elsewhere.test may not sign in here"),
+        "{summary}"
+    );
+    // The proposal is authored by the person, committed by the server.
+    let branch = summary["branch"].as_str().unwrap();
+    assert_eq!(repo.git(&["rev-parse", &format!("{branch}^")]), tip);
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%an <%ae>", branch]),
+        "Ada Lovelace <ada@example.com>"
+    );
+    assert_ne!(
+        repo.git(&["log", "-1", "--format=%ce", branch]),
+        "ada@example.com"
+    );
+    let (code, log) = server.stop();
+    assert_eq!(code, 0);
+    assert!(
+        log.contains("signed in: Ada Lovelace <ada@example.com>"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(client_secret),
+        "the log holds the client secret"
+    );
+    assert!(
+        !log.contains("ledgit_oidc="),
+        "the log holds the flow cookie"
+    );
+}

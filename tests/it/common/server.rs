@@ -21,7 +21,12 @@ impl Server {
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("serve")
+            .args(if args.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"][..]
+            })
             .args(if args.contains(&"--interval") {
                 &[][..]
             } else {
