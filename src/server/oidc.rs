@@ -521,7 +521,7 @@ mod tests {
     fn the_code_challenge_is_rfc_7636s() {
         // RFC 7636 Appendix B.
         assert_eq!(
-            challenge("dBjftJeZ4CVP-mJ92IZc7BHzKhn2mWgHzE1UJ7_tk8"),
+            challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }

@@ -473,6 +473,126 @@ mod tests {
     }
 
     #[test]
+    fn a_proxys_header_is_believed_only_from_its_addresses() {
+        let auth = Auth::Proxy {
+            header: header::HeaderName::from_static("x-forwarded-email"),
+            trusted: vec!["10.1.0.0/16".parse().unwrap(), "::1".parse().unwrap()],
+        };
+        let sent = |peer: &str, values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-email", HeaderValue::from_str(v).unwrap());
+            }
+            strip_untrusted(&auth, &mut h, peer.parse().ok());
+            h.get("x-forwarded-email")
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(
+            sent("10.1.255.3", &["ada@example.com"]).as_deref(),
+            Some("ada@example.com")
+        );
+        assert_eq!(
+            sent("::ffff:10.1.0.1", &["ada@example.com"]).as_deref(),
+            Some("ada@example.com")
+        );
+        assert_eq!(
+            sent("::1", &["ada@example.com"]).as_deref(),
+            Some("ada@example.com")
+        );
+        assert_eq!(sent("10.2.0.1", &["ada@example.com"]), None);
+        assert_eq!(sent("::2", &["ada@example.com"]), None);
+        assert_eq!(sent("not an address", &["ada@example.com"]), None);
+        // Twice: which one would the proxy have meant?
+        assert_eq!(
+            sent("10.1.0.1", &["ada@example.com", "eve@example.com"]),
+            None
+        );
+        let keys = Keys::with_auth(b"operator".to_vec(), false, auth);
+        let session = keys
+            .session(
+                &with(
+                    header::HeaderName::from_static("x-forwarded-email"),
+                    "ada@example.com",
+                ),
+                5,
+            )
+            .unwrap();
+        assert!(session.by_proxy && session.who.as_ref().unwrap().email == "ada@example.com");
+        assert_eq!(keys.renew(&session, 500), None);
+        assert!(!keys.is_secret("operator"));
+        assert!(keys.session(&HeaderMap::new(), 5).is_none());
+    }
+
+    #[test]
+    fn blocks_and_people_read_strictly() {
+        let c = |s: &str| s.parse::<Cidr>();
+        assert!(
+            c("0.0.0.0/0")
+                .unwrap()
+                .contains("203.0.113.9".parse().unwrap())
+        );
+        assert!(
+            !c("192.0.2.0/24")
+                .unwrap()
+                .contains("192.0.3.1".parse().unwrap())
+        );
+        assert!(
+            c("192.0.2.0/24")
+                .unwrap()
+                .contains("192.0.2.255".parse().unwrap())
+        );
+        assert!(
+            !c("192.0.2.1")
+                .unwrap()
+                .contains("192.0.2.2".parse().unwrap())
+        );
+        assert!(!c("::/0").unwrap().contains("192.0.2.2".parse().unwrap()));
+        assert!(
+            c("2001:db8::/32")
+                .unwrap()
+                .contains("2001:db8:ffff::1".parse().unwrap())
+        );
+        assert!(c("10.0.0.0/33").is_err() && c("::/129").is_err() && c("ten").is_err());
+        assert_eq!(Person::new(None, " ada@example.com ").unwrap().name, "ada");
+        assert_eq!(
+            Person::new(Some("Ada <x>"), "ada@example.com")
+                .unwrap()
+                .name,
+            "ada"
+        );
+        for bad in [
+            "ada",
+            "@example.com",
+            "ada@",
+            "a@b@c",
+            "ada <x>@example.com",
+            "a da@example.com",
+            "ada@exa\nmple.com",
+        ] {
+            assert!(Person::new(None, bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            Person::new(None, "ada@Example.COM").unwrap().domain(),
+            "example.com"
+        );
+    }
+
+    #[test]
+    fn a_session_carries_who_signed_in() {
+        let keys = Keys::new(b"operator".to_vec(), false);
+        let ada = Person::new(Some("Ada Lovelace"), "ada@example.com");
+        let (session, cookie) = keys.sign_in_as(ada.clone(), 1_000);
+        let back = keys
+            .session(&with(header::COOKIE, &pair(&cookie)), 1_001)
+            .unwrap();
+        assert_eq!((back.who, back.by_proxy), (ada, false));
+        // The person cannot be changed without the key.
+        let forged = pair(&cookie).replacen(".eyJ", ".eyK", 1);
+        assert_eq!(keys.session(&with(header::COOKIE, &forged), 1_001), None);
+        assert_eq!(session.who.unwrap().email, "ada@example.com");
+    }
+
+    #[test]
     fn sessions_are_signed_bound_and_expire() {
         let keys = Keys::new(b"operator".to_vec(), false);
         let (session, cookie) = keys.sign_in(1_000);

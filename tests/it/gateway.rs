@@ -447,3 +447,152 @@ print(json.dumps({"issuer": doc["issuer"], "status": answer.status_code,
     assert_eq!(v["body"]["agent"], "support-bot");
     assert_eq!(v["wrong"], 401);
 }
+
+/// A request's status and body, with `curl` from `source` (a loopback address of its own, so
+/// that the server sees another client than the proxy).
+fn curl(source: &str, url: &str, args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "--interface",
+            source,
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+#[ignore = "needs Caddy (apt-get install caddy); run with --include-ignored"]
+fn a_proxy_signs_people_in_and_its_header_is_believed_only_from_it() {
+    let caddy = crate::common::needs(
+        crate::common::program("caddy", &["/usr/bin/caddy"]),
+        "Caddy (apt-get install caddy)",
+    );
+    let repo = TestRepo::empty();
+    assert_eq!(repo.ledgit(&["init", "--example", "."]).code, 0);
+    let tip = repo.git(&["rev-parse", "HEAD"]);
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let server = crate::common::server::Server::start(
+        &repo,
+        &[
+            "--proposals",
+            "--auth-proxy-header",
+            "X-Forwarded-Email",
+            "--trusted-proxy",
+            "127.0.0.1/32",
+            "--public-url",
+            &public,
+        ],
+        &[],
+    );
+    let ledgit = server.base.trim_start_matches("http://").to_string();
+    let hash = Command::new(&caddy)
+        .args(["hash-password", "--plaintext", "a password of ada's"])
+        .output()
+        .unwrap();
+    let hash = String::from_utf8(hash.stdout).unwrap().trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let block = include_str!("../../examples/caddy-auth-proxy.Caddyfile")
+        .replace("127.0.0.1:8080", &ledgit)
+        .replace("HASH", &hash);
+    let config =
+        format!("{{\n\tadmin off\n\tauto_https off\n}}\nhttp://127.0.0.1:{port} {{\n{block}\n}}\n");
+    std::fs::write(dir.path().join("Caddyfile"), config).unwrap();
+    let _caddy = Killed(
+        Command::new(caddy)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(dir.path().join("Caddyfile"))
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ada = "ada@example.com:a password of ada's";
+    let start = Instant::now();
+    while curl("127.0.0.1", &format!("{public}/healthz"), &["-u", ada]).0 != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "Caddy did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Through the proxy, signed in as the person the proxy names, even if the client claims
+    // another.
+    let (status, page) = curl(
+        "127.0.0.1",
+        &format!("{public}/agents/billing-agent/propose?action=promote&environment=staging"),
+        &["-u", ada, "-H", "X-Forwarded-Email: mallory@example.com"],
+    );
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(r#"id="who">ada@example.com<"#), "{page}");
+    let field = |name: &str| {
+        let at = page.find(&format!(r#"name="{name}" value=""#)).unwrap();
+        let rest = &page[at + name.len() + 15..];
+        rest[..rest.find('"').unwrap()].to_string()
+    };
+    let form = serde_urlencoded::to_string([
+        ("csrf", field("csrf")),
+        ("action", "promote".into()),
+        ("environment", "staging".into()),
+        ("expect", field("expect")),
+    ])
+    .unwrap();
+    // Without the proxy's sign-in, the proxy itself refuses.
+    assert_eq!(curl("127.0.0.1", &format!("{public}/"), &[]).0, 401);
+    // Straight to ledgit from another address, the header is not believed: no session, no
+    // controls, and the POST is refused.
+    let direct = format!("{}/agents/billing-agent/propose", server.base);
+    let (status, page) = curl(
+        "127.0.0.2",
+        &format!("{direct}?action=promote&environment=staging"),
+        &["-H", "X-Forwarded-Email: ada@example.com"],
+    );
+    assert_eq!(status, 403, "{page}");
+    let (status, _) = curl(
+        "127.0.0.2",
+        &direct,
+        &[
+            "-H",
+            "X-Forwarded-Email: ada@example.com",
+            "-H",
+            &format!("Origin: {public}"),
+            "--data",
+            &form,
+        ],
+    );
+    assert_eq!(status, 403);
+    assert!(repo.git(&["branch", "--list", "ledgit/*"]).is_empty());
+    // Through the proxy, the proposal is made and authored by the person.
+    let (status, created) = curl(
+        "127.0.0.1",
+        &format!("{public}/agents/billing-agent/propose"),
+        &[
+            "-u",
+            ada,
+            "-H",
+            &format!("Origin: {public}"),
+            "--data",
+            &form,
+        ],
+    );
+    assert_eq!(status, 201, "{created}");
+    let branch = repo.git(&["branch", "--list", "--format=%(refname:short)", "ledgit/*"]);
+    assert_eq!(repo.git(&["rev-parse", &format!("{branch}^")]), tip);
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%an <%ae>", &branch]),
+        "ada <ada@example.com>"
+    );
+}
