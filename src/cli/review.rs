@@ -207,34 +207,6 @@ fn change_words(c: &Change) -> String {
     }
 }
 
-/// One line of context for a change, or an empty string.
-fn context(c: &Change) -> String {
-    let mut parts = Vec::new();
-    if let Some(p) = &c.promotion {
-        let text = match (&p.since, p.ran_for) {
-            (Some(since), Some(ran)) => {
-                let soak = match p.soak {
-                    Some(s) if p.soak_met => format!(", soak {} met", when::format_duration(s)),
-                    Some(s) => format!(", soak {} not met", when::format_duration(s)),
-                    None => String::new(),
-                };
-                format!(
-                    "in {} since {since} (ran {}{soak})",
-                    p.from,
-                    when::format_duration_short(ran)
-                )
-            }
-            _ if p.upstream_in_this_change => format!("also deployed to {} in this change", p.from),
-            _ => format!("never ran in {}", p.from),
-        };
-        parts.push(text);
-    }
-    if let Some(r) = &c.rollback {
-        parts.push(format!("rollback: last ran here until {}", r.last_ran));
-    }
-    parts.join("; ")
-}
-
 /// The changes as aligned lines with their context, for people.
 pub fn print_changes(out: &mut dyn Write, changes: &[Change]) -> io::Result<()> {
     if changes.is_empty() {
@@ -265,7 +237,7 @@ pub fn print_changes(out: &mut dyn Write, changes: &[Change]) -> io::Result<()> 
             "{:wa$}  {:we$}  {style}{words}{style:#}{pad}  {DIM}{}{DIM:#}",
             c.agent,
             c.environment,
-            context(c)
+            c.context()
         )?;
     }
     Ok(())
@@ -323,7 +295,7 @@ fn changes_markdown(out: &mut dyn Write, changes: &[Change]) -> io::Result<()> {
             "| {} | {} | {change} | {} |",
             c.agent,
             c.environment,
-            context(c).replace('|', "\\|")
+            c.context().replace('|', "\\|")
         )?;
     }
     Ok(())

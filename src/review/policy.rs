@@ -45,6 +45,46 @@ pub struct Change {
     pub rollback: Option<Rollback>,
 }
 
+impl Change {
+    /// One line of context for a change, or an empty string: how long the version ran upstream
+    /// and whether the soak is met, or when a rolled-back version last ran here (`check` and the
+    /// page's preview say the same).
+    pub fn context(&self) -> String {
+        let c = self;
+        let mut parts = Vec::new();
+        if let Some(p) = &c.promotion {
+            let text = match (&p.since, p.ran_for) {
+                (Some(since), Some(ran)) => {
+                    let soak = match p.soak {
+                        Some(s) if p.soak_met => {
+                            format!(", soak {} met", crate::support::when::format_duration(s))
+                        }
+                        Some(s) => format!(
+                            ", soak {} not met",
+                            crate::support::when::format_duration(s)
+                        ),
+                        None => String::new(),
+                    };
+                    format!(
+                        "in {} since {since} (ran {}{soak})",
+                        p.from,
+                        crate::support::when::format_duration_short(ran)
+                    )
+                }
+                _ if p.upstream_in_this_change => {
+                    format!("also deployed to {} in this change", p.from)
+                }
+                _ => format!("never ran in {}", p.from),
+            };
+            parts.push(text);
+        }
+        if let Some(r) = &c.rollback {
+            parts.push(format!("rollback: last ran here until {}", r.last_ran));
+        }
+        parts.join("; ")
+    }
+}
+
 /// Context of a version entering an environment that promotes from another.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Promotion {

@@ -68,11 +68,14 @@ pub struct Preview {
 
 impl Preview {
     /// What the preview promises, as a short digest of the commit it is planned against and the
-    /// change it shows (its title and each version change). The page's form carries it, and a
+    /// change it shows (its title and message, and each version change). The page's form carries it, and a
     /// proposal is created only when the same request still plans to the same digest: never a
     /// change the person did not see.
     pub fn fingerprint(&self) -> String {
         let mut text = format!("{}\n{}\n", self.base, self.title);
+        // The message says the reason of a revocation, which the file holds too.
+        text.push_str(&self.commit_message);
+        text.push('\n');
         for c in &self.changes {
             text.push_str(&format!(
                 "{}\t{}\t{:?}\t{}\t{}\n",
@@ -146,12 +149,16 @@ pub fn preview(
                 }
             };
             let title = format!("Revoke token {jti}");
+            let message = match reason {
+                Some(r) => format!("{title}\n\nReason: {r}"),
+                None => title.clone(),
+            };
             (
-                title.clone(),
+                title,
                 vec![(file.to_string(), text)],
                 Vec::new(),
                 Vec::new(),
-                title,
+                message,
             )
         }
         Request::Promote { agent, .. } | Request::Set { agent, .. } => {
@@ -317,9 +324,62 @@ pub fn pull_request_url(
     ))
 }
 
+/// The link to pull request `number`: from the template (`{number}`; or, from the address of a
+/// GitHub compare page or a GitLab new merge request, the host's page of that number), else
+/// GitHub's, when the remote is on GitHub.
+pub fn pull_request_link(
+    template: Option<&str>,
+    remote_url: Option<&str>,
+    number: u32,
+) -> Option<String> {
+    if let Some(t) = template {
+        if t.contains("{number}") {
+            return Some(t.replace("{number}", &number.to_string()));
+        }
+        if let Some(at) = t.find("/compare/") {
+            return Some(format!("{}/pull/{number}", &t[..at]));
+        }
+        if let Some(at) = t.find("/-/merge_requests/new") {
+            return Some(format!("{}/-/merge_requests/{number}", &t[..at]));
+        }
+        return None;
+    }
+    let compare = pull_request_url(None, remote_url, "b", "b")?;
+    pull_request_link(Some(&compare), None, number)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pull_request_is_linked_by_its_number_on_the_host() {
+        assert_eq!(
+            pull_request_link(None, Some("git@github.com:acme/deploys.git"), 12).as_deref(),
+            Some("https://github.com/acme/deploys/pull/12")
+        );
+        assert_eq!(
+            pull_request_link(
+                Some("https://git.example/a/b/-/merge_requests/new?merge_request[source_branch]={branch}"),
+                None,
+                7
+            )
+            .as_deref(),
+            Some("https://git.example/a/b/-/merge_requests/7")
+        );
+        assert_eq!(
+            pull_request_link(Some("https://forge.example/r/{number}"), None, 3).as_deref(),
+            Some("https://forge.example/r/3")
+        );
+        assert_eq!(
+            pull_request_link(Some("https://forge.example/new?b={branch}"), None, 3),
+            None
+        );
+        assert_eq!(
+            pull_request_link(None, Some("https://gitlab.com/a/b.git"), 3),
+            None
+        );
+    }
 
     #[test]
     fn pull_request_links_follow_the_template_or_github() {

@@ -531,7 +531,7 @@ pub async fn refresh(shared: &Arc<Shared>, fetch: bool) {
         }
         worker
             .proposals
-            .store(Arc::new(state::open_proposals(&repo, tip)));
+            .store(Arc::new(state::open_proposals(&repo, tip, &worker.options)));
         let current = worker.served.load();
         if current.as_ref().is_some_and(|s| s.commit == tip) {
             return Ok(None);

@@ -41,6 +41,8 @@ pub struct Served {
     pub etag: String,
     /// The token ledger's entries at the commit.
     pub ledger: Vec<crate::model::ledger::Entry>,
+    /// The revocation list's entries at the commit (with their reasons and times).
+    pub revocations: Vec<crate::model::revocations::Revocation>,
     /// The chain's first commit: the repository's identity for the reconciler's store.
     pub root: Option<Oid>,
     /// Each agent's events, for the agent pages.
@@ -62,7 +64,8 @@ impl Served {
         audience: Option<&str>,
     ) -> crate::Result<Served> {
         let loaded = crate::git::load::history(repo, Some(commit), &mut |_| {})?;
-        let revoked = crate::git::load::revocations(repo, commit)?;
+        let revocations = crate::git::load::revocation_list(repo, commit)?;
+        let revoked = revocations.iter().map(|r| r.jti.clone()).collect();
         let rows = loaded.history.current();
         let root = loaded.history.root();
         let agents = crate::view::AgentIndex::new(&loaded.history);
@@ -89,6 +92,7 @@ impl Served {
             deployments_gzip: deployments_gzip.into(),
             etag: format!("\"{commit}\""),
             ledger,
+            revocations,
             root,
             agents,
             store: crate::reconcile::state::default_path(repo.git.commondir()),
@@ -110,9 +114,6 @@ impl Served {
             .map(|&i| &self.rows[i])
     }
 }
-
-/// An open proposal: its branch and its commit's subject.
-pub type Proposal = (String, String);
 
 /// The keys of the page's sessions, when it takes proposals: from the operator secret (which
 /// all replicas share), else the OpenID client secret, else (a proxy signs people in, one
@@ -152,14 +153,82 @@ fn ui_keys(options: &super::Options) -> Option<super::session::Keys> {
     ))
 }
 
-/// The branches under `refs/heads/ledgit/` whose tip `commit` does not contain, newest first.
-/// Read on every refresh (a branch pushed or created moves no tracked ref) and after the page
-/// creates one.
-pub fn open_proposals(repo: &Repo, commit: Oid) -> Vec<Proposal> {
+/// An open proposal: a branch under `refs/heads/ledgit/` the tracked branch does not contain.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Proposal {
+    pub branch: String,
+    /// Its tip's subject (what it does, in the words ledgit or its author wrote).
+    pub subject: String,
+    /// Its tip's author and commit time.
+    pub author: String,
+    pub time: i64,
+    /// The records it changes against the tracked branch: (agent, environment).
+    pub touches: Vec<(String, String)>,
+    /// Where to open or follow its pull request, when the server knows the host.
+    pub link: Option<String>,
+}
+
+impl Proposal {
+    /// Whether it changes a record of `agent`.
+    pub fn touches_agent(&self, agent: &str) -> bool {
+        self.touches.iter().any(|(a, _)| a == agent)
+    }
+}
+
+/// The records a branch changes: the files that differ between its tip and where it left the
+/// tracked branch, named by the tip's records (or by their path, for one it removes).
+fn touched(repo: &Repo, commit: Oid, tip: &git2::Commit, folder: &str) -> Vec<(String, String)> {
+    let git = &repo.git;
+    let Some(base) = git
+        .merge_base(commit, tip.id())
+        .ok()
+        .and_then(|b| git.find_commit(b).ok())
+        .and_then(|c| c.tree().ok())
+    else {
+        return Vec::new();
+    };
+    let Ok(tree) = tip.tree() else {
+        return Vec::new();
+    };
+    let mut options = git2::DiffOptions::new();
+    options.pathspec(folder);
+    let Ok(diff) = git.diff_tree_to_tree(Some(&base), Some(&tree), Some(&mut options)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = diff
+        .deltas()
+        .filter_map(|d| {
+            let path = d.new_file().path().or_else(|| d.old_file().path())?;
+            let mut parts = path.iter().rev();
+            let environment = std::path::Path::new(parts.next()?)
+                .file_stem()?
+                .to_str()?
+                .to_string();
+            let agent = parts.next()?.to_str()?.to_string();
+            Some((agent, environment))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The open proposals at `commit`, newest first (at most 50). Read on every refresh (a branch
+/// pushed or created moves no tracked ref) and after the page creates one.
+pub fn open_proposals(repo: &Repo, commit: Oid, options: &super::Options) -> Vec<Proposal> {
     let Ok(refs) = repo.git.references_glob("refs/heads/ledgit/*") else {
         return Vec::new();
     };
-    let mut out: Vec<(i64, String, String)> = refs
+    let folder = repo
+        .config_at(commit)
+        .map(|c| c.deployments.clone())
+        .unwrap_or_else(|_| "deployments".into());
+    let remote_url = options
+        .push
+        .as_deref()
+        .and_then(|r| repo.git.find_remote(r).ok())
+        .and_then(|r| r.url().ok().map(str::to_string));
+    let mut out: Vec<Proposal> = refs
         .flatten()
         .filter_map(|r| {
             let name = r.shorthand().ok()?.to_string();
@@ -169,17 +238,28 @@ pub fn open_proposals(repo: &Repo, commit: Oid) -> Vec<Proposal> {
                     .git
                     .graph_descendant_of(commit, tip.id())
                     .unwrap_or(false);
-            (!merged).then(|| {
-                (
-                    tip.time().seconds(),
-                    name,
-                    tip.summary().ok().flatten().unwrap_or("").to_string(),
-                )
+            if merged {
+                return None;
+            }
+            let author = tip.author();
+            Some(Proposal {
+                subject: tip.summary().ok().flatten().unwrap_or("").to_string(),
+                author: author.name().ok().unwrap_or("").to_string(),
+                time: tip.time().seconds(),
+                touches: touched(repo, commit, &tip, &folder),
+                link: crate::review::proposal::pull_request_url(
+                    options.pull_request_url.as_deref(),
+                    remote_url.as_deref(),
+                    &options.branch,
+                    &name,
+                ),
+                branch: name,
             })
         })
         .collect();
-    out.sort_by_key(|p| std::cmp::Reverse(p.0));
-    out.into_iter().take(50).map(|(_, n, s)| (n, s)).collect()
+    out.sort_by_key(|p| std::cmp::Reverse(p.time));
+    out.truncate(50);
+    out
 }
 
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -221,6 +301,8 @@ pub struct Shared {
     /// The keys of the web page's sessions and how visitors sign in: there are some exactly
     /// when the page takes proposals (`--proposals`).
     pub ui_keys: Option<super::session::Keys>,
+    /// The `--push` remote's URL, once read.
+    push_remote_url: std::sync::OnceLock<Option<String>>,
     /// The OpenID Provider visitors sign in with (`--oidc-issuer`).
     pub oidc: Option<super::oidc::Client>,
     /// The open proposals, as last read.
@@ -295,6 +377,7 @@ impl Shared {
             proposals: Default::default(),
             failures: super::limits::Failures::default(),
             ui_keys: ui_keys(&options),
+            push_remote_url: Default::default(),
             oidc: options
                 .oidc
                 .clone()
@@ -303,6 +386,22 @@ impl Shared {
             origins: super::session::origins(&options.public_url, options.listen),
             options,
         }
+    }
+
+    /// The link to pull request `number`, from `--pull-request-url` or the `--push` remote
+    /// (read once).
+    pub fn pull_request_link(&self, number: u32) -> Option<String> {
+        let remote = self.push_remote_url.get_or_init(|| {
+            let name = self.options.push.as_deref()?;
+            let repo = git2::Repository::open(&self.options.repo).ok()?;
+            let remote = repo.find_remote(name).ok()?;
+            remote.url().ok().map(str::to_string)
+        });
+        crate::review::proposal::pull_request_link(
+            self.options.pull_request_url.as_deref(),
+            remote.as_deref(),
+            number,
+        )
     }
 
     /// Whether the server's cookies are for https only.

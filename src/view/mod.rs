@@ -70,6 +70,99 @@ pub struct Row {
     pub cells: Vec<Option<Cell>>,
     /// Its environments do not all run the same version.
     pub drift: bool,
+    /// When its newest change landed (the latest of its cells' `since`).
+    #[serde(skip)]
+    pub last_change: i64,
+    /// An open proposal changes one of its records.
+    pub pending: bool,
+}
+
+impl Row {
+    /// Whether the row is in `state`.
+    pub fn is(&self, state: StateFilter) -> bool {
+        let cell = |f: &dyn Fn(&Cell) -> bool| self.cells.iter().flatten().any(f);
+        match state {
+            StateFilter::Drift => self.drift,
+            StateFilter::Upstream => cell(&|c| c.differs_from_upstream),
+            StateFilter::Failed => cell(&|c| c.sync.as_deref() == Some("Failed")),
+            StateFilter::OutOfSync => cell(&|c| c.sync.as_deref().is_some_and(|s| s != "Synced")),
+            StateFilter::Proposals => self.pending,
+        }
+    }
+}
+
+/// Which agents the snapshot keeps by their state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateFilter {
+    /// Its environments run different versions.
+    Drift,
+    /// An environment differs from the one it promotes from.
+    Upstream,
+    /// The last attempt to apply one of its records failed.
+    Failed,
+    /// One of its records is not applied (failed, pending, or not yet tried).
+    OutOfSync,
+    /// An open proposal changes it.
+    Proposals,
+}
+
+impl StateFilter {
+    pub const ALL: [StateFilter; 5] = [
+        StateFilter::Drift,
+        StateFilter::Upstream,
+        StateFilter::Failed,
+        StateFilter::OutOfSync,
+        StateFilter::Proposals,
+    ];
+
+    /// As the query string writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateFilter::Drift => "drift",
+            StateFilter::Upstream => "upstream",
+            StateFilter::Failed => "failed",
+            StateFilter::OutOfSync => "out-of-sync",
+            StateFilter::Proposals => "proposals",
+        }
+    }
+
+    /// As the page's menu says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            StateFilter::Drift => "drift",
+            StateFilter::Upstream => "≠ upstream",
+            StateFilter::Failed => "failed",
+            StateFilter::OutOfSync => "out of sync",
+            StateFilter::Proposals => "pending proposals",
+        }
+    }
+}
+
+/// How the snapshot's agents are ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sort {
+    /// By name.
+    #[default]
+    Agent,
+    /// Newest change first.
+    Changed,
+}
+
+/// Which agents the snapshot shows, in which order, which page.
+#[derive(Debug, Clone, Default)]
+pub struct Selection<'a> {
+    /// Agents whose name contains this, in any case.
+    pub name: Option<&'a str>,
+    pub state: Option<StateFilter>,
+    pub sort: Sort,
+    /// Agents named after this one (sorted by name), for the `next_after` links.
+    pub after: Option<&'a str>,
+    /// The page (from 1), [`OVERVIEW_PAGE`] agents each.
+    pub page: usize,
+    /// The agents an open proposal changes.
+    pub pending: Option<&'a std::collections::HashSet<String>>,
 }
 
 /// The deployment snapshot: agents by environments in promotion order, a page at a time.
@@ -81,19 +174,23 @@ pub struct Overview {
     pub total_agents: usize,
     /// How many agents the filter keeps (on all pages).
     pub matching_agents: usize,
-    /// The last agent of this page when more follow: the next page starts after it.
+    /// The position (from 1) of this page's first agent among those the filter keeps.
+    pub first: usize,
+    /// This page and how many there are (from 1).
+    pub page: usize,
+    pub pages: usize,
+    /// The last agent of this page when more follow (sorted by name): the next page starts
+    /// after it.
     pub next_after: Option<String>,
 }
 
-/// The snapshot of `rows`, with the sync states (in the order of `rows`) where known, keeping
-/// the agents whose name contains `filter`, [`OVERVIEW_PAGE`] of them from the first whose
-/// name sorts after `after`.
+/// The snapshot of `rows`, with the sync states (in the order of `rows`) where known: the
+/// agents `selection` keeps, in its order, a page of [`OVERVIEW_PAGE`].
 pub fn overview(
     config: &Config,
     rows: &[Deployment],
     sync: Option<&[Sync]>,
-    filter: Option<&str>,
-    after: Option<&str>,
+    selection: &Selection,
 ) -> Overview {
     // The declared environments in promotion order, then any a record names that ledgit.yaml
     // does not declare (a finding of `validate`, but in the history all the same): shown, as
@@ -108,30 +205,25 @@ pub fn overview(
     undeclared.sort_unstable();
     undeclared.dedup();
     environments.extend(undeclared.into_iter().map(str::to_string));
+    let name = selection.name.map(str::to_lowercase);
     let mut agents: Vec<Row> = Vec::new();
     let mut total = 0;
-    let mut matching = 0;
-    let mut next_after = None;
     let mut last: Option<&str> = None;
     let mut keep = false;
     for (i, d) in rows.iter().enumerate() {
         if last != Some(d.agent.as_str()) {
             last = Some(&d.agent);
             total += 1;
-            let matches = filter.is_none_or(|f| d.agent.contains(f));
-            matching += usize::from(matches);
-            keep = matches && after.is_none_or(|a| d.agent.as_str() > a);
-            if keep && agents.len() == OVERVIEW_PAGE {
-                keep = false;
-                if next_after.is_none() {
-                    next_after = agents.last().map(|r| r.agent.clone());
-                }
-            }
+            keep = name
+                .as_deref()
+                .is_none_or(|f| d.agent.to_lowercase().contains(f));
             if keep {
                 agents.push(Row {
                     agent: d.agent.clone(),
                     cells: vec![None; environments.len()],
                     drift: false,
+                    last_change: 0,
+                    pending: selection.pending.is_some_and(|p| p.contains(&d.agent)),
                 });
             }
         }
@@ -142,6 +234,7 @@ pub fn overview(
             continue;
         };
         let observed = sync.and_then(|s| s.get(i));
+        row.last_change = row.last_change.max(d.updated_time);
         row.cells[at] = Some(Cell {
             version: d.version.clone(),
             since: d.updated_at.clone(),
@@ -172,12 +265,35 @@ pub fn overview(
         let first = versions.next();
         row.drift = versions.any(|v| Some(v) != first);
     }
+    if let Some(state) = selection.state {
+        agents.retain(|r| r.is(state));
+    }
+    if selection.sort == Sort::Changed {
+        // Newest first; the name settles ties (the sort is stable, the rows are by name).
+        agents.sort_by_key(|r| std::cmp::Reverse(r.last_change));
+    }
+    let matching = agents.len();
+    let skip = match (selection.after, selection.sort) {
+        (Some(a), Sort::Agent) => agents.partition_point(|r| r.agent.as_str() <= a),
+        _ => selection.page.saturating_sub(1) * OVERVIEW_PAGE,
+    }
+    .min(matching);
+    let more = matching > skip + OVERVIEW_PAGE;
+    agents.truncate(skip + OVERVIEW_PAGE);
+    agents.drain(..skip);
+    let next_after = more
+        .then(|| agents.last().map(|r| r.agent.clone()))
+        .flatten()
+        .filter(|_| selection.sort == Sort::Agent);
     Overview {
         environments,
-        agents,
         total_agents: total,
         matching_agents: matching,
+        first: skip + 1,
+        page: skip / OVERVIEW_PAGE + 1,
+        pages: matching.div_ceil(OVERVIEW_PAGE).max(1),
         next_after,
+        agents,
     }
 }
 
@@ -346,6 +462,40 @@ pub struct CommitView {
     pub subject: String,
     /// The pull request it merged, read from its subject (`Merge pull request #12`, `(#12)`).
     pub pull_request: Option<u32>,
+    /// Where that pull request is, when the server knows the host (the front end fills it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_request_url: Option<String>,
+    /// Who merged it, when that is someone else than its author: a merge commit's author
+    /// (whose second parent's author made the change), or the committer (the front end fills
+    /// it from the repository).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_by: Option<String>,
+}
+
+impl CommitView {
+    /// Fills who made the change and who merged it from the commit in `repo`: for a merge, the
+    /// change's author is the merged branch's tip's, and the merge's author merged it; for
+    /// another commit, a committer who is not the author merged (or applied) it.
+    pub fn people(&mut self, repo: &git2::Repository) {
+        let Some(commit) = git2::Oid::from_str(&self.id)
+            .ok()
+            .and_then(|id| repo.find_commit(id).ok())
+        else {
+            return;
+        };
+        let name = |s: git2::Signature| s.name().unwrap_or("").to_string();
+        if commit.parent_count() > 1 {
+            if let Ok(tip) = commit.parent(1) {
+                self.author = name(tip.author());
+                self.merged_by = Some(name(commit.author()));
+            }
+        } else {
+            let (author, committer) = (commit.author(), commit.committer());
+            if author.email() != committer.email() {
+                self.merged_by = Some(name(committer));
+            }
+        }
+    }
 }
 
 /// One environment of an agent's page.
@@ -362,6 +512,9 @@ pub struct EnvironmentView {
     pub promote_from: Option<String>,
     /// Versions that ran here before (newest first): candidates for a rollback.
     pub earlier_versions: Vec<String>,
+    /// Versions to suggest for "set version": those the upstream environment runs and ran
+    /// (newest first), then those that ran here before.
+    pub suggested_versions: Vec<String>,
     /// What runs here according to the reconciler's store (applied version, sync state, last
     /// error, which replica applied it), where the store is present; the front end fills it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -479,6 +632,9 @@ pub struct EventView {
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentPage {
     pub agent: String,
+    /// The time the page is at, when it shows the past (`?at=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
     pub environments: Vec<EnvironmentView>,
     pub timeline: Vec<Lane>,
     /// Older stays were left out of the timeline (it shows the newest of each environment).
@@ -502,11 +658,34 @@ fn commit_view(h: &History, e: &Event) -> CommitView {
         time: when::rfc3339(c.time),
         author: h.str(c.author).to_string(),
         pull_request: crate::view::json::pull_request(&subject),
+        pull_request_url: None,
+        merged_by: None,
         subject,
     }
 }
 
-/// The agent's page at `now`: `rows` is the snapshot at the tip, `index` the history's
+/// When an agent's page is: now, or (`?at=`) as the branch was at a time.
+#[derive(Debug, Clone, Copy)]
+pub struct AsOf {
+    /// The time: the gates and the timeline end there.
+    pub time: i64,
+    /// The chain position of the newest commit at that time (`None` before the first): the page
+    /// knows only the events up to it. `Now` is the tip.
+    pub position: Option<u32>,
+    pub past: bool,
+}
+
+impl AsOf {
+    pub fn now(now: i64) -> AsOf {
+        AsOf {
+            time: now,
+            position: Some(u32::MAX),
+            past: false,
+        }
+    }
+}
+
+/// The agent's page as of `as_of`: `rows` is the snapshot then, `index` the history's
 /// [`AgentIndex`]; `before` is the history cursor (an event position, from
 /// [`AgentPage::next_cursor`]). `None` when the agent has neither a record nor a past.
 pub fn agent_page(
@@ -516,14 +695,20 @@ pub fn agent_page(
     rows: &[Deployment],
     agent: &str,
     before: Option<usize>,
-    now: i64,
+    as_of: AsOf,
 ) -> Option<AgentPage> {
+    let now = as_of.time;
     let mine: Vec<(usize, &Event)> = index
         .events
         .get(agent)
         .into_iter()
         .flatten()
         .filter_map(|&i| Some((i as usize, history.events().get(i as usize)?)))
+        .filter(|(_, e)| {
+            as_of
+                .position
+                .is_some_and(|p| history.commit_of(e).pos <= p)
+        })
         .collect();
     let current: HashMap<&str, &Deployment> = rows
         .iter()
@@ -593,11 +778,40 @@ pub fn agent_page(
         .map(|s| s.start)
         .min()
         .unwrap_or(now);
+    // What "set version" suggests: the upstream lane's versions, newest first, then this
+    // environment's earlier ones.
+    let suggestions: Vec<Vec<String>> = config
+        .environments
+        .iter()
+        .zip(&earlier_by_env)
+        .map(|(env, earlier)| {
+            let running = current.get(env.name.as_str()).map(|d| d.version.as_str());
+            let upstream = env
+                .promote_from
+                .as_deref()
+                .and_then(|u| lanes.iter().find(|l| l.environment == u));
+            let mut out: Vec<String> = Vec::new();
+            for v in upstream
+                .into_iter()
+                .flat_map(|l| l.spans.iter().rev().map(|s| &s.version))
+                .chain(earlier)
+            {
+                if out.len() == EARLIER_VERSIONS {
+                    break;
+                }
+                if Some(v.as_str()) != running && !out.contains(v) {
+                    out.push(v.clone());
+                }
+            }
+            out
+        })
+        .collect();
     let environments = config
         .environments
         .iter()
         .zip(earlier_by_env)
-        .map(|(env, earlier)| {
+        .zip(suggestions)
+        .map(|((env, earlier), suggested_versions)| {
             let record = current.get(env.name.as_str()).map(|d| (*d).clone());
             let changed_by = record.as_ref().and_then(|_| {
                 last_event
@@ -613,6 +827,7 @@ pub fn agent_page(
                 changed_by,
                 promote_from: env.promote_from.clone(),
                 earlier_versions: earlier,
+                suggested_versions,
                 observed: None,
                 upstream_not_applied: None,
                 receipt: None,
@@ -645,6 +860,7 @@ pub fn agent_page(
         .collect();
     Some(AgentPage {
         agent: agent.to_string(),
+        at: as_of.past.then(|| when::rfc3339(now)),
         environments,
         timeline: lanes,
         timeline_truncated,
@@ -668,6 +884,9 @@ pub struct TokenView {
     pub expiry_warning: bool,
     /// When this server last saw it verify (best effort, since the server started).
     pub last_seen: Option<String>,
+    /// Its entry in the revocation list, when revoked (the reason and time, where written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<crate::model::revocations::Revocation>,
 }
 
 /// One deployment of the deployments tab, with its tokens.
@@ -679,11 +898,13 @@ pub struct DeploymentTokens {
 }
 
 /// The deployments tab of an agent: per environment, its tokens from the ledger (newest first).
+#[allow(clippy::too_many_arguments)]
 pub fn deployment_tokens(
     config: &Config,
     verifier: &Verifier,
     rows: &[Deployment],
     entries: &[Entry],
+    revocations: &[crate::model::revocations::Revocation],
     agent: &str,
     last_seen: &dyn Fn(&str) -> Option<i64>,
     now: i64,
@@ -705,6 +926,7 @@ pub fn deployment_tokens(
                         expiry_warning: status == Status::Active
                             && expires_in.is_some_and(|s| s < EXPIRY_WARNING),
                         last_seen: last_seen(&e.jti).map(when::rfc3339),
+                        revocation: revocations.iter().find(|r| r.jti == e.jti).cloned(),
                     }
                 })
                 .collect();
@@ -752,7 +974,7 @@ mod tests {
                 if i % 2 == 0 { "2" } else { "1" },
             ));
         }
-        let first = overview(&config, &rows, None, None, None);
+        let first = overview(&config, &rows, None, &Selection::default());
         assert_eq!(
             (first.agents.len(), first.total_agents),
             (OVERVIEW_PAGE, 250)
@@ -769,14 +991,30 @@ mod tests {
         // own after the declared ones, as `ledgit status` lists it.
         let mut odd = rows.clone();
         odd.insert(0, row("agent-000".into(), "canary", "3"));
-        let shown = overview(&config, &odd, None, None, None);
+        let shown = overview(&config, &odd, None, &Selection::default());
         assert_eq!(shown.environments, ["dev", "prod", "canary"]);
         assert_eq!(shown.agents[0].cells[2].as_ref().unwrap().version, "3");
-        let third = overview(&config, &rows, None, None, Some("agent-199"));
+        let third = overview(
+            &config,
+            &rows,
+            None,
+            &Selection {
+                after: Some("agent-199"),
+                ..Default::default()
+            },
+        );
         assert_eq!(third.agents.len(), 50);
         assert_eq!(third.agents[0].agent, "agent-200");
         assert_eq!(third.next_after, None);
-        let some = overview(&config, &rows, None, Some("-24"), None);
+        let some = overview(
+            &config,
+            &rows,
+            None,
+            &Selection {
+                name: Some("-24"),
+                ..Default::default()
+            },
+        );
         let names: Vec<&str> = some.agents.iter().map(|r| r.agent.as_str()).collect();
         assert_eq!(
             names,
@@ -797,6 +1035,93 @@ mod tests {
             (some.matching_agents, some.total_agents, some.next_after),
             (10, 250, None)
         );
+    }
+
+    #[test]
+    fn the_snapshot_filters_by_state_any_case_sorts_by_change_and_pages_by_number() {
+        let config = crate::model::config::parse(
+            "ledgit.yaml",
+            "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: dev\n  - name: prod\n    promote_from: dev\n",
+        )
+        .unwrap();
+        let row = |agent: String, environment: &str, version: &str, t: i64| Deployment {
+            agent,
+            environment: environment.into(),
+            version: version.into(),
+            path: String::new(),
+            generation: "g".into(),
+            updated_at: String::new(),
+            updated_commit: String::new(),
+            updated_time: t,
+            generation_time: 0,
+        };
+        let mut rows = Vec::new();
+        for i in 0..250i64 {
+            let name = format!("Agent-{i:03}");
+            rows.push(row(name.clone(), "dev", "2", i));
+            rows.push(row(name, "prod", if i % 5 == 0 { "1" } else { "2" }, i));
+        }
+        let sync: Vec<Sync> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Sync {
+                applied: Some(d.version.clone()),
+                state: if i == 7 {
+                    crate::reconcile::state::SyncState::Failed
+                } else {
+                    crate::reconcile::state::SyncState::Synced
+                },
+                error: None,
+                applied_by: None,
+                applied_at: None,
+                error_at: None,
+                attempts: None,
+                next_attempt: None,
+            })
+            .collect();
+        let pending: std::collections::HashSet<String> = ["Agent-010".to_string()].into();
+        let pick = |state, sort, page, name| {
+            overview(
+                &config,
+                &rows,
+                Some(&sync),
+                &Selection {
+                    name,
+                    state,
+                    sort,
+                    after: None,
+                    page,
+                    pending: Some(&pending),
+                },
+            )
+        };
+        let drift = pick(Some(StateFilter::Drift), Sort::Agent, 1, None);
+        assert_eq!(
+            (drift.matching_agents, drift.agents[1].agent.as_str()),
+            (50, "Agent-005")
+        );
+        assert!(drift.agents.iter().all(|r| r.is(StateFilter::Upstream)));
+        let failed = pick(Some(StateFilter::Failed), Sort::Agent, 1, None);
+        assert_eq!(failed.agents.len(), 1);
+        assert_eq!(failed.agents[0].agent, "Agent-003");
+        let pending_rows = pick(Some(StateFilter::Proposals), Sort::Agent, 1, None);
+        assert_eq!(pending_rows.agents[0].agent, "Agent-010");
+        // Any case; newest change first; page 3 of 3 with its range.
+        assert_eq!(
+            pick(None, Sort::Agent, 1, Some("agent-24")).matching_agents,
+            10
+        );
+        let changed = pick(None, Sort::Changed, 1, None);
+        assert_eq!(changed.agents[0].agent, "Agent-249");
+        let last = pick(None, Sort::Changed, 3, None);
+        assert_eq!(
+            (last.first, last.page, last.pages, last.agents.len()),
+            (201, 3, 3, 50)
+        );
+        assert_eq!(last.agents[49].agent, "Agent-000");
+        assert_eq!(last.next_after, None);
+        let beyond = pick(None, Sort::Agent, 9, None);
+        assert!(beyond.agents.is_empty());
     }
 
     /// The stays the agent page builds from its own events agree with those built from the

@@ -302,7 +302,12 @@ impl ProposeForm {
             }),
             Some("revoke") => Ok(Request::Revoke {
                 jti: self.jti.clone().ok_or_else(|| missing("token"))?,
-                reason: self.reason.clone(),
+                reason: self
+                    .reason
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string),
             }),
             _ => Err(missing("action (promote, set or revoke)")),
         }
@@ -315,6 +320,7 @@ impl ProposeForm {
             ("environment", &self.environment),
             ("version", &self.version),
             ("jti", &self.jti),
+            ("reason", &self.reason),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
@@ -408,6 +414,7 @@ fn propose_html(
         ),
         fields: form.fields(&preview),
         is_revoke: matches!(request, Request::Revoke { .. }),
+        reason: form.reason.clone().unwrap_or_default(),
         open: identical(shared, &agent, &preview),
         agent,
         stale,
@@ -419,17 +426,12 @@ fn propose_html(
 /// to follow: its pull request where the server knows how to link one, else its branch.
 fn identical(shared: &Shared, agent: &str, preview: &Preview) -> Option<(String, String)> {
     let proposals = shared.proposals.load();
-    let (branch, _) = proposals
-        .iter()
-        .find(|(_, subject)| *subject == preview.title)?;
-    let link = crate::review::proposal::pull_request_url(
-        shared.options.pull_request_url.as_deref(),
-        None,
-        &shared.options.branch,
-        branch,
-    )
-    .unwrap_or_else(|| format!("/agents/{agent}"));
-    Some((branch.clone(), link))
+    let open = proposals.iter().find(|p| p.subject == preview.title)?;
+    let link = open
+        .link
+        .clone()
+        .unwrap_or_else(|| format!("/agents/{agent}#proposals"));
+    Some((open.branch.clone(), link))
 }
 
 pub(super) async fn propose_create(
@@ -542,7 +544,9 @@ fn create(
     if let Ok(base) = git2::Oid::from_str(&preview.base) {
         shared
             .proposals
-            .store(Arc::new(super::super::state::open_proposals(&repo, base)));
+            .store(Arc::new(super::super::state::open_proposals(
+                &repo, base, options,
+            )));
     }
     // The branch exists here either way: a failed push is said on the page, not an error.
     let pushed = options

@@ -134,7 +134,12 @@ macro_rules! page {
 
 page!(OverviewHtml, "overview.html" {
     overview: Overview,
+    prev: Option<String>,
     next: Option<String>,
+    sort_link: String,
+    sorted_by_change: bool,
+    at_suffix: String,
+    state: String,
     at: Option<String>,
     at_input: String,
     filter: String,
@@ -142,7 +147,70 @@ page!(OverviewHtml, "overview.html" {
     leases: Vec<crate::reconcile::state::Lease>,
     proposals: Arc<Vec<super::super::state::Proposal>>,
 });
-page!(AgentHtml, "agent.html" { page: AgentPage, timeline: String, controls: bool });
+/// A sync state as people say it.
+fn sync_label(state: &str) -> &'static str {
+    match state {
+        "Synced" => "synced",
+        "Failed" => "failed",
+        "Pending" => "applying",
+        _ => "out of sync",
+    }
+}
+
+impl OverviewHtml {
+    fn state_options(&self) -> [view::StateFilter; 5] {
+        view::StateFilter::ALL
+    }
+
+    fn sync_label(&self, state: &str) -> &'static str {
+        sync_label(state)
+    }
+
+    /// What a cell's sync badge means, for its tooltip.
+    fn sync_words(&self, c: &view::Cell) -> String {
+        let mut words = match (c.sync.as_deref(), &c.applied_version) {
+            (Some("Synced"), _) => format!("{} is applied", c.version),
+            (Some("Pending"), _) => format!("{} is being applied", c.version),
+            (Some("Failed"), _) => format!("applying {} failed", c.version),
+            _ => format!("{} is not applied yet", c.version),
+        };
+        match &c.applied_version {
+            Some(a) if *a != c.version => words.push_str(&format!("; {a} runs")),
+            None if c.sync.as_deref() != Some("Synced") => words.push_str("; nothing applied yet"),
+            _ => {}
+        }
+        if let Some(by) = &c.applied_by {
+            words.push_str(&format!("; applied by {by}"));
+        }
+        if let Some(e) = &c.last_error {
+            let attempts = c.attempts.unwrap_or(1);
+            words.push_str(&format!(
+                "; {attempts} attempt{} failed, last{}: {e}",
+                if attempts == 1 { "" } else { "s" },
+                c.error_at
+                    .as_deref()
+                    .map(|t| format!(" {}", self.human(t)))
+                    .unwrap_or_default()
+            ));
+        }
+        words.push_str(" (open the environment's card)");
+        words
+    }
+}
+
+page!(AgentHtml, "agent.html" {
+    page: AgentPage,
+    timeline: String,
+    controls: bool,
+    proposals: Vec<super::super::state::Proposal>,
+    at_suffix: String,
+});
+
+impl AgentHtml {
+    fn sync_label(&self, state: &str) -> &'static str {
+        sync_label(state)
+    }
+}
 page!(TokensHtml, "deployments.html" {
     agent: String,
     deployments: Vec<DeploymentTokens>,
@@ -153,6 +221,7 @@ page!(ProposeHtml, "propose.html" {
     preview: Preview,
     fields: Vec<(&'static str, String)>,
     is_revoke: bool,
+    reason: String,
     stale: bool,
     open: Option<(String, String)>,
 });

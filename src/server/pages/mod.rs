@@ -28,7 +28,7 @@ use controls::{
     oidc_callback, oidc_start, propose_create, propose_page, signin, signin_page, signout,
 };
 use frame::*;
-use timeline::timeline_svg;
+use timeline::{timeline_list, timeline_svg};
 
 /// The page routes and their JSON twins.
 pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
@@ -79,6 +79,55 @@ struct OverviewQuery {
     at: Option<String>,
     q: Option<String>,
     after: Option<String>,
+    state: Option<String>,
+    sort: Option<String>,
+    page: Option<String>,
+}
+
+impl OverviewQuery {
+    /// The snapshot's address with this query's filter, order and time, on `page` (from 1),
+    /// sorted by `sort` when given.
+    fn href(&self, page: usize, sort: Option<&str>) -> String {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        for (k, v) in [("q", &self.q), ("state", &self.state), ("at", &self.at)] {
+            if let Some(v) = v.as_deref().filter(|s| !s.is_empty()) {
+                params.push((k, v.to_string()));
+            }
+        }
+        match sort.or(self.sort.as_deref()).filter(|s| *s != "agent") {
+            Some(s) if !s.is_empty() => params.push(("sort", s.to_string())),
+            _ => {}
+        }
+        if page > 1 {
+            params.push(("page", page.to_string()));
+        }
+        match serde_urlencoded::to_string(&params).unwrap_or_default() {
+            q if q.is_empty() => "/".into(),
+            q => format!("/?{q}"),
+        }
+    }
+}
+
+/// A query parameter that names one of a few words; empty is none.
+fn word<T: serde::de::DeserializeOwned>(
+    value: Option<&str>,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    match value.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(v) => serde_json::from_value(serde_json::Value::String(v.to_string()))
+            .map(Some)
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!(
+                        "`{}` is not a {name} this page knows",
+                        super::answer::shown(v)
+                    ),
+                )
+            }),
+    }
 }
 
 /// Where a page asked with a relative `?at=` (`7d`) is found at the absolute time it means
@@ -124,14 +173,35 @@ async fn overview_of(
         None => shared.sync_states(served).await,
         Some(_) => None,
     };
-    let filter = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let after = q.after.as_deref().filter(|s| !s.is_empty());
+    let pending: std::collections::HashSet<String> = shared
+        .proposals
+        .load()
+        .iter()
+        .flat_map(|p| p.touches.iter().map(|(a, _)| a.clone()))
+        .collect();
+    let page = match q.page.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => 1,
+        Some(p) => p.parse::<usize>().ok().filter(|p| *p >= 1).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "`page` is a page number from 1",
+            )
+        })?,
+    };
+    let selection = view::Selection {
+        name: q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()),
+        state: word(q.state.as_deref(), "state")?,
+        sort: word(q.sort.as_deref(), "sort")?.unwrap_or_default(),
+        after: q.after.as_deref().filter(|s| !s.is_empty()),
+        page,
+        pending: Some(&pending),
+    };
     let overview = view::overview(
         &served.config,
         rows,
         sync.as_deref().map(Vec::as_slice),
-        filter,
-        after,
+        &selection,
     );
     Ok((overview, at, q, sync.is_some()))
 }
@@ -154,21 +224,21 @@ async fn overview_page(
         Some(q) => format!("/v1/agents?{q}"),
         None => "/v1/agents".into(),
     };
-    // The next page's link keeps the filter and the time.
-    let next = overview.next_after.as_ref().map(|a| {
-        let mut params: Vec<(&str, &str)> = Vec::new();
-        if let Some(q) = q.q.as_deref().filter(|s| !s.is_empty()) {
-            params.push(("q", q));
-        }
-        if let Some(at) = q.at.as_deref().filter(|s| !s.is_empty()) {
-            params.push(("at", at));
-        }
-        params.push(("after", a));
-        format!(
-            "/?{}",
-            serde_urlencoded::to_string(&params).unwrap_or_default()
-        )
-    });
+    // The pages' links keep the filter, the order and the time.
+    let prev = (overview.page > 1).then(|| q.href(overview.page - 1, None));
+    let next = (overview.page < overview.pages).then(|| q.href(overview.page + 1, None));
+    let sorted_by_change = q.sort.as_deref() == Some("changed");
+    let sort_link = q.href(1, Some(if sorted_by_change { "agent" } else { "changed" }));
+    let at_suffix =
+        q.at.as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|a| {
+                format!(
+                    "?{}",
+                    serde_urlencoded::to_string([("at", a)]).unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
     let page = OverviewHtml {
         chrome: chrome(
             &shared,
@@ -178,7 +248,12 @@ async fn overview_page(
             Some(json_href),
             now,
         ),
+        prev,
         next,
+        sort_link,
+        sorted_by_change,
+        at_suffix,
+        state: q.state.clone().unwrap_or_default(),
         overview,
         at: at.map(crate::support::when::rfc3339),
         at_input: q.at.unwrap_or_default(),
@@ -216,14 +291,12 @@ async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
         environments: &'a [String],
         total_agents: usize,
         matching_agents: usize,
+        first: usize,
+        page: usize,
+        pages: usize,
         next_after: &'a Option<String>,
         agents: &'a [view::Row],
-        proposals: Vec<Proposal<'a>>,
-    }
-    #[derive(serde::Serialize)]
-    struct Proposal<'a> {
-        branch: &'a str,
-        subject: &'a str,
+        proposals: &'a [super::state::Proposal],
     }
     let served = super::state::served(&shared)?;
     let (overview, at, _, _) = overview_of(&shared, &served, query.as_deref()).await?;
@@ -236,12 +309,12 @@ async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
             environments: &overview.environments,
             total_agents: overview.total_agents,
             matching_agents: overview.matching_agents,
+            first: overview.first,
+            page: overview.page,
+            pages: overview.pages,
             next_after: &overview.next_after,
             agents: &overview.agents,
-            proposals: proposals
-                .iter()
-                .map(|(branch, subject)| Proposal { branch, subject })
-                .collect(),
+            proposals: &proposals,
         },
     ))
 }
@@ -249,6 +322,7 @@ async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
 #[derive(Deserialize, Default)]
 struct AgentQuery {
     before: Option<String>,
+    at: Option<String>,
 }
 
 fn agent_of(served: &Served, agent: &str, query: Option<&str>) -> Result<AgentPage, ApiError> {
@@ -265,16 +339,69 @@ fn agent_of(served: &Served, agent: &str, query: Option<&str>) -> Result<AgentPa
         })?),
     };
     let now = chrono::Utc::now().timestamp();
+    let at =
+        q.at.as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(super::answer::at_param)
+            .transpose()?
+            .map(|t| t.time.timestamp());
+    let (as_of, past) = match at {
+        None => (view::AsOf::now(now), None),
+        Some(t) => {
+            let position = served.history.position_at(t);
+            (
+                view::AsOf {
+                    time: t,
+                    position,
+                    past: true,
+                },
+                Some(served.history.snapshot(position)),
+            )
+        }
+    };
     view::agent_page(
         &served.config,
         &served.history,
         &served.agents,
-        &served.rows,
+        past.as_deref().unwrap_or(&served.rows),
         agent,
         before,
-        now,
+        as_of,
     )
     .ok_or_else(|| no_agent(agent))
+}
+
+/// Fills who made and who merged each environment's change, and the pull request's link (from
+/// the repository: a few commits per page).
+async fn people(shared: &Arc<Shared>, page: &mut view::AgentPage) {
+    let mut commits: Vec<view::CommitView> = page
+        .environments
+        .iter()
+        .filter_map(|e| e.changed_by.clone())
+        .collect();
+    if commits.is_empty() {
+        return;
+    }
+    let worker = shared.clone();
+    let filled = tokio::task::spawn_blocking(move || {
+        if let Ok(repo) = git2::Repository::open(&worker.options.repo) {
+            for c in &mut commits {
+                c.people(&repo);
+                c.pull_request_url = c.pull_request.and_then(|n| worker.pull_request_link(n));
+            }
+        }
+        commits
+    })
+    .await;
+    if let Ok(filled) = filled {
+        for c in filled {
+            for env in &mut page.environments {
+                if let Some(mine) = env.changed_by.as_mut().filter(|m| m.id == c.id) {
+                    *mine = c.clone();
+                }
+            }
+        }
+    }
 }
 
 fn no_agent(agent: &str) -> ApiError {
@@ -297,11 +424,32 @@ async fn agent_page(
     let served = served_or_page(&shared)?;
     let now = chrono::Utc::now().timestamp();
     let mut page = agent_of(&served, &agent, query.as_deref()).map_err(|e| detour(&shared, e))?;
-    observe(&shared, &served, &mut page).await;
+    if page.at.is_none() {
+        observe(&shared, &served, &mut page).await;
+    }
+    people(&shared, &mut page).await;
     let v = visitor(&shared, &headers, now);
-    let controls = v.session.is_some();
+    // The past is read, not changed.
+    let controls = v.session.is_some() && page.at.is_none();
     let json_href = format!("/v1/agents/{agent}");
-    let timeline = timeline_svg(&page);
+    let timeline = format!("{}{}", timeline_svg(&page), timeline_list(&page));
+    let proposals = shared
+        .proposals
+        .load()
+        .iter()
+        .filter(|p| p.touches_agent(&agent))
+        .cloned()
+        .collect();
+    let at_suffix = page
+        .at
+        .as_deref()
+        .map(|a| {
+            format!(
+                "?{}",
+                serde_urlencoded::to_string([("at", a)]).unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
     let out = AgentHtml {
         chrome: chrome(
             &shared,
@@ -311,6 +459,8 @@ async fn agent_page(
             Some(json_href),
             now,
         ),
+        proposals,
+        at_suffix,
         page,
         timeline,
         controls,
@@ -325,7 +475,10 @@ async fn agent_json(
 ) -> Answer {
     let served = super::state::served(&shared)?;
     let mut page = agent_of(&served, &agent, query.as_deref())?;
-    observe(&shared, &served, &mut page).await;
+    if page.at.is_none() {
+        observe(&shared, &served, &mut page).await;
+    }
+    people(&shared, &mut page).await;
     Ok(json(StatusCode::OK, &page))
 }
 
@@ -456,6 +609,7 @@ fn tokens_of(
         &served.verifier,
         &served.rows,
         &served.ledger,
+        &served.revocations,
         agent,
         &|jti| shared.last_seen.get(jti),
         chrono::Utc::now().timestamp(),
