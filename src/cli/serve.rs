@@ -130,9 +130,11 @@ pub struct Args {
     #[arg(long, value_name = "REMOTE", requires = "proposals")]
     push: Option<String>,
 
-    /// The link to open a proposal's pull request: {branch} and {base} are replaced (default:
-    /// GitHub's compare page when the --push remote is on GitHub).
-    #[arg(long, value_name = "TEMPLATE", requires = "proposals")]
+    /// The host's address for pull requests: the link to open a proposal's ({branch} and {base}
+    /// are replaced), from which the page also links merged ones by number (GitHub's
+    /// /compare/ and GitLab's /-/merge_requests/new are understood; or write {number}). Default:
+    /// GitHub's, when the --push remote is on GitHub.
+    #[arg(long, value_name = "TEMPLATE")]
     pull_request_url: Option<String>,
 }
 

@@ -132,7 +132,7 @@ async fn access(State(shared): State<Arc<Shared>>, mut req: Request, next: Next)
     if let Some(keys) = &shared.ui_keys {
         let peer = req
             .extensions()
-            .get::<super::ClientAddr>()
+            .get::<super::limits::ClientAddr>()
             .map(|c| c.0.ip());
         super::session::strip_untrusted(&keys.auth, req.headers_mut(), peer);
     }

@@ -118,7 +118,7 @@ impl Served {
 /// The keys of the page's sessions, when it takes proposals: from the operator secret (which
 /// all replicas share), else the OpenID client secret, else (a proxy signs people in, one
 /// replica) a random key.
-fn ui_keys(options: &super::Options) -> Option<super::session::Keys> {
+fn ui_keys(options: &super::options::Options) -> Option<super::session::Keys> {
     use super::session::{Auth, Keys};
     if !options.proposals {
         return None;
@@ -215,7 +215,11 @@ fn touched(repo: &Repo, commit: Oid, tip: &git2::Commit, folder: &str) -> Vec<(S
 
 /// The open proposals at `commit`, newest first (at most 50). Read on every refresh (a branch
 /// pushed or created moves no tracked ref) and after the page creates one.
-pub fn open_proposals(repo: &Repo, commit: Oid, options: &super::Options) -> Vec<Proposal> {
+pub fn open_proposals(
+    repo: &Repo,
+    commit: Oid,
+    options: &super::options::Options,
+) -> Vec<Proposal> {
     let Ok(refs) = repo.git.references_glob("refs/heads/ledgit/*") else {
         return Vec::new();
     };

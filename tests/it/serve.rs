@@ -423,3 +423,169 @@ fn idle_connections_never_keep_a_new_client_waiting() {
     let (code, log) = server.stop();
     assert_eq!(code, 0, "{log}");
 }
+
+/// What runs beside what is declared, and who changed it: a change merged by pull request whose
+/// apply failed shows on the agent page, its JSON twin and the snapshot (the error, its time and
+/// attempts; the version that still runs; the staging gate saying development's version is not
+/// applied), with the change's author, the merger and the pull request's link; `?at=` shows the
+/// page as it was.
+#[test]
+fn a_failed_apply_shows_what_runs_who_changed_it_and_the_past() {
+    let repo = TestRepo::empty();
+    assert_eq!(repo.ledgit(&["init", "--example", "."]).code, 0);
+    let applied = repo.ledgit(&["reconcile", "--exec", "true"]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let before_merge = crate::common::when(now - 60);
+    let main = repo.git(&["branch", "--show-current"]);
+    repo.git(&["checkout", "-q", "-b", "bump"]);
+    repo.set("billing-agent", "development", "2.1.1");
+    let date = format!("@{} +0000", now - 30);
+    let out = std::process::Command::new("git")
+        .current_dir(repo.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Grace Hopper")
+        .env("GIT_AUTHOR_EMAIL", "grace@example.com")
+        .env("GIT_COMMITTER_NAME", "Grace Hopper")
+        .env("GIT_COMMITTER_EMAIL", "grace@example.com")
+        .env("GIT_AUTHOR_DATE", &date)
+        .env("GIT_COMMITTER_DATE", &date)
+        .args([
+            "commit",
+            "-qam",
+            "Bump billing-agent to 2.1.1 in development",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    repo.git(&["checkout", "-q", &main]);
+    repo.git_at(
+        now - 20,
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "-m",
+            "Merge pull request #42 from acme/bump",
+            "bump",
+        ],
+    );
+    let failed = repo.ledgit(&[
+        "reconcile",
+        "--exec",
+        "sh -c 'echo no capacity left in development >&2; exit 3'",
+    ]);
+    assert_ne!(failed.code, 0, "{}", failed.stderr);
+    let server = Server::start(
+        &repo,
+        &[
+            "--pull-request-url",
+            "https://git.example/deploys/compare/{base}...{branch}",
+        ],
+        &[],
+    );
+    let (status, page) = server.get("/v1/agents/billing-agent", None);
+    assert_eq!(status, 200, "{page}");
+    let env = |name: &str| {
+        page["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["environment"] == name)
+            .unwrap()
+            .clone()
+    };
+    let dev = env("development");
+    assert_eq!(dev["record"]["version"], "2.1.1");
+    assert_eq!(dev["observed"]["sync"], "Failed", "{dev}");
+    assert_eq!(dev["observed"]["applied_version"], "2.1.0-rc.1");
+    assert_eq!(dev["observed"]["attempts"], 1);
+    assert!(dev["observed"]["error_at"].as_str().is_some(), "{dev}");
+    assert!(dev["observed"]["next_attempt"].as_str().is_some(), "{dev}");
+    assert!(
+        dev["observed"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("3"),
+        "{dev}"
+    );
+    assert_eq!(dev["changed_by"]["author"], "Grace Hopper");
+    assert_eq!(dev["changed_by"]["merged_by"], "Ada Lovelace");
+    assert_eq!(dev["changed_by"]["pull_request"], 42);
+    assert_eq!(
+        dev["changed_by"]["pull_request_url"],
+        "https://git.example/deploys/pull/42"
+    );
+    let staging = env("staging");
+    assert_eq!(
+        staging["upstream_not_applied"],
+        "2.1.1 is declared in development but not applied: 2.1.0-rc.1 still runs, the last of 1 attempt failed",
+        "{staging}"
+    );
+    assert!(
+        staging["verdict"]
+            .as_str()
+            .unwrap()
+            .ends_with("the last of 1 attempt failed"),
+        "{staging}"
+    );
+    // The page says the same.
+    let (status, html) = server.get_text("/agents/billing-agent", None);
+    assert_eq!(status, 200);
+    for said in [
+        "<strong>runs <span class=\"version\">2.1.0-rc.1</span></strong>, declared 2.1.1",
+        "1 attempt failed, last <time",
+        "Grace Hopper<span class=\"muted\">, merged by Ada Lovelace</span>",
+        "<a href=\"https://git.example/deploys/pull/42\">pull request #42</a>",
+        "2.1.1 is declared in development but not applied",
+    ] {
+        assert!(html.contains(said), "the agent page lacks {said}:\n{html}");
+    }
+    // The snapshot: only billing-agent has a failed apply; its badge says why and links the card.
+    let (_, failed_only) = server.get("/v1/agents?state=failed", None);
+    let agents = failed_only["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{failed_only}");
+    assert_eq!(agents[0]["agent"], "billing-agent");
+    let cell = &agents[0]["cells"][0];
+    assert_eq!(
+        (cell["sync"].as_str(), cell["attempts"].as_u64()),
+        (Some("Failed"), Some(1))
+    );
+    assert!(cell["error_at"].as_str().is_some(), "{cell}");
+    let (_, html) = server.get_text("/?state=failed", None);
+    assert!(
+        html.contains("<a class=\"badge sync-Failed\" href=\"/agents/billing-agent#env-development\" title=\"applying 2.1.1 failed; 2.1.0-rc.1 runs;"),
+        "{html}"
+    );
+    let (status, _) = server.get_text("/?state=sideways", None);
+    assert_eq!(status, 400);
+    // As it was before the merge: the old version, no error, no controls, and the links keep it.
+    let (status, past) = server.get_text(&format!("/agents/billing-agent?at={before_merge}"), None);
+    assert_eq!(status, 200);
+    assert!(past.contains("id=\"as-of\""), "{past}");
+    assert!(
+        past.contains("<p class=\"version big\" title=\"2.1.0-rc.1\">"),
+        "{past}"
+    );
+    assert!(!past.contains("Last error"), "{past}");
+    let (_, past_json) = server.get(&format!("/v1/agents/billing-agent?at={before_merge}"), None);
+    assert_eq!(
+        past_json["environments"][0]["record"]["version"],
+        "2.1.0-rc.1"
+    );
+    assert!(past_json["environments"][0].get("observed").is_none());
+    let (_, snapshot) = server.get_text(&format!("/?at={before_merge}"), None);
+    assert!(
+        snapshot.contains(&format!(
+            "href=\"/agents/billing-agent?at={}\"",
+            before_merge.replace(':', "%3A")
+        )),
+        "{snapshot}"
+    );
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}

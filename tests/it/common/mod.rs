@@ -236,3 +236,11 @@ pub fn program(name: &str, paths: &[&str]) -> Option<PathBuf> {
             })
         })
 }
+
+/// `t` (seconds since the epoch) in RFC 3339, UTC, as the server reads `?at=`.
+pub fn when(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
