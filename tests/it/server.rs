@@ -1163,6 +1163,14 @@ async fn the_deployments_tab_lists_each_deployments_tokens_with_status_and_last_
         .map(|t| t["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["revoked", "expired"]);
+    let revoked = &v["deployments"][1]["tokens"][0]["revocation"];
+    assert_eq!(revoked["reason"], "printed in a CI log", "{v}");
+    let tab = page(&get(&shared, "/agents/billing-agent/deployments").await);
+    let said: Vec<String> = select(&tab, ".revocation").iter().map(text).collect();
+    assert!(
+        said.len() == 1 && said[0].ends_with(" UTC: printed in a CI log"),
+        "{said:?}"
+    );
     // Readers get no revoke button.
     assert!(select(&html, "form[action$=propose]").is_empty());
 }
@@ -2019,4 +2027,135 @@ async fn the_reconcilers_store_is_read_at_most_once_a_second() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let later = shared.observed(&served).await.unwrap();
     assert!(!Arc::ptr_eq(&first, &later), "never read again");
+}
+
+/// Proposals a team can follow: an open one is listed on its agent's page (environment, change,
+/// author) and kept by the snapshot's "pending proposals" filter; a revocation's preview shows
+/// the reason in the diff, the commit carries it, and a reason changed after the preview is
+/// not committed.
+#[tokio::test]
+async fn open_proposals_are_listed_and_a_revocation_commits_the_reason_it_previewed() {
+    let f = Fixture::recent();
+    let shared = f.shared();
+    let cookie = sign_in(&shared).await;
+    let host = ("host", "ledgit.example".to_string());
+    let signed = [host.clone(), ("cookie", cookie.clone())];
+    let posting = [
+        host.clone(),
+        ("cookie", cookie.clone()),
+        ("origin", ORIGIN.into()),
+    ];
+    let preview = page(
+        &with_headers(
+            &shared,
+            "GET",
+            "/agents/billing-agent/propose?action=promote&environment=staging",
+            &signed,
+            "",
+        )
+        .await,
+    );
+    let context: Vec<String> = select(&preview, "ul.changes .context")
+        .iter()
+        .map(text)
+        .collect();
+    assert!(
+        context
+            .iter()
+            .any(|c| c.starts_with("in development since ")),
+        "{context:?}"
+    );
+    let (csrf, expect) = (hidden(&preview, "csrf"), hidden(&preview, "expect"));
+    let created = with_headers(
+        &shared,
+        "POST",
+        "/agents/billing-agent/propose",
+        &posting,
+        &format!("action=promote&environment=staging&csrf={csrf}&expect={expect}"),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let agent = page(&get(&shared, "/agents/billing-agent").await);
+    let listed: Vec<String> = select(&agent, "#proposals + ul.proposals li")
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        listed[0].starts_with("staging Deploy billing-agent 2.1.0-rc.1 to staging by ")
+            && listed[0].contains("branch ledgit/promote-billing-agent-staging-"),
+        "{listed:?}"
+    );
+    assert!(
+        select(
+            &page(&get(&shared, "/agents/support-bot").await),
+            "#proposals"
+        )
+        .is_empty()
+    );
+    let pending = get(&shared, "/v1/agents?state=proposals").await.json();
+    let names: Vec<&str> = pending["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["billing-agent"]);
+    assert_eq!(
+        pending["proposals"][0]["touches"][0],
+        serde_json::json!(["billing-agent", "staging"])
+    );
+
+    // A revocation with its reason, previewed.
+    let jti = "7f144d0dfe64f92e7ac908045cb99094";
+    let url = format!("/agents/support-bot/propose?action=revoke&jti={jti}&reason=laptop+stolen");
+    let preview = page(&with_headers(&shared, "GET", &url, &signed, "").await);
+    let added: Vec<String> = select(&preview, "pre.diff .add").iter().map(text).collect();
+    assert!(
+        added.iter().any(|l| l.contains("reason: \"laptop stolen\"")),
+        "{added:?}"
+    );
+    let (csrf, expect) = (hidden(&preview, "csrf"), hidden(&preview, "expect"));
+    assert_eq!(hidden(&preview, "reason"), "laptop stolen");
+    // Another reason than the one previewed: nothing is committed.
+    let changed = with_headers(
+        &shared,
+        "POST",
+        "/agents/support-bot/propose",
+        &posting,
+        &format!("action=revoke&jti={jti}&reason=other&csrf={csrf}&expect={expect}"),
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::CONFLICT);
+    let created = with_headers(
+        &shared,
+        "POST",
+        "/agents/support-bot/propose",
+        &posting,
+        &format!("action=revoke&jti={jti}&reason=laptop+stolen&csrf={csrf}&expect={expect}"),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let branch = text(&select(&page(&created), "#branch")[0]);
+    let repo = git2::Repository::open(f.path()).unwrap();
+    let commit = repo
+        .revparse_single(&format!("refs/heads/{branch}"))
+        .unwrap()
+        .peel_to_commit()
+        .unwrap();
+    let message = commit.message().unwrap();
+    assert!(message.contains("Reason: laptop stolen"), "{message}");
+    let entry = commit
+        .tree()
+        .unwrap()
+        .get_name("revocations.yaml")
+        .unwrap()
+        .id();
+    let list = String::from_utf8(repo.find_blob(entry).unwrap().content().to_vec()).unwrap();
+    assert!(list.contains("reason: \"laptop stolen\""), "{list}");
 }
