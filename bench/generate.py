@@ -5,6 +5,8 @@
   generate.py history DIR    ~2,000 records and 100,000 first-parent commits, two thirds of
                              them merges of one-commit pull request branches
   generate.py fleet DIR N    N agents in three environments, one commit (the replicas' bench)
+  generate.py team DIR [N]   2,000 agents in three environments and N (20,000) first-parent
+                             commits: the web page's repository (drift, merges, long histories)
   generate.py receipts DIR   the history repository with reconciler r1 in ledgit.yaml from the
                              start, and a signed apply receipt for every event (git notes under
                              refs/notes/ledgit/applied, 30 s after each merge)
@@ -226,6 +228,8 @@ if __name__ == "__main__":
         fleet_repo(d, int(sys.argv[3]))
     elif kind == "receipts":
         receipts_repo(d)
+    elif kind == "team":
+        history_repo(d, int(sys.argv[3]) if len(sys.argv) > 3 else 20_000, agents=2_000)
     elif kind == "history":
         history_repo(d, int(sys.argv[3]) if len(sys.argv) > 3 else 100_000)
     else:

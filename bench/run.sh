@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ledgit benchmarks: prints each figure and its ratio against the reference measured in the
-# same run. Usage: bench/run.sh [validate|history|tokens|reconcile|fleet|receipts|serve|all] (default all). Needs
+# same run. Usage: bench/run.sh [validate|history|tokens|reconcile|fleet|receipts|page|serve|all] (default all). Needs
 # python3 and git, and wrk for serve (apt-get install wrk);
 # installs check-jsonschema into bench/.venv for the validate comparison.
 set -euo pipefail
@@ -160,6 +160,14 @@ if [[ $what == receipts || $what == all ]]; then
   repo=$work/receipts
   [[ -d $repo/.git ]] || bench/.venv/bin/python bench/generate.py receipts "$repo"
   python3 bench/receipts.py "$bin" "$repo" "$work"
+fi
+
+if [[ $what == page || $what == all ]]; then
+  command -v wrk >/dev/null || { echo "bench page needs wrk (apt-get install wrk)" >&2; exit 2; }
+  repo=$work/team
+  [[ -d $repo/.git ]] || python3 bench/generate.py team "$repo"
+  "$bin" -C "$repo" status >/dev/null   # the index, so that the server loads warm
+  python3 bench/page.py "$bin" "$repo" "$work"
 fi
 
 if [[ $what == serve || $what == all ]]; then

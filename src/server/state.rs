@@ -305,6 +305,9 @@ pub struct Shared {
     /// The keys of the web page's sessions and how visitors sign in: there are some exactly
     /// when the page takes proposals (`--proposals`).
     pub ui_keys: Option<super::session::Keys>,
+    /// Each shown commit's change author and merger ([`crate::view::CommitView::people`]): a
+    /// commit never changes, so they are read once.
+    pub people: super::bounded::Bounded<String, (String, Option<String>)>,
     /// The `--push` remote's URL, once read.
     push_remote_url: std::sync::OnceLock<Option<String>>,
     /// The OpenID Provider visitors sign in with (`--oidc-issuer`).
@@ -321,6 +324,14 @@ pub struct Shared {
     /// The sync states of the served rows from the last read of the store: computed once per
     /// read and commit, not once per request.
     states: Mutex<Option<SyncStates>>,
+    /// The snapshot's digest of the served rows with the last sync states.
+    digest: Mutex<
+        Option<(
+            Oid,
+            Option<Arc<Vec<crate::reconcile::state::Sync>>>,
+            Arc<crate::view::Digest>,
+        )>,
+    >,
     /// The receipts as last read: read again when the notes ref or the served commit moved,
     /// looked at at most once a second.
     receipts: tokio::sync::Mutex<Option<(Instant, Arc<Receipts>)>>,
@@ -369,6 +380,7 @@ impl Shared {
             observed: tokio::sync::Mutex::new(None),
             receipts: tokio::sync::Mutex::new(None),
             states: Mutex::default(),
+            digest: Mutex::default(),
             shared_store: match &options.state {
                 Some(crate::reconcile::state::Location::Postgres(url)) => {
                     crate::reconcile::state::postgres::Reader::new(url)
@@ -382,6 +394,7 @@ impl Shared {
             failures: super::limits::Failures::default(),
             ui_keys: ui_keys(&options),
             push_remote_url: Default::default(),
+            people: Default::default(),
             oidc: options
                 .oidc
                 .clone()
@@ -459,6 +472,37 @@ impl Shared {
             states: states.clone(),
         });
         Some(states)
+    }
+
+    /// The snapshot's digest of the served rows with `sync` (the states [`Shared::sync_states`]
+    /// gave): made once per commit and read of the store, shared by the requests.
+    pub fn digest(
+        &self,
+        served: &Served,
+        sync: Option<&Arc<Vec<crate::reconcile::state::Sync>>>,
+    ) -> Arc<crate::view::Digest> {
+        let same = |(commit, states, _): &(Oid, Option<Arc<Vec<_>>>, Arc<crate::view::Digest>)| {
+            *commit == served.commit
+                && match (states, sync) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    _ => false,
+                }
+        };
+        if let Ok(cache) = self.digest.lock()
+            && let Some(c) = cache.as_ref().filter(|c| same(c))
+        {
+            return c.2.clone();
+        }
+        let digest = Arc::new(crate::view::Digest::new(
+            &served.config,
+            &served.rows,
+            sync.map(|s| s.as_slice()),
+        ));
+        if let Ok(mut cache) = self.digest.lock() {
+            *cache = Some((served.commit, sync.cloned(), digest.clone()));
+        }
+        digest
     }
 
     /// What the reconciler's store of the served repository says, read at most once a second

@@ -32,29 +32,30 @@ pub const EARLIER_VERSIONS: usize = 20;
 /// The timeline shows at most this many of the newest stays of each environment.
 pub const TIMELINE_SPANS: usize = 40;
 
-/// One cell of the snapshot: a deployment of an agent in an environment.
+/// One cell of the snapshot: a deployment of an agent in an environment (borrowed from the
+/// rows and sync states: a page of the snapshot allocates no string per cell).
 #[derive(Debug, Clone, Serialize)]
-pub struct Cell {
-    pub version: String,
+pub struct Cell<'a> {
+    pub version: &'a str,
     /// When the version last changed (RFC 3339).
-    pub since: String,
+    pub since: &'a str,
     #[serde(skip)]
     pub since_time: i64,
-    pub commit: String,
-    pub path: String,
+    pub commit: &'a str,
+    pub path: &'a str,
     /// The reconciler's state, where its store is present.
-    pub sync: Option<String>,
+    pub sync: Option<crate::reconcile::state::SyncState>,
     /// What runs: the version the reconciler applied, which replica applied it, and the last
     /// error while it is not in sync (where the store is present).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub applied_version: Option<String>,
+    pub applied_version: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub applied_by: Option<String>,
+    pub applied_by: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
+    pub last_error: Option<&'a str>,
     /// When the last attempt failed and how many failed in a row (with `last_error`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_at: Option<String>,
+    pub error_at: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
     /// The upstream environment runs another version (this one has yet to be promoted, or
@@ -64,10 +65,10 @@ pub struct Cell {
 
 /// One agent's row of the snapshot.
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    pub agent: String,
+pub struct Row<'a> {
+    pub agent: &'a str,
     /// Per environment of [`Overview::environments`], in promotion order.
-    pub cells: Vec<Option<Cell>>,
+    pub cells: Vec<Option<Cell<'a>>>,
     /// Its environments do not all run the same version.
     pub drift: bool,
     /// When its newest change landed (the latest of its cells' `since`).
@@ -75,20 +76,6 @@ pub struct Row {
     pub last_change: i64,
     /// An open proposal changes one of its records.
     pub pending: bool,
-}
-
-impl Row {
-    /// Whether the row is in `state`.
-    pub fn is(&self, state: StateFilter) -> bool {
-        let cell = |f: &dyn Fn(&Cell) -> bool| self.cells.iter().flatten().any(f);
-        match state {
-            StateFilter::Drift => self.drift,
-            StateFilter::Upstream => cell(&|c| c.differs_from_upstream),
-            StateFilter::Failed => cell(&|c| c.sync.as_deref() == Some("Failed")),
-            StateFilter::OutOfSync => cell(&|c| c.sync.as_deref().is_some_and(|s| s != "Synced")),
-            StateFilter::Proposals => self.pending,
-        }
-    }
 }
 
 /// Which agents the snapshot keeps by their state.
@@ -167,9 +154,9 @@ pub struct Selection<'a> {
 
 /// The deployment snapshot: agents by environments in promotion order, a page at a time.
 #[derive(Debug, Clone, Serialize)]
-pub struct Overview {
-    pub environments: Vec<String>,
-    pub agents: Vec<Row>,
+pub struct Overview<'a> {
+    pub environments: &'a [String],
+    pub agents: Vec<Row<'a>>,
     /// How many agents there are before the filter.
     pub total_agents: usize,
     /// How many agents the filter keeps (on all pages).
@@ -181,113 +168,197 @@ pub struct Overview {
     pub pages: usize,
     /// The last agent of this page when more follow (sorted by name): the next page starts
     /// after it.
-    pub next_after: Option<String>,
+    pub next_after: Option<&'a str>,
 }
 
-/// The snapshot of `rows`, with the sync states (in the order of `rows`) where known: the
-/// agents `selection` keeps, in its order, a page of [`OVERVIEW_PAGE`].
-pub fn overview(
-    config: &Config,
-    rows: &[Deployment],
-    sync: Option<&[Sync]>,
+/// What the snapshot's filters and columns need of `rows` and their sync states, computed once
+/// per commit and read of the reconciler's store, not per request: the columns, each row's
+/// column, and each agent's range of rows with its states.
+#[derive(Debug, Clone)]
+pub struct Digest {
+    /// The declared environments in promotion order, then any a record names that ledgit.yaml
+    /// does not declare (a finding of `validate`, but in the history all the same): shown, as
+    /// `ledgit status` shows them, never dropped.
+    pub environments: Vec<String>,
+    /// The upstream column of each declared environment's column.
+    upstream: Vec<Option<usize>>,
+    /// Each row's column.
+    columns: Vec<Option<usize>>,
+    agents: Vec<Summary>,
+}
+
+/// What the snapshot's filters need to know of an agent, from its rows `start..end`.
+#[derive(Debug, Clone)]
+struct Summary {
+    start: usize,
+    end: usize,
+    drift: bool,
+    upstream: bool,
+    failed: bool,
+    out_of_sync: bool,
+    last_change: i64,
+}
+
+impl Digest {
+    /// The digest of `rows` (sorted by agent) and their sync states (in the same order).
+    pub fn new(config: &Config, rows: &[Deployment], sync: Option<&[Sync]>) -> Digest {
+        let mut environments: Vec<String> =
+            config.environments.iter().map(|e| e.name.clone()).collect();
+        let mut undeclared: Vec<&str> = rows
+            .iter()
+            .map(|d| d.environment.as_str())
+            .filter(|e| config.environment(e).is_none())
+            .collect();
+        undeclared.sort_unstable();
+        undeclared.dedup();
+        environments.extend(undeclared.into_iter().map(str::to_string));
+        let upstream: Vec<Option<usize>> = config
+            .environments
+            .iter()
+            .map(|e| {
+                e.promote_from
+                    .as_deref()
+                    .and_then(|u| config.environment_index(u))
+            })
+            .collect();
+        let columns: Vec<Option<usize>> = rows
+            .iter()
+            .map(|d| environments.iter().position(|e| *e == d.environment))
+            .collect();
+        let mut agents: Vec<Summary> = Vec::new();
+        let mut versions: Vec<Option<&str>> = vec![None; environments.len()];
+        let mut start = 0;
+        while start < rows.len() {
+            let agent = rows[start].agent.as_str();
+            let end = start
+                + rows[start..]
+                    .iter()
+                    .take_while(|d| d.agent == agent)
+                    .count();
+            versions.iter_mut().for_each(|v| *v = None);
+            let mut summary = Summary {
+                start,
+                end,
+                drift: false,
+                upstream: false,
+                failed: false,
+                out_of_sync: false,
+                last_change: 0,
+            };
+            for (i, d) in rows.iter().enumerate().take(end).skip(start) {
+                if let Some(c) = columns[i] {
+                    versions[c] = Some(d.version.as_str());
+                }
+                summary.last_change = summary.last_change.max(d.updated_time);
+                if let Some(state) = sync.and_then(|s| s.get(i)).map(|s| s.state) {
+                    use crate::reconcile::state::SyncState;
+                    summary.failed |= state == SyncState::Failed;
+                    summary.out_of_sync |= state != SyncState::Synced;
+                }
+            }
+            let mut present = versions.iter().flatten();
+            let first = present.next();
+            summary.drift = present.any(|v| Some(v) != first);
+            summary.upstream = upstream.iter().enumerate().any(|(i, u)| {
+                matches!((versions[i], u.and_then(|u| versions[u])), (Some(a), Some(b)) if a != b)
+            });
+            agents.push(summary);
+            start = end;
+        }
+        Digest {
+            environments,
+            upstream,
+            columns,
+            agents,
+        }
+    }
+}
+
+/// The snapshot of `rows` with their sync states (in the order of `rows`) where known, and
+/// their [`Digest`]: the agents `selection` keeps, in its order, a page of [`OVERVIEW_PAGE`].
+pub fn overview<'a>(
+    rows: &'a [Deployment],
+    sync: Option<&'a [Sync]>,
+    digest: &'a Digest,
     selection: &Selection,
-) -> Overview {
-    // The declared environments in promotion order, then any a record names that ledgit.yaml
-    // does not declare (a finding of `validate`, but in the history all the same): shown, as
-    // `ledgit status` shows them, never dropped.
-    let mut environments: Vec<String> =
-        config.environments.iter().map(|e| e.name.clone()).collect();
-    let mut undeclared: Vec<&str> = rows
-        .iter()
-        .map(|d| d.environment.as_str())
-        .filter(|e| config.environment(e).is_none())
-        .collect();
-    undeclared.sort_unstable();
-    undeclared.dedup();
-    environments.extend(undeclared.into_iter().map(str::to_string));
+) -> Overview<'a> {
     let name = selection.name.map(str::to_lowercase);
-    let mut agents: Vec<Row> = Vec::new();
-    let mut total = 0;
-    let mut last: Option<&str> = None;
-    let mut keep = false;
-    for (i, d) in rows.iter().enumerate() {
-        if last != Some(d.agent.as_str()) {
-            last = Some(&d.agent);
-            total += 1;
-            keep = name
-                .as_deref()
-                .is_none_or(|f| d.agent.to_lowercase().contains(f));
-            if keep {
-                agents.push(Row {
-                    agent: d.agent.clone(),
-                    cells: vec![None; environments.len()],
-                    drift: false,
-                    last_change: 0,
-                    pending: selection.pending.is_some_and(|p| p.contains(&d.agent)),
-                });
-            }
-        }
-        let Some(row) = agents.last_mut().filter(|_| keep) else {
-            continue;
-        };
-        let Some(at) = environments.iter().position(|e| *e == d.environment) else {
-            continue;
-        };
-        let observed = sync.and_then(|s| s.get(i));
-        row.last_change = row.last_change.max(d.updated_time);
-        row.cells[at] = Some(Cell {
-            version: d.version.clone(),
-            since: d.updated_at.clone(),
-            since_time: d.updated_time,
-            commit: d.updated_commit.clone(),
-            path: d.path.clone(),
-            sync: observed.map(|s| s.state.to_string()),
-            applied_version: observed.and_then(|s| s.applied.clone()),
-            applied_by: observed.and_then(|s| s.applied_by.clone()),
-            last_error: observed.and_then(|s| s.error.clone()),
-            error_at: observed.and_then(|s| s.error_at.clone()),
-            attempts: observed.and_then(|s| s.attempts),
-            differs_from_upstream: false,
-        });
-    }
-    for row in &mut agents {
-        for (i, env) in config.environments.iter().enumerate() {
-            let upstream = env
-                .promote_from
-                .as_deref()
-                .and_then(|u| config.environment_index(u))
-                .and_then(|u| row.cells[u].as_ref().map(|c| c.version.clone()));
-            if let (Some(up), Some(cell)) = (upstream, row.cells[i].as_mut()) {
-                cell.differs_from_upstream = cell.version != up;
-            }
-        }
-        let mut versions = row.cells.iter().flatten().map(|c| &c.version);
-        let first = versions.next();
-        row.drift = versions.any(|v| Some(v) != first);
-    }
-    if let Some(state) = selection.state {
-        agents.retain(|r| r.is(state));
-    }
+    let pending = |agent: &str| selection.pending.is_some_and(|p| p.contains(agent));
+    let mut kept: Vec<&Summary> = digest
+        .agents
+        .iter()
+        .filter(|s| {
+            let agent = rows[s.start].agent.as_str();
+            name.as_deref()
+                .is_none_or(|f| agent.to_lowercase().contains(f))
+                && match selection.state {
+                    None => true,
+                    Some(StateFilter::Drift) => s.drift,
+                    Some(StateFilter::Upstream) => s.upstream,
+                    Some(StateFilter::Failed) => s.failed,
+                    Some(StateFilter::OutOfSync) => s.out_of_sync,
+                    Some(StateFilter::Proposals) => pending(agent),
+                }
+        })
+        .collect();
     if selection.sort == Sort::Changed {
         // Newest first; the name settles ties (the sort is stable, the rows are by name).
-        agents.sort_by_key(|r| std::cmp::Reverse(r.last_change));
+        kept.sort_by_key(|s| std::cmp::Reverse(s.last_change));
     }
-    let matching = agents.len();
+    let matching = kept.len();
     let skip = match (selection.after, selection.sort) {
-        (Some(a), Sort::Agent) => agents.partition_point(|r| r.agent.as_str() <= a),
+        (Some(a), Sort::Agent) => kept.partition_point(|s| rows[s.start].agent.as_str() <= a),
         _ => selection.page.saturating_sub(1) * OVERVIEW_PAGE,
     }
     .min(matching);
     let more = matching > skip + OVERVIEW_PAGE;
-    agents.truncate(skip + OVERVIEW_PAGE);
-    agents.drain(..skip);
+    let agents: Vec<Row> = kept[skip..matching.min(skip + OVERVIEW_PAGE)]
+        .iter()
+        .map(|s| {
+            let mut cells: Vec<Option<Cell>> = vec![None; digest.environments.len()];
+            for (i, d) in rows.iter().enumerate().take(s.end).skip(s.start) {
+                let Some(at) = digest.columns[i] else {
+                    continue;
+                };
+                let observed = sync.and_then(|o| o.get(i));
+                cells[at] = Some(Cell {
+                    version: &d.version,
+                    since: &d.updated_at,
+                    since_time: d.updated_time,
+                    commit: &d.updated_commit,
+                    path: &d.path,
+                    sync: observed.map(|o| o.state),
+                    applied_version: observed.and_then(|o| o.applied.as_deref()),
+                    applied_by: observed.and_then(|o| o.applied_by.as_deref()),
+                    last_error: observed.and_then(|o| o.error.as_deref()),
+                    error_at: observed.and_then(|o| o.error_at.as_deref()),
+                    attempts: observed.and_then(|o| o.attempts),
+                    differs_from_upstream: false,
+                });
+            }
+            for (i, u) in digest.upstream.iter().enumerate() {
+                let up = u.and_then(|u| cells[u].as_ref().map(|c| c.version));
+                if let (Some(up), Some(cell)) = (up, cells[i].as_mut()) {
+                    cell.differs_from_upstream = cell.version != up;
+                }
+            }
+            let agent = rows[s.start].agent.as_str();
+            Row {
+                pending: pending(agent),
+                agent,
+                cells,
+                drift: s.drift,
+                last_change: s.last_change,
+            }
+        })
+        .collect();
     let next_after = more
-        .then(|| agents.last().map(|r| r.agent.clone()))
+        .then(|| agents.last().map(|r| r.agent))
         .flatten()
         .filter(|_| selection.sort == Sort::Agent);
     Overview {
-        environments,
-        total_agents: total,
+        environments: &digest.environments,
+        total_agents: digest.agents.len(),
         matching_agents: matching,
         first: skip + 1,
         page: skip / OVERVIEW_PAGE + 1,
@@ -974,7 +1045,8 @@ mod tests {
                 if i % 2 == 0 { "2" } else { "1" },
             ));
         }
-        let first = overview(&config, &rows, None, &Selection::default());
+        let digest = Digest::new(&config, &rows, None);
+        let first = overview(&rows, None, &digest, &Selection::default());
         assert_eq!(
             (first.agents.len(), first.total_agents),
             (OVERVIEW_PAGE, 250)
@@ -991,13 +1063,14 @@ mod tests {
         // own after the declared ones, as `ledgit status` lists it.
         let mut odd = rows.clone();
         odd.insert(0, row("agent-000".into(), "canary", "3"));
-        let shown = overview(&config, &odd, None, &Selection::default());
+        let odd_digest = Digest::new(&config, &odd, None);
+        let shown = overview(&odd, None, &odd_digest, &Selection::default());
         assert_eq!(shown.environments, ["dev", "prod", "canary"]);
         assert_eq!(shown.agents[0].cells[2].as_ref().unwrap().version, "3");
         let third = overview(
-            &config,
             &rows,
             None,
+            &digest,
             &Selection {
                 after: Some("agent-199"),
                 ..Default::default()
@@ -1007,15 +1080,15 @@ mod tests {
         assert_eq!(third.agents[0].agent, "agent-200");
         assert_eq!(third.next_after, None);
         let some = overview(
-            &config,
             &rows,
             None,
+            &digest,
             &Selection {
                 name: Some("-24"),
                 ..Default::default()
             },
         );
-        let names: Vec<&str> = some.agents.iter().map(|r| r.agent.as_str()).collect();
+        let names: Vec<&str> = some.agents.iter().map(|r| r.agent).collect();
         assert_eq!(
             names,
             [
@@ -1080,11 +1153,12 @@ mod tests {
             })
             .collect();
         let pending: std::collections::HashSet<String> = ["Agent-010".to_string()].into();
+        let digest = Digest::new(&config, &rows, Some(&sync));
         let pick = |state, sort, page, name| {
             overview(
-                &config,
                 &rows,
                 Some(&sync),
+                &digest,
                 &Selection {
                     name,
                     state,
@@ -1097,10 +1171,15 @@ mod tests {
         };
         let drift = pick(Some(StateFilter::Drift), Sort::Agent, 1, None);
         assert_eq!(
-            (drift.matching_agents, drift.agents[1].agent.as_str()),
+            (drift.matching_agents, drift.agents[1].agent),
             (50, "Agent-005")
         );
-        assert!(drift.agents.iter().all(|r| r.is(StateFilter::Upstream)));
+        assert!(
+            drift
+                .agents
+                .iter()
+                .all(|r| { r.cells.iter().flatten().any(|c| c.differs_from_upstream) })
+        );
         let failed = pick(Some(StateFilter::Failed), Sort::Agent, 1, None);
         assert_eq!(failed.agents.len(), 1);
         assert_eq!(failed.agents[0].agent, "Agent-003");

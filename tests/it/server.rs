@@ -2112,7 +2112,9 @@ async fn open_proposals_are_listed_and_a_revocation_commits_the_reason_it_previe
     let preview = page(&with_headers(&shared, "GET", &url, &signed, "").await);
     let added: Vec<String> = select(&preview, "pre.diff .add").iter().map(text).collect();
     assert!(
-        added.iter().any(|l| l.contains("reason: \"laptop stolen\"")),
+        added
+            .iter()
+            .any(|l| l.contains("reason: \"laptop stolen\"")),
         "{added:?}"
     );
     let (csrf, expect) = (hidden(&preview, "csrf"), hidden(&preview, "expect"));

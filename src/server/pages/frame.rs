@@ -132,21 +132,31 @@ macro_rules! page {
     };
 }
 
-page!(OverviewHtml, "overview.html" {
-    overview: Overview,
-    prev: Option<String>,
-    next: Option<String>,
-    sort_link: String,
-    sorted_by_change: bool,
-    at_suffix: String,
-    state: String,
-    at: Option<String>,
-    at_input: String,
-    filter: String,
-    sync_known: bool,
-    leases: Vec<crate::reconcile::state::Lease>,
-    proposals: Arc<Vec<super::super::state::Proposal>>,
-});
+/// The snapshot's page (by hand, not [`page!`]: it borrows the snapshot).
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub(super) struct OverviewHtml<'a> {
+    pub(super) chrome: Chrome,
+    pub(super) overview: Overview<'a>,
+    pub(super) prev: Option<String>,
+    pub(super) next: Option<String>,
+    pub(super) sort_link: String,
+    pub(super) sorted_by_change: bool,
+    pub(super) at_suffix: String,
+    pub(super) state: String,
+    pub(super) at: Option<String>,
+    pub(super) at_input: String,
+    pub(super) filter: String,
+    pub(super) sync_known: bool,
+    pub(super) leases: Vec<crate::reconcile::state::Lease>,
+    pub(super) proposals: Arc<Vec<super::super::state::Proposal>>,
+}
+
+impl Helpers for OverviewHtml<'_> {
+    fn now(&self) -> i64 {
+        self.chrome.now
+    }
+}
 /// A sync state as people say it.
 fn sync_label(state: &str) -> &'static str {
     match state {
@@ -157,7 +167,7 @@ fn sync_label(state: &str) -> &'static str {
     }
 }
 
-impl OverviewHtml {
+impl OverviewHtml<'_> {
     fn state_options(&self) -> [view::StateFilter; 5] {
         view::StateFilter::ALL
     }
@@ -166,26 +176,34 @@ impl OverviewHtml {
         sync_label(state)
     }
 
-    /// What a cell's sync badge means, for its tooltip.
-    fn sync_words(&self, c: &view::Cell) -> String {
-        let mut words = match (c.sync.as_deref(), &c.applied_version) {
-            (Some("Synced"), _) => format!("{} is applied", c.version),
-            (Some("Pending"), _) => format!("{} is being applied", c.version),
-            (Some("Failed"), _) => format!("applying {} failed", c.version),
+    /// What a cell's sync badge means, for its tooltip (short when all is well: the page has a
+    /// hundred of them).
+    fn sync_words(&self, c: &view::Cell) -> std::borrow::Cow<'static, str> {
+        use crate::reconcile::state::SyncState;
+        let mut words = match c.sync {
+            Some(SyncState::Synced) => return "applied".into(),
+            Some(SyncState::Pending) => format!("{} is being applied", c.version),
+            Some(SyncState::Failed) => format!("applying {} failed", c.version),
             _ => format!("{} is not applied yet", c.version),
         };
+        let mut add = |part: String| {
+            if !words.is_empty() {
+                words.push_str("; ");
+            }
+            words.push_str(&part);
+        };
         match &c.applied_version {
-            Some(a) if *a != c.version => words.push_str(&format!("; {a} runs")),
-            None if c.sync.as_deref() != Some("Synced") => words.push_str("; nothing applied yet"),
+            Some(a) if *a != c.version => add(format!("{a} runs")),
+            None => add("nothing applied yet".into()),
             _ => {}
         }
         if let Some(by) = &c.applied_by {
-            words.push_str(&format!("; applied by {by}"));
+            add(format!("applied by {by}"));
         }
         if let Some(e) = &c.last_error {
             let attempts = c.attempts.unwrap_or(1);
-            words.push_str(&format!(
-                "; {attempts} attempt{} failed, last{}: {e}",
+            add(format!(
+                "{attempts} attempt{} failed, last{}: {e}",
                 if attempts == 1 { "" } else { "s" },
                 c.error_at
                     .as_deref()
@@ -193,8 +211,7 @@ impl OverviewHtml {
                     .unwrap_or_default()
             ));
         }
-        words.push_str(" (open the environment's card)");
-        words
+        words.into()
     }
 }
 

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::view::{self, AgentPage, DeploymentTokens, Overview};
+use crate::view::{self, AgentPage, DeploymentTokens};
 
 use super::answer::{Answer, ApiError, json};
 use super::state::{Served, Shared};
@@ -146,64 +146,96 @@ fn permalink(path: &str, query: Option<&str>) -> Option<String> {
     ))
 }
 
-/// The snapshot the overview shows, and the time it is at (`None` for now).
-async fn overview_of(
-    shared: &Shared,
-    served: &Served,
-    query: Option<&str>,
-) -> Result<(Overview, Option<i64>, OverviewQuery, bool), ApiError> {
-    let q: OverviewQuery =
-        serde_urlencoded::from_str(query.unwrap_or("")).map_err(ApiError::bad_query)?;
-    let at =
-        q.at.as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .map(super::answer::at_param)
-            .transpose()?
-            .map(|t| t.time.timestamp());
-    let past;
-    let rows: &[crate::model::Deployment] = match at {
-        Some(t) => {
-            past = served.history.snapshot(served.history.position_at(t));
-            &past
-        }
-        None => &served.rows,
-    };
-    // The reconciler's states describe the platform now, not a past snapshot.
-    let sync = match at {
-        None => shared.sync_states(served).await,
-        Some(_) => None,
-    };
-    let pending: std::collections::HashSet<String> = shared
-        .proposals
-        .load()
-        .iter()
-        .flat_map(|p| p.touches.iter().map(|(a, _)| a.clone()))
-        .collect();
-    let page = match q.page.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => 1,
-        Some(p) => p.parse::<usize>().ok().filter(|p| *p >= 1).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                "`page` is a page number from 1",
-            )
-        })?,
-    };
-    let selection = view::Selection {
-        name: q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()),
-        state: word(q.state.as_deref(), "state")?,
-        sort: word(q.sort.as_deref(), "sort")?.unwrap_or_default(),
-        after: q.after.as_deref().filter(|s| !s.is_empty()),
-        page,
-        pending: Some(&pending),
-    };
-    let overview = view::overview(
-        &served.config,
-        rows,
-        sync.as_deref().map(Vec::as_slice),
-        &selection,
-    );
-    Ok((overview, at, q, sync.is_some()))
+/// What the snapshot is made from for one request: its query, the time it is at (`None` for
+/// now), the rows then with their sync states and digest, the agents open proposals change.
+/// The snapshot borrows from it ([`Inputs::overview`]).
+struct Inputs {
+    q: OverviewQuery,
+    at: Option<i64>,
+    page: usize,
+    past: Option<Vec<crate::model::Deployment>>,
+    sync: Option<Arc<Vec<crate::reconcile::state::Sync>>>,
+    digest: Arc<view::Digest>,
+    pending: std::collections::HashSet<String>,
+}
+
+impl Inputs {
+    async fn read(
+        shared: &Shared,
+        served: &Served,
+        query: Option<&str>,
+    ) -> Result<Inputs, ApiError> {
+        let q: OverviewQuery =
+            serde_urlencoded::from_str(query.unwrap_or("")).map_err(ApiError::bad_query)?;
+        let at =
+            q.at.as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .map(super::answer::at_param)
+                .transpose()?
+                .map(|t| t.time.timestamp());
+        let page = match q.page.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => 1,
+            Some(p) => p.parse::<usize>().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    "`page` is a page number from 1",
+                )
+            })?,
+        };
+        // Checked now: a bad word is a 400 before anything is read.
+        word::<view::StateFilter>(q.state.as_deref(), "state")?;
+        word::<view::Sort>(q.sort.as_deref(), "sort")?;
+        let (past, sync, digest) = match at {
+            Some(t) => {
+                // The reconciler's states describe the platform now, not a past snapshot.
+                let past = served.history.snapshot(served.history.position_at(t));
+                let digest = Arc::new(view::Digest::new(&served.config, &past, None));
+                (Some(past), None, digest)
+            }
+            None => {
+                let sync = shared.sync_states(served).await;
+                let digest = shared.digest(served, sync.as_ref());
+                (None, sync, digest)
+            }
+        };
+        let pending = shared
+            .proposals
+            .load()
+            .iter()
+            .flat_map(|p| p.touches.iter().map(|(a, _)| a.clone()))
+            .collect();
+        Ok(Inputs {
+            q,
+            at,
+            page,
+            past,
+            sync,
+            digest,
+            pending,
+        })
+    }
+
+    /// The snapshot the query asks for.
+    fn overview<'a>(&'a self, served: &'a Served) -> view::Overview<'a> {
+        let selection = view::Selection {
+            name: self.q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()),
+            state: word(self.q.state.as_deref(), "state").ok().flatten(),
+            sort: word(self.q.sort.as_deref(), "sort")
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            after: self.q.after.as_deref().filter(|s| !s.is_empty()),
+            page: self.page,
+            pending: Some(&self.pending),
+        };
+        view::overview(
+            self.past.as_deref().unwrap_or(&served.rows),
+            self.sync.as_deref().map(Vec::as_slice),
+            &self.digest,
+            &selection,
+        )
+    }
 }
 
 async fn overview_page(
@@ -216,9 +248,11 @@ async fn overview_page(
     }
     let served = served_or_page(&shared)?;
     let now = chrono::Utc::now().timestamp();
-    let (overview, at, q, sync_known) = overview_of(&shared, &served, query.as_deref())
+    let inputs = Inputs::read(&shared, &served, query.as_deref())
         .await
         .map_err(|e| detour(&shared, e))?;
+    let overview = inputs.overview(&served);
+    let (at, q, sync_known) = (inputs.at, &inputs.q, inputs.sync.is_some());
     let v = visitor(&shared, &headers, now);
     let json_href = match query.as_deref().filter(|q| !q.is_empty()) {
         Some(q) => format!("/v1/agents?{q}"),
@@ -256,8 +290,8 @@ async fn overview_page(
         state: q.state.clone().unwrap_or_default(),
         overview,
         at: at.map(crate::support::when::rfc3339),
-        at_input: q.at.unwrap_or_default(),
-        filter: q.q.unwrap_or_default(),
+        at_input: q.at.clone().unwrap_or_default(),
+        filter: q.q.clone().unwrap_or_default(),
         sync_known,
         leases: match at {
             None => {
@@ -279,7 +313,11 @@ async fn overview_page(
         },
         proposals: shared.proposals.load_full(),
     };
-    Ok(html(StatusCode::OK, page.render()))
+    // A page of a hundred agents is some 100 KB: written into one buffer of that size, not
+    // one that doubles as it grows.
+    let mut out = String::with_capacity(128 * 1024);
+    let rendered = page.render_into(&mut out).map(|()| out);
+    Ok(html(StatusCode::OK, rendered))
 }
 
 async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Answer {
@@ -294,25 +332,27 @@ async fn overview_json(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
         first: usize,
         page: usize,
         pages: usize,
-        next_after: &'a Option<String>,
-        agents: &'a [view::Row],
+        next_after: Option<&'a str>,
+        agents: &'a [view::Row<'a>],
         proposals: &'a [super::state::Proposal],
     }
     let served = super::state::served(&shared)?;
-    let (overview, at, _, _) = overview_of(&shared, &served, query.as_deref()).await?;
+    let inputs = Inputs::read(&shared, &served, query.as_deref()).await?;
+    let overview = inputs.overview(&served);
+    let at = inputs.at;
     let proposals = shared.proposals.load();
     Ok(json(
         StatusCode::OK,
         &Json {
             commit: served.commit.to_string(),
             at: at.map(crate::support::when::rfc3339),
-            environments: &overview.environments,
+            environments: overview.environments,
             total_agents: overview.total_agents,
             matching_agents: overview.matching_agents,
             first: overview.first,
             page: overview.page,
             pages: overview.pages,
-            next_after: &overview.next_after,
+            next_after: overview.next_after,
             agents: &overview.agents,
             proposals: &proposals,
         },
@@ -372,33 +412,44 @@ fn agent_of(served: &Served, agent: &str, query: Option<&str>) -> Result<AgentPa
 }
 
 /// Fills who made and who merged each environment's change, and the pull request's link (from
-/// the repository: a few commits per page).
+/// the repository, once per commit).
 async fn people(shared: &Arc<Shared>, page: &mut view::AgentPage) {
-    let mut commits: Vec<view::CommitView> = page
-        .environments
-        .iter()
-        .filter_map(|e| e.changed_by.clone())
-        .collect();
-    if commits.is_empty() {
+    let mut missing: Vec<view::CommitView> = Vec::new();
+    for env in &mut page.environments {
+        let Some(c) = env.changed_by.as_mut() else {
+            continue;
+        };
+        c.pull_request_url = c.pull_request.and_then(|n| shared.pull_request_link(n));
+        match shared.people.get(&c.id) {
+            Some((author, merged_by)) => {
+                c.author = author;
+                c.merged_by = merged_by;
+            }
+            None if !missing.iter().any(|m| m.id == c.id) => missing.push(c.clone()),
+            None => {}
+        }
+    }
+    if missing.is_empty() {
         return;
     }
     let worker = shared.clone();
     let filled = tokio::task::spawn_blocking(move || {
         if let Ok(repo) = git2::Repository::open(&worker.options.repo) {
-            for c in &mut commits {
+            for c in &mut missing {
                 c.people(&repo);
-                c.pull_request_url = c.pull_request.and_then(|n| worker.pull_request_link(n));
+                worker
+                    .people
+                    .put(&c.id, (c.author.clone(), c.merged_by.clone()));
             }
         }
-        commits
+        missing
     })
     .await;
-    if let Ok(filled) = filled {
-        for c in filled {
-            for env in &mut page.environments {
-                if let Some(mine) = env.changed_by.as_mut().filter(|m| m.id == c.id) {
-                    *mine = c.clone();
-                }
+    for c in filled.into_iter().flatten() {
+        for env in &mut page.environments {
+            if let Some(mine) = env.changed_by.as_mut().filter(|m| m.id == c.id) {
+                mine.author = c.author.clone();
+                mine.merged_by = c.merged_by.clone();
             }
         }
     }
