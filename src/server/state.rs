@@ -325,13 +325,7 @@ pub struct Shared {
     /// read and commit, not once per request.
     states: Mutex<Option<SyncStates>>,
     /// The snapshot's digest of the served rows with the last sync states.
-    digest: Mutex<
-        Option<(
-            Oid,
-            Option<Arc<Vec<crate::reconcile::state::Sync>>>,
-            Arc<crate::view::Digest>,
-        )>,
-    >,
+    digest: Mutex<Option<DigestOf>>,
     /// The receipts as last read: read again when the notes ref or the served commit moved,
     /// looked at at most once a second.
     receipts: tokio::sync::Mutex<Option<(Instant, Arc<Receipts>)>>,
@@ -342,6 +336,13 @@ pub struct Shared {
 }
 
 /// The sync states of a commit's rows, from one read of the store.
+/// A digest, and the commit and sync states it was made of.
+type DigestOf = (
+    Oid,
+    Option<Arc<Vec<crate::reconcile::state::Sync>>>,
+    Arc<crate::view::Digest>,
+);
+
 struct SyncStates {
     commit: Oid,
     view: Arc<crate::reconcile::state::View>,
@@ -481,7 +482,7 @@ impl Shared {
         served: &Served,
         sync: Option<&Arc<Vec<crate::reconcile::state::Sync>>>,
     ) -> Arc<crate::view::Digest> {
-        let same = |(commit, states, _): &(Oid, Option<Arc<Vec<_>>>, Arc<crate::view::Digest>)| {
+        let same = |(commit, states, _): &DigestOf| {
             *commit == served.commit
                 && match (states, sync) {
                     (None, None) => true,

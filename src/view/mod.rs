@@ -1051,7 +1051,7 @@ mod tests {
             (first.agents.len(), first.total_agents),
             (OVERVIEW_PAGE, 250)
         );
-        assert_eq!(first.next_after.as_deref(), Some("agent-099"));
+        assert_eq!(first.next_after, Some("agent-099"));
         assert!(!first.agents[0].drift && first.agents[1].drift);
         assert!(
             first.agents[1].cells[1]

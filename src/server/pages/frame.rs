@@ -206,7 +206,6 @@ impl OverviewHtml<'_> {
                 "{attempts} attempt{} failed, last{}: {e}",
                 if attempts == 1 { "" } else { "s" },
                 c.error_at
-                    .as_deref()
                     .map(|t| format!(" {}", self.human(t)))
                     .unwrap_or_default()
             ));
