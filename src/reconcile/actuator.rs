@@ -258,11 +258,27 @@ fn run_exec(
         )),
         Some(s) if s.success() => None,
         Some(s) => Some(match s.code() {
-            Some(code) => format!("`{}` exited with {code}", argv[0]),
-            None => format!("`{}` was ended by a signal", argv[0]),
+            Some(code) => format!("`{}` exited with {code}{}", argv[0], last_words(&output)),
+            None => format!("`{}` was ended by a signal{}", argv[0], last_words(&output)),
         }),
     };
     Outcome { error, output }
+}
+
+/// The last line an actuator wrote, as the end of its failure's message (`: no capacity`), cut
+/// to 200 characters: what people read first on the page and in `status` (the journal keeps
+/// the whole output).
+fn last_words(output: &str) -> String {
+    match output.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
+        Some(line) => {
+            let mut cut: String = line.chars().take(200).collect();
+            if cut.len() < line.len() {
+                cut.push('…');
+            }
+            format!(": {cut}")
+        }
+        None => String::new(),
+    }
 }
 
 /// `sha256=<hex>` of the body with the secret, as in the `X-Ledgit-Signature` header.
@@ -392,7 +408,10 @@ mod tests {
         let fail = Actuator::exec("sh -c 'echo nope >&2; exit 3'")
             .unwrap()
             .run(&action(), None, Duration::from_secs(10));
-        assert_eq!(fail.error.as_deref(), Some("`sh` exited with 3"));
+        assert_eq!(fail.error.as_deref(), Some("`sh` exited with 3: nope"));
+        assert_eq!(last_words("a\nb\n\n  \n"), ": b");
+        assert_eq!(last_words(""), "");
+        assert_eq!(last_words(&"x".repeat(300)).chars().count(), 2 + 200 + 1);
         assert_eq!(fail.output, "nope\n");
         let start = Instant::now();
         let hang = Actuator::exec("sh -c 'sleep 30; echo late'").unwrap().run(

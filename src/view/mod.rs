@@ -554,18 +554,15 @@ impl CommitView {
         else {
             return;
         };
-        let name = |s: git2::Signature| s.name().unwrap_or("").to_string();
-        if commit.parent_count() > 1 {
-            if let Ok(tip) = commit.parent(1) {
-                self.author = name(tip.author());
-                self.merged_by = Some(name(commit.author()));
-            }
-        } else {
-            let (author, committer) = (commit.author(), commit.committer());
-            if author.email() != committer.email() {
-                self.merged_by = Some(name(committer));
-            }
-        }
+        // Names only, as a card shows them; the merger only when someone else.
+        let name = |s: &git2::Signature| s.name().unwrap_or("").to_string();
+        let tip = commit.parent(1).ok();
+        let (author, merger) = match &tip {
+            Some(tip) => (tip.author(), commit.author()),
+            None => (commit.author(), commit.committer()),
+        };
+        self.author = name(&author);
+        self.merged_by = (author.email() != merger.email()).then(|| name(&merger));
     }
 }
 

@@ -106,7 +106,7 @@ try {
       return e.id || e.getAttribute("href") || e.textContent.trim();
     }));
   }
-  for (const want of ["q", "at", "Show", "/agents/support-bot", "/agents/triage-bot"]) {
+  for (const want of ["q", "state", "at", "Show", "/agents/support-bot", "/agents/triage-bot"]) {
     expect(reached.has(want), `Tab never reaches ${want} (reached: ${[...reached].join(", ")})`);
   }
   // Enter in the filter submits it.
@@ -114,6 +114,18 @@ try {
   await page.locator("#q").press("Enter");
   await page.waitForURL(/q=bot/);
   expect((await page.locator("table.snapshot tbody tr").count()) === 2, "the filter did not keep the two bots");
+  // The failed apply of billing-agent in development: its badge on the snapshot links the
+  // card, which says what runs, the error and how many attempts failed.
+  await page.goto(base + "/?state=failed");
+  expect((await page.locator("table.snapshot tbody tr").count()) === 1, "the failed filter does not keep billing-agent alone");
+  await page.locator("a.badge.sync-Failed").first().click();
+  await page.waitForURL(/\/agents\/billing-agent#env-development$/);
+  const failure = await page.locator("#env-development").innerText();
+  expect(
+    failure.includes("no capacity left in development") && failure.includes("1 attempt failed") && failure.includes("nothing applied yet"),
+    `the development card does not tell the failure: ${failure}`,
+  );
+  await page.screenshot({ path: `${out}/agent-failed.png`, fullPage: true });
   // The timeline: one lane per environment.
   await page.goto(base + "/agents/support-bot");
   const lanes = await page.locator("svg.timeline g.lane").count();
@@ -171,6 +183,16 @@ try {
       const { page: small, errors } = await open(phone, path);
       await small.screenshot({ path: `${out}/${name}-390-${scheme}.png`, fullPage: true });
       expect(errors.length === 0, `${path} at 390 px (${scheme}): console errors: ${errors.join(" | ")}`);
+      const sideways = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      expect(sideways <= 0, `${path} at 390 px scrolls ${sideways} px sideways`);
+      if (name === "snapshot") {
+        // Every environment of every agent, production included, on the cards.
+        const production = await small.locator("td[data-env=production]").count();
+        const agents = await small.locator("table.snapshot tbody tr").count();
+        expect(production === agents && agents >= 4 && (await small.locator("td[data-env=production]").first().isVisible()),
+          `the phone's cards show ${production} production cells for ${agents} agents`);
+      }
+      await axe(small, `${name} at 390 px (${scheme})`);
     }
     await phone.close();
   }

@@ -79,6 +79,11 @@ impl TestRepo {
         repo
     }
 
+    /// The repository in `dir` (made by someone else, e.g. a generator).
+    pub fn at(dir: tempfile::TempDir) -> TestRepo {
+        TestRepo { dir }
+    }
+
     /// A repository with `ledgit.yaml` written (not committed).
     pub fn new() -> TestRepo {
         let repo = TestRepo::empty();
