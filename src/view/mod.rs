@@ -308,7 +308,10 @@ pub fn overview<'a>(
     let matching = kept.len();
     let skip = match (selection.after, selection.sort) {
         (Some(a), Sort::Agent) => kept.partition_point(|s| rows[s.start].agent.as_str() <= a),
-        _ => selection.page.saturating_sub(1) * OVERVIEW_PAGE,
+        _ => selection
+            .page
+            .saturating_sub(1)
+            .saturating_mul(OVERVIEW_PAGE),
     }
     .min(matching);
     let more = matching > skip + OVERVIEW_PAGE;
@@ -1198,6 +1201,8 @@ mod tests {
         assert_eq!(last.next_after, None);
         let beyond = pick(None, Sort::Agent, 9, None);
         assert!(beyond.agents.is_empty());
+        let far = pick(None, Sort::Changed, usize::MAX, None);
+        assert!(far.agents.is_empty() && far.first == 251);
     }
 
     /// The stays the agent page builds from its own events agree with those built from the

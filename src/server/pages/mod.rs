@@ -243,14 +243,15 @@ async fn overview_page(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> PageResult {
-    if let Some(location) = permalink("/", query.as_deref()) {
-        return Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response());
-    }
     let served = served_or_page(&shared)?;
     let now = chrono::Utc::now().timestamp();
     let inputs = Inputs::read(&shared, &served, query.as_deref())
         .await
         .map_err(|e| detour(&shared, e))?;
+    // A query that reads, with a relative time: to its permalink.
+    if let Some(location) = permalink("/", query.as_deref()) {
+        return Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response());
+    }
     let overview = inputs.overview(&served);
     let (at, q, sync_known) = (inputs.at, &inputs.q, inputs.sync.is_some());
     let v = visitor(&shared, &headers, now);
@@ -475,6 +476,9 @@ async fn agent_page(
     let served = served_or_page(&shared)?;
     let now = chrono::Utc::now().timestamp();
     let mut page = agent_of(&served, &agent, query.as_deref()).map_err(|e| detour(&shared, e))?;
+    if let Some(location) = permalink(&format!("/agents/{agent}"), query.as_deref()) {
+        return Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response());
+    }
     if page.at.is_none() {
         observe(&shared, &served, &mut page).await;
     }
