@@ -11,6 +11,7 @@
 import { chromium } from "playwright-core";
 import { readFileSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
+import { sideways } from "./layout.mjs";
 
 const [base, out, secret] = process.argv.slice(2);
 if (!base || !out || !secret) {
@@ -183,8 +184,8 @@ try {
       const { page: small, errors } = await open(phone, path);
       await small.screenshot({ path: `${out}/${name}-390-${scheme}.png`, fullPage: true });
       expect(errors.length === 0, `${path} at 390 px (${scheme}): console errors: ${errors.join(" | ")}`);
-      const sideways = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-      expect(sideways <= 0, `${path} at 390 px scrolls ${sideways} px sideways`);
+      const wide = await sideways(small);
+      expect(wide <= 0, `${path} at 390 px scrolls ${wide} px sideways`);
       if (name === "snapshot") {
         // Every environment of every agent, production included, on the cards.
         const production = await small.locator("td[data-env=production]").count();

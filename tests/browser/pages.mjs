@@ -9,6 +9,7 @@
 import { chromium } from "playwright-core";
 import { readFileSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
+import { sideways } from "./layout.mjs";
 
 const [base, out, ...named] = process.argv.slice(2);
 if (!base || !out || named.length === 0) {
@@ -46,8 +47,8 @@ try {
         expect(response.status() === 200, `${path}: status ${response.status()}`);
         expect(errors.length === 0, `${path} (${width}, ${scheme}): console errors: ${errors.join(" | ")}`);
         const bytes = (await response.body()).length;
-        const sideways = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-        expect(sideways <= 0, `${path} at ${width} px scrolls ${sideways} px sideways`);
+        const wide = await sideways(page);
+        expect(wide <= 0, `${path} at ${width} px scrolls ${wide} px sideways`);
         if (width === 1280 && (await page.locator("table.snapshot").count()) > 0) {
           // Scrolled well down, the header row is still at the top of the window.
           await page.evaluate(() => window.scrollTo(0, 2000));
