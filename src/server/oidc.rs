@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::options::OidcOptions;
 use super::session::{Keys, Person};
+use crate::support::random::RandomUnavailable;
 
 /// The flow's cookie: what the callback must match, for ten minutes.
 pub const FLOW_COOKIE: &str = "ledgit_oidc";
@@ -45,6 +46,8 @@ pub enum SignInError {
     Invalid(String),
     #[error("{0} may not sign in here")]
     NotAllowed(String),
+    #[error(transparent)]
+    Random(#[from] RandomUnavailable),
 }
 
 /// The provider's endpoints, from its discovery document.
@@ -80,11 +83,11 @@ struct Flow {
     verifier: String,
 }
 
-fn random(bytes: usize) -> String {
-    use ring::rand::SecureRandom;
+/// `bytes` from the system's random source, as base64url; no stand-in should the source fail.
+fn random(bytes: usize) -> Result<String, RandomUnavailable> {
     let mut buf = vec![0u8; bytes];
-    let _ = ring::rand::SystemRandom::new().fill(&mut buf);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+    crate::support::random::fill(&mut buf)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
 }
 
 /// The S256 code challenge of a verifier (RFC 7636 §4.2).
@@ -199,9 +202,9 @@ impl Client {
     ) -> Result<(String, HeaderValue), SignInError> {
         let (discovery, _) = self.known(now, false)?;
         let flow = Flow {
-            state: random(16),
-            nonce: random(16),
-            verifier: random(32),
+            state: random(16)?,
+            nonce: random(16)?,
+            verifier: random(32)?,
         };
         let query = serde_urlencoded::to_string([
             ("response_type", "code"),

@@ -8,6 +8,7 @@
 //! or at sign-out: its id is then refused by this server until it would have expired. Readers
 //! need none of it.
 
+use crate::support::random::RandomUnavailable;
 use axum::http::{HeaderMap, HeaderValue, header};
 
 /// The session cookie's name.
@@ -227,16 +228,19 @@ impl Keys {
     }
 
     /// A new session from `now`, and its `Set-Cookie` value.
-    pub fn sign_in(&self, now: i64) -> (Session, HeaderValue) {
+    pub fn sign_in(&self, now: i64) -> Result<(Session, HeaderValue), RandomUnavailable> {
         self.sign_in_as(None, now)
     }
 
-    /// A new session of `who` from `now`, and its `Set-Cookie` value.
-    pub fn sign_in_as(&self, who: Option<Person>, now: i64) -> (Session, HeaderValue) {
-        use ring::rand::SecureRandom;
-        let mut bytes = [0u8; 16];
-        let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-        let nonce = crate::support::hex::encode(&bytes);
+    /// A new session of `who` from `now`, and its `Set-Cookie` value. Its nonce (what sign-out
+    /// ends and the CSRF token is made from) is drawn at random; without a random source there
+    /// is no session.
+    pub fn sign_in_as(
+        &self,
+        who: Option<Person>,
+        now: i64,
+    ) -> Result<(Session, HeaderValue), RandomUnavailable> {
+        let nonce = crate::support::random::secret_hex::<16>()?;
         let session = Session {
             nonce,
             expires: now + LIFETIME,
@@ -245,7 +249,7 @@ impl Keys {
             by_proxy: false,
         };
         let cookie = self.cookie(&session);
-        (session, cookie)
+        Ok((session, cookie))
     }
 
     /// The `Set-Cookie` value that carries `session`.
@@ -581,7 +585,7 @@ mod tests {
     fn a_session_carries_who_signed_in() {
         let keys = Keys::new(b"operator".to_vec(), false);
         let ada = Person::new(Some("Ada Lovelace"), "ada@example.com");
-        let (session, cookie) = keys.sign_in_as(ada.clone(), 1_000);
+        let (session, cookie) = keys.sign_in_as(ada.clone(), 1_000).unwrap();
         let back = keys
             .session(&with(header::COOKIE, &pair(&cookie)), 1_001)
             .unwrap();
@@ -595,13 +599,14 @@ mod tests {
     #[test]
     fn sessions_are_signed_bound_and_expire() {
         let keys = Keys::new(b"operator".to_vec(), false);
-        let (session, cookie) = keys.sign_in(1_000);
+        let (session, cookie) = keys.sign_in(1_000).unwrap();
         let value = cookie.to_str().unwrap();
         assert!(value.contains("HttpOnly") && value.contains("SameSite=Strict"));
         assert!(!value.contains("Secure"));
         assert!(
             Keys::new(b"operator".to_vec(), true)
                 .sign_in(1_000)
+                .unwrap()
                 .1
                 .to_str()
                 .unwrap()
@@ -619,7 +624,7 @@ mod tests {
         assert_eq!(keys.session(&with(header::COOKIE, &forged), 1_001), None);
         let csrf = keys.csrf(&session);
         assert!(keys.csrf_ok(&session, &csrf));
-        let (other, _) = keys.sign_in(1_000);
+        let (other, _) = keys.sign_in(1_000).unwrap();
         assert!(!keys.csrf_ok(&other, &csrf));
         assert!(!keys.csrf_ok(&session, ""));
         assert!(keys.is_secret("operator") && !keys.is_secret("operato"));
@@ -628,7 +633,7 @@ mod tests {
     #[test]
     fn a_visit_renews_the_idle_time_but_not_the_lifetime() {
         let keys = Keys::new(b"operator".to_vec(), false);
-        let (session, _) = keys.sign_in(1_000);
+        let (session, _) = keys.sign_in(1_000).unwrap();
         assert_eq!(keys.renew(&session, 1_030), None);
         let mut now = 1_000;
         let mut current = session.clone();
@@ -652,8 +657,8 @@ mod tests {
     #[test]
     fn a_signed_out_session_is_refused_afterwards() {
         let keys = Keys::new(b"operator".to_vec(), false);
-        let (session, cookie) = keys.sign_in(1_000);
-        let (other, other_cookie) = keys.sign_in(1_000);
+        let (session, cookie) = keys.sign_in(1_000).unwrap();
+        let (other, other_cookie) = keys.sign_in(1_000).unwrap();
         let h = with(header::COOKIE, &pair(&cookie));
         assert!(keys.session(&h, 1_001).is_some());
         keys.end(&session, 1_001);

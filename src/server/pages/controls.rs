@@ -54,10 +54,9 @@ fn sign_in_mode(shared: &Shared) -> String {
 
 /// `/signin/oidc`: off to the provider, with the flow's cookie.
 pub(super) async fn oidc_start(State(shared): State<Arc<Shared>>) -> Response {
-    let (Some(keys), true) = (&shared.ui_keys, shared.oidc.is_some()) else {
+    if shared.ui_keys.is_none() || shared.oidc.is_none() {
         return refused(&shared, "this server does not sign in with OpenID Connect");
-    };
-    let _ = keys;
+    }
     let worker = shared.clone();
     let started = tokio::task::spawn_blocking(move || {
         let now = chrono::Utc::now().timestamp();
@@ -117,7 +116,10 @@ pub(super) async fn oidc_callback(
         "signed in: {} <{}> (OpenID Connect)",
         person.name, person.email
     ));
-    let (_, cookie) = keys.sign_in_as(Some(person.clone()), now);
+    let cookie = match keys.sign_in_as(Some(person.clone()), now) {
+        Ok((_, cookie)) => cookie,
+        Err(e) => return signin_failed(&shared, StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
     // The session cookie is SameSite=Strict, and this page is the end of a navigation from
     // the provider's site: the browser would not send it on a redirect, so the page moves on
     // by itself, from this origin.
@@ -184,7 +186,16 @@ pub(super) async fn signin(
         };
         return Ok(html(StatusCode::UNAUTHORIZED, page.render()));
     }
-    let (_, cookie) = keys.sign_in(now);
+    let cookie = match keys.sign_in(now) {
+        Ok((_, cookie)) => cookie,
+        Err(e) => {
+            return Ok(signin_failed(
+                &shared,
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.to_string(),
+            ));
+        }
+    };
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
     r.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(r)
