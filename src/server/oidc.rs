@@ -584,4 +584,210 @@ mod tests {
         h.insert(header::COOKIE, HeaderValue::from_str(&forged).unwrap());
         assert!(Client::flow(&keys, &h, 1_001).is_none());
     }
+
+    /// An Ed25519 signer and the provider's key set listing it as `kid`.
+    struct Signer {
+        pkcs8: Vec<u8>,
+        jwk: serde_json::Value,
+    }
+
+    fn signer(kid: &str) -> Signer {
+        use ring::signature::KeyPair;
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key());
+        Signer {
+            pkcs8: pkcs8.as_ref().to_vec(),
+            jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}),
+        }
+    }
+
+    /// An ID token signed by `by`, naming `kid` (or none), with `claims` over good defaults.
+    fn id_token(by: &Signer, kid: Option<&str>, claims: serde_json::Value) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut all = serde_json::json!({
+            "iss": "http://127.0.0.1:1", "aud": "ledgit", "sub": "ada-1",
+            "exp": now + 300, "iat": now, "nonce": "n-1",
+        });
+        for (k, v) in claims.as_object().unwrap() {
+            if v.is_null() {
+                all.as_object_mut().unwrap().remove(k);
+            } else {
+                all[k] = v.clone();
+            }
+        }
+        let mut head = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        head.kid = kid.map(String::from);
+        let key = jsonwebtoken::EncodingKey::from_ed_der(&by.pkcs8);
+        jsonwebtoken::encode(&head, &all, &key).unwrap()
+    }
+
+    /// A client of a provider at a closed port whose discovery document and `keys` are
+    /// already known (fetched at `fetched`, keys at `keys_fetched`): anything that would ask
+    /// the provider again fails as unreachable.
+    fn known_client(keys: &[&Signer], fetched: i64, keys_fetched: i64) -> Client {
+        let provider = "http://127.0.0.1:1";
+        let client = Client::new(
+            OidcOptions {
+                issuer: provider.into(),
+                ..options()
+            },
+            "http://127.0.0.1:2",
+        );
+        let set =
+            serde_json::json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
+        *client.known.lock().unwrap() = Some(Known {
+            discovery: Discovery {
+                issuer: provider.into(),
+                authorization_endpoint: format!("{provider}/auth"),
+                token_endpoint: format!("{provider}/token"),
+                jwks_uri: format!("{provider}/jwks"),
+                userinfo_endpoint: None,
+            },
+            keys: serde_json::from_value(set).unwrap(),
+            fetched,
+            keys_fetched,
+        });
+        client
+    }
+
+    #[test]
+    fn an_id_token_is_the_providers_for_this_client_and_this_sign_in() {
+        let now = chrono::Utc::now().timestamp();
+        let (one, two) = (signer("one"), signer("two"));
+        let client = known_client(&[&one, &two], now, now);
+        let verify = |token: &str| client.verify(token, "n-1", now);
+        let claims = verify(&id_token(&two, Some("two"), serde_json::json!({}))).unwrap();
+        assert_eq!(claims.sub, "ada-1");
+        let same_client = serde_json::json!({"azp": "ledgit"});
+        assert!(verify(&id_token(&one, Some("one"), same_client)).is_ok());
+        for (why, claims) in [
+            ("another nonce", serde_json::json!({"nonce": "n-2"})),
+            ("no nonce", serde_json::json!({"nonce": null})),
+            ("another client (azp)", serde_json::json!({"azp": "other"})),
+            ("another audience", serde_json::json!({"aud": "other"})),
+            (
+                "another issuer",
+                serde_json::json!({"iss": "http://127.0.0.1:3"}),
+            ),
+            ("expired", serde_json::json!({"exp": now - 120})),
+            ("no subject", serde_json::json!({"sub": null})),
+        ] {
+            let answer = verify(&id_token(&one, Some("one"), claims));
+            assert!(
+                matches!(answer, Err(SignInError::Invalid(_))),
+                "{why}: {answer:?}",
+                answer = answer.map(|c| c.sub)
+            );
+        }
+        // Signed by a key listed under another name, or by no listed key at all.
+        assert!(verify(&id_token(&one, Some("two"), serde_json::json!({}))).is_err());
+        let stranger = signer("one");
+        assert!(verify(&id_token(&stranger, Some("one"), serde_json::json!({}))).is_err());
+        let unlisted = verify(&id_token(&one, Some("three"), serde_json::json!({})));
+        assert!(
+            matches!(&unlisted, Err(SignInError::Invalid(m)) if m.contains("does not list")),
+            "{:?}",
+            unlisted.map(|c| c.sub)
+        );
+        // No key id: only a provider with a single key says which key that is.
+        assert!(verify(&id_token(&two, None, serde_json::json!({}))).is_err());
+        let single = known_client(&[&one], now, now);
+        assert!(
+            single
+                .verify(&id_token(&one, None, serde_json::json!({})), "n-1", now)
+                .is_ok()
+        );
+        // A shared-secret signature is not the provider's, whatever its claims.
+        let hs = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({"iss": "http://127.0.0.1:1", "aud": "ledgit", "sub": "x", "exp": now + 300, "nonce": "n-1"}),
+            &jsonwebtoken::EncodingKey::from_secret(b"s3cret-s3cret-s3cret").unwrap(),
+        )
+        .unwrap();
+        let answer = verify(&hs);
+        assert!(
+            matches!(&answer, Err(SignInError::Invalid(m)) if m.contains("not accepted")),
+            "{:?}",
+            answer.map(|c| c.sub)
+        );
+    }
+
+    #[test]
+    fn the_discovery_document_and_keys_are_kept_an_hour_and_keys_refetched_after_a_minute() {
+        let one = signer("one");
+        let at = 1_000_000;
+        let unreachable = |r: Result<(Discovery, jsonwebtoken::jwk::JwkSet), SignInError>| {
+            matches!(r, Err(SignInError::Unreachable(_)))
+        };
+        // Within the hour, kept; keys too, unless a token names a key not among them.
+        let kept = known_client(&[&one], at, at - 1_000);
+        assert!(kept.known(at + KEEP - 1, false).is_ok());
+        assert!(unreachable(kept.known(at + 1, true)));
+        // At the hour, asked again.
+        assert!(unreachable(kept.known(at + KEEP, false)));
+        // Keys fetched within the last minute are not fetched again, even for an unknown key.
+        let fresh_keys = known_client(&[&one], at, at);
+        assert!(fresh_keys.known(at + 59, true).is_ok());
+        assert!(unreachable(fresh_keys.known(at + 60, true)));
+    }
+
+    #[test]
+    fn a_callback_must_be_this_flows_and_this_issuers_before_the_code_is_redeemed() {
+        let keys = Keys::new(b"0123456789abcdef0123".to_vec(), false);
+        let now = chrono::Utc::now().timestamp();
+        let client = known_client(&[&signer("one")], now, now);
+        let body = format!("{}.st.no.ve", now + FLOW_LIFETIME);
+        let cookie = format!(
+            "{FLOW_COOKIE}={body}.{}",
+            keys.mac("ledgit-oidc-flow", body.as_bytes())
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
+        let query = |state: &str, iss: Option<&str>| CallbackQuery {
+            code: Some("c0de".into()),
+            state: Some(state.into()),
+            iss: iss.map(String::from),
+            ..CallbackQuery::default()
+        };
+        let kind = |r: Result<Person, SignInError>| match r {
+            Ok(p) => format!("signed in {}", p.email),
+            Err(SignInError::Invalid(m)) => format!("invalid: {m}"),
+            Err(SignInError::Flow) => "flow".into(),
+            Err(SignInError::Unreachable(_)) => "unreachable".into(),
+            Err(e) => e.to_string(),
+        };
+        // This flow's state and issuer: on to the token endpoint (here, nobody answers).
+        assert_eq!(
+            kind(client.finish(&keys, &h, &query("st", None), now)),
+            "unreachable"
+        );
+        let same = query("st", Some("http://127.0.0.1:1"));
+        assert_eq!(kind(client.finish(&keys, &h, &same, now)), "unreachable");
+        let mixed_up = query("st", Some("http://127.0.0.1:3"));
+        assert!(kind(client.finish(&keys, &h, &mixed_up, now)).contains("another issuer"));
+        assert_eq!(
+            kind(client.finish(&keys, &h, &query("sT", None), now)),
+            "flow"
+        );
+        let no_state = CallbackQuery {
+            code: Some("c0de".into()),
+            ..CallbackQuery::default()
+        };
+        assert_eq!(kind(client.finish(&keys, &h, &no_state, now)), "flow");
+        assert_eq!(
+            kind(client.finish(&keys, &HeaderMap::new(), &query("st", None), now)),
+            "flow"
+        );
+        let refused = CallbackQuery {
+            error: Some("access_denied".into()),
+            error_description: Some("the person said no".into()),
+            ..CallbackQuery::default()
+        };
+        assert_eq!(
+            kind(client.finish(&keys, &h, &refused, now)),
+            "the identity provider said: the person said no"
+        );
+    }
 }
