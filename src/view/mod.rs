@@ -663,8 +663,19 @@ impl AgentPage {
             let gated = matches!(env.gate, Some(Gate::Eligible { .. } | Gate::Waiting { .. }));
             if let (Some(words), true) = (upstream, gated) {
                 env.upstream_not_applied = Some(words.clone());
+                // "eligible: 2.1.1 runs in development" would be untrue: the gate counted
+                // what is declared there.
                 if let Some(v) = &mut env.verdict {
-                    v.push_str(&format!("; {words}"));
+                    *v = match &env.gate {
+                        Some(Gate::Eligible { soak: None, .. }) => {
+                            format!("eligible by the records; {words}")
+                        }
+                        Some(Gate::Eligible { .. }) => format!(
+                            "{}; {words}",
+                            v.replacen("eligible:", "eligible by the records:", 1)
+                        ),
+                        _ => format!("{v}; {words}"),
+                    };
                 }
             }
         }
