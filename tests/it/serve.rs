@@ -537,12 +537,17 @@ fn a_failed_apply_shows_what_runs_who_changed_it_and_the_past() {
     for said in [
         "<strong>runs <span class=\"version\">2.1.0-rc.1</span></strong>, declared 2.1.1",
         "1 attempt failed, last <time",
+        "; next try <time datetime=\"",
         "Grace Hopper<span class=\"muted\">, merged by Ada Lovelace</span>",
         "<a href=\"https://git.example/deploys/pull/42\">pull request #42</a>",
         "2.1.1 is declared in development but not applied",
     ] {
         assert!(html.contains(said), "the agent page lacks {said}:\n{html}");
     }
+    // The retry is said as time left, or due: not a time to the minute a person must compare.
+    let next = html.split("; next try <time").nth(1).unwrap();
+    let said = next.split('>').nth(1).unwrap().split('<').next().unwrap();
+    assert!(said == "due" || said.starts_with("in "), "next try {said}");
     // The snapshot: only billing-agent has a failed apply; its badge says why and links the card.
     let (_, failed_only) = server.get("/v1/agents?state=failed", None);
     let agents = failed_only["agents"].as_array().unwrap();

@@ -64,6 +64,21 @@ pub(super) trait Helpers {
         }
     }
 
+    /// When a retry is due, to the second: `in 25s`, or `due` once the time has come (an
+    /// RFC 3339 time; anything else as it is).
+    fn due(&self, rfc3339: impl AsRef<str>) -> String {
+        let t = rfc3339.as_ref();
+        match chrono::DateTime::parse_from_rfc3339(t) {
+            Ok(at) => match at.timestamp() - self.now() {
+                left if left > 0 => {
+                    format!("in {}", crate::support::when::format_duration_short(left))
+                }
+                _ => "due".to_string(),
+            },
+            Err(_) => t.to_string(),
+        }
+    }
+
     /// Time left, to the minute: `in 9d23h`, or how long ago it ran out.
     fn countdown(&self, left: impl Secs) -> String {
         let s = left.secs();
