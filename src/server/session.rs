@@ -62,6 +62,15 @@ impl Person {
         })
     }
 
+    /// As the page's header names them: as their commits will (`Ada Lovelace
+    /// <ada@example.com>`), or only the address when no name was given.
+    pub fn shown(&self) -> String {
+        match self.email.split_once('@') {
+            Some((local, _)) if local == self.name => self.email.clone(),
+            _ => format!("{} <{}>", self.name, self.email),
+        }
+    }
+
     /// The address's domain, lower case.
     pub fn domain(&self) -> String {
         self.email
@@ -578,6 +587,16 @@ mod tests {
         assert_eq!(
             Person::new(None, "ada@Example.COM").unwrap().domain(),
             "example.com"
+        );
+        assert_eq!(
+            Person::new(None, "ada@example.com").unwrap().shown(),
+            "ada@example.com"
+        );
+        assert_eq!(
+            Person::new(Some("Ada Lovelace"), "ada@example.com")
+                .unwrap()
+                .shown(),
+            "Ada Lovelace <ada@example.com>"
         );
     }
 

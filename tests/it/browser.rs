@@ -186,7 +186,10 @@ fn a_person_signs_in_with_openid_connect_and_authors_the_proposal() {
         String::from_utf8_lossy(&run.stderr)
     );
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(summary["who"], "ada@example.com", "{summary}");
+    assert_eq!(
+        summary["who"], "Ada Lovelace <ada@example.com>",
+        "{summary}"
+    );
     assert!(
         summary["refused"]
             .as_str()

@@ -331,7 +331,7 @@ pub(super) fn chrome(
             .session
             .as_ref()
             .and_then(|s| s.who.as_ref())
-            .map(|p| p.email.clone()),
+            .map(|p| p.shown()),
         can_sign_out: visitor.session.as_ref().is_some_and(|s| !s.by_proxy),
         proposals: shared.ui_keys.is_some(),
         csrf: match (&visitor.session, &shared.ui_keys) {
