@@ -57,6 +57,19 @@ async function open(context, path) {
   return { page, errors, status: response.status() };
 }
 
+// Presses Tab until the focused control inside `within` reads `label`; fails if it never does.
+async function tabTo(page, within, label) {
+  for (let i = 0; i < 60; i++) {
+    await page.keyboard.press("Tab");
+    const focused = await page.evaluate((within) => {
+      const e = document.activeElement;
+      return e && e.closest(within) ? e.textContent.trim() : "";
+    }, within);
+    if (focused.startsWith(label)) return;
+  }
+  fail(`Tab never reaches "${label}" in ${within}`);
+}
+
 async function axe(page, name) {
   await page.addScriptTag({ content: axeSource });
   const result = await page.evaluate(async () => await window.axe.run(document));
@@ -151,7 +164,9 @@ try {
     headers: { origin: base },
   });
   expect(sessionForged.status() === 403, `a signed-in POST without the CSRF token got ${sessionForged.status()}`);
-  await page.locator("#env-staging button", { hasText: "Promote from development" }).click();
+  // By keyboard alone: Tab to staging's "Promote from development…", then Enter.
+  await tabTo(page, "#env-staging", "Promote from development");
+  await page.keyboard.press("Enter");
   await page.waitForURL(/propose/);
   const added = await page.locator("pre.diff .add").allInnerTexts();
   const removed = await page.locator("pre.diff .del").allInnerTexts();
@@ -167,7 +182,9 @@ try {
   await page.screenshot({ path: `${out}/proposal-created.png`, fullPage: true });
   // The same change again: the preview names the open proposal and offers no button.
   await page.goto(base + "/agents/billing-agent");
-  await page.locator("#env-staging button", { hasText: "Promote from development" }).click();
+  // By keyboard alone: Tab to staging's "Promote from development…", then Enter.
+  await tabTo(page, "#env-staging", "Promote from development");
+  await page.keyboard.press("Enter");
   await page.waitForURL(/propose/);
   const identical = await page.locator("#identical").innerText();
   expect(identical.includes(summary.branch), `the preview does not name the open proposal: ${identical}`);
