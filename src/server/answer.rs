@@ -125,3 +125,12 @@ pub fn at_param(value: &str) -> Result<crate::support::when::TimeArg, ApiError> 
     }
     Ok(at)
 }
+
+/// `?at=` from a page's form, in seconds: an empty field (as a form sends it) is no time.
+pub fn form_at(value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .filter(|s| !s.trim().is_empty())
+        .map(at_param)
+        .transpose()
+        .map(|t| t.map(|t| t.time.timestamp()))
+}

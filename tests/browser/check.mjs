@@ -8,10 +8,8 @@
 //
 // Usage: node check.mjs BASE_URL OUT_DIR SECRET
 
-import { chromium } from "playwright-core";
-import { readFileSync, mkdirSync } from "node:fs";
-import { createRequire } from "node:module";
-import { sideways } from "./layout.mjs";
+import { mkdirSync } from "node:fs";
+import { axe as axeCheck, expect, fail, launch, report, sideways } from "./common.mjs";
 
 const [base, out, secret] = process.argv.slice(2);
 if (!base || !out || !secret) {
@@ -19,27 +17,7 @@ if (!base || !out || !secret) {
   process.exit(2);
 }
 mkdirSync(out, { recursive: true });
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-
-const fail = (message) => {
-  throw new Error(message);
-};
-const expect = (condition, message) => condition || fail(message);
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch();
 
 const pages = [
   ["snapshot", "/"],
@@ -71,22 +49,10 @@ async function tabTo(page, within, label) {
 }
 
 async function axe(page, name) {
-  await page.addScriptTag({ content: axeSource });
-  const result = await page.evaluate(async () => await window.axe.run(document));
-  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  summary.axe.push({
-    page: name,
-    passes: result.passes.length,
-    violations: result.violations.length,
-    serious_or_critical: bad.length,
-  });
-  expect(
-    bad.length === 0,
-    `${name}: axe-core: ${bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target).join(", ")}`).join("; ")}`,
-  );
+  summary.axe.push(await axeCheck(page, name));
 }
 
-try {
+await report(browser, async () => {
   // A reader, in each theme.
   for (const scheme of ["light", "dark"]) {
     // bypassCSP: axe-core is injected as a script, which the pages' policy (no scripts) refuses.
@@ -214,10 +180,5 @@ try {
     }
     await phone.close();
   }
-  console.log(JSON.stringify(summary));
-} catch (e) {
-  console.error(e.message || String(e));
-  await browser.close();
-  process.exit(1);
-}
-await browser.close();
+  return summary;
+});

@@ -6,10 +6,8 @@
 //
 // Usage: node pages.mjs BASE_URL OUT_DIR NAME=PATH...
 
-import { chromium } from "playwright-core";
-import { readFileSync, mkdirSync } from "node:fs";
-import { createRequire } from "node:module";
-import { sideways } from "./layout.mjs";
+import { mkdirSync } from "node:fs";
+import { axe, expect, launch, report, sideways } from "./common.mjs";
 
 const [base, out, ...named] = process.argv.slice(2);
 if (!base || !out || named.length === 0) {
@@ -17,19 +15,9 @@ if (!base || !out || named.length === 0) {
   process.exit(2);
 }
 mkdirSync(out, { recursive: true });
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-const fail = (message) => {
-  throw new Error(message);
-};
-const expect = (condition, message) => condition || fail(message);
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
+const browser = await launch();
 const summary = { pages: [] };
-try {
+await report(browser, async () => {
   for (const width of [1280, 390]) {
     for (const scheme of ["light", "dark"]) {
       const context = await browser.newContext({
@@ -57,23 +45,12 @@ try {
           await page.evaluate(() => window.scrollTo(0, 0));
         }
         await page.screenshot({ path: `${out}/${name}-${width}-${scheme}.png`, fullPage: width === 390 });
-        await page.addScriptTag({ content: axeSource });
-        const result = await page.evaluate(async () => await window.axe.run(document));
-        const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-        expect(
-          bad.length === 0,
-          `${path} (${width}, ${scheme}): axe-core: ${bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target).join(", ")}`).join("; ")}`,
-        );
-        summary.pages.push({ name, width, scheme, bytes, axe_passes: result.passes.length });
+        const result = await axe(page, `${path} (${width}, ${scheme})`);
+        summary.pages.push({ name, width, scheme, bytes, axe_passes: result.passes });
         await page.close();
       }
       await context.close();
     }
   }
-  console.log(JSON.stringify(summary));
-} catch (e) {
-  console.error(e.message || String(e));
-  await browser.close();
-  process.exit(1);
-}
-await browser.close();
+  return summary;
+});

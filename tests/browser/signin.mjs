@@ -7,8 +7,8 @@
 //
 // Usage: node signin.mjs BASE_URL OUT_DIR
 
-import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
+import { expect, launch, report } from "./common.mjs";
 
 const [base, out] = process.argv.slice(2);
 if (!base || !out) {
@@ -16,15 +16,7 @@ if (!base || !out) {
   process.exit(2);
 }
 mkdirSync(out, { recursive: true });
-const fail = (message) => {
-  throw new Error(message);
-};
-const expect = (condition, message) => condition || fail(message);
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
+const browser = await launch();
 
 // Through the provider's development login form and its consent page, back to ledgit.
 async function signIn(page, login) {
@@ -54,7 +46,7 @@ async function signIn(page, login) {
 }
 
 const summary = { who: null, branch: null, refused: null };
-try {
+await report(browser, async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   await signIn(page, "ada");
@@ -78,10 +70,5 @@ try {
   expect((await refused.locator("#who").count()) === 0, "mallory is signed in");
   await refused.screenshot({ path: `${out}/oidc-refused.png`, fullPage: true });
   await other.close();
-  console.log(JSON.stringify(summary));
-} catch (e) {
-  console.error(e.message || String(e));
-  await browser.close();
-  process.exit(1);
-}
-await browser.close();
+  return summary;
+});

@@ -167,12 +167,7 @@ impl Inputs {
     ) -> Result<Inputs, ApiError> {
         let q: OverviewQuery =
             serde_urlencoded::from_str(query.unwrap_or("")).map_err(ApiError::bad_query)?;
-        let at =
-            q.at.as_deref()
-                .filter(|s| !s.trim().is_empty())
-                .map(super::answer::at_param)
-                .transpose()?
-                .map(|t| t.time.timestamp());
+        let at = super::answer::form_at(q.at.as_deref())?;
         let page = match q.page.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None => 1,
             Some(p) => p.parse::<usize>().ok().filter(|p| *p >= 1).ok_or_else(|| {
@@ -380,12 +375,7 @@ fn agent_of(served: &Served, agent: &str, query: Option<&str>) -> Result<AgentPa
         })?),
     };
     let now = chrono::Utc::now().timestamp();
-    let at =
-        q.at.as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .map(super::answer::at_param)
-            .transpose()?
-            .map(|t| t.time.timestamp());
+    let at = super::answer::form_at(q.at.as_deref())?;
     let (as_of, past) = match at {
         None => (view::AsOf::now(now), None),
         Some(t) => {
