@@ -734,6 +734,48 @@ mod tests {
     }
 
     #[test]
+    fn a_sign_in_starts_at_the_providers_endpoint_with_pkce_and_a_fresh_state_and_nonce() {
+        let keys = Keys::new(b"0123456789abcdef0123".to_vec(), false);
+        let now = chrono::Utc::now().timestamp();
+        let client = known_client(&[&signer("one")], now, now);
+        assert_eq!(client.issuer(), "http://127.0.0.1:1");
+        let (location, cookie) = client.start(&keys, true, now).unwrap();
+        let (endpoint, query) = location.split_once('?').unwrap();
+        assert_eq!(endpoint, "http://127.0.0.1:1/auth");
+        let q: std::collections::HashMap<String, String> =
+            serde_urlencoded::from_str(query).unwrap();
+        for (k, v) in [
+            ("response_type", "code"),
+            ("client_id", "ledgit"),
+            ("redirect_uri", "http://127.0.0.1:2/signin/oidc/callback"),
+            ("scope", "openid email profile"),
+            ("code_challenge_method", "S256"),
+        ] {
+            assert_eq!(q[k], v, "{k}");
+        }
+        // The cookie carries what the callback must match; the provider sees only the challenge.
+        let cookie = cookie.to_str().unwrap();
+        assert!(cookie.ends_with("; Secure") && cookie.contains("HttpOnly"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(cookie.split(';').next().unwrap()).unwrap(),
+        );
+        let flow = Client::flow(&keys, &h, now).unwrap();
+        assert_eq!((&q["state"], &q["nonce"]), (&flow.state, &flow.nonce));
+        assert_eq!(q["code_challenge"], challenge(&flow.verifier));
+        assert!(!query.contains(&flow.verifier));
+        // 16 and 32 random bytes, base64url: and never the same twice.
+        assert_eq!((flow.state.len(), flow.verifier.len()), (22, 43));
+        let (again, _) = client.start(&keys, true, now).unwrap();
+        let q2: std::collections::HashMap<String, String> =
+            serde_urlencoded::from_str(again.split_once('?').unwrap().1).unwrap();
+        assert_ne!(q["state"], q2["state"]);
+        assert_ne!(q["nonce"], q2["nonce"]);
+        assert_ne!(q["code_challenge"], q2["code_challenge"]);
+    }
+
+    #[test]
     fn a_callback_must_be_this_flows_and_this_issuers_before_the_code_is_redeemed() {
         let keys = Keys::new(b"0123456789abcdef0123".to_vec(), false);
         let now = chrono::Utc::now().timestamp();
