@@ -34,7 +34,16 @@ pub struct Report {
 enum Content {
     Disk(PathBuf),
     /// Read from the object database beforehand (or why that failed).
-    Read(std::result::Result<Vec<u8>, String>),
+    Read(std::result::Result<Vec<u8>, Unreadable>),
+}
+
+/// Why a file's bytes could not be read: its finding (`unscanned`) says so.
+#[derive(Debug, Clone, thiserror::Error)]
+enum Unreadable {
+    #[error("cannot read blob {oid}: {message}")]
+    Blob { oid: Oid, message: String },
+    #[error("cannot read: {0}")]
+    Disk(std::sync::Arc<std::io::Error>),
 }
 
 /// A file to check.
@@ -233,8 +242,11 @@ fn list_findings(path: &str, bytes: &[u8]) -> Vec<Finding> {
 }
 
 /// A blob's size and bytes; a blob over [`MAX_SCAN_SIZE`] is not read.
-fn read_blob(odb: &git2::Odb, oid: Oid) -> (Option<u64>, std::result::Result<Vec<u8>, String>) {
-    let unreadable = |e: git2::Error| format!("cannot read blob {oid}: {}", e.message());
+fn read_blob(odb: &git2::Odb, oid: Oid) -> (Option<u64>, std::result::Result<Vec<u8>, Unreadable>) {
+    let unreadable = |e: git2::Error| Unreadable::Blob {
+        oid,
+        message: e.message().to_string(),
+    };
     match odb.read_header(oid) {
         Ok((size, _)) if size as u64 > MAX_SCAN_SIZE => (Some(size as u64), Ok(Vec::new())),
         Ok((size, _)) => (
@@ -495,7 +507,7 @@ fn check_one(c: &Candidate, config: &Config) -> Outcome {
         Ok(b) => b,
         Err(message) if is_record => {
             out.findings.push(
-                Finding::new(Code::NotUtf8, &c.path, 1, 1, message)
+                Finding::new(Code::NotUtf8, &c.path, 1, 1, message.to_string())
                     .hint("check the file's permissions"),
             );
             return out;
@@ -563,11 +575,11 @@ fn check_one(c: &Candidate, config: &Config) -> Outcome {
     out
 }
 
-fn read(c: &Candidate) -> std::result::Result<std::borrow::Cow<'_, [u8]>, String> {
+fn read(c: &Candidate) -> std::result::Result<std::borrow::Cow<'_, [u8]>, Unreadable> {
     match &c.content {
         Content::Disk(path) => std::fs::read(path)
             .map(Into::into)
-            .map_err(|e| format!("cannot read: {e}")),
+            .map_err(|e| Unreadable::Disk(std::sync::Arc::new(e))),
         Content::Read(bytes) => bytes.as_deref().map(Into::into).map_err(Clone::clone),
     }
 }

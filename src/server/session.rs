@@ -101,10 +101,19 @@ pub struct Cidr {
     prefix: u8,
 }
 
-impl std::str::FromStr for Cidr {
-    type Err = String;
+/// Why a `--trusted-proxy` value is not an address block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("`{0}` is not an address or an address block")]
+    Address(String),
+    #[error("`{given}`: the prefix length is not 0 to {max}")]
+    Prefix { given: String, max: u8 },
+}
 
-    fn from_str(s: &str) -> Result<Cidr, String> {
+impl std::str::FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Cidr, CidrError> {
         let (ip, prefix) = match s.split_once('/') {
             Some((ip, p)) => (ip, Some(p)),
             None => (s, None),
@@ -112,15 +121,19 @@ impl std::str::FromStr for Cidr {
         let ip: std::net::IpAddr = ip
             .trim()
             .parse()
-            .map_err(|_| format!("`{s}` is not an address or an address block"))?;
+            .map_err(|_| CidrError::Address(s.to_string()))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{s}`: the prefix length is not 0 to {max}"))?,
+            Some(p) => {
+                p.parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| CidrError::Prefix {
+                        given: s.to_string(),
+                        max,
+                    })?
+            }
         };
         Ok(Cidr { ip, prefix })
     }

@@ -330,3 +330,40 @@ fn the_checker_sees_a_cycle_and_resolves_paths() {
     assert!(graph.edges["model::validate"].contains("model::record"));
     assert!(graph.edges["cli::token"].contains("token"));
 }
+
+#[test]
+fn the_library_never_prints_and_its_errors_are_typed() {
+    let src = crate::common::project_root().join("src");
+    let mut wrong = Vec::new();
+    for entry in walkdir::WalkDir::new(&src) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(&src).unwrap().to_path_buf();
+        let front_end = rel.starts_with("cli") || rel == Path::new("main.rs");
+        if front_end || entry.path().extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        // The lines `code` keeps, numbered as in the file.
+        let kept = code(&text);
+        let mut kept = kept.lines().peekable();
+        for (i, line) in text.lines().enumerate() {
+            if kept.peek() != Some(&line) {
+                continue;
+            }
+            kept.next();
+            let prints = ["println!", "eprintln!", "print!(", "eprint!(", "dbg!("]
+                .iter()
+                .any(|m| line.contains(m));
+            let stringly = (line.contains("Result<") && line.contains(", String>"))
+                || line.contains("type Err = String");
+            if prints || stringly {
+                wrong.push(format!("src/{}:{}: {}", rel.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the library prints or returns a string for an error (the front ends print; errors are types):\n{}",
+        wrong.join("\n")
+    );
+}

@@ -137,9 +137,9 @@ pub fn connector(url: &str, env: &dyn Env) -> Result<Connector> {
         }
     }
     let root = extra.sslrootcert.or_else(|| env.var("PGSSLROOTCERT"));
-    let tls = tls(root.as_deref().map(Path::new)).map_err(|message| Error::StoreRefused {
+    let tls = tls(root.as_deref().map(Path::new)).map_err(|e| Error::StoreRefused {
         location: shown.clone(),
-        message,
+        message: e.to_string(),
         hint: "point sslrootcert (or PGSSLROOTCERT) at the PEM file of the server's CA".into(),
     })?;
     Ok(Connector { config, tls, shown })
@@ -253,10 +253,29 @@ fn pgpass_fields(line: &str) -> Vec<String> {
     fields
 }
 
+/// Why the TLS set-up for the store failed.
+#[derive(Debug, thiserror::Error)]
+enum TlsSetupError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{} holds no certificate", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Certificate {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("{0}")]
+    Protocols(rustls::Error),
+}
+
 /// rustls with webpki's roots and, when given, the CA file's certificates.
 fn tls(
     root: Option<&Path>,
-) -> std::result::Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+) -> std::result::Result<tokio_postgres_rustls::MakeRustlsConnect, TlsSetupError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -264,20 +283,26 @@ fn tls(
     if let Some(path) = root {
         let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(path)
             .and_then(|i| i.collect())
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            .map_err(|source| TlsSetupError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if certs.is_empty() {
-            return Err(format!("{} holds no certificate", path.display()));
+            return Err(TlsSetupError::Empty {
+                path: path.to_path_buf(),
+            });
         }
         for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            roots.add(c).map_err(|source| TlsSetupError::Certificate {
+                path: path.to_path_buf(),
+                source,
+            })?;
         }
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsSetupError::Protocols)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
