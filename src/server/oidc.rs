@@ -692,7 +692,7 @@ mod tests {
             unlisted.map(|c| c.sub)
         );
         // No key id: only a provider with a single key says which key that is.
-        assert!(verify(&id_token(&two, None, serde_json::json!({}))).is_err());
+        assert!(verify(&id_token(&one, None, serde_json::json!({}))).is_err());
         let single = known_client(&[&one], now, now);
         assert!(
             single
