@@ -647,9 +647,11 @@ mod tests {
         let pair = value.split(';').next().unwrap();
         let h = with(header::COOKIE, &format!("other=1; {pair}"));
         assert_eq!(keys.session(&h, 1_001), Some(session.clone()));
-        // Idle for 30 minutes: over.
+        // Idle for 30 minutes (as the manual says): over.
+        assert_eq!(keys.session(&h, 1_000 + 29 * 60), Some(session.clone()));
         assert_eq!(keys.session(&h, 1_000 + IDLE - 1), Some(session.clone()));
         assert_eq!(keys.session(&h, 1_000 + IDLE), None);
+        assert_eq!(session.expires, 1_000 + 8 * 3600, "eight hours at most");
         // Another secret's server, or a forged expiry, does not accept it.
         assert_eq!(Keys::new(b"other".to_vec(), false).session(&h, 1_001), None);
         let forged = pair.replacen(&format!("={}", 1_000 + LIFETIME), "=9999999999", 1);
