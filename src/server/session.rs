@@ -544,6 +544,8 @@ mod tests {
             )
             .unwrap();
         assert!(session.by_proxy && session.who.as_ref().unwrap().email == "ada@example.com");
+        // Each request is its own session, good for as long as a signed-in one.
+        assert_eq!((session.seen, session.expires), (5, 5 + LIFETIME));
         assert_eq!(keys.renew(&session, 500), None);
         assert!(!keys.is_secret("operator"));
         assert!(keys.session(&HeaderMap::new(), 5).is_none());
@@ -702,6 +704,51 @@ mod tests {
             keys.session(&with(header::COOKIE, &pair(&other_cookie)), 1_002),
             Some(other)
         );
+    }
+
+    #[test]
+    fn sign_outs_are_told_once_kept_until_expiry_and_bounded() {
+        let keys = Keys::new(b"operator".to_vec(), false);
+        let cookie_of = |c: &HeaderValue| with(header::COOKIE, &pair(c));
+        let (a, a_cookie) = keys.sign_in(1_000).unwrap();
+        keys.end(&a, 1_001);
+        // Told to the other replicas once; what could not be told is told next time.
+        let told = keys.take_unshared();
+        assert_eq!(told, [(ended_id(&a.nonce), 1_000 + LIFETIME)]);
+        assert!(keys.take_unshared().is_empty());
+        keys.requeue(told.clone());
+        assert_eq!(keys.take_unshared(), told);
+        // Another replica's sign-out is honoured here; ones already expired are forgotten.
+        let theirs = Keys::new(b"operator".to_vec(), false);
+        let (b, b_cookie) = theirs.sign_in(1_000).unwrap();
+        assert!(keys.session(&cookie_of(&b_cookie), 1_002).is_some());
+        theirs.end(&b, 1_002);
+        keys.merge_ended(theirs.take_unshared(), 1_002);
+        assert!(keys.session(&cookie_of(&b_cookie), 1_003).is_none());
+        assert_eq!(keys.ended.lock().unwrap().len(), 2);
+        keys.merge_ended(vec![("old".into(), 1_003)], 1_003);
+        assert_eq!(keys.ended.lock().unwrap().len(), 3);
+        keys.merge_ended(Vec::new(), 1_004);
+        assert_eq!(keys.ended.lock().unwrap().len(), 2, "`old` expired at 1003");
+        // A sign-out after a session's expiry forgets those that expired (never the live ones).
+        let later = 1_000 + LIFETIME;
+        let (c, _) = keys.sign_in(later).unwrap();
+        keys.end(&c, later);
+        assert_eq!(keys.ended.lock().unwrap().len(), 1);
+        assert!(keys.session(&cookie_of(&a_cookie), later).is_none());
+        // At most MAX_ENDED remembered, here and in what is to be told.
+        let many: Vec<(String, i64)> = (0..MAX_ENDED + 5)
+            .map(|i| (format!("id-{i}"), later + 100))
+            .collect();
+        keys.merge_ended(many, later);
+        assert_eq!(keys.ended.lock().unwrap().len(), MAX_ENDED);
+        let (d, _) = keys.sign_in(later).unwrap();
+        keys.end(&d, later);
+        assert_eq!(keys.ended.lock().unwrap().len(), MAX_ENDED);
+        assert_eq!(keys.take_unshared().len(), 2, "c's and d's sign-outs");
+        keys.requeue(vec![("x".into(), later + 100); MAX_ENDED]);
+        keys.end(&d, later);
+        assert_eq!(keys.take_unshared().len(), MAX_ENDED);
     }
 
     #[test]
