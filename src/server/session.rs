@@ -726,9 +726,9 @@ mod tests {
         keys.merge_ended(theirs.take_unshared(), 1_002);
         assert!(keys.session(&cookie_of(&b_cookie), 1_003).is_none());
         assert_eq!(keys.ended.lock().unwrap().len(), 2);
-        keys.merge_ended(vec![("old".into(), 1_003)], 1_003);
+        keys.merge_ended(vec![("old".into(), 1_003)], 1_002);
         assert_eq!(keys.ended.lock().unwrap().len(), 3);
-        keys.merge_ended(Vec::new(), 1_004);
+        keys.merge_ended(Vec::new(), 1_003);
         assert_eq!(keys.ended.lock().unwrap().len(), 2, "`old` expired at 1003");
         // A sign-out after a session's expiry forgets those that expired (never the live ones).
         let later = 1_000 + LIFETIME;
