@@ -772,6 +772,9 @@ mod tests {
         assert!(from(header::ORIGIN, "https://LEDGIT.example.com:443"));
         assert!(from(header::ORIGIN, "http://127.0.0.1:8080"));
         assert!(from(header::REFERER, "https://ledgit.example.com/agents/x"));
+        // An origin has no user part; a URL that carries one names no origin.
+        assert_eq!(origin_of("https://ada@ledgit.example.com/x"), None);
+        assert_eq!(origin_of("https:///x"), None);
         // Another scheme, host or port; a look-alike; the Host header is never consulted.
         assert!(!from(header::ORIGIN, "http://ledgit.example.com"));
         assert!(!from(header::ORIGIN, "https://evil.example"));
