@@ -18,7 +18,7 @@ impl Replica {
     pub fn this_process() -> Replica {
         let host = hostname();
         let pid = std::process::id();
-        let nonce = crate::support::hex::random_id::<6>();
+        let nonce = crate::support::random::id::<6>();
         Replica {
             id: format!("{host}/{pid}/{nonce}"),
             host,

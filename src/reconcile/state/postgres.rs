@@ -491,7 +491,7 @@ impl Store {
     /// round trip): the lease is read `FOR SHARE` in it.
     pub fn begin(&mut self, a: &ActionInfo, epoch: i64, now: i64) -> Result<i64> {
         // A new random key for the entry: its insert is idempotent by it.
-        let key = crate::support::hex::random_id::<16>();
+        let key = crate::support::random::id::<16>();
         let (repo, holder, label) = (
             self.repository.clone(),
             self.replica.id.clone(),
