@@ -188,10 +188,11 @@ fn a_slow_client_is_cut_off_and_others_are_served_meanwhile() {
     let (repo, _keys, _key) = example();
     let server = Server::start(&repo, &[], &[]);
     let address = server.base.trim_start_matches("http://").to_string();
+    // From before the connection: the server's clock for it cannot have started earlier.
+    let start = Instant::now();
     let mut slow = std::net::TcpStream::connect(&address).unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
-    let start = Instant::now();
     assert_eq!(server.get("/healthz", None).0, 200);
     slow.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
