@@ -408,6 +408,20 @@ fn soak_words(secs: i64) -> String {
 impl Gate {
     /// The verdict in words, for `environment`.
     pub fn words(&self, environment: &str) -> String {
+        self.phrase(environment, "eligible")
+    }
+
+    /// The verdict in words when the upstream version is declared but not applied: an
+    /// eligible gate counted what is declared there, so "2.1.1 runs in development" would be
+    /// untrue.
+    pub fn words_by_records(&self, environment: &str) -> String {
+        match self {
+            Gate::Eligible { soak: None, .. } => "eligible by the records".to_string(),
+            _ => self.phrase(environment, "eligible by the records"),
+        }
+    }
+
+    fn phrase(&self, environment: &str, eligible: &str) -> String {
         match self {
             Gate::InStep { from, version } => format!("in step with {from} ({version})"),
             Gate::Eligible {
@@ -417,11 +431,11 @@ impl Gate {
                 soak,
             } => match soak {
                 Some(s) => format!(
-                    "eligible: {version} ran {} in {from} ({} soak met)",
+                    "{eligible}: {version} ran {} in {from} ({} soak met)",
                     when::format_duration_short(*ran_for),
                     soak_words(*s)
                 ),
-                None => format!("eligible: {version} runs in {from}"),
+                None => format!("{eligible}: {version} runs in {from}"),
             },
             Gate::Waiting {
                 from,
@@ -663,19 +677,8 @@ impl AgentPage {
             let gated = matches!(env.gate, Some(Gate::Eligible { .. } | Gate::Waiting { .. }));
             if let (Some(words), true) = (upstream, gated) {
                 env.upstream_not_applied = Some(words.clone());
-                // "eligible: 2.1.1 runs in development" would be untrue: the gate counted
-                // what is declared there.
-                if let Some(v) = &mut env.verdict {
-                    *v = match &env.gate {
-                        Some(Gate::Eligible { soak: None, .. }) => {
-                            format!("eligible by the records; {words}")
-                        }
-                        Some(Gate::Eligible { .. }) => format!(
-                            "{}; {words}",
-                            v.replacen("eligible:", "eligible by the records:", 1)
-                        ),
-                        _ => format!("{v}; {words}"),
-                    };
+                if let (Some(v), Some(g)) = (&mut env.verdict, &env.gate) {
+                    *v = format!("{}; {words}", g.words_by_records(&env.environment));
                 }
             }
         }
