@@ -15,13 +15,19 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// A new random key pair; returns it and its PKCS#8 document (DER).
+    /// A new random key pair; returns it and its PKCS#8 document (DER) in RFC 8410's form
+    /// (version 1, the 32-byte seed only), the one OpenSSL writes and every tool reads. ring's
+    /// own generator writes version 2 with the public key attached, which OpenSSL 3 and
+    /// Python's `cryptography` refuse; such files already written are still read.
     pub fn generate() -> Result<(SigningKey, Vec<u8>)> {
-        let rng = ring::rand::SystemRandom::new();
-        let doc = Ed25519KeyPair::generate_pkcs8(&rng)
+        use ring::rand::SecureRandom;
+        let mut seed = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut seed)
             .map_err(|_| Error::Randomness { what: "a key" })?;
-        let key = SigningKey::from_der(doc.as_ref())?;
-        Ok((key, doc.as_ref().to_vec()))
+        let doc = pkcs8_v1(&seed);
+        let key = SigningKey::from_der(&doc)?;
+        Ok((key, doc))
     }
 
     /// Reads a PKCS#8 key, PEM (`-----BEGIN PRIVATE KEY-----`) or DER.
@@ -74,6 +80,19 @@ impl SigningKey {
     }
 }
 
+/// RFC 8410's `OneAsymmetricKey` v1 for an Ed25519 seed: the fixed DER prefix
+/// (SEQUENCE, version 0, AlgorithmIdentifier id-Ed25519, OCTET STRING of the
+/// CurvePrivateKey OCTET STRING) and the 32 bytes.
+fn pkcs8_v1(seed: &[u8; 32]) -> Vec<u8> {
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let mut doc = PREFIX.to_vec();
+    doc.extend_from_slice(seed);
+    doc
+}
+
 fn bad_key() -> Error {
     Error::invalid(
         "the signing key is not an Ed25519 PKCS#8 key",
@@ -110,4 +129,45 @@ pub fn jwks(config: &Config) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({ "keys": keys })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_rfc_8410_version_1_with_the_seed_only() {
+        let (key, der) = SigningKey::generate().unwrap();
+        assert_eq!(der.len(), 48);
+        assert_eq!(&der[..16], &pkcs8_v1(&[0; 32])[..16]);
+        // Version 0 (v1), no public key attached.
+        assert_eq!(der[4], 0);
+        let again = SigningKey::from_bytes(pem(&der).as_bytes()).unwrap();
+        assert_eq!(again.public(), key.public());
+    }
+
+    #[test]
+    fn version_2_files_written_before_are_still_read() {
+        let rng = ring::rand::SystemRandom::new();
+        let v2 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        assert_eq!(v2.as_ref()[4], 1, "ring writes version 2");
+        let key = SigningKey::from_bytes(pem(v2.as_ref()).as_bytes()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(v2.as_ref()).unwrap();
+        assert_eq!(key.public().as_slice(), pair.public_key().as_ref());
+    }
+
+    #[test]
+    fn the_seed_of_rfc_8032s_first_vector_gives_its_public_key() {
+        // RFC 8032, 7.1, TEST 1.
+        let hex = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+        let mut seed = [0u8; 32];
+        for (i, b) in seed.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        let key = SigningKey::from_der(&pkcs8_v1(&seed)).unwrap();
+        assert_eq!(
+            crate::support::hex::encode(&key.public()),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+    }
 }

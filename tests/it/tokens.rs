@@ -354,3 +354,90 @@ fn the_ledger_records_every_token_and_lists_its_status() {
         refused.stderr
     );
 }
+
+/// The public key (base64url, as `ledgit.yaml` lists it) that `openssl pkey` and Python's
+/// `cryptography` each derive from a key file, or why they could not read it.
+fn public_keys_by_other_tools(key: &std::path::Path) -> (String, String) {
+    use base64::Engine;
+    let openssl = crate::common::needs(
+        crate::common::program("openssl", &["/usr/bin/openssl"]),
+        "openssl",
+    );
+    let der = std::process::Command::new(openssl)
+        .args([
+            "pkey",
+            "-in",
+            key.to_str().unwrap(),
+            "-pubout",
+            "-outform",
+            "DER",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        der.status.success(),
+        "openssl pkey refuses the key: {}",
+        String::from_utf8_lossy(&der.stderr)
+    );
+    // SubjectPublicKeyInfo of Ed25519: a 12-byte prefix, then the 32 bytes.
+    let by_openssl = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(&der.stdout[der.stdout.len() - 32..]);
+    let python = crate::common::needs(
+        crate::common::venv_python(),
+        "Python's cryptography in bench/.venv",
+    );
+    let script = "import sys, base64\n\
+from cryptography.hazmat.primitives import serialization as s\n\
+k = s.load_pem_private_key(open(sys.argv[1], 'rb').read(), password=None)\n\
+raw = k.public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)\n\
+print(base64.urlsafe_b64encode(raw).decode().rstrip('='))\n";
+    let py = std::process::Command::new(python)
+        .args(["-c", script, key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "cryptography refuses the key: {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    (
+        by_openssl,
+        String::from_utf8_lossy(&py.stdout).trim().to_string(),
+    )
+}
+
+#[test]
+#[ignore = "needs openssl and Python's cryptography (bench/.venv); run with --include-ignored"]
+fn generated_keys_are_read_by_openssl_and_pythons_cryptography() {
+    let repo = TestRepo::new();
+    let keys = tempfile::tempdir().unwrap();
+    let token_key = keys.path().join("k.pem");
+    let reconciler_key = keys.path().join("r1.pem");
+    let run = repo.ledgit(&[
+        "keys",
+        "generate",
+        "--out",
+        token_key.to_str().unwrap(),
+        "--add",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = repo.ledgit(&[
+        "keys",
+        "generate",
+        "--out",
+        reconciler_key.to_str().unwrap(),
+        "--reconciler",
+        "r1",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let config = repo.read("ledgit.yaml");
+    for key in [&token_key, &reconciler_key] {
+        let (openssl, python) = public_keys_by_other_tools(key);
+        assert_eq!(openssl, python);
+        assert!(
+            config.contains(&format!("public_key: {openssl}")),
+            "{} derives {openssl}, not in:\n{config}",
+            key.display()
+        );
+    }
+}
