@@ -40,7 +40,7 @@ pub fn set_version(path: &str, text: &str, version: &str) -> Result<String> {
         Some('\'') => format!("'{}'", version.replace('\'', "''")),
         // Inside a flow collection (`{agent: a, version: 1.4.2}`) these end a plain scalar.
         _ if version.contains([',', '[', ']', '{', '}']) => double_quoted(version),
-        _ if reads_as_string(version) => version.to_string(),
+        _ if plain_is_safe(version) => version.to_string(),
         _ => double_quoted(version),
     };
     let at = bom + start;
@@ -81,9 +81,9 @@ pub fn new_record(
     text
 }
 
-/// A scalar written plain where that reads back the same, else double-quoted.
+/// A scalar written plain where every reader reads back the same string, else double-quoted.
 fn scalar(v: &str) -> String {
-    if !v.is_empty() && reads_as_string(v) {
+    if plain_is_safe(v) {
         v.to_string()
     } else {
         double_quoted(v)
@@ -94,8 +94,39 @@ fn double_quoted(v: &str) -> String {
     format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Whether `v` written plain reads back as the same string (not a number, boolean, null, or
-/// something YAML gives another meaning).
+/// Whether `v` may be written plain: every YAML reader, 1.2's core schema and 1.1's (PyYAML,
+/// Ruby's Psych, many CI tools) alike, reads it back as this exact string. YAML 1.1 reads
+/// `no`, `on` and `y` as booleans, `1:20` as a number in base 60, `2026-01-01` as a date,
+/// `0x10` as 16 and `1.10` as the float 1.1, so anything that looks like a word of that kind
+/// or like a number is quoted; a plain value keeps to letters, digits and `._+-`, and one made
+/// only of digits, separators and the letters a number can hold must have two dots (`1.4.2`).
+/// Quoting where it was not needed costs nothing; a value read differently loses the version.
+pub(crate) fn plain_is_safe(v: &str) -> bool {
+    const WORDS: [&str; 9] = ["y", "n", "yes", "no", "on", "off", "true", "false", "null"];
+    let mut chars = v.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    if !first.is_ascii_alphanumeric()
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
+        || WORDS.contains(&v.to_ascii_lowercase().as_str())
+    {
+        return false;
+    }
+    // Letters a number may hold: hex digits, exponents, and the 0x, 0o, 0b prefixes.
+    let numeric = |c: char| {
+        c.is_ascii_hexdigit() || matches!(c, '.' | '_' | '+' | '-' | 'x' | 'X' | 'o' | 'O')
+    };
+    let looks_numeric = v.chars().all(numeric);
+    if looks_numeric && (v.matches('.').count() < 2 || v.contains(['_', 'x', 'X'])) {
+        return false;
+    }
+    reads_as_string(v)
+}
+
+/// Whether `v` written plain reads back as the same string under ledgit's own reader.
 fn reads_as_string(v: &str) -> bool {
     yaml::parse(&format!("v: {v}\n"))
         .ok()
@@ -115,6 +146,10 @@ pub enum EditError {
     /// The edited text would not read back as the old entries and the new one.
     #[error("the edited {what} would not read back as the old entries and the new one")]
     NotReadBack { what: &'static str },
+    /// A free text given for the entry may not be written (see
+    /// [`crate::support::text::one_line_problem`]).
+    #[error("{0}")]
+    BadText(String),
 }
 
 impl From<&crate::finding::Finding> for EditError {
@@ -303,6 +338,84 @@ mod tests {
             set_version("p", "version: v1\n", "2.0.0-rc.1").unwrap(),
             "version: 2.0.0-rc.1\n"
         );
+    }
+
+    #[test]
+    fn values_yaml_1_1_reads_otherwise_are_quoted() {
+        for v in [
+            "no",
+            "No",
+            "NO",
+            "yes",
+            "on",
+            "off",
+            "y",
+            "n",
+            "Y",
+            "~",
+            "null",
+            "Null",
+            "true",
+            "false",
+            "1:20",
+            "2026-01-01",
+            "1e3",
+            "1E3",
+            "0x10",
+            "0o17",
+            "0b101",
+            "1.10",
+            "1.0",
+            "10",
+            "+1",
+            "-1",
+            ".5",
+            ".inf",
+            ".nan",
+            "1_000",
+            "=",
+            "<<",
+            "",
+            " 1.4.2",
+            "1.4.2 ",
+            "1.4.2 #x",
+            "a: b",
+            "@x",
+            "`x",
+            "!x",
+            "&x",
+            "*x",
+            "%x",
+            "|",
+            ">",
+            "'",
+            "\"",
+            "deadbeef",
+            "0.0.0_1",
+        ] {
+            assert!(!plain_is_safe(v), "{v:?} written plain");
+            let text = set_version("p", "version: v1\n", v).unwrap();
+            assert!(text.starts_with("version: \""), "{v:?}: {text}");
+            let record = new_record("a", "e", v, &Default::default());
+            assert!(
+                record.contains(&format!("version: {}\n", double_quoted(v))),
+                "{record}"
+            );
+        }
+        for v in [
+            "1.4.2",
+            "2.0.0-rc.1",
+            "v1",
+            "1.0.0+build.5",
+            "release-7",
+            "1.2.3.4",
+        ] {
+            assert!(plain_is_safe(v), "{v:?} quoted");
+            assert_eq!(
+                set_version("p", "version: v1\n", v).unwrap(),
+                format!("version: {v}\n")
+            );
+        }
     }
 
     #[test]

@@ -747,3 +747,83 @@ fn check_scans_the_changes_commits_as_far_as_validate_does() {
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert_eq!(codes(&run), ["private-key"]);
 }
+
+/// Versions that YAML 1.1 (PyYAML) would read as a boolean, null, number or date if written
+/// bare: `ledgit set` writes each so that PyYAML reads back the exact string, and the
+/// plain ones it keeps plain read back too.
+#[test]
+#[ignore = "needs PyYAML in bench/.venv; run with --include-ignored"]
+fn every_version_ledgit_writes_reads_back_the_same_in_pyyaml() {
+    let python = crate::common::needs(crate::common::venv_python(), "PyYAML in bench/.venv");
+    let repo = TestRepo::new();
+    repo.set("bot", "development", "1.0.0");
+    repo.commit("Initial", T0);
+    let versions = [
+        "no",
+        "yes",
+        "on",
+        "off",
+        "y",
+        "n",
+        "~",
+        "null",
+        "true",
+        "1:20",
+        "2026-01-01",
+        "1e3",
+        "0x10",
+        "1.10",
+        "010",
+        "0o17",
+        "1_000",
+        ".inf",
+        "1.4.2",
+        "2.0.0-rc.1",
+        "v1",
+    ];
+    let mut files = Vec::new();
+    for (i, v) in versions.iter().enumerate() {
+        // In place (the record exists), and a new record (`--create`).
+        let run = repo.ledgit(&["set", "bot", "development", v]);
+        assert_eq!(run.code, 0, "set {v}: {}{}", run.stdout, run.stderr);
+        let edited = repo.read("deployments/bot/development.yaml");
+        let agent = format!("new{i}");
+        let run = repo.ledgit(&["set", &agent, "development", v, "--create"]);
+        assert_eq!(
+            run.code, 0,
+            "set --create {v}: {}{}",
+            run.stdout, run.stderr
+        );
+        let created = repo.read(&format!("deployments/{agent}/development.yaml"));
+        files.push((v.to_string(), edited));
+        files.push((v.to_string(), created));
+    }
+    let input = serde_json::to_string(&files).unwrap();
+    let script = "import sys, json, yaml\n\
+for want, text in json.load(sys.stdin):\n\
+    got = yaml.safe_load(text)['version']\n\
+    print(json.dumps([want, got]))\n";
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), files.len());
+    for l in lines {
+        assert_eq!(l[0], l[1], "PyYAML reads {} as {}", l[0], l[1]);
+    }
+}
