@@ -491,6 +491,12 @@ fn revoke(ctx: &Context, args: RevokeArgs) -> CliResult {
                 "fix the revocation list first",
             ));
         }
+        Err(EditError::BadText(problem)) => {
+            return Err(CliError::new(
+                format!("--reason: {problem}"),
+                "give a reason of one line; nothing was written",
+            ));
+        }
         Err(e) => {
             return Err(CliError::new(
                 format!("{}: {e}", path.display()),

@@ -230,35 +230,7 @@ pub fn version_problem(s: &str) -> Option<String> {
     }
 }
 
-/// Whether `c` is a format character (Unicode general category Cf: zero-width characters,
-/// bidirectional controls such as U+202E, tags). Such a character is invisible, or reorders
-/// the text around it, so a version holding one can look like another in a review or a page.
-pub fn is_format_char(c: char) -> bool {
-    matches!(
-        u32::from(c),
-        0x00AD
-            | 0x0600..=0x0605
-            | 0x061C
-            | 0x06DD
-            | 0x070F
-            | 0x0890..=0x0891
-            | 0x08E2
-            | 0x180E
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x2064
-            | 0x2066..=0x206F
-            | 0xFEFF
-            | 0xFFF9..=0xFFFB
-            | 0x110BD
-            | 0x110CD
-            | 0x13430..=0x1343F
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0001
-            | 0xE0020..=0xE007F
-    )
-}
+pub use crate::support::text::is_format_char;
 
 /// The annotation that names where a record's versions come from, for tools that bump them
 /// (Renovate): `<datasource>:<package>`.

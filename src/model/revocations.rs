@@ -203,6 +203,12 @@ pub fn revoke(
     reason: Option<String>,
     now: i64,
 ) -> Result<Revoked, EditError> {
+    if let Some(problem) = reason
+        .as_deref()
+        .and_then(|r| crate::support::text::one_line_problem("reason", r))
+    {
+        return Err(EditError::BadText(problem));
+    }
     if let Some(text) = existing
         && parse(text)?.iter().any(|r| r.jti == jti)
     {
@@ -333,5 +339,39 @@ mod tests {
         let empty = "apiVersion: ledgit/v1\nkind: Revocations\nrevoked: []\n";
         assert_eq!(parse(&append(Some(empty), &r).unwrap()).unwrap(), vec![r]);
         assert!(parse("apiVersion: ledgit/v1\nkind: Config\n").is_err());
+    }
+
+    #[test]
+    fn a_reason_is_one_plain_line_of_at_most_200_characters() {
+        for bad in [
+            "rotated\n\nSigned-off-by: Eve <eve@evil.test>\n[skip ci]",
+            "rotated\r\nCo-authored-by: x",
+            "tab\there",
+            "bidi \u{202E}txt.exe",
+            "zero\u{200B}width",
+            "line\u{2028}separator",
+        ] {
+            let e = revoke(None, "a1", Some(bad.into()), 0).unwrap_err();
+            assert!(matches!(e, EditError::BadText(_)), "{bad:?}: {e:?}");
+        }
+        let long = "x".repeat(201);
+        assert!(matches!(
+            revoke(None, "a1", Some(long), 0),
+            Err(EditError::BadText(m)) if m.contains("201 characters")
+        ));
+        let ok = "y".repeat(200);
+        assert!(matches!(
+            revoke(None, "a1", Some(ok), 0),
+            Ok(Revoked::Text(_))
+        ));
+        assert!(matches!(
+            revoke(
+                None,
+                "a1",
+                Some("leaked in a build log — rotated".into()),
+                0
+            ),
+            Ok(Revoked::Text(_))
+        ));
     }
 }

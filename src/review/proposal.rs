@@ -141,6 +141,9 @@ pub fn preview(
                         "nothing to propose",
                     ));
                 }
+                Err(crate::model::edit::EditError::BadText(problem)) => {
+                    return Err(Error::invalid(problem, "give a reason of one line"));
+                }
                 Err(e) => {
                     return Err(Error::invalid(
                         format!("{file}: {e}"),
