@@ -84,6 +84,12 @@ pub struct Common {
     #[arg(long)]
     dry_run: bool,
 
+    /// Plan even where the tip does not contain the commit last applied in an environment (a
+    /// branch rewritten on purpose). Without it such an environment is held: an older fetch
+    /// must never roll the platform back.
+    #[arg(long)]
+    allow_rewind: bool,
+
     /// How long one action may take before it is killed and recorded as failed.
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     timeout: String,
@@ -218,6 +224,7 @@ fn options(common: &Common, respect_backoff: bool) -> Result<pass::Options, CliE
         prune: common.prune,
         timeout: duration(&common.timeout, "--timeout")?,
         respect_backoff,
+        allow_rewind: common.allow_rewind,
     })
 }
 
@@ -423,6 +430,17 @@ fn print_plan(out: &mut dyn Write, plan: &Plan) -> std::io::Result<()> {
             a.environment
         )?;
     }
+    for h in &plan.held {
+        writeln!(
+            out,
+            "  {YELLOW}held{YELLOW:#}    {}: {} {} was applied there from {}, which {} does not contain; nothing is planned there until the tip does (fetch and wait; a branch rewritten on purpose: --allow-rewind)",
+            h.environment,
+            h.agent,
+            h.version,
+            &h.applied_commit[..12.min(h.applied_commit.len())],
+            &plan.commit[..12.min(plan.commit.len())],
+        )?;
+    }
     Ok(())
 }
 
@@ -568,6 +586,10 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
     let mut last_tip: Option<git2::Oid> = None;
     let mut last_sync = Instant::now();
     let mut retry_at: Option<Instant> = None;
+    // An unreachable store or lease table: nothing is tried before `held_until`, and each
+    // failure in a row doubles the wait (5s, 10s, ... 1m), as the message says.
+    let mut held_until: Option<Instant> = None;
+    let mut store_wait = STORE_RETRY;
     let mut out = render::stdout();
     writeln!(
         out,
@@ -575,37 +597,47 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
         args.interval
     )?;
     while !stop.load(Ordering::SeqCst) {
-        if let Some(remote) = &args.fetch
-            && last_fetch.is_none_or(|t| t.elapsed() >= interval)
-        {
-            fetch(remote);
-            last_fetch = Some(Instant::now());
-        }
-        let repo = ctx.repo()?;
-        let tip = repo.resolve_tracked(&name);
         // A lease just taken is work to do now: the leader before may have left some.
         let events = leases.as_ref().map(|l| l.events()).unwrap_or_default();
         let took_over = events
             .iter()
             .any(|e| matches!(e, lease::Event::Leading { .. }));
         print_events(&events);
+        // A new leader fetches before its first pass: the leader before may have applied
+        // commits this replica has not seen.
+        if let Some(remote) = &args.fetch
+            && (took_over || last_fetch.is_none_or(|t| t.elapsed() >= interval))
+        {
+            fetch(remote);
+            last_fetch = Some(Instant::now());
+        }
+        let repo = ctx.repo()?;
+        let tip = repo.resolve_tracked(&name);
         let due = took_over
             || last_sync.elapsed() >= interval
             || retry_at.is_some_and(|t| Instant::now() >= t);
+        let held = held_until.is_some_and(|t| Instant::now() < t);
         if let Some(tip) = tip
             && (Some(tip) != last_tip || due)
+            && !held
         {
             let current = current_full(ctx, Some(&tip.to_string()));
             if let (Ok(current), None, false) = (&current, &store, common.dry_run) {
                 match Store::open(&location, &repository_id(current), &replica) {
-                    Ok(s) => store = Some(s),
+                    Ok(s) => {
+                        store = Some(s);
+                        store_wait = STORE_RETRY;
+                    }
                     // One machine's store is this process's or another's: that is final. A
                     // shared one may be restarting: try again.
                     Err(e) if !location.is_shared() => return Err(e.into()),
                     Err(e) => {
-                        anstream::eprintln!("{RED}error{RED:#}: {e}; trying again in 5s");
-                        retry_at = Some(Instant::now() + Duration::from_secs(5));
-                        watcher.wait(Duration::from_millis(250));
+                        anstream::eprintln!(
+                            "{RED}error{RED:#}: {e}; trying again in {}s",
+                            store_wait.as_secs()
+                        );
+                        held_until = Some(Instant::now() + store_wait);
+                        store_wait = (store_wait * 2).min(STORE_RETRY_MAX);
                         continue;
                     }
                 }
@@ -614,12 +646,17 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
                 match self::leases(&location, common, current, &replica) {
                     Ok(l) => {
                         leases = l;
+                        store_wait = STORE_RETRY;
                         print_lease_events(leases.as_ref());
                     }
                     Err(e) => {
-                        anstream::eprintln!("{RED}error{RED:#}: {}; trying again in 5s", e.message);
-                        retry_at = Some(Instant::now() + Duration::from_secs(5));
-                        watcher.wait(Duration::from_millis(250));
+                        anstream::eprintln!(
+                            "{RED}error{RED:#}: {}; trying again in {}s",
+                            e.message,
+                            store_wait.as_secs()
+                        );
+                        held_until = Some(Instant::now() + store_wait);
+                        store_wait = (store_wait * 2).min(STORE_RETRY_MAX);
                         continue;
                     }
                 }
@@ -648,6 +685,12 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
                     last_tip = Some(tip);
                     last_sync = Instant::now();
                     retry_at = next_retry(store.as_mut());
+                    // Held behind what the store says ran: fetch again and plan again soon.
+                    if !p.plan.held.is_empty() {
+                        last_fetch = None;
+                        let soon = Instant::now() + STORE_RETRY;
+                        retry_at = Some(retry_at.map_or(soon, |t| t.min(soon)));
+                    }
                 }
                 Err(e) => {
                     anstream::eprintln!("{RED}error{RED:#}: {}", e.message);
@@ -664,6 +707,9 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
         if let Some(t) = last_fetch {
             wait = wait.min(interval.saturating_sub(t.elapsed()));
         }
+        if let Some(t) = held_until {
+            wait = wait.max(t.saturating_duration_since(Instant::now()));
+        }
         watcher.wait(wait.min(Duration::from_millis(250)));
     }
     // The action in flight has finished: followers may take over at once.
@@ -674,11 +720,19 @@ pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
     Ok(Outcome::Clean)
 }
 
+/// The first wait after the store or the lease table could not be reached.
+const STORE_RETRY: Duration = Duration::from_secs(5);
+/// The longest wait between two tries to reach them.
+const STORE_RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// When the earliest failed action may be retried.
 fn next_retry(store: Option<&mut Store>) -> Option<Instant> {
-    let failures = store?.failures().ok()?;
+    let store = store?;
+    let failures = store.failures().ok()?;
     let next = failures.iter().map(|f| f.next_attempt).min()?;
-    let wait = (next - chrono::Utc::now().timestamp()).max(0) as u64;
+    // By the store's clock, as the retry times were written.
+    let now = store.now().ok()?;
+    let wait = (next - now).max(0) as u64;
     Some(Instant::now() + Duration::from_secs(wait))
 }
 

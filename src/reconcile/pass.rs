@@ -34,6 +34,9 @@ pub struct Options {
     pub timeout: Duration,
     /// Leave out pairs whose last failure's backoff has not ended (`watch`).
     pub respect_backoff: bool,
+    /// Plan an environment even when the tip does not contain the commit last applied there
+    /// (a branch rewritten on purpose); otherwise it is held ([`Plan::held`]).
+    pub allow_rewind: bool,
 }
 
 /// The result of one attempt.
@@ -73,7 +76,9 @@ pub struct Pass {
 impl Pass {
     /// Whether something failed or does not validate.
     pub fn failed(&self) -> bool {
-        !self.plan.findings.is_empty() || self.attempts.iter().any(|a| a.error.is_some())
+        !self.plan.findings.is_empty()
+            || !self.plan.held.is_empty()
+            || self.attempts.iter().any(|a| a.error.is_some())
     }
 }
 
@@ -126,21 +131,54 @@ pub fn plan(
         }
     }
     let at_tip = crate::reconcile::plan::desired(&repo.git, tip, &current.config, &current.rows)?;
-    let (applied, failures): (Vec<Applied>, Vec<Failure>) = match store {
-        Some(s) => (s.applied()?, s.failures()?),
+    // Retries are due by the store's clock (the database's, for replicas), not this one's.
+    let (applied, failures, now): (Vec<Applied>, Vec<Failure>, i64) = match store {
+        Some(s) => (s.applied()?, s.failures()?, s.now()?),
         None => match state::view(location, &repository_id(current))? {
-            Some(v) => (v.applied, v.failures),
-            None => (Vec::new(), Vec::new()),
+            Some(v) => (v.applied, v.failures, now()),
+            None => (Vec::new(), Vec::new(), now()),
         },
     };
-    let mut plan = crate::reconcile::plan::plan(
-        tip,
-        &at_tip.desired,
-        &applied,
-        &at_tip.skip,
-        &environments,
-        options.prune,
-    );
+    // An environment whose last applied commit the tip does not contain is held: planning
+    // from an older commit (a replica whose last fetch is older than the leader's before it)
+    // would roll the platform back.
+    let held = if options.allow_rewind {
+        Vec::new()
+    } else {
+        behind(repo, tip, &applied, &current.config, &environments)
+    };
+    if !held.is_empty() {
+        let all: Vec<String> = if environments.is_empty() {
+            current
+                .config
+                .environments
+                .iter()
+                .map(|e| e.name.clone())
+                .collect()
+        } else {
+            environments
+        };
+        environments = all
+            .into_iter()
+            .filter(|e| !held.iter().any(|h| &h.environment == e))
+            .collect();
+    }
+    let mut plan = if !held.is_empty() && environments.is_empty() {
+        Plan {
+            commit: tip.to_string(),
+            ..Plan::default()
+        }
+    } else {
+        crate::reconcile::plan::plan(
+            tip,
+            &at_tip.desired,
+            &applied,
+            &at_tip.skip,
+            &environments,
+            options.prune,
+        )
+    };
+    plan.held = held;
     for a in plan.actions.iter_mut().chain(plan.out_of_sync.iter_mut()) {
         if a.path.is_empty() {
             a.path = current.config.record_path(&a.agent, &a.environment);
@@ -148,7 +186,6 @@ pub fn plan(
     }
     plan.findings = at_tip.findings;
     if options.respect_backoff {
-        let now = now();
         plan.actions.retain(|a| {
             !failures.iter().any(|f| {
                 f.agent == a.agent && f.environment == a.environment && f.next_attempt > now
@@ -156,6 +193,47 @@ pub fn plan(
         });
     }
     Ok(plan)
+}
+
+/// The environments (of `scope`, or all when empty) whose newest applied commit is neither the
+/// tip nor one of its ancestors: a commit this replica has not fetched, or a rewritten branch.
+fn behind(
+    repo: &Repo,
+    tip: git2::Oid,
+    applied: &[Applied],
+    config: &crate::model::config::Config,
+    scope: &[String],
+) -> Vec<crate::reconcile::plan::Held> {
+    let mut newest: std::collections::BTreeMap<&str, &Applied> = Default::default();
+    for a in applied {
+        let in_scope = if scope.is_empty() {
+            config.environment(&a.environment).is_some()
+        } else {
+            scope.contains(&a.environment)
+        };
+        if !in_scope {
+            continue;
+        }
+        let slot = newest.entry(a.environment.as_str()).or_insert(a);
+        if a.applied_at > slot.applied_at {
+            *slot = a;
+        }
+    }
+    newest
+        .into_values()
+        .filter(|a| {
+            let Ok(commit) = git2::Oid::from_str(&a.commit) else {
+                return false;
+            };
+            commit != tip && !repo.git.graph_descendant_of(tip, commit).unwrap_or(false)
+        })
+        .map(|a| crate::reconcile::plan::Held {
+            environment: a.environment.clone(),
+            applied_commit: a.commit.clone(),
+            version: a.version.clone(),
+            agent: a.agent.clone(),
+        })
+        .collect()
 }
 
 /// Runs the plan's actions in order, journaling each, and reports each attempt as it ends.

@@ -87,6 +87,19 @@ pub struct Plan {
     pub out_of_sync: Vec<Action>,
     /// Findings of records at the tip that do not validate; their pairs are left alone.
     pub findings: Vec<Finding>,
+    /// Environments left alone because the tip does not contain the commit last applied there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
+}
+
+/// An environment held: the store says `applied_commit` was applied there last (`agent` at
+/// `version`, the newest apply), and the tip planned from does not contain it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Held {
+    pub environment: String,
+    pub applied_commit: String,
+    pub agent: String,
+    pub version: String,
 }
 
 /// The idempotency key of an action: the same for every attempt of the same desired change.

@@ -319,23 +319,116 @@ fn status_reads_sync_states_from_the_store_given_with_state() {
     );
 }
 
+/// A tip that does not contain the commit last applied (an older fetch, or a branch moved
+/// backwards) never rolls the platform back by itself: the environment is held and says why;
+/// `--allow-rewind` follows a branch rewritten on purpose.
 #[test]
-fn a_force_push_backwards_applies_the_older_version() {
+fn a_tip_behind_what_was_applied_is_held_unless_rewinding_is_allowed() {
     let repo = repo();
     let tools = tempfile::tempdir().unwrap();
     let cmd = script(tools.path(), "");
     repo.set("alpha", "staging", "2.0.0");
     repo.commit("v2", T0 + DAY);
     repo.ledgit(&["reconcile", "--exec", &cmd]);
+    let applied = log(tools.path()).len();
     repo.git(&["reset", "-q", "--hard", "HEAD~1"]);
-    let run = repo.ledgit(&["reconcile", "--exec", &cmd]);
-    assert_eq!(run.code, 0);
+    let held = repo.ledgit(&["reconcile", "--exec", &cmd]);
+    assert_eq!(held.code, 1, "{}{}", held.stdout, held.stderr);
+    assert!(
+        held.stdout.contains("held")
+            && held.stdout.contains("staging")
+            && held.stdout.contains("--allow-rewind"),
+        "{}",
+        held.stdout
+    );
+    assert_eq!(log(tools.path()).len(), applied, "nothing ran");
+    let json = repo.ledgit(&["reconcile", "--exec", &cmd, "--format", "json"]);
+    assert_eq!(json.json()["held"][0]["environment"], "staging");
+    let run = repo.ledgit(&["reconcile", "--exec", &cmd, "--allow-rewind"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(
         log(tools.path())
             .last()
             .unwrap()
             .starts_with("update alpha/staging 1.0.0 2.0.0")
     );
+}
+
+/// An empty file where the store should be is refused, never taken for a new store: nothing
+/// runs, and the file is left as it is.
+#[test]
+fn an_empty_store_file_is_refused_and_nothing_runs() {
+    let repo = repo();
+    let tools = tempfile::tempdir().unwrap();
+    let cmd = script(tools.path(), "");
+    let store = repo.path().join(".git/ledgit/reconcile.sqlite");
+    std::fs::create_dir_all(store.parent().unwrap()).unwrap();
+    std::fs::write(&store, b"").unwrap();
+    let run = repo.ledgit(&["reconcile", "--exec", &cmd]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("not a ledgit state store"),
+        "{}",
+        run.stderr
+    );
+    assert!(log(tools.path()).is_empty());
+    assert_eq!(std::fs::metadata(&store).unwrap().len(), 0);
+    // Another program's database: the same.
+    std::fs::remove_file(&store).unwrap();
+    let other = another_programs_database(&store);
+    assert!(other);
+    let run = repo.ledgit(&["reconcile", "--exec", &cmd]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(log(tools.path()).is_empty());
+}
+
+/// Writes another program's SQLite database at `path` (with Python's sqlite3 module): a valid
+/// database without ledgit's tables.
+fn another_programs_database(path: &Path) -> bool {
+    let made = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE notes (x)'); c.commit()",
+            path.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    made.success()
+}
+
+/// `state migrate` refuses a store a reconciler holds: the copy would miss what it writes.
+#[test]
+fn a_store_a_reconciler_holds_is_not_copied() {
+    let repo = repo();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        .current_dir(repo.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .args(["reconcile", "--exec", "sh -c 'sleep 3'"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the reconciler to start an action",
+        Duration::from_secs(20),
+        || journal(&repo).iter().any(|e| e["result"] == "running"),
+    );
+    let copy = repo.ledgit(&[
+        "state",
+        "migrate",
+        "--from",
+        ".git/ledgit/reconcile.sqlite",
+        "--to",
+        "postgres://ledgit@127.0.0.1:1/ledgit",
+    ]);
+    assert_eq!(copy.code, 2, "{}", copy.stderr);
+    assert!(
+        copy.stderr.contains(&format!("process {}", first.id())),
+        "{}",
+        copy.stderr
+    );
+    assert!(!copy.stderr.contains("upgrade ledgit"), "{}", copy.stderr);
+    first.wait().unwrap();
 }
 
 #[test]
@@ -695,11 +788,34 @@ fn watch_fetch_applies_every_push_to_the_remote() {
     pusher.commit("beta 3.0.0", T0 + 2 * DAY);
     pusher.git(&["push", "-q", "origin", "main"]);
     wait_for("the second push", deadline, applied("beta/staging 3.0.0"));
-    // History rewritten on the remote: back to the first commit, then another change.
+    // History rewritten on the remote: back to the first commit, then another change. The
+    // tip no longer contains what was applied: the environment is held, nothing rolls back.
     pusher.git(&["reset", "-q", "--hard", "HEAD~2"]);
     pusher.set("alpha", "staging", "1.5.0");
     pusher.commit("alpha 1.5.0 instead", T0 + 3 * DAY);
     pusher.git(&["push", "-q", "--force", "origin", "main"]);
+    let before = log(tools.path()).len();
+    std::thread::sleep(deadline);
+    assert_eq!(log(tools.path()).len(), before, "{:?}", log(tools.path()));
+    let (code, out) = watch.stop();
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("held") && out.contains("--allow-rewind"),
+        "{out}"
+    );
+    // Followed on purpose: the rewritten branch is applied.
+    let watch = Watch::start(
+        watched.path(),
+        &[
+            "--exec",
+            &cmd,
+            "--interval",
+            "2s",
+            "--fetch",
+            "origin",
+            "--allow-rewind",
+        ],
+    );
     wait_for("the force push", deadline, applied("alpha/staging 1.5.0"));
     wait_for("beta back to 1.0.0", deadline, || {
         log(tools.path())

@@ -104,6 +104,15 @@ impl Store {
         }
     }
 
+    /// The clock retries are written and read by: the database's for a shared store (every
+    /// replica reads the same time, whatever its own clock says), this machine's for SQLite.
+    pub fn now(&mut self) -> Result<i64> {
+        match self {
+            Store::Sqlite(_) => Ok(chrono::Utc::now().timestamp()),
+            Store::Postgres(s) => s.now(),
+        }
+    }
+
     pub fn applied(&mut self) -> Result<Vec<Applied>> {
         match self {
             Store::Sqlite(s) => s.applied(),
@@ -209,9 +218,12 @@ pub fn leases(location: &Location, repository: &str) -> Result<Vec<Lease>> {
 }
 
 /// Copies an SQLite store (applied state, failures and the whole journal) into a PostgreSQL
-/// one, in one transaction: a copy is complete or absent. Refuses a target that already holds
-/// state for the repository. Returns how many journal entries were copied.
+/// one, in one transaction: a copy is complete or absent. Refuses a store a reconciler holds,
+/// and a target that already holds state for the repository. Returns how many journal entries were copied.
 pub fn migrate(from: &Path, to: &str, repository: Option<&str>) -> Result<Migrated> {
+    // Held until the copy is in: a reconciler running on the store now would write what the
+    // copy misses (and run its actions again under the new store).
+    let _lock = sqlite::lock_existing(from)?;
     let dump = sqlite::dump(from)?;
     let repository = match (repository, dump.repository.as_deref()) {
         (Some(r), _) | (None, Some(r)) => r.to_string(),

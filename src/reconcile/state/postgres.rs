@@ -206,8 +206,12 @@ impl std::ops::DerefMut for Live {
 /// What a step inside a transaction can end with besides success.
 enum Op {
     Db(postgres::Error),
-    Fenced { environment: String, epoch: i64 },
-    Refused(String),
+    Fenced {
+        environment: String,
+        epoch: i64,
+    },
+    /// Refused, with why and what to do about it.
+    Refused(String, &'static str),
 }
 
 impl From<postgres::Error> for Op {
@@ -278,11 +282,11 @@ impl Conn {
                 Err(Op::Fenced { environment, epoch }) => {
                     return Err(Error::Fenced { environment, epoch });
                 }
-                Err(Op::Refused(message)) => {
+                Err(Op::Refused(message, hint)) => {
                     return Err(Error::StoreRefused {
                         location: self.connector.shown.clone(),
                         message,
-                        hint: "upgrade ledgit, or point --state at another database".into(),
+                        hint: hint.into(),
                     });
                 }
                 Err(Op::Db(e)) if transient(&e) && started.elapsed() + pause < deadline => {
@@ -310,9 +314,12 @@ fn migrate(client: &mut Client) -> std::result::Result<(), Op> {
         .query_one("SELECT coalesce(max(version), 0) FROM ledgit_schema", &[])?
         .get(0);
     if version > SCHEMA_VERSION {
-        return Err(Op::Refused(format!(
-            "its schema is version {version}, newer than this ledgit knows ({SCHEMA_VERSION})"
-        )));
+        return Err(Op::Refused(
+            format!(
+                "its schema is version {version}, newer than this ledgit knows ({SCHEMA_VERSION})"
+            ),
+            "upgrade ledgit, or point --state at another database",
+        ));
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.batch_execute(step)?;
@@ -484,6 +491,16 @@ impl Store {
             )?;
             tx.commit()?;
             Ok(())
+        })
+    }
+
+    /// The database's clock, in seconds: the time replicas share (when to retry a pair).
+    pub fn now(&mut self) -> Result<i64> {
+        self.conn.run(WRITE_DEADLINE, |c| {
+            Ok(
+                c.query_one("SELECT extract(epoch FROM now())::bigint", &[])?
+                    .get(0),
+            )
         })
     }
 
@@ -660,7 +677,13 @@ impl Store {
                 (0, Some(k)) => k,
                 (_, k) => {
                     let attempts = k.map_or(0, |k| k.0) + 1;
-                    let next = f.at + backoff(attempts as u32);
+                    // When to try again is a time every replica reads: the database's clock
+                    // sets it, never this replica's (a clock two hours fast would hold the
+                    // pair for two hours on every healthy replica).
+                    let db_now: i64 = tx
+                        .query_one("SELECT extract(epoch FROM now())::bigint", &[])?
+                        .get(0);
+                    let next = db_now + backoff(attempts as u32);
                     tx.execute(
                         "INSERT INTO ledgit_failures (repository, agent, environment, error, attempts, next_attempt)
                          VALUES ($1, $2, $3, $4, $5, $6)
@@ -780,7 +803,12 @@ pub fn journal(url: &str, repository: &str, limit: usize) -> Result<Vec<Entry>> 
                     idempotency_key: r.get(9),
                 },
                 result: JournalResult::from_db(result)
-                    .ok_or_else(|| Op::Refused(format!("unknown journal result `{result}`")))?,
+                    .ok_or_else(|| {
+                        Op::Refused(
+                            format!("unknown journal result `{result}`"),
+                            "a newer ledgit wrote it: upgrade ledgit",
+                        )
+                    })?,
                 duration_ms: r.get(11),
                 output: r.get(12),
                 replica: r.get(13),
@@ -813,9 +841,12 @@ pub fn load(url: &str, repository: &str, dump: &Dump) -> Result<()> {
             )?
             .get(0);
         if known > 0 {
-            return Err(Op::Refused(format!(
-                "it already holds state for the repository {repository}"
-            )));
+            return Err(Op::Refused(
+                format!(
+                    "it already holds state for the repository {repository} ({known} rows): a copy would mix two histories"
+                ),
+                "the copy is for a database with no state of this repository: point --to at another database, or remove this repository's rows (ledgit_applied, ledgit_failures, ledgit_journal) if they are a copy left behind",
+            ));
         }
         for a in &dump.applied {
             tx.execute(
@@ -925,9 +956,11 @@ impl Reader {
             if !jtis.is_empty() {
                 c.execute(
                     "INSERT INTO ledgit_token_seen (repository, jti, last_seen)
-                     SELECT $1, j, t FROM unnest($2::text[], $3::bigint[]) AS u(j, t)
+                     SELECT $1, j, least(t, extract(epoch FROM now())::bigint)
+                     FROM unnest($2::text[], $3::bigint[]) AS u(j, t)
                      ON CONFLICT (repository, jti) DO UPDATE
-                       SET last_seen = greatest(ledgit_token_seen.last_seen, EXCLUDED.last_seen)",
+                       SET last_seen = greatest(ledgit_token_seen.last_seen,
+                         least(EXCLUDED.last_seen, extract(epoch FROM now())::bigint))",
                     &[&repository, &jtis, &times],
                 )?;
             }

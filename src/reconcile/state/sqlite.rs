@@ -127,6 +127,31 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Creates a new store: the schema and the repository's identity are written to a temporary
 /// file beside `path`, which is then renamed into place, so that a reader (`status`,
 /// `journal`) never sees a store without its tables.
+/// Whether `db` is a ledgit store: it has ledgit's `meta` and `journal` tables. SQLite takes
+/// an empty file for an empty database, so the file's size says nothing.
+fn is_store(db: &Connection, path: &Path) -> Result<bool> {
+    let tables: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('meta', 'journal')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err(path))?;
+    Ok(tables == 2)
+}
+
+/// Holds the lock of an existing store at `path` (as a reconciler does) until dropped: a copy
+/// made meanwhile cannot miss what a reconciler writes.
+pub fn lock_existing(path: &Path) -> Result<File> {
+    if !path.exists() {
+        return Err(Error::invalid(
+            format!("there is no state store at {}", path.display()),
+            "pass the path of an existing SQLite store with --from",
+        ));
+    }
+    lock(path)
+}
+
 fn create(path: &Path, repository: &str) -> Result<()> {
     let tmp = crate::support::fsutil::temp_beside(path)?;
     {
@@ -156,11 +181,22 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let lock = lock(path)?;
-        if !path.exists() {
+        // A store is created only where no file exists: an empty file, or another program's,
+        // is refused, never taken for a new store (that would run every action again and
+        // lose the journal it should have held).
+        let existed = path.exists();
+        if !existed {
             create(path, repository)?;
         }
         let db = Connection::open(path).map_err(db_err(path))?;
         db.busy_timeout(BUSY_TIMEOUT).map_err(db_err(path))?;
+        if existed && !is_store(&db, path)? {
+            return Err(Error::StoreRefused {
+                location: path.display().to_string(),
+                message: "the file is not a ledgit state store (it is empty, or another program's)".into(),
+                hint: "nothing was run: restore the store from a backup, move the file aside to start a new store (every pair is applied again), or pass another --state".into(),
+            });
+        }
         db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             .map_err(db_err(path))?;
         migrate(&db, path)?;
@@ -547,7 +583,7 @@ fn lock(path: &Path) -> Result<File> {
                     if holder.is_empty() { "unknown" } else { holder },
                     path.display()
                 ),
-                "wait for it to finish, or stop it; two reconcilers must not share a store",
+                "wait for it to finish, or stop it; two reconcilers must not share a store, and a copy must not miss what one writes",
             ));
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
