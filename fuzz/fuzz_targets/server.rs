@@ -63,6 +63,8 @@ fn world() -> &'static World {
             ui_secret: Some(b"operator".to_vec()),
             oidc: None,
             auth_proxy: None,
+            trusted_proxies: Vec::new(),
+            max_connections: ledgit::server::MAX_CONNECTIONS,
             push: None,
             pull_request_url: None,
             state: None,

@@ -122,9 +122,16 @@ pub struct Args {
     #[arg(long, value_name = "HEADER", requires_all = ["proposals", "trusted_proxy"])]
     auth_proxy_header: Option<String>,
 
-    /// The addresses (or CIDR blocks) of the proxy that sets --auth-proxy-header (repeat it).
-    #[arg(long, value_name = "CIDR", requires = "auth_proxy_header")]
+    /// The addresses (or CIDR blocks) of proxies in front (repeat it): their X-Forwarded-For
+    /// names the client whose failed secrets are counted, and --auth-proxy-header is believed
+    /// only from them.
+    #[arg(long, value_name = "CIDR")]
     trusted_proxy: Vec<ledgit::server::Cidr>,
+
+    /// The most connections held open at once; when full, the connection furthest behind on
+    /// its client (idle, or a body that stalls) is closed to make room for a new one.
+    #[arg(long, value_name = "N", default_value_t = ledgit::server::MAX_CONNECTIONS, value_parser = clap::value_parser!(usize))]
+    max_connections: usize,
 
     /// Push each proposal's branch to REMOTE with your git (its credentials and config).
     #[arg(long, value_name = "REMOTE", requires = "proposals")]
@@ -188,7 +195,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
                     "write it as the proxy sends it, e.g. X-Forwarded-Email",
                 )
             })?,
-            args.trusted_proxy,
+            args.trusted_proxy.clone(),
         )),
     };
     let interval = when::parse_duration(&args.interval)
@@ -231,6 +238,8 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         ui_secret,
         oidc,
         auth_proxy,
+        trusted_proxies: args.trusted_proxy,
+        max_connections: args.max_connections,
         push: args.push,
         pull_request_url: args.pull_request_url,
         state: args

@@ -87,15 +87,26 @@ pub fn shown(text: &str) -> String {
 /// A handler's answer, or the error it becomes.
 pub type Answer = Result<Response, ApiError>;
 
-/// Reads a body of at most `limit` bytes, or answers 413.
+/// How long a request's body may take to arrive, whole: a client that sends its body a byte
+/// at a time holds a connection for this long at most, not the request's own time limit.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a body of at most `limit` bytes within [`BODY_TIMEOUT`], or answers 413 (too large,
+/// or cut short) or 408 (too slow).
 pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("the body is larger than {limit} bytes (or was cut short)"),
-        )
-    })
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_too_slow",
+            format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs()),
+        )),
+    }
 }
 
 /// Parses a time parameter, or answers 400 naming the accepted forms.

@@ -93,9 +93,25 @@ pub async fn receive(
         ));
     };
     let now = chrono::Utc::now().timestamp();
-    if let Some(r) = shared.failures.refuse(client.0, now) {
+    if let Some(r) = shared.failures.hooks.refuse(client.0, now) {
         count("limited");
         return closing(r);
+    }
+    let refused = || {
+        count("bad_signature");
+        shared.failures.hooks.count(client.0, now);
+        error(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            format!("the delivery's signature does not verify with {variable}"),
+        )
+    };
+    // GitLab's token is in a header: checked before the body is read, so a client without it
+    // cannot hold the connection with a slow body.
+    if provider == Provider::GitLab
+        && !same_secret(secret, header(&headers, "x-gitlab-token").as_bytes())
+    {
+        return closing(refused());
     }
     let body = match read_body(body, MAX_BODY).await {
         Ok(b) => b,
@@ -106,17 +122,11 @@ pub async fn receive(
     };
     let verified = match provider {
         Provider::GitHub => signature_ok(secret, &body, header(&headers, "x-hub-signature-256")),
-        Provider::GitLab => same_secret(secret, header(&headers, "x-gitlab-token").as_bytes()),
+        Provider::GitLab => true,
         Provider::Generic => signature_ok(secret, &body, header(&headers, "x-signature")),
     };
     if !verified {
-        count("bad_signature");
-        shared.failures.count(client.0, now);
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "bad_signature",
-            format!("the delivery's signature does not verify with {variable}"),
-        );
+        return refused();
     }
     let event = match provider {
         Provider::GitHub => header(&headers, "x-github-event"),

@@ -1,8 +1,12 @@
-//! Limits on guessing secrets: each client address may fail a secret (the operator secret at
-//! sign-in, the introspection secret, a webhook's signature) a few times a minute; past that it
-//! is answered `429 Too Many Requests` with `Retry-After` until its minute is over, whatever it
-//! sends. Addresses are counted in a bounded map (an IPv6 client by its /64), so no client can
-//! make it grow.
+//! Limits on guessing secrets: each client address may fail a secret a few times a minute per
+//! purpose (the operator secret or an ID token at sign-in, the introspection secret, a
+//! webhook's signature or token); past that it is answered `429 Too Many Requests` with
+//! `Retry-After` for that purpose until its minute is over. Only a wrong secret or signature
+//! counts, never a request that guessed nothing (a sign-in on a server without OpenID
+//! Connect, a provider's `error=`, an expired flow), and each purpose keeps its own budget, so
+//! failing at one never locks a client out of another. Behind a trusted proxy the client is
+//! the address the proxy names. Addresses are counted in a bounded map (an IPv6 client by its
+//! /64), so no client can make it grow.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -26,8 +30,9 @@ pub const WINDOW: i64 = 60;
 #[derive(Default)]
 pub struct Failures(Bounded<IpAddr, (i64, u32)>);
 
-/// The address failures are counted under: an IPv6 client by its /64 (one host holds many).
-fn key(ip: IpAddr) -> IpAddr {
+/// The address a client is counted under: an IPv6 client by its /64 (one host holds many), an
+/// IPv4-mapped one as IPv4.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -43,14 +48,14 @@ fn key(ip: IpAddr) -> IpAddr {
 impl Failures {
     /// When `ip` has failed too often in its window: how many seconds until it may try again.
     pub fn retry_after(&self, ip: IpAddr, now: i64) -> Option<i64> {
-        let (start, count) = self.0.get(&key(ip))?;
+        let (start, count) = self.0.get(&client_key(ip))?;
         let left = start + WINDOW - now;
         (count >= ALLOWED && left > 0).then_some(left)
     }
 
     /// Counts one failure of `ip`.
     pub fn failed(&self, ip: IpAddr, now: i64) {
-        self.0.update(&key(ip), |current| match current {
+        self.0.update(&client_key(ip), |current| match current {
             Some(&(start, count)) if now < start + WINDOW => (start, count.saturating_add(1)),
             _ => (now, 1),
         });
@@ -79,8 +84,25 @@ impl Failures {
     }
 }
 
-/// The client address of a request, when the listener gave one (a handler's argument).
+/// The failure budgets, one per purpose: failing at one never limits another.
+#[derive(Default)]
+pub struct Budgets {
+    /// The operator secret, and ID tokens that do not verify, at sign-in.
+    pub signin: Failures,
+    /// The introspection secret.
+    pub introspection: Failures,
+    /// Webhook signatures and GitLab's token.
+    pub hooks: Failures,
+}
+
+/// The client address of a request, when the listener gave one (a handler's argument): the
+/// peer, or behind a trusted proxy the address it names ([`CountedAs`]).
 pub struct Client(pub Option<IpAddr>);
+
+/// The client a request is counted as, when a trusted proxy named it (set by the access
+/// layer from `X-Forwarded-For`).
+#[derive(Clone, Copy, Debug)]
+pub struct CountedAs(pub IpAddr);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
@@ -89,10 +111,45 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
         parts: &mut axum::http::request::Parts,
         _: &S,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Client(
-            parts.extensions.get::<ClientAddr>().map(|c| c.0.ip()),
-        ))
+        let named = parts.extensions.get::<CountedAs>().map(|c| c.0);
+        let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        Ok(Client(named.or(peer)))
     }
+}
+
+/// The client behind `peer`: when `peer` is a trusted proxy, the right-most address of
+/// `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends the address it
+/// heard from, so the entries to its left are the client's own word); else `peer`. An entry
+/// that does not read stops the walk at the hop that wrote it.
+pub fn client_behind(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[super::session::Cidr],
+) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let listed: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for entry in listed.iter().rev() {
+        let parsed = entry
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()));
+        let Some(ip) = parsed else { break };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
 }
 
 #[cfg(test)]
@@ -135,9 +192,68 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
         let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(key(a), key(b));
-        assert_ne!(key(a), key(c));
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_eq!(client_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_is_the_address_it_names() {
+        use axum::http::HeaderMap;
+        let trusted: Vec<super::super::session::Cidr> =
+            vec!["10.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()];
+        let with = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", v.parse().unwrap());
+            }
+            h
+        };
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.9".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(
+            client_behind(stranger, &with(&["192.0.2.1"]), &trusted),
+            stranger
+        );
+        // The right-most untrusted entry: the client cannot push itself further left.
+        assert_eq!(
+            client_behind(proxy, &with(&["203.0.113.5, 192.0.2.1"]), &trusted),
+            ip("192.0.2.1")
+        );
+        assert_eq!(
+            client_behind(
+                proxy,
+                &with(&["203.0.113.5", "192.0.2.1, 10.0.0.7"]),
+                &trusted
+            ),
+            ip("192.0.2.1")
+        );
+        // No header: the proxy itself; an entry that does not read: the hop that wrote it.
+        assert_eq!(client_behind(proxy, &with(&[]), &trusted), proxy);
+        assert_eq!(
+            client_behind(proxy, &with(&["192.0.2.1, junk, 10.0.0.7"]), &trusted),
+            ip("10.0.0.7")
+        );
+        assert_eq!(
+            client_behind(ip("::1"), &with(&["[2001:db8::1]:4711"]), &trusted),
+            ip("2001:db8::1")
+        );
+        // Nothing trusted: every peer is its own client.
+        assert_eq!(client_behind(proxy, &with(&["192.0.2.1"]), &[]), proxy);
+    }
+
+    #[test]
+    fn budgets_are_kept_apart() {
+        let b = Budgets::default();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for _ in 0..ALLOWED {
+            b.signin.failed(ip, 0);
+        }
+        assert!(b.signin.retry_after(ip, 0).is_some());
+        assert!(b.introspection.retry_after(ip, 0).is_none());
+        assert!(b.hooks.retry_after(ip, 0).is_none());
     }
 }

@@ -13,6 +13,7 @@ pub mod deps {
     pub use tower;
 }
 
+mod admission;
 mod answer;
 mod bounded;
 mod hooks;
@@ -28,10 +29,9 @@ mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 
 pub use limits::{ALLOWED, ClientAddr, WINDOW};
 use options::log;
@@ -51,11 +51,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_HOOK_GAP: Duration = Duration::from_secs(1);
 /// How long requests in flight may take to finish after SIGTERM.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
-/// The most connections held open at once; past it, the idlest connection is closed to make
-/// room for a new one.
-const MAX_CONNECTIONS: usize = 4096;
-/// The most connections one client address holds open at once; more are closed at once.
-const MAX_PER_CLIENT: usize = 1024;
+/// The most connections held open at once by default (`--max-connections`); past it, the
+/// connection furthest behind is closed to make room for a new one.
+pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Serves until SIGTERM or SIGINT, then drains the requests in flight. Errors are what stops
 /// the server from starting (a secret too short, the address is taken, the runtime cannot
@@ -127,7 +125,7 @@ async fn serve(mut options: Options) -> Result<(), StartError> {
     let refresher = tokio::spawn(refresher(shared.clone()));
     let sharer = tokio::spawn(sharer(shared.clone()));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(Connections::default());
+    let connections = admission::Connections::new(shared.options.max_connections);
     let mut signals = Signals::new()?;
     loop {
         let (stream, peer) = tokio::select! {
@@ -142,15 +140,15 @@ async fn serve(mut options: Options) -> Result<(), StartError> {
                 }
             },
         };
-        // A client over its share is cut at once; a full server closes its idlest connection
-        // (no request in flight) to make room, so a new client is never made to wait behind
-        // connections that only hold a socket.
+        // A client over its share is cut at once; a full server closes the connection furthest
+        // behind on its client (idle, or a body that stalls) to make room, so a new client is
+        // never turned away by connections that only hold a socket (see `admission`).
         let Some(slot) = connections.admit(peer.ip()) else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let io = hyper_util::rt::TokioIo::new(stream);
-        let service = connection_service(app.clone(), peer, slot.busy.clone());
+        let service = connection_service(app.clone(), peer, slot.state.clone());
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
@@ -192,97 +190,13 @@ async fn serve(mut options: Options) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The connections held open: how many per client address, and for each whether a request is
-/// in flight, so that a full server can close an idle one.
-#[derive(Default)]
-struct Connections {
-    inner: std::sync::Mutex<ConnectionTable>,
-}
-
-#[derive(Default)]
-struct ConnectionTable {
-    next: u64,
-    /// Each connection's client address, requests in flight, and how to close it.
-    open: std::collections::BTreeMap<u64, (std::net::IpAddr, Arc<AtomicUsize>, Arc<Notify>)>,
-    per_client: std::collections::HashMap<std::net::IpAddr, usize>,
-}
-
-/// One admitted connection; dropping it gives its place back.
-struct Slot {
-    id: u64,
-    connections: Arc<Connections>,
-    busy: Arc<AtomicUsize>,
-    evicted: Arc<Notify>,
-}
-
-impl Connections {
-    /// A place for a new connection from `ip`, or `None` when the client holds its share.
-    fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Slot> {
-        let mut t = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let held = t.per_client.get(&ip).copied().unwrap_or(0);
-        if held >= MAX_PER_CLIENT {
-            return None;
-        }
-        if t.open.len() >= MAX_CONNECTIONS {
-            // The oldest connection with no request in flight (keys grow with time).
-            let idle = t
-                .open
-                .iter()
-                .find(|(_, (_, busy, _))| busy.load(Ordering::SeqCst) == 0)
-                .map(|(id, (_, _, close))| (*id, close.clone()));
-            match idle {
-                Some((id, close)) => {
-                    close.notify_one();
-                    t.remove(id);
-                }
-                None => return None,
-            }
-        }
-        let id = t.next;
-        t.next += 1;
-        let busy = Arc::new(AtomicUsize::new(0));
-        let evicted = Arc::new(Notify::new());
-        t.open.insert(id, (ip, busy.clone(), evicted.clone()));
-        *t.per_client.entry(ip).or_default() += 1;
-        Some(Slot {
-            id,
-            connections: self.clone(),
-            busy,
-            evicted,
-        })
-    }
-}
-
-impl ConnectionTable {
-    fn remove(&mut self, id: u64) {
-        if let Some((ip, _, _)) = self.open.remove(&id)
-            && let Some(n) = self.per_client.get_mut(&ip)
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.per_client.remove(&ip);
-            }
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut t = self
-            .connections
-            .inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        t.remove(self.id);
-    }
-}
-
 /// The router as one connection's service: each request carries the client's address, and
-/// counts as in flight until its answer is ready.
+/// tells the connection's admission state when its head arrived, when its body is whole and
+/// when its answer is ready.
 fn connection_service(
     app: axum::Router,
     peer: SocketAddr,
-    busy: Arc<AtomicUsize>,
+    state: Arc<admission::ConnState>,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = axum::response::Response,
@@ -294,9 +208,11 @@ fn connection_service(
     hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ClientAddr(peer));
         let app = app.clone();
-        let guard = InFlight::new(busy.clone());
+        let guard = InFlight::new(state.clone(), hyper::body::Body::is_end_stream(req.body()));
+        let state = state.clone();
         async move {
-            let response = tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await;
+            let req = req.map(|b| axum::body::Body::new(admission::Progress::new(b, state)));
+            let response = tower::ServiceExt::oneshot(app, req).await;
             drop(guard);
             response
         }
@@ -304,18 +220,18 @@ fn connection_service(
 }
 
 /// A request in flight on its connection, until dropped.
-struct InFlight(Arc<AtomicUsize>);
+struct InFlight(Arc<admission::ConnState>);
 
 impl InFlight {
-    fn new(busy: Arc<AtomicUsize>) -> Self {
-        busy.fetch_add(1, Ordering::SeqCst);
-        InFlight(busy)
+    fn new(state: Arc<admission::ConnState>, body_done: bool) -> Self {
+        state.begin(body_done);
+        InFlight(state)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.end();
     }
 }
 

@@ -96,6 +96,45 @@ pub fn challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
 
+/// The error codes of an authorization answer (RFC 6749, 4.1.2.1; OpenID Connect Core,
+/// 3.1.2.6), as the sign-in page may name them; any other is "an unknown error".
+const KNOWN_ERRORS: [&str; 16] = [
+    "invalid_request",
+    "unauthorized_client",
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+    "interaction_required",
+    "login_required",
+    "account_selection_required",
+    "consent_required",
+    "invalid_request_uri",
+    "invalid_request_object",
+    "request_not_supported",
+    "request_uri_not_supported",
+    "registration_not_supported",
+];
+
+/// `code` when it is one of [`KNOWN_ERRORS`].
+fn known_error(code: &str) -> &'static str {
+    KNOWN_ERRORS
+        .iter()
+        .find(|k| **k == code)
+        .copied()
+        .unwrap_or("an unknown error")
+}
+
+impl SignInError {
+    /// Whether the failure is a wrong credential that a guesser could make (an ID token that
+    /// does not verify), as opposed to a request that guessed nothing: only those count
+    /// against the sign-in budget.
+    pub fn is_guess(&self) -> bool {
+        matches!(self, SignInError::Invalid(_))
+    }
+}
+
 #[derive(Deserialize)]
 struct TokenAnswer {
     id_token: Option<String>,
@@ -274,9 +313,11 @@ impl Client {
         query: &CallbackQuery,
         now: i64,
     ) -> Result<Person, SignInError> {
+        // The answer's URL is anyone's to write (a link sent to a victim): its free text
+        // (`error_description`) is never shown, and its code only when it is one OAuth 2.0 or
+        // OpenID Connect defines.
         if let Some(error) = &query.error {
-            let said = query.error_description.as_deref().unwrap_or(error);
-            return Err(SignInError::Provider(said.chars().take(200).collect()));
+            return Err(SignInError::Provider(known_error(error).into()));
         }
         let flow = Client::flow(keys, headers, now).ok_or(SignInError::Flow)?;
         // RFC 9207: an answer that names another issuer is another provider's (mix-up).
@@ -431,9 +472,13 @@ impl Client {
             .ok_or_else(|| {
                 SignInError::Invalid("no email address (ask for the email scope)".into())
             })?;
-        if claims.get("email_verified").and_then(|v| v.as_bool()) == Some(false) {
+        // Present, the claim must be JSON `true`: a string "false" (or "true", or 0) is not a
+        // verified address, whatever a lenient reader would make of it.
+        if let Some(v) = claims.get("email_verified")
+            && v != &serde_json::Value::Bool(true)
+        {
             return Err(SignInError::NotAllowed(format!(
-                "{email} (the provider has not verified the address)"
+                "{email} (the provider has not verified the address: email_verified is {v})"
             )));
         }
         let name = claims.get("name").and_then(|n| n.as_str());
@@ -546,6 +591,23 @@ mod tests {
             client.person(&unverified),
             Err(SignInError::NotAllowed(_))
         ));
+        // Only a JSON `true` is verified: the strings, a number or null are not.
+        for not_true in [
+            serde_json::json!("false"),
+            serde_json::json!("true"),
+            serde_json::json!(1),
+            serde_json::Value::Null,
+        ] {
+            let c =
+                claims(serde_json::json!({"email": "ada@example.com", "email_verified": not_true}));
+            assert!(
+                matches!(client.person(&c), Err(SignInError::NotAllowed(_))),
+                "email_verified: {not_true}"
+            );
+        }
+        let verified =
+            claims(serde_json::json!({"email": "ada@example.com", "email_verified": true}));
+        assert_eq!(client.person(&verified).unwrap().email, "ada@example.com");
         let ok = claims(serde_json::json!({"email": "ada@example.com", "name": "Ada Lovelace"}));
         assert_eq!(client.person(&ok).unwrap().name, "Ada Lovelace");
         let grouped =
@@ -829,7 +891,30 @@ mod tests {
         };
         assert_eq!(
             kind(client.finish(&keys, &h, &refused, now)),
-            "the identity provider said: the person said no"
+            "the identity provider said: access_denied"
         );
+        // Free text in the URL is never shown; an unknown code is not repeated either.
+        let forged = CallbackQuery {
+            error: Some("<b>call 555-0100</b>".into()),
+            error_description: Some("Your account is locked: call 555-0100".into()),
+            ..CallbackQuery::default()
+        };
+        let said = kind(client.finish(&keys, &h, &forged, now));
+        assert_eq!(said, "the identity provider said: an unknown error");
+        assert!(
+            !client
+                .finish(&keys, &h, &forged, now)
+                .unwrap_err()
+                .is_guess()
+        );
+        assert!(SignInError::Invalid("x".into()).is_guess());
+        for not_guesses in [
+            SignInError::Flow,
+            SignInError::Provider("access_denied".into()),
+            SignInError::NotAllowed("eve".into()),
+            SignInError::Unreachable("x".into()),
+        ] {
+            assert!(!not_guesses.is_guess(), "{not_guesses}");
+        }
     }
 }

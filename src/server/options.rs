@@ -85,6 +85,12 @@ pub struct Options {
     /// Visitors are signed in by a proxy in front: its header, and the addresses it is believed
     /// from.
     pub auth_proxy: Option<(axum::http::HeaderName, Vec<super::session::Cidr>)>,
+    /// Proxies in front whose `X-Forwarded-For` names the client: failed secrets are counted
+    /// by the address it names, not the proxy's (and `auth_proxy`'s header is believed from
+    /// them).
+    pub trusted_proxies: Vec<super::session::Cidr>,
+    /// The most connections held open at once ([`super::MAX_CONNECTIONS`] by default).
+    pub max_connections: usize,
     /// The remote proposals are pushed to, with the user's git.
     pub push: Option<String>,
     /// The pull request link's template (`{branch}`, `{base}`).

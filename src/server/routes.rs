@@ -59,6 +59,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), access))
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(shared)
 }
 
@@ -71,7 +72,10 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     )
 }
 
-async fn not_found() -> Response {
+async fn not_found(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(page) = super::pages::not_found(&shared, &headers).await {
+        return page;
+    }
     error(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -129,15 +133,24 @@ async fn name_route(matched: axum::extract::MatchedPath, req: Request, next: Nex
 /// the token's id and deployment. Nothing from the headers or the query is written.
 async fn access(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
+    let peer = req
+        .extensions()
+        .get::<super::limits::ClientAddr>()
+        .map(|c| c.0.ip());
     if let Some(keys) = &shared.ui_keys {
-        let peer = req
-            .extensions()
-            .get::<super::limits::ClientAddr>()
-            .map(|c| c.0.ip());
         super::session::strip_untrusted(&keys.auth, req.headers_mut(), peer);
     }
+    if let Some(peer) = peer
+        && !shared.options.trusted_proxies.is_empty()
+    {
+        let client =
+            super::limits::client_behind(peer, req.headers(), &shared.options.trusted_proxies);
+        req.extensions_mut()
+            .insert(super::limits::CountedAs(client));
+    }
     let method = req.method().clone();
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
+    protect(&shared, response.headers_mut());
     let route = response
         .extensions()
         .get::<RouteName>()
@@ -168,6 +181,22 @@ async fn access(State(shared): State<Arc<Shared>>, mut req: Request, next: Next)
         );
     }
     response
+}
+
+/// Headers every answer carries: `nosniff` (a browser never guesses a JSON answer to be a
+/// page or a script), and behind an https public URL `Strict-Transport-Security`, so a browser
+/// that came once never speaks plain http to this server again.
+fn protect(shared: &Shared, headers: &mut HeaderMap) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if shared.secure() {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
 }
 
 /// The request's one `Authorization` header, if it has one. Two are refused (400): which of
@@ -370,7 +399,7 @@ async fn introspect(
         )));
     };
     let now = chrono::Utc::now().timestamp();
-    if let Some(r) = shared.failures.refuse(client.0, now) {
+    if let Some(r) = shared.failures.introspection.refuse(client.0, now) {
         return Ok(closing(r));
     }
     let value = authorization(&headers)?;
@@ -390,7 +419,7 @@ async fn introspect(
         (None, None) => false,
     };
     if !authenticated {
-        shared.failures.count(client.0, now);
+        shared.failures.introspection.count(client.0, now);
         let mut r = error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",

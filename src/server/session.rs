@@ -13,6 +13,10 @@ use axum::http::{HeaderMap, HeaderValue, header};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "ledgit_session";
+/// The session cookie's name on a server reached over https: the `__Host-` prefix makes the
+/// browser refuse it unless it is `Secure`, for `Path=/` and without `Domain`, so neither a
+/// sibling host nor a plain-http page on the same host can set or shadow it.
+pub const SECURE_COOKIE: &str = "__Host-ledgit_session";
 /// How long a session lasts at most (eight hours).
 pub const LIFETIME: i64 = 8 * 3600;
 /// How long a session lasts without a visit (30 minutes).
@@ -236,6 +240,21 @@ impl Keys {
         }
     }
 
+    /// The session cookie's name: [`SECURE_COOKIE`] over https, else [`COOKIE`].
+    pub fn cookie_name(&self) -> &'static str {
+        if self.secure { SECURE_COOKIE } else { COOKIE }
+    }
+
+    /// The `Set-Cookie` value that ends the session in the browser.
+    pub fn sign_out(&self) -> HeaderValue {
+        HeaderValue::from_str(&format!(
+            "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{}",
+            self.cookie_name(),
+            if self.secure { "; Secure" } else { "" }
+        ))
+        .unwrap_or(HeaderValue::from_static(""))
+    }
+
     /// Whether `given` is the operator secret (constant time); never when visitors sign in
     /// another way.
     pub fn is_secret(&self, given: &str) -> bool {
@@ -288,7 +307,8 @@ impl Keys {
             session.expires, session.seen, session.nonce
         );
         let value = format!(
-            "{COOKIE}={body}.{}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
+            "{}={body}.{}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
+            self.cookie_name(),
             mac(&self.cookie, body.as_bytes()),
             (session.expires - session.seen).max(0),
             if self.secure { "; Secure" } else { "" }
@@ -329,7 +349,8 @@ impl Keys {
             .flat_map(|v| v.split(';'))
             .find_map(|c| {
                 c.trim()
-                    .strip_prefix(&format!("{COOKIE}="))
+                    .strip_prefix(self.cookie_name())
+                    .and_then(|rest| rest.strip_prefix('='))
                     .map(str::to_string)
             })?;
         let (body, mac) = cookie.rsplit_once('.')?;
@@ -429,10 +450,6 @@ impl Keys {
 }
 
 /// The `Set-Cookie` value that removes the session's cookie from the browser.
-pub fn sign_out() -> HeaderValue {
-    HeaderValue::from_static("ledgit_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
-}
-
 /// The origins (`scheme://host[:port]`) this server's pages are served from: its public URL's
 /// and its listening address's (with `localhost` for a loopback one). The `Host` header is
 /// not one of them: a client chooses it (DNS rebinding).

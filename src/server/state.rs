@@ -215,6 +215,19 @@ fn touched(repo: &Repo, commit: Oid, tip: &git2::Commit, folder: &str) -> Vec<(S
 
 /// The open proposals at `commit`, newest first (at most 50). Read on every refresh (a branch
 /// pushed or created moves no tracked ref) and after the page creates one.
+/// A proposal this replica created.
+#[derive(Clone, Debug)]
+pub struct Creation {
+    pub agent: String,
+    /// Who asked for it: the signed-in person's address, or `operator`.
+    pub by: String,
+    pub commit: String,
+    pub title: String,
+    /// The push: not asked (`None`), under way (`Some(None)`), or what it said.
+    pub push: Option<Option<String>>,
+    pub pull_request: Option<String>,
+}
+
 pub fn open_proposals(
     repo: &Repo,
     commit: Oid,
@@ -317,7 +330,10 @@ pub struct Shared {
     /// The origins this server's pages are served from (the Origin check of every POST).
     pub origins: Vec<String>,
     /// Failed secrets (sign-in, introspection, webhook signatures) per client address.
-    pub failures: super::limits::Failures,
+    pub failures: super::limits::Budgets,
+    /// The proposals this replica created, by branch: who made each and how its push goes,
+    /// for the proposal's page (a push can take seconds; the page answers at once).
+    pub created: super::bounded::Bounded<String, Creation>,
     /// The reconciler's store as last read, and when: pages read it at most once a second,
     /// on a blocking thread, never on the request's own.
     observed: tokio::sync::Mutex<Option<Observed>>,
@@ -392,7 +408,8 @@ impl Shared {
             },
             seen_unshared: Mutex::default(),
             proposals: Default::default(),
-            failures: super::limits::Failures::default(),
+            failures: super::limits::Budgets::default(),
+            created: Default::default(),
             ui_keys: ui_keys(&options),
             push_remote_url: Default::default(),
             people: Default::default(),

@@ -289,9 +289,29 @@ fn a_proposal_is_pushed_and_linked_and_the_page_shows_sync_states() {
             "csrf={csrf}&expect={expect}&action=set&environment=production&version=1.4.0"
         ))
         .unwrap();
+    // Answered at once with the proposal's page, which looks again while the push runs.
     let status = created.status().as_u16();
-    let page = read(created);
-    assert_eq!(status, 201, "{page}");
+    let location = created
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(status, 303, "{}", read(created));
+    let mut page = String::new();
+    for _ in 0..300 {
+        let shown = agent
+            .get(format!("{}{location}", server.base))
+            .header("Cookie", &cookie)
+            .header("Host", &host)
+            .call()
+            .unwrap();
+        page = read(shown);
+        if !page.contains("id=\"pushing\"") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let branch = page
         .split("<code id=\"branch\">")
         .nth(1)
@@ -589,6 +609,81 @@ fn a_failed_apply_shows_what_runs_who_changed_it_and_the_past() {
             before_merge.replace(':', "%3A")
         )),
         "{snapshot}"
+    );
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+/// A client whose request reaches the server: `GET /healthz` on a new connection from
+/// 127.0.0.1, answered 200 within five seconds.
+fn healthz_answers(address: &str) -> bool {
+    use std::io::Write;
+    let Ok(mut s) = std::net::TcpStream::connect(address) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: ledgit\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    answer.starts_with(b"HTTP/1.1 200")
+}
+
+/// Slow bodies from five addresses fill the connection table (a webhook route reads its body
+/// before it can check the signature): a sixth address is answered throughout, because a
+/// full server closes the connection furthest behind on its client, never the new one.
+#[test]
+fn a_flood_of_slow_bodies_never_turns_a_new_client_away() {
+    let (repo, _keys, _key) = example();
+    let server = Server::start(
+        &repo,
+        &["--max-connections", "64", "--quiet"],
+        &[("LEDGIT_HOOK_SECRET", "hook secret of the flood test")],
+    );
+    let address = server.base.trim_start_matches("http://").to_string();
+    let port = address.rsplit(':').next().unwrap().to_string();
+    let mut flood = std::process::Command::new("python3")
+        .arg(crate::common::project_root().join("bench/flood.py"))
+        .args([
+            "--port",
+            &port,
+            "--addresses",
+            "5",
+            "--per-address",
+            "16",
+            "--seconds",
+            "12",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The table fills (5 x 16 > 64), then a client from another address asks, again and again.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut failed = 0;
+    let mut asked = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) {
+        asked += 1;
+        if !healthz_answers(&address) {
+            failed += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = flood.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let opened: usize = said
+        .trim()
+        .strip_prefix("opened ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(opened > 64, "the flood did not fill the table: {said}");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {asked} requests failed during the flood"
     );
     let (code, _) = server.stop();
     assert_eq!(code, 0);

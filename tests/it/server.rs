@@ -1305,12 +1305,12 @@ async fn proposals_need_a_session_the_csrf_token_and_this_origin() {
         format!("{form}&csrf={csrf}"),
     )
     .await;
-    assert_eq!(
-        created.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&created.body)
-    );
+    let created = proposal_page(
+        &shared,
+        &created,
+        &[host.clone(), ("cookie", cookie.clone())],
+    )
+    .await;
     let branch = text(&select(&page(&created), "#branch")[0]);
     assert!(
         branch.starts_with("ledgit/promote-billing-agent-staging-"),
@@ -1337,6 +1337,28 @@ async fn proposals_need_a_session_the_csrf_token_and_this_origin() {
     // The tracked branch and the work tree are untouched.
     assert_eq!(repo.refname_to_id(&f.tracked()).unwrap(), tip);
     assert!(repo.statuses(None).unwrap().is_empty());
+    // A second click on the same form finds the person's own new proposal: it was created,
+    // nothing new is made.
+    let again = post(
+        vec![
+            host.clone(),
+            ("cookie", cookie.clone()),
+            ("origin", ORIGIN.into()),
+        ],
+        format!("{form}&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert!(again.header("location").ends_with("&again=1"));
+    let again = proposal_page(&shared, &again, &[host.clone(), ("cookie", cookie.clone())]).await;
+    let again = page(&again);
+    assert_eq!(text(&select(&again, "h1")[0]), "Proposal created");
+    assert!(!select(&again, "#again").is_empty());
+    assert_eq!(text(&select(&again, "#branch")[0]), branch);
+    assert_eq!(
+        repo.references_glob("refs/heads/ledgit/*").unwrap().count(),
+        1
+    );
     // The proposal shows as open at once, before the branch moves.
     let v = get(&shared, "/v1/agents").await.json();
     assert_eq!(v["proposals"][0]["branch"], branch.as_str());
@@ -1368,8 +1390,14 @@ async fn proposals_need_a_session_the_csrf_token_and_this_origin() {
         format!("{form}&csrf={csrf}"),
     )
     .await;
-    assert_eq!(twice.status, StatusCode::CONFLICT);
-    assert!(String::from_utf8_lossy(&twice.body).contains(&branch));
+    // The person's own: answered with its page, not made again.
+    assert_eq!(twice.status, StatusCode::SEE_OTHER);
+    assert!(twice.header("location").contains("again=1"));
+    assert!(
+        twice
+            .header("location")
+            .contains(&branch.replace('/', "%2F"))
+    );
     assert_eq!(
         repo.references_glob("refs/heads/ledgit/*").unwrap().count(),
         1
@@ -1531,17 +1559,46 @@ async fn a_push_that_fails_keeps_the_branch_and_says_why() {
         &shared,
         "POST",
         "/agents/billing-agent/propose",
-        &[host, ("cookie", cookie), ("origin", ORIGIN.into())],
+        &[
+            host.clone(),
+            ("cookie", cookie.clone()),
+            ("origin", ORIGIN.into()),
+        ],
         &format!("action=promote&environment=staging&csrf={csrf}&expect={expect}"),
     )
     .await;
-    assert_eq!(created.status, StatusCode::CREATED);
+    let created = proposal_page(&shared, &created, &[host, ("cookie", cookie)]).await;
     let html = page(&created);
     let main = text(&select(&html, "main")[0]);
     assert!(main.contains("could not push it to nowhere"), "{main}");
     let branch = text(&select(&html, "#branch")[0]);
     let repo = git2::Repository::open(f.path()).unwrap();
     assert!(repo.find_reference(&format!("refs/heads/{branch}")).is_ok());
+}
+
+/// The page a proposal's creation redirected to (303), once its push has ended.
+async fn proposal_page(
+    shared: &Arc<Shared>,
+    created: &Answer,
+    headers: &[(&str, String)],
+) -> Answer {
+    assert_eq!(
+        created.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let location = created.header("location").to_string();
+    assert!(location.starts_with("/agents/"), "{location}");
+    for _ in 0..600 {
+        let shown = with_headers(shared, "GET", &location, headers, "").await;
+        assert_eq!(shown.status, StatusCode::OK);
+        if !String::from_utf8_lossy(&shown.body).contains("id=\"pushing\"") {
+            return shown;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the push did not end within 30s");
 }
 
 /// A request from `client`, as the listener marks it.
@@ -1606,7 +1663,30 @@ async fn guessing_a_secret_is_limited_per_client_address() {
         signin("192.0.2.2", UI_SECRET).await.status,
         StatusCode::SEE_OTHER
     );
-    // Introspection secrets and webhook signatures count against the same address.
+    // Each purpose has its own budget: the right introspection secret from the same address
+    // is still answered.
+    let introspect = from_client(
+        &shared,
+        "192.0.2.1",
+        "POST",
+        "/oauth2/introspect",
+        &[("authorization", format!("Bearer {INTROSPECTION_SECRET}"))],
+        "token=x",
+    )
+    .await;
+    assert_eq!(introspect.status, StatusCode::OK);
+    for _ in 0..ledgit::server::ALLOWED {
+        let wrong = from_client(
+            &shared,
+            "192.0.2.1",
+            "POST",
+            "/oauth2/introspect",
+            &[("authorization", "Bearer wrong-secret".to_string())],
+            "token=x",
+        )
+        .await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
     let introspect = from_client(
         &shared,
         "192.0.2.1",
@@ -2074,7 +2154,7 @@ async fn open_proposals_are_listed_and_a_revocation_commits_the_reason_it_previe
         &format!("action=promote&environment=staging&csrf={csrf}&expect={expect}"),
     )
     .await;
-    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.status, StatusCode::SEE_OTHER);
     let agent = page(&get(&shared, "/agents/billing-agent").await);
     let listed: Vec<String> = select(&agent, "#proposals + ul.proposals li")
         .iter()
@@ -2137,12 +2217,7 @@ async fn open_proposals_are_listed_and_a_revocation_commits_the_reason_it_previe
         &format!("action=revoke&jti={jti}&reason=laptop+stolen&csrf={csrf}&expect={expect}"),
     )
     .await;
-    assert_eq!(
-        created.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&created.body)
-    );
+    let created = proposal_page(&shared, &created, &posting).await;
     let branch = text(&select(&page(&created), "#branch")[0]);
     let repo = git2::Repository::open(f.path()).unwrap();
     let commit = repo
@@ -2160,4 +2235,165 @@ async fn open_proposals_are_listed_and_a_revocation_commits_the_reason_it_previe
         .id();
     let list = String::from_utf8(repo.find_blob(entry).unwrap().content().to_vec()).unwrap();
     assert!(list.contains("reason: \"laptop stolen\""), "{list}");
+}
+
+/// Every answer says `nosniff`; behind an https public URL every answer carries
+/// `Strict-Transport-Security` and the session cookie is `__Host-` prefixed (Secure, Path=/,
+/// no Domain), and only that name signs in.
+#[tokio::test]
+async fn https_answers_carry_hsts_and_a_host_only_session_cookie() {
+    let f = Fixture::new();
+    let plain = f.shared();
+    for path in [
+        "/v1/deployments",
+        "/healthz",
+        "/",
+        "/no/such/route",
+        "/metrics",
+    ] {
+        let a = get(&plain, path).await;
+        assert_eq!(a.header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(a.header("strict-transport-security"), "", "{path}");
+    }
+    let mut options = f.options();
+    options.public_url = "https://ledgit.example".into();
+    let secure = f.shared_with(options);
+    for path in ["/v1/deployments", "/", "/no/such/route"] {
+        let a = get(&secure, path).await;
+        assert_eq!(
+            a.header("strict-transport-security"),
+            "max-age=31536000",
+            "{path}"
+        );
+        assert_eq!(a.header("x-content-type-options"), "nosniff", "{path}");
+    }
+    let signed = with_headers(
+        &secure,
+        "POST",
+        "/signin",
+        &[
+            ("host", "ledgit.example".into()),
+            ("origin", "https://ledgit.example".into()),
+        ],
+        &format!("secret={UI_SECRET}"),
+    )
+    .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER);
+    let cookie = signed.header("set-cookie").to_string();
+    assert!(cookie.starts_with("__Host-ledgit_session="), "{cookie}");
+    assert!(
+        cookie.contains("; Path=/") && cookie.contains("; Secure"),
+        "{cookie}"
+    );
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let with = |c: String| {
+        let secure = secure.clone();
+        async move { page(&with_headers(&secure, "GET", "/", &[("cookie", c)], "").await) }
+    };
+    assert!(!select(&with(pair.clone()).await, "form[action='/signout']").is_empty());
+    // The same value under the plain name is no session on an https server.
+    let plain_name = pair.replacen("__Host-", "", 1);
+    assert!(select(&with(plain_name).await, "form[action='/signout']").is_empty());
+}
+
+/// Pages and JSON are gzipped for a client that accepts it, and read back the same.
+#[tokio::test]
+async fn pages_and_json_are_compressed_when_the_client_accepts_gzip() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    for path in ["/", "/v1/agents", "/v1/deployments", "/agents/support-bot"] {
+        let plain = get(&shared, path).await;
+        assert_eq!(plain.header("content-encoding"), "", "{path}");
+        let zipped = call(
+            &shared,
+            Request::get(path)
+                .header(header::ACCEPT_ENCODING, "gzip")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(zipped.status, StatusCode::OK, "{path}");
+        assert_eq!(zipped.header("content-encoding"), "gzip", "{path}");
+        // `call` inflates it: the same document.
+        if path.starts_with("/v1/") {
+            let a: serde_json::Value = serde_json::from_slice(&plain.body).unwrap();
+            let b: serde_json::Value = serde_json::from_slice(&zipped.body).unwrap();
+            assert_eq!(a, b, "{path}");
+        } else {
+            assert_eq!(
+                select(&page(&plain), "h1")
+                    .iter()
+                    .map(text)
+                    .collect::<Vec<_>>(),
+                select(&page(&zipped), "h1")
+                    .iter()
+                    .map(text)
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// Error pages keep the signed-in header, say what happened in words, keep what the person
+/// typed and link addresses; a browser asking for an unknown route gets the HTML 404 page.
+#[tokio::test]
+async fn error_pages_speak_in_words_and_keep_the_visitor_and_what_they_typed() {
+    let f = Fixture::new();
+    let shared = f.shared();
+    let cookie = sign_in(&shared).await;
+    let browser = |uri: &str| {
+        let shared = shared.clone();
+        let cookie = cookie.clone();
+        let uri = uri.to_string();
+        async move {
+            with_headers(
+                &shared,
+                "GET",
+                &uri,
+                &[
+                    ("cookie", cookie),
+                    ("accept", "text/html,application/xhtml+xml".into()),
+                    ("host", "ledgit.example".into()),
+                ],
+                "",
+            )
+            .await
+        }
+    };
+    let missing = browser("/no/such/page").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let html = page(&missing);
+    assert_eq!(text(&select(&html, "h1")[0]), "Not found");
+    assert!(!select(&html, "form[action='/signout']").is_empty());
+    // A script still gets JSON.
+    let json = get(&shared, "/no/such/page").await;
+    assert_eq!(json.header("content-type"), "application/json");
+    // A version that is not one: the page says so in words, with the form and the value.
+    let typed = "not a version";
+    let refused = browser(&format!(
+        "/agents/support-bot/propose?action=set&environment=production&version={}",
+        typed.replace(' ', "%20")
+    ))
+    .await;
+    assert!(refused.status.is_client_error(), "{:?}", refused.status);
+    let html = page(&refused);
+    let heading = text(&select(&html, "h1")[0]);
+    assert_ne!(heading, refused.status.canonical_reason().unwrap());
+    assert!(!select(&html, "form[action='/signout']").is_empty());
+    let field = &select(&html, "form.retry input[name=version]")[0];
+    assert_eq!(field.value().attr("value"), Some(typed));
+    let kept: Vec<(String, String)> = select(&html, "form.retry input[type=hidden]")
+        .iter()
+        .map(|i| {
+            (
+                i.value().attr("name").unwrap().to_string(),
+                i.value().attr("value").unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        kept.contains(&("environment".into(), "production".into())),
+        "{kept:?}"
+    );
 }

@@ -1,8 +1,8 @@
 //! The page's controls: sign-in (the operator secret, OpenID Connect, or a proxy's word), and
 //! proposals (promote, set, roll
 //! back, revoke) previewed as a diff with the policy's verdict, then committed on a new branch
-//! and pushed where asked. Every POST passes [`check_post`]: this server's origin, a signed-in
-//! session, the session's CSRF token.
+//! and pushed where asked. Every POST passes [`signed_in_post`] before its body is read (the
+//! page takes proposals, this server's origin, a signed-in session), then [`check_csrf`].
 
 use std::sync::Arc;
 
@@ -18,8 +18,8 @@ use super::super::answer::{ApiError, read_body};
 use super::super::session::{self, Session};
 use super::super::state::{Served, Shared};
 use super::frame::{
-    Detour, PageResult, ProposeHtml, ProposedHtml, SigninHtml, Visitor, chrome, detour, html,
-    message_page, served_or_page, visitor,
+    Detour, PageResult, ProposeHtml, ProposedHtml, Retry, SigninHtml, Visitor, chrome, detour,
+    html, message_page, message_page_with, served_or_page, status_words, visitor,
 };
 
 pub(super) async fn signin_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -77,15 +77,24 @@ pub(super) async fn oidc_start(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// `/signin/oidc/callback`: back from the provider; a session for the person it names.
+/// `/signin/oidc/callback`: back from the provider; a session for the person it names. Only
+/// an answer that fails verification counts against the sign-in budget: a server without
+/// OpenID Connect, the provider's `error=`, an expired or foreign flow guessed nothing.
 pub(super) async fn oidc_callback(
     State(shared): State<Arc<Shared>>,
     client: super::super::limits::Client,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if shared.oidc.is_none() || shared.ui_keys.is_none() {
+        return signin_failed(
+            &shared,
+            StatusCode::NOT_FOUND,
+            "this server does not sign in with OpenID Connect".into(),
+        );
+    }
     let now = chrono::Utc::now().timestamp();
-    if let Some(r) = shared.failures.refuse(client.0, now) {
+    if let Some(r) = shared.failures.signin.refuse(client.0, now) {
         return super::super::answer::closing(r);
     }
     let Ok(q) = serde_urlencoded::from_str::<super::super::oidc::CallbackQuery>(
@@ -99,18 +108,27 @@ pub(super) async fn oidc_callback(
     };
     let worker = shared.clone();
     let finished = tokio::task::spawn_blocking(move || match (&worker.oidc, &worker.ui_keys) {
-        (Some(c), Some(k)) => c.finish(k, &headers, &q, now).map_err(|e| e.to_string()),
-        _ => Err("this server does not sign in with OpenID Connect".to_string()),
+        (Some(c), Some(k)) => Some(c.finish(k, &headers, &q, now)),
+        _ => None,
     })
     .await
-    .unwrap_or_else(|_| Err("the sign-in failed".into()));
+    .ok()
+    .flatten();
     let (person, keys) = match (finished, &shared.ui_keys) {
-        (Ok(p), Some(k)) => (p, k),
-        (Err(said), _) => {
-            shared.failures.count(client.0, now);
-            return signin_failed(&shared, StatusCode::FORBIDDEN, said);
+        (Some(Ok(p)), Some(k)) => (p, k),
+        (Some(Err(e)), _) => {
+            if e.is_guess() {
+                shared.failures.signin.count(client.0, now);
+            }
+            return signin_failed(&shared, StatusCode::FORBIDDEN, e.to_string());
         }
-        (Ok(_), None) => return refused(&shared, "this server does not take proposals"),
+        _ => {
+            return signin_failed(
+                &shared,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the sign-in failed".into(),
+            );
+        }
     };
     shared.options.log.line(&format!(
         "signed in: {} <{}> (OpenID Connect)",
@@ -165,12 +183,12 @@ pub(super) async fn signin(
         ));
     }
     let now = chrono::Utc::now().timestamp();
-    if let Some(r) = shared.failures.refuse(client.0, now) {
+    if let Some(r) = shared.failures.signin.refuse(client.0, now) {
         return Ok(super::super::answer::closing(r));
     }
     let form: SigninForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
     if !keys.is_secret(&form.secret) {
-        shared.failures.count(client.0, now);
+        shared.failures.signin.count(client.0, now);
         let served = shared.served.load_full();
         let page = SigninHtml {
             chrome: chrome(
@@ -211,16 +229,14 @@ pub(super) async fn signout(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> PageResult {
+    let (keys, session) = signed_in_post(&shared, &headers)?;
     let form: CsrfForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
-    let session = check_post(&shared, &headers, form.csrf.as_deref())?;
-    if let Some(keys) = &shared.ui_keys
-        && !session.by_proxy
-    {
+    check_csrf(&shared, keys, &session, form.csrf.as_deref())?;
+    if !session.by_proxy {
         keys.end(&session, chrono::Utc::now().timestamp());
     }
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
-    r.headers_mut()
-        .insert(header::SET_COOKIE, session::sign_out());
+    r.headers_mut().insert(header::SET_COOKIE, keys.sign_out());
     Ok(r)
 }
 
@@ -240,7 +256,13 @@ fn refusal(shared: &Shared, why: &str) -> Detour {
 
 /// Every POST that changes something: from this server's page (Origin), by a signed-in
 /// visitor (cookie), with the session's CSRF token.
-fn check_post(shared: &Shared, headers: &HeaderMap, csrf: Option<&str>) -> Result<Session, Detour> {
+/// What a form's post must pass before its body is read: the page takes proposals, the form
+/// comes from this server's origin, and its sender is signed in. Each is cheap, so a client
+/// that fails one is answered before it can hold the connection with a slow body.
+fn signed_in_post<'s>(
+    shared: &'s Shared,
+    headers: &HeaderMap,
+) -> Result<(&'s session::Keys, Session), Detour> {
     let Some(keys) = &shared.ui_keys else {
         return Err(refusal(shared, "this server does not take proposals"));
     };
@@ -254,10 +276,20 @@ fn check_post(shared: &Shared, headers: &HeaderMap, csrf: Option<&str>) -> Resul
     let Some(s) = keys.session(headers, now) else {
         return Err(refusal(shared, "sign in first"));
     };
-    if !csrf.is_some_and(|t| keys.csrf_ok(&s, t)) {
+    Ok((keys, s))
+}
+
+/// The form's CSRF token, once its body is read.
+fn check_csrf(
+    shared: &Shared,
+    keys: &session::Keys,
+    session: &Session,
+    csrf: Option<&str>,
+) -> Result<(), Detour> {
+    if !csrf.is_some_and(|t| keys.csrf_ok(session, t)) {
         return Err(refusal(shared, "the form's CSRF token is missing or wrong"));
     }
-    Ok(s)
+    Ok(())
 }
 
 async fn read_form<T: serde::de::DeserializeOwned>(body: axum::body::Body) -> Result<T, ApiError> {
@@ -269,6 +301,67 @@ async fn read_form<T: serde::de::DeserializeOwned>(body: axum::body::Body) -> Re
             format!("the form is not one this page sends: {e}"),
         )
     })
+}
+
+impl ProposeForm {
+    /// The form again, with what the person typed (a version, a reason), for an error page.
+    fn retry(&self, agent: &str) -> Option<Retry> {
+        let action = format!("/agents/{}/propose", percent(agent));
+        let keep = |name: &str, v: &Option<String>| v.clone().map(|v| (name.to_string(), v));
+        match self.action.as_deref() {
+            Some("set") => Some(Retry {
+                action,
+                hidden: [
+                    keep("action", &self.action),
+                    keep("environment", &self.environment),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+                field: "version".into(),
+                label: "Version".into(),
+                value: self.version.clone().unwrap_or_default(),
+            }),
+            Some("revoke") => Some(Retry {
+                action,
+                hidden: [keep("action", &self.action), keep("jti", &self.jti)]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                field: "reason".into(),
+                label: "Reason".into(),
+                value: self.reason.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// An error page for this form, that keeps what the person typed.
+    fn detour(&self, shared: &Shared, agent: &str, e: ApiError) -> Detour {
+        let (status, message) = e.parts();
+        message_page_with(
+            shared,
+            status,
+            status_words(status),
+            message,
+            "",
+            self.retry(agent),
+        )
+        .into()
+    }
+}
+
+/// A path segment with everything but unreserved characters percent-encoded.
+fn percent(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -388,10 +481,12 @@ pub(super) async fn propose_page(
     let served = served_or_page(&shared)?;
     let form: ProposeForm = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| detour(&shared, ApiError::bad_query(e)))?;
-    let request = form.request(&agent).map_err(|e| detour(&shared, e))?;
+    let request = form
+        .request(&agent)
+        .map_err(|e| form.detour(&shared, &agent, e))?;
     let preview = plan(&shared, served.clone(), request.clone())
         .await
-        .map_err(|e| detour(&shared, e))?;
+        .map_err(|e| form.detour(&shared, &agent, e))?;
     let status = if preview.refused {
         StatusCode::CONFLICT
     } else {
@@ -451,13 +546,16 @@ pub(super) async fn propose_create(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> PageResult {
+    let (keys, session) = signed_in_post(&shared, &headers)?;
     let form: ProposeForm = read_form(body).await.map_err(|e| detour(&shared, e))?;
-    let session = check_post(&shared, &headers, form.csrf.as_deref())?;
+    check_csrf(&shared, keys, &session, form.csrf.as_deref())?;
     let served = served_or_page(&shared)?;
-    let request = form.request(&agent).map_err(|e| detour(&shared, e))?;
+    let request = form
+        .request(&agent)
+        .map_err(|e| form.detour(&shared, &agent, e))?;
     let preview = plan(&shared, served.clone(), request.clone())
         .await
-        .map_err(|e| detour(&shared, e))?;
+        .map_err(|e| form.detour(&shared, &agent, e))?;
     // The branch moved since the preview, or the request plans to another change: commit
     // nothing, and show the change as it would be now.
     if form.expect.as_deref() != Some(preview.fingerprint().as_str()) {
@@ -467,7 +565,15 @@ pub(super) async fn propose_create(
         let page = propose_html(&shared, &served, &v, agent, &form, &request, preview, true);
         return Ok(html(StatusCode::CONFLICT, page.render()));
     }
+    let by = session
+        .who
+        .as_ref()
+        .map_or_else(|| "operator".to_string(), |p| p.email.clone());
     if let Some((branch, link)) = identical(&shared, &agent, &preview) {
+        // The person's own proposal, made a moment ago (a second click): it was created.
+        if shared.created.get(&branch).is_some_and(|c| c.by == by) {
+            return Ok(see_other(&proposal_href(&agent, &branch, true)));
+        }
         return Ok(message_page(
             &shared,
             StatusCode::CONFLICT,
@@ -496,7 +602,7 @@ pub(super) async fn propose_create(
         .await
         .map_err(|_| "creating the proposal failed".to_string())
         .and_then(|r| r.map_err(|e| e.to_string()));
-    let (branch, commit, title, pushed, pull_request) = match created {
+    let (branch, commit, title, pull_request) = match created {
         Ok(x) => x,
         Err(said) => {
             return Ok(message_page(
@@ -508,26 +614,111 @@ pub(super) async fn propose_create(
             ));
         }
     };
+    let pushing = shared.options.push.clone();
+    shared.created.put(
+        &branch,
+        super::super::state::Creation {
+            agent: agent.clone(),
+            by,
+            commit,
+            title,
+            push: pushing.as_ref().map(|_| None),
+            pull_request,
+        },
+    );
+    // The push can take seconds: it goes on after the answer, and the proposal's page says
+    // how it went.
+    if let Some(remote) = pushing {
+        let worker = shared.clone();
+        let branch = branch.clone();
+        tokio::task::spawn_blocking(move || {
+            let said = crate::git::repo::Repo::open(&worker.options.repo)
+                .map(|repo| push(&repo, &remote, &branch))
+                .unwrap_or_else(|e| format!("the repository did not open to push: {e}"));
+            if let Some(mut c) = worker.created.get(&branch) {
+                c.push = Some(Some(said));
+                worker.created.put(&branch, c);
+            }
+            worker.ask_refresh(false);
+        });
+    }
     shared.ask_refresh(false);
-    let now = chrono::Utc::now().timestamp();
-    let v = Visitor {
-        session: Some(session),
-    };
-    let page = ProposedHtml {
-        chrome: chrome(&shared, Some(&served), &v, "Proposal created", None, now),
-        agent,
-        branch,
-        commit,
-        title,
-        pushed,
-        pull_request,
-    };
-    Ok(html(StatusCode::CREATED, page.render()))
+    Ok(see_other(&proposal_href(&agent, &branch, false)))
 }
 
-type Created = (String, String, String, Option<String>, Option<String>);
+/// A redirect after a post (303: the browser asks for the new page with GET).
+fn see_other(location: &str) -> Response {
+    match axum::http::HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
 
-/// Commits the proposal on its branch, pushes it where asked, and finds its pull request link.
+/// The address of the page of proposal `branch` of `agent`.
+fn proposal_href(agent: &str, branch: &str, again: bool) -> String {
+    format!(
+        "/agents/{}/proposed?branch={}{}",
+        percent(agent),
+        percent(branch),
+        if again { "&again=1" } else { "" }
+    )
+}
+
+#[derive(Deserialize)]
+struct ProposedQuery {
+    branch: String,
+    again: Option<String>,
+}
+
+/// `/agents/{agent}/proposed?branch=…`: a proposal this replica created, and its push (the
+/// page looks again every two seconds while the push is under way).
+pub(super) async fn proposed_page(
+    State(shared): State<Arc<Shared>>,
+    Path(agent): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> PageResult {
+    let q: ProposedQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| detour(&shared, ApiError::bad_query(e)))?;
+    let now = chrono::Utc::now().timestamp();
+    let v = visitor(&shared, &headers, now);
+    let Some(c) = shared.created.get(&q.branch).filter(|c| c.agent == agent) else {
+        return Ok(message_page(
+            &shared,
+            StatusCode::NOT_FOUND,
+            status_words(StatusCode::NOT_FOUND),
+            format!(
+                "{} was not proposed on this server (or the server restarted since).",
+                q.branch
+            ),
+            "the agent's page lists its open proposals",
+        ));
+    };
+    let served = shared.served.load_full();
+    let page = ProposedHtml {
+        chrome: chrome(
+            &shared,
+            served.as_deref(),
+            &v,
+            "Proposal created",
+            None,
+            now,
+        ),
+        agent,
+        branch: q.branch,
+        commit: c.commit,
+        title: c.title,
+        pushing: matches!(c.push, Some(None)),
+        pushed: c.push.flatten(),
+        pull_request: c.pull_request,
+        again: q.again.is_some(),
+    };
+    Ok(html(StatusCode::OK, page.render()))
+}
+
+type Created = (String, String, String, Option<String>);
+
+/// Commits the proposal on its branch and finds its pull request link (the push comes after).
 /// The open proposals are read again at once, so the next page lists it.
 /// The signed-in person authors the commit; the server's git identity commits it (and authors
 /// it too when the person is not known: the operator secret names no one).
@@ -559,11 +750,6 @@ fn create(
                 &repo, base, options,
             )));
     }
-    // The branch exists here either way: a failed push is said on the page, not an error.
-    let pushed = options
-        .push
-        .as_ref()
-        .map(|remote| push(&repo, remote, &branch));
     let remote_url = options
         .push
         .as_deref()
@@ -579,7 +765,6 @@ fn create(
         branch,
         commit.to_string(),
         preview.title.clone(),
-        pushed,
         pull_request,
     ))
 }

@@ -261,11 +261,88 @@ page!(ProposedHtml, "proposed.html" {
     branch: String,
     commit: String,
     title: String,
+    pushing: bool,
     pushed: Option<String>,
     pull_request: Option<String>,
+    again: bool,
 });
 page!(SigninHtml, "signin.html" { failed: Option<&'static str>, mode: String });
-page!(MessageHtml, "message.html" { heading: String, message: String, hint: String });
+page!(MessageHtml, "message.html" { heading: String, message: Vec<Piece>, hint: String, retry: Option<Retry> });
+
+/// A piece of a message: text, or an address shown as a link.
+pub(super) enum Piece {
+    Text(String),
+    Link(String),
+}
+
+/// Splits `text` into text and `http(s)://` addresses (up to the next white space, less a
+/// closing punctuation mark), so a message that names a pull request links it.
+pub(super) fn pieces(text: &str) -> Vec<Piece> {
+    let next = |s: &str| {
+        [s.find("https://"), s.find("http://")]
+            .into_iter()
+            .flatten()
+            .min()
+    };
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = next(rest) {
+        let end = rest[at..]
+            .find(char::is_whitespace)
+            .map_or(rest.len(), |e| at + e);
+        let url = rest[at..end].trim_end_matches(['.', ',', ';', ':', ')', '!', '?']);
+        if at > 0 {
+            out.push(Piece::Text(rest[..at].to_string()));
+        }
+        out.push(Piece::Link(url.to_string()));
+        rest = &rest[at + url.len()..];
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest.to_string()));
+    }
+    out
+}
+
+/// What the person typed, offered again under an error so that nothing they wrote is lost:
+/// a form to `action` with their value in its one text field and the rest hidden.
+pub(super) struct Retry {
+    pub(super) action: String,
+    pub(super) hidden: Vec<(String, String)>,
+    pub(super) field: String,
+    pub(super) label: String,
+    pub(super) value: String,
+}
+
+tokio::task_local! {
+    /// The signed-in visitor of the page request being answered, set by the pages' session
+    /// layer, so that an error page keeps the header of the person who asked.
+    pub(super) static VISITOR: Option<Session>;
+}
+
+/// The visitor of the request being answered (none outside a page request).
+fn current_visitor() -> Visitor {
+    Visitor {
+        session: VISITOR.try_with(Clone::clone).ok().flatten(),
+    }
+}
+
+/// The words a page says for an error status: what happened, not the protocol's name.
+pub(super) fn status_words(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "The request does not read",
+        401 | 403 => "Not allowed",
+        404 => "Not found",
+        408 => "The request took too long",
+        409 => "Something changed meanwhile",
+        413 => "The request is too large",
+        422 => "That cannot be done as asked",
+        429 => "Too many attempts",
+        500 => "ledgit failed",
+        502 | 504 => "The identity provider did not answer",
+        503 => "Not available right now",
+        _ => "Not done",
+    }
+}
 
 /// An HTML answer with the headers every page carries.
 pub(super) fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
@@ -350,22 +427,34 @@ pub(super) fn message_page(
     message: impl Into<String>,
     hint: impl Into<String>,
 ) -> Response {
+    message_page_with(shared, status, heading, message, hint, None)
+}
+
+/// An error as a page, with the form the person filled in offered again.
+pub(super) fn message_page_with(
+    shared: &Shared,
+    status: StatusCode,
+    heading: &str,
+    message: impl Into<String>,
+    hint: impl Into<String>,
+    retry: Option<Retry>,
+) -> Response {
     let now = chrono::Utc::now().timestamp();
     let served = shared.served.load_full();
-    let v = Visitor { session: None };
+    let v = current_visitor();
     let page = MessageHtml {
         chrome: chrome(shared, served.as_deref(), &v, heading, None, now),
         heading: heading.into(),
-        message: message.into(),
+        message: pieces(&message.into()),
         hint: hint.into(),
+        retry,
     };
     html(status, page.render())
 }
 
 pub(super) fn page_error(shared: &Shared, e: ApiError) -> Response {
     let (status, message) = e.parts();
-    let heading = status.canonical_reason().unwrap_or("Error");
-    message_page(shared, status, heading, message, "")
+    message_page(shared, status, status_words(status), message, "")
 }
 
 /// A page that answers instead of the one asked for: an error or a refusal, already rendered
@@ -393,4 +482,42 @@ pub(super) fn detour(shared: &Shared, e: ApiError) -> Detour {
 
 pub(super) fn served_or_page(shared: &Shared) -> Result<Arc<Served>, Detour> {
     super::super::state::served(shared).map_err(|e| detour(shared, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(p: &[Piece]) -> String {
+        p.iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.clone(),
+                Piece::Link(u) => format!("<{u}>"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn addresses_in_a_message_become_links() {
+        assert_eq!(
+            shown(&pieces(
+                "ledgit/x proposes the same change: https://git.example/pr/4."
+            )),
+            "ledgit/x proposes the same change: <https://git.example/pr/4>."
+        );
+        assert_eq!(
+            shown(&pieces("see http://a.test/x and https://b.test/y), then")),
+            "see <http://a.test/x> and <https://b.test/y>), then"
+        );
+        assert_eq!(shown(&pieces("no address")), "no address");
+        assert!(pieces("").is_empty());
+    }
+
+    #[test]
+    fn error_pages_speak_in_words() {
+        for code in [400u16, 404, 409, 422] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_ne!(status_words(status), status.canonical_reason().unwrap());
+        }
+    }
 }

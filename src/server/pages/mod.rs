@@ -25,7 +25,8 @@ mod frame;
 mod timeline;
 
 use controls::{
-    oidc_callback, oidc_start, propose_create, propose_page, signin, signin_page, signout,
+    oidc_callback, oidc_start, propose_create, propose_page, proposed_page, signin, signin_page,
+    signout,
 };
 use frame::*;
 use timeline::{timeline_list, timeline_svg};
@@ -40,6 +41,7 @@ pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
             "/agents/{agent}/propose",
             get(propose_page).post(propose_create),
         )
+        .route("/agents/{agent}/proposed", get(proposed_page))
         .route("/signin", get(signin_page).post(signin))
         .route("/signin/oidc", get(oidc_start))
         .route(super::oidc::CALLBACK, get(oidc_callback))
@@ -53,6 +55,34 @@ pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route_layer(axum::middleware::from_fn_with_state(shared, keep_session))
 }
 
+/// The page for an address that names nothing, for a browser (`Accept: text/html`); `None`
+/// for other clients, which get the JSON error.
+pub(super) async fn not_found(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let wants_html = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"));
+    if !wants_html {
+        return None;
+    }
+    let now = chrono::Utc::now().timestamp();
+    let session = shared
+        .ui_keys
+        .as_ref()
+        .and_then(|keys| keys.session(headers, now));
+    let page = async {
+        message_page(
+            shared,
+            StatusCode::NOT_FOUND,
+            status_words(StatusCode::NOT_FOUND),
+            "There is no page at this address.",
+            "the list of all deployments links every agent's page",
+        )
+    };
+    Some(frame::VISITOR.scope(session, page).await)
+}
+
 /// Records a signed-in visitor's visit in the session cookie (at most once a minute), so that
 /// a session ends after a while without visits, not while it is used.
 async fn keep_session(
@@ -61,11 +91,16 @@ async fn keep_session(
     next: axum::middleware::Next,
 ) -> Response {
     let now = chrono::Utc::now().timestamp();
-    let renewal = shared.ui_keys.as_ref().and_then(|keys| {
-        let session = keys.session(request.headers(), now)?;
-        keys.renew(&session, now)
-    });
-    let mut response = next.run(request).await;
+    let session = shared
+        .ui_keys
+        .as_ref()
+        .and_then(|keys| keys.session(request.headers(), now));
+    let renewal = shared
+        .ui_keys
+        .as_ref()
+        .zip(session.as_ref())
+        .and_then(|(keys, s)| keys.renew(s, now));
+    let mut response = frame::VISITOR.scope(session, next.run(request)).await;
     if let Some(cookie) = renewal
         && !response.headers().contains_key(header::SET_COOKIE)
     {

@@ -119,6 +119,8 @@ impl Fixture {
             ui_secret: Some(UI_SECRET.as_bytes().to_vec()),
             oidc: None,
             auth_proxy: None,
+            trusted_proxies: Vec::new(),
+            max_connections: ledgit::server::MAX_CONNECTIONS,
             push: None,
             pull_request_url: None,
             state: None,
