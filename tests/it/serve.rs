@@ -645,7 +645,7 @@ fn a_flood_of_slow_bodies_never_turns_a_new_client_away() {
     );
     let address = server.base.trim_start_matches("http://").to_string();
     let port = address.rsplit(':').next().unwrap().to_string();
-    let mut flood = std::process::Command::new("python3")
+    let flood = std::process::Command::new("python3")
         .arg(crate::common::project_root().join("bench/flood.py"))
         .args([
             "--port",
