@@ -67,6 +67,8 @@ pub struct Metrics {
     pub failing: Family<ReasonLabel, Gauge>,
     /// 1 for each environment a reconciler replica holds a live lease on.
     pub lease_held: Family<EnvironmentLabel, Gauge>,
+    /// 1 when the reconciler's store answered its last read (or there is none), 0 when not.
+    pub store_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -134,6 +136,13 @@ impl Default for Metrics {
             "1 when a reconciler replica holds a live lease on the environment (shared stores)",
             lease_held.clone(),
         );
+        let store_up = Gauge::default();
+        store_up.set(1);
+        registry.register(
+            "store_up",
+            "1 when the reconciler's state store answered its last read (or there is none), 0 while it cannot be reached: sync states are unknown then",
+            store_up.clone(),
+        );
         let failing = Family::<ReasonLabel, Gauge>::default();
         registry.register(
             "refresh_failing",
@@ -164,6 +173,7 @@ impl Default for Metrics {
             ready,
             failing,
             lease_held,
+            store_up,
         }
     }
 }

@@ -178,6 +178,16 @@ async fn serve(mut options: Options) -> Result<(), StartError> {
         .await
         .is_ok();
     let _ = watcher.join();
+    // The shared store's connection closes here, on a blocking thread: dropped with the
+    // state on this runtime's thread, the synchronous client would panic.
+    if let Some(reader) = shared.shared_store.clone() {
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(mut r) = reader.lock() {
+                r.close();
+            }
+        })
+        .await;
+    }
     if drained {
         log!(shared.options.log, "ledgit serve: stopped");
     } else {

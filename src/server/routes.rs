@@ -867,6 +867,14 @@ async fn token_endpoint() -> Response {
 async fn leases(State(shared): State<Arc<Shared>>) -> Answer {
     let served = served(&shared)?;
     let view = shared.observed(&served).await;
+    // An unreachable store is not an empty one: nobody can say who leads.
+    if let Some(reason) = shared.store_health().down {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unreachable",
+            format!("the reconciler's store cannot be read: {reason}"),
+        ));
+    }
     let leases = view.as_ref().map(|v| v.leases.as_slice()).unwrap_or(&[]);
     Ok(no_store(json(
         StatusCode::OK,
@@ -880,9 +888,14 @@ async fn healthz() -> Response {
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let health = shared.health();
-    let served = shared.served.load();
+    let served = shared.served.load_full();
+    if let Some(s) = &served {
+        shared.observed(s).await;
+    }
     let commit = served.as_ref().map(|s| s.commit.to_string());
+    // The declared state is served without the store: ready, and the store's state said.
     let ready = served.is_some() && health.failing.is_none();
+    let store = shared.store_health();
     json(
         if ready {
             StatusCode::OK
@@ -893,6 +906,11 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
             "ready": ready,
             "commit": commit,
             "reason": health.failing,
+            "store": {
+                "up": store.down.is_none(),
+                "since": (store.since > 0).then(|| crate::support::when::rfc3339(store.since)),
+                "reason": store.down,
+            },
         }),
     )
 }

@@ -329,6 +329,8 @@ pub struct Shared {
     pub proposals: arc_swap::ArcSwap<Vec<Proposal>>,
     /// The origins this server's pages are served from (the Origin check of every POST).
     pub origins: Vec<String>,
+    /// Whether the reconciler's store answered its last read.
+    pub store_health: Mutex<StoreHealth>,
     /// Failed secrets (sign-in, introspection, webhook signatures) per client address.
     pub failures: super::limits::Budgets,
     /// The proposals this replica created, by branch: who made each and how its push goes,
@@ -373,6 +375,15 @@ pub struct Receipts {
     pub index: crate::receipt::audit::Index,
 }
 
+/// Whether the reconciler's store answers: the last read's outcome, and since when.
+#[derive(Debug, Clone, Default)]
+pub struct StoreHealth {
+    /// Why the last read failed, while it fails.
+    pub down: Option<String>,
+    /// When the store last changed between answering and not (seconds since the epoch).
+    pub since: i64,
+}
+
 /// One read of the reconciler's store.
 struct Observed {
     read_at: Instant,
@@ -410,6 +421,7 @@ impl Shared {
             proposals: Default::default(),
             failures: super::limits::Budgets::default(),
             created: Default::default(),
+            store_health: Mutex::default(),
             ui_keys: ui_keys(&options),
             push_remote_url: Default::default(),
             people: Default::default(),
@@ -539,20 +551,18 @@ impl Shared {
         }
         let location = store.clone();
         let reader = self.shared_store.clone();
-        let view = tokio::task::spawn_blocking(move || match reader {
+        let read = tokio::task::spawn_blocking(move || match reader {
             // One connection, kept: not a new one every second.
-            Some(reader) => reader
-                .lock()
-                .ok()
-                .and_then(|mut r| r.view(&root.to_string()).ok()),
-            None => crate::reconcile::state::view(&location, &root.to_string())
-                .ok()
-                .flatten(),
+            Some(reader) => match reader.lock() {
+                Ok(mut r) => r.view(&root.to_string()).map(Some),
+                Err(_) => Ok(None),
+            },
+            None => crate::reconcile::state::view(&location, &root.to_string()),
         })
         .await
-        .ok()
-        .flatten()
-        .map(Arc::new);
+        .unwrap_or(Ok(None));
+        self.store_answered(read.as_ref().err().map(ToString::to_string));
+        let view = read.ok().flatten().map(Arc::new);
         *cached = Some(Observed {
             read_at: Instant::now(),
             store,
@@ -560,6 +570,43 @@ impl Shared {
             view: view.clone(),
         });
         view
+    }
+
+    /// Records whether the store answered (`None`) or why not: a change is logged once, the
+    /// `ledgit_store_up` gauge follows, and pages and `/readyz` say it.
+    fn store_answered(&self, failure: Option<String>) {
+        let Ok(mut h) = self.store_health.lock() else {
+            return;
+        };
+        let was_down = h.down.is_some();
+        let now = chrono::Utc::now().timestamp();
+        match (&failure, was_down) {
+            (Some(e), false) => {
+                h.since = now;
+                super::options::log!(
+                    self.options.log,
+                    "ledgit serve: the reconciler's store is unreachable, sync states are unknown: {e}"
+                );
+            }
+            (None, true) => {
+                h.since = now;
+                super::options::log!(
+                    self.options.log,
+                    "ledgit serve: the reconciler's store answers again"
+                );
+            }
+            _ => {}
+        }
+        self.metrics.store_up.set(i64::from(failure.is_none()));
+        h.down = failure;
+    }
+
+    /// The store's health as last read.
+    pub fn store_health(&self) -> StoreHealth {
+        self.store_health
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
     }
 
     /// The repository's receipts, checked and indexed on `served`'s chain: read on a blocking

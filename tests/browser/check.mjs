@@ -9,7 +9,7 @@
 // Usage: node check.mjs BASE_URL OUT_DIR SECRET
 
 import { mkdirSync } from "node:fs";
-import { axe as axeCheck, expect, fail, launch, report, sideways } from "./common.mjs";
+import { axe as axeCheck, controls, expect, fail, launch, report, sideways } from "./common.mjs";
 
 const [base, out, secret] = process.argv.slice(2);
 if (!base || !out || !secret) {
@@ -63,8 +63,10 @@ await report(browser, async () => {
       await page.screenshot({ path: `${out}/${name}-${scheme}.png`, fullPage: true });
       expect(errors.length === 0, `${path} (${scheme}): console errors: ${errors.join(" | ")}`);
       await axe(page, `${name} (${scheme})`);
-      const controls = await page.locator("form[method=post], form[action$='/propose']").count();
-      expect(controls === 0, `${path}: a visitor who has not signed in sees ${controls} controls`);
+      const bad = await controls(page);
+      expect(bad.length === 0, `${path} (${scheme}): ${bad.join("; ")}`);
+      const forms = await page.locator("form[method=post], form[action$='/propose']").count();
+      expect(forms === 0, `${path}: a visitor who has not signed in sees ${forms} controls`);
       summary.pages.push({ page: name, scheme, status });
     }
     await context.close();
@@ -158,6 +160,35 @@ await report(browser, async () => {
     "the preview of an open proposal's change offers to make it again");
   await axe(page, "proposal already open");
   await page.screenshot({ path: `${out}/proposal-identical.png`, fullPage: true });
+  // Signed in, on a phone: the agent page with its controls, the tokens tab, the revoke
+  // preview (its heading holds a 32-character token id) and an error page neither scroll
+  // sideways, and every control is large enough to touch.
+  await page.goto(base + "/agents/support-bot/deployments");
+  const jti = await page.locator("input[name=jti]").first().getAttribute("value");
+  expect(jti && jti.length === 32, `no token to revoke on the tokens tab (${jti})`);
+  const state = await context.storageState();
+  for (const scheme of ["light", "dark"]) {
+    const phone = await browser.newContext({ colorScheme: scheme, viewport: { width: 390, height: 844 }, bypassCSP: true, storageState: state });
+    for (const [name, path] of [
+      ["agent-signed-in", "/agents/support-bot"],
+      ["deployments-signed-in", "/agents/support-bot/deployments"],
+      ["revoke-preview", `/agents/support-bot/propose?action=revoke&jti=${jti}`],
+      ["set-error", "/agents/support-bot/propose?action=set&environment=production&version=no%20such%20version"],
+      ["not-found", "/no/such/page"],
+    ]) {
+      const { page: small, errors, status } = await open(phone, path);
+      await small.screenshot({ path: `${out}/${name}-390-${scheme}.png`, fullPage: true });
+      // An error page's own status is the one console line it may cause.
+      const others = errors.filter((e) => !(status >= 400 && e.includes(`status of ${status}`)));
+      expect(others.length === 0, `${path} at 390 px (${scheme}): console errors: ${others.join(" | ")}`);
+      const wide = await sideways(small);
+      expect(wide <= 0, `${path} at 390 px (${scheme}) scrolls ${wide} px sideways`);
+      const bad = await controls(small);
+      expect(bad.length === 0, `${path} at 390 px (${scheme}): ${bad.join("; ")}`);
+      await axe(small, `${name} at 390 px (${scheme})`);
+    }
+    await phone.close();
+  }
   await context.close();
 
   // At a phone's width, in each theme: what people read first.
@@ -169,6 +200,8 @@ await report(browser, async () => {
       expect(errors.length === 0, `${path} at 390 px (${scheme}): console errors: ${errors.join(" | ")}`);
       const wide = await sideways(small);
       expect(wide <= 0, `${path} at 390 px scrolls ${wide} px sideways`);
+      const bad = await controls(small);
+      expect(bad.length === 0, `${path} at 390 px (${scheme}): ${bad.join("; ")}`);
       if (name === "snapshot") {
         // Every environment of every agent, production included, on the cards.
         const production = await small.locator("td[data-env=production]").count();

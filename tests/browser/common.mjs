@@ -62,3 +62,51 @@ export async function sideways(page) {
     return Math.max(document.documentElement.scrollWidth - window.innerWidth, ...regions);
   });
 }
+
+// What is wrong with the page's controls, as a list of sentences: a border that does not reach
+// 3:1 against the background the control stands on (WCAG 1.4.11), and at widths up to 700 px
+// an input, select, button, tab or pager link under 44 px tall or with text under 16 px (iOS
+// zooms into smaller inputs).
+export async function controls(page) {
+  return await page.evaluate(() => {
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const ratio = (a, b) => {
+      const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+      return (x + 0.05) / (y + 0.05);
+    };
+    const background = (e) => {
+      for (let n = e.parentElement; n; n = n.parentElement) {
+        const c = rgb(getComputedStyle(n).backgroundColor);
+        if (c.length < 4 || c[3] > 0) return c.slice(0, 3);
+      }
+      return rgb(getComputedStyle(document.body).backgroundColor).slice(0, 3);
+    };
+    const visible = (e) => {
+      const r = e.getBoundingClientRect();
+      return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== "hidden";
+    };
+    const name = (e) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}${e.name ? "[name=" + e.name + "]" : ""} "${(e.textContent || e.value || "").trim().slice(0, 30)}"`;
+    const problems = [];
+    const bordered = [...document.querySelectorAll("input:not([type=hidden]), select, button:not(.link)")].filter(visible);
+    for (const e of bordered) {
+      const s = getComputedStyle(e);
+      if (parseFloat(s.borderTopWidth) === 0) continue;
+      const r = ratio(rgb(s.borderTopColor).slice(0, 3), background(e));
+      if (r < 3) problems.push(`${name(e)}: border ${r.toFixed(2)}:1`);
+    }
+    if (window.innerWidth <= 700) {
+      const touched = [...document.querySelectorAll("input:not([type=hidden]), select, button, .tabs a, .pager a")].filter(visible);
+      for (const e of touched) {
+        const h = e.getBoundingClientRect().height;
+        const size = parseFloat(getComputedStyle(e).fontSize);
+        if (h < 44) problems.push(`${name(e)}: ${h.toFixed(0)} px tall`);
+        if (size < 16) problems.push(`${name(e)}: ${size} px text`);
+      }
+    }
+    return problems;
+  });
+}

@@ -1,13 +1,14 @@
 // Reads pages of `ledgit serve` in Debian's headless Chromium as a person would, in light and
 // dark, at 1280 and 390 px: each loads without a console error, axe-core finds no serious or
-// critical violation, nothing scrolls sideways at 390 px, and the snapshot's header stays in
+// critical violation, nothing scrolls sideways at 390 px, control borders reach 3:1 and on a
+// phone every control is 44 px tall with 16 px text, and the snapshot's header stays in
 // view while scrolling. Screenshots go to OUT_DIR as NAME-WIDTH-SCHEME.png. Prints a JSON
 // summary; exits 1 with the reason on the first failure.
 //
 // Usage: node pages.mjs BASE_URL OUT_DIR NAME=PATH...
 
 import { mkdirSync } from "node:fs";
-import { axe, expect, launch, report, sideways } from "./common.mjs";
+import { axe, controls, expect, launch, report, sideways } from "./common.mjs";
 
 const [base, out, ...named] = process.argv.slice(2);
 if (!base || !out || named.length === 0) {
@@ -37,6 +38,8 @@ await report(browser, async () => {
         const bytes = (await response.body()).length;
         const wide = await sideways(page);
         expect(wide <= 0, `${path} at ${width} px scrolls ${wide} px sideways`);
+        const bad = await controls(page);
+        expect(bad.length === 0, `${path} at ${width} px (${scheme}): ${bad.join("; ")}`);
         if (width === 1280 && (await page.locator("table.snapshot").count()) > 0) {
           // Scrolled well down, the header row is still at the top of the window.
           await page.evaluate(() => window.scrollTo(0, 2000));

@@ -897,3 +897,182 @@ fn tls_verifies_the_servers_certificate_against_the_ca_given() {
         String::from_utf8_lossy(&with_env.stderr)
     );
 }
+
+/// PostgreSQL stopped under `serve`: the declared state is still served, and the outage is
+/// said once in the log, by `ledgit_store_up 0`, in `/readyz`'s JSON, by a banner on the
+/// pages and by a 503 from `/v1/leases` (not an empty list); when it is back, all of it says
+/// so again.
+#[test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored"]
+fn a_store_outage_is_said_everywhere_and_the_declared_state_is_still_served() {
+    let pg = Cluster::start();
+    let url = pg.url();
+    let repo = three_environments();
+    let run = repo.ledgit(&["reconcile", "--state", &url, "--exec", "true"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let server = crate::common::server::Server::start(&repo, &["--state", url.as_str()], &[]);
+    let store_up = |s: &crate::common::server::Server| {
+        let (_, metrics) = s.get_text("/metrics", None);
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("ledgit_store_up "))
+            .map(|v| v.trim().to_string())
+    };
+    let (status, ready) = server.get("/readyz", None);
+    assert_eq!(
+        (status, &ready["store"]["up"]),
+        (200, &serde_json::json!(true)),
+        "{ready}"
+    );
+    assert_eq!(store_up(&server).as_deref(), Some("1"));
+    assert_eq!(server.get("/v1/leases", None).0, 200);
+    pg.stop();
+    wait_for("the outage to show", Duration::from_secs(30), || {
+        server.get("/readyz", None).1["store"]["up"] == false
+    });
+    let (status, ready) = server.get("/readyz", None);
+    assert_eq!(status, 200, "the declared state is still served: {ready}");
+    assert!(
+        ready["store"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{ready}"
+    );
+    assert!(ready["store"]["since"].is_string(), "{ready}");
+    assert_eq!(store_up(&server).as_deref(), Some("0"));
+    let (status, leases) = server.get("/v1/leases", None);
+    assert_eq!(
+        (status, &leases["error"]),
+        (503, &serde_json::json!("store_unreachable"))
+    );
+    let (status, page) = server.get_text("/", None);
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"store-down\""), "no banner on the page");
+    assert_eq!(server.get("/v1/deployments", None).0, 200);
+    pg.start_again();
+    wait_for("the store to answer again", Duration::from_secs(30), || {
+        server.get("/readyz", None).1["store"]["up"] == true
+    });
+    assert_eq!(store_up(&server).as_deref(), Some("1"));
+    assert!(!server.get_text("/", None).1.contains("id=\"store-down\""));
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        log.matches("the reconciler's store is unreachable").count(),
+        1,
+        "one line per change:\n{log}"
+    );
+    assert_eq!(
+        log.matches("the reconciler's store answers again").count(),
+        1,
+        "{log}"
+    );
+}
+
+/// A store `watch` cannot open (a role that does not exist) is tried again after 5s, then
+/// 10s, as the message says, not every 250 ms.
+#[test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored"]
+fn watch_backs_off_from_a_store_it_cannot_open_as_it_says() {
+    use std::io::Read;
+    let pg = Cluster::start();
+    let url = pg.url().replace("ledgit@", "nobody@");
+    let repo = three_environments();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        .current_dir(repo.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("NO_COLOR", "1")
+        .args([
+            "watch",
+            "--state",
+            &url,
+            "--exec",
+            "true",
+            "--interval",
+            "1m",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    child.wait().unwrap();
+    let mut said = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    let tries: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("trying again in"))
+        .collect();
+    assert_eq!(tries.len(), 2, "{said}");
+    assert!(tries[0].ends_with("trying again in 5s"), "{said}");
+    assert!(tries[1].ends_with("trying again in 10s"), "{said}");
+}
+
+/// A replica whose clock runs two hours fast (libfaketime) fails an action: when to retry is
+/// set by the database's clock, so a healthy replica retries within seconds, not hours.
+#[test]
+#[ignore = "needs PostgreSQL and libfaketime (apt-get install postgresql faketime); run with --include-ignored"]
+fn a_replica_with_a_fast_clock_does_not_hold_retries_for_the_others() {
+    let faketime = crate::common::needs(
+        crate::common::program("faketime", &["/usr/bin/faketime"]),
+        "libfaketime (apt-get install faketime)",
+    );
+    let pg = Cluster::start();
+    let url = pg.url();
+    let repo = three_environments();
+    let fast = Command::new(faketime)
+        .current_dir(repo.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .args(["-f", "+2h", env!("CARGO_BIN_EXE_ledgit")])
+        .args(["reconcile", "--state", &url, "--exec", "false"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        fast.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&fast.stderr)
+    );
+    // The clock really was fast: the journal's start times are two hours ahead.
+    let ahead: i64 = pg
+        .psql("SELECT max(started_at) - extract(epoch FROM now())::bigint FROM ledgit_journal")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        ahead > 7000,
+        "libfaketime did not move the clock ({ahead}s)"
+    );
+    let wait: i64 = pg
+        .psql("SELECT max(next_attempt) - extract(epoch FROM now())::bigint FROM ledgit_failures")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(wait <= 5, "the retry waits {wait}s by the database's clock");
+    // A replica with a true clock retries now and succeeds.
+    let tools = tempfile::tempdir().unwrap();
+    let mut healthy = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        .current_dir(repo.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .args(["watch", "--state", &url, "--interval", "1m", "--exec"])
+        .arg(actuator(tools.path(), "none", 0.0))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the healthy replica's retries",
+        Duration::from_secs(20),
+        || pg.psql("SELECT count(*) FROM ledgit_failures").trim() == "0",
+    );
+    let _ = healthy.kill();
+    let _ = healthy.wait();
+}

@@ -925,6 +925,13 @@ impl Reader {
         })
     }
 
+    /// Closes the connection now (it is opened again by the next read). The synchronous
+    /// client closes by blocking on its own runtime, so a program on an async runtime closes
+    /// it on a blocking thread before the reader is dropped where blocking is refused.
+    pub fn close(&mut self) {
+        self.conn.client = None;
+    }
+
     fn ready(&mut self) -> Result<()> {
         if !self.migrated {
             self.conn.run(Duration::ZERO, |c| migrate(c))?;

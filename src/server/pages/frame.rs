@@ -35,6 +35,8 @@ pub struct Chrome {
     proposals: bool,
     csrf: String,
     now: i64,
+    /// While the reconciler's store cannot be read: since when, and why.
+    store_down: Option<(String, String)>,
 }
 
 /// Formatting helpers the templates call (`self.ago(t)`, `self.short(id)`).
@@ -416,6 +418,11 @@ pub(super) fn chrome(
             _ => String::new(),
         },
         now,
+        store_down: {
+            let h = shared.store_health();
+            h.down
+                .map(|why| (crate::support::when::rfc3339(h.since), why))
+        },
     }
 }
 

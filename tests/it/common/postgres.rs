@@ -245,7 +245,17 @@ impl Cluster {
     /// Stops the server the way an operator's restart does (clients are disconnected), then
     /// starts it again on the same port.
     pub fn restart(&self) {
+        self.stop();
+        self.start_server();
+    }
+
+    /// Stops the server (clients are disconnected); [`Cluster::start_again`] brings it back.
+    pub fn stop(&self) {
         self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn start_again(&self) {
         self.start_server();
     }
 
