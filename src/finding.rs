@@ -96,6 +96,7 @@ codes! {
     ReceiptEnvironment => "receipt-environment", Error, "a receipt for an environment its reconciler may not apply";
     ReceiptMoved => "receipt-moved", Error, "a receipt attached to another commit than the one it names";
     ReceiptUndeclared => "receipt-undeclared", Error, "a receipt for a version or content the record did not declare at that commit";
+    ReceiptOffBranch => "receipt-off-branch", Error, "a receipt attached to a commit that is not on the tracked branch (its keys are not the branch's)";
     DeclaredNotApplied => "declared-not-applied", Error, "a version declared for longer than the grace period with no receipt of its apply";
 }
 

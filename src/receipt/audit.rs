@@ -177,7 +177,14 @@ pub fn audit(
         .filter(|r| r.applied_time <= at)
         .filter(|r| r.claim.as_ref().is_none_or(|c| wanted(&c.environment)))
         .collect();
-    findings.extend(considered.iter().filter_map(|r| r.finding()));
+    // A receipt that does not hold is news whatever its date: one applied after `at` (or
+    // dated so) is forged or altered all the same.
+    findings.extend(
+        receipts
+            .iter()
+            .filter(|r| r.claim.as_ref().is_none_or(|c| wanted(&c.environment)))
+            .filter_map(|r| r.finding()),
+    );
     Audit {
         at: when::rfc3339(at),
         commit: pos.map(|p| history.chain()[p as usize].to_string()),

@@ -17,7 +17,7 @@ use crate::finding::Code;
 use crate::receipt::check::{self, Claim, Declared, Problem, Receipt};
 use crate::receipt::notes;
 
-const MAGIC: &[u8; 8] = b"LEDGITR2";
+const MAGIC: &[u8; 8] = b"LEDGITR3";
 
 /// Where the cache of `repo` lives.
 pub fn path(repo: &Repository) -> PathBuf {
@@ -33,17 +33,47 @@ pub fn receipts(
     history: Option<&crate::git::history::History>,
 ) -> Result<Vec<Receipt>> {
     let file = path(repo);
-    let (tip, cached) = std::fs::read(&file)
+    let (tip, cached_chain, cached) = std::fs::read(&file)
         .ok()
         .and_then(|b| decode(&b))
-        .unwrap_or_else(|| (Oid::ZERO_SHA1, Vec::new()));
-    if tip == notes_tip {
+        .unwrap_or_else(|| (Oid::ZERO_SHA1, Oid::ZERO_SHA1, Vec::new()));
+    // Which receipts count depends on the branch too (a receipt off it is a finding): the
+    // cache holds for the notes and the branch's tip it was saved at.
+    let chain_tip = history
+        .and_then(|h| h.chain().last().copied())
+        .unwrap_or(Oid::ZERO_SHA1);
+    if tip == notes_tip && cached_chain == chain_tip {
         // Saved in applied order.
         return Ok(cached.into_iter().map(|(_, r)| r).collect());
     }
+    let positions = history.map(check::chain_positions);
+    let on_chain = |c: Oid| positions.as_ref().is_none_or(|p| p.contains_key(&c));
     let mut known: Entries = HashMap::new();
-    for (blob, r) in cached {
+    let mut again: std::collections::HashSet<(Oid, Oid)> = Default::default();
+    for (blob, mut r) in cached {
+        let off = r
+            .problem
+            .as_ref()
+            .is_some_and(|p| p.code == crate::finding::Code::ReceiptOffBranch);
+        match (off, on_chain(r.commit)) {
+            // Off the branch when checked, on it now (the branch moved on to it): check again.
+            (true, true) => {
+                again.insert((r.commit, blob));
+                continue;
+            }
+            // On it when checked, off it now (the branch was rewritten): off the branch.
+            (false, false) => {
+                r.problem = Some(check::Problem {
+                    code: crate::finding::Code::ReceiptOffBranch,
+                    message: check::off_branch(r.commit),
+                });
+            }
+            _ => {}
+        }
         known.entry((r.commit, blob)).or_default().push(r);
+    }
+    for key in &again {
+        known.remove(key);
     }
     let all = notes::all_at(repo, notes_tip)?;
     let missing: Vec<(Oid, Oid)> = all
@@ -71,7 +101,7 @@ pub fn receipts(
         .collect();
     out.sort_by_key(|(_, r)| (r.applied_time, r.commit, r.line));
     // A cache that cannot be written costs the next run time, not a result.
-    let _ = crate::support::fsutil::write_atomic_nosync(&file, &encode(notes_tip, &out));
+    let _ = crate::support::fsutil::write_atomic_nosync(&file, &encode(notes_tip, chain_tip, &out));
     Ok(out.into_iter().map(|(_, r)| r).collect())
 }
 
@@ -146,9 +176,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn encode(tip: Oid, receipts: &[(Oid, Receipt)]) -> Vec<u8> {
+fn encode(tip: Oid, chain_tip: Oid, receipts: &[(Oid, Receipt)]) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(receipts.len() * 128));
     w.oid(tip);
+    w.oid(chain_tip);
     w.u32(receipts.len() as u32);
     for (blob, r) in receipts {
         w.oid(r.commit);
@@ -189,9 +220,9 @@ fn claim(w: &mut Writer, c: &Claim) {
     w.text(&c.reconciler);
 }
 
-/// The notes tip the cache was saved at, and its receipts with their note blobs, in applied
+/// The notes tip and the branch tip the cache was saved at, and its receipts with their note blobs, in applied
 /// order.
-fn decode(bytes: &[u8]) -> Option<(Oid, Vec<(Oid, Receipt)>)> {
+fn decode(bytes: &[u8]) -> Option<(Oid, Oid, Vec<(Oid, Receipt)>)> {
     let rest = bytes.strip_prefix(MAGIC.as_slice())?;
     let mut r = Reader(rest);
     let len = u64::from_le_bytes(r.take(8)?.try_into().ok()?) as usize;
@@ -202,6 +233,7 @@ fn decode(bytes: &[u8]) -> Option<(Oid, Vec<(Oid, Receipt)>)> {
     }
     let mut r = Reader(payload);
     let tip = r.oid()?;
+    let chain_tip = r.oid()?;
     let n = r.u32()? as usize;
     let mut out = Vec::with_capacity(n.min(payload.len() / 60));
     for _ in 0..n {
@@ -233,7 +265,7 @@ fn decode(bytes: &[u8]) -> Option<(Oid, Vec<(Oid, Receipt)>)> {
             },
         ));
     }
-    r.0.is_empty().then_some((tip, out))
+    r.0.is_empty().then_some((tip, chain_tip, out))
 }
 
 fn read_claim(r: &mut Reader<'_>) -> Option<Claim> {
@@ -267,9 +299,9 @@ mod tests {
                 message: "m".into(),
             }),
         };
-        let bytes = encode(blob, &[(blob, receipt.clone())]);
-        let (tip, back) = decode(&bytes).unwrap();
-        assert_eq!(tip, blob);
+        let bytes = encode(blob, commit, &[(blob, receipt.clone())]);
+        let (tip, chain_tip, back) = decode(&bytes).unwrap();
+        assert_eq!((tip, chain_tip), (blob, commit));
         assert_eq!(back[0].0, blob);
         let got = &back[0].1;
         assert_eq!(got.claim, receipt.claim);

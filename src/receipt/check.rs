@@ -109,6 +109,9 @@ fn hint(code: Code) -> &'static str {
         Code::ReceiptUndeclared => {
             "the receipt claims a version or content the record did not declare at that commit"
         }
+        Code::ReceiptOffBranch => {
+            "a reconciler applies commits of the tracked branch only: a receipt elsewhere, checked with the keys of a commit nobody merged, proves nothing"
+        }
         _ => "",
     }
 }
@@ -159,6 +162,11 @@ impl Declared {
                 .push((history.commit_of(e).pos, version));
         }
         Declared { positions, pairs }
+    }
+
+    /// Whether `commit` is on the tracked branch's chain.
+    pub fn on_chain(&self, commit: Oid) -> bool {
+        self.positions.contains_key(&commit)
     }
 
     /// The version the pair declared at `commit` (`Some(None)`: no record there); `None` when
@@ -242,6 +250,13 @@ impl<'r> Checker<'r> {
     fn judge(&mut self, commit: Oid, envelope: &Envelope, s: &Statement) -> Option<Problem> {
         let p = &s.predicate;
         let short = crate::git::repo::short(commit);
+        // With the branch's history, only its commits count: a side commit's `ledgit.yaml`
+        // may list any key under any name.
+        if let Some(d) = self.declared
+            && !d.on_chain(commit)
+        {
+            return problem(Code::ReceiptOffBranch, off_branch(commit));
+        }
         let Ok(tree) = self.repo.find_commit(commit).and_then(|c| c.tree()) else {
             return problem(
                 Code::ReceiptMoved,
@@ -396,6 +411,14 @@ impl<'r> Checker<'r> {
     }
 }
 
+/// The message of a receipt on `commit`, off the tracked branch.
+pub fn off_branch(commit: Oid) -> String {
+    format!(
+        "the receipt is attached to {}, which is not a commit of the tracked branch",
+        crate::git::repo::short(commit)
+    )
+}
+
 /// Receipts in applied order (then by commit and line).
 pub fn sort(receipts: &mut [Receipt]) {
     receipts.sort_by_key(|r| (r.applied_time, r.commit, r.line));
@@ -425,8 +448,12 @@ pub fn notes_checked(
                     let mut checker = Checker::new(&repo, declared);
                     let mut out = Vec::new();
                     for &(commit, blob) in part {
+                        // The same line twice in a note is one receipt.
+                        let mut seen = std::collections::HashSet::new();
                         for (n, line) in notes::numbered_lines(&repo, blob)? {
-                            out.push(checker.check(commit, n, &line).0);
+                            if seen.insert(line.clone()) {
+                                out.push(checker.check(commit, n, &line).0);
+                            }
                         }
                     }
                     Ok(out)
@@ -454,8 +481,10 @@ pub fn notes_checked(
 /// The receipts of `commit` only, checked, each with the statement it carries.
 pub fn on_commit(repo: &Repository, commit: Oid) -> Result<Vec<(Receipt, Option<Statement>)>> {
     let mut checker = Checker::new(repo, None);
+    let mut seen = std::collections::HashSet::new();
     Ok(notes::numbered_lines_on(repo, commit)?
         .into_iter()
+        .filter(|(_, l)| seen.insert(l.clone()))
         .map(|(n, l)| checker.check(commit, n, &l))
         .collect())
 }

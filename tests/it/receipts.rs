@@ -631,3 +631,90 @@ print(json.dumps({"type": statement.pb.predicate_type,
     assert_eq!(got["subject"], "deployments/alpha/development.yaml");
     assert_eq!(got["version"], "1.0.0");
 }
+
+/// A side commit whose `ledgit.yaml` lists a rogue key as `r1`, with a receipt signed by that
+/// key attached to it: the receipt counts for nothing on the tracked branch (a finding,
+/// `receipt-off-branch`), and the audit does not say the version ran. A line twice in a note
+/// is one receipt, and `audit --at T` reports a receipt that does not hold whatever its date.
+#[test]
+fn receipts_off_the_branch_duplicates_and_later_forgeries_are_findings() {
+    let (repo, keys, key) = signed_repo();
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    reconcile(&repo, &key, &[]);
+    let genuine = note(&repo, "HEAD")[0].clone();
+    let audited = |extra: &[&str]| {
+        let mut args = vec!["audit", "--format", "json"];
+        args.extend_from_slice(extra);
+        repo.ledgit(&args).json()
+    };
+    assert_eq!(audited(&[])["receipts"], 2);
+
+    // The side branch: r1's key replaced by a rogue one, alpha at 6.6.6, a receipt for it.
+    let rogue = keys.path().join("rogue.pem");
+    let made = repo.ledgit(&["keys", "generate", "--out", rogue.to_str().unwrap()]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let rogue_public = SigningKey::from_bytes(&std::fs::read(&rogue).unwrap())
+        .unwrap()
+        .public_encoded();
+    repo.git(&["checkout", "-q", "-b", "side"]);
+    let config = repo.read("ledgit.yaml");
+    let r1_line = config
+        .lines()
+        .skip_while(|l| !l.starts_with("reconcilers:"))
+        .find(|l| l.trim().starts_with("public_key: "))
+        .unwrap()
+        .to_string();
+    repo.write(
+        "ledgit.yaml",
+        config.replace(&r1_line, &format!("    public_key: {rogue_public}")),
+    );
+    repo.set("alpha", "development", "6.6.6");
+    let side = repo.commit("A side commit nobody merged", T0 + 120);
+    let mut s = statement(&genuine);
+    s.predicate.version = Some("6.6.6".into());
+    s.predicate.commit = side.clone();
+    let path = "deployments/alpha/development.yaml";
+    let blob = repo.git(&["rev-parse", &format!("{side}:{path}")]);
+    let content = std::fs::read(repo.path().join(path)).unwrap();
+    let sha = ring::digest::digest(&ring::digest::SHA256, &content);
+    s.subject[0].digest.insert("gitBlob".into(), blob);
+    s.subject[0]
+        .digest
+        .insert("sha256".into(), ledgit::support::hex::encode(sha.as_ref()));
+    append_note(&repo, &side, &sign(&s, &rogue, "r1"));
+    repo.git(&["checkout", "-q", "main"]);
+    assert_eq!(repo.git(&["rev-parse", "HEAD"]), head);
+
+    let (code, codes) = verify_codes(&repo);
+    assert_eq!((code, codes), (1, vec!["receipt-off-branch".to_string()]));
+    let audit = audited(&[]);
+    let rows = audit["rows"].as_array().unwrap();
+    assert!(
+        !rows.iter().any(|r| r.to_string().contains("6.6.6")),
+        "{audit}"
+    );
+
+    // The same line twice in a note: one receipt.
+    let before = audited(&[])["receipts"].clone();
+    append_note(&repo, "HEAD", &genuine);
+    assert_eq!(audited(&[])["receipts"], before);
+    assert_eq!(verify_codes(&repo).1, ["receipt-off-branch"]);
+
+    // A forgery dated after --at (applied now, audited at the branch's first day) is reported.
+    let mut edited: Envelope = Envelope::parse(&genuine).unwrap();
+    let mut s = edited.statement().unwrap();
+    s.predicate.version = Some("7.7.7".into());
+    use base64::Engine;
+    edited.payload =
+        base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&s).unwrap());
+    append_note(&repo, "HEAD", &edited.to_line());
+    let at = crate::common::when(T0 + 60);
+    let early = audited(&["--at", &at]);
+    let codes: Vec<&str> = early["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"receipt-signature"), "{early}");
+}
