@@ -107,6 +107,10 @@ pub fn receipts(
 
 type Entries = HashMap<(Oid, Oid), Vec<Receipt>>;
 
+/// What the cache file holds: the notes tip, the branch tip, and each receipt with its note's
+/// blob.
+type Saved = (Oid, Oid, Vec<(Oid, Receipt)>);
+
 struct Writer(Vec<u8>);
 
 impl Writer {
@@ -222,7 +226,7 @@ fn claim(w: &mut Writer, c: &Claim) {
 
 /// The notes tip and the branch tip the cache was saved at, and its receipts with their note blobs, in applied
 /// order.
-fn decode(bytes: &[u8]) -> Option<(Oid, Oid, Vec<(Oid, Receipt)>)> {
+fn decode(bytes: &[u8]) -> Option<Saved> {
     let rest = bytes.strip_prefix(MAGIC.as_slice())?;
     let mut r = Reader(rest);
     let len = u64::from_le_bytes(r.take(8)?.try_into().ok()?) as usize;
