@@ -74,6 +74,57 @@ mod tests {
         Verifier::new(config, &[deployment(GEN)], BTreeSet::new())
     }
 
+    /// The issuer rule without any outside tool: `ledgit` always, the issuer ledgit.yaml names
+    /// when it names one, nothing else.
+    #[test]
+    fn the_issuer_is_ledgit_or_the_one_the_config_names() {
+        let (key, config, _) = setup();
+        let named = |iss: Option<&str>| {
+            let mut c = config.clone();
+            c.issuer = iss.map(str::to_string);
+            Verifier::new(&c, &[deployment(GEN)], BTreeSet::new())
+        };
+        let token = |iss: Option<&str>| {
+            let options = IssueOptions {
+                issuer: iss.map(str::to_string),
+                ..ttl(3600)
+            };
+            issue(&key, "k1", &deployment(GEN), 1_000_000, &options)
+                .unwrap()
+                .0
+        };
+        let accepts = |v: &Verifier, t: &str| v.verify(t, 1_000_100).is_ok();
+        let plain = named(None);
+        let custom = named(Some("https://deploys.example"));
+        // A token of `ledgit`: accepted with or without an issuer configured.
+        assert!(accepts(&plain, &token(None)));
+        assert!(accepts(&custom, &token(None)));
+        // A token of the configured issuer: accepted where it is configured, only there.
+        let theirs = token(Some("https://deploys.example"));
+        assert!(accepts(&custom, &theirs));
+        let refused = plain.verify(&theirs, 1_000_100).unwrap_err();
+        assert!(
+            refused
+                .reason
+                .to_string()
+                .contains("issuer `https://deploys.example` is not ledgit"),
+            "{}",
+            refused.reason
+        );
+        // Another issuer: refused, naming the one expected.
+        let other = custom
+            .verify(&token(Some("https://evil.example")), 1_000_100)
+            .unwrap_err();
+        assert!(
+            other
+                .reason
+                .to_string()
+                .contains("is not https://deploys.example"),
+            "{}",
+            other.reason
+        );
+    }
+
     #[test]
     fn a_fresh_token_verifies() {
         let (_, config, token) = setup();
