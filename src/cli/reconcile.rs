@@ -350,7 +350,12 @@ fn run_pass(
         leases,
     )?;
     // A follower's empty passes are not news.
-    if text && (leases.is_none() || !plan.actions.is_empty() || !plan.findings.is_empty()) {
+    if text
+        && (leases.is_none()
+            || !plan.actions.is_empty()
+            || !plan.findings.is_empty()
+            || !plan.held.is_empty())
+    {
         print_plan(&mut render::stdout(), &plan)?;
     }
     let (Some(store), Some(actuator), false) = (store, actuator, common.dry_run) else {

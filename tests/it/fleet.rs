@@ -83,6 +83,18 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Whether `check` came true within `timeout`.
+fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !check() {
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
 /// A `watch` replica; its stderr is kept in a file.
 struct Replica {
     child: Child,
@@ -1075,4 +1087,62 @@ fn a_replica_with_a_fast_clock_does_not_hold_retries_for_the_others() {
     );
     let _ = healthy.kill();
     let _ = healthy.wait();
+}
+
+/// The leader fetched and applied 5.0.0, then died; the follower cannot fetch (its remote is
+/// gone), so its tip is the older commit. It takes over and holds the environments, saying
+/// why, instead of rolling the platform back to 1.0.0 under a higher epoch.
+#[test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run with --include-ignored"]
+fn a_follower_with_an_older_fetch_never_rolls_back_what_the_leader_applied() {
+    let pg = Cluster::start();
+    let url = pg.url();
+    let seed = three_environments();
+    let remote_dir = seed.bare_clone();
+    let remote = remote_dir.path().join("remote.git");
+    let leader_repo = TestRepo::clone_of(&remote);
+    let follower_repo = TestRepo::clone_of(&remote);
+    let tools = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let cmd = actuator(tools.path(), "none", 0.0);
+    let fetch = ["--fetch", "origin"];
+    let mut a = Replica::start(leader_repo.path(), &url, &cmd, logs.path(), "a", &fetch);
+    wait_for(
+        "A to apply the first commit",
+        Duration::from_secs(30),
+        || done(tools.path()).len() >= 3,
+    );
+    // The follower's remote disappears: every fetch it makes fails from now on.
+    follower_repo.git(&["remote", "set-url", "origin", "/nonexistent/remote.git"]);
+    let b = Replica::start(follower_repo.path(), &url, &cmd, logs.path(), "b", &fetch);
+    // A new version reaches the remote; the leader fetches and applies it.
+    seed.set("alpha", "staging", "5.0.0");
+    seed.commit("alpha 5.0.0", T0 + 60);
+    seed.git(&["push", "-q", remote.to_str().unwrap(), "main"]);
+    wait_for("A to apply 5.0.0", Duration::from_secs(30), || {
+        done(tools.path()).iter().any(|x| x.version == "5.0.0")
+    });
+    a.kill();
+    let took = wait_until(Duration::from_secs(30), || b.said().contains("held"));
+    assert!(
+        took,
+        "B did not hold:\n{}\nactions: {:?}",
+        b.said(),
+        actions(tools.path())
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let rolled_back: Vec<_> = actions(tools.path())
+        .into_iter()
+        .filter(|x| x.pid == b.pid())
+        .collect();
+    assert!(
+        rolled_back.is_empty(),
+        "B acted: {rolled_back:?}\n{}",
+        b.said()
+    );
+    let said = b.said();
+    assert!(
+        said.contains("staging") && said.contains("--allow-rewind"),
+        "{said}"
+    );
 }
