@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ledgit benchmarks: prints each figure and its ratio against the reference measured in the
-# same run. Usage: bench/run.sh [validate|history|tokens|reconcile|fleet|receipts|page|serve|all] (default all). Needs
+# same run. Usage: bench/run.sh [validate|history|tokens|reconcile|fleet|receipts|page|serve|flood|all] (default all). Needs
 # python3 and git, and wrk for serve (apt-get install wrk);
 # installs check-jsonschema into bench/.venv for the validate comparison.
 set -euo pipefail
@@ -176,4 +176,23 @@ if [[ $what == serve || $what == all ]]; then
   [[ -d $repo/.git ]] || python3 bench/generate.py history "$repo"
   "$bin" -C "$repo" status >/dev/null   # the index, so that the server loads warm
   python3 bench/serve.py "$bin" "$repo" "$work"
+fi
+
+if [[ $what == flood || $what == all ]]; then
+  # 4,150 slow webhook bodies from five loopback addresses held for 30 s against the default
+  # connection table (4,096), while a sixth address asks for /healthz every 100 ms; beside the
+  # same probe before the flood.
+  repo=$work/flood
+  [[ -d $repo/.git ]] || "$bin" init --example "$repo" >/dev/null
+  ulimit -n "$(ulimit -Hn)"
+  log=$work/flood-serve.log
+  LEDGIT_HOOK_SECRET=flood-benchmark-hook-secret "$bin" -C "$repo" serve --listen 127.0.0.1:0 --quiet 2>"$log" &
+  server=$!
+  trap 'kill $server 2>/dev/null || true' EXIT
+  for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
+  port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$log" | head -1)
+  echo "== flood: slow bodies against the connection table"
+  python3 bench/flood.py --port "$port" --addresses 5 --per-address 830 --seconds 30 --probe
+  kill "$server"; wait "$server" || true
+  trap - EXIT
 fi
