@@ -2397,3 +2397,64 @@ async fn error_pages_speak_in_words_and_keep_the_visitor_and_what_they_typed() {
         "{kept:?}"
     );
 }
+
+/// Behind `--trusted-proxy`, failures are counted by the client the proxy names in
+/// `X-Forwarded-For`: one client's guesses do not lock out the others behind the same proxy,
+/// and a client cannot move its count by writing the header itself.
+#[tokio::test]
+async fn behind_a_trusted_proxy_failures_count_by_the_client_it_names() {
+    let f = Fixture::new();
+    let mut options = f.options();
+    options.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    let shared = f.shared_with(options);
+    let introspect = |peer: &'static str, forwarded: &'static str, secret: &'static str| {
+        let shared = shared.clone();
+        async move {
+            from_client(
+                &shared,
+                peer,
+                "POST",
+                "/oauth2/introspect",
+                &[
+                    ("authorization", format!("Bearer {secret}")),
+                    ("x-forwarded-for", forwarded.to_string()),
+                ],
+                "token=x",
+            )
+            .await
+            .status
+        }
+    };
+    for _ in 0..ledgit::server::ALLOWED {
+        assert_eq!(
+            introspect("10.0.0.2", "192.0.2.50", "wrong-secret").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        introspect("10.0.0.2", "192.0.2.50", INTROSPECTION_SECRET).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another client behind the same proxy is answered.
+    assert_eq!(
+        introspect("10.0.0.2", "192.0.2.51", INTROSPECTION_SECRET).await,
+        StatusCode::OK
+    );
+    // A client's own entry to the left of what the proxy appended changes nothing.
+    assert_eq!(
+        introspect("10.0.0.2", "203.0.113.9, 192.0.2.50", INTROSPECTION_SECRET).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // An untrusted peer is counted by its own address, whatever it claims.
+    for _ in 0..ledgit::server::ALLOWED {
+        introspect("198.51.100.7", "192.0.2.60", "wrong-secret").await;
+    }
+    assert_eq!(
+        introspect("198.51.100.7", "192.0.2.61", INTROSPECTION_SECRET).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        introspect("10.0.0.2", "192.0.2.60", INTROSPECTION_SECRET).await,
+        StatusCode::OK
+    );
+}
