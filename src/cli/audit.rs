@@ -41,8 +41,8 @@ pub struct Args {
     environment: Option<String>,
 
     /// A version declared for less than this long is pending, not a finding.
-    #[arg(long, value_name = "DURATION", default_value = "15m")]
-    grace: String,
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = super::render::seconds_arg)]
+    grace: i64,
 
     /// The branch or commit whose declarations to read (default: HEAD).
     #[arg(long, value_name = "REV")]
@@ -63,23 +63,13 @@ pub fn receipts(ctx: &Context, history: &History) -> Result<Vec<Receipt>, CliErr
     })
 }
 
-/// `--grace` in seconds.
-pub fn grace(text: &str) -> Result<i64, CliError> {
-    when::parse_duration(text).ok_or_else(|| {
-        CliError::new(
-            format!("--grace `{text}` is not a duration"),
-            "write a duration such as 15m, 1h or 0s",
-        )
-    })
-}
-
 pub fn run(ctx: &Context, args: Args) -> CliResult {
     let now = chrono::Utc::now();
     let at = match &args.at {
         Some(t) => when::parse_time(t, now)?.timestamp(),
         None => now.timestamp(),
     };
-    let grace = grace(&args.grace)?;
+    let grace = args.grace;
     let loaded = load(ctx, args.rev.as_deref())?;
     if let Some(env) = &args.environment
         && loaded.config.environment(env).is_none()

@@ -35,8 +35,8 @@ enum Command {
   git fetch origin refs/notes/ledgit/applied:refs/notes/ledgit/applied && ledgit receipts verify")]
 pub struct VerifyArgs {
     /// A version declared at the tip for less than this long is pending, not a finding.
-    #[arg(long, value_name = "DURATION", default_value = "15m")]
-    grace: String,
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = super::render::seconds_arg)]
+    grace: i64,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
@@ -73,7 +73,7 @@ struct Verified {
 }
 
 fn verify(ctx: &Context, args: VerifyArgs) -> CliResult {
-    let grace = super::audit::grace(&args.grace)?;
+    let grace = args.grace;
     let loaded = load(ctx, None)?;
     let receipts = super::audit::receipts(ctx, &loaded.history)?;
     let now = chrono::Utc::now().timestamp();

@@ -3,23 +3,23 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use ledgit::git::repo::{Repo, short};
 use ledgit::receipt::Writer;
 use ledgit::reconcile::actuator::Actuator;
-use ledgit::reconcile::lease::{self, Leases};
+use ledgit::reconcile::controller::{Event, Follow, Reconciler, Settings};
+use ledgit::reconcile::lease;
 use ledgit::reconcile::pass::{self, Pass, repository_id};
-use ledgit::reconcile::state::{self, JournalResult, Location, Replica, Store};
-use ledgit::reconcile::{Attempt, Plan, RefWatcher};
-use ledgit::support::when;
+use ledgit::reconcile::state::{self, JournalResult, Location};
+use ledgit::reconcile::{Attempt, Plan};
 use ledgit::token::SigningKey;
 
 use super::command_error::{CliError, CliResult, Outcome};
 use super::context::Context;
-use super::context::{Current, current_full};
-use super::render::{self, BOLD, DIM, GREEN, RED, TextOrJson, YELLOW};
+use super::context::current_full;
+use super::render::{self, BOLD, DIM, GREEN, RED, TextOrJson, YELLOW, duration_arg};
 
 /// Options shared by `reconcile` and `watch`.
 #[derive(clap::Args)]
@@ -57,8 +57,8 @@ pub struct Common {
 
     /// With a shared store: how long an environment's lease lives without renewal (renewed
     /// every third of it). A follower takes over this long after its leader stops.
-    #[arg(long, value_name = "DURATION", default_value = "15s")]
-    lease_ttl: String,
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = duration_arg)]
+    lease_ttl: Duration,
 
     /// Sign a receipt for every applied action with this reconciler key (PKCS#8, from `ledgit
     /// keys generate --reconciler ID`) and attach it to the applied commit as a git note under
@@ -91,8 +91,8 @@ pub struct Common {
     allow_rewind: bool,
 
     /// How long one action may take before it is killed and recorded as failed.
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
-    timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration_arg)]
+    timeout: Duration,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
@@ -135,8 +135,8 @@ pub struct WatchArgs {
     common: Common,
 
     /// Resync (and fetch) at least this often.
-    #[arg(long, value_name = "DURATION", default_value = "3m")]
-    interval: String,
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = duration_arg)]
+    interval: Duration,
 
     /// Run `git fetch REMOTE` every interval and track REMOTE's branch.
     #[arg(long, value_name = "REMOTE")]
@@ -163,18 +163,6 @@ pub struct JournalArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
     format: TextOrJson,
-}
-
-fn duration(text: &str, what: &str) -> Result<Duration, CliError> {
-    when::parse_duration(text)
-        .filter(|s| *s > 0)
-        .map(|s| Duration::from_secs(s as u64))
-        .ok_or_else(|| {
-            CliError::new(
-                format!("{what} `{text}` is not a duration"),
-                "write a duration such as 30s, 5m or 1h",
-            )
-        })
 }
 
 fn actuator(common: &Common) -> Result<Option<Actuator>, CliError> {
@@ -217,28 +205,19 @@ pub(super) fn location(repo: &Repo, state: Option<&str>, ctx: &Context) -> Locat
     }
 }
 
-/// The pass's options from the command line.
-fn options(common: &Common, respect_backoff: bool) -> Result<pass::Options, CliError> {
-    Ok(pass::Options {
-        environments: common.environments.clone(),
-        prune: common.prune,
-        timeout: duration(&common.timeout, "--timeout")?,
-        respect_backoff,
-        allow_rewind: common.allow_rewind,
-    })
-}
-
-/// The environments a replica asks to lead: `--environment`, else every one of the config.
-fn wanted(common: &Common, current: &Current) -> Vec<String> {
-    if common.environments.is_empty() {
-        current
-            .config
-            .environments
-            .iter()
-            .map(|e| e.name.clone())
-            .collect()
-    } else {
-        common.environments.clone()
+/// The reconciler's settings from the command line.
+fn settings(ctx: &Context, repo: &Repo, common: &Common) -> Settings {
+    Settings {
+        location: location(repo, common.state.as_deref(), ctx),
+        pass: pass::Options {
+            environments: common.environments.clone(),
+            prune: common.prune,
+            timeout: common.timeout,
+            respect_backoff: false,
+            allow_rewind: common.allow_rewind,
+        },
+        lease_ttl: common.lease_ttl,
+        dry_run: common.dry_run,
     }
 }
 
@@ -269,39 +248,6 @@ fn writer(ctx: &Context, common: &Common) -> Result<Option<Writer>, CliError> {
     )?))
 }
 
-/// Starts the lease keeper when the store is shared.
-fn leases(
-    location: &Location,
-    common: &Common,
-    current: &Current,
-    replica: &Replica,
-) -> Result<Option<Leases>, CliError> {
-    let Location::Postgres(url) = location else {
-        return Ok(None);
-    };
-    let ttl = duration(&common.lease_ttl, "--lease-ttl")?;
-    if ttl < Duration::from_secs(3) {
-        return Err(CliError::new(
-            format!("--lease-ttl {} is too short", common.lease_ttl),
-            "give leases at least 3s (renewals run every third of it)",
-        ));
-    }
-    Ok(Some(Leases::start(
-        url,
-        &repository_id(current),
-        replica,
-        ttl,
-        wanted(common, current),
-    )?))
-}
-
-/// Says the changes of leadership since the last time.
-fn print_lease_events(leases: Option<&Leases>) {
-    if let Some(leases) = leases {
-        print_events(&leases.events());
-    }
-}
-
 fn print_events(events: &[lease::Event]) {
     let mut err = anstream::stderr().lock();
     for event in events {
@@ -323,82 +269,61 @@ fn print_events(events: &[lease::Event]) {
     }
 }
 
-/// Plans (and unless dry-run, applies) one pass at the tip `current` was read at.
-#[allow(clippy::too_many_arguments)]
-fn run_pass(
-    ctx: &Context,
-    current: &Current,
-    common: &Common,
-    store: Option<&mut Store>,
-    actuator: Option<&Actuator>,
-    leases: Option<&Leases>,
-    stop: &AtomicBool,
-    respect_backoff: bool,
-    receipts: Option<&mut Writer>,
-) -> Result<Pass, CliError> {
-    let repo = ctx.repo()?;
-    let location = location(repo, common.state.as_deref(), ctx);
-    let options = options(common, respect_backoff)?;
-    let text = common.format == TextOrJson::Text;
-    let mut store = store;
-    let plan = pass::plan(
-        repo,
-        current,
-        &location,
-        &options,
-        store.as_deref_mut(),
-        leases,
-    )?;
-    // A follower's empty passes are not news.
-    if text
-        && (leases.is_none()
-            || !plan.actions.is_empty()
-            || !plan.findings.is_empty()
-            || !plan.held.is_empty())
-    {
-        print_plan(&mut render::stdout(), &plan)?;
-    }
-    let (Some(store), Some(actuator), false) = (store, actuator, common.dry_run) else {
-        return Ok(Pass {
-            plan,
-            ..Pass::default()
-        });
+/// Says what the reconciler reports: plans and attempts on stdout in text (each pass as a JSON
+/// line in `watch --format json`), the rest on stderr.
+fn render(event: Event, format: TextOrJson, json_passes: bool) {
+    let text = format == TextOrJson::Text;
+    let mut out = render::stdout();
+    let _ = match event {
+        Event::Watching { tracked, interval } => writeln!(
+            out,
+            "{BOLD}watching{BOLD:#} {tracked} (resync every {})",
+            ledgit::support::when::format_duration(interval.as_secs() as i64)
+        ),
+        Event::Leases(events) => {
+            print_events(events);
+            Ok(())
+        }
+        Event::Planned(plan) if text => print_plan(&mut out, plan),
+        Event::Attempted(a) if text => print_attempt(&mut out, a),
+        Event::Passed(p) if json_passes && !text => serde_json::to_writer(&mut out, p)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
+        Event::UnlistedKey { public_key } => {
+            anstream::eprintln!(
+                "{YELLOW}warning{YELLOW:#}: the signing key ({public_key}) is not listed under `reconcilers:` in ledgit.yaml: its receipts will not verify"
+            );
+            Ok(())
+        }
+        Event::ReceiptsWaiting(e) => {
+            anstream::eprintln!(
+                "{YELLOW}warning{YELLOW:#}: receipts: {e}; they stay in the journal and are written at the next pass"
+            );
+            Ok(())
+        }
+        Event::Deposed(env) => {
+            anstream::eprintln!(
+                "{YELLOW}deposed{YELLOW:#}: another replica leads {env} now; its remaining actions are left to it"
+            );
+            Ok(())
+        }
+        Event::FetchFailed(e) => {
+            anstream::eprintln!("{YELLOW}warning{YELLOW:#}: {e}; using what is here");
+            Ok(())
+        }
+        Event::StoreUnavailable { error, retry_in } => {
+            anstream::eprintln!(
+                "{RED}error{RED:#}: {error}; trying again in {}s",
+                retry_in.as_secs()
+            );
+            Ok(())
+        }
+        Event::PassFailed(e) => {
+            anstream::eprintln!("{RED}error{RED:#}: {e}");
+            Ok(())
+        }
+        _ => Ok(()),
     };
-    let mut receipts = receipts;
-    if let Some(w) = receipts.as_deref_mut()
-        && w.identify(&current.config).is_none()
-        && !plan.actions.is_empty()
-    {
-        anstream::eprintln!(
-            "{YELLOW}warning{YELLOW:#}: the signing key ({}) is not listed under `reconcilers:` in ledgit.yaml: its receipts will not verify",
-            w.public_key()
-        );
-    }
-    let p = pass::apply(
-        store,
-        actuator,
-        plan,
-        options.timeout,
-        leases,
-        stop,
-        receipts,
-        |a| {
-            if text {
-                let _ = print_attempt(&mut render::stdout(), a);
-            }
-        },
-    )?;
-    if let Some(e) = &p.receipt_error {
-        anstream::eprintln!(
-            "{YELLOW}warning{YELLOW:#}: receipts: {e}; they stay in the journal and are written at the next pass"
-        );
-    }
-    for env in &p.deposed {
-        anstream::eprintln!(
-            "{YELLOW}deposed{YELLOW:#}: another replica leads {env} now; its remaining actions are left to it"
-        );
-    }
-    Ok(p)
 }
 
 fn print_plan(out: &mut dyn Write, plan: &Plan) -> std::io::Result<()> {
@@ -472,15 +397,6 @@ fn print_attempt(out: &mut dyn Write, a: &Attempt) -> std::io::Result<()> {
     }
 }
 
-fn json_pass(out: &mut dyn Write, p: &Pass, pretty: bool) -> std::io::Result<()> {
-    if pretty {
-        render::json(out, p)
-    } else {
-        serde_json::to_writer(&mut *out, p)?;
-        writeln!(out)
-    }
-}
-
 fn outcome(p: &Pass) -> Outcome {
     Outcome::from_findings(p.failed())
 }
@@ -488,7 +404,6 @@ fn outcome(p: &Pass) -> Outcome {
 pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
     let common = &args.common;
     let actuator = actuator(common)?;
-    duration(&common.timeout, "--timeout")?;
     let repo = ctx.repo()?;
     let name = repo.tracked_ref(common.rev.as_deref(), None);
     let Some(tip) = repo.resolve_tracked(&name) else {
@@ -498,45 +413,22 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
         ));
     };
     let current = current_full(ctx, Some(&tip.to_string()))?;
-    let location = location(repo, common.state.as_deref(), ctx);
-    let replica = Replica::this_process();
-    let mut store = if common.dry_run {
-        None
-    } else {
-        Some(Store::open(&location, &repository_id(&current), &replica)?)
-    };
-    let leases = if common.dry_run {
-        None
-    } else {
-        leases(&location, common, &current, &replica)?
-    };
-    print_lease_events(leases.as_ref());
-    let mut receipts = writer(ctx, common)?;
+    let writer = writer(ctx, common)?;
+    let mut reconciler = Reconciler::new(settings(ctx, repo, common), actuator, writer);
+    print_events(&reconciler.open(&current)?);
     let stop = AtomicBool::new(false);
-    let mut out = render::stdout();
-    let p = run_pass(
-        ctx,
-        &current,
-        common,
-        store.as_mut(),
-        actuator.as_ref(),
-        leases.as_ref(),
-        &stop,
-        false,
-        receipts.as_mut(),
-    )?;
-    if let Some(leases) = leases {
-        let wanted = wanted(common, &current);
-        let led: Vec<String> = leases.led().into_iter().map(|(e, _)| e).collect();
-        for env in wanted.iter().filter(|e| !led.contains(e)) {
-            anstream::eprintln!(
-                "{YELLOW}note{YELLOW:#}: {env} is led by another replica; `ledgit leases` shows which"
-            );
-        }
-        leases.stop();
+    let p = reconciler.pass(repo, &current, &stop, false, &mut |e| {
+        render(e, common.format, false)
+    })?;
+    for env in reconciler.led_elsewhere(&current) {
+        anstream::eprintln!(
+            "{YELLOW}note{YELLOW:#}: {env} is led by another replica; `ledgit leases` shows which"
+        );
     }
+    reconciler.stop();
+    let mut out = render::stdout();
     if common.format == TextOrJson::Json {
-        json_pass(&mut out, &p, true)?;
+        render::json(&mut out, &p)?;
     } else if !common.dry_run {
         let failed = p.attempts.iter().filter(|a| a.error.is_some()).count();
         write!(
@@ -560,185 +452,31 @@ pub fn reconcile(ctx: &Context, args: ReconcileArgs) -> CliResult {
 pub fn watch(ctx: &Context, args: WatchArgs) -> CliResult {
     let common = &args.common;
     let actuator = actuator(common)?;
-    duration(&common.timeout, "--timeout")?;
-    let interval = duration(&args.interval, "--interval")?;
     let repo = ctx.repo()?;
-    let name = repo.tracked_ref(common.rev.as_deref(), args.fetch.as_deref());
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).map_err(|e| {
-            CliError::new(
-                format!("cannot handle signals: {e}"),
-                "run ledgit in a normal process",
-            )
-        })?;
-    }
-    let watcher = RefWatcher::new(repo.git.commondir())?;
-    let mut receipts = writer(ctx, common)?;
-    let fetch = |remote: &str| {
-        if let Err(e) = repo.fetch(remote) {
-            anstream::eprintln!("{YELLOW}warning{YELLOW:#}: {e}; using what is here");
-        }
-    };
-    // When `git fetch` last ran: every --interval, whatever else happened in between (a ref
-    // that moved locally, a pass that failed), the remote is asked again.
-    let mut last_fetch: Option<Instant> = None;
-    let mut store: Option<Store> = None;
-    let mut leases: Option<Leases> = None;
-    let replica = Replica::this_process();
-    let location = location(repo, common.state.as_deref(), ctx);
-    let mut last_tip: Option<git2::Oid> = None;
-    let mut last_sync = Instant::now();
-    let mut retry_at: Option<Instant> = None;
-    // An unreachable store or lease table: nothing is tried before `held_until`, and each
-    // failure in a row doubles the wait (5s, 10s, ... 1m), as the message says.
-    let mut held_until: Option<Instant> = None;
-    let mut store_wait = STORE_RETRY;
-    let mut out = render::stdout();
-    writeln!(
-        out,
-        "{BOLD}watching{BOLD:#} {name} (resync every {})",
-        args.interval
-    )?;
-    while !stop.load(Ordering::SeqCst) {
-        // A lease just taken is work to do now: the leader before may have left some.
-        let events = leases.as_ref().map(|l| l.events()).unwrap_or_default();
-        let took_over = events
-            .iter()
-            .any(|e| matches!(e, lease::Event::Leading { .. }));
-        print_events(&events);
-        // A new leader fetches before its first pass: the leader before may have applied
-        // commits this replica has not seen.
-        if let Some(remote) = &args.fetch
-            && (took_over || last_fetch.is_none_or(|t| t.elapsed() >= interval))
-        {
-            fetch(remote);
-            last_fetch = Some(Instant::now());
-        }
-        let repo = ctx.repo()?;
-        let tip = repo.resolve_tracked(&name);
-        let due = took_over
-            || last_sync.elapsed() >= interval
-            || retry_at.is_some_and(|t| Instant::now() >= t);
-        let held = held_until.is_some_and(|t| Instant::now() < t);
-        if let Some(tip) = tip
-            && (Some(tip) != last_tip || due)
-            && !held
-        {
-            let current = current_full(ctx, Some(&tip.to_string()));
-            if let (Ok(current), None, false) = (&current, &store, common.dry_run) {
-                match Store::open(&location, &repository_id(current), &replica) {
-                    Ok(s) => {
-                        store = Some(s);
-                        store_wait = STORE_RETRY;
-                    }
-                    // One machine's store is this process's or another's: that is final. A
-                    // shared one may be restarting: try again.
-                    Err(e) if !location.is_shared() => return Err(e.into()),
-                    Err(e) => {
-                        anstream::eprintln!(
-                            "{RED}error{RED:#}: {e}; trying again in {}s",
-                            store_wait.as_secs()
-                        );
-                        held_until = Some(Instant::now() + store_wait);
-                        store_wait = (store_wait * 2).min(STORE_RETRY_MAX);
-                        continue;
-                    }
-                }
-            }
-            if let (Ok(current), Some(_), None) = (&current, &store, &leases) {
-                match self::leases(&location, common, current, &replica) {
-                    Ok(l) => {
-                        leases = l;
-                        store_wait = STORE_RETRY;
-                        print_lease_events(leases.as_ref());
-                    }
-                    Err(e) => {
-                        anstream::eprintln!(
-                            "{RED}error{RED:#}: {}; trying again in {}s",
-                            e.message,
-                            store_wait.as_secs()
-                        );
-                        held_until = Some(Instant::now() + store_wait);
-                        store_wait = (store_wait * 2).min(STORE_RETRY_MAX);
-                        continue;
-                    }
-                }
-            }
-            if let (Ok(current), Some(l)) = (&current, &leases) {
-                l.want(wanted(common, current));
-            }
-            let passed = current.and_then(|current| {
-                run_pass(
-                    ctx,
-                    &current,
-                    common,
-                    store.as_mut(),
-                    actuator.as_ref(),
-                    leases.as_ref(),
-                    &stop,
-                    true,
-                    receipts.as_mut(),
+        ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst)).map_err(
+            |e| {
+                CliError::new(
+                    format!("cannot handle signals: {e}"),
+                    "run ledgit in a normal process",
                 )
-            });
-            match passed {
-                Ok(p) => {
-                    if common.format == TextOrJson::Json {
-                        json_pass(&mut out, &p, false)?;
-                    }
-                    last_tip = Some(tip);
-                    last_sync = Instant::now();
-                    retry_at = next_retry(store.as_mut());
-                    // Held behind what the store says ran: fetch again and plan again soon.
-                    if !p.plan.held.is_empty() {
-                        last_fetch = None;
-                        let soon = Instant::now() + STORE_RETRY;
-                        retry_at = Some(retry_at.map_or(soon, |t| t.min(soon)));
-                    }
-                }
-                Err(e) => {
-                    anstream::eprintln!("{RED}error{RED:#}: {}", e.message);
-                    last_tip = Some(tip);
-                    retry_at = Some(Instant::now() + Duration::from_secs(5));
-                }
-            }
-        }
-        // Sleep until the ref moves, a retry or a resync is due, checking for a signal often.
-        let mut wait = interval.saturating_sub(last_sync.elapsed());
-        if let Some(t) = retry_at {
-            wait = wait.min(t.saturating_duration_since(Instant::now()));
-        }
-        if let Some(t) = last_fetch {
-            wait = wait.min(interval.saturating_sub(t.elapsed()));
-        }
-        if let Some(t) = held_until {
-            wait = wait.max(t.saturating_duration_since(Instant::now()));
-        }
-        watcher.wait(wait.min(Duration::from_millis(250)));
+            },
+        )?;
     }
-    // The action in flight has finished: followers may take over at once.
-    if let Some(l) = leases {
-        l.stop();
-    }
-    writeln!(out, "stopped")?;
+    let follow = Follow {
+        tracked: repo.tracked_ref(common.rev.as_deref(), args.fetch.as_deref()),
+        fetch: args.fetch.clone(),
+        interval: args.interval,
+    };
+    let writer = writer(ctx, common)?;
+    let mut reconciler = Reconciler::new(settings(ctx, repo, common), actuator, writer);
+    reconciler.watch(repo, &follow, &stop, &mut |e| {
+        render(e, common.format, true)
+    })?;
+    writeln!(render::stdout(), "stopped")?;
     Ok(Outcome::Clean)
-}
-
-/// The first wait after the store or the lease table could not be reached.
-const STORE_RETRY: Duration = Duration::from_secs(5);
-/// The longest wait between two tries to reach them.
-const STORE_RETRY_MAX: Duration = Duration::from_secs(60);
-
-/// When the earliest failed action may be retried.
-fn next_retry(store: Option<&mut Store>) -> Option<Instant> {
-    let store = store?;
-    let failures = store.failures().ok()?;
-    let next = failures.iter().map(|f| f.next_attempt).min()?;
-    // By the store's clock, as the retry times were written.
-    let now = store.now().ok()?;
-    let wait = (next - now).max(0) as u64;
-    Some(Instant::now() + Duration::from_secs(wait))
 }
 
 pub fn journal(ctx: &Context, args: JournalArgs) -> CliResult {

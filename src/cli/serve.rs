@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use ledgit::support::when;
-
 use super::command_error::{CliError, CliResult, Outcome};
 use super::context::Context;
 
@@ -62,8 +60,8 @@ pub struct Args {
     fetch: Option<String>,
 
     /// How often to fetch (with --fetch) and to re-check the branch in any case.
-    #[arg(long, value_name = "DURATION", default_value = "1m")]
-    interval: String,
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = super::render::duration_arg)]
+    interval: Duration,
 
     /// Accept only tokens issued for this audience (`ledgit token issue --audience AUD`).
     #[arg(long, value_name = "AUD")]
@@ -198,14 +196,6 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             args.trusted_proxy.clone(),
         )),
     };
-    let interval = when::parse_duration(&args.interval)
-        .filter(|s| *s > 0)
-        .ok_or_else(|| {
-            CliError::new(
-                format!("`{}` is not a duration", args.interval),
-                "write a duration such as 30s, 1m or 5m",
-            )
-        })?;
     let repo = ctx.repo()?;
     let tracked = repo.tracked_ref(args.rev.as_deref(), args.fetch.as_deref());
     let branch = match &args.rev {
@@ -222,7 +212,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         tracked,
         branch,
         fetch: args.fetch,
-        interval: Duration::from_secs(interval as u64),
+        interval: args.interval,
         audience: args.audience,
         public_url: args
             .public_url

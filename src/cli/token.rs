@@ -57,8 +57,8 @@ pub struct IssueArgs {
     key: PathBuf,
 
     /// Lifetime, such as 30d or 12h (default: no expiry).
-    #[arg(long, value_name = "DURATION")]
-    ttl: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = super::render::seconds_arg)]
+    ttl: Option<i64>,
 
     /// The branch or commit whose tip the token is tied to (default HEAD).
     #[arg(long, value_name = "REV")]
@@ -185,15 +185,13 @@ fn read_token(arg: Option<String>) -> Result<String, CliError> {
 }
 
 fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
-    let ttl = match &args.ttl {
-        Some(t) => Some(when::parse_duration(t).filter(|s| *s > 0).ok_or_else(|| {
-            CliError::new(
-                format!("`{t}` is not a duration"),
-                "write a duration such as 30d, 12h or 90m",
-            )
-        })?),
-        None => None,
-    };
+    let ttl = args.ttl;
+    if ttl.is_some_and(|t| t <= 0) {
+        return Err(CliError::new(
+            "--ttl must be more than zero",
+            "write a duration such as 30d, 12h or 90m",
+        ));
+    }
     let key_path = ctx.dir.join(&args.key);
     let bytes = std::fs::read(&key_path).map_err(|e| {
         CliError::new(

@@ -2,9 +2,11 @@
 //! compares the records at the tip with what the [`state`] store says was applied; [`pass`] runs
 //! the plan's actions through an [`actuator`], journaling every attempt, under leases when
 //! replicas share a PostgreSQL store ([`lease`]). `RefWatcher` tells `watch` as soon as the
-//! tracked ref moves.
+//! tracked ref moves, and [`controller`] holds the whole reconciler as a value with one pass and
+//! the `watch` loop, for every front end.
 
 pub mod actuator;
+pub mod controller;
 pub mod lease;
 pub mod pass;
 pub mod plan;

@@ -367,3 +367,38 @@ fn the_library_never_prints_and_its_errors_are_typed() {
         wrong.join("\n")
     );
 }
+
+/// Every file under `tests/it/` is a module of this binary: a test file nobody declared would
+/// never run, and nobody would notice (jj keeps the same guard).
+#[test]
+fn no_test_file_is_forgotten() {
+    let root = crate::common::project_root().join("tests/it");
+    let mut forgotten = Vec::new();
+    for dir in [root.clone(), root.join("common")] {
+        let parent = if dir == root { "main.rs" } else { "mod.rs" };
+        let declared = std::fs::read_to_string(dir.join(parent)).unwrap();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let Some(stem) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .filter(|_| path.extension().is_some_and(|e| e == "rs"))
+            else {
+                continue;
+            };
+            if stem == "main" || stem == "mod" {
+                continue;
+            }
+            let declares = declared.lines().any(|l| {
+                l.trim() == format!("mod {stem};") || l.trim() == format!("pub mod {stem};")
+            });
+            if !declares {
+                forgotten.push(path.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(
+        forgotten.is_empty(),
+        "test files no module declares (they never run): {forgotten:?}"
+    );
+}

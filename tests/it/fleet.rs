@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::postgres::Cluster;
-use crate::common::{T0, TestRepo};
+use crate::common::{T0, TestRepo, wait_for};
 
 /// One line of the actuator's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,14 +73,6 @@ fn done(dir: &Path) -> Vec<Applied> {
         .into_iter()
         .filter(|a| a.phase == "done")
         .collect()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Whether `check` came true within `timeout`.

@@ -11,6 +11,7 @@ mod action;
 mod architecture;
 mod browser;
 mod cli;
+mod controller;
 mod fixtures;
 mod fleet;
 mod gateway;

@@ -6,12 +6,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ledgit::receipt::{Envelope, Statement};
 use ledgit::token::SigningKey;
 
-use crate::common::{T0, TestRepo};
+use crate::common::{T0, TestRepo, wait_for};
 
 const NOTES: &str = "--ref=ledgit/applied";
 
@@ -352,13 +352,6 @@ fn attacks_on_receipts_are_each_a_coded_finding() {
 }
 
 /// Polls until `check` holds.
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 #[test]
 fn kill_9_between_the_apply_and_the_note_writes_the_receipt_at_restart() {

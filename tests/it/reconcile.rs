@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{DAY, T0, TestRepo};
+use crate::common::{DAY, T0, TestRepo, wait_for};
 
 fn repo() -> TestRepo {
     let repo = TestRepo::new();
@@ -58,14 +58,6 @@ fn sync_of(repo: &TestRepo, agent: &str) -> String {
         .find(|r| r["agent"] == agent)
         .map(|r| r["sync"].as_str().unwrap().to_string())
         .unwrap()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

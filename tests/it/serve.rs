@@ -6,7 +6,7 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use crate::common::server::Server;
-use crate::common::{T0, TestRepo};
+use crate::common::{T0, TestRepo, wait_for};
 
 /// An example repository with a signing key listed and committed; returns it and the key path.
 fn example() -> (TestRepo, tempfile::TempDir, std::path::PathBuf) {
@@ -27,17 +27,6 @@ fn issue(repo: &TestRepo, key: &std::path::Path, agent: &str, env: &str) -> Stri
     run.stdout.trim().to_string()
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 #[test]
 fn serves_follows_commits_agrees_with_token_verify_and_drains() {
     let (repo, _keys, key) = example();
@@ -56,7 +45,7 @@ fn serves_follows_commits_agrees_with_token_verify_and_drains() {
     // A commit to the tracked branch is served without anyone asking.
     repo.ledgit(&["set", "support-bot", "production", "7.7.7", "--force"]);
     repo.commit("production 7.7.7", T0 + 31 * crate::common::DAY);
-    wait_for("the new version", || {
+    wait_for("the new version", Duration::from_secs(20), || {
         server.get("/v1/whoami", Some(&token)).1["version"] == "7.7.7"
     });
     // A revoked token: the server and `token verify` give the same reason.
@@ -66,7 +55,7 @@ fn serves_follows_commits_agrees_with_token_verify_and_drains() {
         .to_string();
     assert_eq!(repo.ledgit(&["token", "revoke", &jti]).code, 0);
     repo.commit("Revoke", T0 + 32 * crate::common::DAY);
-    wait_for("the revocation", || {
+    wait_for("the revocation", Duration::from_secs(20), || {
         server.get("/v1/whoami", Some(&doomed)).0 == 401
     });
     let (_, answer) = server.get("/v1/whoami", Some(&doomed));
@@ -131,7 +120,9 @@ fn a_verified_push_webhook_fetches_and_serves_the_push() {
         .send(body.as_bytes())
         .unwrap();
     assert_eq!(right.status().as_u16(), 202);
-    wait_for("the pushed version", || version() == "8.8.8");
+    wait_for("the pushed version", Duration::from_secs(20), || {
+        version() == "8.8.8"
+    });
     // A flood of deliveries (one captured delivery replayed): at most one refresh, and so one
     // fetch, a second, whatever arrives.
     let refreshes = || -> u64 {
