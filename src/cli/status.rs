@@ -1,12 +1,12 @@
 //! `ledgit status`: the deployment snapshot, one row per agent and one column per environment.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use ledgit::git::repo::short;
 use ledgit::model::Deployment;
 use ledgit::reconcile::state::{Sync, SyncState};
 use ledgit::support::when;
+use ledgit::view::{Cell, Overview};
 
 use super::command_error::{CliError, CliResult, Outcome};
 use super::context::Context;
@@ -124,13 +124,19 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             )?,
         }
     }
-    let mut envs: Vec<String> = config.environments.iter().map(|e| e.name.clone()).collect();
-    for r in &rows {
-        if !envs.contains(&r.environment) {
-            envs.push(r.environment.clone());
-        }
-    }
-    table(&mut out, &rows, &envs, now.timestamp(), sync.as_deref())?;
+    // The snapshot the page and `/v1/agents` show, computed by the same code: the columns, the
+    // rows and the drift marks cannot disagree.
+    let digest = ledgit::view::Digest::new(&config, &rows, sync.as_deref());
+    let overview = ledgit::view::overview(
+        &rows,
+        sync.as_deref(),
+        &digest,
+        &ledgit::view::Selection {
+            all: true,
+            ..Default::default()
+        },
+    );
+    table(&mut out, &overview, now.timestamp())?;
     if let Some(states) = &sync {
         for (d, s) in rows
             .iter()
@@ -189,34 +195,13 @@ fn sync_states(
     Ok(ledgit::reconcile::state::view(&location, repository)?.map(|view| view.sync_states(rows)))
 }
 
-fn table(
-    out: &mut dyn Write,
-    rows: &[Deployment],
-    envs: &[String],
-    now: i64,
-    sync: Option<&[Sync]>,
-) -> std::io::Result<()> {
-    let marks: BTreeMap<(&str, &str), SyncState> = match sync {
-        Some(states) => rows
-            .iter()
-            .zip(states)
-            .map(|(d, s)| ((d.agent.as_str(), d.environment.as_str()), s.state))
-            .collect(),
-        None => BTreeMap::new(),
-    };
-    if rows.is_empty() {
+fn table(out: &mut dyn Write, overview: &Overview, now: i64) -> std::io::Result<()> {
+    if overview.agents.is_empty() {
         return writeln!(out, "no deployments");
     }
-    let mut by_agent: BTreeMap<&str, BTreeMap<&str, &Deployment>> = BTreeMap::new();
-    for r in rows {
-        by_agent
-            .entry(&r.agent)
-            .or_default()
-            .insert(&r.environment, r);
-    }
-    let cell = |d: Option<&&Deployment>| match d {
-        Some(d) => {
-            let mark = match marks.get(&(d.agent.as_str(), d.environment.as_str())) {
+    let cell = |c: &Option<Cell>| match c {
+        Some(c) => {
+            let mark = match c.sync {
                 Some(SyncState::Synced) | None => "",
                 Some(SyncState::Failed) => " !failed",
                 Some(SyncState::Pending) => " ~pending",
@@ -224,54 +209,52 @@ fn table(
             };
             format!(
                 "{} ({}){mark}",
-                d.version,
-                when::relative(d.updated_time, now)
+                c.version,
+                when::relative(c.since_time, now)
             )
         }
         None => "-".to_string(),
     };
-    let agent_w = by_agent
-        .keys()
-        .map(|a| a.len())
+    let texts: Vec<Vec<String>> = overview
+        .agents
+        .iter()
+        .map(|r| r.cells.iter().map(cell).collect())
+        .collect();
+    let agent_w = overview
+        .agents
+        .iter()
+        .map(|r| r.agent.len())
         .max()
         .unwrap_or(0)
         .max("AGENT".len());
-    let widths: Vec<usize> = envs
+    let widths: Vec<usize> = overview
+        .environments
         .iter()
-        .map(|e| {
-            by_agent
-                .values()
-                .map(|m| cell(m.get(e.as_str())).chars().count())
+        .enumerate()
+        .map(|(i, e)| {
+            texts
+                .iter()
+                .map(|t| t[i].chars().count())
                 .chain([e.len()])
                 .max()
                 .unwrap_or(0)
         })
         .collect();
     write!(out, "  {BOLD}{:agent_w$}{BOLD:#}", "AGENT")?;
-    for (e, w) in envs.iter().zip(&widths) {
+    for (e, w) in overview.environments.iter().zip(&widths) {
         write!(out, "  {BOLD}{:w$}{BOLD:#}", e.to_uppercase())?;
     }
     writeln!(out)?;
-    let mut differing = 0;
-    for (agent, cells) in &by_agent {
-        let mut versions: Vec<&str> = cells.values().map(|d| d.version.as_str()).collect();
-        versions.dedup();
-        let differs = {
-            versions.sort_unstable();
-            versions.dedup();
-            versions.len() > 1
-        };
-        differing += usize::from(differs);
-        let marker = if differs {
+    for (row, texts) in overview.agents.iter().zip(&texts) {
+        let marker = if row.drift {
             format!("{YELLOW}*{YELLOW:#}")
         } else {
             " ".into()
         };
-        write!(out, "{marker} {agent:agent_w$}")?;
-        for (e, w) in envs.iter().zip(&widths) {
-            let text = cell(cells.get(e.as_str()));
+        write!(out, "{marker} {:agent_w$}", row.agent)?;
+        for (text, w) in texts.iter().zip(&widths) {
             let pad = " ".repeat(w.saturating_sub(text.chars().count()));
-            if differs {
+            if row.drift {
                 write!(out, "  {YELLOW}{text}{YELLOW:#}{pad}")?;
             } else {
                 write!(out, "  {text}{pad}")?;
@@ -279,6 +262,7 @@ fn table(
         }
         writeln!(out)?;
     }
+    let differing = overview.agents.iter().filter(|r| r.drift).count();
     if differing > 0 {
         let plural = if differing == 1 {
             "agent runs"

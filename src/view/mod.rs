@@ -150,6 +150,8 @@ pub struct Selection<'a> {
     pub page: usize,
     /// The agents an open proposal changes.
     pub pending: Option<&'a std::collections::HashSet<String>>,
+    /// Every agent the filter keeps on one page (`ledgit status`), not [`OVERVIEW_PAGE`].
+    pub all: bool,
 }
 
 /// The deployment snapshot: agents by environments in promotion order, a page at a time.
@@ -306,16 +308,18 @@ pub fn overview<'a>(
         kept.sort_by_key(|s| std::cmp::Reverse(s.last_change));
     }
     let matching = kept.len();
+    let size = if selection.all {
+        matching.max(1)
+    } else {
+        OVERVIEW_PAGE
+    };
     let skip = match (selection.after, selection.sort) {
         (Some(a), Sort::Agent) => kept.partition_point(|s| rows[s.start].agent.as_str() <= a),
-        _ => selection
-            .page
-            .saturating_sub(1)
-            .saturating_mul(OVERVIEW_PAGE),
+        _ => selection.page.saturating_sub(1).saturating_mul(size),
     }
     .min(matching);
-    let more = matching > skip + OVERVIEW_PAGE;
-    let agents: Vec<Row> = kept[skip..matching.min(skip + OVERVIEW_PAGE)]
+    let more = matching > skip + size;
+    let agents: Vec<Row> = kept[skip..matching.min(skip + size)]
         .iter()
         .map(|s| {
             let mut cells: Vec<Option<Cell>> = vec![None; digest.environments.len()];
@@ -364,8 +368,8 @@ pub fn overview<'a>(
         total_agents: digest.agents.len(),
         matching_agents: matching,
         first: skip + 1,
-        page: skip / OVERVIEW_PAGE + 1,
-        pages: matching.div_ceil(OVERVIEW_PAGE).max(1),
+        page: skip / size + 1,
+        pages: matching.div_ceil(size).max(1),
         next_after,
         agents,
     }
@@ -1180,6 +1184,7 @@ mod tests {
                     after: None,
                     page,
                     pending: Some(&pending),
+                    all: false,
                 },
             )
         };

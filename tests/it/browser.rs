@@ -255,18 +255,8 @@ fn read_pages(dir: &Path, base: &str, pages: &[&str]) -> serde_json::Value {
 fn two_thousand_agents_read_well_in_chromium_light_dark_and_on_a_phone() {
     let dir = browser_ready()
         .unwrap_or_else(|why| panic!("this test needs {why}; `bash .ci/run` installs it"));
-    let repo = tempfile::tempdir().unwrap();
-    let generated = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/generate.py"))
-        .args(["team"])
-        .arg(repo.path())
-        .arg("3000")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("python3 runs");
-    assert!(generated.status.success(), "{generated:?}");
-    let repo = TestRepo::at(repo);
-    let server = Server::start(&repo, &[], &[]);
+    let repo = crate::common::team_repo();
+    let server = Server::start_in(repo, &[], &[]);
     let (status, overview) = server.get("/v1/agents", None);
     assert_eq!(status, 200);
     assert_eq!(overview["total_agents"], 2000);

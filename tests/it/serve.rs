@@ -679,3 +679,108 @@ fn a_flood_of_slow_bodies_never_turns_a_new_client_away() {
     let (code, _) = server.stop();
     assert_eq!(code, 0);
 }
+
+/// `ledgit status --format json` and `/v1/agents` read the same computed snapshot: on the
+/// 2,000-agent repository, with one environment reconciled, every record of the one is the
+/// cell of the other, with the same version, commit, sync state and applied version, and the
+/// columns are the same environments in the same order as the text table's.
+#[test]
+fn status_and_the_agents_api_agree_row_for_row_on_two_thousand_agents() {
+    let repo = crate::common::team_repo();
+    let store = tempfile::tempdir().unwrap();
+    let state = store.path().join("state.sqlite");
+    let state = state.to_str().unwrap();
+    let applied = crate::common::ledgit_in(
+        repo,
+        &[
+            "reconcile",
+            "--exec",
+            "true",
+            "--environment",
+            "staging",
+            "--state",
+            state,
+        ],
+    );
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let status = crate::common::ledgit_in(repo, &["status", "--format", "json", "--state", state]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let records = status.json();
+    let records = records.as_array().unwrap();
+    let server = Server::start_in(repo, &["--state", state, "--quiet"], &[]);
+    let mut cells = Vec::new();
+    let mut environments = serde_json::Value::Null;
+    for page in 1.. {
+        let (code, body) = server.get(&format!("/v1/agents?page={page}"), None);
+        assert_eq!(code, 200, "{body}");
+        environments = body["environments"].clone();
+        for agent in body["agents"].as_array().unwrap() {
+            for (i, cell) in agent["cells"].as_array().unwrap().iter().enumerate() {
+                if !cell.is_null() {
+                    cells.push((
+                        agent["agent"].clone(),
+                        environments[i].clone(),
+                        cell.clone(),
+                    ));
+                }
+            }
+        }
+        if page >= body["pages"].as_u64().unwrap() {
+            break;
+        }
+    }
+    assert_eq!(records.len(), cells.len());
+    assert!(records.len() >= 6_000, "{}", records.len());
+    // The records are sorted by agent and environment name, the cells by agent and column.
+    let by_pair: std::collections::BTreeMap<(String, String), &serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            let key = (
+                r["agent"].as_str().unwrap(),
+                r["environment"].as_str().unwrap(),
+            );
+            ((key.0.to_string(), key.1.to_string()), r)
+        })
+        .collect();
+    assert_eq!(by_pair.len(), records.len());
+    for (agent, environment, cell) in &cells {
+        let key = (
+            agent.as_str().unwrap().to_string(),
+            environment.as_str().unwrap().to_string(),
+        );
+        let record = by_pair[&key];
+        for (r, c) in [
+            ("version", "version"),
+            ("updated_commit", "commit"),
+            ("path", "path"),
+            ("sync", "sync"),
+        ] {
+            assert_eq!(record[r], cell[c], "{agent} {environment}: {r}");
+        }
+        assert_eq!(
+            record["applied_version"],
+            cell.get("applied_version").cloned().unwrap_or_default(),
+            "{agent} {environment}"
+        );
+    }
+    // The text table's columns are the API's, in its order.
+    let table = crate::common::ledgit_in(repo, &["status", "--state", state]);
+    let header: Vec<String> = table
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_lowercase)
+        .collect();
+    let api: Vec<String> = environments
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(header, api);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}

@@ -258,6 +258,7 @@ impl Inputs {
             after: self.q.after.as_deref().filter(|s| !s.is_empty()),
             page: self.page,
             pending: Some(&self.pending),
+            all: false,
         };
         view::overview(
             self.past.as_deref().unwrap_or(&served.rows),

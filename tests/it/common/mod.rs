@@ -258,3 +258,24 @@ pub fn wait_for(what: &str, timeout: std::time::Duration, mut check: impl FnMut(
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
 }
+
+/// The 2,000-agent repository of the benchmarks (`bench/generate.py team DIR 3000`: 3,000
+/// commits), made once per run of the test binary and shared by the tests that read it (none
+/// writes its records).
+pub fn team_repo() -> &'static Path {
+    static TEAM: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    TEAM.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = Command::new("python3")
+            .arg(project_root().join("bench/generate.py"))
+            .args(["team"])
+            .arg(dir.path())
+            .arg("3000")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("python3 runs");
+        assert!(generated.status.success(), "{generated:?}");
+        dir
+    })
+    .path()
+}

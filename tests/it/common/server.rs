@@ -16,8 +16,13 @@ pub struct Server {
 impl Server {
     /// Starts `ledgit serve` on an ephemeral port in `repo` with `args` and `env`.
     pub fn start(repo: &TestRepo, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_in(repo.path(), args, env)
+    }
+
+    /// Starts `ledgit serve` on an ephemeral port in the repository at `dir`.
+    pub fn start_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ledgit"))
-            .current_dir(repo.path())
+            .current_dir(dir)
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())
