@@ -303,6 +303,21 @@ mod tests {
     }
 
     #[test]
+    fn progress_is_timed_by_the_tables_clock() {
+        let c = Connections::new(4);
+        let slot = c.admit(ip("192.0.2.1")).expect("an empty table admits");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        slot.state.touch();
+        assert!(slot.state.last.load(Ordering::SeqCst) >= 20);
+        // A connection that just made progress is not the one furthest behind.
+        let idle = c.admit(ip("192.0.2.2")).unwrap();
+        idle.state.last.store(0, Ordering::SeqCst);
+        let (_a, _b) = (c.admit(ip("192.0.2.3")), c.admit(ip("192.0.2.4")));
+        let _new = c.admit(ip("192.0.2.5")).unwrap();
+        assert!(is_notified(&idle.evicted) && !is_notified(&slot.evicted));
+    }
+
+    #[test]
     fn phases_follow_a_request() {
         let s = ConnState::new(Instant::now(), 0);
         assert!(s.waits_on_client());
