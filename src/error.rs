@@ -126,7 +126,50 @@ fn location(line: Option<u32>, column: Option<u32>) -> String {
     }
 }
 
+/// What kind of failure an error is, for a front end that answers in its own terms (the
+/// server's status codes): the caller's input, something missing, a conflict with another
+/// writer, a part that cannot be reached or read now, or a defect in ledgit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// What was asked for is not valid: asking again the same way fails again.
+    Input,
+    /// What was asked for does not exist.
+    NotFound,
+    /// Another writer got there first.
+    Conflict,
+    /// A part ledgit depends on (the repository, the store, the disk, the network, the random
+    /// source) cannot be used now; the same request may succeed later.
+    Unavailable,
+    /// A defect in ledgit.
+    Defect,
+}
+
 impl Error {
+    /// The kind of failure (see [`Kind`]).
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::Invalid { .. } => Kind::Input,
+            Error::RevisionNotFound { .. } => Kind::NotFound,
+            Error::Fenced { .. } => Kind::Conflict,
+            Error::Internal { .. } => Kind::Defect,
+            Error::Config { .. }
+            | Error::NotARepository { .. }
+            | Error::NoCommits
+            | Error::BareRepository
+            | Error::NotText { .. }
+            | Error::Corrupt { .. }
+            | Error::TooLarge { .. }
+            | Error::Randomness { .. }
+            | Error::Io { .. }
+            | Error::Store { .. }
+            | Error::Database { .. }
+            | Error::StoreRefused { .. }
+            | Error::Watch { .. }
+            | Error::Push { .. }
+            | Error::Git { .. } => Kind::Unavailable,
+        }
+    }
+
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {

@@ -64,6 +64,27 @@ impl ApiError {
     }
 }
 
+impl From<crate::Error> for ApiError {
+    /// The one mapping from the library's errors to answers: the caller's input is 422, what
+    /// does not exist 404, a conflict 409, a part that cannot be used now (git, the store, the
+    /// disk) 503, a defect 500. The message carries the hint.
+    fn from(e: crate::Error) -> Self {
+        use crate::error::Kind;
+        let (status, code) = match e.kind() {
+            Kind::Input => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            Kind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Kind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            Kind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Kind::Defect => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        };
+        let message = match e.hint() {
+            Some(h) => format!("{e} ({h})"),
+            None => e.to_string(),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         error(self.status, self.code, self.message)
@@ -144,4 +165,69 @@ pub fn form_at(value: Option<&str>) -> Result<Option<i64>, ApiError> {
         .map(at_param)
         .transpose()
         .map(|t| t.map(|t| t.time.timestamp()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each kind of library error answers with its status, whatever the route.
+    #[test]
+    fn library_errors_map_to_their_status() {
+        let git = || git2::Error::from_str("object not found");
+        let table: Vec<(crate::Error, StatusCode)> = vec![
+            (
+                crate::Error::invalid("bad version", "use 1.4.2"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                crate::Error::RevisionNotFound { rev: "nope".into() },
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                crate::Error::Fenced {
+                    environment: "production".into(),
+                    epoch: 3,
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                crate::Error::Git {
+                    context: "reading a tree".into(),
+                    source: git(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                crate::Error::Io {
+                    path: "/repo/.git".into(),
+                    source: std::io::Error::other("disk full"),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                crate::Error::StoreRefused {
+                    location: "postgres://db".into(),
+                    message: "newer schema".into(),
+                    hint: "upgrade".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                crate::Error::Internal {
+                    what: "a thread panicked".into(),
+                },
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (e, status) in table {
+            let shown = e.to_string();
+            let answer = ApiError::from(e).into_response();
+            assert_eq!(answer.status(), status, "{shown}");
+        }
+        let (status, message) =
+            ApiError::from(crate::Error::invalid("bad version", "use 1.4.2")).parts();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(message, "bad version (use 1.4.2)");
+    }
 }

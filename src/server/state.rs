@@ -331,6 +331,8 @@ pub struct Shared {
     pub origins: Vec<String>,
     /// Whether the reconciler's store answered its last read.
     pub store_health: Mutex<StoreHealth>,
+    /// Whether the last read of the receipts failed (said once in the log).
+    receipts_failing: std::sync::atomic::AtomicBool,
     /// Failed secrets (sign-in, introspection, webhook signatures) per client address.
     pub failures: super::limits::Budgets,
     /// The proposals this replica created, by branch: who made each and how its push goes,
@@ -422,6 +424,7 @@ impl Shared {
             failures: super::limits::Budgets::default(),
             created: Default::default(),
             store_health: Mutex::default(),
+            receipts_failing: Default::default(),
             ui_keys: ui_keys(&options),
             push_remote_url: Default::default(),
             people: Default::default(),
@@ -623,23 +626,22 @@ impl Shared {
         let path = self.options.repo.clone();
         let served = served.clone();
         let previous = cached.as_ref().map(|(_, r)| r.clone());
-        let fresh = tokio::task::spawn_blocking(move || -> Option<Arc<Receipts>> {
-            let repo = git2::Repository::open(&path).ok()?;
-            let notes = crate::receipt::notes::tip(&repo).ok()?;
+        let fresh = tokio::task::spawn_blocking(move || -> crate::Result<Arc<Receipts>> {
+            let repo = git2::Repository::open(&path)
+                .map_err(|e| crate::Error::git("opening the repository", e))?;
+            let notes = crate::receipt::notes::tip(&repo)?;
             if let Some(p) = previous
                 && p.notes == notes
                 && p.commit == served.commit
             {
-                return Some(p);
+                return Ok(p);
             }
             let list = match notes {
-                Some(tip) => {
-                    crate::receipt::cache::receipts(&repo, tip, Some(&served.history)).ok()?
-                }
+                Some(tip) => crate::receipt::cache::receipts(&repo, tip, Some(&served.history))?,
                 None => Vec::new(),
             };
             let index = crate::receipt::audit::Index::new(&served.history, &list);
-            Some(Arc::new(Receipts {
+            Ok(Arc::new(Receipts {
                 notes,
                 commit: served.commit,
                 list,
@@ -647,8 +649,27 @@ impl Shared {
             }))
         })
         .await
-        .ok()
-        .flatten();
+        .unwrap_or_else(|_| {
+            Err(crate::Error::Internal {
+                what: "reading the receipts panicked".into(),
+            })
+        });
+        // A degraded answer is said once, with its cause, and once when it mends.
+        let failing = fresh.as_ref().err().map(ToString::to_string);
+        let was = self
+            .receipts_failing
+            .swap(failing.is_some(), std::sync::atomic::Ordering::SeqCst);
+        match (&failing, was) {
+            (Some(e), false) => super::options::log!(
+                self.options.log,
+                "ledgit serve: the receipts cannot be read, pages and /v1/agents/{{agent}}/receipts show none: {e}"
+            ),
+            (None, true) => {
+                super::options::log!(self.options.log, "ledgit serve: the receipts read again")
+            }
+            _ => {}
+        }
+        let fresh = fresh.ok();
         if let Some(r) = &fresh {
             *cached = Some((Instant::now(), r.clone()));
         }

@@ -441,10 +441,10 @@ async fn plan(
 ) -> Result<Preview, ApiError> {
     let repo_path = shared.options.repo.clone();
     tokio::task::spawn_blocking(move || {
-        let repo = crate::git::repo::Repo::open(&repo_path).map_err(unprocessable)?;
+        let repo = crate::git::repo::Repo::open(&repo_path)?;
         let now = chrono::Utc::now().timestamp();
         crate::review::proposal::preview(&repo, served.commit, &served.history, &request, now)
-            .map_err(unprocessable)
+            .map_err(ApiError::from)
     })
     .await
     .map_err(|_| {
@@ -454,14 +454,6 @@ async fn plan(
             "planning failed",
         )
     })?
-}
-
-fn unprocessable(e: crate::Error) -> ApiError {
-    let message = match e.hint() {
-        Some(h) => format!("{e} ({h})"),
-        None => e.to_string(),
-    };
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_proposable", message)
 }
 
 pub(super) async fn propose_page(
@@ -600,14 +592,25 @@ pub(super) async fn propose_create(
     let who = session.who.clone();
     let created = tokio::task::spawn_blocking(move || create(&worker, &preview, &request, who))
         .await
-        .map_err(|_| "creating the proposal failed".to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "creating the proposal failed (a defect in ledgit)",
+            )
+        })
+        .and_then(|r| r.map_err(ApiError::from));
     let (branch, commit, title, pull_request) = match created {
         Ok(x) => x,
-        Err(said) => {
+        Err(e) => {
+            let (status, said) = e.parts();
+            shared
+                .options
+                .log
+                .line(&format!("ledgit serve: a proposal was not created: {said}"));
             return Ok(message_page(
                 &shared,
-                StatusCode::UNPROCESSABLE_ENTITY,
+                status,
                 "Not created",
                 said,
                 "nothing was written to the tracked branch",

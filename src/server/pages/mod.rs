@@ -602,7 +602,15 @@ async fn observe(shared: &Shared, served: &Arc<Served>, page: &mut view::AgentPa
 async fn receipts_json(State(shared): State<Arc<Shared>>, Path(agent): Path<String>) -> Answer {
     let served = super::state::served(&shared)?;
     let known = served.rows.iter().any(|d| d.agent == agent) || served.agents.contains(&agent);
-    let receipts = shared.receipts(&served).await;
+    // Receipts that cannot be read are not an empty list.
+    let Some(receipts) = shared.receipts(&served).await else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "receipts_unreadable",
+            "the receipts cannot be read now; the server's log says why",
+        ));
+    };
+    let receipts = Some(receipts);
     let notes_tip = receipts.as_ref().and_then(|r| r.notes);
     let mine: Vec<crate::receipt::Receipt> = receipts
         .iter()
