@@ -103,6 +103,14 @@ fn load_focused(
     Ok(loaded)
 }
 
+/// The history of HEAD for a workflow of the library that reads it only when it needs it: with
+/// the progress bar and the history's caveats on stderr, as [`load`] shows them.
+pub fn history_of_head(repo: &Repo) -> ledgit::Result<History> {
+    let loaded = ledgit::git::load::focused(repo, repo.head()?, None, &mut progress_bar())?;
+    warn(&loaded.history);
+    Ok(loaded.history)
+}
+
 /// The deployments at the tip of `rev` (default HEAD), the config there, and the root of the
 /// chain (see [`ledgit::git::load::current`]).
 pub fn current_full(ctx: &Context, rev: Option<&str>) -> Result<Current, CliError> {

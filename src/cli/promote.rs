@@ -4,17 +4,16 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use ledgit::finding::{self, Finding};
+use ledgit::finding::Finding;
 use ledgit::model::config::Config;
 use ledgit::model::validate;
-use ledgit::review::plan::{self, Plan, Planned, Target};
+use ledgit::review::edit::{self, Edited as Written};
+use ledgit::review::plan::{self, Target};
 use ledgit::review::policy::Change;
-use ledgit::support::fsutil;
 
 use super::command_error::unknown_environment;
 use super::command_error::{CliError, CliResult, Outcome};
 use super::context::Context;
-use super::context::load;
 use super::render::{self, BOLD, GREEN, TextOrJson};
 
 /// Options shared by `promote` and `set`.
@@ -151,124 +150,97 @@ fn apply(
     targets: Vec<Target>,
     options: &EditOptions,
 ) -> CliResult {
-    let now = chrono::Utc::now().timestamp();
-    let mut out = render::stdout();
     let json = options.format == TextOrJson::Json;
+    let repo = ctx.repo()?;
+    let edited = edit::edit(
+        &edit::WorkTree {
+            repo,
+            root,
+            config,
+            report,
+        },
+        &targets,
+        &mut || super::context::history_of_head(repo),
+        &edit::Options {
+            force: options.force,
+            branch: options.branch.clone(),
+            commit: options.commit,
+            message: options.message.clone(),
+        },
+        chrono::Utc::now().timestamp(),
+    )?;
+    let mut out = render::stdout();
     // Nothing written (refused, or nothing to change): the findings and the changes that
     // stopped it, or in text the findings and the reason.
-    let nothing_written = |out: &mut dyn Write,
-                           changes: &[Change],
-                           findings: Vec<&Finding>,
-                           why: &str|
-     -> io::Result<()> {
-        if json {
-            return render::json(
-                out,
-                &Edited {
-                    written: false,
-                    branch: None,
-                    commit: None,
-                    changes,
-                    findings,
-                },
-            );
+    let mut nothing_written =
+        |changes: &[Change], findings: &[Finding], why: &str| -> io::Result<()> {
+            if json {
+                return render::json(
+                    &mut out,
+                    &Edited {
+                        written: false,
+                        branch: None,
+                        commit: None,
+                        changes,
+                        findings: findings.iter().collect(),
+                    },
+                );
+            }
+            for f in findings {
+                render::finding_text(&mut out, f)?;
+            }
+            writeln!(out, "{why}")
+        };
+    let (branch, commit, changes, findings) = match edited {
+        Written::Unreadable(findings) => {
+            nothing_written(&[], &findings, "nothing was written: fix the record first")?;
+            return Ok(Outcome::Findings);
         }
-        for f in findings {
-            render::finding_text(out, f)?;
+        Written::Unchanged => {
+            nothing_written(&[], &[], "nothing to change: the versions are already set")?;
+            return Ok(Outcome::Clean);
         }
-        writeln!(out, "{why}")
-    };
-    let read = |path: &str| -> ledgit::Result<String> {
-        std::fs::read_to_string(root.join(path)).map_err(|e| {
-            ledgit::Error::invalid(format!("{path}: {e}"), "check the file's permissions")
-        })
-    };
-    let draft = match plan::plan(config, report, &targets, &read)? {
-        Planned::Unreadable(findings) => {
+        Written::Refused { changes, findings } => {
             nothing_written(
-                &mut out,
-                &[],
-                findings.iter().collect(),
-                "nothing was written: fix the record first",
+                &changes,
+                &findings,
+                "nothing was written: the policy refuses this change (--force overrides, and shows in review)",
             )?;
             return Ok(Outcome::Findings);
         }
-        Planned::Unchanged => {
-            nothing_written(
-                &mut out,
-                &[],
-                Vec::new(),
-                "nothing to change: the versions are already set",
-            )?;
-            return Ok(Outcome::Clean);
-        }
-        Planned::Ready(draft) => draft,
+        Written::Written {
+            branch,
+            commit,
+            changes,
+            findings,
+        } => (branch, commit, changes, findings),
     };
-    // The history is read only when there is something to change.
-    let Plan {
-        writes,
-        changes,
-        findings,
-    } = draft.judge(config, &load(ctx, None)?.history, now);
-    if finding::has_errors(&findings) && !options.force {
-        nothing_written(
-            &mut out,
-            &changes,
-            findings.iter().collect(),
-            "nothing was written: the policy refuses this change (--force overrides, and shows in review)",
-        )?;
-        return Ok(Outcome::Findings);
-    }
-    let repo = ctx.repo()?;
-    if let Some(branch) = &options.branch {
-        repo.switch_to_new_branch(branch)?;
-        if !json {
-            writeln!(out, "Switched to a new branch {BOLD}{branch}{BOLD:#}")?;
-        }
-    }
-    let files: Vec<(std::path::PathBuf, &[u8])> = writes
-        .iter()
-        .map(|(path, text)| (root.join(path), text.as_bytes()))
-        .collect();
-    fsutil::write_many_nosync(&files)?;
-    // Warnings always; with --force, the errors it overrode too.
-    let shown: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| f.severity == finding::Severity::Warning || options.force)
-        .collect();
-    if !json {
-        super::review::print_changes(&mut out, &changes)?;
-        for f in &shown {
-            render::finding_text(&mut out, f)?;
-        }
-    }
-    let mut committed = None;
-    if options.commit {
-        let message = options
-            .message
-            .clone()
-            .unwrap_or_else(|| plan::commit_message(&changes));
-        let id = repo.commit_paths(writes.iter().map(|(p, _)| p.as_str()), &message)?;
-        if !json {
-            writeln!(
-                out,
-                "{GREEN}Committed{GREEN:#} {} {}",
-                ledgit::git::repo::short(id),
-                message.lines().next().unwrap_or("")
-            )?;
-        }
-        committed = Some(id.to_string());
-    }
     if json {
         render::json(
             &mut out,
             &Edited {
                 written: true,
-                branch: options.branch.as_deref(),
-                commit: committed,
+                branch: branch.as_deref(),
+                commit: commit.map(|(id, _)| id.to_string()),
                 changes: &changes,
-                findings: shown,
+                findings: findings.iter().collect(),
             },
+        )?;
+        return Ok(Outcome::Clean);
+    }
+    if let Some(branch) = &branch {
+        writeln!(out, "Switched to a new branch {BOLD}{branch}{BOLD:#}")?;
+    }
+    super::review::print_changes(&mut out, &changes)?;
+    for f in &findings {
+        render::finding_text(&mut out, f)?;
+    }
+    if let Some((id, message)) = commit {
+        writeln!(
+            out,
+            "{GREEN}Committed{GREEN:#} {} {}",
+            ledgit::git::repo::short(id),
+            message.lines().next().unwrap_or("")
         )?;
     }
     Ok(Outcome::Clean)
