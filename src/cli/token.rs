@@ -6,11 +6,10 @@ use std::path::PathBuf;
 use ledgit::git::repo::short;
 use ledgit::model::Deployment;
 use ledgit::model::config::Config;
-use ledgit::model::edit::EditError;
 use ledgit::model::ledger;
-use ledgit::model::revocations::{self, Revoked};
+use ledgit::model::revocations;
 use ledgit::support::when;
-use ledgit::token::{self, SigningKey, Verifier};
+use ledgit::token::{self, SigningKey, Verifier, workflow};
 
 use super::command_error::{CliError, CliResult, Outcome};
 use super::context::Context;
@@ -185,13 +184,6 @@ fn read_token(arg: Option<String>) -> Result<String, CliError> {
 }
 
 fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
-    let ttl = args.ttl;
-    if ttl.is_some_and(|t| t <= 0) {
-        return Err(CliError::new(
-            "--ttl must be more than zero",
-            "write a duration such as 30d, 12h or 90m",
-        ));
-    }
     let key_path = ctx.dir.join(&args.key);
     let bytes = std::fs::read(&key_path).map_err(|e| {
         CliError::new(
@@ -201,31 +193,19 @@ fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
     })?;
     let key = SigningKey::from_bytes(&bytes)?;
     let (config, rows) = current(ctx, args.rev.as_deref())?;
-    let Some(kid) = key.key_id(&config) else {
-        return Err(CliError::new(
-            "the signing key's public half is not listed in ledgit.yaml at the tip",
-            "add it with `ledgit keys generate --add` (or by hand), merge, then issue",
-        ));
-    };
-    let Some(record) = rows
-        .iter()
-        .find(|d| d.agent == args.agent && d.environment == args.environment)
-    else {
-        return Err(CliError::new(
-            format!(
-                "there is no record for {} in {} at the tip of the branch",
-                args.agent, args.environment
-            ),
-            "tokens are tied to a committed record: commit and merge it first (`ledgit status` lists records)",
-        ));
-    };
-    let now = chrono::Utc::now().timestamp();
-    let options = token::IssueOptions {
-        ttl,
-        audience: args.audience,
-        issuer: config.issuer.clone(),
-    };
-    let (token, claims) = token::issue(&key, &kid.id, record, now, &options)?;
+    let issued = workflow::issue_for(
+        &key,
+        &config,
+        &rows,
+        workflow::Request {
+            agent: &args.agent,
+            environment: &args.environment,
+            ttl: args.ttl,
+            audience: args.audience,
+        },
+        chrono::Utc::now().timestamp(),
+    )?;
+    let claims = &issued.claims;
     let expiry = claims.exp.map_or("no expiry".to_string(), |e| {
         format!("expires {}", when::rfc3339(e))
     });
@@ -233,61 +213,30 @@ fn issue(ctx: &Context, args: IssueArgs) -> CliResult {
         "issued token {} for {} (generation {}, key {}, {expiry})",
         claims.jti,
         claims.sub,
-        short(record.generation.parse().unwrap_or(git2::Oid::ZERO_SHA1)),
-        kid.id
+        short(claims.generation.parse().unwrap_or(git2::Oid::ZERO_SHA1)),
+        issued.kid
     );
     let mut out = render::plain_stdout();
-    writeln!(out, "{token}")?;
+    writeln!(out, "{}", issued.token)?;
     out.flush()?;
     let repo = ctx.repo()?;
     if let (Some(root), false) = (repo.workdir(), args.no_ledger) {
-        let entry = ledger::Entry {
-            jti: claims.jti.clone(),
-            agent: claims.agent.clone(),
-            environment: claims.environment.clone(),
-            generation: claims.generation.clone(),
-            kid: kid.id.clone(),
-            issued_at: claims.iat,
-            expires_at: claims.exp,
-            name: args.name,
-            issued_by: issuer(&repo.git),
-            line: 0,
-        };
-        let path = root.join(ledger::FILE_NAME);
-        let existing = ledgit::support::fsutil::read_optional(&path).map_err(|e| {
-            CliError::new(
-                format!(
-                    "{}: {e} (the token above is valid but not in the ledger)",
-                    path.display()
-                ),
-                "check the file's permissions, or issue with --no-ledger",
-            )
-        })?;
-        let text = ledger::append(existing.as_deref(), &entry).map_err(|e| {
-            CliError::new(
-                format!("{}: {e} (the token above is valid but not in the ledger)", path.display()),
-                "fix the ledger (`ledgit validate` shows where), or issue with --no-ledger; nothing was written",
-            )
-        })?;
-        ledgit::support::fsutil::write_atomic(&path, text.as_bytes())?;
+        workflow::record(root, &issued, args.name, workflow::issued_by(&repo.git)).map_err(
+            |e| {
+                CliError::new(
+                    format!("{e} (the token above is valid but not in the ledger)"),
+                    e.hint()
+                        .map(|h| format!("{h}, or issue with --no-ledger"))
+                        .unwrap_or_else(|| "issue with --no-ledger".into()),
+                )
+            },
+        )?;
         eprintln!(
             "recorded in {}; commit it so that the inventory lives in git",
             ledger::FILE_NAME
         );
     }
     Ok(Outcome::Clean)
-}
-
-/// Who issues a token, for the ledger: the git identity, else the login name.
-fn issuer(git: &git2::Repository) -> String {
-    match git.signature() {
-        Ok(sig) => format!(
-            "{} <{}>",
-            sig.name().unwrap_or("?"),
-            sig.email().unwrap_or("?")
-        ),
-        Err(_) => std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-    }
 }
 
 /// One row of `token list`.
@@ -460,55 +409,20 @@ fn inspect(args: InspectArgs) -> CliResult {
 }
 
 fn revoke(ctx: &Context, args: RevokeArgs) -> CliResult {
-    if !ledger::is_token_id(&args.jti) {
-        return Err(CliError::new(
-            format!("`{}` is not a token id", args.jti),
-            "pass the jti claim (`ledgit token inspect` shows it)",
-        ));
-    }
     let repo = ctx.repo()?;
     let root = repo.require_workdir()?;
-    let path = root.join(revocations::FILE_NAME);
-    let existing = ledgit::support::fsutil::read_optional(&path).map_err(|e| {
-        CliError::new(
-            format!("{}: {e}", path.display()),
-            "check the file's permissions",
-        )
-    })?;
     let now = chrono::Utc::now().timestamp();
-    let text = match revocations::revoke(existing.as_deref(), &args.jti, args.reason, now) {
-        Ok(Revoked::Text(text)) => text,
-        Ok(Revoked::Already) => {
-            let mut out = render::stdout();
-            writeln!(out, "token {} is already revoked", args.jti)?;
-            return Ok(Outcome::Clean);
-        }
-        Err(e @ EditError::Unreadable { .. }) => {
-            return Err(CliError::new(
-                format!("{}: {e}", path.display()),
-                "fix the revocation list first",
-            ));
-        }
-        Err(EditError::BadText(problem)) => {
-            return Err(CliError::new(
-                format!("--reason: {problem}"),
-                "give a reason of one line; nothing was written",
-            ));
-        }
-        Err(e) => {
-            return Err(CliError::new(
-                format!("{}: {e}", path.display()),
-                "edit revocations.yaml by hand; nothing was written",
-            ));
-        }
-    };
-    ledgit::support::fsutil::write_atomic(&path, text.as_bytes())?;
     let mut out = render::stdout();
-    writeln!(
-        out,
-        "{GREEN}revoked{GREEN:#} token {} in {}; commit it and merge it: verification reads the list at the tip of the branch",
-        args.jti,
-        revocations::FILE_NAME
-    )?;
+    match workflow::revoke(&root, &args.jti, args.reason, now)? {
+        workflow::Revocation::Already => {
+            writeln!(out, "token {} is already revoked", args.jti)?;
+        }
+        workflow::Revocation::Revoked => writeln!(
+            out,
+            "{GREEN}revoked{GREEN:#} token {} in {}; commit it and merge it: verification reads the list at the tip of the branch",
+            args.jti,
+            revocations::FILE_NAME
+        )?,
+    }
     Ok(Outcome::Clean)
 }

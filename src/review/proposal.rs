@@ -141,15 +141,7 @@ pub fn preview(
                         "nothing to propose",
                     ));
                 }
-                Err(crate::model::edit::EditError::BadText(problem)) => {
-                    return Err(Error::invalid(problem, "give a reason of one line"));
-                }
-                Err(e) => {
-                    return Err(Error::invalid(
-                        format!("{file}: {e}"),
-                        "edit the revocation list by hand",
-                    ));
-                }
+                Err(e) => return Err(crate::token::workflow::revocation_refused(file, e)),
             };
             let title = format!("Revoke token {jti}");
             let message = match reason {

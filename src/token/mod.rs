@@ -3,11 +3,13 @@
 //! identity ([`jws`]), and their verification against one commit's keys, records and
 //! revocation list ([`verify`]). The JWS framing is written here by hand because it is small
 //! and every byte of it matters. Tokens stand on the model only: verifying needs a commit's
-//! records, not the history that made them.
+//! records, not the history that made them. [`workflow`] issues and revokes them in a work
+//! tree, for every front end.
 
 pub mod jws;
 pub mod keys;
 pub mod verify;
+pub mod workflow;
 
 pub use jws::*;
 pub use keys::*;
