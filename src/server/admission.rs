@@ -212,8 +212,10 @@ impl hyper::body::Body for Progress {
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        // A piece is progress; the end (or an error) hands the turn to the server. Readers
+        // poll a body until it says it has ended, so the end is always seen.
         match &polled {
-            Poll::Ready(Some(Ok(_))) if !this.inner.is_end_stream() => this.state.touch(),
+            Poll::Ready(Some(Ok(_))) => this.state.touch(),
             Poll::Ready(_) => this.state.received(),
             Poll::Pending => {}
         }

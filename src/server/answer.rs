@@ -115,6 +115,16 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// Reads a body of at most `limit` bytes within [`BODY_TIMEOUT`], or answers 413 (too large,
 /// or cut short) or 408 (too slow).
 pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    // A body announced larger than the limit (`Content-Length`) is refused before a byte of it
+    // is read: the client cannot hold the connection on a promise.
+    let announced = axum::body::HttpBody::size_hint(&body).lower();
+    if announced > limit as u64 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is announced as {announced} bytes, more than {limit}"),
+        ));
+    }
     match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => Err(ApiError::new(

@@ -784,3 +784,32 @@ fn status_and_the_agents_api_agree_row_for_row_on_two_thousand_agents() {
     let (code, _) = server.stop();
     assert_eq!(code, 0);
 }
+
+/// A body announced larger than the route takes is refused at once (413), before a byte of it
+/// is read: the client cannot hold the connection by promising a large body.
+#[test]
+fn a_body_announced_too_large_is_refused_unread() {
+    use std::io::Write;
+    let (repo, _keys, _key) = example();
+    let server = Server::start(
+        &repo,
+        &["--quiet"],
+        &[("LEDGIT_HOOK_SECRET", "hook secret of the size test")],
+    );
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&address).unwrap();
+    s.write_all(
+        b"POST /v1/hooks/generic HTTP/1.1\r\nHost: ledgit\r\nContent-Type: application/json\r\nX-Signature: sha256=00\r\nContent-Length: 16777216\r\n\r\n{",
+    )
+    .unwrap();
+    // Well under the body's own time limit (10 s): the answer does not wait for the body.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = [0u8; 64];
+    let n = s
+        .read(&mut answer)
+        .expect("an answer before the body's time limit");
+    let head = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
