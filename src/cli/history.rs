@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use ledgit::git::history::{Action, Event, History};
+use ledgit::git::history::{Action, Event, EventFilter, History};
 use ledgit::git::repo::short;
 use ledgit::receipt::audit::Applied;
 use ledgit::support::when;
@@ -97,21 +97,17 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         .transpose()?;
     let loaded = load(ctx, args.rev.as_deref())?;
     let h = &loaded.history;
+    let filter = EventFilter {
+        agent: args.agent.as_deref(),
+        environment: args.environment.as_deref(),
+        since: since.map(|s| s.timestamp()),
+        until: until.map(|u| u.timestamp()),
+    };
     let mut events: Vec<(usize, &Event)> = h
         .events()
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.action != Action::Moved)
-        .filter(|(_, e)| args.agent.as_deref().is_none_or(|a| h.str(e.agent) == a))
-        .filter(|(_, e)| {
-            args.environment
-                .as_deref()
-                .is_none_or(|env| h.str(e.environment) == env)
-        })
-        .filter(|(_, e)| {
-            let t = h.commit_of(e).time;
-            since.is_none_or(|s| t >= s.timestamp()) && until.is_none_or(|u| t <= u.timestamp())
-        })
+        .filter(|(_, e)| h.keeps(&filter, e))
         .collect();
     if let Some(n) = args.limit {
         let skip = events.len().saturating_sub(n);

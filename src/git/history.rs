@@ -116,6 +116,17 @@ pub struct History {
 
 /// What a walk found, read-only: the history engine and its index alone build and continue it,
 /// so the chain, the events and the symbols they point into always agree.
+/// Which deployment events a reader asks for: of one agent, in one environment, committed
+/// within a time range (seconds, both ends included). The command line's `history` and the
+/// server's `/v1/history` filter with this, so they cannot disagree.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventFilter<'a> {
+    pub agent: Option<&'a str>,
+    pub environment: Option<&'a str>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
 impl History {
     /// The records folder the history is about.
     pub fn folder(&self) -> &str {
@@ -207,6 +218,18 @@ impl History {
     /// The commit an event belongs to.
     pub fn commit_of(&self, e: &Event) -> &CommitInfo {
         &self.commits[e.commit as usize]
+    }
+
+    /// Whether `e` is a deployment event `filter` keeps (a move of a record's file is none).
+    pub fn keeps(&self, filter: &EventFilter, e: &Event) -> bool {
+        let t = self.commit_of(e).time;
+        e.action != Action::Moved
+            && filter.agent.is_none_or(|a| self.str(e.agent) == a)
+            && filter
+                .environment
+                .is_none_or(|x| self.str(e.environment) == x)
+            && filter.since.is_none_or(|s| t >= s)
+            && filter.until.is_none_or(|u| t <= u)
     }
 
     /// Cuts the history to how it was at chain position `pos` (inclusive). The result is for

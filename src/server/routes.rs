@@ -739,16 +739,13 @@ async fn history(
         return Ok(tagged(&served, StatusCode::NOT_MODIFIED.into_response()));
     }
     let h = &served.history;
-    let wanted = |e: &&crate::git::history::Event| {
-        let t = h.commit_of(e).time;
-        e.action != crate::git::history::Action::Moved
-            && q.agent.as_deref().is_none_or(|a| h.str(e.agent) == a)
-            && q.environment
-                .as_deref()
-                .is_none_or(|x| h.str(e.environment) == x)
-            && since.is_none_or(|s| t >= s)
-            && until.is_none_or(|u| t <= u)
+    let filter = crate::git::history::EventFilter {
+        agent: q.agent.as_deref(),
+        environment: q.environment.as_deref(),
+        since,
+        until,
     };
+    let wanted = |e: &&crate::git::history::Event| h.keeps(&filter, e);
     let mut page = Vec::with_capacity(limit.min(h.events().len()));
     let mut next = None;
     for (i, e) in h.events().iter().enumerate().skip(start) {
