@@ -363,7 +363,7 @@ fn help_never_prints_the_state_url_from_the_environment() {
         &["leases", "--help"],
         &["serve", "--help"],
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        let out = crate::common::ledgit_command()
             .env("LEDGIT_STATE", "postgres://u:hunter2-secret@db/ledgit")
             .args(cmd)
             .output()

@@ -101,7 +101,7 @@ impl Replica {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        let child = crate::common::ledgit_command()
             .current_dir(dir)
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("NO_COLOR", "1")
@@ -888,7 +888,7 @@ fn tls_verifies_the_servers_certificate_against_the_ca_given() {
     // PGSSLROOTCERT names the CA as the URL's sslrootcert does.
     let run = crate::common::ledgit_in(repo.path(), &["status", "--state", &untrusted]);
     assert_eq!(run.code, 2);
-    let with_env = std::process::Command::new(env!("CARGO_BIN_EXE_ledgit"))
+    let with_env = crate::common::ledgit_command()
         .current_dir(repo.path())
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("PGSSLROOTCERT", &ca)
@@ -982,7 +982,7 @@ fn watch_backs_off_from_a_store_it_cannot_open_as_it_says() {
     let pg = Cluster::start();
     let url = pg.url().replace("ledgit@", "nobody@");
     let repo = three_environments();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+    let mut child = crate::common::ledgit_command()
         .current_dir(repo.path())
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("NO_COLOR", "1")
@@ -1063,7 +1063,7 @@ fn a_replica_with_a_fast_clock_does_not_hold_retries_for_the_others() {
     assert!(wait <= 5, "the retry waits {wait}s by the database's clock");
     // A replica with a true clock retries now and succeeds.
     let tools = tempfile::tempdir().unwrap();
-    let mut healthy = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+    let mut healthy = crate::common::ledgit_command()
         .current_dir(repo.path())
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .args(["watch", "--state", &url, "--interval", "1m", "--exec"])

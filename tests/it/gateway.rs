@@ -107,7 +107,7 @@ fn nginx_auth_request_admits_production_tokens_of_one_agent() {
 
     let ledgit_port = free_port();
     let _server = Killed(
-        Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        crate::common::ledgit_command()
             .current_dir(repo.path())
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .args([

@@ -364,7 +364,7 @@ fn kill_9_between_the_apply_and_the_note_writes_the_receipt_at_restart() {
     let tools = tempfile::tempdir().unwrap();
     let log = tools.path().join("ran.log");
     let cmd = format!("sh -c 'echo $LEDGIT_AGENT >> {}'", log.display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+    let mut child = crate::common::ledgit_command()
         .current_dir(repo.path())
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .args([
@@ -454,7 +454,7 @@ fn two_reconcilers_annotating_one_commit_at_once_keep_both_receipts() {
             me.display(),
             barrier.path().display()
         );
-        Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        crate::common::ledgit_command()
             .current_dir(repo.path())
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .args([

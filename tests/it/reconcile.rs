@@ -183,7 +183,7 @@ fn kill_9_in_the_middle_of_an_action_loses_nothing() {
             started.display()
         ),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+    let mut child = crate::common::ledgit_command()
         .current_dir(repo.path())
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .args(["reconcile", "--exec", &cmd])
@@ -228,7 +228,7 @@ fn kill_9_in_the_middle_of_an_action_loses_nothing() {
 #[test]
 fn a_second_reconciler_on_the_same_store_is_refused() {
     let repo = repo();
-    let mut first = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+    let mut first = crate::common::ledgit_command()
         .current_dir(repo.path())
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .args(["reconcile", "--exec", "sh -c 'sleep 3'"])
@@ -392,7 +392,7 @@ fn another_programs_database(path: &Path) -> bool {
 #[test]
 fn a_store_a_reconciler_holds_is_not_copied() {
     let repo = repo();
-    let mut first = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+    let mut first = crate::common::ledgit_command()
         .current_dir(repo.path())
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .args(["reconcile", "--exec", "sh -c 'sleep 3'"])
@@ -500,7 +500,7 @@ fn answer(stream: &mut std::net::TcpStream, status: &str, body: &[u8]) {
 fn webhook(repo: &TestRepo, url: &str, extra: &[&str]) -> crate::common::Run {
     let mut args = vec!["reconcile", "--webhook", url, "--environment", "staging"];
     args.extend_from_slice(extra);
-    let out = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+    let out = crate::common::ledgit_command()
         .current_dir(repo.path())
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("NO_COLOR", "1")
@@ -604,7 +604,7 @@ struct Watch {
 
 impl Watch {
     fn start(dir: &Path, args: &[&str]) -> Watch {
-        let child = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        let child = crate::common::ledgit_command()
             .current_dir(dir)
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("NO_COLOR", "1")

@@ -175,7 +175,7 @@ fn issue_refuses_a_missing_record_and_takes_the_key_from_the_environment() {
         "{}",
         run.stderr
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ledgit"))
+    let out = crate::common::ledgit_command()
         .current_dir(s.repo.path())
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("LEDGIT_SIGNING_KEY", s.key())
@@ -204,7 +204,7 @@ fn malformed_tokens_are_invalid_with_a_reason_and_huge_input_is_bounded() {
             "{token}: {v}"
         );
     }
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ledgit"))
+    let mut child = crate::common::ledgit_command()
         .current_dir(s.repo.path())
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .args(["token", "verify", "-", "--format", "json"])

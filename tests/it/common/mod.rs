@@ -60,6 +60,10 @@ fn hermetic(cmd: &mut Command) -> &mut Command {
         .env_remove("GIT_WORK_TREE")
         .env_remove("LEDGIT_SIGNING_KEY")
         .env_remove("LEDGIT_STATE")
+        .env_remove("LEDGIT_RECONCILER_KEY")
+        .env_remove("LEDGIT_UI_SECRET")
+        .env_remove("LEDGIT_HOOK_SECRET")
+        .env_remove("LEDGIT_INTROSPECTION_SECRET")
 }
 
 pub const CONFIG: &str = "apiVersion: ledgit/v1\nkind: Config\nenvironments:\n  - name: development\n  - name: staging\n    promote_from: development\n  - name: production\n    promote_from: staging\n    soak: 24h\n";
@@ -179,9 +183,18 @@ impl TestRepo {
     }
 }
 
+/// The real binary as every test starts it, short or long-running: the hermetic environment
+/// (no user or system git configuration, a fixed identity, no colour, UTC, none of ledgit's
+/// own variables from the caller's shell).
+pub fn ledgit_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledgit"));
+    hermetic(&mut cmd);
+    cmd
+}
+
 /// Runs the real binary with `dir` as the working directory.
 pub fn ledgit_in(dir: &Path, args: &[&str]) -> Run {
-    let out = hermetic(&mut Command::new(env!("CARGO_BIN_EXE_ledgit")))
+    let out = ledgit_command()
         .current_dir(dir)
         .args(args)
         .output()

@@ -1,7 +1,7 @@
 //! `ledgit serve` as a test drives it: the real binary on an ephemeral port, its log kept.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use super::TestRepo;
@@ -21,7 +21,7 @@ impl Server {
 
     /// Starts `ledgit serve` on an ephemeral port in the repository at `dir`.
     pub fn start_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ledgit"))
+        let mut child = super::ledgit_command()
             .current_dir(dir)
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("NO_COLOR", "1")
