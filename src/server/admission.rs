@@ -222,10 +222,8 @@ impl hyper::body::Body for Progress {
         polled
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
+    /// The announced length, so that a body announced larger than its route takes is refused
+    /// before it is read.
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
     }
