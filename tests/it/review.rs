@@ -799,14 +799,12 @@ fn every_version_ledgit_writes_reads_back_the_same_in_pyyaml() {
         files.push((v.to_string(), created));
     }
     let input = serde_json::to_string(&files).unwrap();
-    let script = "import sys, json, yaml\n\
-for want, text in json.load(sys.stdin):\n\
-    got = yaml.safe_load(text)['version']\n\
-    print(json.dumps([want, got]))\n";
+    let script = "import sys, json, yaml\nfor want, text in json.load(sys.stdin):\n    got = yaml.safe_load(text)['version']\n    print(json.dumps([want, got], default=repr))\n";
     let mut child = std::process::Command::new(python)
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
@@ -817,7 +815,11 @@ for want, text in json.load(sys.stdin):\n\
         .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
