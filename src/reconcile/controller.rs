@@ -154,16 +154,7 @@ impl Reconciler {
     /// The environments this replica asks to lead: those of the settings, else every one of
     /// the config.
     pub fn wanted(&self, current: &Current) -> Vec<String> {
-        if self.settings.pass.environments.is_empty() {
-            current
-                .config
-                .environments
-                .iter()
-                .map(|e| e.name.clone())
-                .collect()
-        } else {
-            self.settings.pass.environments.clone()
-        }
+        pass::named_or_all(&self.settings.pass.environments, &current.config)
     }
 
     /// The wanted environments another replica leads now.

@@ -145,20 +145,15 @@ pub fn plan(
     let held = if options.allow_rewind {
         Vec::new()
     } else {
-        behind(repo, tip, &applied, &current.config, &environments)
+        behind(
+            repo,
+            tip,
+            &applied,
+            &named_or_all(&environments, &current.config),
+        )
     };
     if !held.is_empty() {
-        let all: Vec<String> = if environments.is_empty() {
-            current
-                .config
-                .environments
-                .iter()
-                .map(|e| e.name.clone())
-                .collect()
-        } else {
-            environments
-        };
-        environments = all
+        environments = named_or_all(&environments, &current.config)
             .into_iter()
             .filter(|e| !held.iter().any(|h| &h.environment == e))
             .collect();
@@ -195,25 +190,26 @@ pub fn plan(
     Ok(plan)
 }
 
-/// The environments (of `scope`, or all when empty) whose newest applied commit is neither the
-/// tip nor one of its ancestors: a commit this replica has not fetched, or a rewritten branch.
+/// `environments`, or every environment of `config` when none is named: what a pass, or a
+/// replica asking for leases, covers.
+pub fn named_or_all(environments: &[String], config: &crate::model::config::Config) -> Vec<String> {
+    if environments.is_empty() {
+        config.environments.iter().map(|e| e.name.clone()).collect()
+    } else {
+        environments.to_vec()
+    }
+}
+
+/// The environments of `scope` whose newest applied commit is neither the tip nor one of its
+/// ancestors: a commit this replica has not fetched, or a rewritten branch.
 fn behind(
     repo: &Repo,
     tip: git2::Oid,
     applied: &[Applied],
-    config: &crate::model::config::Config,
     scope: &[String],
 ) -> Vec<crate::reconcile::plan::Held> {
     let mut newest: std::collections::BTreeMap<&str, &Applied> = Default::default();
-    for a in applied {
-        let in_scope = if scope.is_empty() {
-            config.environment(&a.environment).is_some()
-        } else {
-            scope.contains(&a.environment)
-        };
-        if !in_scope {
-            continue;
-        }
+    for a in applied.iter().filter(|a| scope.contains(&a.environment)) {
         let slot = newest.entry(a.environment.as_str()).or_insert(a);
         if a.applied_at > slot.applied_at {
             *slot = a;
