@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::postgres::Cluster;
-use crate::common::{T0, TestRepo, wait_for};
+use crate::common::{T0, TestRepo, wait_for, wait_until};
 
 /// One line of the actuator's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,18 +75,6 @@ fn done(dir: &Path) -> Vec<Applied> {
         .collect()
 }
 
-/// Whether `check` came true within `timeout`.
-fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while !check() {
-        if start.elapsed() >= timeout {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
-}
-
 /// A `watch` replica; its stderr is kept in a file.
 struct Replica {
     child: Child,
@@ -103,8 +91,6 @@ impl Replica {
             .unwrap();
         let child = crate::common::ledgit_command()
             .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("NO_COLOR", "1")
             .args(["watch", "--state", url, "--exec", cmd])
             .args(["--interval", "1s", "--lease-ttl", "3s"])
             .args(extra)
@@ -890,7 +876,6 @@ fn tls_verifies_the_servers_certificate_against_the_ca_given() {
     assert_eq!(run.code, 2);
     let with_env = crate::common::ledgit_command()
         .current_dir(repo.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("PGSSLROOTCERT", &ca)
         .args(["status", "--state", &untrusted, "--format", "json"])
         .output()
@@ -984,8 +969,6 @@ fn watch_backs_off_from_a_store_it_cannot_open_as_it_says() {
     let repo = three_environments();
     let mut child = crate::common::ledgit_command()
         .current_dir(repo.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("NO_COLOR", "1")
         .args([
             "watch",
             "--state",
@@ -1065,7 +1048,6 @@ fn a_replica_with_a_fast_clock_does_not_hold_retries_for_the_others() {
     let tools = tempfile::tempdir().unwrap();
     let mut healthy = crate::common::ledgit_command()
         .current_dir(repo.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .args(["watch", "--state", &url, "--interval", "1m", "--exec"])
         .arg(actuator(tools.path(), "none", 0.0))
         .stdout(Stdio::null())

@@ -109,7 +109,6 @@ fn nginx_auth_request_admits_production_tokens_of_one_agent() {
     let _server = Killed(
         crate::common::ledgit_command()
             .current_dir(repo.path())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .args([
                 "serve",
                 "--quiet",

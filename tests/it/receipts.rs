@@ -366,7 +366,6 @@ fn kill_9_between_the_apply_and_the_note_writes_the_receipt_at_restart() {
     let cmd = format!("sh -c 'echo $LEDGIT_AGENT >> {}'", log.display());
     let mut child = crate::common::ledgit_command()
         .current_dir(repo.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .args([
             "reconcile",
             "--exec",
@@ -456,7 +455,6 @@ fn two_reconcilers_annotating_one_commit_at_once_keep_both_receipts() {
         );
         crate::common::ledgit_command()
             .current_dir(repo.path())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .args([
                 "reconcile",
                 "--exec",

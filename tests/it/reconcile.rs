@@ -185,7 +185,6 @@ fn kill_9_in_the_middle_of_an_action_loses_nothing() {
     );
     let mut child = crate::common::ledgit_command()
         .current_dir(repo.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .args(["reconcile", "--exec", &cmd])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -225,22 +224,27 @@ fn kill_9_in_the_middle_of_an_action_loses_nothing() {
     assert_eq!(sync_of(&repo, "beta"), "Synced");
 }
 
-#[test]
-fn a_second_reconciler_on_the_same_store_is_refused() {
-    let repo = repo();
-    let mut first = crate::common::ledgit_command()
+/// A reconciler in the middle of a three-second action on `repo`'s store, which it holds.
+fn reconciler_in_an_action(repo: &TestRepo) -> Child {
+    let child = crate::common::ledgit_command()
         .current_dir(repo.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .args(["reconcile", "--exec", "sh -c 'sleep 3'"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_for(
-        "the first reconciler to start an action",
+        "the reconciler to start an action",
         Duration::from_secs(20),
-        || journal(&repo).iter().any(|e| e["result"] == "running"),
+        || journal(repo).iter().any(|e| e["result"] == "running"),
     );
+    child
+}
+
+#[test]
+fn a_second_reconciler_on_the_same_store_is_refused() {
+    let repo = repo();
+    let mut first = reconciler_in_an_action(&repo);
     let second = repo.ledgit(&["reconcile", "--exec", "true"]);
     assert_eq!(second.code, 2);
     assert!(
@@ -392,19 +396,7 @@ fn another_programs_database(path: &Path) -> bool {
 #[test]
 fn a_store_a_reconciler_holds_is_not_copied() {
     let repo = repo();
-    let mut first = crate::common::ledgit_command()
-        .current_dir(repo.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .args(["reconcile", "--exec", "sh -c 'sleep 3'"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(
-        "the reconciler to start an action",
-        Duration::from_secs(20),
-        || journal(&repo).iter().any(|e| e["result"] == "running"),
-    );
+    let mut first = reconciler_in_an_action(&repo);
     let copy = repo.ledgit(&[
         "state",
         "migrate",
@@ -502,8 +494,6 @@ fn webhook(repo: &TestRepo, url: &str, extra: &[&str]) -> crate::common::Run {
     args.extend_from_slice(extra);
     let out = crate::common::ledgit_command()
         .current_dir(repo.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("NO_COLOR", "1")
         .env("LEDGIT_WEBHOOK_SECRET", "s3cret")
         .args(&args)
         .output()
@@ -606,8 +596,6 @@ impl Watch {
     fn start(dir: &Path, args: &[&str]) -> Watch {
         let child = crate::common::ledgit_command()
             .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("NO_COLOR", "1")
             .arg("watch")
             .args(args)
             .stdout(Stdio::piped())

@@ -1665,38 +1665,29 @@ async fn guessing_a_secret_is_limited_per_client_address() {
     );
     // Each purpose has its own budget: the right introspection secret from the same address
     // is still answered.
-    let introspect = from_client(
-        &shared,
-        "192.0.2.1",
-        "POST",
-        "/oauth2/introspect",
-        &[("authorization", format!("Bearer {INTROSPECTION_SECRET}"))],
-        "token=x",
-    )
-    .await;
-    assert_eq!(introspect.status, StatusCode::OK);
+    let introspect = |secret: &'static str| {
+        let shared = shared.clone();
+        async move {
+            from_client(
+                &shared,
+                "192.0.2.1",
+                "POST",
+                "/oauth2/introspect",
+                &[("authorization", format!("Bearer {secret}"))],
+                "token=x",
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(introspect(INTROSPECTION_SECRET).await, StatusCode::OK);
     for _ in 0..ledgit::server::ALLOWED {
-        let wrong = from_client(
-            &shared,
-            "192.0.2.1",
-            "POST",
-            "/oauth2/introspect",
-            &[("authorization", "Bearer wrong-secret".to_string())],
-            "token=x",
-        )
-        .await;
-        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(introspect("wrong-secret").await, StatusCode::UNAUTHORIZED);
     }
-    let introspect = from_client(
-        &shared,
-        "192.0.2.1",
-        "POST",
-        "/oauth2/introspect",
-        &[("authorization", format!("Bearer {INTROSPECTION_SECRET}"))],
-        "token=x",
-    )
-    .await;
-    assert_eq!(introspect.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        introspect(INTROSPECTION_SECRET).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     for _ in 0..ledgit::server::ALLOWED {
         let wrong = from_client(
             &shared,

@@ -177,7 +177,6 @@ fn issue_refuses_a_missing_record_and_takes_the_key_from_the_environment() {
     );
     let out = crate::common::ledgit_command()
         .current_dir(s.repo.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("LEDGIT_SIGNING_KEY", s.key())
         .args(["token", "issue", "support-bot", "production"])
         .output()
@@ -206,7 +205,6 @@ fn malformed_tokens_are_invalid_with_a_reason_and_huge_input_is_bounded() {
     }
     let mut child = crate::common::ledgit_command()
         .current_dir(s.repo.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .args(["token", "verify", "-", "--format", "json"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

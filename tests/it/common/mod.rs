@@ -264,12 +264,21 @@ pub fn when(t: i64) -> String {
 }
 
 /// Waits until `check` is true, looking every 25 ms; fails naming `what` after `timeout`.
-pub fn wait_for(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, timeout: std::time::Duration, check: impl FnMut() -> bool) {
+    assert!(wait_until(timeout, check), "timed out waiting for {what}");
+}
+
+/// Whether `check` came true within `timeout`, looking every 25 ms (for a caller that says
+/// more than [`wait_for`] when it does not).
+pub fn wait_until(timeout: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = std::time::Instant::now();
     while !check() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        if start.elapsed() >= timeout {
+            return false;
+        }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
+    true
 }
 
 /// The 2,000-agent repository of the benchmarks (`bench/generate.py team DIR 3000`: 3,000

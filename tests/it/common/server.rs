@@ -23,8 +23,6 @@ impl Server {
     pub fn start_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = super::ledgit_command()
             .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .arg("serve")
             .args(if args.contains(&"--listen") {
