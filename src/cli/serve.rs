@@ -186,15 +186,14 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     };
     let auth_proxy = match args.auth_proxy_header {
         None => None,
-        Some(h) => Some((
+        Some(h) => Some(
             ledgit::server::deps::axum::http::HeaderName::try_from(h.as_str()).map_err(|_| {
                 CliError::new(
                     format!("--auth-proxy-header `{h}` is not a header name"),
                     "write it as the proxy sends it, e.g. X-Forwarded-Email",
                 )
             })?,
-            args.trusted_proxy.clone(),
-        )),
+        ),
     };
     let repo = ctx.repo()?;
     let tracked = repo.tracked_ref(args.rev.as_deref(), args.fetch.as_deref());

@@ -82,12 +82,12 @@ pub struct Options {
     pub ui_secret: Option<Vec<u8>>,
     /// Visitors sign in with an OpenID Provider.
     pub oidc: Option<OidcOptions>,
-    /// Visitors are signed in by a proxy in front: its header, and the addresses it is believed
-    /// from.
-    pub auth_proxy: Option<(axum::http::HeaderName, Vec<super::session::Cidr>)>,
+    /// Visitors are signed in by a proxy in front, which names them in this header (believed
+    /// only from `trusted_proxies`).
+    pub auth_proxy: Option<axum::http::HeaderName>,
     /// Proxies in front whose `X-Forwarded-For` names the client: failed secrets are counted
-    /// by the address it names, not the proxy's (and `auth_proxy`'s header is believed from
-    /// them).
+    /// by the address it names, not the proxy's, and `auth_proxy`'s header is believed from
+    /// them only.
     pub trusted_proxies: Vec<super::session::Cidr>,
     /// The most connections held open at once ([`super::MAX_CONNECTIONS`] by default).
     pub max_connections: usize,

@@ -125,9 +125,9 @@ fn ui_keys(options: &super::options::Options) -> Option<super::session::Keys> {
     }
     let auth = match (&options.oidc, &options.auth_proxy) {
         (Some(_), _) => Auth::Oidc,
-        (None, Some((header, trusted))) => Auth::Proxy {
+        (None, Some(header)) => Auth::Proxy {
             header: header.clone(),
-            trusted: trusted.clone(),
+            trusted: options.trusted_proxies.clone(),
         },
         (None, None) => Auth::Secret,
     };
