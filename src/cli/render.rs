@@ -176,10 +176,12 @@ pub fn seconds_arg(text: &str) -> Result<i64, String> {
 /// A duration argument (`30s`, `5m`, `1h`, `7d`), more than zero: clap's value parser for every
 /// duration flag, so that each is read once, with one message.
 pub fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
-    ledgit::support::when::parse_duration(text)
-        .filter(|s| *s > 0)
-        .map(|s| std::time::Duration::from_secs(s as u64))
-        .ok_or_else(|| format!("`{text}` is not a duration; write one such as 30s, 5m or 1h"))
+    match seconds_arg(text) {
+        Ok(s) if s > 0 => Ok(std::time::Duration::from_secs(s as u64)),
+        _ => Err(format!(
+            "`{text}` is not a duration; write one such as 30s, 5m or 1h"
+        )),
+    }
 }
 
 #[cfg(test)]
