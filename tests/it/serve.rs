@@ -813,3 +813,39 @@ fn a_body_announced_too_large_is_refused_unread() {
     let (code, _) = server.stop();
     assert_eq!(code, 0);
 }
+
+/// Environments a record names that ledgit.yaml does not declare are columns of `ledgit status`
+/// in the order `/v1/agents` gives them (before, status ordered them by first appearance and
+/// the page by name).
+#[test]
+fn undeclared_environments_are_ordered_alike_by_status_and_the_api() {
+    let repo = TestRepo::new();
+    repo.set("alpha", "zeta", "1.0.0");
+    repo.set("beta", "eta", "1.0.0");
+    repo.set("beta", "production", "1.0.0");
+    repo.commit("Records in environments nobody declared", T0);
+    let table = repo.ledgit(&["status"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let header: Vec<String> = table
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_lowercase)
+        .collect();
+    let server = Server::start(&repo, &["--quiet"], &[]);
+    let (code, body) = server.get("/v1/agents", None);
+    assert_eq!(code, 200, "{body}");
+    let api: Vec<String> = body["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(api, ["development", "staging", "production", "eta", "zeta"]);
+    assert_eq!(header, api);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
